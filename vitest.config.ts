@@ -1,0 +1,27 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+// Tests import workspace packages from their TypeScript sources, so a test run never depends on
+// a stale build. Plain `node` (CLI, agent, demo) uses the compiled `dist/` instead.
+const src = (dir: string) => fileURLToPath(new URL(`${dir}/src/index.ts`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@flotilla/protocol': src('packages/protocol'),
+      '@flotilla/delta': src('packages/delta'),
+      '@flotilla/image': src('packages/image'),
+      '@flotilla/server': src('packages/server'),
+      '@flotilla/agent': src('packages/agent'),
+      '@flotilla/cli': src('packages/cli'),
+      '@flotilla/fleet-simulator': src('simulators/fleet'),
+    },
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'simulators/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    maxWorkers: 2,
+  },
+});
