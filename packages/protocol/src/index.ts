@@ -1,1 +1,12 @@
-export {};
+export * from './canonical-json.js';
+export * from './crypto.js';
+export * from './device-auth.js';
+export * from './errors.js';
+export * from './key-file.js';
+export * from './limits.js';
+export * from './root-builder.js';
+export * from './schemas.js';
+export * from './signing.js';
+export * from './topics.js';
+export * from './trust.js';
+export * from './validate.js';

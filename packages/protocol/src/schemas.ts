@@ -1,0 +1,345 @@
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { LIMITS } from './limits.js';
+
+/**
+ * One source of truth for every document and message: TypeBox schemas are plain JSON Schema
+ * (fastify validates routes with them) and give the TypeScript types by `Static<>`.
+ * Every top-level document carries `schemaVersion`; receivers refuse versions they do not know.
+ */
+export const SCHEMA_VERSION = 1;
+
+const strict = { additionalProperties: false } as const;
+
+export const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'lowercase hex sha256' });
+export const KeyId = Type.String({
+  pattern: '^[0-9a-f]{64}$',
+  description: 'sha256 of the raw ed25519 public key',
+});
+export const Timestamp = Type.String({
+  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,3})?Z$',
+  description: 'UTC ISO-8601 time',
+});
+export const SemVer = Type.String({
+  pattern: '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(-[0-9A-Za-z.-]+)?(\\+[0-9A-Za-z.-]+)?$',
+  maxLength: 64,
+});
+export const DeviceId = Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' });
+export const HardwareId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' });
+export const Uint = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Name = Type.String({ minLength: 1, maxLength: 128 });
+const ShortText = Type.String({ maxLength: 1024 });
+
+export const Role = Type.Union([
+  Type.Literal('root'),
+  Type.Literal('release'),
+  Type.Literal('delta'),
+  Type.Literal('recovery'),
+]);
+export type Role = Static<typeof Role>;
+export const ROLES: readonly Role[] = ['root', 'release', 'delta', 'recovery'];
+
+export const SignatureEntry = Type.Object(
+  { keyid: KeyId, sig: Type.String({ pattern: '^[0-9a-f]{128}$' }) },
+  strict,
+);
+
+/** `{ signed, signatures }`: signatures are over canonicalBytes(signed). */
+export function Signed<T extends TSchema>(inner: T) {
+  return Type.Object(
+    { signed: inner, signatures: Type.Array(SignatureEntry, { maxItems: LIMITS.maxSignatures }) },
+    strict,
+  );
+}
+export interface SignedEnvelope<T> {
+  signed: T;
+  signatures: { keyid: string; sig: string }[];
+}
+
+// ---- keys (root) metadata -------------------------------------------------------------------
+
+export const PublicKeyEntry = Type.Object(
+  { keytype: Type.Literal('ed25519'), public: Type.String({ pattern: '^[0-9a-f]{64}$' }) },
+  strict,
+);
+export const RoleKeys = Type.Object(
+  {
+    keyids: Type.Array(KeyId, { minItems: 1, maxItems: LIMITS.maxKeys }),
+    threshold: Type.Integer({ minimum: 1, maximum: LIMITS.maxKeys }),
+  },
+  strict,
+);
+export const RootMetadata = Type.Object(
+  {
+    _type: Type.Literal('root'),
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    version: Type.Integer({ minimum: 1 }),
+    expires: Timestamp,
+    keys: Type.Record(KeyId, PublicKeyEntry, { maxProperties: LIMITS.maxKeys }),
+    roles: Type.Object({ root: RoleKeys, release: RoleKeys, delta: RoleKeys, recovery: RoleKeys }, strict),
+  },
+  strict,
+);
+export type RootMetadata = Static<typeof RootMetadata>;
+export const SignedRoot = Signed(RootMetadata);
+export type SignedRoot = SignedEnvelope<RootMetadata>;
+
+// ---- release manifest -----------------------------------------------------------------------
+
+export const ImageFormat = Type.Union([
+  Type.Literal('ext4'),
+  Type.Literal('squashfs'),
+  Type.Literal('erofs'),
+  Type.Literal('raw'),
+]);
+export type ImageFormat = Static<typeof ImageFormat>;
+
+export const ImageDescriptor = Type.Object(
+  {
+    format: ImageFormat,
+    sha256: Sha256,
+    size: Uint,
+    chunkSize: Type.Integer({ minimum: 4096, maximum: 64 * 1024 * 1024 }),
+    chunkHashes: Type.Array(Sha256, { maxItems: 65536 }),
+  },
+  strict,
+);
+export type ImageDescriptor = Static<typeof ImageDescriptor>;
+
+export const Provenance = Type.Object(
+  {
+    sourceRevision: ShortText,
+    builder: ShortText,
+    buildTime: Timestamp,
+    inputs: Type.Array(Type.Object({ name: ShortText, sha256: Sha256 }, strict), { maxItems: 4096 }),
+  },
+  strict,
+);
+
+export const ReleaseKind = Type.Union([Type.Literal('release'), Type.Literal('recovery')]);
+export type ReleaseKind = Static<typeof ReleaseKind>;
+
+export const ReleaseManifest = Type.Object(
+  {
+    _type: Type.Literal('release'),
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    kind: ReleaseKind,
+    name: Name,
+    version: SemVer,
+    securityVersion: Uint,
+    compatible: Type.Array(HardwareId, { minItems: 1, maxItems: 256 }),
+    image: ImageDescriptor,
+    sbom: Type.Object({ format: Type.Literal('CycloneDX-1.5'), sha256: Sha256, size: Uint }, strict),
+    provenance: Provenance,
+    created: Timestamp,
+    expires: Timestamp,
+  },
+  strict,
+);
+export type ReleaseManifest = Static<typeof ReleaseManifest>;
+export const SignedRelease = Signed(ReleaseManifest);
+export type SignedRelease = SignedEnvelope<ReleaseManifest>;
+
+// ---- delta descriptor -----------------------------------------------------------------------
+
+export const DeltaDescriptor = Type.Object(
+  {
+    _type: Type.Literal('delta'),
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    codec: Type.String({ minLength: 1, maxLength: 64 }),
+    fromImageSha256: Sha256,
+    toImageSha256: Sha256,
+    deltaSha256: Sha256,
+    deltaSize: Uint,
+    fromVersion: SemVer,
+    toVersion: SemVer,
+    expires: Timestamp,
+  },
+  strict,
+);
+export type DeltaDescriptor = Static<typeof DeltaDescriptor>;
+export const SignedDelta = Signed(DeltaDescriptor);
+export type SignedDelta = SignedEnvelope<DeltaDescriptor>;
+
+// ---- bundle header --------------------------------------------------------------------------
+
+/** The JSON header of a `.flot` bundle; its sections follow it in this order. */
+export const BundleHeader = Type.Object(
+  {
+    _type: Type.Literal('bundle'),
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    manifest: SignedRelease,
+    sections: Type.Array(
+      Type.Object(
+        { name: Type.Union([Type.Literal('image'), Type.Literal('sbom')]), size: Uint, sha256: Sha256 },
+        strict,
+      ),
+      { minItems: 1, maxItems: 8 },
+    ),
+  },
+  strict,
+);
+export type BundleHeader = Static<typeof BundleHeader>;
+
+// ---- offer (server → device), signed by the online delta role -------------------------------
+
+export const Offer = Type.Object(
+  {
+    _type: Type.Literal('offer'),
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    deploymentId: Type.String({ minLength: 1, maxLength: 64 }),
+    deviceId: DeviceId,
+    issued: Timestamp,
+    expires: Timestamp,
+    release: SignedRelease,
+    full: Type.Object({ url: Type.String({ maxLength: 2048 }), size: Uint, sha256: Sha256 }, strict),
+    delta: Type.Optional(
+      Type.Object({ url: Type.String({ maxLength: 2048 }), descriptor: SignedDelta }, strict),
+    ),
+  },
+  strict,
+);
+export type Offer = Static<typeof Offer>;
+export const SignedOffer = Signed(Offer);
+export type SignedOffer = SignedEnvelope<Offer>;
+
+// ---- MQTT messages (DESIGN.md §5) -----------------------------------------------------------
+
+export const Slot = Type.Union([Type.Literal('A'), Type.Literal('B')]);
+export type Slot = Static<typeof Slot>;
+
+export const AgentStateName = Type.Union(
+  [
+    'Idle',
+    'Offered',
+    'Downloading',
+    'Installing',
+    'Installed',
+    'Rebooting',
+    'Verifying',
+    'Committed',
+    'Failed',
+    'RollingBack',
+    'RolledBack',
+  ].map((s) => Type.Literal(s)),
+);
+
+export const ErrorReport = Type.Object({ code: Type.String({ maxLength: 64 }), message: ShortText }, strict);
+
+export const DeviceStateMessage = Type.Object(
+  {
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    type: Type.Literal('state'),
+    seq: Uint,
+    ts: Timestamp,
+    version: Type.Union([SemVer, Type.Null()]),
+    imageSha256: Type.Union([Sha256, Type.Null()]),
+    securityVersion: Uint,
+    activeSlot: Slot,
+    agentState: AgentStateName,
+    deploymentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    lastError: Type.Union([ErrorReport, Type.Null()]),
+  },
+  strict,
+);
+export type DeviceStateMessage = Static<typeof DeviceStateMessage>;
+
+export const EventKind = Type.Union(
+  [
+    'offer-accepted',
+    'offer-rejected',
+    'download-progress',
+    'downloaded',
+    'install-progress',
+    'installed',
+    'rebooting',
+    'healthy',
+    'rolled-back',
+    'failed',
+    'drift',
+    'local-install',
+    'hook-output',
+    'log',
+  ].map((s) => Type.Literal(s)),
+);
+export type EventKind = Static<typeof EventKind>;
+
+export const DeviceEventMessage = Type.Object(
+  {
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    type: Type.Literal('event'),
+    /** Unique per device: the server records each event id once (a resend is not double-counted). */
+    eventId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' }),
+    seq: Uint,
+    ts: Timestamp,
+    kind: EventKind,
+    deploymentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    version: Type.Optional(SemVer),
+    progress: Type.Optional(
+      Type.Object({ done: Uint, total: Uint, bytesDownloaded: Type.Optional(Uint) }, strict),
+    ),
+    reason: Type.Optional(ErrorReport),
+    detail: Type.Optional(
+      Type.Record(
+        Type.String({ maxLength: 64 }),
+        Type.Union([Type.String({ maxLength: 4096 }), Uint, Type.Boolean(), Type.Null()]),
+        { maxProperties: 32 },
+      ),
+    ),
+  },
+  strict,
+);
+export type DeviceEventMessage = Static<typeof DeviceEventMessage>;
+
+export const InventoryMessage = Type.Object(
+  {
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    type: Type.Literal('inventory'),
+    ts: Timestamp,
+    hardware: HardwareId,
+    bootloader: Type.Union([Type.Literal('uboot'), Type.Literal('grub'), Type.Literal('file')]),
+    agentVersion: Type.String({ maxLength: 64 }),
+    slots: Type.Array(
+      Type.Object(
+        {
+          name: Slot,
+          size: Uint,
+          version: Type.Union([SemVer, Type.Null()]),
+          imageSha256: Type.Union([Sha256, Type.Null()]),
+        },
+        strict,
+      ),
+      { minItems: 2, maxItems: 2 },
+    ),
+    freeSpaceBytes: Type.Optional(Uint),
+    tags: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 32 })),
+  },
+  strict,
+);
+export type InventoryMessage = Static<typeof InventoryMessage>;
+
+const CommandId = Type.String({ minLength: 1, maxLength: 64 });
+export const OfferCommand = Type.Object(
+  {
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    type: Type.Literal('offer'),
+    commandId: CommandId,
+    offer: SignedOffer,
+  },
+  strict,
+);
+export const CancelCommand = Type.Object(
+  {
+    schemaVersion: Type.Literal(SCHEMA_VERSION),
+    type: Type.Literal('cancel'),
+    commandId: CommandId,
+    deploymentId: Type.String({ maxLength: 64 }),
+  },
+  strict,
+);
+export const RebootRequestCommand = Type.Object(
+  { schemaVersion: Type.Literal(SCHEMA_VERSION), type: Type.Literal('reboot-request'), commandId: CommandId },
+  strict,
+);
+export const DeviceCommand = Type.Union([OfferCommand, CancelCommand, RebootRequestCommand]);
+export type DeviceCommand = Static<typeof DeviceCommand>;
+export type OfferCommand = Static<typeof OfferCommand>;
