@@ -254,3 +254,22 @@ class StrictParser {
     }
   }
 }
+
+/**
+ * Parses a signed document that must arrive in canonical form. Any other spelling of the same
+ * value (whitespace, escapes, key order, `3.0` for `3`) is refused: signed bytes have exactly one
+ * text, so no reader can be shown a different document than the signer saw.
+ */
+export function parseCanonical(input: string | Uint8Array, opts: ParseOptions = {}): unknown {
+  const value = parseJson(input, opts);
+  const text = typeof input === 'string' ? input : new TextDecoder().decode(input);
+  let canonical: string;
+  try {
+    canonical = canonicalize(value);
+  } catch (cause) {
+    throw new FlotillaError('FLOTILLA_ERR_NOT_CANONICAL', 'document is not in canonical form', { cause });
+  }
+  if (canonical !== text)
+    throw new FlotillaError('FLOTILLA_ERR_NOT_CANONICAL', 'document is not in canonical form');
+  return value;
+}
