@@ -1,6 +1,11 @@
 import type { Command } from 'commander';
+import { registerKeysCommands } from './keys.js';
+import { registerManifestCommands } from './manifest.js';
 
 /** Each command group is one module that adds its sub-commands to the program. */
 export type RegisterCommands = (program: Command) => void;
 
-export const commandGroups: RegisterCommands[] = [];
+export const commandGroups: RegisterCommands[] = [
+  registerKeysCommands,
+  registerManifestCommands,
+];

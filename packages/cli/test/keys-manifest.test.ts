@@ -1,0 +1,119 @@
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { canonicalize, isoAfter, SCHEMA_VERSION, sha256Hex, verifyRootRotation } from '@flotilla/protocol';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runFlotilla } from './run-cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'flotilla-cli-keys-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const keys = join(dir, 'keys');
+
+function manifest(kind: 'release' | 'recovery' = 'release') {
+  const chunk = sha256Hex('c');
+  return {
+    _type: 'release',
+    schemaVersion: SCHEMA_VERSION,
+    kind,
+    name: 'demo-os',
+    version: '1.1.0',
+    securityVersion: 2,
+    compatible: ['sim-board-v1'],
+    image: { format: 'ext4', sha256: sha256Hex('i'), size: 4096, chunkSize: 4096, chunkHashes: [chunk] },
+    sbom: { format: 'CycloneDX-1.5', sha256: sha256Hex('s'), size: 1 },
+    provenance: { sourceRevision: 'r', builder: 'test', buildTime: '2026-01-01T00:00:00Z', inputs: [] },
+    created: '2026-01-01T00:00:00Z',
+    expires: isoAfter(new Date(), 30),
+  };
+}
+
+describe('flotilla keys', () => {
+  it('init writes TEST-ONLY role keys with mode 0600 and a signed root.json, printing no private key', () => {
+    const r = runFlotilla(['keys', 'init', '--dir', keys, '--label', 'TEST-ONLY', '--json']);
+    expect(r.code).toBe(0);
+    const out = r.json();
+    expect(out.keys.map((k: { role: string }) => k.role)).toEqual([
+      'root',
+      'root',
+      'root',
+      'release',
+      'delta',
+      'recovery',
+    ]);
+    for (const k of out.keys) {
+      expect(statSync(join(keys, k.file)).mode & 0o777).toBe(0o600);
+      const file = JSON.parse(readFileSync(join(keys, k.file), 'utf8'));
+      expect(file.label).toContain('TEST-ONLY');
+      expect(r.stdout).not.toContain(file.private);
+    }
+  });
+
+  it('init refuses to overwrite an existing keys directory', () => {
+    const r = runFlotilla(['keys', 'init', '--dir', keys]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('FLOTILLA_ERR_CLI_KEYS_EXIST');
+  });
+
+  it('rotate publishes root version 2, accepted by a device trusting version 1', () => {
+    const before = JSON.parse(readFileSync(join(keys, 'root.json'), 'utf8'));
+    const r = runFlotilla(['keys', 'rotate', '--dir', keys, '--role', 'release', '--json']);
+    expect(r.code).toBe(0);
+    const after = JSON.parse(readFileSync(join(keys, 'root.json'), 'utf8'));
+    expect(after.signed.version).toBe(before.signed.version + 1);
+    expect(after.signed.roles.release.keyids).not.toEqual(before.signed.roles.release.keyids);
+    expect(after.signed.roles.root.keyids).toEqual(before.signed.roles.root.keyids);
+    expect(verifyRootRotation(before.signed, after, new Date()).version).toBe(2);
+  });
+});
+
+describe('flotilla manifest', () => {
+  const unsigned = join(dir, 'manifest.json');
+
+  it('signs with the release key and verifies against root.json', () => {
+    writeFileSync(unsigned, JSON.stringify(manifest()));
+    const s = runFlotilla(['manifest', 'sign', unsigned, '--key', join(keys, 'release.key'), '--json']);
+    expect(s.code).toBe(0);
+    const v = runFlotilla(['manifest', 'verify', s.json().out, '--root', join(keys, 'root.json'), '--json']);
+    expect(v.code).toBe(0);
+    expect(v.json()).toMatchObject({ ok: true, version: '1.1.0' });
+  });
+
+  it('verify rejects a tampered manifest with its code', () => {
+    const signed = JSON.parse(readFileSync(`${unsigned.replace(/\.json$/, '')}.signed.json`, 'utf8'));
+    signed.signed.securityVersion = 99;
+    const tampered = join(dir, 'tampered.json');
+    writeFileSync(tampered, canonicalize(signed));
+    const v = runFlotilla(['manifest', 'verify', tampered, '--root', join(keys, 'root.json'), '--json']);
+    expect(v.code).toBe(1);
+    expect(v.json().error.code).toBe('FLOTILLA_ERR_SIGNATURE_INVALID');
+  });
+
+  it('verify rejects a downgrade below the installed securityVersion', () => {
+    const v = runFlotilla([
+      'manifest',
+      'verify',
+      `${unsigned.replace(/\.json$/, '')}.signed.json`,
+      '--root',
+      join(keys, 'root.json'),
+      '--security-version',
+      '5',
+      '--json',
+    ]);
+    expect(v.code).toBe(1);
+    expect(v.json().error.code).toBe('FLOTILLA_ERR_DOWNGRADE');
+  });
+
+  it('sign refuses a key of the wrong role', () => {
+    const s = runFlotilla(['manifest', 'sign', unsigned, '--key', join(keys, 'delta.key'), '--json']);
+    expect(s.code).toBe(1);
+    expect(s.json().error.code).toBe('FLOTILLA_ERR_CLI_USAGE');
+  });
+
+  it('sign refuses a manifest that does not match the schema', () => {
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ ...manifest(), version: 'latest' }));
+    const s = runFlotilla(['manifest', 'sign', bad, '--key', join(keys, 'release.key'), '--json']);
+    expect(s.code).toBe(1);
+    expect(s.json().error.code).toBe('FLOTILLA_ERR_SCHEMA');
+  });
+});
