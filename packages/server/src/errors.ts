@@ -1,0 +1,130 @@
+/**
+ * The server's one error registry: stable codes (clients, the CLI and the dashboard key on them),
+ * a message, the HTTP status the API answers with and a hint saying what to do.
+ */
+export const SERVER_ERRORS = {
+  FLOTILLA_ERR_SERVER_VALIDATION: {
+    status: 400,
+    message: 'request does not match the schema',
+    hint: 'check the field named in the message; the OpenAPI document is at /docs',
+  },
+  FLOTILLA_ERR_SERVER_UNAUTHENTICATED: {
+    status: 401,
+    message: 'missing or unknown API token',
+    hint: 'send `Authorization: Bearer <token>` with a token from `flotilla server token create`',
+  },
+  FLOTILLA_ERR_SERVER_FORBIDDEN: {
+    status: 403,
+    message: 'this token role may not do that',
+    hint: 'viewer tokens read, operator tokens manage devices, releases and rollouts, admin tokens also manage tokens and keys',
+  },
+  FLOTILLA_ERR_SERVER_NOT_FOUND: { status: 404, message: 'not found', hint: 'check the id' },
+  FLOTILLA_ERR_SERVER_CONFLICT: {
+    status: 409,
+    message: 'conflicts with the current state',
+    hint: 'reload the resource and retry',
+  },
+  FLOTILLA_ERR_SERVER_RELEASE_EXISTS: {
+    status: 409,
+    message: 'release version already exists with different content',
+    hint: 'versions are immutable: bump the version',
+  },
+  FLOTILLA_ERR_SERVER_RELEASE_INVALID: {
+    status: 422,
+    message: 'release does not verify against the server trust root',
+    hint: 'sign the manifest with a release key listed in the root metadata the server uses',
+  },
+  FLOTILLA_ERR_SERVER_CHANNEL_ORDER: {
+    status: 409,
+    message: 'releases move through channels in order dev → staging → prod',
+    hint: 'promote to the next channel first',
+  },
+  FLOTILLA_ERR_SERVER_NO_RELEASE_KEY: {
+    status: 409,
+    message: 'this server holds no release key, so it cannot sign a build',
+    hint: 'build and sign with the CLI, then upload the bundle',
+  },
+  FLOTILLA_ERR_SERVER_UPLOAD_TOO_LARGE: {
+    status: 413,
+    message: 'upload exceeds the size limit',
+    hint: 'raise limits.maxUploadBytes or upload a smaller file',
+  },
+  FLOTILLA_ERR_SERVER_UPLOAD_INVALID: {
+    status: 400,
+    message: 'upload is not a valid file of the expected kind',
+    hint: 'upload a rootfs tarball, a partition image or a .flot bundle',
+  },
+  FLOTILLA_ERR_SERVER_RANGE: {
+    status: 416,
+    message: 'requested range is not satisfiable',
+    hint: 'ask for bytes inside the artifact size',
+  },
+  FLOTILLA_ERR_SERVER_DEVICE_STATE: {
+    status: 409,
+    message: 'device is not in a state that allows this',
+    hint: 'check the device status (pending, accepted, rejected, decommissioned)',
+  },
+  FLOTILLA_ERR_SERVER_DEVICE_KEY_MISMATCH: {
+    status: 409,
+    message: 'device id is registered with another key',
+    hint: 'decommission the old device record first',
+  },
+  FLOTILLA_ERR_SERVER_PROVISIONING_TOKEN: {
+    status: 401,
+    message: 'provisioning token is unknown, expired or already used',
+    hint: 'create a new one with POST /api/v1/provisioning-tokens',
+  },
+  FLOTILLA_ERR_SERVER_ROLLOUT_STATE: {
+    status: 409,
+    message: 'rollout is not in a state that allows this',
+    hint: 'check the rollout status',
+  },
+  FLOTILLA_ERR_SERVER_DELTA: {
+    status: 500,
+    message: 'delta generation failed',
+    hint: 'devices fall back to the full image; see the server log',
+  },
+  FLOTILLA_ERR_SERVER_KEYS: {
+    status: 500,
+    message: 'server keys are missing or invalid',
+    hint: 'import a root.json and role keys made by `flotilla keys init`, or start on an empty keys directory',
+  },
+  FLOTILLA_ERR_SERVER_STORE: {
+    status: 500,
+    message: 'storage error',
+    hint: 'see the server log; the database is left consistent',
+  },
+  FLOTILLA_ERR_SERVER_BROKER: {
+    status: 502,
+    message: 'MQTT broker error',
+    hint: 'check that the broker is running and reachable',
+  },
+  FLOTILLA_ERR_SERVER_RETENTION_DEPLOYED: {
+    status: 409,
+    message: 'release is deployed or referenced and cannot be pruned',
+    hint: 'abort the rollout or move the devices first',
+  },
+  FLOTILLA_ERR_SERVER_INTERNAL: { status: 500, message: 'internal error', hint: 'see the server log' },
+} as const satisfies Record<string, { status: number; message: string; hint: string }>;
+
+export type ServerErrorCode = keyof typeof SERVER_ERRORS;
+
+export class ServerError extends Error {
+  readonly code: ServerErrorCode;
+  readonly status: number;
+  readonly hint: string;
+  readonly component = 'server';
+
+  constructor(code: ServerErrorCode, detail?: string, opts: { cause?: unknown } = {}) {
+    const entry = SERVER_ERRORS[code];
+    super(detail ? `${entry.message}: ${detail}` : entry.message, { cause: opts.cause });
+    this.name = 'ServerError';
+    this.code = code;
+    this.status = entry.status;
+    this.hint = entry.hint;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, hint: this.hint };
+  }
+}

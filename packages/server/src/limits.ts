@@ -1,0 +1,41 @@
+import { LIMITS as PROTOCOL_LIMITS } from '@flotilla/protocol';
+
+/** Every bound and timing of the server in one place; `ServerOptions.limits` overrides any of them. */
+export const DEFAULT_LIMITS = {
+  /** Largest upload (rootfs tarball, image or bundle). */
+  maxUploadBytes: 4 * 1024 * 1024 * 1024,
+  /** Largest JSON request body. */
+  maxJsonBodyBytes: 1024 * 1024,
+  /** Largest MQTT payload a device may publish (the frame guard allows the topic on top). */
+  maxMqttPayloadBytes: PROTOCOL_LIMITS.maxMqttPayloadBytes,
+  /** Device passwords are accepted this far from the server clock; nonces are kept as long. */
+  authWindowMs: 5 * 60 * 1000,
+  /** Most nonces remembered; past it new connections are refused rather than memory growing. */
+  maxNonces: 1_000_000,
+  /** Device reports are written in one transaction at most this often (batches keep up at 20k/s). */
+  ingestFlushMs: 50,
+  /** A batch never holds more reports than this; the rest wait for the next flush. */
+  ingestMaxBatch: 5000,
+  /** Reports waiting for a flush before the broker stops acking (back-pressure on devices). */
+  ingestMaxQueue: 200_000,
+  /** Offers are short-lived: a device must start on them quickly or get a fresh one. */
+  offerTtlMs: 60 * 60 * 1000,
+  /** Delta descriptors live as long as their cache entry is trusted. */
+  deltaTtlDays: 30,
+  /** The rollout engine re-runs on this timer (and on every device event). */
+  rolloutTickMs: 5000,
+  /** Worker threads building deltas at once. */
+  deltaWorkers: 1,
+  /** A device with no report for this long is shown offline (external brokers send no disconnects). */
+  offlineAfterMs: 5 * 60 * 1000,
+  /** Most items a list route returns. */
+  maxPageSize: 1000,
+  /** SSE clients at once. */
+  maxSseClients: 256,
+} as const;
+
+export type ServerLimits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };
+
+export function resolveLimits(overrides: Partial<ServerLimits> = {}): ServerLimits {
+  return { ...DEFAULT_LIMITS, ...overrides };
+}

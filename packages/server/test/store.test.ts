@@ -1,0 +1,111 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../src/store/migrations.js';
+import { Store } from '../src/store/store.js';
+
+const dirs: string[] = [];
+function tempStore(): { store: Store; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-store-'));
+  dirs.push(dir);
+  const file = join(dir, 'server.db');
+  return { store: Store.open(file), file };
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const event = (eventId: string, seq: number) => ({
+  schemaVersion: 1 as const,
+  type: 'event' as const,
+  eventId,
+  seq,
+  ts: '2026-01-01T00:00:00Z',
+  kind: 'healthy' as const,
+  deploymentId: null,
+});
+
+describe('store', () => {
+  it('applies every migration once and reopens an existing database unchanged', () => {
+    const { store, file } = tempStore();
+    expect(store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
+    expect(store.db.pragma('journal_mode', { simple: true })).toBe('wal');
+    store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+    store.close();
+    const again = Store.open(file);
+    expect(again.devices.get('d1')?.status).toBe('accepted');
+    again.close();
+  });
+
+  it('records an event id once per device, so a resent event is not double-counted', () => {
+    const { store } = tempStore();
+    store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+    store.devices.insert({ id: 'd2', publicKey: 'cd'.repeat(32), status: 'accepted', now: 1 });
+    expect(store.events.insert('d1', event('e1', 1), 2)).toBe(true);
+    expect(store.events.insert('d1', event('e1', 1), 3)).toBe(false);
+    expect(store.events.insert('d2', event('e1', 1), 3)).toBe(true);
+    expect(store.events.count()).toBe(2);
+    store.close();
+  });
+
+  it('ignores a state report older than the one already stored', () => {
+    const { store } = tempStore();
+    store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+    const state = (seq: number, version: string, ts: string) => ({
+      schemaVersion: 1 as const,
+      type: 'state' as const,
+      seq,
+      ts,
+      version,
+      imageSha256: null,
+      securityVersion: 1,
+      activeSlot: 'A' as const,
+      agentState: 'Idle' as const,
+      deploymentId: null,
+      lastError: null,
+    });
+    store.devices.applyState('d1', state(5, '1.1.0', '2026-01-01T00:00:05Z'), 10);
+    expect(store.devices.applyState('d1', state(4, '1.0.0', '2026-01-01T00:00:04Z'), 11)).toBe(false);
+    expect(store.devices.get('d1')?.version).toBe('1.1.0');
+    store.close();
+  });
+
+  it('consumes a provisioning token only once and never after it expires', () => {
+    const { store } = tempStore();
+    const t = store.provisioning.create('line 3', 1000, true, 100);
+    expect(store.provisioning.consume(t.secret, 'd1', 200)?.usedBy).toBe('d1');
+    expect(store.provisioning.consume(t.secret, 'd2', 201)).toBeUndefined();
+    const late = store.provisioning.create('late', 1000, true, 100);
+    expect(store.provisioning.consume(late.secret, 'd3', 1200)).toBeUndefined();
+    store.close();
+  });
+
+  it('rolls back every write of a transaction that throws', () => {
+    const { store } = tempStore();
+    expect(() =>
+      store.tx(() => {
+        store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+        store.audit.record('test', 'device.create', 'd1', {}, 1);
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(store.devices.get('d1')).toBeUndefined();
+    expect(store.audit.list(Number.MAX_SAFE_INTEGER, 10)).toHaveLength(0);
+    store.close();
+  });
+
+  it('stores only the hash of an API token and finds it by the token', () => {
+    const { store } = tempStore();
+    const { token, secret } = store.tokens.create('ci', 'viewer', 1);
+    const raw = store.db.prepare('SELECT hash FROM api_tokens WHERE id = ?').get(token.id) as {
+      hash: string;
+    };
+    expect(raw.hash).not.toContain(secret);
+    expect(store.tokens.authenticate(secret, 2)?.role).toBe('viewer');
+    expect(store.tokens.authenticate(`${secret}x`, 2)).toBeUndefined();
+    store.tokens.revoke(token.id, 3);
+    expect(store.tokens.authenticate(secret, 4)).toBeUndefined();
+    store.close();
+  });
+});
