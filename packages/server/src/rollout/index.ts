@@ -1,13 +1,21 @@
 // Public surface of the rollout engine: pure functions of (policy, snapshot, now), no I/O.
-//
-// Coming in the next commits (signatures fixed now so the server can code against them):
-//   normalizePolicy(input: unknown): RolloutPolicy                       throws RolloutError
-//   initialRuntime(policy: RolloutPolicy): RolloutRuntime                 status 'scheduled'
-//   decide(policy, snapshot, now: number): Decision[]
-//   applyDecisions(snapshot, decisions, now): RolloutSnapshot            the reference reducer
-//   applyDeviceEvent(record, kind: EventKind, at: number, reason?): DeploymentRecord | null
-//   summarize(policy, snapshot, now): RolloutSummary
-//   pauseRollout / resumeRollout / abortRollout / approvePhase → new RolloutRuntime (throw RolloutError)
+export { applyDecisions } from './apply.js';
+export { canRetry, isInFlight, judgePhase } from './counting.js';
+export { decide } from './decide.js';
+export { applyDeviceEvent, nextDeploymentState } from './device-events.js';
 export * from './errors.js';
+export { basisPoints, normalizePolicy } from './normalize.js';
+export {
+  abortRollout,
+  approvePhase,
+  initialRuntime,
+  pauseRollout,
+  phaseAwaitingApproval,
+  resumeRollout,
+} from './operator.js';
 export * from './policy.js';
+export { RATE_WINDOW_MS, ratePerMinute } from './rate.js';
+export { matchesTarget, orderKey, phaseSizes } from './selection.js';
+export { summarize } from './summarize.js';
 export * from './types.js';
+export { inMaintenanceWindow } from './window.js';

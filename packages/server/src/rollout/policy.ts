@@ -10,7 +10,6 @@ import { type Static, Type } from '@sinclair/typebox';
 const strict = { additionalProperties: false } as const;
 const Name = Type.String({ minLength: 1, maxLength: 128 });
 const Label = Type.String({ minLength: 1, maxLength: 128 });
-const Percent = Type.Number({ minimum: 0, maximum: 100 });
 
 export const TargetSelector = Type.Object(
   {
