@@ -18,6 +18,11 @@ export default defineConfig({
     },
   },
   test: {
+    // CI asks for a JSON report (for its closing `N passed, N failed` line) through the environment,
+    // so that it runs exactly the README's `pnpm test`.
+    ...(process.env.FLOTILLA_TEST_REPORT
+      ? { reporters: ['default', 'json'], outputFile: { json: process.env.FLOTILLA_TEST_REPORT } }
+      : {}),
     include: ['packages/*/test/**/*.test.ts', 'simulators/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
