@@ -1,8 +1,25 @@
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { DeltaError, ioError } from './errors.js';
 
 /** Where delta bytes come from: a file path, bytes in memory, or any stream (an HTTP body). */
 export type DeltaInput = string | Uint8Array | AsyncIterable<Uint8Array>;
+
+/** A file's bytes in 1 MiB chunks; opening happens on the first read, so errors surface there. */
+async function* readFileChunks(path: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r').catch((err) => {
+    throw ioError(`cannot open delta ${path}`, err);
+  });
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) return;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
 
 /**
  * Pulls exact-size pieces out of a chunked byte stream. It only ever holds what was asked for
@@ -19,7 +36,7 @@ export class ByteSource {
   constructor(input: DeltaInput) {
     let iterable: AsyncIterable<Uint8Array>;
     if (typeof input === 'string') {
-      iterable = createReadStream(input, { highWaterMark: 1024 * 1024 });
+      iterable = readFileChunks(input);
     } else if (input instanceof Uint8Array) {
       iterable = (async function* () {
         yield input;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerDeltaCommands } from './delta.js';
 import { registerKeysCommands } from './keys.js';
 import { registerManifestCommands } from './manifest.js';
 
@@ -8,4 +9,5 @@ export type RegisterCommands = (program: Command) => void;
 export const commandGroups: RegisterCommands[] = [
   registerKeysCommands,
   registerManifestCommands,
+  registerDeltaCommands,
 ];
