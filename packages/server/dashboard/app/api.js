@@ -1,0 +1,89 @@
+/**
+ * The dashboard's only door to the server: the same `/api/v1` the CLI uses, with the operator
+ * token as a bearer token. Errors keep the server's stable `FLOTILLA_ERR_*` code so pages can
+ * say exactly what went wrong (e.g. a viewer token refused with FLOTILLA_ERR_SERVER_FORBIDDEN).
+ */
+const BASE = '/api/v1';
+const TOKEN_KEY = 'flotilla.token';
+
+export class ApiError extends Error {
+  constructor(status, code, message, hint) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+// sessionStorage: the token lives as long as the tab, and never lands in a URL or a cookie.
+export const tokenStore = {
+  get: () => sessionStorage.getItem(TOKEN_KEY),
+  set: (t) => sessionStorage.setItem(TOKEN_KEY, t),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+export async function request(method, path, { body, token = tokenStore.get(), signal } = {}) {
+  const headers = { accept: 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(BASE + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(
+      0,
+      'NETWORK',
+      'the server cannot be reached',
+      'check that the Flotilla server is running',
+    );
+  }
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    // fastify errors carry { code, message }; the server's own errors add a hint.
+    const code = data?.code ?? `HTTP_${res.status}`;
+    throw new ApiError(res.status, code, data?.message ?? res.statusText, data?.hint);
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+const qs = (params) => {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params))
+    if (v !== undefined && v !== null && v !== '') p.set(k, String(v));
+  const s = p.toString();
+  return s ? `?${s}` : '';
+};
+
+export const api = {
+  whoami: (token) => request('GET', '/auth/whoami', { token }),
+  fleetSummary: () => request('GET', '/fleet/summary'),
+  fleetHistory: () => request('GET', '/fleet/history'),
+  devices: (filter = {}) => request('GET', `/devices${qs({ limit: 200, ...filter })}`),
+  device: (id) => request('GET', `/devices/${enc(id)}`),
+  deviceEvents: (id) => request('GET', `/devices/${enc(id)}/events${qs({ limit: 200 })}`),
+  deviceDeployments: (id) => request('GET', `/devices/${enc(id)}/deployments`),
+  acceptDevice: (id) => request('POST', `/devices/${enc(id)}/accept`, { body: {} }),
+  rollouts: () => request('GET', '/rollouts'),
+  rollout: (id) => request('GET', `/rollouts/${enc(id)}`),
+  rolloutDeployments: (id) => request('GET', `/rollouts/${enc(id)}/deployments${qs({ limit: 500 })}`),
+  approvePhase: (id, phase) => request('POST', `/rollouts/${enc(id)}/phases/${phase}/approve`, { body: {} }),
+  pauseRollout: (id, note) => request('POST', `/rollouts/${enc(id)}/pause`, { body: note ? { note } : {} }),
+  resumeRollout: (id) => request('POST', `/rollouts/${enc(id)}/resume`, { body: {} }),
+  abortRollout: (id) => request('POST', `/rollouts/${enc(id)}/abort`, { body: {} }),
+  releases: () => request('GET', '/releases'),
+  deltas: () => request('GET', '/deltas'),
+  artifactUrl: (sha256) => `${BASE}/artifacts/${enc(sha256)}`,
+};

@@ -1,0 +1,131 @@
+/**
+ * Live updates: the server's Server-Sent Events stream, read with fetch() rather than EventSource
+ * because EventSource cannot send an Authorization header (and a token in the URL would land in
+ * access logs). Reconnects with backoff and resends Last-Event-ID; after a reconnect every page
+ * reloads its data, since events may have been missed.
+ */
+import { tokenStore } from './api.js';
+
+const STREAM = '/api/v1/events/stream';
+const listeners = new Set();
+const statusListeners = new Set();
+let status = 'connecting';
+let controller = null;
+let lastEventId = null;
+
+function setStatus(s) {
+  status = s;
+  for (const l of statusListeners) l(s);
+}
+
+export function liveStatus() {
+  return status;
+}
+
+export function onLiveStatus(fn) {
+  statusListeners.add(fn);
+  return () => statusListeners.delete(fn);
+}
+
+/** fn({ type, data }) for every event; type 'resync' after a (re)connect. Returns an unsubscribe. */
+export function onLive(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+function emit(ev) {
+  for (const l of listeners) {
+    try {
+      l(ev);
+    } catch (e) {
+      console.error('live listener failed', e);
+    }
+  }
+}
+
+/** Parses the text/event-stream framing (WHATWG HTML §9.2.6) from a stream of chunks. */
+export function createSseParser(onEvent) {
+  let buf = '';
+  let type = '';
+  let data = [];
+  let id = null;
+  return (chunk) => {
+    buf += chunk;
+    let nl = buf.search(/\r\n|\r|\n/);
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
+      if (line === '') {
+        if (data.length) onEvent({ type: type || 'message', data: data.join('\n'), id });
+        type = '';
+        data = [];
+      } else if (!line.startsWith(':')) {
+        const c = line.indexOf(':');
+        const field = c < 0 ? line : line.slice(0, c);
+        let value = c < 0 ? '' : line.slice(c + 1);
+        if (value.startsWith(' ')) value = value.slice(1);
+        if (field === 'event') type = value;
+        else if (field === 'data') data.push(value);
+        else if (field === 'id') id = value;
+      }
+      nl = buf.search(/\r\n|\r|\n/);
+    }
+  };
+}
+
+async function runOnce(signal) {
+  const headers = { accept: 'text/event-stream', authorization: `Bearer ${tokenStore.get()}` };
+  if (lastEventId) headers['last-event-id'] = lastEventId;
+  const res = await fetch(STREAM, { headers, signal, cache: 'no-store' });
+  if (!res.ok || !res.body)
+    throw Object.assign(new Error(`stream answered ${res.status}`), { status: res.status });
+  setStatus('live');
+  emit({ type: 'resync', data: null });
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  const parse = createSseParser((ev) => {
+    if (ev.id) lastEventId = ev.id;
+    let data = ev.data;
+    try {
+      data = JSON.parse(ev.data);
+    } catch {}
+    emit({ type: ev.type, data });
+  });
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    parse(value);
+  }
+}
+
+/** Starts the stream (idempotent); stop() ends it, e.g. on sign-out. */
+export function startLive() {
+  if (controller) return;
+  controller = new AbortController();
+  const { signal } = controller;
+  (async () => {
+    let delay = 500;
+    while (!signal.aborted) {
+      try {
+        await runOnce(signal);
+        delay = 500;
+      } catch (e) {
+        if (signal.aborted) return;
+        if (e.status === 401) {
+          setStatus('denied');
+          return;
+        }
+      }
+      if (signal.aborted) return;
+      setStatus('reconnecting');
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 10_000);
+    }
+  })();
+}
+
+export function stopLive() {
+  controller?.abort();
+  controller = null;
+  lastEventId = null;
+  setStatus('connecting');
+}

@@ -1,0 +1,100 @@
+import { api } from '../api.js';
+import { Badge, ErrorBox, Loading, Time } from '../components/ui.js';
+import { bytes, pct, shortHash } from '../format.js';
+import { html } from '../html.js';
+import { useResource } from '../use-resource.js';
+
+const CHANNEL_ORDER = ['dev', 'staging', 'prod'];
+
+function Signatures({ manifest }) {
+  const sigs = manifest?.signatures ?? [];
+  if (!sigs.length) return html`<${Badge} value="failed" label="unsigned" />`;
+  return html`<span title=${sigs.map((s) => s.keyid).join('\n')}>
+    ${sigs.length} signature${sigs.length > 1 ? 's' : ''}: ${sigs.map((s) => html`<code>${s.keyid.slice(0, 8)}</code> `)}
+  </span>`;
+}
+
+function DeltasTable({ deltas, releases }) {
+  const byImage = new Map(releases.map((r) => [r.imageSha256, r]));
+  if (!deltas.length)
+    return html`<p class="muted">No deltas built yet. They are built for the versions a rollout's devices actually run.</p>`;
+  return html`<table>
+    <caption>Deltas (full image is always the fallback)</caption>
+    <thead><tr><th scope="col">From</th><th scope="col">To</th><th scope="col">Status</th><th scope="col">Delta size</th><th scope="col">Full size</th><th scope="col">Saving</th><th scope="col">Codec</th></tr></thead>
+    <tbody>
+      ${deltas.map((d) => {
+        const from = byImage.get(d.fromSha256);
+        const to = byImage.get(d.toSha256);
+        const full = to?.imageSize ?? null;
+        return html`<tr>
+          <th scope="row">${from?.version ?? html`<code>${shortHash(d.fromSha256)}</code>`}</th>
+          <td>${to?.version ?? html`<code>${shortHash(d.toSha256)}</code>`}</td>
+          <td><${Badge} value=${d.status} />${d.error ? html` <span class="muted">${d.error}</span>` : null}</td>
+          <td class="num">${bytes(d.deltaSize)}</td>
+          <td class="num">${bytes(full)}</td>
+          <td class="num">${d.deltaSize && full ? pct(100 - (100 * d.deltaSize) / full) : '—'}</td>
+          <td>${d.codec ?? '—'}</td>
+        </tr>`;
+      })}
+    </tbody>
+  </table>`;
+}
+
+export function ReleasesPage() {
+  const rel = useResource(
+    () => api.releases(),
+    [],
+    (ev) => ev.type.startsWith('release'),
+  );
+  const del = useResource(
+    () => api.deltas(),
+    [],
+    (ev) => ev.type.startsWith('delta') || ev.type.startsWith('release'),
+  );
+  const releases = rel.data?.items ?? [];
+  return html`<section aria-labelledby="releases-h">
+    <h1 id="releases-h" tabindex="-1">Releases</h1>
+    <${ErrorBox} error=${rel.error} />
+    ${rel.loading && !rel.data ? html`<${Loading} what="releases" />` : null}
+    ${rel.data && !releases.length ? html`<p class="muted">No releases yet. Upload one with <code>flotilla release upload</code>.</p>` : null}
+    ${
+      releases.length
+        ? html`<table class="releases">
+          <thead>
+            <tr>
+              <th scope="col">Version</th><th scope="col">Kind</th><th scope="col">Channels</th><th scope="col">Security version</th>
+              <th scope="col">Hardware</th><th scope="col">Image</th><th scope="col">Signatures</th><th scope="col">SBOM</th><th scope="col">Created</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${releases.map((r) => {
+              const m = r.manifest?.signed;
+              return html`<tr data-version=${r.version}>
+                <th scope="row">${r.version}</th>
+                <td><${Badge} value=${r.kind === 'recovery' ? 'pending' : 'neutral'} label=${r.kind} /></td>
+                <td>${CHANNEL_ORDER.filter((c) => r.channels?.includes(c)).map((c) => html`<${Badge} value="accepted" label=${c} /> `)}${r.channels?.length ? null : '—'}</td>
+                <td class="num">${r.securityVersion}</td>
+                <td>${r.compatible?.join(', ')}</td>
+                <td>${m?.image?.format ?? ''} ${bytes(r.imageSize)} <code title=${r.imageSha256}>${shortHash(r.imageSha256)}</code></td>
+                <td><${Signatures} manifest=${r.manifest} /></td>
+                <td>
+                  ${
+                    r.sbomSha256
+                      ? html`<a href=${api.artifactUrl(r.sbomSha256)} download=${`sbom-${r.version}.json`} aria-label=${`Download the SBOM of ${r.version} (${m?.sbom?.format ?? 'CycloneDX'}, ${bytes(m?.sbom?.size)})`}>${m?.sbom?.format ?? 'SBOM'}</a> <span class="muted">${bytes(m?.sbom?.size)}</span>`
+                      : '—'
+                  }
+                </td>
+                <td><${Time} t=${r.created} /></td>
+              </tr>`;
+            })}
+          </tbody>
+        </table>`
+        : null
+    }
+    <section aria-labelledby="deltas-h">
+      <h2 id="deltas-h">Deltas</h2>
+      <${ErrorBox} error=${del.error} />
+      ${del.data ? html`<${DeltasTable} deltas=${del.data.items ?? []} releases=${releases} />` : null}
+    </section>
+  </section>`;
+}

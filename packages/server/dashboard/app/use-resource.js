@@ -1,0 +1,54 @@
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { onLive } from './live.js';
+
+/**
+ * Loads data with `load()` and reloads it whenever a live event passes `matches(event)` (and after
+ * every stream reconnect). At most one load runs at a time; events arriving meanwhile cause one
+ * more load afterwards, so a burst of device events costs two requests, not hundreds.
+ */
+export function useResource(load, deps, matches = () => true) {
+  const [state, setState] = useState({ data: null, error: null, loading: true });
+  const running = useRef(false);
+  const again = useRef(false);
+  // Bumped when deps change or the component goes away: late answers for an old generation are dropped.
+  const generation = useRef(0);
+  const loadRef = useRef(load);
+  const matchRef = useRef(matches);
+  loadRef.current = load;
+  matchRef.current = matches;
+
+  const reload = useCallback(async () => {
+    if (running.current) {
+      again.current = true;
+      return;
+    }
+    running.current = true;
+    do {
+      again.current = false;
+      const gen = generation.current;
+      try {
+        const data = await loadRef.current();
+        if (gen === generation.current) setState({ data, error: null, loading: false });
+      } catch (error) {
+        if (gen === generation.current) setState((s) => ({ data: s.data, error, loading: false }));
+      }
+    } while (again.current);
+    running.current = false;
+  }, []);
+
+  // The caller's deps decide when to start over.
+  useEffect(() => {
+    const gen = ++generation.current;
+    setState({ data: null, error: null, loading: true });
+    reload();
+    const off = onLive((ev) => {
+      if (ev.type === 'resync' || matchRef.current(ev)) reload();
+    });
+    return () => {
+      if (generation.current === gen) generation.current++;
+      off();
+    };
+  }, deps);
+
+  return { ...state, reload };
+}
