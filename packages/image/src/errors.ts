@@ -54,7 +54,7 @@ export const IMAGE_ERRORS = {
     message: 'signing key has the wrong role for this release kind',
     hint: 'releases are signed by a release key, recovery images by a recovery key',
   },
-  FLOTILLA_ERR_IMAGE_SBOM_MISMATCH: {
+  FLOTILLA_ERR_BUNDLE_SBOM_MISMATCH: {
     status: 400,
     message: 'SBOM does not match the digest in the signed manifest',
     hint: 'the SBOM was altered or belongs to another release; rebuild the bundle',

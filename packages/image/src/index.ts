@@ -1,7 +1,14 @@
 export * from './build-image.js';
+export * from './bundle-format.js';
+export * from './bundle-reader.js';
+export * from './bundle-writer.js';
+export * from './chunks.js';
 export * from './errors.js';
 export { findTool } from './exec.js';
+export * from './keys.js';
 export * from './limits.js';
 export * from './read-file.js';
+export * from './release.js';
+export * from './sbom.js';
 export { hashFile, isTarball, type StagedTree, stageRootfs, type TreeEntry, treeDigest } from './tree.js';
 export * from './units.js';

@@ -5,7 +5,7 @@ export const IMAGE_LIMITS = {
   /** Largest chunk a reader buffers (one chunk is hashed before it is handed on). */
   maxChunkSize: 16 * 1024 * 1024,
   /** Largest SBOM section a reader buffers. */
-  maxSbomBytes: 8 * 1024 * 1024,
+  maxSbomBytes: 32 * 1024 * 1024,
   /** Default chunk size of a release image: bounded agent memory, short manifests. */
   defaultChunkSize: 1024 * 1024,
   /** Most files in one rootfs tree (bounds staging and SBOM work). */
