@@ -5,6 +5,7 @@
  * reloads its data, since events may have been missed.
  */
 import { tokenStore } from './api.js';
+import { createSseParser } from './sse-parser.js';
 
 const STREAM = '/api/v1/events/stream';
 const listeners = new Set();
@@ -43,36 +44,6 @@ function emit(ev) {
   }
 }
 
-/** Parses the text/event-stream framing (WHATWG HTML §9.2.6) from a stream of chunks. */
-export function createSseParser(onEvent) {
-  let buf = '';
-  let type = '';
-  let data = [];
-  let id = null;
-  return (chunk) => {
-    buf += chunk;
-    let nl = buf.search(/\r\n|\r|\n/);
-    while (nl >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
-      if (line === '') {
-        if (data.length) onEvent({ type: type || 'message', data: data.join('\n'), id });
-        type = '';
-        data = [];
-      } else if (!line.startsWith(':')) {
-        const c = line.indexOf(':');
-        const field = c < 0 ? line : line.slice(0, c);
-        let value = c < 0 ? '' : line.slice(c + 1);
-        if (value.startsWith(' ')) value = value.slice(1);
-        if (field === 'event') type = value;
-        else if (field === 'data') data.push(value);
-        else if (field === 'id') id = value;
-      }
-      nl = buf.search(/\r\n|\r|\n/);
-    }
-  };
-}
-
 async function runOnce(signal) {
   const headers = { accept: 'text/event-stream', authorization: `Bearer ${tokenStore.get()}` };
   if (lastEventId) headers['last-event-id'] = lastEventId;
@@ -88,7 +59,10 @@ async function runOnce(signal) {
     try {
       data = JSON.parse(ev.data);
     } catch {}
-    emit({ type: ev.type, data });
+    // Either `event: device.state` + `data: {...}`, or an unnamed event carrying { type, ts, data }.
+    if (ev.type === 'message' && data && typeof data.type === 'string')
+      emit({ type: data.type, data: data.data ?? {} });
+    else emit({ type: ev.type, data });
   });
   for (;;) {
     const { value, done } = await reader.read();

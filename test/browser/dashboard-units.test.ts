@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { createSseParser } from '../../packages/server/dashboard/app/sse-parser.js';
+import { buildTimeline } from '../../packages/server/dashboard/app/timeline.js';
+import { contrastRatio, parseColour, rootCustomProperties } from './contrast.js';
+
+const css = readFileSync(new URL('../../packages/server/dashboard/styles.css', import.meta.url), 'utf8');
+const vars = rootCustomProperties(css);
+
+describe('contrast ratio computation', () => {
+  it('matches the WCAG reference values', () => {
+    expect(contrastRatio('#000000', '#ffffff')).toBeCloseTo(21, 5);
+    expect(contrastRatio('#ffffff', '#ffffff')).toBeCloseTo(1, 5);
+    // #777 on white is the classic just-failing grey (4.48:1).
+    expect(contrastRatio('#777777', '#fff')).toBeCloseTo(4.48, 2);
+    expect(contrastRatio('rgb(0, 0, 255)', '#ffffff')).toBeCloseTo(8.59, 2);
+  });
+
+  it('refuses translucent and unknown colours rather than guessing', () => {
+    expect(() => parseColour('rgba(0, 0, 0, 0.5)')).toThrow(/translucent/);
+    expect(() => parseColour('papayawhip')).toThrow(/not a colour/);
+  });
+});
+
+describe('dashboard palette', () => {
+  // Every text colour the stylesheet puts on a background (see styles.css).
+  const TEXT_PAIRS: [string, string][] = [
+    ['--text', '--bg'],
+    ['--text', '--surface'],
+    ['--muted', '--surface'],
+    ['--muted', '--bg'],
+    ['--accent', '--surface'],
+    ['--accent', '--bg'],
+    ['--accent-text', '--accent'],
+    ['--accent-text', '--bad'],
+    ['--ok', '--ok-bg'],
+    ['--info', '--info-bg'],
+    ['--warn', '--warn-bg'],
+    ['--bad', '--bad-bg'],
+    ['--neutral', '--neutral-bg'],
+    ['--text', '--neutral-bg'],
+    ['--ok', '--surface'],
+    ['--warn', '--surface'],
+  ];
+  it.each(TEXT_PAIRS)('text %s on %s reaches 4.5:1 (WCAG AA)', (fg, bg) => {
+    expect(contrastRatio(vars[fg]!, vars[bg]!)).toBeGreaterThanOrEqual(4.5);
+  });
+
+  // Bar segments and the focus ring are graphics: 3:1 against what surrounds them (WCAG 1.4.11).
+  it.each([
+    '--seg-ok',
+    '--seg-info',
+    '--seg-warn',
+    '--seg-bad',
+    '--seg-muted',
+    '--focus',
+  ])('graphic colour %s reaches 3:1 against the surface', (v) => {
+    expect(contrastRatio(vars[v]!, vars['--surface']!)).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('live stream parser', () => {
+  const collect = (chunks: string[]) => {
+    const out: { type: string; data: string; id: string | null }[] = [];
+    const feed = createSseParser((e: { type: string; data: string; id: string | null }) => out.push(e));
+    for (const c of chunks) feed(c);
+    return out;
+  };
+
+  it('dispatches named events with their id and joins multi-line data', () => {
+    expect(collect(['id: 7\nevent: rollout.updated\ndata: {"a":\ndata: 1}\n\n'])).toEqual([
+      { type: 'rollout.updated', data: '{"a":\n1}', id: '7' },
+    ]);
+  });
+
+  it('survives lines and CRLF pairs split across chunks', () => {
+    const text = 'event: device.state\r\ndata: {"deviceId":"d1"}\r\n\r\n: keep-alive\r\n\r\ndata: x\r\n\r\n';
+    const whole = collect([text]);
+    for (let cut = 1; cut < text.length; cut++) {
+      expect(collect([text.slice(0, cut), text.slice(cut)])).toEqual(whole);
+    }
+    expect(whole.map((e) => e.type)).toEqual(['device.state', 'message']);
+  });
+
+  it('ignores comments and does not dispatch an event without data', () => {
+    expect(collect([': hello\n\nevent: nothing\n\n'])).toEqual([]);
+  });
+});
+
+describe('device timeline', () => {
+  const ev = (id: number, kind: string, ts: string, extra: Record<string, unknown> = {}) => ({
+    id,
+    body: { eventId: `e${id}`, seq: id, ts, kind, deploymentId: 'dep1', ...extra },
+  });
+
+  it('folds a run of progress events into the latest and keeps the rollback reason', () => {
+    const rows = buildTimeline(
+      [
+        ev(1, 'offer-accepted', '2025-01-01T00:00:01Z'),
+        ev(2, 'download-progress', '2025-01-01T00:00:02Z', { progress: { done: 1, total: 4 } }),
+        ev(3, 'download-progress', '2025-01-01T00:00:03Z', { progress: { done: 4, total: 4 } }),
+        ev(4, 'installed', '2025-01-01T00:00:04Z'),
+        ev(5, 'rolled-back', '2025-01-01T00:00:05Z', {
+          reason: { code: 'HEALTH', message: 'app.service failed: exit code 3' },
+        }),
+      ],
+      [{ id: 'dep1', offeredAt: Date.parse('2025-01-01T00:00:00Z'), release: '1.2.0-bad', rolloutId: 'r1' }],
+    );
+    expect(rows.map((r) => r.kind)).toEqual([
+      'rolled-back',
+      'installed',
+      'download-progress',
+      'offer-accepted',
+      'offered',
+    ]);
+    expect(rows[0]!.reason.message).toBe('app.service failed: exit code 3');
+    expect(rows[2]!.progress).toEqual({ done: 4, total: 4 });
+  });
+});
