@@ -69,6 +69,7 @@ export class ByteSource {
   }
 
   private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
     let out: Buffer;
     const first = this.chunks[0]!;
     if (first.length >= n) {

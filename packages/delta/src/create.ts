@@ -18,7 +18,7 @@ import { encodeSparse } from './sparse-diff.js';
 import { VarintWriter } from './varint.js';
 
 export interface EncodeOptions {
-  /** Target bytes per segment (a power of two between 64 KiB and 16 MiB). */
+  /** Target bytes per segment (a power of two between 64 KiB and 8 MiB). */
   segmentSize?: number;
   /** Brotli quality 1–11 (11: smallest, slowest). */
   quality?: number;
@@ -58,7 +58,7 @@ function checkSegmentSize(size: number): void {
   ) {
     throw new DeltaError(
       'FLOTILLA_ERR_DELTA_BAD_ARGUMENT',
-      `segmentSize ${size} (power of two, 64 KiB–16 MiB)`,
+      `segmentSize ${size} (power of two, 64 KiB–8 MiB)`,
     );
   }
 }

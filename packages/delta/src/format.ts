@@ -173,7 +173,7 @@ export function decodeFrameHeader(b: Buffer, segmentSize: number): FrameHeader {
   if (b[5] !== 0 || b[6] !== 0 || b[7] !== 0) throw corrupt('reserved frame bytes are set');
   const targetLength = b.readUInt32LE(8);
   const addLength = b.readUInt32LE(12);
-  // Sparse diff streams can be up to twice the diff length (a terminator after every byte).
+  // Every stream is bounded by what the segment can need (sparse diff streams by twice the diff).
   const max = 2 * segmentSize + 16;
   const f: FrameHeader = {
     kind,
@@ -194,6 +194,9 @@ export function decodeFrameHeader(b: Buffer, segmentSize: number): FrameHeader {
   if (targetLength === 0 || targetLength > segmentSize) throw corrupt(`segment length ${targetLength}`);
   if (addLength > targetLength || f.extra.raw !== targetLength - addLength) {
     throw corrupt('segment streams do not add up to its length');
+  }
+  if (f.control.raw > segmentSize || f.gaps.raw > 2 * addLength + 8 || f.bytes.raw > 2 * addLength + 2) {
+    throw corrupt('segment streams are longer than its records can use');
   }
   return f;
 }

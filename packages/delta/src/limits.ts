@@ -4,7 +4,7 @@ export const DELTA_LIMITS = {
   defaultSegmentSize: 4 * 1024 * 1024,
   /** Segment sizes a decoder accepts (apply memory is about 2–3 segments plus Node itself). */
   minSegmentSize: 64 * 1024,
-  maxSegmentSize: 16 * 1024 * 1024,
+  maxSegmentSize: 8 * 1024 * 1024,
   /** Largest image `applyDelta` produces unless the caller raises it. */
   defaultMaxTargetSize: 64 * 1024 * 1024 * 1024,
   /** Largest image `createDelta` diffs: both images are held in memory while diffing. */
