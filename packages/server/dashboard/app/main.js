@@ -86,6 +86,11 @@ function Shell({ session, onSignOut }) {
       </span>
       <button type="button" class="btn btn-quiet" onClick=${onSignOut}>Sign out</button>
     </header>
+    ${
+      session.role === 'viewer'
+        ? html`<p class="readonly" role="note">Read-only: you signed in with a viewer token, so actions are shown but refused.</p>`
+        : null
+    }
     <main id="main" ref=${main}>
       <${Page} route=${route} session=${session} />
     </main>
@@ -130,4 +135,6 @@ function App() {
   />`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // drop the static "Loading…" line; Preact does not adopt foreign DOM
+render(html`<${App} />`, root);

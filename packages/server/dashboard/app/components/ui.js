@@ -41,7 +41,8 @@ const TONE = {
 
 export function Badge({ value, label }) {
   const tone = TONE[value] ?? 'neutral';
-  return html`<span class=${`badge badge-${tone}`}>${label ?? value ?? '—'}</span>`;
+  const text = label ?? (value === 'waiting-approval' ? 'waiting for approval' : value?.replaceAll('-', ' '));
+  return html`<span class=${`badge badge-${tone}`} data-value=${value}>${text ?? '—'}</span>`;
 }
 
 export function Time({ t }) {

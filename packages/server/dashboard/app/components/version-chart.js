@@ -18,7 +18,7 @@ export const SERIES_COLOURS = [
  * points: [{ t: ms, counts: { [version]: n } }] sorted by t. The same numbers are in a table
  * below the chart (collapsed) for screen readers and for copying.
  */
-export function VersionChart({ points, width = 720, height = 220 }) {
+export function VersionChart({ points, width = 1100, height = 240 }) {
   if (!points || points.length === 0) return html`<p class="muted">No history yet.</p>`;
   const versions = [...new Set(points.flatMap((p) => Object.keys(p.counts)))].sort(compareVersions);
   const pad = { l: 40, r: 12, t: 10, b: 24 };

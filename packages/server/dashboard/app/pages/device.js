@@ -106,7 +106,7 @@ export function DevicePage({ session, id }) {
           ${
             lastRollback?.reason
               ? html`<div class="callout callout-bad" data-testid="rollback-reason">
-                <strong>${KIND_TEXT[lastRollback.kind]}${lastRollback.version ? ` from ${lastRollback.version}` : ''}:</strong> ${lastRollback.reason.message}
+                <strong>${KIND_TEXT[lastRollback.kind]}${lastRollback.version ? ` from ${lastRollback.version}` : ''}:</strong> ${lastRollback.reason.message}${' '}
                 <code>${lastRollback.reason.code}</code> <${Time} t=${lastRollback.t} />
               </div>`
               : null

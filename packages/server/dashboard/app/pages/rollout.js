@@ -6,6 +6,13 @@ import { html } from '../html.js';
 import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
 
+/** The phase's rules and where it stands against them, as one sentence (htm trims line breaks). */
+function rulesText(p) {
+  const success = `Succeeds at ≥ ${pct(p.successThreshold)} healthy (now ${pct(p.successPercent)}${p.successMet ? ', met' : ''})`;
+  const error = `pauses above ${pct(p.errorThreshold)} failed (now ${pct(p.errorPercent)}${p.errorExceeded ? ', exceeded' : ''})`;
+  return `${success}; ${error}; judged after ${p.minExecuted} finished (${p.executed} so far).`;
+}
+
 const ACTIVE = ['scheduled', 'running', 'waiting-approval', 'soaking'];
 
 function Phase({ p, session, rolloutId, reload, waitingOn }) {
@@ -22,9 +29,7 @@ function Phase({ p, session, rolloutId, reload, waitingOn }) {
       <strong>${p.healthy}</strong> of ${p.total} healthy · ${p.inFlight} in progress · ${p.failed} failed${p.rolledBack ? ` (${p.rolledBack} rolled back)` : ''}${p.retrying ? ` · ${p.retrying} retrying` : ''} · ${p.notStarted} not started${p.reverted ? ` · ${p.reverted} reverted` : ''}
     </p>
     <p class="phase-rules muted" id=${descId}>
-      Succeeds at ≥ ${pct(p.successThreshold)} healthy (now ${pct(p.successPercent)}${p.successMet ? ', met' : ''}); pauses
-      above ${pct(p.errorThreshold)} failed (now ${pct(p.errorPercent)}${p.errorExceeded ? ', exceeded' : ''}); judged after
-      ${p.minExecuted} finished (${p.executed} so far).
+      ${rulesText(p)}
       ${p.soakEndsAt ? html` Soaking until <time datetime=${iso(p.soakEndsAt)}>${iso(p.soakEndsAt).slice(11, 19)} UTC</time>.` : null}
       ${p.startedAt ? html` Started <${Time} t=${p.startedAt} />.` : null}
     </p>
