@@ -1,8 +1,44 @@
-// Placeholder until the fleet simulator lands: it shows what is built so far and fakes nothing.
-const parts = [
-  'protocol: canonical JSON, ed25519 signing, trust rules (roles, thresholds, expiry, rotation, anti-rollback)',
-  'cli: `flotilla keys init|rotate`, `flotilla manifest sign|verify`',
-];
-process.stdout.write(
-  `Flotilla demo is not built yet. Built so far:\n${parts.map((p) => `  - ${p}`).join('\n')}\n`,
+import { DEMO_USAGE, parseDemoArgs } from './demo-args.js';
+import { runDemo } from './demo-run.js';
+import { isSimError } from './errors.js';
+
+/** `pnpm demo`: the whole story on one machine (see docs/demo.md). */
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parseDemoArgs>;
+  try {
+    args = parseDemoArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${DEMO_USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(DEMO_USAGE);
+    return 0;
+  }
+  const out = process.stdout;
+  const result = await runDemo(args, out);
+  if (args.json) process.stdout.write(`${JSON.stringify(result.summary)}\n`);
+  if (args.keepRunning) {
+    out.write(`server keeps running at ${result.dashboardUrl} — Ctrl-C to stop\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+  }
+  await result.world.close();
+  return result.ok ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+    // Everything was closed; a straggling socket must not keep the demo from exiting.
+    setTimeout(() => process.exit(code), 5000).unref();
+  },
+  (err: unknown) => {
+    const e = err as Error & { code?: string; hint?: string };
+    process.stderr.write(`demo failed: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
+    if (isSimError(err) || e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+    process.exitCode = 1;
+  },
 );

@@ -1,0 +1,208 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ImageFormat, KeyPair, SignedRoot } from '@flotilla/protocol';
+import { generateKeyPair, toHex } from '@flotilla/protocol';
+import { BehaviourReader, type ImageFileReader } from './behaviour.js';
+import { SimDevice } from './device.js';
+import { SimError } from './errors.js';
+import { assignFaults, type FaultProfile } from './faults.js';
+import { type FaultProxy, startFaultProxy } from './net-proxy.js';
+import { runPool, sleep } from './pool.js';
+import type { AgentLauncher } from './ports.js';
+import { createRng } from './rng.js';
+import { type SlotName, SlotStore } from './slot-store.js';
+
+/**
+ * N simulated devices in one process. Devices share base images on disk (content-addressed) but
+ * each runs its own agent, MQTT session, downloads and slot writes. Devices with a network fault
+ * reach the server through a loopback fault proxy per profile.
+ */
+export interface FleetDeviceInfo {
+  id: string;
+  publicKeyHex: string;
+  hardware: string;
+  tags: string[];
+}
+
+export interface FleetOptions {
+  dir: string;
+  count: number;
+  idPrefix?: string;
+  hardware: string;
+  tags?: string[];
+  /** The image every device runs at first, in slot A (slot B starts empty). */
+  baseImage: string;
+  format: ImageFormat;
+  slotSize: number;
+  bootlimit?: number;
+  trustRoot: SignedRoot;
+  launcher: AgentLauncher;
+  mqtt: { host: string; port: number };
+  /** Origin of the artifact server (`http://127.0.0.1:PORT`): proxied devices get a rewritten URL. */
+  artifactOrigin: string;
+  faults?: FaultProfile[];
+  seed?: number;
+  /** Devices booting at once. */
+  concurrency?: number;
+  rebootDelayMs?: number;
+  timeScale?: number;
+  imageReader?: ImageFileReader;
+  /** Server side of provisioning: registers the devices' public keys before they connect. */
+  register: (devices: FleetDeviceInfo[]) => Promise<void>;
+  onEvent?: (device: SimDevice, what: string) => void;
+}
+
+export class Fleet {
+  readonly devices: SimDevice[] = [];
+  readonly byId = new Map<string, SimDevice>();
+  readonly proxies = new Map<string, { http?: FaultProxy; mqtt?: FaultProxy }>();
+  readonly store: SlotStore;
+  readonly log: { at: number; device: string; what: string }[] = [];
+
+  private constructor(private readonly o: FleetOptions) {
+    this.store = new SlotStore(join(o.dir, 'store'));
+  }
+
+  static async create(o: FleetOptions): Promise<Fleet> {
+    if (!Number.isInteger(o.count) || o.count < 1 || o.count > 20_000)
+      throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `device count ${o.count} (1-20000)`);
+    const fleet = new Fleet(o);
+    await fleet.build();
+    return fleet;
+  }
+
+  private async build(): Promise<void> {
+    const o = this.o;
+    const seed = o.seed ?? 1;
+    const rng = createRng(seed);
+    const prefix = o.idPrefix ?? 'sim';
+    const width = String(o.count).length < 4 ? 4 : String(o.count).length;
+    const ids = Array.from({ length: o.count }, (_, i) => `${prefix}-${String(i + 1).padStart(width, '0')}`);
+    const faults = assignFaults(ids, o.faults ?? [], seed);
+    await this.startProxies(o.faults ?? [], seed);
+
+    const baseSha = await this.store.addBase(o.baseImage);
+    const behaviour = new BehaviourReader(o.format, o.imageReader);
+    const infos: FleetDeviceInfo[] = [];
+    await mkdir(join(o.dir, 'devices'), { recursive: true });
+    for (const id of ids) {
+      const key: KeyPair = generateKeyPair();
+      const fault = faults.get(id) ?? null;
+      const dir = join(o.dir, 'devices', id);
+      const slots = await this.store.device(dir, { slotSize: o.slotSize, initial: { A: baseSha } });
+      const proxies = fault ? this.proxies.get(fault.name) : undefined;
+      const mqtt = proxies?.mqtt ? { host: proxies.mqtt.host, port: proxies.mqtt.port } : o.mqtt;
+      const http = proxies?.http;
+      const rewriteUrl = http
+        ? (url: string) =>
+            url.startsWith(o.artifactOrigin)
+              ? `http://${http.host}:${http.port}${url.slice(o.artifactOrigin.length)}`
+              : url
+        : (url: string) => url;
+      const device = new SimDevice({
+        id,
+        key,
+        hardware: o.hardware,
+        tags: o.tags ?? [],
+        dir,
+        slots,
+        behaviour,
+        launcher: o.launcher,
+        base: { trustRoot: o.trustRoot, timeScale: o.timeScale ?? 1 },
+        mqtt,
+        rewriteUrl,
+        fault,
+        rng: rng.fork(id),
+        rebootDelayMs: o.rebootDelayMs ?? 200,
+        onEvent: (d, what) => {
+          this.log.push({ at: Date.now(), device: d.id, what });
+          if (this.log.length > 10_000) this.log.shift();
+          o.onEvent?.(d, what);
+        },
+      });
+      await device.flash('A' as SlotName, o.bootlimit ?? 2);
+      this.devices.push(device);
+      this.byId.set(id, device);
+      infos.push({ id, publicKeyHex: toHex(key.publicKey), hardware: o.hardware, tags: o.tags ?? [] });
+    }
+    await o.register(infos);
+  }
+
+  private async startProxies(profiles: FaultProfile[], seed: number): Promise<void> {
+    const http = new URL(this.o.artifactOrigin);
+    let i = 0;
+    for (const p of profiles) {
+      i++;
+      const entry: { http?: FaultProxy; mqtt?: FaultProxy } = {};
+      if (p.network)
+        entry.http = await startFaultProxy({
+          upstreamHost: http.hostname,
+          upstreamPort: Number(http.port),
+          faults: p.network,
+          seed: seed + i,
+        });
+      if (p.mqttNetwork)
+        entry.mqtt = await startFaultProxy({
+          upstreamHost: this.o.mqtt.host,
+          upstreamPort: this.o.mqtt.port,
+          faults: p.mqttNetwork,
+          seed: seed + 1000 + i,
+        });
+      this.proxies.set(p.name, entry);
+    }
+  }
+
+  /** Powers every device on, `concurrency` at a time. */
+  async powerOn(concurrency = this.o.concurrency ?? 50): Promise<void> {
+    const res = await runPool(this.devices, concurrency, (d) => d.powerOn());
+    const failed = res.filter((r) => !r.ok);
+    if (failed.length)
+      throw new SimError(
+        'FLOTILLA_ERR_SIM_BAD_ARGUMENT',
+        `${failed.length} devices failed to power on: ${String((failed[0] as { error: unknown }).error)}`,
+      );
+  }
+
+  bytesDownloaded(): number {
+    return this.devices.reduce((n, d) => n + d.counters.bytesDownloaded, 0);
+  }
+
+  /** What full images would have cost for every payload the devices downloaded. */
+  fullEquivalentBytes(): number {
+    let n = 0;
+    for (const d of this.devices) for (const x of d.downloads.values()) n += x.fullSize;
+    return n;
+  }
+
+  /** Devices per release their running image says it is. */
+  versions(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const d of this.devices) {
+      const v = d.current?.release ?? '(none)';
+      m.set(v, (m.get(v) ?? 0) + 1);
+    }
+    return m;
+  }
+
+  /** Polls `check` until it returns true; throws FLOTILLA_ERR_SIM_TIMEOUT naming `what`. */
+  async waitFor(
+    what: string,
+    check: () => boolean | Promise<boolean>,
+    timeoutMs: number,
+    everyMs = 200,
+  ): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > end) throw new SimError('FLOTILLA_ERR_SIM_TIMEOUT', what);
+      await sleep(everyMs);
+    }
+  }
+
+  async close(): Promise<void> {
+    await runPool(this.devices, 200, (d) => d.shutdown());
+    for (const p of this.proxies.values()) {
+      await p.http?.close();
+      await p.mqtt?.close();
+    }
+  }
+}

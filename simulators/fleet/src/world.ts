@@ -1,0 +1,137 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeKeyFile, generateTrustSet, type TrustSet } from '@flotilla/protocol';
+import { createAgentLauncher } from './agent-wiring.js';
+import type { SimDevice } from './device.js';
+import type { FaultProfile } from './faults.js';
+import { Fleet } from './fleet.js';
+import type { AgentLauncher, ServerHandle } from './ports.js';
+import { startSimServer } from './server-wiring.js';
+import { buildSimFirmware, type SimFirmware } from './sim-firmware.js';
+
+/**
+ * A whole simulated world: TEST-ONLY keys, signed firmware, a real server, and a fleet of real
+ * agents. The demo, the e2e tests and the benchmark all start here.
+ */
+export interface WorldOptions {
+  devices: number;
+  /** Work directory (default: a fresh temp dir, removed by close()). */
+  workDir?: string;
+  keepWorkDir?: boolean;
+  hardware?: string;
+  /** Image size: `standard` (demo) or `light` (tiny images, for thousands of devices). */
+  size?: 'standard' | 'light';
+  faults?: FaultProfile[];
+  seed?: number;
+  /** Agent timings scale (backoffs, health retries); < 1 makes faults resolve faster. */
+  timeScale?: number;
+  bootConcurrency?: number;
+  /** Server to use instead of an embedded one started here (e.g. a separate process). */
+  server?: (o: { dataDir: string; trust: TrustSet }) => Promise<ServerHandle>;
+  launcher?: AgentLauncher;
+  onDeviceEvent?: (device: SimDevice, what: string) => void;
+  log?: (line: string) => void;
+}
+
+export interface World {
+  workDir: string;
+  trust: TrustSet;
+  firmware: SimFirmware;
+  server: ServerHandle;
+  fleet: Fleet;
+  /** Uploads the releases of the story to the server. */
+  publish(version: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const HARDWARE = 'flotilla-sim-board';
+
+export const IMAGE_SIZES = {
+  standard: { partitionSize: 8 * 1024 * 1024, files: 40, fileSize: 128 * 1024 },
+  light: { partitionSize: 256 * 1024, files: 4, fileSize: 8 * 1024 },
+} as const;
+
+export async function startWorld(o: WorldOptions): Promise<World> {
+  const log = o.log ?? (() => undefined);
+  const workDir = o.workDir ?? (await mkdtemp(join(tmpdir(), 'flotilla-sim-')));
+  await mkdir(workDir, { recursive: true });
+  const cleanup: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const fn of cleanup.reverse()) await fn().catch(() => undefined);
+    if (!o.keepWorkDir && !o.workDir) await rm(workDir, { recursive: true, force: true });
+  };
+  try {
+    log('generating TEST-ONLY keys');
+    const trust = generateTrustSet({ now: new Date(), rootKeys: 1, rootThreshold: 1 });
+    await writeKeys(join(workDir, 'keys-TEST-ONLY'), trust);
+
+    const size = IMAGE_SIZES[o.size ?? 'standard'];
+    const hardware = o.hardware ?? HARDWARE;
+    log(`building and signing firmware (${size.partitionSize / 1024} KiB ext4 images)`);
+    const firmware = await buildSimFirmware({
+      outDir: join(workDir, 'firmware'),
+      keys: { release: trust.keys.release[0]!, recovery: trust.keys.recovery[0]! },
+      hardware,
+      partitionSize: size.partitionSize,
+      files: size.files,
+      fileSize: size.fileSize,
+    });
+
+    log('starting the server');
+    const server = await (o.server ?? ((x) => startSimServer(x)))({
+      dataDir: join(workDir, 'server'),
+      trust,
+    });
+    cleanup.push(() => server.close());
+    const publish = async (version: string) => {
+      const r = firmware.releases.get(version);
+      if (!r) throw new Error(`no release ${version} in the simulated firmware`);
+      await server.publishRelease({ manifestPath: r.manifestPath, imagePath: r.imagePath, version });
+    };
+    await publish('1.0.0');
+
+    log(`provisioning ${o.devices} devices on 1.0.0`);
+    const fleet = await Fleet.create({
+      dir: join(workDir, 'fleet'),
+      count: o.devices,
+      hardware,
+      baseImage: firmware.releases.get('1.0.0')!.imagePath,
+      format: firmware.format,
+      slotSize: firmware.partitionSize,
+      trustRoot: trust.root,
+      launcher:
+        o.launcher ?? createAgentLauncher({ factoryRelease: firmware.releases.get('1.0.0')!.manifestPath }),
+      mqtt: server.mqtt,
+      artifactOrigin: server.artifactOrigin,
+      faults: o.faults,
+      seed: o.seed,
+      concurrency: o.bootConcurrency,
+      timeScale: o.timeScale,
+      register: (devices) => server.registerDevices(devices),
+      onEvent: o.onDeviceEvent,
+    });
+    cleanup.push(() => fleet.close());
+    return { workDir, trust, firmware, server, fleet, publish, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** The TEST-ONLY keys of this run, as `flotilla keys init` would write them (mode 0600). */
+async function writeKeys(dir: string, trust: TrustSet): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const [role, keys] of Object.entries(trust.keys)) {
+    let i = 0;
+    for (const k of keys)
+      await writeFile(
+        join(dir, `${role}-${i++}.json`),
+        encodeKeyFile(k, role as never, `TEST-ONLY demo ${role} key`),
+        {
+          mode: 0o600,
+        },
+      );
+  }
+  await writeFile(join(dir, 'root.json'), `${JSON.stringify(trust.root, null, 2)}\n`);
+}
