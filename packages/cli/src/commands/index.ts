@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
 import { registerDeltaCommands } from './delta.js';
+import { registerDevicesCommands } from './devices.js';
 import { registerKeysCommands } from './keys.js';
 import { registerManifestCommands } from './manifest.js';
+import { registerReleaseCommands } from './release.js';
+import { registerRolloutCommands } from './rollout.js';
 
 /** Each command group is one module that adds its sub-commands to the program. */
 export type RegisterCommands = (program: Command) => void;
@@ -10,4 +13,7 @@ export const commandGroups: RegisterCommands[] = [
   registerKeysCommands,
   registerManifestCommands,
   registerDeltaCommands,
+  registerReleaseCommands,
+  registerRolloutCommands,
+  registerDevicesCommands,
 ];

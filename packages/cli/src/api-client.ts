@@ -1,0 +1,483 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { Command } from 'commander';
+
+/**
+ * A small typed client for the server's operator API (`/api/v1`). Every failure becomes an
+ * ApiClientError with a stable code and a hint the CLI prints as is: the server's own
+ * `{error:{code,message,hint}}`, or a transport problem named here.
+ */
+
+export const DEFAULT_SERVER = 'http://127.0.0.1:8080';
+const DEFAULT_TIMEOUT_MS = 30_000;
+/** Bounds on what the client reads back (a hostile or broken server cannot exhaust memory). */
+const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+
+export const API_CLIENT_ERRORS = {
+  FLOTILLA_ERR_CLI_SERVER_UNREACHABLE: {
+    message: 'cannot reach the Flotilla server',
+    hint: 'start it with `flotilla server`, or point --server / FLOTILLA_SERVER at it',
+  },
+  FLOTILLA_ERR_CLI_SERVER_TIMEOUT: {
+    message: 'the Flotilla server did not answer in time',
+    hint: 'check the server log; retry later',
+  },
+  FLOTILLA_ERR_CLI_SERVER_URL: {
+    message: 'invalid server URL',
+    hint: 'use http(s)://host:port, e.g. http://127.0.0.1:8080',
+  },
+  FLOTILLA_ERR_CLI_SERVER_RESPONSE: {
+    message: 'the server sent a response the CLI does not understand',
+    hint: 'check that --server points at a Flotilla server of the same version',
+  },
+  FLOTILLA_ERR_CLI_UNAUTHORIZED: {
+    message: 'the server refused the API token',
+    hint: 'pass --token or set FLOTILLA_TOKEN to an operator token',
+  },
+  FLOTILLA_ERR_CLI_HTTP: {
+    message: 'the server answered with an error',
+    hint: 'check the server log',
+  },
+  FLOTILLA_ERR_CLI_BUNDLE: {
+    message: 'cannot read the release bundle',
+    hint: 'pass the path of a .flot bundle',
+  },
+} as const;
+
+export type ApiClientErrorCode = keyof typeof API_CLIENT_ERRORS;
+
+export class ApiClientError extends Error {
+  readonly code: string;
+  readonly hint: string | undefined;
+  /** HTTP status, 0 when the server was not reached. */
+  readonly status: number;
+
+  constructor(code: string, message: string, hint: string | undefined, status: number, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'ApiClientError';
+    this.code = code;
+    this.hint = hint;
+    this.status = status;
+  }
+
+  static of(code: ApiClientErrorCode, detail: string | undefined, status = 0, cause?: unknown) {
+    const e = API_CLIENT_ERRORS[code];
+    return new ApiClientError(code, detail ? `${e.message}: ${detail}` : e.message, e.hint, status, cause);
+  }
+}
+
+// ---- response shapes (what the CLI reads; extra fields pass through to --json) --------------
+
+export interface ReleaseInfo {
+  version: string;
+  name?: string;
+  kind?: string;
+  securityVersion?: number;
+  compatible?: string[];
+  channels?: string[];
+  image?: { sha256: string; size: number; format?: string };
+  created?: string | number;
+  [k: string]: unknown;
+}
+
+export interface PhaseProgress {
+  index: number;
+  name: string;
+  total: number;
+  healthy: number;
+  failed: number;
+  inFlight: number;
+  notStarted: number;
+  successThreshold: number;
+  errorThreshold: number;
+  successPercent: number;
+  errorPercent: number;
+  status: string;
+  [k: string]: unknown;
+}
+
+export interface RolloutInfo {
+  id: string;
+  name?: string;
+  release: string;
+  status: string;
+  created?: string | number;
+  summary?: {
+    status: string;
+    currentPhase: number;
+    pause: Record<string, unknown> | null;
+    rollingBack?: boolean;
+    phases: PhaseProgress[];
+    totals: { devices: number; healthy: number; failed: number; inFlight: number; notStarted: number };
+  };
+  [k: string]: unknown;
+}
+
+export interface DeviceInfo {
+  id: string;
+  status?: string;
+  hardware?: string;
+  currentVersion?: string | null;
+  version?: string | null;
+  online?: boolean;
+  lastSeen?: string | number | null;
+  tags?: string[];
+  group?: string | null;
+  channel?: string | null;
+  [k: string]: unknown;
+}
+
+export interface ListResult<T> {
+  items: T[];
+  total?: number;
+}
+
+export interface ClientOptions {
+  server?: string;
+  token?: string;
+  timeoutMs?: number;
+}
+
+export class ApiClient {
+  readonly base: URL;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ClientOptions = {}) {
+    const server = opts.server ?? DEFAULT_SERVER;
+    let url: URL;
+    try {
+      url = new URL(server);
+    } catch (err) {
+      throw ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_URL', server, 0, err);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_URL', server);
+    }
+    this.base = new URL(`${url.origin}${url.pathname.replace(/\/+$/, '')}/api/v1/`);
+    this.token = opts.token || undefined;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  url(path: string): URL {
+    return new URL(path.replace(/^\/+/, ''), this.base);
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    const h: Record<string, string> = { accept: 'application/json', ...extra };
+    if (this.token) h.authorization = `Bearer ${this.token}`;
+    return h;
+  }
+
+  /** One JSON request; throws ApiClientError for every failure. */
+  async request<T>(method: string, path: string, body?: unknown, upload?: Upload): Promise<T> {
+    const url = this.url(path);
+    const headers = this.headers(
+      upload
+        ? { 'content-type': upload.contentType, 'content-length': String(upload.size) }
+        : body !== undefined
+          ? { 'content-type': 'application/json' }
+          : {},
+    );
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body: upload ? upload.stream() : body !== undefined ? JSON.stringify(body) : undefined,
+        // Streams a large bundle instead of holding it in memory.
+        ...(upload ? { duplex: 'half' } : {}),
+        signal: AbortSignal.timeout(upload ? Math.max(this.timeoutMs, 600_000) : this.timeoutMs),
+      } as RequestInit);
+    } catch (err) {
+      throw transportError(err, url);
+    }
+    const text = await readBounded(res);
+    let data: unknown = null;
+    if (text.length > 0) {
+      try {
+        data = JSON.parse(text);
+      } catch (err) {
+        if (res.ok) {
+          throw ApiClientError.of(
+            'FLOTILLA_ERR_CLI_SERVER_RESPONSE',
+            `${method} ${url.pathname}: not JSON`,
+            res.status,
+            err,
+          );
+        }
+      }
+    }
+    if (!res.ok) throw httpError(res.status, data, method, url);
+    return data as T;
+  }
+
+  // ---- releases --------------------------------------------------------------------------------
+  listReleases(channel?: string): Promise<ListResult<ReleaseInfo>> {
+    return this.request<unknown>('GET', `releases${query({ channel })}`).then((d) =>
+      asList<ReleaseInfo>(d, 'releases'),
+    );
+  }
+
+  /** Uploads a release bundle (`.flot`, made by `flotilla bundle`/the image builder). */
+  async createRelease(bundlePath: string, channel?: string): Promise<ReleaseInfo> {
+    const upload = await fileUpload(bundlePath);
+    const out = await this.request<unknown>('POST', `releases${query({ channel })}`, undefined, upload);
+    return unwrap<ReleaseInfo>(out, 'release');
+  }
+
+  promoteRelease(version: string, channel: string): Promise<ReleaseInfo> {
+    return this.request<unknown>('POST', `releases/${enc(version)}/promote`, { channel }).then((d) =>
+      unwrap<ReleaseInfo>(d, 'release'),
+    );
+  }
+
+  // ---- rollouts --------------------------------------------------------------------------------
+  listRollouts(): Promise<ListResult<RolloutInfo>> {
+    return this.request<unknown>('GET', 'rollouts').then((d) => asList<RolloutInfo>(d, 'rollouts'));
+  }
+
+  getRollout(id: string): Promise<RolloutInfo> {
+    return this.request<unknown>('GET', `rollouts/${enc(id)}`).then((d) => unwrap<RolloutInfo>(d, 'rollout'));
+  }
+
+  createRollout(body: { name?: string; release: string; policy: unknown }): Promise<RolloutInfo> {
+    return this.request<unknown>('POST', 'rollouts', body).then((d) => unwrap<RolloutInfo>(d, 'rollout'));
+  }
+
+  rolloutAction(
+    id: string,
+    action: 'pause' | 'resume' | 'abort' | 'approve',
+    body: Record<string, unknown> = {},
+  ): Promise<RolloutInfo> {
+    return this.request<unknown>('POST', `rollouts/${enc(id)}/${action}`, body).then((d) =>
+      unwrap<RolloutInfo>(d, 'rollout'),
+    );
+  }
+
+  // ---- devices ---------------------------------------------------------------------------------
+  listDevices(filter: Record<string, string | number | undefined> = {}): Promise<ListResult<DeviceInfo>> {
+    return this.request<unknown>('GET', `devices${query(filter)}`).then((d) =>
+      asList<DeviceInfo>(d, 'devices'),
+    );
+  }
+
+  getDevice(id: string): Promise<DeviceInfo> {
+    return this.request<unknown>('GET', `devices/${enc(id)}`).then((d) => unwrap<DeviceInfo>(d, 'device'));
+  }
+
+  acceptDevice(id: string): Promise<DeviceInfo> {
+    return this.request<unknown>('POST', `devices/${enc(id)}/accept`, {}).then((d) =>
+      unwrap<DeviceInfo>(d, 'device'),
+    );
+  }
+
+  // ---- live events -----------------------------------------------------------------------------
+  /**
+   * Reads the SSE stream `/events/stream` until `signal` aborts or the server closes it; calls
+   * `onEvent(type, data)` per event. Resolves when the stream ends.
+   */
+  async streamEvents(signal: AbortSignal, onEvent: (type: string, data: unknown) => void): Promise<void> {
+    const url = this.url('events/stream');
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: this.headers({ accept: 'text/event-stream' }), signal });
+    } catch (err) {
+      if (signal.aborted) return;
+      throw transportError(err, url);
+    }
+    if (!res.ok || !res.body) throw httpError(res.status, await readBounded(res).catch(() => ''), 'GET', url);
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of res.body) {
+        buf += decoder.decode(chunk as Uint8Array, { stream: true });
+        if (buf.length > 1024 * 1024) buf = buf.slice(-1024 * 1024); // a runaway event is dropped, not kept
+        let end = buf.search(/\r?\n\r?\n/);
+        while (end >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end).replace(/^\r?\n\r?\n/, '');
+          dispatchSse(block, onEvent);
+          end = buf.search(/\r?\n\r?\n/);
+        }
+      }
+    } catch (err) {
+      if (!signal.aborted) throw transportError(err, url);
+    }
+  }
+}
+
+function dispatchSse(block: string, onEvent: (type: string, data: unknown) => void): void {
+  let type = 'message';
+  const data: string[] = [];
+  for (const line of block.split(/\r?\n/)) {
+    if (line.startsWith(':')) continue;
+    const i = line.indexOf(':');
+    const field = i < 0 ? line : line.slice(0, i);
+    const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+    if (field === 'event') type = value;
+    else if (field === 'data') data.push(value);
+  }
+  if (data.length === 0) return;
+  const text = data.join('\n');
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {}
+  // Either `event: X` + data, or an unnamed event carrying { type, data }.
+  if (
+    type === 'message' &&
+    parsed &&
+    typeof parsed === 'object' &&
+    typeof (parsed as { type?: unknown }).type === 'string'
+  ) {
+    const p = parsed as { type: string; data?: unknown };
+    onEvent(p.type, p.data ?? p);
+  } else onEvent(type, parsed);
+}
+
+const enc = encodeURIComponent;
+
+function query(params: Record<string, string | number | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+/** Lists come as `{items}` (or `{<name>: [...]}`, or a bare array). */
+function asList<T>(data: unknown, name: string): ListResult<T> {
+  if (Array.isArray(data)) return { items: data as T[] };
+  if (data && typeof data === 'object') {
+    const o = data as Record<string, unknown>;
+    const items = o.items ?? o[name];
+    if (Array.isArray(items))
+      return { items: items as T[], total: typeof o.total === 'number' ? o.total : undefined };
+  }
+  throw ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_RESPONSE', `expected a list of ${name}`);
+}
+
+/** Single objects come bare or as `{<name>: {...}}`. */
+function unwrap<T>(data: unknown, name: string): T {
+  if (data && typeof data === 'object') {
+    const inner = (data as Record<string, unknown>)[name];
+    if (inner && typeof inner === 'object' && !Array.isArray(inner)) return inner as T;
+    return data as T;
+  }
+  throw ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_RESPONSE', `expected a ${name} object`);
+}
+
+function transportError(err: unknown, url: URL): ApiClientError {
+  const e = err as { name?: string; cause?: { code?: string } };
+  if (e?.name === 'TimeoutError')
+    return ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_TIMEOUT', url.origin, 0, err);
+  const code = e?.cause?.code ? ` (${e.cause.code})` : '';
+  return ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_UNREACHABLE', `${url.origin}${code}`, 0, err);
+}
+
+function httpError(status: number, data: unknown, method: string, url: URL): ApiClientError {
+  // The server answers {error:{code,message,hint}}; fastify's own errors {code,message}.
+  const body = (data && typeof data === 'object' ? data : {}) as Record<string, unknown>;
+  const err = (body.error && typeof body.error === 'object' ? body.error : body) as Record<string, unknown>;
+  const code = typeof err.code === 'string' && err.code.startsWith('FLOTILLA_ERR_') ? err.code : undefined;
+  const message =
+    typeof err.message === 'string' ? err.message : `${method} ${url.pathname} answered HTTP ${status}`;
+  const hint = typeof err.hint === 'string' ? err.hint : undefined;
+  if (code) return new ApiClientError(code, message, hint, status);
+  if (status === 401 || status === 403)
+    return ApiClientError.of('FLOTILLA_ERR_CLI_UNAUTHORIZED', message, status);
+  return ApiClientError.of('FLOTILLA_ERR_CLI_HTTP', `HTTP ${status}: ${message}`, status);
+}
+
+async function readBounded(res: Response): Promise<string> {
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Uint8Array).byteLength;
+    if (size > MAX_RESPONSE_BYTES) {
+      throw ApiClientError.of(
+        'FLOTILLA_ERR_CLI_SERVER_RESPONSE',
+        `response larger than ${MAX_RESPONSE_BYTES} bytes`,
+        res.status,
+      );
+    }
+    chunks.push(chunk as Uint8Array);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+interface Upload {
+  size: number;
+  contentType: string;
+  stream(): ReadableStream;
+}
+
+async function fileUpload(path: string): Promise<Upload> {
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw ApiClientError.of('FLOTILLA_ERR_CLI_BUNDLE', `${path}: ${err.code ?? err.message}`, 0, err);
+  });
+  if (!st.isFile()) throw ApiClientError.of('FLOTILLA_ERR_CLI_BUNDLE', `${path}: not a file`);
+  return {
+    size: st.size,
+    contentType: 'application/octet-stream',
+    stream: () => Readable.toWeb(createReadStream(path)) as ReadableStream,
+  };
+}
+
+// ---- helpers shared by the operator command groups ----------------------------------------------
+
+/**
+ * `--server` and `--token` on the program (once, whichever group registers first), so they work
+ * before or after the sub-command: `flotilla --server URL rollout list`.
+ */
+export function addServerOptions(program: Command): void {
+  if (program.options.some((o) => o.long === '--server')) return;
+  program
+    .option('--server <url>', `Flotilla server (env FLOTILLA_SERVER, default ${DEFAULT_SERVER})`)
+    .option('--token <token>', 'operator API token (env FLOTILLA_TOKEN)');
+}
+
+/** The client for a command, from its (global) options and the environment. */
+export function clientFor(cmd: Command): ApiClient {
+  const o = cmd.optsWithGlobals() as { server?: string; token?: string };
+  return new ApiClient({
+    server: o.server ?? process.env.FLOTILLA_SERVER ?? DEFAULT_SERVER,
+    token: o.token ?? process.env.FLOTILLA_TOKEN,
+  });
+}
+
+/** Whether `--json` was given to this command. */
+export function wantsJson(cmd: Command): boolean {
+  return Boolean((cmd.optsWithGlobals() as { json?: boolean }).json);
+}
+
+/** A plain text table: header row, columns padded to their widest cell. */
+export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
+  const cells = [
+    headers,
+    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '–' : String(c)))),
+  ];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** Epoch ms or ISO text as a short UTC time. */
+export function when(t: string | number | null | undefined): string {
+  if (t === null || t === undefined || t === '') return '–';
+  const d = new Date(t);
+  return Number.isNaN(d.getTime())
+    ? String(t)
+    : d
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z');
+}

@@ -1,0 +1,72 @@
+import type { Command } from 'commander';
+import { addServerOptions, clientFor, type ReleaseInfo, table, wantsJson, when } from '../api-client.js';
+import { printResult } from '../output.js';
+
+function size(n: number | undefined): string | null {
+  if (n === undefined) return null;
+  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+function renderRelease(r: ReleaseInfo): string {
+  return [
+    `release ${r.version}${r.name ? ` (${r.name})` : ''}${r.kind && r.kind !== 'release' ? ` [${r.kind}]` : ''}`,
+    `  channels: ${(r.channels ?? []).join(', ') || '–'}`,
+    `  hardware: ${(r.compatible ?? []).join(', ') || '–'}`,
+    r.image ? `  image: ${r.image.sha256} ${size(r.image.size)}` : null,
+  ]
+    .filter((l): l is string => l !== null)
+    .join('\n');
+}
+
+/** `flotilla release create|list|promote`: signed releases on the server and their channels. */
+export function registerReleaseCommands(program: Command): void {
+  addServerOptions(program);
+  const release = program.command('release').description('upload, list and promote releases');
+
+  release
+    .command('create')
+    .description('upload a signed release bundle (.flot); the server verifies it before storing')
+    .argument('<bundle>', 'bundle file')
+    .option('--channel <name>', 'also publish it on this channel (e.g. dev)')
+    .option('--json', 'print JSON')
+    .action(async (bundle: string, o: { channel?: string }, cmd: Command) => {
+      const r = await clientFor(cmd).createRelease(bundle, o.channel);
+      printResult(wantsJson(cmd), { ok: true, release: r }, () => `created ${renderRelease(r)}`);
+    });
+
+  release
+    .command('list')
+    .description('list releases')
+    .option('--channel <name>', 'only releases on this channel')
+    .option('--json', 'print JSON')
+    .action(async (o: { channel?: string }, cmd: Command) => {
+      const { items } = await clientFor(cmd).listReleases(o.channel);
+      printResult(wantsJson(cmd), { ok: true, releases: items }, () =>
+        items.length === 0
+          ? 'no releases'
+          : table(
+              ['VERSION', 'KIND', 'SEC', 'HARDWARE', 'CHANNELS', 'SIZE', 'CREATED'],
+              items.map((r) => [
+                r.version,
+                r.kind,
+                r.securityVersion,
+                (r.compatible ?? []).join(','),
+                (r.channels ?? []).join(','),
+                size(r.image?.size),
+                when(r.created),
+              ]),
+            ),
+      );
+    });
+
+  release
+    .command('promote')
+    .description('publish a release on the next channel (dev → staging → prod)')
+    .argument('<version>', 'release version')
+    .requiredOption('--to <channel>', 'target channel')
+    .option('--json', 'print JSON')
+    .action(async (version: string, o: { to: string }, cmd: Command) => {
+      const r = await clientFor(cmd).promoteRelease(version, o.to);
+      printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
+    });
+}
