@@ -51,9 +51,9 @@ export async function request(method, path, { body, token = tokenStore.get(), si
     data = null;
   }
   if (!res.ok) {
-    // fastify errors carry { code, message }; the server's own errors add a hint.
-    const code = data?.code ?? `HTTP_${res.status}`;
-    throw new ApiError(res.status, code, data?.message ?? res.statusText, data?.hint);
+    // The server's errors come as { error: { code, message, hint } }, fastify's own as { code, message }.
+    const e = data?.error && typeof data.error === 'object' ? data.error : data;
+    throw new ApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? res.statusText, e?.hint);
   }
   return data;
 }
