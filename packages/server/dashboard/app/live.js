@@ -7,7 +7,7 @@
 import { tokenStore } from './api.js';
 import { createSseParser } from './sse-parser.js';
 
-const STREAM = '/api/v1/events/stream';
+const STREAM = '/api/v1/events';
 const listeners = new Set();
 const statusListeners = new Set();
 let status = 'connecting';

@@ -46,8 +46,8 @@ function DetailList({ detail }) {
   return html`<span class="muted"> ${entries.map(([k, v]) => `${k}: ${v}`).join(' · ')}</span>`;
 }
 
-function Slots({ device }) {
-  const slots = device.inventory?.slots;
+function Slots({ device, inventory }) {
+  const slots = inventory?.slots;
   if (!slots) return html`<p class="muted">No inventory reported yet.</p>`;
   return html`<table>
     <caption>Slots</caption>
@@ -69,6 +69,7 @@ function Slots({ device }) {
 export function DevicePage({ session, id }) {
   const mine = (ev) => ev.type.startsWith('device') && (ev.data?.deviceId === id || ev.data?.id === id);
   const dev = useResource(() => api.device(id), [id], mine);
+  const inv = useResource(() => api.deviceInventory(id), [id], mine);
   const events = useResource(() => api.deviceEvents(id), [id], mine);
   const deps = useResource(
     () => api.deviceDeployments(id),
@@ -116,7 +117,7 @@ export function DevicePage({ session, id }) {
               ? html`<p><${ActionButton} session=${session} label=${`Accept ${d.id}`} onAction=${() => api.acceptDevice(d.id).then(dev.reload)} /></p>`
               : null
           }
-          <${Slots} device=${d} />
+          <${Slots} device=${d} inventory=${inv.data?.inventory} />
         `
     }
     <section aria-labelledby="timeline-h">

@@ -1,6 +1,7 @@
 import { api } from '../api.js';
 import { ActionButton, ErrorBox, Loading, Time } from '../components/ui.js';
 import { VersionChart } from '../components/version-chart.js';
+import { recordVersionSample } from '../history.js';
 import { html } from '../html.js';
 import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
@@ -27,9 +28,9 @@ function CountTable({ caption, rows, keyName, hrefOf }) {
 
 export function FleetPage({ session }) {
   const summary = useResource(() => api.fleetSummary(), [], isDeviceEvent);
-  const history = useResource(() => api.fleetHistory(), [], isDeviceEvent);
   const pending = useResource(() => api.devices({ status: 'pending', limit: 50 }), [], isDeviceEvent);
   const s = summary.data;
+  const history = s ? recordVersionSample(s.byVersion) : null;
   return html`<section aria-labelledby="fleet-h">
     <h1 id="fleet-h" tabindex="-1">Fleet overview</h1>
     <${ErrorBox} error=${summary.error} />
@@ -43,6 +44,7 @@ export function FleetPage({ session }) {
             <li><span class="stat-n" data-stat="offline">${s.offline}</span> offline</li>
             <li><a href=${link.devices({ status: 'pending' })}><span class="stat-n warn" data-stat="pending">${s.pending}</span> awaiting acceptance</a></li>
           </ul>
+          ${s.sampled ? html`<p class="hint">Agent state and hardware are counted over the first ${s.sampled} devices.</p>` : null}
           <div class="grid3">
             <${CountTable}
               caption="By version"
@@ -66,8 +68,8 @@ export function FleetPage({ session }) {
     }
     <section aria-labelledby="history-h">
       <h2 id="history-h">Versions over time</h2>
-      <${ErrorBox} error=${history.error} />
-      ${history.data ? html`<${VersionChart} points=${history.data.points} />` : history.error ? null : html`<${Loading} what="history" />`}
+      ${history ? html`<${VersionChart} points=${history} />` : html`<${Loading} what="history" />`}
+      <p class="hint">Recorded by this browser tab since it opened; Prometheus keeps the long history (<code>flotilla_devices_by_version</code>).</p>
     </section>
     <section aria-labelledby="pending-h">
       <h2 id="pending-h">Devices awaiting acceptance</h2>

@@ -15,7 +15,7 @@ function Signatures({ manifest }) {
 }
 
 function DeltasTable({ deltas, releases }) {
-  const byImage = new Map(releases.map((r) => [r.imageSha256, r]));
+  const byImage = new Map(releases.map((r) => [r.image?.sha256, r]));
   if (!deltas.length)
     return html`<p class="muted">No deltas built yet. They are built for the versions a rollout's devices actually run.</p>`;
   return html`<table>
@@ -23,16 +23,16 @@ function DeltasTable({ deltas, releases }) {
     <thead><tr><th scope="col">From</th><th scope="col">To</th><th scope="col">Status</th><th scope="col">Delta size</th><th scope="col">Full size</th><th scope="col">Saving</th><th scope="col">Codec</th></tr></thead>
     <tbody>
       ${deltas.map((d) => {
-        const from = byImage.get(d.fromSha256);
-        const to = byImage.get(d.toSha256);
-        const full = to?.imageSize ?? null;
+        const from = byImage.get(d.from);
+        const to = byImage.get(d.to);
+        const full = to?.image?.size ?? null;
         return html`<tr>
-          <th scope="row">${from?.version ?? html`<code>${shortHash(d.fromSha256)}</code>`}</th>
-          <td>${to?.version ?? html`<code>${shortHash(d.toSha256)}</code>`}</td>
+          <th scope="row">${from?.version ?? html`<code>${shortHash(d.from)}</code>`}</th>
+          <td>${to?.version ?? html`<code>${shortHash(d.to)}</code>`}</td>
           <td><${Badge} value=${d.status} />${d.error ? html` <span class="muted">${d.error}</span>` : null}</td>
-          <td class="num">${bytes(d.deltaSize)}</td>
+          <td class="num">${bytes(d.size)}</td>
           <td class="num">${bytes(full)}</td>
-          <td class="num">${d.deltaSize && full ? pct(100 - (100 * d.deltaSize) / full) : '—'}</td>
+          <td class="num">${d.size && full ? pct(100 - (100 * d.size) / full) : '—'}</td>
           <td>${d.codec ?? '—'}</td>
         </tr>`;
       })}
@@ -75,12 +75,12 @@ export function ReleasesPage() {
                 <td>${CHANNEL_ORDER.filter((c) => r.channels?.includes(c)).map((c) => html`<${Badge} value="accepted" label=${c} /> `)}${r.channels?.length ? null : '—'}</td>
                 <td class="num">${r.securityVersion}</td>
                 <td>${r.compatible?.join(', ')}</td>
-                <td>${m?.image?.format ?? ''} ${bytes(r.imageSize)} <code title=${r.imageSha256}>${shortHash(r.imageSha256)}</code></td>
+                <td>${m?.image?.format ?? ''} ${bytes(r.image?.size)} <code title=${r.image?.sha256}>${shortHash(r.image?.sha256)}</code></td>
                 <td><${Signatures} manifest=${r.manifest} /></td>
                 <td>
                   ${
-                    r.sbomSha256
-                      ? html`<a href=${api.artifactUrl(r.sbomSha256)} download=${`sbom-${r.version}.json`} aria-label=${`Download the SBOM of ${r.version} (${m?.sbom?.format ?? 'CycloneDX'}, ${bytes(m?.sbom?.size)})`}>${m?.sbom?.format ?? 'SBOM'}</a> <span class="muted">${bytes(m?.sbom?.size)}</span>`
+                    r.sbom?.sha256
+                      ? html`<a href=${api.artifactUrl(r.sbom.sha256)} download=${`sbom-${r.version}.json`} aria-label=${`Download the SBOM of ${r.version} (${m?.sbom?.format ?? 'CycloneDX'}, ${bytes(m?.sbom?.size)})`}>${m?.sbom?.format ?? 'SBOM'}</a> <span class="muted">${bytes(m?.sbom?.size)}</span>`
                       : '—'
                   }
                 </td>

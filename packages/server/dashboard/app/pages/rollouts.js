@@ -5,6 +5,13 @@ import { html } from '../html.js';
 import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
 
+/** The list route has no phase summaries: fetch them for the newest rollouts. */
+async function loadWithSummaries() {
+  const list = await api.rollouts();
+  const items = await Promise.all(list.items.map((r, i) => (i < 20 ? api.rollout(r.id).catch(() => r) : r)));
+  return { items };
+}
+
 export function RolloutsPage() {
   const res = useResource(
     () => api.rollouts(),
