@@ -14,7 +14,7 @@ async function loadWithSummaries() {
 
 export function RolloutsPage() {
   const res = useResource(
-    () => api.rollouts(),
+    loadWithSummaries,
     [],
     (ev) => ev.type.startsWith('rollout') || ev.type.startsWith('deployment'),
   );
