@@ -1,0 +1,159 @@
+import { backoffMs, type Clock } from '../clock.js';
+import { AgentError, errorCodeOf, isKilled } from '../errors.js';
+import type { AgentLimits } from '../limits.js';
+import type { Fetcher } from './fetcher.js';
+
+/** Where downloaded bytes go. `restart` returns the byte to resume from and drops any partial chunk. */
+export interface DownloadSink {
+  restart(): Promise<number>;
+  write(data: Uint8Array): Promise<void>;
+}
+
+export interface DownloadOptions {
+  fetcher: Fetcher;
+  clock: Clock;
+  url: string;
+  /** Where the payload starts inside the resource (a bundle section), and its exact size. */
+  offset: number;
+  size: number;
+  sink: DownloadSink;
+  limits: AgentLimits['download'];
+  signal: AbortSignal;
+  onProgress?: (bytes: number) => void;
+  random?: () => number;
+}
+
+/** Errors that another attempt cannot fix (the signed size was exceeded, the URL is wrong). */
+const FATAL = new Set(['FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE', 'FLOTILLA_ERR_AGENT_ACTIVE_SLOT_WRITE']);
+
+/**
+ * Fetches exactly `size` bytes into `sink`, resuming with Range after a cut connection, retrying
+ * with backoff and jitter, and defending against endless data (hard size bound) and slow
+ * retrieval (minimum rate per window, idle timeout).
+ */
+export async function download(o: DownloadOptions): Promise<void> {
+  let failures = 0;
+  let attempts = 0;
+  let lastError: unknown;
+  while (true) {
+    o.signal.throwIfAborted();
+    const pos = await o.sink.restart();
+    if (pos >= o.size) return;
+    attempts++;
+    try {
+      await attempt(o, pos);
+      continue; // the body ended: the loop checks whether everything arrived
+    } catch (err) {
+      if (isKilled(err) || o.signal.aborted) throw err;
+      if (FATAL.has(errorCodeOf(err) ?? '') || (err as { fatal?: boolean }).fatal) throw err;
+      lastError = err;
+    }
+    const progressed = (await o.sink.restart()) > pos;
+    failures = progressed ? 1 : failures + 1;
+    if (failures > o.limits.maxRetries || attempts >= o.limits.maxAttempts) {
+      const code = errorCodeOf(lastError) ?? '';
+      if (code.startsWith('FLOTILLA_ERR_')) throw lastError;
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_DOWNLOAD_FAILED',
+        `${o.url}: ${(lastError as Error)?.message}`,
+        {
+          cause: lastError,
+          component: 'downloader',
+        },
+      );
+    }
+    await o.clock.sleep(
+      backoffMs(failures - 1, o.limits.backoffBaseMs, o.limits.backoffMaxMs, o.random),
+      o.signal,
+    );
+  }
+}
+
+async function attempt(o: DownloadOptions, pos: number): Promise<void> {
+  const ac = new AbortController();
+  const onOuter = () => ac.abort(o.signal.reason);
+  o.signal.addEventListener('abort', onOuter, { once: true });
+  let idleTimer: NodeJS.Timeout | undefined;
+  let res: Awaited<ReturnType<Fetcher['get']>> | undefined;
+  try {
+    res = await o.fetcher.get(o.url, {
+      start: o.offset + pos,
+      signal: ac.signal,
+      timeoutMs: o.limits.connectTimeoutMs,
+    });
+    const remaining = o.size - pos;
+    let skip = 0;
+    if (res.status === 206) {
+      const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
+      if (!m || Number(m[1]) !== o.offset + pos)
+        throw new Error(
+          `server answered range ${res.headers['content-range'] ?? '(none)'} for ${o.offset + pos}`,
+        );
+    } else if (res.status === 200) {
+      skip = o.offset + pos; // the server ignored Range: read past what we already have
+    } else {
+      const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
+      const err = new AgentError('FLOTILLA_ERR_AGENT_DOWNLOAD_HTTP', `HTTP ${res.status} for ${o.url}`, {
+        component: 'downloader',
+      });
+      throw Object.assign(err, { fatal: !retryable });
+    }
+    const declared = res.headers['content-length'];
+    if (declared !== undefined && Number(declared) > skip + remaining)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE',
+        `server announces ${declared} bytes, ${remaining} expected`,
+        { component: 'downloader' },
+      );
+
+    const idle = () => ac.abort(new Error(`no data for ${o.limits.idleTimeoutMs} ms`));
+    idleTimer = setTimeout(idle, o.limits.idleTimeoutMs);
+    let windowStart = o.clock.monotonicMs();
+    let windowBytes = 0;
+    let got = 0;
+    for await (const piece of res.body) {
+      idleTimer.refresh();
+      let data = piece;
+      if (skip > 0) {
+        const drop = Math.min(skip, data.length);
+        skip -= drop;
+        data = data.subarray(drop);
+        if (data.length === 0) continue;
+      }
+      if (got + data.length > remaining)
+        throw new AgentError(
+          'FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE',
+          `more than the signed ${o.size} bytes`,
+          {
+            component: 'downloader',
+          },
+        );
+      await o.sink.write(data);
+      got += data.length;
+      windowBytes += data.length;
+      o.onProgress?.(pos + got);
+      const elapsed = o.clock.monotonicMs() - windowStart;
+      if (elapsed >= o.limits.rateWindowMs) {
+        const rate = (windowBytes * 1000) / elapsed;
+        if (rate < o.limits.minBytesPerSecond)
+          throw new AgentError(
+            'FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_SLOW',
+            `${Math.round(rate)} B/s over ${Math.round(elapsed)} ms, minimum ${o.limits.minBytesPerSecond} B/s`,
+            { component: 'downloader' },
+          );
+        windowStart = o.clock.monotonicMs();
+        windowBytes = 0;
+      }
+    }
+    if (ac.signal.aborted) throw ac.signal.reason;
+  } catch (err) {
+    // The idle timer aborts the request: report why, not the socket's generic abort error.
+    if (ac.signal.aborted && !o.signal.aborted && !errorCodeOf(err)?.startsWith('FLOTILLA_ERR_'))
+      throw ac.signal.reason ?? err;
+    throw err;
+  } finally {
+    clearTimeout(idleTimer);
+    o.signal.removeEventListener('abort', onOuter);
+    res?.destroy();
+  }
+}

@@ -1,0 +1,65 @@
+/** Every bound and default the agent applies, in one place; config `limits` may override them. */
+export const AGENT_LIMITS = {
+  /** Largest state file the agent reads back. */
+  maxStateFileBytes: 1024 * 1024,
+  /** Times one state may start within one deployment (crash-restart loops included). */
+  maxStateRuns: 8,
+  /** Largest image accepted at all (the slot size is the tighter bound in practice). */
+  maxImageBytes: 64 * 1024 * 1024 * 1024,
+  /** Largest delta spooled on the data partition. */
+  maxSpoolBytes: 2 * 1024 * 1024 * 1024,
+  /** Free space kept on the data partition while spooling. */
+  spoolReserveBytes: 16 * 1024 * 1024,
+  /** Largest chunk a manifest may use (one chunk is buffered to verify it before writing). */
+  maxChunkBytes: 16 * 1024 * 1024,
+  /** Slot reads (hashing, drift) use blocks of this size. */
+  readBlockBytes: 1024 * 1024,
+  /** Persist a download checkpoint (after fsync of the slot) every this many bytes. */
+  checkpointBytes: 16 * 1024 * 1024,
+  download: {
+    /** Consecutive failed attempts without progress before giving up. */
+    maxRetries: 6,
+    /** Attempts in total, progress or not (bounds a server that drips and cuts forever). */
+    maxAttempts: 30,
+    backoffBaseMs: 1000,
+    backoffMaxMs: 60_000,
+    /** Connection + response-header timeout. */
+    connectTimeoutMs: 15_000,
+    /** No byte for this long aborts the attempt. */
+    idleTimeoutMs: 30_000,
+    /** Slow-retrieval defence: the rate over each window must reach this. */
+    minBytesPerSecond: 4 * 1024,
+    rateWindowMs: 30_000,
+    /** Progress events at most this often. */
+    progressEveryMs: 2000,
+  },
+  hooks: {
+    timeoutMs: 5 * 60_000,
+    /** Output kept per hook run (stdout + stderr) and sent as hook-output events. */
+    maxOutputBytes: 10 * 1024,
+    /** Exit code 21 = retry later: how often, and how long between. */
+    maxRetries: 5,
+    retryIntervalMs: 60_000,
+  },
+  updateLock: { pollMs: 5000, maxWaitMs: 24 * 3600_000 },
+  health: { deadlineMs: 5 * 60_000, retryIntervalMs: 5000, checkTimeoutMs: 30_000 },
+  outbox: { maxEvents: 1000, maxBytes: 4 * 1024 * 1024 },
+  mqtt: { backoffBaseMs: 1000, backoffMaxMs: 120_000, connectTimeoutMs: 20_000, keepaliveSeconds: 60 },
+  drift: { intervalMs: 24 * 3600_000 },
+} as const;
+
+type Widen<T> = T extends number ? number : { [K in keyof T]: Widen<T[K]> };
+export type AgentLimits = Widen<typeof AGENT_LIMITS>;
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+export type AgentLimitsOverride = DeepPartial<AgentLimits>;
+
+export function resolveLimits(override: AgentLimitsOverride = {}): AgentLimits {
+  const out = structuredClone(AGENT_LIMITS) as AgentLimits;
+  for (const [k, v] of Object.entries(override)) {
+    if (v === undefined) continue;
+    const cur = (out as Record<string, unknown>)[k];
+    if (cur && typeof cur === 'object') Object.assign(cur, v);
+    else (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}

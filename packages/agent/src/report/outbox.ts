@@ -1,0 +1,114 @@
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { atomicWriteFile } from '../fs-util.js';
+
+export interface OutboxItem {
+  id: string;
+  payload: string;
+}
+
+/** Events that must reach the server, kept until the broker acknowledged them. Bounded. */
+export interface Outbox {
+  add(payload: string): Promise<void>;
+  /** Oldest first. */
+  list(): Promise<OutboxItem[]>;
+  remove(id: string): Promise<void>;
+  /** How many events were dropped to stay within the bounds since the last call. */
+  takeDropped(): number;
+}
+
+interface Bounds {
+  maxEvents: number;
+  maxBytes: number;
+}
+
+/** One file per event in a directory on the data partition (atomic writes, survives power cuts). */
+export class FileOutbox implements Outbox {
+  private counter = 0;
+  private dropped = 0;
+  constructor(
+    readonly dir: string,
+    private readonly bounds: Bounds,
+  ) {}
+
+  private async names(): Promise<string[]> {
+    await mkdir(this.dir, { recursive: true });
+    return (await readdir(this.dir)).filter((n) => n.endsWith('.json')).sort();
+  }
+
+  async add(payload: string): Promise<void> {
+    const names = await this.names();
+    // Names sort by time, then a per-process counter: order survives restarts.
+    const id = `${Date.now().toString().padStart(15, '0')}-${(this.counter++).toString().padStart(6, '0')}`;
+    let bytes = payload.length;
+    const sizes: number[] = [];
+    for (const n of names) {
+      const s = await stat(join(this.dir, n)).then(
+        (x) => x.size,
+        () => 0,
+      );
+      sizes.push(s);
+      bytes += s;
+    }
+    let count = names.length + 1;
+    for (
+      let i = 0;
+      i < names.length && (count > this.bounds.maxEvents || bytes > this.bounds.maxBytes);
+      i++
+    ) {
+      await rm(join(this.dir, names[i]!), { force: true });
+      count--;
+      bytes -= sizes[i]!;
+      this.dropped++;
+    }
+    await atomicWriteFile(join(this.dir, `${id}.json`), payload);
+  }
+
+  async list(): Promise<OutboxItem[]> {
+    const out: OutboxItem[] = [];
+    for (const n of await this.names()) {
+      const payload = await readFile(join(this.dir, n), 'utf8').catch(() => null);
+      if (payload !== null) out.push({ id: n, payload });
+    }
+    return out;
+  }
+
+  async remove(id: string): Promise<void> {
+    await rm(join(this.dir, id), { force: true });
+  }
+
+  takeDropped(): number {
+    const d = this.dropped;
+    this.dropped = 0;
+    return d;
+  }
+}
+
+export class MemoryOutbox implements Outbox {
+  private items: OutboxItem[] = [];
+  private counter = 0;
+  private dropped = 0;
+  constructor(private readonly bounds: Bounds) {}
+
+  async add(payload: string): Promise<void> {
+    this.items.push({ id: String(this.counter++), payload });
+    while (
+      this.items.length > this.bounds.maxEvents ||
+      this.items.reduce((n, i) => n + i.payload.length, 0) > this.bounds.maxBytes
+    ) {
+      this.items.shift();
+      this.dropped++;
+    }
+  }
+  async list(): Promise<OutboxItem[]> {
+    return [...this.items];
+  }
+  async remove(id: string): Promise<void> {
+    this.items = this.items.filter((i) => i.id !== id);
+  }
+  takeDropped(): number {
+    const d = this.dropped;
+    this.dropped = 0;
+    return d;
+  }
+}
