@@ -10,7 +10,8 @@ import {
 
 export type Bucket = 'notStarted' | 'inFlight' | 'healthy' | 'failed' | 'retrying' | 'cancelled';
 
-export const isInFlight = (state: DeploymentState): boolean => IN_FLIGHT_STATES.includes(state);
+const IN_FLIGHT = new Set<DeploymentState>(IN_FLIGHT_STATES);
+export const isInFlight = (state: DeploymentState): boolean => IN_FLIGHT.has(state);
 
 /** Retries stop once the rollout rolls back, is aborted or is done: never push a bad release. */
 export function retriesAllowed(runtime: RolloutRuntime): boolean {

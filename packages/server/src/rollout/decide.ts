@@ -40,43 +40,36 @@ export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: nu
   //    devices that already run the release, and cancellation after an abort.
   const timeoutMs = policy.deviceTimeoutSeconds * 1000;
   const retry = retriesAllowed(rt);
-  for (const r of [...w.records.values()]) {
-    const device = devices.get(r.deviceId);
+  for (const deviceId of [...w.records.keys()]) {
+    const device = devices.get(deviceId);
     if (!device) continue;
+    let r = w.records.get(deviceId) as DeploymentRecord;
+    const phase = r.phase;
     if (isInFlight(r.state) && r.offeredAt !== null && now - r.offeredAt >= timeoutMs) {
-      emit({ type: 'timed-out', deviceId: r.deviceId, phase: r.phase, attempt: r.attempts });
+      emit({ type: 'timed-out', deviceId, phase, attempt: r.attempts });
+      r = w.records.get(deviceId) as DeploymentRecord;
     }
-    const cur = w.records.get(r.deviceId) as DeploymentRecord;
-    if (cur.rollback && isInFlight(cur.rollback.state) && now - cur.rollback.offeredAt >= timeoutMs) {
-      emit({ type: 'rollback-timed-out', deviceId: r.deviceId, phase: r.phase });
+    if (r.rollback && isInFlight(r.rollback.state) && now - r.rollback.offeredAt >= timeoutMs) {
+      emit({ type: 'rollback-timed-out', deviceId, phase });
+      r = w.records.get(deviceId) as DeploymentRecord;
     }
     if (rt.status === 'aborted') {
-      if (cur.state === 'pending')
-        emit({ type: 'cancel', deviceId: r.deviceId, phase: r.phase, notify: false });
+      if (r.state === 'pending') emit({ type: 'cancel', deviceId, phase, notify: false });
       // Offered or downloading devices can still stop cleanly; installing ones finish.
-      if (cur.state === 'offered' || cur.state === 'downloading') {
-        emit({ type: 'cancel', deviceId: r.deviceId, phase: r.phase, notify: true });
-      }
+      if (r.state === 'offered' || r.state === 'downloading')
+        emit({ type: 'cancel', deviceId, phase, notify: true });
       continue;
     }
     if (
       retry &&
-      (cur.state === 'failed' || cur.state === 'rolled-back' || cur.state === 'timed-out') &&
-      canRetry(policy, cur)
+      (r.state === 'failed' || r.state === 'rolled-back' || r.state === 'timed-out') &&
+      canRetry(policy, r)
     ) {
-      emit({
-        type: 'retry',
-        deviceId: r.deviceId,
-        phase: r.phase,
-        nextAttempt: cur.attempts + 1,
-        after: cur.state,
-      });
+      emit({ type: 'retry', deviceId, phase, nextAttempt: r.attempts + 1, after: r.state });
+      r = w.records.get(deviceId) as DeploymentRecord;
     }
-    if (
-      w.records.get(r.deviceId)?.state === 'pending' &&
-      device.currentVersion === snapshot.release.version
-    ) {
-      emit({ type: 'already-installed', deviceId: r.deviceId, phase: r.phase });
+    if (r.state === 'pending' && device.currentVersion === snapshot.release.version) {
+      emit({ type: 'already-installed', deviceId, phase });
     }
   }
 
@@ -177,6 +170,7 @@ function advancePhases(
   emit: Emit,
 ): void {
   const rt = w.runtime;
+  let counts: ReturnType<typeof countPhases> | undefined;
   // Bounded: each turn starts or finishes a phase, or stops.
   for (let guard = 0; guard <= 2 * policy.phases.length + 1 && ACTIVE.has(rt.status); guard++) {
     const p = rt.currentPhase;
@@ -193,8 +187,9 @@ function advancePhases(
       continue;
     }
     const spec = policy.phases[p]!;
-    const counts = countPhases(policy, rt, w.records.values(), present)[p]!;
-    const j = judgePhase(spec, current, counts);
+    // Phase moves do not change records, so one count serves every turn of this loop.
+    counts ??= countPhases(policy, rt, w.records.values(), present);
+    const j = judgePhase(spec, current, counts[p]!);
     if (!j.successMet) {
       if (current.soakStartedAt !== null) emit({ type: 'soak-reset', phase: p });
       return;
@@ -248,6 +243,7 @@ function makeOffers(
       candidates.push(r);
     }
   }
+  if (candidates.length === 0 || inFlight >= policy.maxConcurrent) return;
   candidates.sort((a, b) => a.phase - b.phase || order(a.deviceId, b.deviceId));
 
   for (const r of candidates) {

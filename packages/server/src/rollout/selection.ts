@@ -37,7 +37,16 @@ export function orderKey(rolloutId: string, deviceId: string): number {
 }
 
 export function compareDevices(rolloutId: string): (a: string, b: string) => number {
-  return (a, b) => orderKey(rolloutId, a) - orderKey(rolloutId, b) || (a < b ? -1 : a > b ? 1 : 0);
+  const keys = new Map<string, number>();
+  const key = (id: string) => {
+    let k = keys.get(id);
+    if (k === undefined) {
+      k = orderKey(rolloutId, id);
+      keys.set(id, k);
+    }
+    return k;
+  };
+  return (a, b) => key(a) - key(b) || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 /**
