@@ -73,7 +73,8 @@ export const RateSpec = Type.Union([
         Type.Object({ notified: Type.Integer({ minimum: 1, maximum: 1_000_000 }) }, strict),
         Type.Object({ succeeded: Type.Integer({ minimum: 1, maximum: 1_000_000 }) }, strict),
       ]),
-      maxPerMinute: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
+      // No schema default: ajv ignores defaults inside anyOf; normalizePolicy and the engine use 1000.
+      maxPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
     },
     strict,
   ),
