@@ -109,7 +109,7 @@ CREATE TABLE deltas (
 CREATE TABLE rollouts (
   id          TEXT PRIMARY KEY,
   name        TEXT NOT NULL,
-  release_id  TEXT NOT NULL REFERENCES releases(id),
+  release_id  TEXT NOT NULL,
   policy      TEXT NOT NULL,
   status      TEXT NOT NULL,
   runtime     TEXT NOT NULL,

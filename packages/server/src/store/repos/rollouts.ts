@@ -53,7 +53,11 @@ export class RolloutsRepo {
       list: db.prepare<[number, number], Row>(
         'SELECT * FROM rollouts ORDER BY created DESC LIMIT ? OFFSET ?',
       ),
-      active: db.prepare<[], Row>(`SELECT * FROM rollouts WHERE status IN ${ACTIVE} ORDER BY created`),
+      // An aborted rollout that rolls devices back still needs engine passes.
+      active: db.prepare<[], Row>(
+        `SELECT * FROM rollouts WHERE status IN ${ACTIVE}
+           OR (status = 'aborted' AND json_extract(runtime, '$.rollingBack') = 1) ORDER BY created`,
+      ),
       setRuntime: db.prepare('UPDATE rollouts SET runtime = ?, status = ?, updated = ? WHERE id = ?'),
       activeReleases: db.prepare<[], { release_id: string }>(
         `SELECT DISTINCT release_id FROM rollouts WHERE status IN ${ACTIVE}`,

@@ -1,0 +1,72 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { ServerContext } from '../context.js';
+import { ServerError } from '../errors.js';
+import { authHook } from './auth.js';
+import { errorHandler } from './error-handler.js';
+import { adminRoutes } from './routes/admin.js';
+import { artifactRoutes } from './routes/artifacts.js';
+import { deviceRoutes } from './routes/devices.js';
+import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
+import { rolloutRoutes } from './routes/rollouts.js';
+import { systemRoutes } from './routes/system.js';
+
+/**
+ * The HTTP API. Never listens (tests use `app.inject()`; `startServer` listens). Every route has a
+ * schema; unknown properties are rejected, not silently dropped; every error has the shape
+ * `{error:{code,message,hint}}`. OpenAPI at /docs (UI) and /docs/json.
+ */
+export async function buildApp(
+  ctx: ServerContext,
+  opts: { https?: { cert: string | Buffer; key: string | Buffer } } = {},
+): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(opts.https ? { https: opts.https } : {}),
+    loggerInstance: ctx.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: ctx.limits.maxJsonBodyBytes,
+    ajv: {
+      customOptions: {
+        removeAdditional: false,
+        coerceTypes: 'array',
+        useDefaults: true,
+        allErrors: false,
+        strict: false,
+      },
+    },
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  // Uploads stream straight to disk; the artifact store enforces the size limit while writing.
+  app.addContentTypeParser(UPLOAD_TYPES, (_req, payload, done) => done(null, payload));
+  app.setErrorHandler(errorHandler(ctx.log));
+  app.setNotFoundHandler((req) => {
+    throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`);
+  });
+  app.addHook('onRequest', authHook(ctx.store, ctx.clock));
+  app.addHook('onResponse', async (_req, reply) => {
+    ctx.metrics.httpRequests.inc({ status: `${Math.floor(reply.statusCode / 100)}xx` });
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Flotilla server API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(
+    async (api) => {
+      await deviceRoutes(api, ctx);
+      await releaseRoutes(api, ctx);
+      await artifactRoutes(api, ctx);
+      await rolloutRoutes(api, ctx);
+      await adminRoutes(api, ctx);
+    },
+    { prefix: '/api/v1' },
+  );
+  await systemRoutes(app, ctx);
+  return app;
+}

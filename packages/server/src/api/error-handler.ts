@@ -1,0 +1,71 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+
+interface Coded {
+  code?: unknown;
+  status?: unknown;
+  statusCode?: unknown;
+  hint?: unknown;
+  message?: unknown;
+  validation?: unknown;
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; hint?: string };
+}
+
+/**
+ * One mapping for every failure: schema validation → FLOTILLA_ERR_SERVER_VALIDATION (400) naming
+ * the field; Flotilla errors of any package keep their code, status and hint; fastify's own
+ * client errors (bad JSON, wrong content type, too large) keep their status; anything else is a
+ * 500 with no internals leaked (the log has them).
+ */
+export function errorHandler(log: Logger) {
+  return (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+    const e = err as unknown as Coded;
+    let status = 500;
+    let body: ErrorBody;
+    if (e.validation) {
+      status = 400;
+      body = {
+        error: {
+          code: 'FLOTILLA_ERR_SERVER_VALIDATION',
+          message: `invalid request: ${err.message}`,
+          hint: 'check the field named in the message; the OpenAPI document is at /docs',
+        },
+      };
+    } else if (typeof e.code === 'string' && e.code.startsWith('FLOTILLA_ERR_')) {
+      status = typeof e.status === 'number' ? e.status : 500;
+      body = {
+        error: {
+          code: e.code,
+          message: String(e.message),
+          ...(typeof e.hint === 'string' ? { hint: e.hint } : {}),
+        },
+      };
+    } else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+      status = e.statusCode;
+      body = {
+        error: {
+          code: status === 413 ? 'FLOTILLA_ERR_SERVER_UPLOAD_TOO_LARGE' : 'FLOTILLA_ERR_SERVER_VALIDATION',
+          message: `invalid request: ${err.message}`,
+          hint:
+            status === 415
+              ? 'send application/json (or application/octet-stream for uploads)'
+              : 'fix the request',
+        },
+      };
+    } else {
+      body = {
+        error: {
+          code: 'FLOTILLA_ERR_SERVER_INTERNAL',
+          message: 'internal error',
+          hint: 'see the server log',
+        },
+      };
+    }
+    if (status >= 500) log.error({ err, url: req.url }, 'request failed');
+    else req.log.debug({ code: body.error.code, url: req.url }, body.error.message);
+    void reply.code(status).send(body);
+  };
+}

@@ -1,0 +1,74 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerContext } from '../../context.js';
+import { ServerError } from '../../errors.js';
+import { Sha256Params } from '../schemas.js';
+
+/** Parses one `bytes=a-b` / `bytes=a-` / `bytes=-n` range; null = serve it all (several ranges, junk). */
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | null | 'unsatisfiable' {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'unsatisfiable';
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) return 'unsatisfiable';
+  return { start, end };
+}
+
+/**
+ * Content-addressed downloads: a plain route streaming the file (measured 2–3× faster than
+ * @fastify/static), with one Range, ETag = the sha256, If-None-Match and If-Range. Public:
+ * the bytes are useless without a signed manifest, and integrity comes from the signatures.
+ */
+export async function artifactRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  const serve = async (req: FastifyRequest, reply: FastifyReply, head: boolean) => {
+    const { sha256 } = req.params as { sha256: string };
+    const row = ctx.store.artifacts.get(sha256);
+    if (!row || !ctx.artifacts.has(sha256))
+      throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `artifact ${sha256}`);
+    const size = row.size;
+    const etag = `"${sha256}"`;
+    reply
+      .header('etag', etag)
+      .header('accept-ranges', 'bytes')
+      .header('cache-control', 'public, max-age=31536000, immutable')
+      .header('content-type', 'application/octet-stream');
+    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+    const ifRange = req.headers['if-range'];
+    const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, size);
+    if (range === 'unsatisfiable') {
+      reply.header('content-range', `bytes */${size}`);
+      throw new ServerError('FLOTILLA_ERR_SERVER_RANGE', `${req.headers.range} of ${size} bytes`);
+    }
+    if (range) {
+      reply
+        .code(206)
+        .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
+        .header('content-length', range.end - range.start + 1);
+      return head ? reply.send() : reply.send(ctx.artifacts.open(sha256, range));
+    }
+    reply.header('content-length', size);
+    return head ? reply.send() : reply.send(ctx.artifacts.open(sha256));
+  };
+  const schema = {
+    tags: ['artifacts'],
+    params: Sha256Params,
+    headers: Type.Object({ range: Type.Optional(Type.String({ maxLength: 200 })) }),
+  };
+  // fastify answers HEAD through this route too (exposeHeadRoutes); no file is opened for it.
+  app.get('/artifacts/:sha256', { config: { access: 'public' }, schema }, (req, reply) =>
+    serve(req, reply, req.method === 'HEAD'),
+  );
+}

@@ -1,0 +1,108 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { extname, join, normalize, sep } from 'node:path';
+import type {} from '@fastify/swagger';
+import type { FastifyInstance } from 'fastify';
+import type { ServerContext } from '../../context.js';
+import { ServerError } from '../../errors.js';
+import type { ServerEvent } from '../../events/bus.js';
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+};
+
+/** Health, metrics, the trust root, server info, the live event stream and the dashboard files. */
+export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['system'] } }, async () => {
+    ctx.store.db.prepare('SELECT 1').get();
+    return { ok: true, mqtt: ctx.transport()?.kind ?? null };
+  });
+
+  app.get(
+    '/metrics',
+    { config: { access: 'public' }, schema: { tags: ['system'], hide: true } },
+    async (_req, reply) => {
+      reply.header('content-type', ctx.metrics.registry.contentType);
+      return ctx.metrics.registry.metrics();
+    },
+  );
+
+  app.get(
+    '/api/v1/root',
+    {
+      config: { access: 'public' },
+      schema: { tags: ['system'], summary: 'The trust root (root.json) devices ship' },
+    },
+    async () => ctx.keys.root,
+  );
+
+  app.get('/api/v1/server', { config: { access: 'viewer' }, schema: { tags: ['system'] } }, async () => ({
+    endpoints: ctx.endpoints,
+    devices: ctx.store.devices.countsByStatus(),
+    versions: ctx.store.devices.countsByVersion(),
+    artifacts: ctx.store.artifacts.totals(),
+    ingestQueue: (await ctx.metrics.ingestQueue.get()).values[0]?.value ?? 0,
+    keys: {
+      delta: ctx.keys.delta.keyId,
+      release: ctx.keys.release?.keyId ?? null,
+      rootVersion: ctx.keys.rootMeta.version,
+    },
+  }));
+
+  let sseClients = 0;
+  app.get(
+    '/api/v1/events',
+    {
+      config: { access: 'viewer' },
+      schema: { tags: ['system'], summary: 'Server-Sent Events: device, release, rollout and delta changes' },
+    },
+    async (req, reply) => {
+      if (sseClients >= ctx.limits.maxSseClients)
+        throw new ServerError('FLOTILLA_ERR_SERVER_CONFLICT', 'too many event streams');
+      sseClients++;
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.write(': flotilla events\n\n');
+      const send = (e: ServerEvent) => {
+        res.write(
+          `event: ${e.type}\ndata: ${JSON.stringify({ ts: new Date(e.ts).toISOString(), ...e.data })}\n\n`,
+        );
+      };
+      const unsubscribe = ctx.bus.subscribe(send);
+      const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+      const done = () => {
+        clearInterval(ping);
+        unsubscribe();
+        sseClients--;
+      };
+      req.raw.once('close', done);
+    },
+  );
+
+  // The dashboard (a later task) is a static directory; nothing is served when it is absent.
+  const dir = ctx.dashboardDir;
+  app.get('/*', { config: { access: 'public' }, schema: { hide: true } }, async (req, reply) => {
+    if (!dir || !existsSync(dir))
+      throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', 'no dashboard installed');
+    const rel = (req.params as { '*': string })['*'] || 'index.html';
+    const path = normalize(join(dir, rel));
+    if (!path.startsWith(normalize(dir) + sep) && path !== normalize(dir))
+      throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', rel);
+    const file = existsSync(path) && statSync(path).isFile() ? path : join(dir, 'index.html');
+    if (!existsSync(file)) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', rel);
+    return reply
+      .header('content-type', MIME[extname(file)] ?? 'application/octet-stream')
+      .send(readFileSync(file));
+  });
+}

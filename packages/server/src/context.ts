@@ -1,0 +1,35 @@
+import type { Logger } from 'pino';
+import type { ArtifactStore } from './artifacts/artifact-store.js';
+import type { DeltaService } from './deltas/delta-service.js';
+import type { RolloutRunner } from './deploy/rollout-runner.js';
+import type { DeviceRegistry } from './devices/registry.js';
+import type { EventBus } from './events/bus.js';
+import type { ServerKeys } from './keys/server-keys.js';
+import type { ServerLimits } from './limits.js';
+import type { Metrics } from './metrics.js';
+import type { DeviceTransport } from './mqtt/transport.js';
+import type { ReleaseService } from './releases/release-service.js';
+import type { Retention } from './retention/retention.js';
+import type { Store } from './store/store.js';
+
+/** Everything the API routes use; built once by `createServer`. */
+export interface ServerContext {
+  store: Store;
+  artifacts: ArtifactStore;
+  keys: ServerKeys;
+  bus: EventBus;
+  log: Logger;
+  metrics: Metrics;
+  limits: ServerLimits;
+  registry: DeviceRegistry;
+  releases: ReleaseService;
+  rollouts: RolloutRunner;
+  deltas: DeltaService;
+  retention: Retention;
+  transport: () => DeviceTransport | null;
+  /** Where the dashboard's static files are (served at / when the directory exists). */
+  dashboardDir: string | null;
+  /** Addresses shown by GET /api/v1/server (filled in once listening). */
+  endpoints: { api?: string; mqtt?: string; mqtts?: string; ws?: string };
+  clock: () => number;
+}

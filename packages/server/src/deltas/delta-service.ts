@@ -1,0 +1,189 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { type DeltaDescriptor, isoAfter, SCHEMA_VERSION, signDocument } from '@flotilla/protocol';
+import type { Logger } from 'pino';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { ServerError } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
+import type { ServerKeys } from '../keys/server-keys.js';
+import type { ServerLimits } from '../limits.js';
+import type { Metrics } from '../metrics.js';
+import type { Store } from '../store/store.js';
+
+interface WorkerStats {
+  codec: string;
+  baseSha256: string;
+  targetSha256: string;
+  deltaSize: number;
+  deltaSha256: string;
+}
+
+/**
+ * The worker always runs compiled JS from dist/ (worker threads cannot load TypeScript), also
+ * when this module itself runs from src/ under vitest.
+ */
+export function deltaWorkerPath(): string {
+  const here = import.meta.url;
+  const url = here.endsWith('.ts')
+    ? new URL('../../dist/deltas/delta-worker.js', here)
+    : new URL('./delta-worker.js', here);
+  return fileURLToPath(url);
+}
+
+/**
+ * Builds deltas between releases in worker threads, one cache entry per (from image, to image),
+ * signed by the delta role. Only images the server holds as a release can be a base. A failed
+ * build is remembered (devices get the full image) and not retried in a loop.
+ */
+export class DeltaService {
+  private running = 0;
+  private readonly workers = new Set<Worker>();
+  private closed = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly artifacts: ArtifactStore,
+    private readonly keys: ServerKeys,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly limits: ServerLimits,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  start(): void {
+    const n = this.store.deltas.requeueInterrupted();
+    if (n > 0) this.log.info({ n }, 'requeued delta builds a restart interrupted');
+    this.pump();
+  }
+
+  /** Queues deltas from each base the server holds to `to`; returns how many were new. */
+  want(from: readonly string[], to: string): number {
+    let queued = 0;
+    const now = this.clock();
+    for (const f of from) {
+      if (f === to || !this.store.releases.byImage(f) || !this.artifacts.has(f) || !this.artifacts.has(to))
+        continue;
+      if (this.store.deltas.queue(f, to, now)) queued++;
+    }
+    if (queued > 0) this.pump();
+    return queued;
+  }
+
+  /** True while any of these deltas is queued or being built. */
+  pending(from: readonly string[], to: string): boolean {
+    return from.some((f) => {
+      const d = this.store.deltas.get(f, to);
+      return d?.status === 'queued' || d?.status === 'building';
+    });
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    const queue = this.store.deltas.pending().filter((d) => d.status === 'queued');
+    while (this.running < this.limits.deltaWorkers && queue.length > 0) {
+      const job = queue.shift()!;
+      this.running++;
+      this.store.deltas.setStatus(job.fromSha256, job.toSha256, 'building', null, this.clock());
+      void this.build(job.fromSha256, job.toSha256).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  private async build(from: string, to: string): Promise<void> {
+    const outPath = this.artifacts.tempPath('.fdelta');
+    try {
+      const workerFile = deltaWorkerPath();
+      if (!existsSync(workerFile))
+        throw new ServerError(
+          'FLOTILLA_ERR_SERVER_DELTA',
+          `worker ${workerFile} is missing: run \`npx tsc -b\``,
+        );
+      const stats = await this.runWorker(workerFile, {
+        basePath: this.artifacts.pathOf(from),
+        targetPath: this.artifacts.pathOf(to),
+        outPath,
+      });
+      if (this.closed) return;
+      if (stats.baseSha256 !== from || stats.targetSha256 !== to)
+        throw new ServerError('FLOTILLA_ERR_SERVER_DELTA', 'an artifact does not hash to its name');
+      const fromRel = this.store.releases.byImage(from);
+      const toRel = this.store.releases.byImage(to);
+      if (!fromRel || !toRel)
+        throw new ServerError('FLOTILLA_ERR_SERVER_DELTA', 'a release was pruned meanwhile');
+      const now = this.clock();
+      const descriptor: DeltaDescriptor = {
+        _type: 'delta',
+        schemaVersion: SCHEMA_VERSION,
+        codec: stats.codec,
+        fromImageSha256: from,
+        toImageSha256: to,
+        deltaSha256: stats.deltaSha256,
+        deltaSize: stats.deltaSize,
+        fromVersion: fromRel.version,
+        toVersion: toRel.version,
+        expires: isoAfter(new Date(now), this.limits.deltaTtlDays),
+      };
+      const signed = signDocument(descriptor, [this.keys.delta]);
+      this.artifacts.commit(outPath, stats.deltaSha256);
+      this.store.tx(() => {
+        this.store.artifacts.add(stats.deltaSha256, stats.deltaSize, 'delta', now);
+        this.store.deltas.setReady(from, to, { ...stats, descriptor: signed }, now);
+      });
+      this.metrics.deltasBuilt.inc({ result: 'ok' });
+      this.log.info({ from: fromRel.version, to: toRel.version, size: stats.deltaSize }, 'delta ready');
+      this.bus.emit('delta.ready', {
+        from,
+        to,
+        fromVersion: fromRel.version,
+        toVersion: toRel.version,
+        size: stats.deltaSize,
+      });
+    } catch (err) {
+      if (this.closed) return;
+      const message = (err as Error).message;
+      this.metrics.deltasBuilt.inc({ result: 'failed' });
+      this.log.warn({ from, to, err: message }, 'delta build failed; devices get the full image');
+      this.store.deltas.setStatus(from, to, 'failed', message.slice(0, 1000), this.clock());
+      this.bus.emit('delta.failed', { from, to, error: message });
+    } finally {
+      await rm(outPath, { force: true });
+    }
+  }
+
+  private runWorker(
+    file: string,
+    job: { basePath: string; targetPath: string; outPath: string },
+  ): Promise<WorkerStats> {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(file, { workerData: job });
+      this.workers.add(worker);
+      let settled = false;
+      worker.once(
+        'message',
+        (m: { ok: true; stats: WorkerStats } | { ok: false; code: string; message: string }) => {
+          settled = true;
+          if (m.ok) resolve(m.stats);
+          else reject(new ServerError('FLOTILLA_ERR_SERVER_DELTA', `${m.code}: ${m.message}`));
+        },
+      );
+      worker.once('error', (err) => {
+        settled = true;
+        reject(err);
+      });
+      worker.once('exit', (code) => {
+        this.workers.delete(worker);
+        if (!settled) reject(new ServerError('FLOTILLA_ERR_SERVER_DELTA', `worker exited with code ${code}`));
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.workers].map((w) => w.terminate()));
+  }
+}

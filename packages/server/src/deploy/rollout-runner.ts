@@ -1,0 +1,382 @@
+import { randomBytes } from 'node:crypto';
+import type { DeviceCommand, DeviceEventMessage } from '@flotilla/protocol';
+import type { Logger } from 'pino';
+import { ServerError } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
+import type { ServerLimits } from '../limits.js';
+import type { Metrics } from '../metrics.js';
+import type { DeviceTransport } from '../mqtt/transport.js';
+import {
+  abortRollout,
+  applyDecisions,
+  applyDeviceEvent,
+  approvePhase,
+  type Decision,
+  type DeviceSnapshot,
+  decide,
+  initialRuntime,
+  normalizePolicy,
+  pauseRollout,
+  phaseAwaitingApproval,
+  type RolloutPolicy,
+  type RolloutRuntime,
+  type RolloutSnapshot,
+  type RolloutSummary,
+  resumeRollout,
+  summarize,
+} from '../rollout/index.js';
+import { type DeploymentRow, ROLLBACK_SUFFIX } from '../store/repos/deployments.js';
+import type { RolloutRow } from '../store/repos/rollouts.js';
+import type { Store } from '../store/store.js';
+import type { OfferBuilder } from './offers.js';
+
+/** Engine milestones worth a line in the audit log (per-device decisions are in the deployments). */
+const AUDITED = new Set([
+  'rollout-started',
+  'phase-started',
+  'wait-approval',
+  'phase-succeeded',
+  'pause',
+  'complete',
+]);
+
+/** Something to send once the transaction that decided it committed. */
+type Outbox = { deviceId: string; command: DeviceCommand }[];
+
+/**
+ * Drives the pure rollout engine: builds the snapshot from the store, runs `decide`, applies the
+ * decisions and the resulting deployment records in one transaction, then sends the offers and
+ * cancels it decided. Runs on device events (debounced) and on a timer. A crash between commit
+ * and send is healed by re-sending the offers of deployments still `offered` (on start and when
+ * a device connects); devices treat a repeated offer of the same deployment as one.
+ */
+export class RolloutRunner {
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private pending: NodeJS.Immediate | null = null;
+  private stopped = false;
+  /** Asks for deltas from the images the targeted devices run (set by the delta service). */
+  wantDeltas: ((from: string[], toImageSha256: string) => void) | null = null;
+  /** True while deltas this rollout's first offers could use are still being built. */
+  deltasPending: ((from: string[], toImageSha256: string) => boolean) | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly transport: () => DeviceTransport | null,
+    private readonly offers: OfferBuilder,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly limits: ServerLimits & { deltaWaitMs?: number },
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.tickAll(), this.limits.rolloutTickMs);
+    this.timer.unref();
+    this.resendOffered();
+    this.tickAll();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.pending) clearImmediate(this.pending);
+    this.timer = null;
+    this.pending = null;
+  }
+
+  create(input: { name?: string; release: string; policy: unknown }, actor: string): RolloutRow {
+    const policy = normalizePolicy(input.policy);
+    const release = this.store.releases.get(input.release);
+    if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
+    const now = this.clock();
+    const id = `ro_${randomBytes(8).toString('hex')}`;
+    this.store.tx(() => {
+      this.store.rollouts.insert({
+        id,
+        name: input.name ?? `${release.version} rollout`,
+        releaseId: release.id,
+        policy,
+        runtime: initialRuntime(policy),
+        createdBy: actor,
+        now,
+      });
+      this.store.audit.record(actor, 'rollout.create', id, { release: release.id, policy }, now);
+    });
+    const row = this.store.rollouts.get(id)!;
+    this.requestDeltas(row);
+    this.bus.emit('rollout.created', { rolloutId: id, release: release.id });
+    this.schedule(id);
+    return row;
+  }
+
+  /** Operator actions: change the runtime, audit, re-run. */
+  act(
+    id: string,
+    action: 'pause' | 'resume' | 'abort' | 'approve',
+    actor: string,
+    opts: { phase?: number; rollback?: boolean; note?: string } = {},
+  ): RolloutRow {
+    const now = this.clock();
+    this.store.tx(() => {
+      const row = this.store.rollouts.get(id);
+      if (!row) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
+      let rt: RolloutRuntime;
+      switch (action) {
+        case 'pause':
+          rt = pauseRollout(row.runtime, now, actor, opts.note ?? null);
+          break;
+        case 'resume':
+          rt = resumeRollout(row.policy, this.snapshot(row));
+          break;
+        case 'abort':
+          rt = abortRollout(row.policy, row.runtime, now, { rollback: opts.rollback === true });
+          break;
+        case 'approve': {
+          const phase = opts.phase ?? phaseAwaitingApproval(row.runtime);
+          if (phase === null || phase === undefined)
+            throw new ServerError(
+              'FLOTILLA_ERR_SERVER_ROLLOUT_STATE',
+              'no phase is waiting for approval; name one',
+            );
+          rt = approvePhase(row.policy, row.runtime, phase, now, actor);
+          break;
+        }
+      }
+      this.store.rollouts.setRuntime(id, rt, now);
+      this.store.audit.record(actor, `rollout.${action}`, id, { ...opts }, now);
+    });
+    this.bus.emit('rollout.updated', { rolloutId: id, action });
+    this.tick(id);
+    return this.store.rollouts.get(id)!;
+  }
+
+  summary(id: string): RolloutSummary {
+    const row = this.store.rollouts.get(id);
+    if (!row) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
+    return summarize(row.policy, this.snapshot(row), this.clock());
+  }
+
+  /** Inside the report transaction: moves the deployment the event names (only the device's own). */
+  applyEvent(deviceId: string, event: DeviceEventMessage, now: number): void {
+    if (!event.deploymentId) return;
+    const rollback = event.deploymentId.endsWith(ROLLBACK_SUFFIX);
+    const depId = rollback ? event.deploymentId.slice(0, -ROLLBACK_SUFFIX.length) : event.deploymentId;
+    const dep = this.store.deployments.get(depId);
+    if (!dep || dep.deviceId !== deviceId) return;
+    // An event of the forward offer must not move the rollback record, nor the other way round.
+    if (rollback !== (dep.rollback !== null)) return;
+    const reason = event.reason ? `${event.reason.code}: ${event.reason.message}` : null;
+    const next = applyDeviceEvent(dep, event.kind, now, reason);
+    if (!next) return;
+    this.store.deployments.save({ ...dep, ...next });
+    this.dirty.add(dep.rolloutId);
+  }
+
+  /** After reports committed: re-run the rollouts they touched. */
+  afterReports(): void {
+    if (this.dirty.size > 0) this.kick();
+  }
+
+  schedule(id: string): void {
+    this.dirty.add(id);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.pending || this.stopped) return;
+    this.pending = setImmediate(() => {
+      this.pending = null;
+      const ids = [...this.dirty];
+      this.dirty.clear();
+      for (const id of ids) this.tick(id);
+    });
+  }
+
+  tickAll(): void {
+    for (const r of this.store.rollouts.active()) this.tick(r.id);
+  }
+
+  /** One engine pass for one rollout, applied atomically. */
+  tick(id: string): Decision[] {
+    if (this.stopped) return [];
+    const now = this.clock();
+    const outbox: Outbox = [];
+    let decisions: Decision[] = [];
+    try {
+      this.store.tx(() => {
+        const row = this.store.rollouts.get(id);
+        // An aborted rollout still runs: it cancels pending devices and may roll devices back.
+        if (!row || row.status === 'completed') return;
+        const snap = this.snapshot(row);
+        if (row.runtime.startedAt === null && this.waitForDeltas(row, snap, now)) return;
+        decisions = decide(row.policy, snap, now);
+        if (decisions.length === 0) return;
+        const next = applyDecisions(snap, decisions, now);
+        this.persist(row, snap, next, decisions, now, outbox);
+      });
+    } catch (err) {
+      this.log.error({ err, rolloutId: id }, 'rollout pass failed; it will run again');
+      return [];
+    }
+    if (decisions.length > 0)
+      this.bus.emit('rollout.updated', { rolloutId: id, decisions: decisions.length });
+    void this.send(outbox);
+    return decisions;
+  }
+
+  private waitForDeltas(row: RolloutRow, snap: RolloutSnapshot, now: number): boolean {
+    const wait = this.limits.deltaWaitMs ?? 0;
+    if (!this.deltasPending || wait <= 0 || now - row.created > wait) return false;
+    const release = this.store.releases.get(row.releaseId);
+    if (!release) return false;
+    const from = [...new Set(snap.devices.map((d) => d.currentImageSha256).filter((s): s is string => !!s))];
+    return this.deltasPending(from, release.imageSha256);
+  }
+
+  private persist(
+    row: RolloutRow,
+    before: RolloutSnapshot,
+    after: RolloutSnapshot,
+    decisions: Decision[],
+    now: number,
+    outbox: Outbox,
+  ): void {
+    this.store.rollouts.setRuntime(row.id, after.runtime, now);
+    const existing = new Map(this.store.deployments.forRollout(row.id).map((d) => [d.deviceId, d]));
+    const prev = new Map(before.deployments.map((d) => [d.deviceId, d]));
+    for (const rec of after.deployments) {
+      let dep = existing.get(rec.deviceId);
+      if (!dep) {
+        const depId = this.store.deployments.assign(row.id, rec.deviceId, rec.phase, rec.fromVersion, now);
+        dep = this.store.deployments.get(depId)!;
+        existing.set(rec.deviceId, dep);
+      }
+      if (prev.get(rec.deviceId) !== rec) this.store.deployments.save({ ...dep, ...rec });
+    }
+    const release = this.store.releases.get(row.releaseId)!;
+    for (const d of decisions) {
+      if (d.type === 'offer' || d.type === 'rollback-offer') {
+        const dep = existing.get(d.deviceId)!;
+        const rel = d.type === 'offer' ? release : this.store.releases.get(d.toVersion);
+        if (!rel) {
+          this.log.warn(
+            { deviceId: d.deviceId, version: d.type === 'rollback-offer' ? d.toVersion : '' },
+            'no release to roll back to',
+          );
+          continue;
+        }
+        const device = this.store.devices.get(d.deviceId);
+        const deploymentId = d.type === 'offer' ? dep.id : `${dep.id}${ROLLBACK_SUFFIX}`;
+        const offer = this.offers.build({
+          deploymentId,
+          deviceId: d.deviceId,
+          release: rel,
+          deviceImageSha256: device?.imageSha256 ?? null,
+          now,
+        });
+        outbox.push({ deviceId: d.deviceId, command: this.offers.command(offer) });
+      } else if (d.type === 'cancel' && d.notify) {
+        outbox.push({ deviceId: d.deviceId, command: this.offers.cancel(existing.get(d.deviceId)!.id) });
+      } else if (AUDITED.has(d.type)) {
+        this.store.audit.record('rollout-engine', `rollout.${d.type}`, row.id, { ...d }, now);
+      }
+    }
+    if (decisions.some((d) => d.type === 'assign')) this.requestDeltas(row);
+  }
+
+  private async send(outbox: Outbox): Promise<void> {
+    const t = this.transport();
+    if (!t) return;
+    for (const { deviceId, command } of outbox) {
+      try {
+        await t.publishCommand(deviceId, command);
+        if (command.type === 'offer') this.metrics.offersSent.inc();
+      } catch (err) {
+        // The deployment stays offered: the engine's timeout and the resend on reconnect cover it.
+        this.log.warn({ err, deviceId }, 'command not published');
+      }
+    }
+  }
+
+  /** Re-sends a fresh offer for every deployment of this device still waiting in `offered`. */
+  resendFor(deviceId: string): void {
+    const now = this.clock();
+    const outbox: Outbox = [];
+    for (const dep of this.store.deployments.forDevice(deviceId)) this.collectResend(dep, now, outbox);
+    void this.send(outbox);
+  }
+
+  private resendOffered(): void {
+    const now = this.clock();
+    const outbox: Outbox = [];
+    for (const r of this.store.rollouts.active())
+      for (const dep of this.store.deployments.forRollout(r.id)) this.collectResend(dep, now, outbox);
+    void this.send(outbox);
+  }
+
+  private collectResend(dep: DeploymentRow, now: number, outbox: Outbox): void {
+    const row = this.store.rollouts.get(dep.rolloutId);
+    if (!row || row.status === 'completed') return;
+    const rollback = dep.rollback?.state === 'offered';
+    if (!rollback && (dep.state !== 'offered' || row.status === 'aborted')) return;
+    const rel = rollback
+      ? this.store.releases.get(dep.rollback!.toVersion)
+      : this.store.releases.get(row.releaseId);
+    if (!rel) return;
+    const device = this.store.devices.get(dep.deviceId);
+    const offer = this.offers.build({
+      deploymentId: rollback ? `${dep.id}${ROLLBACK_SUFFIX}` : dep.id,
+      deviceId: dep.deviceId,
+      release: rel,
+      deviceImageSha256: device?.imageSha256 ?? null,
+      now,
+    });
+    outbox.push({ deviceId: dep.deviceId, command: this.offers.command(offer) });
+  }
+
+  private requestDeltas(row: RolloutRow): void {
+    if (!this.wantDeltas) return;
+    const release = this.store.releases.get(row.releaseId);
+    if (!release) return;
+    const from = new Set<string>();
+    for (const d of this.snapshot(row).devices)
+      if (d.currentImageSha256 && d.currentImageSha256 !== release.imageSha256)
+        from.add(d.currentImageSha256);
+    this.wantDeltas([...from], release.imageSha256);
+  }
+
+  snapshot(row: RolloutRow): RolloutSnapshot {
+    const release = this.store.releases.get(row.releaseId);
+    const busy = this.store.deployments.busyDevices(row.id);
+    const transport = this.transport();
+    const staleBefore = this.clock() - this.limits.offlineAfterMs;
+    const devices: DeviceSnapshot[] = this.store.devices.allAccepted().map((d) => ({
+      id: d.id,
+      hardware: d.hardware ?? '',
+      tags: d.tags,
+      group: d.group,
+      channel: d.channel,
+      currentVersion: d.version,
+      currentImageSha256: d.imageSha256,
+      online:
+        transport?.kind === 'embedded'
+          ? transport.isConnected(d.id)
+          : d.online && d.lastSeen !== null && d.lastSeen >= staleBefore,
+      lastSeen: d.lastSeen,
+      busy: busy.has(d.id),
+    }));
+    return {
+      rolloutId: row.id,
+      release: { version: release?.version ?? row.releaseId, compatible: release?.compatible ?? [] },
+      runtime: row.runtime,
+      devices,
+      deployments: this.store.deployments.forRollout(row.id),
+    };
+  }
+
+  policyOf(id: string): RolloutPolicy | undefined {
+    return this.store.rollouts.get(id)?.policy;
+  }
+}

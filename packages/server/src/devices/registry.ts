@@ -1,0 +1,184 @@
+import {
+  DEVICE_AUTH_PREFIX,
+  isFlotillaError,
+  isValidDeviceId,
+  verifyDevicePassword,
+} from '@flotilla/protocol';
+import { ServerError } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
+import type { Device, DeviceStatus } from '../store/repos/devices.js';
+import type { Store } from '../store/store.js';
+
+/** Issues and revokes static MQTT credentials where the broker cannot verify device signatures. */
+export interface CredentialIssuer {
+  issue(deviceId: string): Promise<{ username: string; password: string }>;
+  revoke(deviceId: string): Promise<void>;
+}
+
+export interface RegisterRequest {
+  deviceId: string;
+  publicKey: string;
+  /** A device password (`makeDevicePassword`) proving the caller holds the private key. */
+  proof: string;
+  hardware?: string;
+  provisioningToken?: string;
+}
+
+/**
+ * Device identity and lifecycle: pending → accepted | rejected, accepted → decommissioned.
+ * Registration needs proof of the private key; a one-time provisioning token (or the
+ * auto-accept policy) accepts at once, otherwise an operator decides.
+ */
+export class DeviceRegistry {
+  credentials: CredentialIssuer | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: EventBus,
+    private readonly opts: { autoAccept: boolean; authWindowMs: number },
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  authInfo(id: string): { publicKey: string; status: DeviceStatus } | undefined {
+    const d = this.store.devices.get(id);
+    return d ? { publicKey: d.publicKey, status: d.status } : undefined;
+  }
+
+  async register(
+    req: RegisterRequest,
+  ): Promise<{ device: Device; mqtt?: { username: string; password: string } }> {
+    const now = this.clock();
+    if (!isValidDeviceId(req.deviceId))
+      throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', 'invalid device id');
+    if (!req.proof.startsWith(`${DEVICE_AUTH_PREFIX}.`))
+      throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', 'proof must be a device password');
+    try {
+      verifyDevicePassword(req.proof, req.deviceId, req.publicKey, new Date(now), this.opts.authWindowMs);
+    } catch (err) {
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_UNAUTHENTICATED',
+        `proof of key possession failed: ${isFlotillaError(err) ? err.message : 'bad proof'}`,
+      );
+    }
+    const device = this.store.tx(() => {
+      const r = this.upsert(req.deviceId, req.publicKey, req.hardware ?? null, req.provisioningToken, now);
+      if (!r.ok)
+        throw new ServerError(
+          r.code === 'token'
+            ? 'FLOTILLA_ERR_SERVER_PROVISIONING_TOKEN'
+            : 'FLOTILLA_ERR_SERVER_DEVICE_KEY_MISMATCH',
+          r.detail,
+        );
+      return this.store.devices.get(req.deviceId)!;
+    });
+    if (device.status === 'accepted' && this.credentials)
+      return { device, mqtt: await this.credentials.issue(device.id) };
+    return { device };
+  }
+
+  /** The MQTT provisioning path: the token authorises the key in one step. */
+  registerWithToken(
+    deviceId: string,
+    publicKey: string,
+    token: string,
+    now: number,
+  ): { ok: true; status: DeviceStatus } | { ok: false; detail: string } {
+    try {
+      return this.store.tx(() => {
+        const r = this.upsert(deviceId, publicKey, null, token, now);
+        if (!r.ok) throw new Error(r.detail);
+        return { ok: true as const, status: this.store.devices.get(deviceId)!.status };
+      });
+    } catch (err) {
+      return { ok: false, detail: (err as Error).message };
+    }
+  }
+
+  private upsert(
+    id: string,
+    publicKey: string,
+    hardware: string | null,
+    token: string | undefined,
+    now: number,
+  ): { ok: true } | { ok: false; code: 'token' | 'key'; detail: string } {
+    const existing = this.store.devices.get(id);
+    if (existing && existing.publicKey === publicKey && existing.status !== 'decommissioned' && !token)
+      return { ok: true };
+    if (existing && existing.publicKey !== publicKey && existing.status !== 'decommissioned')
+      return { ok: false, code: 'key', detail: `device ${id} is registered with another key` };
+    let status: DeviceStatus = this.opts.autoAccept ? 'accepted' : 'pending';
+    if (token) {
+      const t = this.store.provisioning.consume(token, id, now);
+      if (!t) return { ok: false, code: 'token', detail: 'provisioning token is unknown, expired or used' };
+      status = t.autoAccept ? 'accepted' : 'pending';
+    }
+    if (existing && existing.publicKey === publicKey && existing.status === 'accepted') return { ok: true };
+    if (existing) this.store.devices.replaceKey(id, publicKey, status, now);
+    else this.store.devices.insert({ id, publicKey, status, hardware, now });
+    this.store.audit.record(
+      `device:${id}`,
+      'device.register',
+      id,
+      { status, via: token ? 'token' : 'key' },
+      now,
+    );
+    this.bus.emit('device.registered', { deviceId: id, status });
+    return { ok: true };
+  }
+
+  async setStatus(
+    id: string,
+    to: 'accepted' | 'rejected' | 'decommissioned',
+    actor: string,
+  ): Promise<Device> {
+    const now = this.clock();
+    const device = this.store.tx(() => {
+      const d = this.store.devices.get(id);
+      if (!d) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
+      const allowed: Record<typeof to, DeviceStatus[]> = {
+        accepted: ['pending', 'rejected'],
+        rejected: ['pending', 'accepted'],
+        decommissioned: ['pending', 'accepted', 'rejected'],
+      };
+      if (d.status === to) return d;
+      if (!allowed[to].includes(d.status))
+        throw new ServerError(
+          'FLOTILLA_ERR_SERVER_DEVICE_STATE',
+          `device ${id} is ${d.status}, cannot become ${to}`,
+        );
+      this.store.devices.setStatus(id, to, now);
+      if (to !== 'accepted') this.store.devices.setMqttSecretHash(id, null, now);
+      this.store.audit.record(
+        actor,
+        `device.${to === 'accepted' ? 'accept' : to === 'rejected' ? 'reject' : 'decommission'}`,
+        id,
+        { from: d.status },
+        now,
+      );
+      return this.store.devices.get(id)!;
+    });
+    if (to !== 'accepted' && this.credentials) await this.credentials.revoke(id);
+    this.bus.emit('device.status', { deviceId: id, status: device.status });
+    return device;
+  }
+
+  setPlacement(
+    id: string,
+    p: { tags?: string[]; group?: string | null; channel?: string },
+    actor: string,
+  ): Device {
+    const now = this.clock();
+    return this.store.tx(() => {
+      const d = this.store.devices.get(id);
+      if (!d) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
+      const next = {
+        tags: p.tags ?? d.tags,
+        group: p.group === undefined ? d.group : p.group,
+        channel: p.channel ?? d.channel,
+      };
+      this.store.devices.setPlacement(id, next, now);
+      this.store.audit.record(actor, 'device.placement', id, next, now);
+      return this.store.devices.get(id)!;
+    });
+  }
+}

@@ -1,0 +1,172 @@
+import type { DeviceEventMessage, DeviceStateMessage, InventoryMessage } from '@flotilla/protocol';
+import type { Logger } from 'pino';
+import type { ServerLimits } from '../limits.js';
+import type { Metrics } from '../metrics.js';
+import type { Store } from '../store/store.js';
+
+export type Report =
+  | { deviceId: string; channel: 'state'; message: DeviceStateMessage }
+  | { deviceId: string; channel: 'events'; message: DeviceEventMessage }
+  | { deviceId: string; channel: 'inventory'; message: InventoryMessage }
+  | { deviceId: string; channel: 'connection'; online: boolean };
+
+/** Called inside the report's transaction for a newly recorded event (the rollout bookkeeping). */
+export type EventHook = (deviceId: string, event: DeviceEventMessage, now: number) => void;
+/** Called after a batch committed (SSE, rollout re-evaluation). */
+export type AppliedHook = (applied: { report: Report; fresh: boolean }[]) => void;
+
+interface Pending {
+  report: Report;
+  done?: (err?: Error | null) => void;
+}
+
+/**
+ * Takes device reports inside the server process (never through an MQTT subscriber) and writes
+ * them in batched transactions, each report in its own savepoint so one bad row cannot sink the
+ * batch. The broker's acknowledgement waits for the commit: a report a device saw acknowledged
+ * is on disk, and one it did not see acknowledged is resent (event ids make resends harmless).
+ * Callbacks run from the flush timer, never synchronously from submit (a deep synchronous chain
+ * under backlog overflowed the stack in measurements).
+ */
+export class ReportIngestor {
+  private queue: Pending[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly eventHooks: EventHook[] = [];
+  private readonly appliedHooks: AppliedHook[] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly limits: ServerLimits,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  onEvent(hook: EventHook): void {
+    this.eventHooks.push(hook);
+  }
+
+  onApplied(hook: AppliedHook): void {
+    this.appliedHooks.push(hook);
+  }
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  /** Queues a report; false when the queue is full (the caller refuses it and the device retries). */
+  submit(report: Report, done?: (err?: Error | null) => void): boolean {
+    if (this.closed || this.queue.length >= this.limits.ingestMaxQueue) {
+      this.metrics.reportsRefused.inc();
+      return false;
+    }
+    this.queue.push(done ? { report, done } : { report });
+    this.metrics.ingestQueue.set(this.queue.length);
+    if (!this.timer) this.timer = setTimeout(() => this.flushSoon(), this.limits.ingestFlushMs);
+    return true;
+  }
+
+  /** Applies one report now, in its own transaction (used where the transport delivers one at a time). */
+  applyNow(report: Report): void {
+    const applied = this.store.tx(() => [{ report, fresh: this.applyOne(report, this.clock()) }]);
+    this.notify(applied);
+  }
+
+  private flushSoon(): void {
+    this.timer = null;
+    this.flush();
+    if (this.queue.length > 0 && !this.closed)
+      this.timer = setTimeout(
+        () => this.flushSoon(),
+        this.queue.length > this.limits.ingestMaxBatch ? 0 : this.limits.ingestFlushMs,
+      );
+  }
+
+  /** Writes up to one batch in one transaction, then acknowledges it. */
+  flush(): void {
+    if (this.queue.length === 0) return;
+    const batch = this.queue.splice(0, this.limits.ingestMaxBatch);
+    this.metrics.ingestQueue.set(this.queue.length);
+    const now = this.clock();
+    const end = this.metrics.ingestFlushSeconds.startTimer();
+    let applied: { report: Report; fresh: boolean }[];
+    try {
+      applied = this.store.tx(() =>
+        batch.map((p) => ({ report: p.report, fresh: this.applyOne(p.report, now) })),
+      );
+    } catch (err) {
+      // The whole batch rolled back: nobody is acknowledged, devices resend.
+      this.log.error({ err, size: batch.length }, 'report batch failed; devices will resend');
+      for (const p of batch) p.done?.(new Error('report not stored'));
+      end();
+      return;
+    }
+    end();
+    this.metrics.reportsStored.inc(batch.length);
+    for (const p of batch) p.done?.(null);
+    this.notify(applied);
+  }
+
+  private notify(applied: { report: Report; fresh: boolean }[]): void {
+    for (const hook of this.appliedHooks) {
+      try {
+        hook(applied);
+      } catch (err) {
+        this.log.error({ err }, 'report hook failed');
+      }
+    }
+  }
+
+  /** One report in a savepoint; a failure is logged and that report alone is dropped. */
+  private applyOne(report: Report, now: number): boolean {
+    try {
+      return this.store.tx(() => this.applyUnsafe(report, now));
+    } catch (err) {
+      this.metrics.reportsDropped.inc({ reason: 'store' });
+      this.log.warn({ err, deviceId: report.deviceId, channel: report.channel }, 'report not applied');
+      return false;
+    }
+  }
+
+  private applyUnsafe(report: Report, now: number): boolean {
+    const { devices, events } = this.store;
+    switch (report.channel) {
+      case 'state':
+        devices.applyState(report.deviceId, report.message, now);
+        return true;
+      case 'inventory':
+        devices.applyInventory(report.deviceId, report.message, now);
+        return true;
+      case 'connection':
+        devices.setOnline(report.deviceId, report.online, now);
+        return true;
+      case 'events': {
+        devices.seen(report.deviceId, now);
+        const fresh = events.insert(report.deviceId, report.message, now);
+        if (!fresh) {
+          this.metrics.reportsDuplicate.inc();
+          return false;
+        }
+        for (const hook of this.eventHooks) hook(report.deviceId, report.message, now);
+        return true;
+      }
+    }
+  }
+
+  /** Writes what is queued and stops taking reports. */
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    while (this.queue.length > 0) this.flush();
+    this.closed = true;
+  }
+
+  /** Drops the queue without writing (a crash, for tests): queued reports were never acknowledged. */
+  abandon(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.queue = [];
+    this.closed = true;
+  }
+}

@@ -1,0 +1,108 @@
+import {
+  DEVICE_AUTH_PREFIX,
+  isFlotillaError,
+  isValidDeviceId,
+  verifyDevicePassword,
+} from '@flotilla/protocol';
+import type { DeviceRegistry } from '../devices/registry.js';
+import type { ServerLimits } from '../limits.js';
+
+export type AuthResult =
+  | { ok: true; deviceId: string; via: 'key' | 'provisioning-token' }
+  | { ok: false; reason: 'bad-credentials' | 'not-authorized' | 'replay' | 'busy'; detail: string };
+
+/** Password of a device that joins with a one-time provisioning token: `flp1.<token>.<publicKeyHex>`. */
+export const PROVISIONING_PREFIX = 'flp1';
+
+/**
+ * Remembers nonces of accepted device passwords for the auth window, so a captured password cannot
+ * be replayed. Bounded: past `max` live entries new logins are refused instead of memory growing.
+ */
+export class NonceCache {
+  private readonly seen = new Map<string, number>();
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly max: number,
+  ) {}
+
+  /** False when the nonce was seen (replay) or the cache is full. */
+  add(key: string, now: number): 'ok' | 'replay' | 'full' {
+    const until = this.seen.get(key);
+    if (until !== undefined && until > now) return 'replay';
+    if (this.seen.size >= this.max) this.prune(now);
+    if (this.seen.size >= this.max) return 'full';
+    // A password is valid ±window around its timestamp; keeping 2×window covers all of it.
+    this.seen.set(key, now + 2 * this.windowMs);
+    return 'ok';
+  }
+
+  prune(now: number): void {
+    for (const [k, until] of this.seen) if (until <= now) this.seen.delete(k);
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+}
+
+/**
+ * Device authentication for the embedded broker: the device's own ed25519 key (time-bound signed
+ * password, verified with node:crypto — the hot path of a reconnect storm) or a one-time
+ * provisioning token that registers the device's key. Only accepted devices get in.
+ */
+export class DeviceAuthenticator {
+  readonly nonces: NonceCache;
+
+  constructor(
+    private readonly registry: DeviceRegistry,
+    private readonly limits: ServerLimits,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces);
+  }
+
+  authenticate(username: string | undefined, password: Buffer | undefined): AuthResult {
+    if (!username || !isValidDeviceId(username) || !password || password.length > 1024)
+      return { ok: false, reason: 'bad-credentials', detail: 'missing or malformed user name or password' };
+    const pw = password.toString('utf8');
+    const now = this.clock();
+    if (pw.startsWith(`${PROVISIONING_PREFIX}.`)) return this.withToken(username, pw, now);
+    if (!pw.startsWith(`${DEVICE_AUTH_PREFIX}.`))
+      return { ok: false, reason: 'bad-credentials', detail: 'unknown password scheme' };
+    const device = this.registry.authInfo(username);
+    if (!device) return { ok: false, reason: 'not-authorized', detail: 'unknown device' };
+    try {
+      const claims = verifyDevicePassword(
+        pw,
+        username,
+        device.publicKey,
+        new Date(now),
+        this.limits.authWindowMs,
+      );
+      if (device.status !== 'accepted')
+        return { ok: false, reason: 'not-authorized', detail: `device is ${device.status}` };
+      const seen = this.nonces.add(`${username}:${claims.nonce}`, now);
+      if (seen === 'replay') return { ok: false, reason: 'replay', detail: 'password already used' };
+      if (seen === 'full') return { ok: false, reason: 'busy', detail: 'nonce cache full' };
+      return { ok: true, deviceId: username, via: 'key' };
+    } catch (err) {
+      return {
+        ok: false,
+        reason: 'bad-credentials',
+        detail: isFlotillaError(err) ? err.message : 'password does not verify',
+      };
+    }
+  }
+
+  private withToken(deviceId: string, pw: string, now: number): AuthResult {
+    const parts = pw.split('.');
+    if (parts.length !== 3 || !/^[0-9a-f]{64}$/.test(parts[2] ?? ''))
+      return { ok: false, reason: 'bad-credentials', detail: 'malformed provisioning password' };
+    const r = this.registry.registerWithToken(deviceId, parts[2]!, parts[1]!, now);
+    if (!r.ok) return { ok: false, reason: 'not-authorized', detail: r.detail };
+    if (r.status !== 'accepted')
+      return { ok: false, reason: 'not-authorized', detail: `device is ${r.status}` };
+    return { ok: true, deviceId, via: 'provisioning-token' };
+  }
+}

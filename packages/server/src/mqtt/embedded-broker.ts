@@ -1,0 +1,278 @@
+import type { IncomingMessage } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
+import {
+  type DeviceCommand,
+  decodeDeviceMessage,
+  deviceTopic,
+  type Identity,
+  isFlotillaError,
+  mayPublish,
+  maySubscribe,
+  parseDeviceTopic,
+} from '@flotilla/protocol';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Logger } from 'pino';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { Report, ReportIngestor } from '../ingest/report-ingestor.js';
+import type { ServerLimits } from '../limits.js';
+import type { Metrics } from '../metrics.js';
+import type { DeviceAuthenticator } from './device-auth.js';
+import { guardFrames } from './frame-guard.js';
+import type { DeviceTransport } from './transport.js';
+
+type FlotillaClient = Client & { flotilla?: Identity };
+
+/** Room for the topic and headers around the largest payload a device may publish. */
+const FRAME_OVERHEAD = 1024;
+
+export interface EmbeddedBrokerDeps {
+  auth: DeviceAuthenticator;
+  ingestor: ReportIngestor;
+  limits: ServerLimits;
+  log: Logger;
+  metrics: Metrics;
+  /** Called when a device's connection is ready (e.g. to re-send a pending offer). */
+  onDeviceConnected?: (deviceId: string) => void;
+}
+
+/**
+ * The embedded aedes broker. Policy lives in aedes' hooks: `authenticate` (device key or
+ * provisioning token), `authorizePublish` (ACL from protocol, size, schema, then in-process
+ * ingestion whose commit releases the PUBACK), `authorizeSubscribe` (ACL; denied filters are
+ * negated, not granted), `authorizeForward` (a device only ever receives its own commands).
+ * Nothing is retained per device: retain flags from devices are cleared.
+ */
+export class EmbeddedBroker implements DeviceTransport {
+  readonly kind = 'embedded' as const;
+  private readonly connected = new Map<string, Client>();
+  private readonly servers: NetServer[] = [];
+  private wss: WebSocketServer | null = null;
+
+  private constructor(
+    readonly aedes: Aedes,
+    private readonly deps: EmbeddedBrokerDeps,
+  ) {}
+
+  static async create(deps: EmbeddedBrokerDeps): Promise<EmbeddedBroker> {
+    let self: EmbeddedBroker | null = null;
+    const aedes = await Aedes.createBroker({
+      // Keep the per-client queue before CONNACK small: unauthenticated clients get nothing buffered.
+      queueLimit: 42,
+      drainTimeout: 30_000,
+      maxTopicLevels: 8,
+      maxClientsIdLength: 64,
+      authenticate: (client, username, password, done) =>
+        self!.authenticate(client as FlotillaClient, username, password, done),
+      authorizePublish: (client, packet, done) =>
+        self!.authorizePublish(client as FlotillaClient | null, packet, done),
+      authorizeSubscribe: (client, sub, done) => {
+        const id = (client as FlotillaClient).flotilla;
+        if (id && maySubscribe(id, sub.topic)) {
+          done(null, { ...sub, qos: Math.min(sub.qos, 1) as 0 | 1 });
+          return;
+        }
+        deps.metrics.mqttDenied.inc({ kind: 'subscribe' });
+        deps.log.warn({ clientId: client.id, filter: sub.topic }, 'mqtt subscribe denied');
+        done(null, null);
+      },
+      authorizeForward: (client, packet) => {
+        const id = (client as FlotillaClient).flotilla;
+        if (!id || id.kind !== 'device') return null;
+        const t = parseDeviceTopic(packet.topic);
+        return t && t.deviceId === id.deviceId && t.channel === 'commands' ? packet : null;
+      },
+    });
+    self = new EmbeddedBroker(aedes, deps);
+    aedes.on('clientReady', (c) => self!.onReady(c as FlotillaClient));
+    aedes.on('clientDisconnect', (c) => self!.onGone(c as FlotillaClient));
+    aedes.on('clientError', (c, err) =>
+      deps.log.debug({ clientId: c?.id, err: err.message }, 'mqtt client error'),
+    );
+    aedes.on('connectionError', (c, err) =>
+      deps.log.debug({ clientId: c?.id, err: err.message }, 'mqtt connection error'),
+    );
+    return self;
+  }
+
+  private authenticate(
+    client: FlotillaClient,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    const result = this.deps.auth.authenticate(username, password);
+    // The client id must be the device id, else one device could take over another's session.
+    if (result.ok && client.id !== result.deviceId) {
+      this.deps.metrics.mqttAuth.inc({ result: 'client-id-mismatch' });
+      done(authError(2, 'client id must equal the device id'), false);
+      return;
+    }
+    if (!result.ok) {
+      this.deps.metrics.mqttAuth.inc({ result: result.reason });
+      this.deps.log.warn(
+        { clientId: client.id, username, reason: result.reason, detail: result.detail },
+        'mqtt auth refused',
+      );
+      done(
+        authError(result.reason === 'busy' ? 3 : result.reason === 'not-authorized' ? 5 : 4, result.detail),
+        false,
+      );
+      return;
+    }
+    this.deps.metrics.mqttAuth.inc({ result: 'ok' });
+    client.flotilla = { kind: 'device', deviceId: result.deviceId };
+    done(null, true);
+  }
+
+  private authorizePublish(
+    client: FlotillaClient | null,
+    packet: { topic: string; payload: Buffer | string; retain: boolean; qos: number },
+    done: (error?: Error | null) => void,
+  ): void {
+    const id = client?.flotilla;
+    const { metrics, log, limits } = this.deps;
+    if (!id || !mayPublish(id, packet.topic)) {
+      metrics.mqttDenied.inc({ kind: 'publish' });
+      log.warn({ clientId: client?.id, topic: packet.topic }, 'mqtt publish denied: closing connection');
+      done(new Error('publish not allowed on this topic'));
+      return;
+    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    if (payload.length > limits.maxMqttPayloadBytes) {
+      metrics.mqttDenied.inc({ kind: 'oversize' });
+      done(new Error('payload too large'));
+      return;
+    }
+    // Per-device state lives in the store, never in retained messages (aedes scans them on every subscribe).
+    packet.retain = false;
+    const topic = parseDeviceTopic(packet.topic)!;
+    let report: Report;
+    try {
+      const channel = topic.channel as 'state' | 'events' | 'inventory';
+      report = {
+        deviceId: topic.deviceId,
+        channel,
+        message: decodeDeviceMessage(channel, payload),
+      } as Report;
+    } catch (err) {
+      // Logged and dropped; the publish is acknowledged so a buggy device does not resend it forever.
+      metrics.reportsDropped.inc({ reason: 'invalid' });
+      log.warn(
+        {
+          deviceId: topic.deviceId,
+          channel: topic.channel,
+          reason: isFlotillaError(err) ? err.code : String(err),
+        },
+        `dropped invalid device message: ${(err as Error).message}`,
+      );
+      packet.payload = Buffer.alloc(0);
+      done(null);
+      return;
+    }
+    if (!this.deps.ingestor.submit(report, (err) => done(err ?? null))) done(new Error('server busy'));
+  }
+
+  private onReady(client: FlotillaClient): void {
+    const id = client.flotilla;
+    if (id?.kind !== 'device') return;
+    this.connected.set(id.deviceId, client);
+    this.deps.metrics.devicesConnected.set(this.connected.size);
+    this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: true });
+    this.deps.onDeviceConnected?.(id.deviceId);
+  }
+
+  private onGone(client: FlotillaClient): void {
+    const id = client.flotilla;
+    if (id?.kind !== 'device') return;
+    // A reconnect may replace the client before the old one's disconnect arrives.
+    if (this.connected.get(id.deviceId) !== client) return;
+    this.connected.delete(id.deviceId);
+    this.deps.metrics.devicesConnected.set(this.connected.size);
+    this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: false });
+  }
+
+  isConnected(deviceId: string): boolean {
+    return this.connected.has(deviceId);
+  }
+
+  get connectedCount(): number {
+    return this.connected.size;
+  }
+
+  publishCommand(deviceId: string, command: DeviceCommand): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.aedes.publish(
+        {
+          cmd: 'publish',
+          topic: deviceTopic(deviceId, 'commands'),
+          payload: Buffer.from(JSON.stringify(command)),
+          qos: 1,
+          retain: false,
+          dup: false,
+        },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  /** Hands a raw stream to aedes behind the frame-size guard. */
+  handle(stream: Duplex, req?: IncomingMessage): void {
+    guardFrames(stream, this.deps.limits.maxMqttPayloadBytes + FRAME_OVERHEAD, () => {
+      this.deps.metrics.mqttDenied.inc({ kind: 'oversize' });
+      this.deps.log.warn('mqtt frame over the size limit: connection closed');
+    });
+    this.aedes.handle(stream, req);
+  }
+
+  /** Plain TCP (tls given: MQTT over TLS). Resolves with the bound port. */
+  listenTcp(
+    port: number,
+    host: string,
+    tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer },
+  ): Promise<number> {
+    const server = tls
+      ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) }, (s) =>
+          this.handle(s),
+        )
+      : createNetServer((s) => this.handle(s));
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        const a = server.address();
+        resolve(typeof a === 'object' && a ? a.port : port);
+      });
+    });
+  }
+
+  /** A WebSocket endpoint (MQTT over `ws://host/mqtt`) on an existing HTTP server. */
+  attachWebSocket(httpServer: import('node:http').Server, path: string): void {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.deps.limits.maxMqttPayloadBytes + FRAME_OVERHEAD,
+      handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : false),
+    });
+    httpServer.on('upgrade', (req, socket, head) => {
+      if (new URL(req.url ?? '/', 'http://x').pathname !== path) return socket.destroy();
+      this.wss!.handleUpgrade(req, socket, head, (ws) => {
+        const stream = createWebSocketStream(ws);
+        stream.on('error', () => ws.terminate());
+        this.handle(stream, req);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.servers) s.close();
+    for (const c of this.wss?.clients ?? []) c.terminate();
+    this.wss?.close();
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+  }
+}
+
+function authError(code: 2 | 3 | 4 | 5, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: code }) as AuthenticateError;
+}

@@ -1,0 +1,219 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { buildRelease, readBundle } from '@flotilla/image';
+import {
+  canonicalize,
+  type ImageFormat,
+  isFlotillaError,
+  type ReleaseManifest,
+  type SignedRelease,
+  sha256Hex,
+  verifyRelease,
+} from '@flotilla/protocol';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { ServerError } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
+import type { ServerKeys } from '../keys/server-keys.js';
+import type { ServerLimits } from '../limits.js';
+import { CHANNELS, type Channel, type Release } from '../store/repos/releases.js';
+import type { Store } from '../store/store.js';
+
+export interface BuildParams {
+  name: string;
+  version: string;
+  securityVersion: number;
+  compatible: string[];
+  format: ImageFormat;
+  partitionSize: number;
+  kind?: 'release' | 'recovery';
+  /** What the upload is: a rootfs tarball (compression by suffix) or a finished partition image. */
+  input: 'tar' | 'tar.gz' | 'tar.zst' | 'tar.xz' | 'image';
+  sourceRevision?: string;
+  expiresDays?: number;
+}
+
+/**
+ * Releases come in two ways: a `.flot` bundle signed elsewhere (verified against the server's
+ * trust root while it streams in), or a rootfs tarball / image that the server builds, chunk-
+ * hashes, describes in an SBOM and signs with its release key. Either way the image and SBOM are
+ * stored content-addressed and the release lands in the `dev` channel. Versions are immutable.
+ */
+export class ReleaseService {
+  constructor(
+    private readonly store: Store,
+    private readonly artifacts: ArtifactStore,
+    private readonly keys: ServerKeys,
+    private readonly bus: EventBus,
+    private readonly limits: ServerLimits,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async uploadBundle(body: Readable, actor: string): Promise<{ release: Release; created: boolean }> {
+    const received = await this.artifacts.receive(body, this.limits.maxUploadBytes);
+    const imageTmp = this.artifacts.tempPath('.img');
+    try {
+      let manifest: ReleaseManifest | undefined;
+      let signed: SignedRelease | undefined;
+      let sbom: Buffer | undefined;
+      const out = createWriteStream(imageTmp, { flags: 'wx' });
+      try {
+        for await (const part of readBundle(createReadStream(received.path), {
+          root: this.keys.rootMeta,
+          now: new Date(this.clock()),
+          allowKinds: ['release', 'recovery'],
+        })) {
+          if (part.type === 'manifest') {
+            manifest = part.manifest;
+            signed = part.signed;
+            this.checkImmutable(manifest, signed);
+          } else if (part.type === 'sbom') sbom = part.bytes;
+          else if (part.type === 'chunk') {
+            if (!out.write(part.data)) await new Promise<void>((r) => out.once('drain', () => r()));
+          }
+        }
+      } finally {
+        out.end();
+        await finished(out).catch(() => {});
+      }
+      if (!manifest || !signed || !sbom)
+        throw new ServerError('FLOTILLA_ERR_SERVER_UPLOAD_INVALID', 'bundle ended early');
+      this.artifacts.commit(imageTmp, manifest.image.sha256);
+      const sbomPath = this.artifacts.tempPath('.sbom');
+      await writeFile(sbomPath, sbom);
+      this.artifacts.commit(sbomPath, manifest.sbom.sha256);
+      return this.record(manifest, signed, actor, 'bundle');
+    } catch (err) {
+      throw asUploadError(err);
+    } finally {
+      await rm(received.path, { force: true });
+      await rm(imageTmp, { force: true });
+    }
+  }
+
+  async buildFromUpload(
+    body: Readable,
+    p: BuildParams,
+    actor: string,
+  ): Promise<{ release: Release; created: boolean }> {
+    const key = p.kind === 'recovery' ? this.keys.recovery : this.keys.release;
+    if (!key) throw new ServerError('FLOTILLA_ERR_SERVER_NO_RELEASE_KEY', `no ${p.kind ?? 'release'} key`);
+    if (this.store.releases.get(p.version))
+      throw new ServerError('FLOTILLA_ERR_SERVER_RELEASE_EXISTS', `version ${p.version}`);
+    const received = await this.artifacts.receive(body, this.limits.maxUploadBytes);
+    const work = await mkdtemp(join(this.artifacts.dir, 'tmp', 'build-'));
+    try {
+      const input = join(work, p.input === 'image' ? 'input.img' : `rootfs.${p.input}`);
+      await rename(received.path, input);
+      const now = new Date(this.clock());
+      const built = await buildRelease({
+        input,
+        format: p.input === 'image' ? 'raw' : p.format,
+        partitionSize: p.partitionSize,
+        outDir: join(work, 'out'),
+        tmpDir: work,
+        meta: {
+          name: p.name,
+          version: p.version,
+          securityVersion: p.securityVersion,
+          compatible: p.compatible,
+          kind: p.kind ?? 'release',
+          now,
+          expiresDays: p.expiresDays,
+          sourceRevision: p.sourceRevision,
+        },
+        signingKey: { key, role: p.kind ?? 'release' },
+      });
+      const manifest = built.manifest.signed;
+      this.checkImmutable(manifest, built.manifest);
+      this.artifacts.commit(built.imagePath, manifest.image.sha256);
+      this.artifacts.commit(built.sbomPath, manifest.sbom.sha256);
+      return this.record(manifest, built.manifest, actor, 'build');
+    } catch (err) {
+      throw asUploadError(err);
+    } finally {
+      await rm(received.path, { force: true });
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Same version with the same signed manifest is a no-op; any difference is refused. */
+  private checkImmutable(m: ReleaseManifest, signed: SignedRelease): Release | undefined {
+    const existing = this.store.releases.get(m.version);
+    if (!existing) return undefined;
+    if (canonicalize(existing.manifest.signed) !== canonicalize(signed.signed))
+      throw new ServerError('FLOTILLA_ERR_SERVER_RELEASE_EXISTS', `version ${m.version}`);
+    return existing;
+  }
+
+  private record(
+    m: ReleaseManifest,
+    signed: SignedRelease,
+    actor: string,
+    via: 'bundle' | 'build',
+  ): { release: Release; created: boolean } {
+    const now = this.clock();
+    const created = this.store.tx(() => {
+      if (this.checkImmutable(m, signed)) return false;
+      this.store.artifacts.add(m.image.sha256, m.image.size, 'image', now);
+      this.store.artifacts.add(m.sbom.sha256, m.sbom.size, 'sbom', now);
+      this.store.releases.insert(m, signed, now);
+      this.store.releases.addToChannel(m.version, 'dev', now);
+      this.store.audit.record(
+        actor,
+        'release.create',
+        m.version,
+        { via, image: m.image.sha256, kind: m.kind },
+        now,
+      );
+      return true;
+    });
+    if (created) this.bus.emit('release.created', { version: m.version, image: m.image.sha256 });
+    return { release: this.store.releases.get(m.version)!, created };
+  }
+
+  /** Moves a release one channel up: dev → staging → prod (never skipping one). */
+  promote(version: string, to: Channel, actor: string): Release {
+    const now = this.clock();
+    return this.store.tx(() => {
+      const r = this.store.releases.get(version);
+      if (!r) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
+      const idx = CHANNELS.indexOf(to);
+      if (idx <= 0) throw new ServerError('FLOTILLA_ERR_SERVER_CHANNEL_ORDER', `cannot promote into ${to}`);
+      if (!r.channels.includes(CHANNELS[idx - 1]!))
+        throw new ServerError(
+          'FLOTILLA_ERR_SERVER_CHANNEL_ORDER',
+          `${version} is not in ${CHANNELS[idx - 1]}`,
+        );
+      // Re-check the signature against today's trust root: a key may have been rotated out.
+      verifyRelease(r.manifest, this.keys.rootMeta, new Date(now), { allowKinds: ['release', 'recovery'] });
+      this.store.releases.addToChannel(version, to, now);
+      this.store.audit.record(actor, 'release.promote', version, { to }, now);
+      return this.store.releases.get(version)!;
+    });
+  }
+
+  /** Test and tooling helper: the sha256 of a manifest as stored. */
+  static manifestDigest(r: Release): string {
+    return sha256Hex(canonicalize(r.manifest));
+  }
+}
+
+/** Image and protocol errors about the upload become 4xx answers; our own errors pass unchanged. */
+function asUploadError(err: unknown): unknown {
+  if (err instanceof ServerError) return err;
+  if (isFlotillaError(err)) {
+    const e = err as Error & { code: string };
+    const trust = /SIGNATURE|KEY_|THRESHOLD|EXPIRED|WRONG_DOCUMENT/.test(e.code);
+    return new ServerError(
+      trust ? 'FLOTILLA_ERR_SERVER_RELEASE_INVALID' : 'FLOTILLA_ERR_SERVER_UPLOAD_INVALID',
+      `${e.code}: ${e.message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return err;
+}

@@ -1,0 +1,283 @@
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { buildApp } from './api/app.js';
+import { ArtifactStore } from './artifacts/artifact-store.js';
+import type { ServerContext } from './context.js';
+import { DeltaService } from './deltas/delta-service.js';
+import { OfferBuilder } from './deploy/offers.js';
+import { RolloutRunner } from './deploy/rollout-runner.js';
+import { DeviceRegistry } from './devices/registry.js';
+import { EventBus } from './events/bus.js';
+import { ReportIngestor } from './ingest/report-ingestor.js';
+import { importKeys, loadOrCreateServerKeys } from './keys/server-keys.js';
+import { resolveLimits, type ServerLimits } from './limits.js';
+import { createMetrics } from './metrics.js';
+import { DeviceAuthenticator } from './mqtt/device-auth.js';
+import { EmbeddedBroker } from './mqtt/embedded-broker.js';
+import { ExternalBroker, type ExternalBrokerOptions } from './mqtt/external-broker.js';
+import { MosquittoCredentials, type MosquittoFiles } from './mqtt/mosquitto-credentials.js';
+import type { DeviceTransport } from './mqtt/transport.js';
+import { ReleaseService } from './releases/release-service.js';
+import { Retention } from './retention/retention.js';
+import { Store } from './store/store.js';
+
+export const DEFAULT_DATA_DIR = join('.flotilla', 'server');
+
+export interface ServerOptions {
+  /** Everything the server keeps: server.db, artifacts/, keys/ (default ./.flotilla/server). */
+  dataDir?: string;
+  /** Import root.json and online role keys made by `flotilla keys init` (first start only). */
+  importKeysFrom?: string;
+  /** Accept new devices without an operator (default false: they wait in `pending`). */
+  autoAccept?: boolean;
+  /** Base URL devices download artifacts from (default: the API address once listening). */
+  publicUrl?: string;
+  limits?: Partial<ServerLimits> & { deltaWaitMs?: number };
+  /** Embedded aedes (default) or an external broker the server joins as a privileged client. */
+  broker?:
+    | { kind: 'embedded' }
+    | { kind: 'external'; connect: ExternalBrokerOptions; mosquitto?: MosquittoFiles };
+  /** Secret of the first admin token when the store has none (else one is generated and written to dataDir/admin-token). */
+  adminToken?: string;
+  dashboardDir?: string;
+  /** PEM certificate and key: the API is served over HTTPS (and MQTT over TLS is offered by startServer). */
+  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
+  logger?: Logger;
+  logLevel?: string;
+  clock?: () => number;
+}
+
+export interface FlotillaServer {
+  ctx: ServerContext;
+  app: FastifyInstance;
+  ingestor: ReportIngestor;
+  broker: EmbeddedBroker | null;
+  /** The bootstrap admin token, when this start created it. */
+  bootstrapToken: string | null;
+  /** Starts the broker connection, the rollout timer and the delta workers. */
+  start(): Promise<void>;
+  close(): Promise<void>;
+  /** Stops everything without flushing or cleanup, as a crash would (tests). */
+  crash(): Promise<void>;
+}
+
+/** Builds the whole server without opening any port (`startServer` listens). */
+export async function createServer(opts: ServerOptions = {}): Promise<FlotillaServer> {
+  const dataDir = resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
+  const clock = opts.clock ?? Date.now;
+  const limits = { ...resolveLimits(opts.limits), deltaWaitMs: opts.limits?.deltaWaitMs ?? 0 };
+  const log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } });
+  const keysDir = join(dataDir, 'keys');
+  if (opts.importKeysFrom && !existsSync(join(keysDir, 'root.json')))
+    importKeys(opts.importKeysFrom, keysDir);
+  const keys = loadOrCreateServerKeys(keysDir);
+  const store = Store.open(join(dataDir, 'server.db'));
+  store.devices.markAllOffline();
+  const artifacts = new ArtifactStore(join(dataDir, 'artifacts'));
+  const bus = new EventBus();
+  const metrics = createMetrics();
+  const registry = new DeviceRegistry(
+    store,
+    bus,
+    { autoAccept: opts.autoAccept ?? false, authWindowMs: limits.authWindowMs },
+    clock,
+  );
+  const ingestor = new ReportIngestor(store, limits, log.child({ component: 'ingest' }), metrics, clock);
+  const endpoints: ServerContext['endpoints'] = {};
+  const publicUrl = () => opts.publicUrl ?? endpoints.api ?? 'http://127.0.0.1:8080';
+  const offers = new OfferBuilder(store, keys, limits, publicUrl);
+  let transport: DeviceTransport | null = null;
+  const runner = new RolloutRunner(
+    store,
+    () => transport,
+    offers,
+    bus,
+    log.child({ component: 'rollout' }),
+    metrics,
+    limits,
+    clock,
+  );
+  const deltas = new DeltaService(
+    store,
+    artifacts,
+    keys,
+    bus,
+    log.child({ component: 'delta' }),
+    metrics,
+    limits,
+    clock,
+  );
+  runner.wantDeltas = (from, to) => deltas.want(from, to);
+  runner.deltasPending = (from, to) => deltas.pending(from, to);
+  ingestor.onEvent((deviceId, event, now) => runner.applyEvent(deviceId, event, now));
+  ingestor.onApplied((applied) => {
+    runner.afterReports();
+    for (const { report, fresh } of applied) {
+      if (report.channel === 'events' && fresh)
+        bus.emit('device.event', {
+          deviceId: report.deviceId,
+          kind: report.message.kind,
+          deploymentId: report.message.deploymentId,
+          reason: report.message.reason ?? null,
+        });
+      else if (report.channel === 'state')
+        bus.emit('device.state', {
+          deviceId: report.deviceId,
+          version: report.message.version,
+          agentState: report.message.agentState,
+        });
+      else if (report.channel === 'connection')
+        bus.emit('device.connection', { deviceId: report.deviceId, online: report.online });
+    }
+  });
+
+  const ctx: ServerContext = {
+    store,
+    artifacts,
+    keys,
+    bus,
+    log,
+    metrics,
+    limits,
+    registry,
+    releases: new ReleaseService(store, artifacts, keys, bus, limits, clock),
+    rollouts: runner,
+    deltas,
+    retention: new Retention(store, artifacts, bus, log.child({ component: 'retention' }), clock),
+    transport: () => transport,
+    dashboardDir: opts.dashboardDir ?? resolve(new URL('../dashboard', import.meta.url).pathname),
+    endpoints,
+    clock,
+  };
+
+  let bootstrapToken: string | null = null;
+  if (store.tokens.activeCount() === 0) {
+    const secret = opts.adminToken;
+    if (secret) store.tokens.createWithSecret('bootstrap admin', 'admin', secret, clock());
+    else {
+      const { secret: s } = store.tokens.create('bootstrap admin', 'admin', clock());
+      const file = join(dataDir, 'admin-token');
+      writeFileSync(file, `${s}\n`, { mode: 0o600 });
+      chmodSync(file, 0o600);
+      bootstrapToken = s;
+    }
+    store.audit.record('server', 'token.bootstrap', null, {}, clock());
+  }
+
+  const app = await buildApp(ctx, opts.tls ? { https: opts.tls } : {});
+  let broker: EmbeddedBroker | null = null;
+  const brokerOpts = opts.broker ?? { kind: 'embedded' as const };
+  if (brokerOpts.kind === 'embedded') {
+    const auth = new DeviceAuthenticator(registry, limits, clock);
+    broker = await EmbeddedBroker.create({
+      auth,
+      ingestor,
+      limits,
+      log: log.child({ component: 'mqtt' }),
+      metrics,
+      onDeviceConnected: (id) => runner.resendFor(id),
+    });
+    transport = broker;
+  }
+  let offlineSweep: NodeJS.Timeout | null = null;
+  let started = false;
+
+  const server: FlotillaServer = {
+    ctx,
+    app,
+    ingestor,
+    broker,
+    bootstrapToken,
+    async start() {
+      if (started) return;
+      started = true;
+      if (brokerOpts.kind === 'external') {
+        if (brokerOpts.mosquitto) {
+          const creds = new MosquittoCredentials(store, brokerOpts.mosquitto, clock);
+          registry.credentials = creds;
+          creds.render();
+        }
+        transport = await ExternalBroker.connect(brokerOpts.connect, {
+          ingestor,
+          log: log.child({ component: 'mqtt' }),
+          metrics,
+          limits,
+        });
+        // External brokers tell the server nothing about disconnects: staleness marks devices offline.
+        offlineSweep = setInterval(
+          () => store.devices.markStaleOffline(clock() - limits.offlineAfterMs),
+          30_000,
+        );
+        offlineSweep.unref();
+      }
+      deltas.start();
+      runner.start();
+    },
+    async close() {
+      runner.stop();
+      if (offlineSweep) clearInterval(offlineSweep);
+      await transport?.close();
+      ingestor.close();
+      await deltas.close();
+      await app.close();
+      store.close();
+    },
+    async crash() {
+      runner.stop();
+      if (offlineSweep) clearInterval(offlineSweep);
+      ingestor.abandon();
+      await deltas.close();
+      await transport?.close().catch(() => {});
+      await app.close().catch(() => {});
+      store.close();
+    },
+  };
+  return server;
+}
+
+export interface ListenOptions extends ServerOptions {
+  host?: string;
+  /** HTTP API port (0 = any free port). Default 8080. */
+  port?: number;
+  /** MQTT over TCP (embedded broker). Default 1883; null disables it. */
+  mqttPort?: number | null;
+  /** MQTT over TLS; needs `tls`. */
+  mqttsPort?: number | null;
+  /** Path of MQTT over WebSocket on the API port. Default /mqtt. */
+  wsPath?: string;
+}
+
+export interface RunningServer extends FlotillaServer {
+  addresses: { api: string; mqtt: string | null; mqtts: string | null; ws: string | null; dashboard: string };
+}
+
+/** Creates the server and listens: API (+ MQTT over WebSocket on it), MQTT TCP, optionally MQTT over TLS. */
+export async function startServer(opts: ListenOptions = {}): Promise<RunningServer> {
+  const host = opts.host ?? '127.0.0.1';
+  const server = await createServer(opts);
+  const { app, broker, ctx } = server;
+  if (broker) broker.attachWebSocket(app.server as HttpServer, opts.wsPath ?? '/mqtt');
+  await app.listen({ host, port: opts.port ?? 8080 });
+  const addr = app.server.address();
+  const apiPort = typeof addr === 'object' && addr ? addr.port : (opts.port ?? 8080);
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const api = `${opts.tls ? 'https' : 'http'}://${shown}:${apiPort}`;
+  let mqtt: string | null = null;
+  let mqtts: string | null = null;
+  if (broker && opts.mqttPort !== null)
+    mqtt = `mqtt://${shown}:${await broker.listenTcp(opts.mqttPort ?? 1883, host)}`;
+  if (broker && opts.tls && opts.mqttsPort !== null)
+    mqtts = `mqtts://${shown}:${await broker.listenTcp(opts.mqttsPort ?? 8883, host, opts.tls)}`;
+  const ws = broker ? `${opts.tls ? 'wss' : 'ws'}://${shown}:${apiPort}${opts.wsPath ?? '/mqtt'}` : null;
+  Object.assign(ctx.endpoints, {
+    api,
+    ...(mqtt ? { mqtt } : {}),
+    ...(mqtts ? { mqtts } : {}),
+    ...(ws ? { ws } : {}),
+  });
+  await server.start();
+  return { ...server, addresses: { api, mqtt, mqtts, ws, dashboard: `${api}/` } };
+}

@@ -1,0 +1,279 @@
+import { connect as netConnect } from 'node:net';
+import { verifyDevicePassword } from '@flotilla/protocol';
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/index.js';
+import {
+  cleanupDirs,
+  connect,
+  connectDevice,
+  enroll,
+  eventMessage,
+  startTestServer,
+  stateMessage,
+  type TestDevice,
+  testDevice,
+  waitFor,
+} from './helpers.js';
+
+/** The attack table runs against a real aedes broker on loopback with mqtt.js 5 clients (MQTT 3.1.1). */
+let server: RunningServer;
+let url: string;
+const a = testDevice('TEST-ONLY-dev-a');
+const b = testDevice('TEST-ONLY-dev-b');
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  server = await startTestServer();
+  url = server.addresses.mqtt!;
+  enroll(server, a);
+  enroll(server, b);
+});
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+  await server.close();
+  cleanupDirs();
+});
+
+async function device(d: TestDevice): Promise<MqttClient> {
+  const c = await connectDevice(url, d);
+  clients.push(c);
+  return c;
+}
+
+/** Resolves when the broker closes the connection, or false after ms. */
+function closedWithin(c: MqttClient, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    c.once('close', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+/** The server is unharmed: a fresh legitimate report still gets stored. */
+async function serverStillWorks(): Promise<void> {
+  const c = await device(a);
+  const eventId = `alive-${Math.random().toString(36).slice(2)}`;
+  await c.publishAsync(
+    'flotilla/v1/devices/TEST-ONLY-dev-a/events',
+    JSON.stringify(eventMessage(eventId, 1, 'log')),
+    { qos: 1 },
+  );
+  const rows = server.ctx.store.db
+    .prepare('SELECT COUNT(*) AS n FROM device_events WHERE event_id = ?')
+    .get(eventId) as { n: number };
+  expect(rows.n).toBe(1);
+  await c.endAsync();
+}
+
+describe('MQTT access control (attack table)', () => {
+  it('helper passwords verify with protocol verifyDevicePassword', () => {
+    expect(verifyDevicePassword(a.password(), a.id, a.publicKeyHex, new Date()).deviceId).toBe(a.id);
+  });
+
+  it('refuses an unauthenticated client', async () => {
+    await expect(connect(url, { clientId: a.id })).rejects.toThrow(/Bad username or password|Not authorized/);
+  });
+
+  it('refuses a password signed by the wrong key', async () => {
+    const mallory = testDevice(a.id);
+    await expect(
+      connect(url, { clientId: a.id, username: a.id, password: mallory.password() }),
+    ).rejects.toThrow(/Bad username or password/);
+  });
+
+  it('refuses a replayed password', async () => {
+    const pw = a.password();
+    const first = await connect(url, { clientId: a.id, username: a.id, password: pw });
+    await first.endAsync();
+    await expect(connect(url, { clientId: a.id, username: a.id, password: pw })).rejects.toThrow(
+      /Bad username or password/,
+    );
+  });
+
+  it('refuses a password outside the time window', async () => {
+    await expect(
+      connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),
+    ).rejects.toThrow(/Bad username or password/);
+  });
+
+  it('refuses a device using another device id as client id (session takeover)', async () => {
+    await expect(connect(url, { clientId: b.id, username: a.id, password: a.password() })).rejects.toThrow(
+      /Identifier rejected/,
+    );
+  });
+
+  it('refuses unknown and pending devices', async () => {
+    const stranger = testDevice('TEST-ONLY-stranger');
+    await expect(connectDevice(url, stranger)).rejects.toThrow(/Not authorized/);
+    server.ctx.store.devices.insert({
+      id: 'TEST-ONLY-pending',
+      publicKey: testDevice('x').publicKeyHex,
+      status: 'pending',
+      now: 1,
+    });
+    const p = testDevice('TEST-ONLY-pending');
+    await expect(connectDevice(url, p)).rejects.toThrow(/Not authorized|Bad username/);
+  });
+
+  it('refuses an MQTT 5 client (the embedded broker speaks 3.1.1)', async () => {
+    await expect(connectDevice(url, a, { protocolVersion: 5 })).rejects.toThrow();
+  });
+
+  it('disconnects device A publishing as device B, and stores nothing', async () => {
+    const c = await device(a);
+    const closed = closedWithin(c, 3000);
+    c.publish(
+      'flotilla/v1/devices/TEST-ONLY-dev-b/state',
+      JSON.stringify(stateMessage(1, { version: '6.6.6' })),
+      { qos: 1 },
+    );
+    expect(await closed).toBe(true);
+    expect(server.ctx.store.devices.get(b.id)?.version).not.toBe('6.6.6');
+    await serverStillWorks();
+  });
+
+  it('disconnects a device publishing on its own commands topic or on $SYS', async () => {
+    for (const topic of ['flotilla/v1/devices/TEST-ONLY-dev-a/commands', '$SYS/broker/x', 'other/topic']) {
+      const c = await device(a);
+      const closed = closedWithin(c, 3000);
+      c.publish(topic, '{}', { qos: 1 });
+      expect(await closed).toBe(true);
+    }
+    await serverStillWorks();
+  });
+
+  it("denies subscriptions to B's topics, to # and to $SYS", async () => {
+    const c = await device(a);
+    for (const topic of [
+      'flotilla/v1/devices/TEST-ONLY-dev-b/commands',
+      'flotilla/v1/devices/+/commands',
+      '#',
+      '$SYS/#',
+      'flotilla/v1/devices/TEST-ONLY-dev-a/state',
+    ]) {
+      // mqtt.js turns the SUBACK failure code 0x80 into this error.
+      await expect(c.subscribeAsync(topic, { qos: 1 }), topic).rejects.toThrow(/Subscribe error/);
+    }
+    const own = await c.subscribeAsync('flotilla/v1/devices/TEST-ONLY-dev-a/commands', { qos: 1 });
+    expect(own[0]?.qos).toBe(1);
+    await c.endAsync();
+  });
+
+  it('delivers commands for B only to B', async () => {
+    const ca = await device(a);
+    const cb = await device(b);
+    await ca.subscribeAsync('flotilla/v1/devices/TEST-ONLY-dev-a/commands', { qos: 1 });
+    await cb.subscribeAsync('flotilla/v1/devices/TEST-ONLY-dev-b/commands', { qos: 1 });
+    const gotA: string[] = [];
+    const gotB: string[] = [];
+    ca.on('message', (t) => gotA.push(t));
+    cb.on('message', (t) => gotB.push(t));
+    await server.broker!.publishCommand(b.id, { schemaVersion: 1, type: 'reboot-request', commandId: 'c1' });
+    await waitFor(() => gotB.length === 1, 3000, 'command to B');
+    expect(gotA).toEqual([]);
+    await ca.endAsync();
+    await cb.endAsync();
+  });
+
+  it('closes a connection that announces an oversized packet before buffering it', async () => {
+    const c = await device(a);
+    const closed = closedWithin(c, 3000);
+    c.publish('flotilla/v1/devices/TEST-ONLY-dev-a/state', Buffer.alloc(200 * 1024, 0x20), { qos: 0 });
+    expect(await closed).toBe(true);
+    await serverStillWorks();
+  });
+
+  it('closes a raw TCP connection announcing a 256 MB frame', async () => {
+    const port = Number(new URL(url).port);
+    const closed = await new Promise<boolean>((resolve) => {
+      const s = netConnect(port, '127.0.0.1', () => s.write(Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f])));
+      const t = setTimeout(() => resolve(false), 3000);
+      s.on('close', () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+      s.on('error', () => {});
+    });
+    expect(closed).toBe(true);
+  });
+
+  it('drops malformed JSON and wrong-schema payloads without disconnecting or storing', async () => {
+    const c = await device(a);
+    const before = server.ctx.store.events.count(a.id);
+    const closed = closedWithin(c, 1500);
+    const topic = 'flotilla/v1/devices/TEST-ONLY-dev-a/events';
+    await c.publishAsync(topic, '{"schemaVersion":1,', { qos: 1 });
+    await c.publishAsync(topic, JSON.stringify({ ...eventMessage('e-bad', 1, 'healthy'), kind: 'pwned' }), {
+      qos: 1,
+    });
+    await c.publishAsync(topic, JSON.stringify({ ...eventMessage('e-bad2', 1, 'healthy'), extra: true }), {
+      qos: 1,
+    });
+    await c.publishAsync(topic, '{"a":1,"a":2}', { qos: 1 });
+    await c.publishAsync(
+      'flotilla/v1/devices/TEST-ONLY-dev-a/state',
+      JSON.stringify({ ...stateMessage(1), schemaVersion: 99 }),
+      { qos: 1 },
+    );
+    expect(await closed).toBe(false);
+    expect(server.ctx.store.events.count(a.id)).toBe(before);
+    const dropped = await server.ctx.metrics.reportsDropped.get();
+    expect(dropped.values.find((v) => v.labels.reason === 'invalid')?.value).toBeGreaterThanOrEqual(5);
+    await c.endAsync();
+    await serverStillWorks();
+  });
+
+  it('never keeps a retained message for a device', async () => {
+    const c = await device(a);
+    await c.publishAsync('flotilla/v1/devices/TEST-ONLY-dev-a/state', JSON.stringify(stateMessage(50)), {
+      qos: 1,
+      retain: true,
+    });
+    const retained: unknown[] = [];
+    for await (const p of server.broker!.aedes.persistence.createRetainedStreamCombi(['#'])) retained.push(p);
+    expect(retained).toEqual([]);
+    expect(server.ctx.store.devices.get(a.id)?.stateSeq).toBe(50);
+    await c.endAsync();
+  });
+
+  it('stores an event once even when the device resends it', async () => {
+    const c = await device(a);
+    const msg = JSON.stringify(eventMessage('dup-1', 7, 'log'));
+    await c.publishAsync('flotilla/v1/devices/TEST-ONLY-dev-a/events', msg, { qos: 1 });
+    await c.publishAsync('flotilla/v1/devices/TEST-ONLY-dev-a/events', msg, { qos: 1 });
+    const n = server.ctx.store.db
+      .prepare(`SELECT COUNT(*) AS n FROM device_events WHERE event_id = 'dup-1'`)
+      .get() as { n: number };
+    expect(n.n).toBe(1);
+    await c.endAsync();
+  });
+
+  it('marks a device offline when its connection drops', async () => {
+    const c = await device(b);
+    await waitFor(() => server.ctx.store.devices.get(b.id)?.online === true, 3000, 'online');
+    c.stream.destroy();
+    await waitFor(() => server.ctx.store.devices.get(b.id)?.online === false, 3000, 'offline');
+  });
+
+  it('joins a new device with a one-time provisioning token, and only once', async () => {
+    const t = server.ctx.store.provisioning.create('TEST-ONLY line', 60_000, true, Date.now());
+    const n = testDevice('TEST-ONLY-new');
+    const c = await connect(url, {
+      clientId: n.id,
+      username: n.id,
+      password: `flp1.${t.secret}.${n.publicKeyHex}`,
+    });
+    expect(server.ctx.store.devices.get(n.id)?.status).toBe('accepted');
+    await c.endAsync();
+    const m = testDevice('TEST-ONLY-other');
+    await expect(
+      connect(url, { clientId: m.id, username: m.id, password: `flp1.${t.secret}.${m.publicKeyHex}` }),
+    ).rejects.toThrow(/Not authorized/);
+    // The registered key works from then on.
+    const again = await connectDevice(url, n);
+    await again.endAsync();
+  });
+});
