@@ -67,8 +67,12 @@ export async function artifactRoutes(app: FastifyInstance, ctx: ServerContext): 
     params: Sha256Params,
     headers: Type.Object({ range: Type.Optional(Type.String({ maxLength: 200 })) }),
   };
-  // fastify answers HEAD through this route too (exposeHeadRoutes); no file is opened for it.
-  app.get('/artifacts/:sha256', { config: { access: 'public' }, schema }, (req, reply) =>
-    serve(req, reply, req.method === 'HEAD'),
+  app.get(
+    '/artifacts/:sha256',
+    { config: { access: 'public' }, schema, exposeHeadRoute: false },
+    (req, reply) => serve(req, reply, false),
+  );
+  app.head('/artifacts/:sha256', { config: { access: 'public' }, schema }, (req, reply) =>
+    serve(req, reply, true),
   );
 }

@@ -96,6 +96,7 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     if (!dir || !existsSync(dir))
       throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', 'no dashboard installed');
     const rel = (req.params as { '*': string })['*'] || 'index.html';
+    if (rel.startsWith('api/')) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `GET /${rel}`);
     const path = normalize(join(dir, rel));
     if (!path.startsWith(normalize(dir) + sep) && path !== normalize(dir))
       throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', rel);
