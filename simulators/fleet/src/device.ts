@@ -173,11 +173,11 @@ export class SimDevice {
         };
       },
       reboot: () => {
+        // Like `systemctl reboot`: returns, and the system goes down right after.
         setImmediate(() => {
           this.counters.reboots++;
           void this.cycle('reboot');
         });
-        return new Promise<never>(() => {});
       },
       onState: (state, dep) => {
         this.agentState = state;

@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImageFormat, KeyPair, SignedRoot } from '@flotilla/protocol';
-import { generateKeyPair, toHex } from '@flotilla/protocol';
+import { generateKeyPair, makeDevicePassword, toHex } from '@flotilla/protocol';
 import { BehaviourReader, type ImageFileReader } from './behaviour.js';
 import { SimDevice } from './device.js';
 import { SimError } from './errors.js';
@@ -20,6 +21,8 @@ import { type SlotName, SlotStore } from './slot-store.js';
 export interface FleetDeviceInfo {
   id: string;
   publicKeyHex: string;
+  /** A device password: proves the device holds the key it registers. */
+  proof: string;
   hardware: string;
   tags: string[];
 }
@@ -123,7 +126,13 @@ export class Fleet {
       await device.flash('A' as SlotName, o.bootlimit ?? 2);
       this.devices.push(device);
       this.byId.set(id, device);
-      infos.push({ id, publicKeyHex: toHex(key.publicKey), hardware: o.hardware, tags: o.tags ?? [] });
+      infos.push({
+        id,
+        publicKeyHex: toHex(key.publicKey),
+        proof: makeDevicePassword(id, key, new Date(), randomBytes(16).toString('hex')),
+        hardware: o.hardware,
+        tags: o.tags ?? [],
+      });
     }
     await o.register(infos);
   }

@@ -28,8 +28,8 @@ export interface LaunchContext {
   power: PowerGate;
   /** Health of the running image: from its sim-behaviour.json, or a fault profile. */
   health: () => Promise<{ ok: boolean; reason: string | null }>;
-  /** The agent asks for a reboot: the simulator stops it and boots the device again. */
-  reboot: () => Promise<never>;
+  /** The agent asks for a reboot: the simulator stops it and boots the device again (soon after). */
+  reboot: () => void;
   /** Called after the agent persisted a state (persist-then-act: the state's work starts now). */
   onState: (state: string, deployment: DeploymentInfo | null) => void;
   /** Bytes received from the artifact server. */
@@ -106,11 +106,12 @@ export interface ServerHandle {
   readonly mqtt: { host: string; port: number };
   /** Origin artifact URLs in offers start with. */
   readonly artifactOrigin: string;
+  /** Registers devices by their keys (`proof`: a device password made with the device key). */
   registerDevices(
-    devices: { id: string; publicKeyHex: string; hardware: string; tags: string[] }[],
+    devices: { id: string; publicKeyHex: string; proof: string; hardware: string; tags: string[] }[],
   ): Promise<void>;
-  /** Uploads a signed release (manifest + image) so rollouts can use it. */
-  publishRelease(release: { manifestPath: string; imagePath: string; version: string }): Promise<void>;
+  /** Uploads a signed release as a `.flot` bundle so rollouts can use it. */
+  publishRelease(release: { bundlePath: string; version: string }): Promise<void>;
   startRollout(opts: {
     name: string;
     release: string;

@@ -1,14 +1,17 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeBundle } from '@flotilla/image';
 import { encodeKeyFile, generateTrustSet, type TrustSet } from '@flotilla/protocol';
 import { createAgentLauncher } from './agent-wiring.js';
 import type { SimDevice } from './device.js';
+import { SimError } from './errors.js';
 import type { FaultProfile } from './faults.js';
 import { Fleet } from './fleet.js';
 import type { AgentLauncher, ServerHandle } from './ports.js';
 import { startSimServer } from './server-wiring.js';
 import { buildSimFirmware, type SimFirmware } from './sim-firmware.js';
+import { defaultTransport } from './transport-wiring.js';
 
 /**
  * A whole simulated world: TEST-ONLY keys, signed firmware, a real server, and a fleet of real
@@ -28,7 +31,7 @@ export interface WorldOptions {
   timeScale?: number;
   bootConcurrency?: number;
   /** Server to use instead of an embedded one started here (e.g. a separate process). */
-  server?: (o: { dataDir: string; trust: TrustSet }) => Promise<ServerHandle>;
+  server?: (o: { dataDir: string; keysDir: string; trust: TrustSet }) => Promise<ServerHandle>;
   launcher?: AgentLauncher;
   onDeviceEvent?: (device: SimDevice, what: string) => void;
   log?: (line: string) => void;
@@ -64,7 +67,8 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   try {
     log('generating TEST-ONLY keys');
     const trust = generateTrustSet({ now: new Date(), rootKeys: 1, rootThreshold: 1 });
-    await writeKeys(join(workDir, 'keys-TEST-ONLY'), trust);
+    const keysDir = join(workDir, 'keys-TEST-ONLY');
+    await writeKeys(keysDir, trust);
 
     const size = IMAGE_SIZES[o.size ?? 'standard'];
     const hardware = o.hardware ?? HARDWARE;
@@ -81,13 +85,20 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     log('starting the server');
     const server = await (o.server ?? ((x) => startSimServer(x)))({
       dataDir: join(workDir, 'server'),
+      keysDir,
       trust,
     });
     cleanup.push(() => server.close());
     const publish = async (version: string) => {
       const r = firmware.releases.get(version);
-      if (!r) throw new Error(`no release ${version} in the simulated firmware`);
-      await server.publishRelease({ manifestPath: r.manifestPath, imagePath: r.imagePath, version });
+      if (!r)
+        throw new SimError(
+          'FLOTILLA_ERR_SIM_BAD_ARGUMENT',
+          `no release ${version} in the simulated firmware`,
+        );
+      const bundlePath = join(workDir, 'firmware', `${version}.flot`);
+      await writeBundle({ manifest: r.manifest, imagePath: r.imagePath, sbom: r.sbom, output: bundlePath });
+      await server.publishRelease({ bundlePath, version });
     };
     await publish('1.0.0');
 
@@ -101,7 +112,11 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       slotSize: firmware.partitionSize,
       trustRoot: trust.root,
       launcher:
-        o.launcher ?? createAgentLauncher({ factoryRelease: firmware.releases.get('1.0.0')!.manifestPath }),
+        o.launcher ??
+        createAgentLauncher({
+          factoryRelease: firmware.releases.get('1.0.0')!.manifestPath,
+          transport: defaultTransport,
+        }),
       mqtt: server.mqtt,
       artifactOrigin: server.artifactOrigin,
       faults: o.faults,
@@ -126,7 +141,7 @@ async function writeKeys(dir: string, trust: TrustSet): Promise<void> {
     let i = 0;
     for (const k of keys)
       await writeFile(
-        join(dir, `${role}-${i++}.json`),
+        join(dir, `${role}-${i++}.key`),
         encodeKeyFile(k, role as never, `TEST-ONLY demo ${role} key`),
         {
           mode: 0o600,

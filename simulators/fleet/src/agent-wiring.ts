@@ -1,0 +1,177 @@
+import { access, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  AGENT_LIMITS,
+  type AgentConfig,
+  AgentKilled,
+  type Bootloader,
+  createAgent,
+  type Fetcher,
+  FileBootloader,
+  FileOutbox,
+  FileStateStore,
+  FileTrustStore,
+  FunctionCheck,
+  HttpFetcher,
+  type Outbox,
+  SlotSet,
+  type StateStore,
+  systemClock,
+  type Transport,
+} from '@flotilla/agent';
+import type { AgentInstance, AgentLauncher, LaunchContext } from './ports.js';
+import type { PowerGate } from './power.js';
+
+/**
+ * The one file that knows the agent's API: it builds a real agent (`createAgent`) for one boot of
+ * one simulated device. Everything the agent touches goes through the device's power gate, so a
+ * power cut stops it mid-flight with only fsync'ed data left behind.
+ */
+export type TransportFactory = (ctx: LaunchContext) => Transport & { kill?(): void };
+
+export interface AgentWiringOptions {
+  /** The signed release of the factory image (slot A at provisioning). */
+  factoryRelease: string;
+  transport: TransportFactory;
+  limits?: AgentConfig['limits'];
+}
+
+/** Faster than production, still the same code paths: backoffs and deadlines in the sim's time. */
+export function simLimits(scale: number): NonNullable<AgentConfig['limits']> {
+  const ms = (v: number) => Math.max(10, Math.round(v * scale));
+  return {
+    download: {
+      backoffBaseMs: ms(AGENT_LIMITS.download.backoffBaseMs),
+      backoffMaxMs: ms(AGENT_LIMITS.download.backoffMaxMs),
+      connectTimeoutMs: 15_000,
+      idleTimeoutMs: 15_000,
+    },
+    health: { deadlineMs: ms(60_000), retryIntervalMs: ms(5000), checkTimeoutMs: 5000 },
+    mqtt: {
+      backoffBaseMs: ms(AGENT_LIMITS.mqtt.backoffBaseMs),
+      backoffMaxMs: ms(AGENT_LIMITS.mqtt.backoffMaxMs),
+    },
+    hooks: { retryIntervalMs: ms(AGENT_LIMITS.hooks.retryIntervalMs) },
+  };
+}
+
+export function createAgentLauncher(o: AgentWiringOptions): AgentLauncher {
+  return async (ctx) => {
+    const trustDir = join(ctx.dataDir, '..', 'trust');
+    await ensureTrust(trustDir, ctx.trustRoot);
+    const power = ctx.power;
+    const hit = (point: string) => {
+      if (!power.powered) throw new AgentKilled(`power cut (${point})`);
+    };
+    const transport = o.transport(ctx);
+    const agent = createAgent(
+      {
+        deviceId: ctx.deviceId,
+        hardware: ctx.hardware,
+        dataDir: ctx.dataDir,
+        factoryReleaseFile: o.factoryRelease,
+        tags: ctx.tags,
+        driftCheck: false,
+        limits: { ...simLimits(ctx.timeScale), ...o.limits },
+      },
+      {
+        store: observedStore(new FileStateStore(join(ctx.dataDir, 'state.json')), power, ctx),
+        bootloader: guardedBootloader(new FileBootloader(ctx.bootloaderPath), power),
+        slots: new SlotSet({ A: ctx.slots.A, B: ctx.slots.B }),
+        transport,
+        fetcher: simFetcher(new HttpFetcher(), ctx),
+        clock: systemClock,
+        reboot: { reboot: async () => ctx.reboot() },
+        trust: new FileTrustStore(trustDir),
+        outbox: guardedOutbox(new FileOutbox(join(ctx.dataDir, 'outbox'), AGENT_LIMITS.outbox), power),
+        health: [
+          new FunctionCheck('sim-behaviour', async () => {
+            const h = await ctx.health();
+            return h.ok ? { ok: true } : { ok: false, reason: h.reason ?? 'unhealthy' };
+          }),
+        ],
+        faults: hit,
+      },
+    );
+    await agent.start();
+    const instance: AgentInstance = {
+      stop: () => agent.stop(),
+      crash: () => {
+        transport.kill?.();
+        void agent.stop().catch(() => undefined);
+      },
+    };
+    return instance;
+  };
+}
+
+async function ensureTrust(dir: string, root: unknown): Promise<void> {
+  const path = join(dir, 'root.json');
+  try {
+    await access(path);
+  } catch {
+    await mkdir(dir, { recursive: true });
+    await writeFile(path, JSON.stringify(root));
+  }
+}
+
+/** State saves are I/O of the device (fenced by the power gate) and tell the simulator the state. */
+function observedStore(inner: StateStore, power: PowerGate, ctx: LaunchContext): StateStore {
+  return {
+    load: () => power.guard(() => inner.load()),
+    save: async (r) => {
+      await power.guard(() => inner.save(r));
+      const d = r.deployment;
+      ctx.onState(
+        r.state,
+        d
+          ? { id: d.id, attempt: d.attempt, version: d.version, fullSize: d.full.size, method: d.method }
+          : null,
+      );
+    },
+  };
+}
+
+function guardedBootloader(b: Bootloader, power: PowerGate): Bootloader {
+  return {
+    kind: b.kind,
+    read: () => power.guard(() => b.read()),
+    bootedSlot: () => power.guard(() => b.bootedSlot()),
+    armTrial: (s, g) => power.guard(() => b.armTrial(s, g)),
+    commit: (s) => power.guard(() => b.commit(s)),
+    abortTrial: (g) => power.guard(() => b.abortTrial(g)),
+  };
+}
+
+function guardedOutbox(o: Outbox, power: PowerGate): Outbox {
+  return {
+    add: (p) => power.guard(() => o.add(p)),
+    list: () => power.guard(() => o.list()),
+    remove: (id) => power.guard(() => o.remove(id)),
+    takeDropped: () => o.takeDropped(),
+  };
+}
+
+/** Artifact downloads: through the device's fault proxy when it has one, counted, power-fenced. */
+function simFetcher(inner: Fetcher, ctx: LaunchContext): Fetcher {
+  return {
+    get: (url, opts) =>
+      ctx.power.guard(async () => {
+        const res = await inner.get(ctx.rewriteUrl(url), opts);
+        const body = res.body;
+        return {
+          ...res,
+          body: (async function* () {
+            for await (const chunk of body) {
+              if (!ctx.power.powered) {
+                res.destroy();
+                await new Promise<never>(() => {});
+              }
+              ctx.onBytes(chunk.length);
+              yield chunk;
+            }
+          })(),
+        };
+      }),
+  };
+}

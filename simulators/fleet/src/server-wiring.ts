@@ -1,0 +1,221 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { type RunningServer, startServer } from '@flotilla/server';
+import { SimError } from './errors.js';
+import { runPool } from './pool.js';
+import type { DeploymentView, RolloutView, ServerHandle } from './ports.js';
+
+/**
+ * The one file that knows the server: `startSimServer` runs a real embedded server in this
+ * process; `httpServerHandle` drives any server — in-process, a child process or elsewhere —
+ * through its public HTTP API with an operator token, exactly as an operator's tools would.
+ */
+export interface SimServerOptions {
+  dataDir: string;
+  /** A `flotilla keys init`-style directory (root.json + *.key) imported on first start. */
+  keysDir: string;
+  port?: number;
+  mqttPort?: number;
+  adminToken?: string;
+  logLevel?: string;
+  /** Rollout engine timer; the engine also runs on every device event. */
+  rolloutTickMs?: number;
+  /** How long an offer waits for its delta to be built before it goes out with the full image only. */
+  deltaWaitMs?: number;
+}
+
+export async function startSimServer(
+  o: SimServerOptions,
+): Promise<ServerHandle & { running: RunningServer }> {
+  const token = o.adminToken ?? newToken();
+  const running = await startServer({
+    dataDir: o.dataDir,
+    importKeysFrom: o.keysDir,
+    autoAccept: true,
+    adminToken: token,
+    port: o.port ?? 0,
+    mqttPort: o.mqttPort ?? 0,
+    logLevel: o.logLevel ?? 'warn',
+    limits: { rolloutTickMs: o.rolloutTickMs ?? 1000, deltaWaitMs: o.deltaWaitMs ?? 60_000 },
+  });
+  const mqtt = new URL(running.addresses.mqtt ?? '');
+  const handle = httpServerHandle({
+    apiUrl: running.addresses.api,
+    dashboardUrl: running.addresses.dashboard,
+    mqtt: { host: mqtt.hostname, port: Number(mqtt.port) },
+    token,
+    close: () => running.close(),
+  });
+  return { ...handle, running };
+}
+
+export function newToken(): string {
+  return `flt_sim_${randomBytes(24).toString('base64url')}`;
+}
+
+export function httpServerHandle(o: {
+  apiUrl: string;
+  dashboardUrl: string;
+  mqtt: { host: string; port: number };
+  token: string;
+  close: () => Promise<void>;
+}): ServerHandle {
+  const api = async <T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    extra: RequestInit = {},
+  ): Promise<T> => {
+    const headers: Record<string, string> = { authorization: `Bearer ${o.token}` };
+    if (body !== undefined && !extra.body) headers['content-type'] = 'application/json';
+    const res = await fetch(`${o.apiUrl}/api/v1${path}`, {
+      method,
+      headers: { ...headers, ...(extra.headers as Record<string, string> | undefined) },
+      body: extra.body ?? (body === undefined ? undefined : JSON.stringify(body)),
+      ...(extra.body ? { duplex: 'half' } : {}),
+      signal: AbortSignal.timeout(120_000),
+    } as RequestInit);
+    const text = await res.text();
+    if (!res.ok)
+      throw new SimError('FLOTILLA_ERR_SIM_SERVER', `${method} ${path}: ${res.status} ${text.slice(0, 400)}`);
+    return (text ? JSON.parse(text) : null) as T;
+  };
+
+  return {
+    apiUrl: o.apiUrl,
+    dashboardUrl: o.dashboardUrl,
+    mqtt: o.mqtt,
+    artifactOrigin: o.apiUrl,
+
+    async registerDevices(devices) {
+      const res = await runPool(devices, 16, async (d) => {
+        await api('POST', '/devices/register', {
+          deviceId: d.id,
+          publicKey: d.publicKeyHex,
+          proof: d.proof,
+          hardware: d.hardware,
+        });
+        if (d.tags.length) await api('PUT', `/devices/${d.id}/placement`, { tags: d.tags });
+      });
+      const bad = res.find((r) => !r.ok);
+      if (bad && !bad.ok) throw bad.error;
+    },
+
+    async publishRelease(r) {
+      const size = (await stat(r.bundlePath)).size;
+      await api('POST', '/releases/bundle', undefined, {
+        headers: { 'content-type': 'application/vnd.flotilla.bundle', 'content-length': String(size) },
+        body: createReadStream(r.bundlePath) as unknown as RequestInit['body'],
+      });
+    },
+
+    async startRollout(x) {
+      const policy = {
+        target: x.devices ? { devices: x.devices } : { hardware: undefined },
+        phases: x.phases.map((p) => ({
+          name: p.name,
+          ...(p.count !== undefined ? { count: p.count } : { percent: p.percent ?? 100 }),
+          errorThreshold: p.errorThreshold ?? 0,
+          successThreshold: p.successThreshold ?? 100,
+          minExecuted: p.minExecuted ?? 1,
+        })),
+        maxConcurrent: x.maxConcurrent ?? 50,
+        deviceTimeoutSeconds: x.deviceTimeoutSeconds ?? 600,
+        retries: {
+          failed: x.retries?.failed ?? 0,
+          rolledBack: x.retries?.rolledBack ?? 0,
+          timedOut: x.retries?.timedOut ?? 0,
+        },
+      };
+      if (!x.devices) policy.target = {} as never;
+      const r = await api<{ id: string }>('POST', '/rollouts', { name: x.name, release: x.release, policy });
+      return r.id;
+    },
+
+    async rollout(id) {
+      return toView(await api<RawRollout>('GET', `/rollouts/${id}`));
+    },
+
+    async deployments(id) {
+      const r = await api<{ items: { deviceId: string; state: string; failureReason: string | null }[] }>(
+        'GET',
+        `/rollouts/${id}/deployments`,
+      );
+      return r.items.map(
+        (d): DeploymentView => ({ deviceId: d.deviceId, state: d.state, failureReason: d.failureReason }),
+      );
+    },
+
+    async onlineCount() {
+      return (await api<{ total: number }>('GET', '/devices?online=true&limit=1')).total;
+    },
+
+    async deviceVersions() {
+      const out = new Map<string, string | null>();
+      for (let offset = 0; ; offset += 1000) {
+        const r = await api<{ items: { id: string; version: string | null }[]; total: number }>(
+          'GET',
+          `/devices?limit=1000&offset=${offset}`,
+        );
+        for (const d of r.items) out.set(d.id, d.version);
+        if (offset + 1000 >= r.total) break;
+      }
+      return out;
+    },
+
+    close: o.close,
+  };
+}
+
+interface RawRollout {
+  id: string;
+  release: string;
+  status: string;
+  summary: {
+    release: string;
+    status: string;
+    currentPhase: number;
+    pause:
+      | { kind: 'operator'; note: string | null }
+      | { kind: 'error-threshold'; phase: number; failed: number; total: number; threshold: number }
+      | null;
+    phases: {
+      name: string;
+      total: number;
+      healthy: number;
+      failed: number;
+      rolledBack: number;
+      status: string;
+    }[];
+    totals: { devices: number; healthy: number; failed: number; inFlight: number; notStarted: number };
+  };
+}
+
+function toView(r: RawRollout): RolloutView {
+  const s = r.summary;
+  const p = s.pause;
+  return {
+    id: r.id,
+    release: s.release,
+    status: s.status,
+    currentPhase: s.currentPhase,
+    phases: s.phases.map((ph) => ({
+      name: ph.name,
+      total: ph.total,
+      healthy: ph.healthy,
+      failed: ph.failed,
+      status: ph.status,
+    })),
+    totals: { ...s.totals, rolledBack: s.phases.reduce((n, ph) => n + ph.rolledBack, 0) },
+    pause: p
+      ? {
+          kind: p.kind,
+          detail:
+            p.kind === 'error-threshold'
+              ? `${p.failed} of ${p.total} devices in phase ${p.phase + 1} failed (threshold ${p.threshold}%)`
+              : `paused by an operator${p.note ? `: ${p.note}` : ''}`,
+        }
+      : null,
+  };
+}
