@@ -353,19 +353,31 @@ export class Rig {
       deploymentId?: string;
       delta?: { bytes: Buffer; from: Buffer; fromVersion: string };
       chunkSize?: number;
+      compatible?: string[];
+      releaseSigner?: KeyPair;
+      offerSigner?: KeyPair;
+      expiresMinutes?: number;
+      baseUrl?: string;
     },
   ) {
-    const release = signedRelease(this.keys, image, {
-      version: o.version,
-      securityVersion: o.securityVersion ?? 2,
-      chunkSize: o.chunkSize ?? 4096,
-    });
-    const fullUrl = `mem://artifacts/${sha(image)}`;
-    this.fetcher.put(fullUrl, image);
+    const release = signedRelease(
+      this.keys,
+      image,
+      {
+        version: o.version,
+        securityVersion: o.securityVersion ?? 2,
+        chunkSize: o.chunkSize ?? 4096,
+        ...(o.compatible ? { compatible: o.compatible } : {}),
+      },
+      o.releaseSigner,
+    );
+    const base = o.baseUrl ?? 'mem://artifacts';
+    const fullUrl = `${base}/${sha(image)}`;
+    if (this.fetcher instanceof MemoryFetcher) this.fetcher.put(fullUrl, image);
     let delta: Parameters<typeof makeOffer>[1]['delta'];
     if (o.delta) {
-      const url = `mem://artifacts/${sha(o.delta.bytes)}`;
-      this.fetcher.put(url, o.delta.bytes);
+      const url = `${base}/${sha(o.delta.bytes)}`;
+      if (this.fetcher instanceof MemoryFetcher) this.fetcher.put(url, o.delta.bytes);
       delta = { url, ...o.delta };
     }
     return offerCommand(
@@ -375,6 +387,8 @@ export class Rig {
         release,
         fullUrl,
         ...(delta ? { delta } : {}),
+        ...(o.offerSigner ? { signer: o.offerSigner } : {}),
+        ...(o.expiresMinutes !== undefined ? { expiresMinutes: o.expiresMinutes } : {}),
       }),
     );
   }

@@ -44,27 +44,8 @@ export const STEPS: Record<AgentState, Step> = {
       detail: { targetSlot: d.targetSlot, origin: d.origin, deltaRefused: d.deltaRefused?.code ?? null },
       ...(d.deltaRefused ? { reason: d.deltaRefused } : {}),
     });
-    const now = a.deps.clock.now();
-    const device = { hardware: a.config.hardware, securityVersion: a.rec.securityVersion };
-    if (d.offerFile) {
-      try {
-        verifyOffer(await a.loadOffer(d.offerFile), {
-          root: a.root,
-          now,
-          deviceId: a.config.deviceId,
-          device,
-          activeImageSha256: d.delta?.fromImageSha256 ?? null,
-        });
-      } catch (err) {
-        if (!(d.deltaRefused && (err as { code?: string }).code === 'FLOTILLA_ERR_DELTA_BASE_MISMATCH'))
-          throw err;
-      }
-    } else {
-      const release = verifyRelease(await a.loadOffer(d.releaseFile), a.root, now, {
-        allowKinds: ['release', 'recovery'],
-      });
-      checkInstallable(release, device);
-    }
+    // Just verified on receipt; after a restart the offer may have expired meanwhile: check again.
+    if (a.resumedFrom === 'Offered') await recheckOffer(a);
     const m = await a.loadRelease(d.releaseFile);
     const slotSize = await a.deps.slots.device(d.targetSlot).size();
     if (m.image.size > slotSize || m.image.size > a.limits.maxImageBytes)
@@ -340,6 +321,30 @@ export const STEPS: Record<AgentState, Step> = {
     return { event: 'done' };
   },
 };
+
+async function recheckOffer(a: Agent): Promise<void> {
+  const d = a.deployment;
+  const now = a.deps.clock.now();
+  const device = { hardware: a.config.hardware, securityVersion: a.rec.securityVersion };
+  if (!d.offerFile) {
+    const env = await a.loadOffer(d.releaseFile);
+    checkInstallable(verifyRelease(env, a.root, now, { allowKinds: ['release', 'recovery'] }), device);
+    return;
+  }
+  try {
+    verifyOffer(await a.loadOffer(d.offerFile), {
+      root: a.root,
+      now,
+      deviceId: a.config.deviceId,
+      device,
+      activeImageSha256: d.delta?.fromImageSha256 ?? null,
+    });
+  } catch (err) {
+    // A delta refused on receipt fails the base check again; the full image is what we take.
+    if (!(d.deltaRefused && (err as { code?: string }).code === 'FLOTILLA_ERR_DELTA_BASE_MISMATCH'))
+      throw err;
+  }
+}
 
 function fellBack(attempts: number, limit: number): StepOutcome {
   return {
