@@ -1,4 +1,5 @@
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { access, mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   AGENT_LIMITS,
@@ -19,6 +20,9 @@ import {
   systemClock,
   type Transport,
 } from '@flotilla/agent';
+import { BUNDLE_PREFIX_BYTES, readBundleHeader } from '@flotilla/image';
+import type { BundleHeader } from '@flotilla/protocol';
+import { SimError } from './errors.js';
 import type { AgentInstance, AgentLauncher, LaunchContext } from './ports.js';
 import type { PowerGate } from './power.js';
 
@@ -100,9 +104,39 @@ export function createAgentLauncher(o: AgentWiringOptions): AgentLauncher {
         transport.kill?.();
         void agent.stop().catch(() => undefined);
       },
+      installLocal: async (bundlePath) => {
+        const { header, imageOffset } = await locateImage(bundlePath);
+        const image = header.sections.find((s) => s.name === 'image');
+        await agent.installLocal({
+          path: bundlePath,
+          manifest: header.manifest,
+          imageOffset,
+          imageSize: image?.size ?? 0,
+        });
+      },
     };
     return instance;
   };
+}
+
+/** Where the image section of a `.flot` bundle starts (layout: image's bundle-format.ts). */
+async function locateImage(path: string): Promise<{ header: BundleHeader; imageOffset: number }> {
+  const fh = await open(path, 'r');
+  let headerLength: number;
+  try {
+    const prefix = Buffer.alloc(BUNDLE_PREFIX_BYTES);
+    await fh.read(prefix, 0, prefix.length, 0);
+    headerLength = prefix.readUInt32BE(BUNDLE_PREFIX_BYTES - 4);
+  } finally {
+    await fh.close();
+  }
+  const header = await readBundleHeader(createReadStream(path));
+  let offset = BUNDLE_PREFIX_BYTES + headerLength;
+  for (const s of header.sections) {
+    if (s.name === 'image') return { header, imageOffset: offset };
+    offset += s.size;
+  }
+  throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `${path} has no image section`);
 }
 
 async function ensureTrust(dir: string, root: unknown): Promise<void> {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { FileBootloader } from '@flotilla/agent';
 import type { KeyPair } from '@flotilla/protocol';
 import type { BehaviourReader } from './behaviour.js';
+import { SimError } from './errors.js';
 import type { FaultProfile } from './faults.js';
 import { UPDATE_STATES } from './faults.js';
 import type { AgentInstance, AgentLauncher, BootRecord, LaunchContext } from './ports.js';
@@ -265,6 +266,12 @@ export class SimDevice {
     await this.takeDown('power-cut');
     await new Promise((r) => setTimeout(r, offMs));
     await this.powerOn();
+  }
+
+  /** A field engineer installs a bundle by hand on the running device (no network needed). */
+  async installLocal(bundlePath: string): Promise<void> {
+    if (!this.agent) throw new SimError('FLOTILLA_ERR_SIM_POWERED_OFF', `${this.id} is ${this.phase}`);
+    await this.agent.installLocal(bundlePath);
   }
 
   /** Shuts the device down for good (end of a simulation). */

@@ -53,6 +53,8 @@ export interface AgentInstance {
   stop(): Promise<void>;
   /** Power loss: drop sockets without a goodbye (the broker fires the last will), stop timers. */
   crash(): void;
+  /** A field engineer's `flotilla-agent install FILE.flot`: resolves when the agent rests again. */
+  installLocal(bundlePath: string): Promise<void>;
 }
 
 export type AgentLauncher = (ctx: LaunchContext) => Promise<AgentInstance>;

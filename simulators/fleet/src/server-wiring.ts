@@ -25,29 +25,55 @@ export interface SimServerOptions {
   deltaWaitMs?: number;
 }
 
-export async function startSimServer(
-  o: SimServerOptions,
-): Promise<ServerHandle & { running: RunningServer }> {
+export interface SimServer extends ServerHandle {
+  running: RunningServer;
+  /** Stops the server as a crash would: no flush, no goodbye to devices. */
+  crash(): Promise<void>;
+  /** Starts it again on the same data directory and ports (devices reconnect by themselves). */
+  restart(): Promise<void>;
+}
+
+export async function startSimServer(o: SimServerOptions): Promise<SimServer> {
   const token = o.adminToken ?? newToken();
-  const running = await startServer({
-    dataDir: o.dataDir,
-    importKeysFrom: o.keysDir,
-    autoAccept: true,
-    adminToken: token,
-    port: o.port ?? 0,
-    mqttPort: o.mqttPort ?? 0,
-    logLevel: o.logLevel ?? 'warn',
-    limits: { rolloutTickMs: o.rolloutTickMs ?? 1000, deltaWaitMs: o.deltaWaitMs ?? 60_000 },
-  });
+  const boot = (port: number, mqttPort: number) =>
+    startServer({
+      dataDir: o.dataDir,
+      importKeysFrom: o.keysDir,
+      autoAccept: true,
+      adminToken: token,
+      port,
+      mqttPort,
+      logLevel: o.logLevel ?? 'warn',
+      limits: { rolloutTickMs: o.rolloutTickMs ?? 1000, deltaWaitMs: o.deltaWaitMs ?? 60_000 },
+    });
+  let running = await boot(o.port ?? 0, o.mqttPort ?? 0);
+  let down = false;
   const mqtt = new URL(running.addresses.mqtt ?? '');
+  const api = new URL(running.addresses.api);
   const handle = httpServerHandle({
     apiUrl: running.addresses.api,
     dashboardUrl: running.addresses.dashboard,
     mqtt: { host: mqtt.hostname, port: Number(mqtt.port) },
     token,
-    close: () => running.close(),
+    close: async () => {
+      if (!down) await running.close();
+      down = true;
+    },
   });
-  return { ...handle, running };
+  return {
+    ...handle,
+    get running() {
+      return running;
+    },
+    async crash() {
+      down = true;
+      await running.crash();
+    },
+    async restart() {
+      running = await boot(Number(api.port), Number(mqtt.port));
+      down = false;
+    },
+  };
 }
 
 export function newToken(): string {

@@ -9,7 +9,7 @@ import { SimError } from './errors.js';
 import type { FaultProfile } from './faults.js';
 import { Fleet } from './fleet.js';
 import type { AgentLauncher, ServerHandle } from './ports.js';
-import { startSimServer } from './server-wiring.js';
+import { type SimServer, startSimServer } from './server-wiring.js';
 import { buildSimFirmware, type SimFirmware } from './sim-firmware.js';
 import { defaultTransport } from './transport-wiring.js';
 
@@ -42,9 +42,13 @@ export interface World {
   trust: TrustSet;
   firmware: SimFirmware;
   server: ServerHandle;
+  /** The embedded server when this world started one (crash / restart for fault tests). */
+  simServer: SimServer | null;
   fleet: Fleet;
   /** Uploads the releases of the story to the server. */
   publish(version: string): Promise<void>;
+  /** Writes the `.flot` bundle of a release (USB stick for a field engineer); returns its path. */
+  bundle(version: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -83,22 +87,31 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     });
 
     log('starting the server');
-    const server = await (o.server ?? ((x) => startSimServer(x)))({
+    let simServer: SimServer | null = null;
+    const server = await (o.server ?? (async (x) => (simServer = await startSimServer(x))))({
       dataDir: join(workDir, 'server'),
       keysDir,
       trust,
     });
     cleanup.push(() => server.close());
-    const publish = async (version: string) => {
+    const bundles = new Map<string, string>();
+    const bundle = async (version: string) => {
       const r = firmware.releases.get(version);
       if (!r)
         throw new SimError(
           'FLOTILLA_ERR_SIM_BAD_ARGUMENT',
           `no release ${version} in the simulated firmware`,
         );
-      const bundlePath = join(workDir, 'firmware', `${version}.flot`);
-      await writeBundle({ manifest: r.manifest, imagePath: r.imagePath, sbom: r.sbom, output: bundlePath });
-      await server.publishRelease({ bundlePath, version });
+      let path = bundles.get(version);
+      if (!path) {
+        path = join(workDir, 'firmware', `${version}.flot`);
+        await writeBundle({ manifest: r.manifest, imagePath: r.imagePath, sbom: r.sbom, output: path });
+        bundles.set(version, path);
+      }
+      return path;
+    };
+    const publish = async (version: string) => {
+      await server.publishRelease({ bundlePath: await bundle(version), version });
     };
     await publish('1.0.0');
 
@@ -127,7 +140,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       onEvent: o.onDeviceEvent,
     });
     cleanup.push(() => fleet.close());
-    return { workDir, trust, firmware, server, fleet, publish, close };
+    return { workDir, trust, firmware, server, simServer, fleet, publish, bundle, close };
   } catch (err) {
     await close();
     throw err;
