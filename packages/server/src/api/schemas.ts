@@ -22,3 +22,8 @@ export const ErrorResponse = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) }),
 });
 export const EmptyBody = Type.Object({}, { additionalProperties: false });
+
+/** Action routes (accept, pause, ...) take an optional JSON body: a missing one counts as `{}`. */
+export async function bodyDefaultsToEmpty(req: { body: unknown }): Promise<void> {
+  if (req.body === undefined || req.body === null) req.body = {};
+}

@@ -5,7 +5,7 @@ import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import { actorOf } from '../auth.js';
 import { iso, presentDevice } from '../present.js';
-import { Channel, EmptyBody, IdParams, Label, Paging } from '../schemas.js';
+import { bodyDefaultsToEmpty, Channel, EmptyBody, IdParams, Label, Paging } from '../schemas.js';
 
 const strict = { additionalProperties: false } as const;
 
@@ -89,7 +89,8 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
       `/devices/:id/${action}`,
       {
         config: { access: 'operator' },
-        schema: { tags: ['devices'], params: IdParams, body: Type.Optional(EmptyBody) },
+        preValidation: bodyDefaultsToEmpty,
+        schema: { tags: ['devices'], params: IdParams, body: EmptyBody },
       },
       async (req) =>
         presentDevice(await registry.setStatus((req.params as { id: string }).id, to, actorOf(req))),

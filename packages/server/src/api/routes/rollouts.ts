@@ -6,7 +6,7 @@ import { RolloutCreateRequest } from '../../rollout/index.js';
 import type { RolloutRow } from '../../store/repos/rollouts.js';
 import { actorOf } from '../auth.js';
 import { iso } from '../present.js';
-import { EmptyBody, Paging, RolloutParams } from '../schemas.js';
+import { bodyDefaultsToEmpty, EmptyBody, Paging, RolloutParams } from '../schemas.js';
 
 const strict = { additionalProperties: false } as const;
 
