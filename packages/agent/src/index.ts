@@ -22,7 +22,7 @@ export * from './health/checks.js';
 export * from './hooks/hooks.js';
 export * from './hooks/update-lock.js';
 export { ChunkWriter } from './install/chunk-writer.js';
-export { AGENT_LIMITS, type AgentLimits, resolveLimits } from './limits.js';
+export { AGENT_LIMITS, type AgentLimits, type AgentLimitsOverride, resolveLimits } from './limits.js';
 export { createLogger, type Logger, silentLogger } from './logger.js';
 export { FileOutbox, MemoryOutbox, type Outbox } from './report/outbox.js';
 export { Reporter } from './report/reporter.js';
@@ -34,5 +34,6 @@ export { AGENT_STATES, type AgentState, nextState, type StepEvent, TRANSITIONS }
 export type { AgentRecord, Deployment } from './state/record.js';
 export { FileStateStore, MemoryStateStore, type StateStore } from './state/store.js';
 export { MemoryHub, MemoryTransport } from './transport/memory-transport.js';
+export { type MqttAuth, MqttTransport, type MqttTransportOptions } from './transport/mqtt-transport.js';
 export type { Transport, TransportHandlers } from './transport/types.js';
 export { FileTrustStore, MemoryTrustStore, type TrustStore } from './trust/trust-store.js';

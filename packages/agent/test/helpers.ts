@@ -228,6 +228,8 @@ export class Rig {
   hooks?: HookRunner;
   updateLock?: UpdateLock;
   extraHealth: HealthCheck[] = [];
+  /** Replaces the in-memory hub link (the MQTT tests use a real broker). */
+  transportFactory?: () => Transport;
   private rebootAsked = false;
   private pendingCut: PowerCut | undefined;
 
@@ -293,7 +295,7 @@ export class Rig {
     const agent = createAgent(
       this.config,
       this.dev.deps({
-        transport: this.hub.transport(this.dev.deviceId),
+        transport: this.transportFactory ? this.transportFactory() : this.hub.transport(this.dev.deviceId),
         fetcher: this.fetcher,
         reboot: {
           reboot: async () => {

@@ -118,25 +118,28 @@ export class Reporter {
   /** Sends the outbox oldest first; stops at the first failure (offline) and tries again later. */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing;
-    this.flushing = (async () => {
-      try {
-        while (this.transport.connected()) {
-          const items = await this.outbox.list();
-          if (items.length === 0) break;
-          for (const item of items) {
-            await this.transport.publish('events', item.payload, 1);
-            await this.outbox.remove(item.id);
-          }
-        }
-        const dropped = this.outbox.takeDropped();
-        if (dropped > 0) this.log.warn({ dropped }, 'outbox overflowed: oldest events dropped');
-      } catch (err) {
-        this.log.debug({ err: (err as Error).message }, 'outbox flush stopped');
-      } finally {
-        this.flushing = null;
-      }
-    })();
+    // `.finally` runs after the assignment even when the body finishes synchronously (offline).
+    this.flushing = this.sendOutbox().finally(() => {
+      this.flushing = null;
+    });
     return this.flushing;
+  }
+
+  private async sendOutbox(): Promise<void> {
+    try {
+      while (this.transport.connected()) {
+        const items = await this.outbox.list();
+        if (items.length === 0) break;
+        for (const item of items) {
+          await this.transport.publish('events', item.payload, 1);
+          await this.outbox.remove(item.id);
+        }
+      }
+      const dropped = this.outbox.takeDropped();
+      if (dropped > 0) this.log.warn({ dropped }, 'outbox overflowed: oldest events dropped');
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'outbox flush stopped');
+    }
   }
 }
 

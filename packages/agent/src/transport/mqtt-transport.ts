@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import { deviceTopic, type KeyPair, makeDevicePassword } from '@flotilla/protocol';
+import mqtt, { type MqttClient } from 'mqtt';
+import { backoffMs, type Clock } from '../clock.js';
+import type { AgentLimits } from '../limits.js';
+import { type Logger, silentLogger } from '../logger.js';
+import type { ReportChannel, Transport, TransportHandlers } from './types.js';
+
+export type MqttAuth =
+  | { kind: 'device-key'; key: KeyPair }
+  /** First contact before the device has a registered key (DESIGN.md §4). */
+  | { kind: 'provisioning-token'; token: string };
+
+export interface MqttTransportOptions {
+  url: string;
+  deviceId: string;
+  auth: MqttAuth;
+  clock: Clock;
+  limits: AgentLimits['mqtt'];
+  ca?: string | Buffer;
+  logger?: Logger;
+  random?: () => number;
+}
+
+/**
+ * MQTT 3.1.1 (aedes 1.x refuses v5) with a persistent session, so QoS 1 commands sent while the
+ * device was offline arrive on reconnect. Reconnects are ours, not mqtt.js's: each attempt gets
+ * a fresh signed password (new nonce, current time) and the delay grows with jitter, so a fleet
+ * coming back after an outage does not reconnect in lockstep.
+ */
+export class MqttTransport implements Transport {
+  private client: MqttClient | null = null;
+  private handlers: TransportHandlers | null = null;
+  private stopped = false;
+  private readonly stopSignal = new AbortController();
+  private loop: Promise<void> | null = null;
+  private readonly log: Logger;
+  /** Passwords are never logged; the count helps tests and operators see reconnects. */
+  connects = 0;
+
+  constructor(private readonly o: MqttTransportOptions) {
+    this.log = (o.logger ?? silentLogger).child({ component: 'mqtt' });
+  }
+
+  start(handlers: TransportHandlers): void {
+    this.handlers = handlers;
+    this.loop ??= this.run();
+  }
+
+  connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  private password(): string {
+    const a = this.o.auth;
+    if (a.kind === 'provisioning-token') return a.token;
+    return makeDevicePassword(this.o.deviceId, a.key, this.o.clock.now(), randomBytes(16).toString('hex'));
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    const commands = deviceTopic(this.o.deviceId, 'commands');
+    while (!this.stopped) {
+      const client = mqtt.connect(this.o.url, {
+        protocolVersion: 4,
+        clientId: this.o.deviceId,
+        clean: false,
+        username: this.o.deviceId,
+        password: this.password(),
+        reconnectPeriod: 0,
+        connectTimeout: this.o.limits.connectTimeoutMs,
+        keepalive: this.o.limits.keepaliveSeconds,
+        ...(this.o.ca ? { ca: this.o.ca } : {}),
+      });
+      this.client = client;
+      client.on('message', (topic, payload) => {
+        if (topic === commands) this.handlers?.onCommand(payload);
+      });
+      const wasUp = await new Promise<boolean>((resolve) => {
+        let up = false;
+        client.once('connect', () => {
+          up = true;
+          client.subscribe(commands, { qos: 1 }, (err) => {
+            if (err) this.log.warn({ err: err.message }, 'subscribe failed');
+          });
+          this.connects++;
+          failures = 0;
+          this.handlers?.onConnect();
+        });
+        client.on('error', (err) => this.log.debug({ err: err.message }, 'mqtt error'));
+        client.once('close', () => resolve(up));
+      });
+      client.removeAllListeners('message');
+      client.end(true);
+      if (wasUp) this.handlers?.onDisconnect();
+      if (this.stopped) break;
+      failures++;
+      const wait = backoffMs(
+        failures - 1,
+        this.o.limits.backoffBaseMs,
+        this.o.limits.backoffMaxMs,
+        this.o.random,
+      );
+      await this.o.clock.sleep(wait, this.stopSignal.signal).catch(() => undefined);
+    }
+  }
+
+  async publish(channel: ReportChannel, payload: string, qos: 0 | 1): Promise<void> {
+    const c = this.client;
+    if (!c?.connected) throw new Error('offline');
+    await c.publishAsync(deviceTopic(this.o.deviceId, channel), payload, { qos });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopSignal.abort();
+    this.handlers = null;
+    await this.client?.endAsync(true).catch(() => undefined);
+    await this.loop;
+  }
+}
