@@ -33,7 +33,10 @@ export async function loadKeyFile(path: string): Promise<SigningKey> {
 export async function loadKeysDir(dir: string): Promise<Map<Role, SigningKey[]>> {
   let names: string[];
   try {
-    names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+    // `flotilla keys init` writes `<role>[-n].key`; JSON-named key files are accepted too.
+    names = (await readdir(dir))
+      .filter((n) => n.endsWith('.key') || (n.endsWith('.json') && !n.startsWith('root')))
+      .sort();
   } catch (err) {
     throw ioError(`cannot read keys directory ${dir}`, err);
   }
