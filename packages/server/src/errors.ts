@@ -11,7 +11,7 @@ export const SERVER_ERRORS = {
   FLOTILLA_ERR_SERVER_UNAUTHENTICATED: {
     status: 401,
     message: 'missing or unknown API token',
-    hint: 'send `Authorization: Bearer <token>` with a token from `flotilla server token create`',
+    hint: 'send `Authorization: Bearer <token>`; the first admin token is in <data-dir>/admin-token, more come from POST /api/v1/tokens',
   },
   FLOTILLA_ERR_SERVER_FORBIDDEN: {
     status: 403,

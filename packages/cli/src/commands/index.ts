@@ -5,6 +5,7 @@ import { registerKeysCommands } from './keys.js';
 import { registerManifestCommands } from './manifest.js';
 import { registerReleaseCommands } from './release.js';
 import { registerRolloutCommands } from './rollout.js';
+import { registerServerCommands } from './server.js';
 
 /** Each command group is one module that adds its sub-commands to the program. */
 export type RegisterCommands = (program: Command) => void;
@@ -16,4 +17,5 @@ export const commandGroups: RegisterCommands[] = [
   registerReleaseCommands,
   registerRolloutCommands,
   registerDevicesCommands,
+  registerServerCommands,
 ];

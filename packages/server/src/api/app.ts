@@ -23,8 +23,8 @@ export async function buildApp(
 ): Promise<FastifyInstance> {
   const app = Fastify({
     ...(opts.https ? { https: opts.https } : {}),
-    loggerInstance: ctx.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request access lines are too chatty for a fleet's worth of downloads: warnings and up only.
+    loggerInstance: ctx.log.child({ component: 'api' }, { level: 'warn' }) as unknown as FastifyBaseLogger,
     bodyLimit: ctx.limits.maxJsonBodyBytes,
     ajv: {
       customOptions: {

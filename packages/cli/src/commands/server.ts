@@ -1,0 +1,111 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DEFAULT_DATA_DIR, startServer } from '@flotilla/server';
+import type { Command } from 'commander';
+import { CliError } from '../errors.js';
+import { printResult } from '../output.js';
+
+function port(text: string, what: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new CliError('FLOTILLA_ERR_CLI_USAGE', `${what} must be a port number`);
+  return n;
+}
+
+/** `flotilla server`: the whole control plane in one process (aedes + SQLite + local artifacts), no set-up. */
+export function registerServerCommands(program: Command): void {
+  program
+    .command('server')
+    .description('run the Flotilla server: HTTP API, embedded MQTT broker, store, deltas, rollouts')
+    .option('--data-dir <dir>', 'database, artifacts and keys', DEFAULT_DATA_DIR)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'HTTP API port (MQTT over WebSocket at /mqtt on it)', '8080')
+    .option('--mqtt-port <port>', 'MQTT over TCP port', '1883')
+    .option('--mqtts-port <port>', 'MQTT over TLS port (with --tls-cert/--tls-key)', '8883')
+    .option('--tls-cert <file>', 'PEM certificate: HTTPS for the API and MQTT over TLS')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option(
+      '--import-keys <dir>',
+      'on first start, import root.json and the online role keys made by `flotilla keys init`',
+    )
+    .option('--auto-accept', 'accept new devices without an operator (default: they wait in pending)')
+    .option('--public-url <url>', 'base URL devices download artifacts from (default: the API address)')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .option('--json', 'print the addresses as one JSON line')
+    .action(
+      async (opts: {
+        dataDir: string;
+        host: string;
+        port: string;
+        mqttPort: string;
+        mqttsPort: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        importKeys?: string;
+        autoAccept?: boolean;
+        publicUrl?: string;
+        logLevel: string;
+        json?: boolean;
+      }) => {
+        if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
+          throw new CliError('FLOTILLA_ERR_CLI_USAGE', '--tls-cert and --tls-key go together');
+        const tls =
+          opts.tlsCert && opts.tlsKey
+            ? { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) }
+            : undefined;
+        const dataDir = resolve(opts.dataDir);
+        const server = await startServer({
+          dataDir,
+          host: opts.host,
+          port: port(opts.port, '--port'),
+          mqttPort: port(opts.mqttPort, '--mqtt-port'),
+          mqttsPort: tls ? port(opts.mqttsPort, '--mqtts-port') : null,
+          ...(tls ? { tls } : {}),
+          ...(opts.importKeys ? { importKeysFrom: resolve(opts.importKeys) } : {}),
+          autoAccept: Boolean(opts.autoAccept),
+          ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
+          logLevel: opts.logLevel,
+        });
+        const keys = server.ctx.keys;
+        const summary = {
+          ok: true,
+          api: server.addresses.api,
+          docs: `${server.addresses.api}/docs`,
+          dashboard: server.addresses.dashboard,
+          mqtt: server.addresses.mqtt,
+          mqtts: server.addresses.mqtts,
+          ws: server.addresses.ws,
+          dataDir,
+          keysDir: keys.dir,
+          root: join(keys.dir, 'root.json'),
+          keysCreated: keys.created,
+          adminTokenFile: server.bootstrapToken ? join(dataDir, 'admin-token') : null,
+        };
+        printResult(Boolean(opts.json), summary, () =>
+          [
+            `flotilla server running (data in ${dataDir})`,
+            `  API        ${summary.api}   (OpenAPI: ${summary.docs})`,
+            `  dashboard  ${summary.dashboard}`,
+            `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
+            `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
+            `  trust root ${summary.root} (ship it on every device)`,
+            ...(keys.holdsRootKeys
+              ? ['  note: the keys directory holds the root key; move it offline for production']
+              : []),
+            ...(server.bootstrapToken
+              ? [`  admin API token written to ${summary.adminTokenFile} (mode 0600)`]
+              : []),
+          ].join('\n'),
+        );
+        await new Promise<void>((done) => {
+          const stop = () => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            void server.close().then(done, done);
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+      },
+    );
+}
