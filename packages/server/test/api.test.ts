@@ -164,6 +164,8 @@ describe('API: bad input is refused with 4xx and a clear message', () => {
     ['GET', '/api/v1/rollouts/not-an-id', undefined, 400, /VALIDATION/],
     ['GET', '/api/v1/rollouts/ro_0000000000000000', undefined, 404, /NOT_FOUND/],
     ['POST', '/api/v1/rollouts/ro_0000000000000000/approve', { phase: 'one' }, 400, /VALIDATION/],
+    ['POST', '/api/v1/rollouts/ro_0000000000000000/pause', undefined, 404, /NOT_FOUND/],
+    ['POST', '/api/v1/rollouts/ro_0000000000000000/abort', { rollback: 'yes please' }, 400, /VALIDATION/],
     ['POST', '/api/v1/tokens', { name: 'x', role: 'root' }, 400, /VALIDATION/],
     ['DELETE', '/api/v1/tokens/tok_0000000000000000', undefined, 404, /NOT_FOUND/],
     ['POST', '/api/v1/retention/prune', { keepPerChannel: 0 }, 400, /VALIDATION/],

@@ -67,7 +67,10 @@ beforeAll(async () => {
   await waitFor(
     () =>
       connect(url, { clientId: 'probe', username: SERVER_USER, password: SERVER_PASSWORD }).then(
-        (c) => (c.end(true), true),
+        (c) => {
+          c.end(true);
+          return true;
+        },
         () => false,
       ),
     10_000,
@@ -243,7 +246,10 @@ describe('with Mosquitto as the broker', () => {
     let refused = false;
     for (let i = 0; i < 50 && !refused; i++) {
       refused = await connect(url, { clientId: 'TEST-ONLY-mq-b2', ...credB }).then(
-        (c) => (c.end(true), false),
+        (c) => {
+          c.end(true);
+          return false;
+        },
         () => true,
       );
       if (!refused) await new Promise((r) => setTimeout(r, 100));

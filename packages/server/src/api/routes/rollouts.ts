@@ -77,7 +77,8 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
       `/rollouts/:id/${action}`,
       {
         config: { access: 'operator' },
-        schema: { tags: ['rollouts'], params: RolloutParams, body: Type.Optional(body) },
+        preValidation: bodyDefaultsToEmpty,
+        schema: { tags: ['rollouts'], params: RolloutParams, body },
       },
       async (req) => {
         const id = (req.params as { id: string }).id;
