@@ -108,7 +108,14 @@ export class MqttTransport implements Transport {
   async publish(channel: ReportChannel, payload: string, qos: 0 | 1): Promise<void> {
     const c = this.client;
     if (!c?.connected) throw new Error('offline');
-    await c.publishAsync(deviceTopic(this.o.deviceId, channel), payload, { qos });
+    // A connection that drops before the PUBACK must fail the publish, never leave it pending.
+    await new Promise<void>((resolve, reject) => {
+      const onClose = () => reject(new Error('connection closed before PUBACK'));
+      c.once('close', onClose);
+      c.publishAsync(deviceTopic(this.o.deviceId, channel), payload, { qos })
+        .then(() => resolve(), reject)
+        .finally(() => c.off('close', onClose));
+    });
   }
 
   async stop(): Promise<void> {
