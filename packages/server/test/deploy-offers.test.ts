@@ -1,11 +1,11 @@
-import { verifyOffer } from '@flotilla/protocol';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { verifyOffer } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deltaWorkerPath } from '../src/deltas/delta-service.js';
 import type { RunningServer } from '../src/index.js';
-import { SimDevice, testImage, uploadRelease } from './fleet.js';
+import { firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
 import { auth, cleanupDirs, enroll, startTestServer, waitFor } from './helpers.js';
 
 let server: RunningServer | undefined;
@@ -19,21 +19,33 @@ afterEach(async () => {
 });
 
 async function setup(n: number) {
-  if (!existsSync(deltaWorkerPath())) throw new Error(`run \`npx tsc -b\` first: ${deltaWorkerPath()} is missing`);
+  if (!existsSync(deltaWorkerPath()))
+    throw new Error(`run \`npx tsc -b\` first: ${deltaWorkerPath()} is missing`);
   server = await startTestServer({ limits: { rolloutTickMs: 200, deltaWaitMs: 30_000 } });
   const v1 = await uploadRelease(server, '1.0.0', testImage(0));
   const v2 = await uploadRelease(server, '1.1.0', testImage(1));
-  fleet = Array.from({ length: n }, (_, i) => SimDevice.create(`TEST-ONLY-fleet-${i}`, '1.0.0', v1.image.sha256));
+  fleet = Array.from({ length: n }, (_, i) =>
+    SimDevice.create(`TEST-ONLY-fleet-${i}`, '1.0.0', v1.image.sha256),
+  );
   for (const d of fleet) {
     enroll(server, d.key);
     await d.connect(server.addresses.mqtt!);
   }
-  await waitFor(() => fleet.every((d) => server!.ctx.store.devices.get(d.id)?.imageSha256 === v1.image.sha256), 5000, 'states');
+  await waitFor(
+    () => fleet.every((d) => server!.ctx.store.devices.get(d.id)?.imageSha256 === v1.image.sha256),
+    5000,
+    'states',
+  );
   return { v1, v2 };
 }
 
 const createRollout = (s: RunningServer, policy: unknown) =>
-  s.app.inject({ method: 'POST', url: '/api/v1/rollouts', headers: auth(), payload: { release: '1.1.0', policy } });
+  s.app.inject({
+    method: 'POST',
+    url: '/api/v1/rollouts',
+    headers: auth(),
+    payload: { release: '1.1.0', policy },
+  });
 
 describe('rollouts drive signed offers over MQTT', () => {
   it('offers the canary a delta-backed signed offer, then the rest, and completes on healthy reports', async () => {
@@ -42,7 +54,7 @@ describe('rollouts drive signed offers over MQTT', () => {
     expect(res.statusCode, res.body).toBe(201);
     const rolloutId = res.json().id as string;
 
-    const canary = await Promise.race(fleet.map(async (d) => ({ d, cmd: await d.nextOffer(20_000) })));
+    const canary = await firstOffered(fleet);
     const root = server!.ctx.keys.rootMeta;
     const verified = verifyOffer(canary.cmd.offer, {
       root,
@@ -57,7 +69,10 @@ describe('rollouts drive signed offers over MQTT', () => {
     expect(fleet.filter((d) => d !== canary.d).every((d) => d.commands.length === 0)).toBe(true);
 
     // The delta the offer names rebuilds exactly the release image from the device's image.
-    const deltaBytes = await server!.app.inject({ method: 'GET', url: new URL(canary.cmd.offer.signed.delta!.url).pathname });
+    const deltaBytes = await server!.app.inject({
+      method: 'GET',
+      url: new URL(canary.cmd.offer.signed.delta!.url).pathname,
+    });
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-apply-'));
     const base = join(dir, 'base.img');
     const out = join(dir, 'out.img');
@@ -67,14 +82,24 @@ describe('rollouts drive signed offers over MQTT', () => {
     const { applyDelta } = (await import(
       new URL('../../delta/dist/index.js', import.meta.url).href
     )) as typeof import('@flotilla/delta');
-    await applyDelta({ base, delta: join(dir, 'd.fdelta'), target: out, expectedTargetSha256: v2.image.sha256 });
+    await applyDelta({
+      base,
+      delta: join(dir, 'd.fdelta'),
+      target: out,
+      expectedTargetSha256: v2.image.sha256,
+    });
     expect(readFileSync(out).equals(testImage(1))).toBe(true);
 
     await canary.d.install(canary.cmd.offer.signed.deploymentId, 'healthy', '1.1.0', v2.image.sha256);
     const rest = fleet.filter((d) => d !== canary.d);
     const offers = await Promise.all(rest.map((d) => d.nextOffer(20_000)));
-    for (const [i, d] of rest.entries()) await d.install(offers[i]!.offer.signed.deploymentId, 'healthy', '1.1.0', v2.image.sha256);
-    await waitFor(() => server!.ctx.store.rollouts.get(rolloutId)?.status === 'completed', 10_000, 'rollout completed');
+    for (const [i, d] of rest.entries())
+      await d.install(offers[i]!.offer.signed.deploymentId, 'healthy', '1.1.0', v2.image.sha256);
+    await waitFor(
+      () => server!.ctx.store.rollouts.get(rolloutId)?.status === 'completed',
+      10_000,
+      'rollout completed',
+    );
     const summary = server!.ctx.rollouts.summary(rolloutId);
     expect(summary.totals.healthy).toBe(3);
   }, 90_000);
@@ -86,12 +111,16 @@ describe('rollouts drive signed offers over MQTT', () => {
       phases: [{ count: 1, errorThreshold: 0 }, { percent: 100 }],
     });
     const rolloutId = res.json().id as string;
-    const canary = await Promise.race(fleet.map(async (d) => ({ d, cmd: await d.nextOffer(20_000) })));
+    const canary = await firstOffered(fleet);
     await canary.d.install(canary.cmd.offer.signed.deploymentId, 'rolled-back', '', '');
     await waitFor(() => server!.ctx.store.rollouts.get(rolloutId)?.status === 'paused', 10_000, 'paused');
     const r = server!.ctx.store.rollouts.get(rolloutId)!;
     expect(r.runtime.pause?.kind).toBe('error-threshold');
-    const tl = await server!.app.inject({ method: 'GET', url: `/api/v1/devices/${canary.d.id}/timeline`, headers: auth() });
+    const tl = await server!.app.inject({
+      method: 'GET',
+      url: `/api/v1/devices/${canary.d.id}/timeline`,
+      headers: auth(),
+    });
     const rb = tl.json().items.find((e: { kind: string }) => e.kind === 'rolled-back');
     expect(rb.reason).toEqual({ code: 'HEALTH', message: 'app.service failed: exit code 3' });
     const dep = server!.ctx.store.deployments.find(rolloutId, canary.d.id)!;
@@ -106,7 +135,7 @@ describe('rollouts drive signed offers over MQTT', () => {
     await setup(2);
     const res = await createRollout(server!, { target: {}, phases: [{ count: 1 }, { percent: 100 }] });
     const rolloutId = res.json().id as string;
-    const canary = await Promise.race(fleet.map(async (d) => ({ d, cmd: await d.nextOffer(20_000) })));
+    const canary = await firstOffered(fleet);
     const other = fleet.find((d) => d !== canary.d)!;
     await other.event('healthy', canary.cmd.offer.signed.deploymentId);
     await new Promise((r) => setTimeout(r, 300));

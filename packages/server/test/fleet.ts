@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import type { DeviceCommand } from '@flotilla/protocol';
 import type { MqttClient } from 'mqtt';
 import type { FlotillaServer } from '../src/index.js';
-import { auth, connectDevice, eventMessage, stateMessage, type TestDevice, testDevice, waitFor } from './helpers.js';
+import {
+  auth,
+  connectDevice,
+  eventMessage,
+  stateMessage,
+  type TestDevice,
+  testDevice,
+  waitFor,
+} from './helpers.js';
 
 /** A TEST-ONLY raw partition image; `variant` changes a few blocks (so a delta is small). */
 export function testImage(variant: number, size = 512 * 1024): Buffer {
@@ -17,7 +25,12 @@ export function testImage(variant: number, size = 512 * 1024): Buffer {
 }
 
 /** Uploads an image for the server to hash and sign as a release. */
-export async function uploadRelease(server: FlotillaServer, version: string, image: Buffer, securityVersion = 1) {
+export async function uploadRelease(
+  server: FlotillaServer,
+  version: string,
+  image: Buffer,
+  securityVersion = 1,
+) {
   const res = await server.app.inject({
     method: 'POST',
     url: `/api/v1/releases/build?name=TEST-ONLY-os&version=${version}&securityVersion=${securityVersion}&compatible=TEST-ONLY-board&format=raw&partitionSize=${image.length}&input=image`,
@@ -55,7 +68,9 @@ export class SimDevice {
 
   async connect(url: string): Promise<void> {
     this.client = await connectDevice(url, this.key);
-    this.client.on('message', (_t, payload) => this.commands.push(JSON.parse(payload.toString()) as DeviceCommand));
+    this.client.on('message', (_t, payload) =>
+      this.commands.push(JSON.parse(payload.toString()) as DeviceCommand),
+    );
     await this.client.subscribeAsync(`flotilla/v1/devices/${this.id}/commands`, { qos: 1 });
     await this.reportState();
   }
@@ -71,7 +86,9 @@ export class SimDevice {
   async event(kind: string, deploymentId: string, extra: Record<string, unknown> = {}): Promise<void> {
     await this.client.publishAsync(
       `flotilla/v1/devices/${this.id}/events`,
-      JSON.stringify(eventMessage(`ev-${randomBytes(6).toString('hex')}`, ++this.seq, kind, { deploymentId, ...extra })),
+      JSON.stringify(
+        eventMessage(`ev-${randomBytes(6).toString('hex')}`, ++this.seq, kind, { deploymentId, ...extra }),
+      ),
       { qos: 1 },
     );
   }
@@ -83,15 +100,34 @@ export class SimDevice {
   }
 
   /** Walks an offer through to `healthy` (or rolled-back) like the agent would. */
-  async install(deploymentId: string, outcome: 'healthy' | 'rolled-back', newVersion: string, newSha: string) {
-    for (const kind of ['offer-accepted', 'downloaded', 'installed', 'rebooting']) await this.event(kind, deploymentId);
+  async install(
+    deploymentId: string,
+    outcome: 'healthy' | 'rolled-back',
+    newVersion: string,
+    newSha: string,
+  ) {
+    for (const kind of ['offer-accepted', 'downloaded', 'installed', 'rebooting'])
+      await this.event(kind, deploymentId);
     if (outcome === 'healthy') {
       this.version = newVersion;
       this.imageSha256 = newSha;
       await this.event('healthy', deploymentId, { version: newVersion });
     } else {
-      await this.event('rolled-back', deploymentId, { reason: { code: 'HEALTH', message: 'app.service failed: exit code 3' } });
+      await this.event('rolled-back', deploymentId, {
+        reason: { code: 'HEALTH', message: 'app.service failed: exit code 3' },
+      });
     }
     await this.reportState();
   }
+}
+
+/** Waits for the first device of the fleet to get an offer (without consuming anyone else's). */
+export async function firstOffered(fleet: SimDevice[], timeoutMs = 20_000) {
+  await waitFor(
+    () => fleet.some((d) => d.commands.some((c) => c.type === 'offer')),
+    timeoutMs,
+    'a first offer',
+  );
+  const d = fleet.find((x) => x.commands.some((c) => c.type === 'offer'))!;
+  return { d, cmd: await d.nextOffer() };
 }
