@@ -228,6 +228,8 @@ export class Rig {
   hooks?: HookRunner;
   updateLock?: UpdateLock;
   extraHealth: HealthCheck[] = [];
+  /** Another bootloader backend and its power-on emulation (the contract tests' U-Boot / GRUB). */
+  backend?: { bootloader: Bootloader; boot(): Promise<'A' | 'B'> };
   /** Replaces the in-memory hub link (the MQTT tests use a real broker). */
   transportFactory?: () => Transport;
   private rebootAsked = false;
@@ -282,7 +284,12 @@ export class Rig {
     if (opts.cut) this.pendingCut = opts.cut;
     // A fault plan stays armed across lives until its power cut has happened.
     const cut = this.pendingCut && !this.pendingCut.dead ? this.pendingCut : undefined;
-    const slot = opts.skipBootloader ? await this.dev.bootloader.bootedSlot() : await this.dev.powerOn();
+    const bl = this.backend?.bootloader ?? this.dev.bootloader;
+    const slot = opts.skipBootloader
+      ? await bl.bootedSlot()
+      : this.backend
+        ? await this.backend.boot()
+        : await this.dev.powerOn();
     if (!this.agentStartsOn[slot]) return null;
     this.rebootAsked = false;
     const health: HealthCheck[] = [
@@ -306,6 +313,7 @@ export class Rig {
         ...(this.hooks ? { hooks: this.hooks } : {}),
         ...(this.updateLock ? { updateLock: this.updateLock } : {}),
         ...(cut ? { powerCut: cut } : {}),
+        ...(this.backend ? { bootloader: this.backend.bootloader } : {}),
         onTransition: (t) => this.chain.push(t.to),
       }),
     );

@@ -4,6 +4,7 @@ import type { Slot } from '@flotilla/protocol';
 import type { AgentConfig, AgentDeps } from '../agent/deps.js';
 import type { RebootAction } from '../agent/reboot.js';
 import { FileBootloader } from '../bootloader/file-bootloader.js';
+import type { Bootloader } from '../bootloader/types.js';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import type { Fetcher } from '../download/fetcher.js';
@@ -111,6 +112,8 @@ export class SimDevice {
     logger?: Logger;
     powerCut?: PowerCut;
     onTransition?: AgentDeps['onTransition'];
+    /** Another backend over real env files (U-Boot, GRUB) instead of the file bootloader. */
+    bootloader?: Bootloader;
   }): AgentDeps {
     const p = this.paths;
     const cut = o.powerCut ?? new PowerCut();
@@ -120,7 +123,7 @@ export class SimDevice {
     };
     return {
       store: faultyStore(new FileStateStore(p.state), cut.hit),
-      bootloader: faultyBootloader(this.bootloader, cut.hit),
+      bootloader: faultyBootloader(o.bootloader ?? this.bootloader, cut.hit),
       slots: o.powerCut ? faultySlots(devices, cut) : new SlotSet(devices),
       transport: o.transport,
       fetcher: o.fetcher,

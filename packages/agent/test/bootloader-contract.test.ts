@@ -1,0 +1,165 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type Bootloader,
+  emulateGrubBoot,
+  emulateUbootBoot,
+  FileBootloader,
+  GrubBootloader,
+  UBOOT_ALTBOOTCMD,
+  UbootBootloader,
+} from '../src/index.js';
+import { makeImage, Rig, sha } from './helpers.js';
+
+/**
+ * One contract, three backends: the file backend, U-Boot through the real fw_printenv/fw_setenv
+ * on an environment made with mkenvimage, GRUB through the real grub-editenv. "Power-on" runs
+ * what the bootloader would do over the same env (boot-emulator.ts).
+ */
+interface Backend {
+  bootloader: Bootloader;
+  boot(): Promise<'A' | 'B'>;
+}
+
+const LIMIT = 3;
+
+async function fileBackend(dir: string): Promise<Backend> {
+  const b = await FileBootloader.create(join(dir, 'boot.json'), 'A', LIMIT);
+  return { bootloader: b, boot: () => b.simulateBoot() };
+}
+
+async function ubootBackend(dir: string): Promise<Backend> {
+  const envTxt = join(dir, 'env.txt');
+  await writeFile(
+    envTxt,
+    [
+      'flotilla_slot=A',
+      'flotilla_good_slot=A',
+      'upgrade_available=0',
+      'bootcount=0',
+      `bootlimit=${LIMIT}`,
+      `altbootcmd=${UBOOT_ALTBOOTCMD}`,
+      'bootcmd=run distro_bootcmd',
+      '',
+    ].join('\n'),
+  );
+  execFileSync('mkenvimage', ['-s', '0x4000', '-o', join(dir, 'uboot.env'), envTxt]);
+  await writeFile(join(dir, 'fw_env.config'), `${join(dir, 'uboot.env')} 0x0000 0x4000\n`);
+  const cmdline = join(dir, 'cmdline');
+  const b = new UbootBootloader({ configFile: join(dir, 'fw_env.config'), cmdlineFile: cmdline });
+  return { bootloader: b, boot: () => emulateUbootBoot(b.env, cmdline) };
+}
+
+async function grubBackend(dir: string): Promise<Backend> {
+  const envFile = join(dir, 'grubenv');
+  execFileSync('grub-editenv', [envFile, 'create']);
+  execFileSync('grub-editenv', [
+    envFile,
+    'set',
+    'flotilla_slot=A',
+    'flotilla_good_slot=A',
+    'upgrade_available=0',
+  ]);
+  const cmdline = join(dir, 'cmdline');
+  const b = new GrubBootloader({ envFile, bootlimit: LIMIT, cmdlineFile: cmdline });
+  return { bootloader: b, boot: () => emulateGrubBoot(b.env, cmdline) };
+}
+
+const BACKENDS = { file: fileBackend, uboot: ubootBackend, grub: grubBackend };
+
+for (const [name, make] of Object.entries(BACKENDS)) {
+  describe(`bootloader contract: ${name}`, () => {
+    let dir: string;
+    let be: Backend;
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), `flotilla-bl-${name}-`));
+      be = await make(dir);
+    });
+    afterEach(async () => rm(dir, { recursive: true, force: true }));
+
+    it('boots the committed slot with no trial armed', async () => {
+      expect(await be.boot()).toBe('A');
+      expect(await be.bootloader.bootedSlot()).toBe('A');
+      expect(await be.bootloader.read()).toMatchObject({ primary: 'A', good: 'A', trial: false });
+    });
+
+    it('a trial boots the new slot up to the limit, then falls back to the good slot by itself', async () => {
+      await be.boot();
+      await be.bootloader.armTrial('B', 'A');
+      expect(await be.bootloader.read()).toMatchObject({
+        primary: 'B',
+        good: 'A',
+        trial: true,
+        limit: LIMIT,
+      });
+      for (let i = 1; i <= LIMIT; i++) {
+        expect(await be.boot()).toBe('B');
+        expect((await be.bootloader.read()).attempts).toBe(i);
+      }
+      expect(await be.boot()).toBe('A');
+      expect(await be.bootloader.bootedSlot()).toBe('A');
+      expect(await be.bootloader.read()).toMatchObject({ primary: 'A', good: 'A', trial: false });
+      expect(await be.boot()).toBe('A');
+    });
+
+    it('commit during the trial makes the new slot the good one for every later boot', async () => {
+      await be.boot();
+      await be.bootloader.armTrial('B', 'A');
+      expect(await be.boot()).toBe('B');
+      await be.bootloader.commit('B');
+      for (let i = 0; i < LIMIT + 2; i++) expect(await be.boot()).toBe('B');
+      expect(await be.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
+    });
+
+    it('abortTrial hands the next boot back to the good slot', async () => {
+      await be.boot();
+      await be.bootloader.armTrial('B', 'A');
+      expect(await be.boot()).toBe('B');
+      await be.bootloader.abortTrial('A');
+      expect(await be.boot()).toBe('A');
+      expect(await be.bootloader.read()).toMatchObject({ primary: 'A', good: 'A', trial: false });
+    });
+
+    it('the agent updates and rolls back through this backend', async () => {
+      const rig = await Rig.create();
+      try {
+        rig.backend = await make(join(rig.dev.dir));
+        const next = makeImage(42, rig.factory.length);
+        await rig.powerOn();
+        rig.send(rig.offer(next, { version: '1.1.0' }));
+        await rig.runToRest();
+        expect(rig.agent!.rec.committedSlot).toBe('B');
+        expect(await rig.backend.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
+
+        rig.healthy = (slot) => (slot === 'A' ? 'app.service failed: exit code 3' : true);
+        rig.send(rig.offer(makeImage(43, rig.factory.length), { version: '1.2.0', securityVersion: 3 }));
+        await rig.runToRest();
+        await rig.agent!.reporter.flush();
+        expect(rig.told().at(-1)).toBe('rolled-back:FLOTILLA_ERR_AGENT_HEALTH_CHECK_FAILED');
+        expect(rig.agent!.booted).toBe('B');
+        expect(await rig.backend.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
+        expect(sha(await rig.slotBytes('B', next.length))).toBe(sha(next));
+      } finally {
+        await rig.cleanup();
+      }
+    });
+  });
+}
+
+describe('U-Boot environment', () => {
+  it('keeps the altbootcmd convention written by the board integrator', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-uboot-'));
+    try {
+      const be = await ubootBackend(dir);
+      await be.bootloader.armTrial('B', 'A');
+      const out = execFileSync('fw_printenv', ['-c', join(dir, 'fw_env.config'), 'altbootcmd']).toString();
+      expect(out.trim()).toBe(`altbootcmd=${UBOOT_ALTBOOTCMD}`);
+      expect((await readFile(join(dir, 'uboot.env'))).length).toBe(0x4000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
