@@ -4,9 +4,10 @@ import { onLive } from './live.js';
 /**
  * Loads data with `load()` and reloads it whenever a live event passes `matches(event)` (and after
  * every stream reconnect). At most one load runs at a time; events arriving meanwhile cause one
- * more load afterwards, so a burst of device events costs two requests, not hundreds.
+ * more load afterwards (at least `minIntervalMs` later), so a burst of device events costs a
+ * couple of requests, not hundreds.
  */
-export function useResource(load, deps, matches = () => true) {
+export function useResource(load, deps, matches = () => true, { minIntervalMs = 300 } = {}) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
   const running = useRef(false);
   const again = useRef(false);
@@ -23,7 +24,11 @@ export function useResource(load, deps, matches = () => true) {
       return;
     }
     running.current = true;
+    let first = true;
     do {
+      // Follow-up loads wait a little: a fleet-wide burst of events becomes a few loads a second.
+      if (!first) await new Promise((r) => setTimeout(r, minIntervalMs));
+      first = false;
       again.current = false;
       const gen = generation.current;
       try {

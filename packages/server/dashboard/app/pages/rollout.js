@@ -1,3 +1,4 @@
+import { useRef } from 'preact/hooks';
 import { api } from '../api.js';
 import { pauseText, phaseSegments, TotalsBar } from '../components/rollout-bits.js';
 import { ActionButton, Badge, ErrorBox, Loading, SegmentBar, Time } from '../components/ui.js';
@@ -49,11 +50,15 @@ function Phase({ p, session, rolloutId, reload, waitingOn }) {
 }
 
 export function RolloutPage({ session, id }) {
+  // Rollout events name the rollout; device events name a deployment, which may be one of ours.
+  const deploymentIds = useRef(new Set());
   const mine = (ev) =>
-    (ev.type.startsWith('rollout') || ev.type.startsWith('deployment')) &&
-    (ev.data?.rolloutId === id || ev.data?.id === id);
+    (ev.type.startsWith('rollout') && ev.data?.rolloutId === id) ||
+    (ev.type === 'device.event' &&
+      deploymentIds.current.has(String(ev.data?.deploymentId).replace(/-rb$/, '')));
   const res = useResource(() => api.rollout(id), [id], mine);
   const deps = useResource(() => api.rolloutDeployments(id), [id], mine);
+  deploymentIds.current = new Set((deps.data?.items ?? []).map((x) => x.id));
   const r = res.data;
   const s = r?.summary;
   const reload = () => {

@@ -1,0 +1,298 @@
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unreachedInteractive, walkTabOrder } from './a11y.js';
+import { type Browser, openBrowser } from './chromium.js';
+import { contrastRatio } from './contrast.js';
+import { type DashboardWorld, registerPendingDevice, startDashboardWorld } from './world.js';
+
+/**
+ * The operator dashboard in headless Chromium against a real server and simulated devices that
+ * run the real agent. Screenshots land in test-output/screenshots/ for people to look at.
+ */
+const SHOTS = fileURLToPath(new URL('../../test-output/screenshots/', import.meta.url));
+const DEVICES = 4;
+
+let w: DashboardWorld;
+let b: Browser;
+let page: Page;
+const pageErrors: string[] = [];
+
+const shot = (name: string) => page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
+const go = async (hash: string) => {
+  await page.evaluate((h) => {
+    location.hash = h;
+  }, hash);
+  await page.locator('main h1').first().waitFor();
+};
+const statusOfPage = () => page.locator('[data-field="status"] .badge').getAttribute('data-value');
+
+async function signIn(token: string) {
+  await page.goto(`${w.origin}/`);
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
+  await page.locator('[data-live="live"]').waitFor();
+}
+
+async function createRollout(name: string, release: string, phases: unknown[]) {
+  const r = await w.api<{ id: string }>(
+    'POST',
+    '/rollouts',
+    {
+      name,
+      release,
+      policy: { target: { devices: w.deviceIds }, phases, maxConcurrent: 10, deviceTimeoutSeconds: 300 },
+    },
+    w.operatorToken,
+  );
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  return r.body.id;
+}
+
+/** Records every distinct text a selector shows, from inside the page (no polling gaps). */
+async function recordTexts(selector: string) {
+  await page.evaluate((sel) => {
+    const seen: string[] = [];
+    (window as unknown as { __texts: string[] }).__texts = seen;
+    const note = () => {
+      const t = document.querySelector(sel)?.textContent?.trim();
+      if (t && seen[seen.length - 1] !== t) seen.push(t);
+    };
+    note();
+    new MutationObserver(note).observe(document.body, {
+      subtree: true,
+      childList: true,
+      characterData: true,
+    });
+  }, selector);
+  return () => page.evaluate(() => (window as unknown as { __texts: string[] }).__texts);
+}
+
+describe('operator dashboard in headless Chromium', () => {
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    w = await startDashboardWorld(DEVICES);
+    await w.world.publish('1.1.0');
+    await w.world.publish('1.2.0-bad');
+    b = await openBrowser(w.origin);
+    page = b.page;
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    page.on('console', (m) => {
+      // Chrome logs every non-2xx answer; the expected 401/403/404s are asserted where they happen.
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text());
+    });
+  }, 240_000);
+
+  afterAll(async () => {
+    await b?.close();
+    await w?.close();
+  });
+
+  it('refuses a wrong token and signs in with an operator token', async () => {
+    await page.goto(`${w.origin}/`);
+    await shot('01-sign-in');
+    await page.getByLabel('API token').fill('flt_not_a_real_token_at_all');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('not valid');
+    await signIn(w.operatorToken);
+    // A marker that a page reload would wipe: checked at the end (live updates, no reloads).
+    await page.evaluate(() => {
+      (window as unknown as { __noReload: string }).__noReload = 'still here';
+    });
+    await expect
+      .poll(() => page.locator('[data-stat="online"]').textContent(), { timeout: 20_000 })
+      .toBe(String(DEVICES));
+    await expect(page.locator('.role').textContent()).resolves.toBe('operator');
+    await shot('02-fleet');
+  });
+
+  it('shows a rollout advance live while the devices update, and the operator approves each phase', async () => {
+    const id = await createRollout('spring update', '1.1.0', [
+      { name: 'canary', count: 1, requireApproval: true },
+      { name: 'everyone', percent: 100, requireApproval: true },
+    ]);
+    await go(`#/rollouts/${id}`);
+    await expect.poll(statusOfPage, { timeout: 20_000 }).toBe('waiting-approval');
+    const texts = await recordTexts('[data-testid="phase-0-counts"]');
+    expect(await page.locator('[data-testid="phase-0-counts"]').textContent()).toContain('0 of 1 healthy');
+    await shot('03-rollout-waiting-approval');
+
+    // Approve the canary with the keyboard only.
+    const approve1 = page.getByRole('button', { name: 'Approve phase 1' });
+    await approve1.focus();
+    await page.keyboard.press('Enter');
+    await expect
+      .poll(() => page.locator('[data-testid="phase-0-counts"]').textContent(), { timeout: 90_000 })
+      .toContain('1 of 1 healthy');
+    // The page went through in-progress states on its own: the updates arrived over SSE.
+    const seen = await texts();
+    expect(seen.some((t) => /[1-9] in progress/.test(t))).toBe(true);
+    expect(seen.at(-1)).toContain('1 of 1 healthy');
+
+    await expect.poll(statusOfPage, { timeout: 30_000 }).toBe('waiting-approval');
+    await page.getByRole('button', { name: 'Approve phase 2' }).waitFor();
+    await shot('04-rollout-canary-done');
+    await page.getByRole('button', { name: 'Approve phase 2' }).click();
+    await expect.poll(statusOfPage, { timeout: 20_000 }).not.toBe('waiting-approval');
+    // Catch the rollout mid-flight for the screenshot, then let it finish.
+    await expect
+      .poll(() => page.locator('[data-testid="phase-1-counts"]').textContent(), { timeout: 30_000 })
+      .toMatch(/[1-9] in progress|[1-9] of 3 healthy/);
+    await shot('05-rollout-in-progress');
+    await expect.poll(statusOfPage, { timeout: 120_000 }).toBe('completed');
+    expect(await page.locator('[data-testid="phase-1-counts"]').textContent()).toContain('3 of 3 healthy');
+    await shot('06-rollout-completed');
+
+    const r = await w.api<{ summary: { totals: { healthy: number } } }>('GET', `/rollouts/${id}`);
+    expect(r.body.summary.totals.healthy).toBe(DEVICES);
+  });
+
+  it('shows why a bad release paused at canary, and the rollback reason on the device page', async () => {
+    const id = await createRollout('bad release', '1.2.0-bad', [
+      { name: 'canary', count: 1, errorThreshold: 0 },
+      { name: 'rest', percent: 100 },
+    ]);
+    await go(`#/rollouts/${id}`);
+    const reason = page.locator('[data-testid="pause-reason"]');
+    await reason.waitFor({ timeout: 120_000 });
+    expect(await reason.textContent()).toMatch(
+      /Paused automatically: 1 of 1 devices failed in canary \(100%\), above the error threshold of 0%/,
+    );
+    expect(await statusOfPage()).toBe('paused');
+    await shot('07-rollout-paused-on-errors');
+
+    // Follow the link of the device that rolled back.
+    const row = page.locator('tr', { has: page.locator('.badge[data-value="rolled-back"]') }).first();
+    const deviceId = (await row.locator('th a').textContent())!;
+    await row.locator('th a').click();
+    await page.getByRole('heading', { name: `Device ${deviceId}` }).waitFor();
+    const callout = page.locator('[data-testid="rollback-reason"]');
+    await expect
+      .poll(() => callout.textContent(), { timeout: 30_000 })
+      .toContain('app.service failed: exit code 3');
+    await expect
+      .poll(() => page.locator('li[data-kind="rolled-back"]').first().textContent())
+      .toContain('app.service failed: exit code 3');
+    for (const kind of ['offered', 'installed', 'rebooting', 'rolled-back'])
+      expect(await page.locator(`li[data-kind="${kind}"]`).count(), kind).toBeGreaterThan(0);
+    // It runs the previous release again, from the slot it came from.
+    expect(await page.locator('[data-field="version"]').textContent()).toBe('1.1.0');
+    await shot('08-device-rolled-back');
+  });
+
+  it('releases page lists versions, channels, signatures, SBOMs and deltas', async () => {
+    await go('#/releases');
+    for (const v of ['1.0.0', '1.1.0', '1.2.0-bad']) await page.locator(`tr[data-version="${v}"]`).waitFor();
+    expect(await page.locator('tr[data-version="1.1.0"]').textContent()).toMatch(/1 signature/);
+    expect(await page.getByRole('link', { name: /Download the SBOM of 1\.1\.0/ }).count()).toBe(1);
+    await shot('09-releases');
+  });
+
+  it('accepts a device that waits for acceptance', async () => {
+    await registerPendingDevice(w, 'field-unit-7', 'flotilla-sim-board');
+    await go('#/');
+    const accept = page.getByRole('button', { name: 'Accept field-unit-7' });
+    await accept.waitFor({ timeout: 20_000 });
+    await shot('10-fleet-pending-device');
+    await accept.click();
+    await expect
+      .poll(async () => (await w.api<{ status: string }>('GET', '/devices/field-unit-7')).body.status)
+      .toBe('accepted');
+    await expect.poll(() => accept.count()).toBe(0);
+  });
+
+  it('keeps the page alive throughout: no reload, nothing fetched from outside the server, no script errors', async () => {
+    expect(await page.evaluate(() => (window as unknown as { __noReload?: string }).__noReload)).toBe(
+      'still here',
+    );
+    expect(b.offsite).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('a viewer sees a rollout but is denied its actions, by the page and by the server', async () => {
+    const rollouts = await w.api<{ items: { id: string; status: string }[] }>('GET', '/rollouts');
+    const paused = rollouts.body.items.find((r) => r.status === 'paused')!;
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(w.viewerToken);
+    await expect(page.locator('.role').textContent()).resolves.toBe('viewer');
+    await go(`#/rollouts/${paused.id}`);
+    const resume = page.getByRole('button', { name: 'Resume rollout' });
+    await resume.waitFor();
+    expect(await resume.getAttribute('aria-disabled')).toBe('true');
+    // aria-disabled keeps it focusable: a keyboard user reaches it and learns why it is refused.
+    await resume.focus();
+    await page.keyboard.press('Enter');
+    await expect
+      .poll(() => page.getByRole('alert').filter({ hasText: 'Denied' }).textContent())
+      .toContain('a viewer token may not resume rollout');
+    await shot('11-viewer-denied');
+    // The server says no on its own, whatever the page does.
+    const direct = await page.evaluate(async (id) => {
+      const token = sessionStorage.getItem('flotilla.token');
+      const res = await fetch(`/api/v1/rollouts/${id}/resume`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+      return { status: res.status, body: await res.json() };
+    }, paused.id);
+    expect(direct.status).toBe(403);
+    expect(direct.body.error.code).toBe('FLOTILLA_ERR_SERVER_FORBIDDEN');
+    expect((await w.api<{ status: string }>('GET', `/rollouts/${paused.id}`)).body.status).toBe('paused');
+  });
+
+  it('every interactive element on every page is reachable by Tab and has an accessible name', async () => {
+    const rollouts = await w.api<{ items: { id: string }[] }>('GET', '/rollouts');
+    const pages = [
+      '#/',
+      '#/devices',
+      `#/devices/${w.deviceIds[0]}`,
+      '#/rollouts',
+      `#/rollouts/${rollouts.body.items[0]!.id}`,
+      '#/releases',
+    ];
+    for (const hash of pages) {
+      await go(hash);
+      await expect.poll(() => page.locator('[role="status"]', { hasText: /^Loading/ }).count()).toBe(0);
+      const stops = await walkTabOrder(page);
+      expect(stops.length, hash).toBeGreaterThan(5);
+      const nameless = stops.filter((s) => s.name.trim() === '');
+      expect(nameless, `${hash}: focusable without an accessible name`).toEqual([]);
+      expect(await unreachedInteractive(page), `${hash}: not reachable by Tab`).toEqual([]);
+      // The skip link comes first and the main navigation right after it.
+      expect(stops[0]!.name).toBe('Skip to content');
+      expect(stops.slice(1, 5).map((s) => s.name)).toEqual(['Fleet', 'Devices', 'Rollouts', 'Releases']);
+    }
+  }, 180_000);
+
+  it('the rendered main colours meet WCAG AA contrast', async () => {
+    await go('#/devices');
+    await page.locator('tbody td .badge').first().waitFor();
+    const colours = await page.evaluate(() => {
+      const css = (sel: string, prop: string) => {
+        const el = document.querySelector(sel);
+        return el ? getComputedStyle(el).getPropertyValue(prop) : null;
+      };
+      return {
+        body: [css('body', 'color'), css('body', 'background-color')],
+        nav: [
+          css('nav a[aria-current="page"]', 'color'),
+          css('nav a[aria-current="page"]', 'background-color'),
+        ],
+        table: [css('tbody td', 'color'), css('table', 'background-color')],
+        heading: [css('thead th', 'color'), css('thead th', 'background-color')],
+        role: [css('.role', 'color'), css('.role', 'background-color')],
+        badge: [css('tbody td .badge', 'color'), css('tbody td .badge', 'background-color')],
+        hint: [css('p.muted', 'color'), css('body', 'background-color')],
+        readonly: [css('.readonly', 'color'), css('.readonly', 'background-color')],
+      };
+    });
+    for (const [what, [fg, bg]] of Object.entries(colours)) {
+      expect(fg, what).toBeTruthy();
+      expect(contrastRatio(fg!, bg!), what).toBeGreaterThanOrEqual(4.5);
+    }
+    await shot('12-viewer-devices');
+  });
+});
