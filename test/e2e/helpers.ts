@@ -47,6 +47,17 @@ export async function rollOut(
     until: isTerminalRollout,
     timeoutMs: 150_000,
   });
+  if (!isTerminalRollout(view)) {
+    // Say what is stuck, so a failure explains itself.
+    const deployments = await world.server.deployments(id);
+    const devices = world.fleet.devices.map(
+      (d) => `${d.id}:${d.phase}/${d.agentState}/${d.current?.release}`,
+    );
+    console.error(
+      'rollout did not end',
+      JSON.stringify({ view, deployments, devices, log: world.fleet.log.slice(-20) }),
+    );
+  }
   return { id, view };
 }
 
