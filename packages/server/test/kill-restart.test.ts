@@ -7,7 +7,16 @@ import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { testImage } from './fleet.js';
-import { cleanupDirs, eventMessage, stateMessage, TEST_ADMIN, type TestDevice, tempDir, testDevice, waitFor } from './helpers.js';
+import {
+  cleanupDirs,
+  eventMessage,
+  stateMessage,
+  TEST_ADMIN,
+  type TestDevice,
+  tempDir,
+  testDevice,
+  waitFor,
+} from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/server-child.mjs', import.meta.url));
 const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
@@ -29,7 +38,9 @@ async function freePort(): Promise<number> {
 }
 
 async function spawnServer(dataDir: string, port: number, mqttPort: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CHILD, dataDir, String(port), String(mqttPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [CHILD, dataDir, String(port), String(mqttPort)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(child);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('server child did not start')), 20_000);
@@ -79,7 +90,10 @@ describe('a server killed with SIGKILL mid-rollout', () => {
     const api = `http://127.0.0.1:${port}`;
     const h = { authorization: `Bearer ${TEST_ADMIN}` };
     const shas: Record<string, string> = {};
-    for (const [v, img] of [['1.0.0', testImage(0, 256 * 1024)], ['1.1.0', testImage(1, 256 * 1024)]] as const) {
+    for (const [v, img] of [
+      ['1.0.0', testImage(0, 256 * 1024)],
+      ['1.1.0', testImage(1, 256 * 1024)],
+    ] as const) {
       const r = await fetch(
         `${api}/api/v1/releases/build?name=TEST-ONLY-os&version=${v}&securityVersion=1&compatible=TEST-ONLY-board&format=raw&partitionSize=${img.length}&input=image`,
         { method: 'POST', headers: { ...h, 'content-type': 'application/octet-stream' }, body: img },
@@ -92,7 +106,12 @@ describe('a server killed with SIGKILL mid-rollout', () => {
       const r = await fetch(`${api}/api/v1/devices/register`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ deviceId: d.id, publicKey: d.publicKeyHex, proof: d.password(), hardware: 'TEST-ONLY-board' }),
+        body: JSON.stringify({
+          deviceId: d.id,
+          publicKey: d.publicKeyHex,
+          proof: d.password(),
+          hardware: 'TEST-ONLY-board',
+        }),
       });
       expect(r.status, await r.clone().text()).toBe(200);
       const acc = await fetch(`${api}/api/v1/devices/${d.id}/accept`, { method: 'POST', headers: h });
@@ -120,7 +139,10 @@ describe('a server killed with SIGKILL mid-rollout', () => {
     const created = await fetch(`${api}/api/v1/rollouts`, {
       method: 'POST',
       headers: { ...h, 'content-type': 'application/json' },
-      body: JSON.stringify({ release: '1.1.0', policy: { target: {}, phases: [{ count: 1 }, { percent: 100 }] } }),
+      body: JSON.stringify({
+        release: '1.1.0',
+        policy: { target: {}, phases: [{ count: 1 }, { percent: 100 }] },
+      }),
     });
     expect(created.status).toBe(201);
     const rolloutId = ((await created.json()) as { id: string }).id;
@@ -137,7 +159,11 @@ describe('a server killed with SIGKILL mid-rollout', () => {
         const key = `${devs[i]!.id}/${eventId}`;
         pending.push(
           c
-            .publishAsync(`flotilla/v1/devices/${devs[i]!.id}/events`, JSON.stringify(eventMessage(eventId, n, 'log')), { qos: 1 })
+            .publishAsync(
+              `flotilla/v1/devices/${devs[i]!.id}/events`,
+              JSON.stringify(eventMessage(eventId, n, 'log')),
+              { qos: 1 },
+            )
             .then(() => void acked.add(key)),
         );
       }
@@ -166,22 +192,34 @@ describe('a server killed with SIGKILL mid-rollout', () => {
       if (id === canaryId) continue;
       const c = cs[devs.findIndex((d) => d.id === id)]!;
       for (const kind of ['installed', 'healthy'])
-        await c.publishAsync(`flotilla/v1/devices/${id}/events`, JSON.stringify(eventMessage(`${id}-${kind}`, ++seq, kind, { deploymentId: dep })), {
-          qos: 1,
-        });
+        await c.publishAsync(
+          `flotilla/v1/devices/${id}/events`,
+          JSON.stringify(eventMessage(`${id}-${kind}`, ++seq, kind, { deploymentId: dep })),
+          {
+            qos: 1,
+          },
+        );
     }
     const status = async () =>
-      ((await (await fetch(`${api}/api/v1/rollouts/${rolloutId}`, { headers: h })).json()) as { status: string }).status;
+      (
+        (await (await fetch(`${api}/api/v1/rollouts/${rolloutId}`, { headers: h })).json()) as {
+          status: string;
+        }
+      ).status;
     await waitFor(async () => (await status()) === 'completed', 15_000, 'rollout completed');
     await kill(child);
 
     const db = new Database(join(dataDir, 'server.db'), { readonly: true });
-    const rows = db.prepare(`SELECT device_id || '/' || event_id AS k FROM device_events WHERE event_id LIKE 'burst-%'`).all() as { k: string }[];
+    const rows = db
+      .prepare(`SELECT device_id || '/' || event_id AS k FROM device_events WHERE event_id LIKE 'burst-%'`)
+      .all() as { k: string }[];
     const stored = new Set(rows.map((r) => r.k));
     expect(rows.length).toBe(stored.size); // nothing counted twice
     for (const k of ackedAtKill) expect(stored.has(k), k).toBe(true); // nothing acknowledged was lost
     expect(stored.size).toBe(n); // every report sent made it, once
-    const deps = db.prepare('SELECT state FROM deployments WHERE rollout_id = ?').all(rolloutId) as { state: string }[];
+    const deps = db.prepare('SELECT state FROM deployments WHERE rollout_id = ?').all(rolloutId) as {
+      state: string;
+    }[];
     expect(deps.map((d) => d.state)).toEqual(devs.map(() => 'healthy'));
     db.close();
   }, 120_000);
