@@ -18,15 +18,10 @@ export function factoryEnv(slot: 'A' | 'B' = 'A'): Record<string, string> {
     upgrade_available: '0',
     flotilla_slot: slot,
     flotilla_good_slot: slot,
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax
-    altbootcmd:
-      'setenv flotilla_slot ${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd',
-    flotilla_part:
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax
-      'if test "${flotilla_slot}" = "B"; then setenv rootpart 3; else setenv rootpart 2; fi',
-    bootcmd:
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax
-      'run flotilla_part; setenv bootargs "console=${console} root=PARTLABEL=rootfs-${flotilla_slot} ro rootwait flotilla.slot=${flotilla_slot}"; load ${devtype} ${devnum}:${rootpart} ${kernel_addr_r} /boot/Image && booti ${kernel_addr_r} - ${fdtcontroladdr}',
+    // U-Boot expands its own variables: its `${var}` is escaped in these template literals.
+    altbootcmd: `setenv flotilla_slot \${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd`,
+    flotilla_part: `if test "\${flotilla_slot}" = "B"; then setenv rootpart 3; else setenv rootpart 2; fi`,
+    bootcmd: `run flotilla_part; setenv bootargs "console=\${console} root=PARTLABEL=rootfs-\${flotilla_slot} ro rootwait flotilla.slot=\${flotilla_slot}"; load \${devtype} \${devnum}:\${rootpart} \${kernel_addr_r} /boot/Image && booti \${kernel_addr_r} - \${fdtcontroladdr}`,
     console: 'ttyS0,115200',
     devtype: 'mmc',
     devnum: '0',
@@ -44,7 +39,7 @@ export async function makeUbootEnv(
   const size = opts.size ?? IMAGE_LIMITS.ubootEnvSize;
   for (const [k, v] of Object.entries(vars))
     if (!/^[A-Za-z0-9_.]+$/.test(k) || /[\n\r\0]/.test(v))
-      throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `U-Boot variable ${k}`);
+      throw new ImageError(`FLOTILLA_ERR_IMAGE_BAD_ARGUMENT`, `U-Boot variable ${k}`);
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-env-'));
   try {
     const text = Object.keys(vars)

@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
+import { registerBundleCommands } from './bundle.js';
 import { registerDeltaCommands } from './delta.js';
 import { registerDevicesCommands } from './devices.js';
+import { registerDiskCommands } from './disk.js';
+import { registerFlashCommands } from './flash.js';
+import { registerImageCommands } from './image.js';
 import { registerKeysCommands } from './keys.js';
 import { registerManifestCommands } from './manifest.js';
 import { registerReleaseCommands } from './release.js';
@@ -18,4 +22,8 @@ export const commandGroups: RegisterCommands[] = [
   registerRolloutCommands,
   registerDevicesCommands,
   registerServerCommands,
+  registerImageCommands,
+  registerBundleCommands,
+  registerDiskCommands,
+  registerFlashCommands,
 ];
