@@ -256,6 +256,7 @@ describe('operator dashboard in headless Chromium', () => {
     for (const hash of pages) {
       await go(hash);
       await expect.poll(() => page.locator('[role="status"]', { hasText: /^Loading/ }).count()).toBe(0);
+      if (hash === '#/rollouts' || hash === '#/devices') await shot(`13-${hash.slice(2)}`);
       const stops = await walkTabOrder(page);
       expect(stops.length, hash).toBeGreaterThan(5);
       const nameless = stops.filter((s) => s.name.trim() === '');

@@ -52,3 +52,9 @@ export function pct(n) {
 export function shortHash(h) {
   return h ? `${h.slice(0, 12)}…` : '—';
 }
+
+/** Audit actors look like `token:ops alice(tok_…)`: show the token's name. */
+export function actorName(actor) {
+  const m = /^token:(.*)\(tok_[0-9a-f]+\)$/.exec(actor ?? '');
+  return m ? m[1] : actor;
+}

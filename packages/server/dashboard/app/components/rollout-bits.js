@@ -1,4 +1,4 @@
-import { iso, pct } from '../format.js';
+import { actorName, iso, pct } from '../format.js';
 import { html } from '../html.js';
 import { SegmentBar } from './ui.js';
 
@@ -11,7 +11,7 @@ export function pauseText(pause, phases = []) {
     return `Paused automatically: ${pause.failed} of ${pause.total} devices failed in ${name} (${pct(share)}), above the error threshold of ${pct(pause.threshold)}.`;
   }
   if (pause.kind === 'operator') {
-    return `Paused by ${pause.by ?? 'an operator'} at ${iso(pause.at)}${pause.note ? `: ${pause.note}` : '.'}`;
+    return `Paused by ${actorName(pause.by) ?? 'an operator'} at ${iso(pause.at)}${pause.note ? `: ${pause.note}` : '.'}`;
   }
   return `Paused (${pause.kind}).`;
 }

@@ -41,7 +41,7 @@ function Progress({ p }) {
 function DetailList({ detail }) {
   if (!detail || typeof detail !== 'object')
     return detail ? html`<span class="muted"> ${String(detail)}</span>` : null;
-  const entries = Object.entries(detail);
+  const entries = Object.entries(detail).filter(([, v]) => v !== null && v !== '');
   if (!entries.length) return null;
   return html`<span class="muted"> ${entries.map(([k, v]) => `${k}: ${v}`).join(' · ')}</span>`;
 }
@@ -71,13 +71,26 @@ export function DevicePage({ session, id }) {
   const dev = useResource(() => api.device(id), [id], mine);
   const inv = useResource(() => api.deviceInventory(id), [id], mine);
   const events = useResource(() => api.deviceEvents(id), [id], mine);
+  const rollouts = useResource(
+    () => api.rollouts(),
+    [],
+    (ev) => ev.type === 'rollout.created',
+  );
+  const rolloutById = new Map((rollouts.data?.items ?? []).map((r) => [r.id, r]));
   const deps = useResource(
     () => api.deviceDeployments(id),
     [id],
     (ev) => mine(ev) || ev.type.startsWith('rollout'),
   );
   const d = dev.data;
-  const timeline = buildTimeline(events.data?.items ?? [], deps.data?.items ?? []);
+  const timeline = buildTimeline(
+    events.data?.items ?? [],
+    (deps.data?.items ?? []).map((x) => ({
+      ...x,
+      rolloutName: rolloutById.get(x.rolloutId)?.name,
+      release: rolloutById.get(x.rolloutId)?.release,
+    })),
+  );
   const lastRollback = timeline.find((r) => r.kind === 'rolled-back' || r.kind === 'failed');
   return html`<section aria-labelledby="device-h">
     <p class="crumbs"><a href=${link.devices()}>Devices</a> ›</p>
@@ -100,7 +113,7 @@ export function DevicePage({ session, id }) {
             <div><dt>Security version</dt><dd>${d.securityVersion ?? '—'}</dd></div>
           </dl>
           ${
-            d.lastError
+            d.lastError && d.lastError.message !== lastRollback?.reason?.message
               ? html`<div class="callout callout-bad" role="note"><strong>Last error:</strong> ${d.lastError.message} <code>${d.lastError.code}</code></div>`
               : null
           }
@@ -147,8 +160,8 @@ export function DevicePage({ session, id }) {
             <tbody>
               ${deps.data.items.map(
                 (x) => html`<tr>
-                  <th scope="row"><a href=${link.rollout(x.rolloutId)}>${x.rolloutName ?? x.rolloutId}</a></th>
-                  <td>${x.release ?? '—'}</td>
+                  <th scope="row"><a href=${link.rollout(x.rolloutId)}>${rolloutById.get(x.rolloutId)?.name ?? x.rolloutId}</a></th>
+                  <td>${rolloutById.get(x.rolloutId)?.release ?? '—'}</td>
                   <td>${x.phase + 1}</td>
                   <td><${Badge} value=${x.state} /></td>
                   <td>${x.attempts}</td>

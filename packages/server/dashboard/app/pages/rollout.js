@@ -2,7 +2,7 @@ import { useRef } from 'preact/hooks';
 import { api } from '../api.js';
 import { pauseText, phaseSegments, TotalsBar } from '../components/rollout-bits.js';
 import { ActionButton, Badge, ErrorBox, Loading, SegmentBar, Time } from '../components/ui.js';
-import { duration, iso, pct } from '../format.js';
+import { actorName, duration, iso, pct } from '../format.js';
 import { html } from '../html.js';
 import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
@@ -84,7 +84,7 @@ export function RolloutPage({ session, id }) {
             <div><dt>Release</dt><dd>${r.release}</dd></div>
             <div><dt>Devices</dt><dd>${s.totals.healthy} of ${s.totals.devices} healthy, ${s.totals.failed} failed</dd></div>
             <div><dt>Rate</dt><dd>${s.ratePerMinute ? `${s.ratePerMinute} offers/min` : 'no limit'}${s.inMaintenanceWindow ? '' : ' · outside maintenance window'}</dd></div>
-            <div><dt>Created</dt><dd><${Time} t=${r.created} />${r.createdBy ? ` by ${r.createdBy}` : ''}</dd></div>
+            <div><dt>Created</dt><dd><${Time} t=${r.created} />${r.createdBy ? ` by ${actorName(r.createdBy)}` : ''}</dd></div>
           </dl>
           <${TotalsBar} totals=${s.totals} label="All devices" />
           ${s.pause ? html`<div class="callout callout-warn" role="note" data-testid="pause-reason">${pauseText(s.pause, s.phases)}</div>` : null}
