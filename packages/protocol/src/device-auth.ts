@@ -48,3 +48,27 @@ export function verifyDevicePassword(
     throw new FlotillaError('FLOTILLA_ERR_DEVICE_AUTH', 'bad signature');
   return { deviceId, ts, nonce };
 }
+
+/**
+ * First contact: a device that has no registered key yet logs in with a one-time provisioning
+ * token and presents its public key, `flp1.<token>.<publicKeyHex>`. The server registers the key
+ * (pending or accepted by policy) and burns the token; later logins use makeDevicePassword.
+ */
+export const PROVISIONING_AUTH_PREFIX = 'flp1';
+
+export function makeProvisioningPassword(token: string, publicKeyHex: string): string {
+  if (!/^[A-Za-z0-9_-]{8,128}$/.test(token))
+    throw new FlotillaError(
+      'FLOTILLA_ERR_DEVICE_AUTH',
+      'provisioning token must be 8-128 characters of [A-Za-z0-9_-]',
+    );
+  return `${PROVISIONING_AUTH_PREFIX}.${token}.${publicKeyHex}`;
+}
+
+export function parseProvisioningPassword(password: string): { token: string; publicKeyHex: string } | null {
+  const parts = password.split('.');
+  if (parts.length !== 3 || parts[0] !== PROVISIONING_AUTH_PREFIX) return null;
+  const [, token, publicKeyHex] = parts as [string, string, string];
+  if (!/^[A-Za-z0-9_-]{8,128}$/.test(token) || !/^[0-9a-f]{64}$/.test(publicKeyHex)) return null;
+  return { token, publicKeyHex };
+}

@@ -7,7 +7,6 @@ export type { ServerContext } from './context.js';
 export { SERVER_ERRORS, ServerError, type ServerErrorCode } from './errors.js';
 export { importKeys, loadOrCreateServerKeys, type ServerKeys } from './keys/server-keys.js';
 export { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
-export { PROVISIONING_PREFIX } from './mqtt/device-auth.js';
 export { mosquittoHash } from './mqtt/mosquitto-credentials.js';
 export {
   createServer,

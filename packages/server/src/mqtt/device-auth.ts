@@ -2,6 +2,8 @@ import {
   DEVICE_AUTH_PREFIX,
   isFlotillaError,
   isValidDeviceId,
+  PROVISIONING_AUTH_PREFIX,
+  parseProvisioningPassword,
   verifyDevicePassword,
 } from '@flotilla/protocol';
 import type { DeviceRegistry } from '../devices/registry.js';
@@ -10,9 +12,6 @@ import type { ServerLimits } from '../limits.js';
 export type AuthResult =
   | { ok: true; deviceId: string; via: 'key' | 'provisioning-token' }
   | { ok: false; reason: 'bad-credentials' | 'not-authorized' | 'replay' | 'busy'; detail: string };
-
-/** Password of a device that joins with a one-time provisioning token: `flp1.<token>.<publicKeyHex>`. */
-export const PROVISIONING_PREFIX = 'flp1';
 
 /**
  * Remembers nonces of accepted device passwords for the auth window, so a captured password cannot
@@ -67,7 +66,7 @@ export class DeviceAuthenticator {
       return { ok: false, reason: 'bad-credentials', detail: 'missing or malformed user name or password' };
     const pw = password.toString('utf8');
     const now = this.clock();
-    if (pw.startsWith(`${PROVISIONING_PREFIX}.`)) return this.withToken(username, pw, now);
+    if (pw.startsWith(`${PROVISIONING_AUTH_PREFIX}.`)) return this.withToken(username, pw, now);
     if (!pw.startsWith(`${DEVICE_AUTH_PREFIX}.`))
       return { ok: false, reason: 'bad-credentials', detail: 'unknown password scheme' };
     const device = this.registry.authInfo(username);
@@ -96,10 +95,9 @@ export class DeviceAuthenticator {
   }
 
   private withToken(deviceId: string, pw: string, now: number): AuthResult {
-    const parts = pw.split('.');
-    if (parts.length !== 3 || !/^[0-9a-f]{64}$/.test(parts[2] ?? ''))
-      return { ok: false, reason: 'bad-credentials', detail: 'malformed provisioning password' };
-    const r = this.registry.registerWithToken(deviceId, parts[2]!, parts[1]!, now);
+    const parsed = parseProvisioningPassword(pw);
+    if (!parsed) return { ok: false, reason: 'bad-credentials', detail: 'malformed provisioning password' };
+    const r = this.registry.registerWithToken(deviceId, parsed.publicKeyHex, parsed.token, now);
     if (!r.ok) return { ok: false, reason: 'not-authorized', detail: r.detail };
     if (r.status !== 'accepted')
       return { ok: false, reason: 'not-authorized', detail: `device is ${r.status}` };
