@@ -195,10 +195,7 @@ describe('root metadata and rotation', () => {
     expect(() => verifyInitialRoot(signDocument(meta, keys.root), NOW)).toThrow(code('FLOTILLA_ERR_SCHEMA'));
   });
 
-  function rotated(old: ReturnType<typeof makeKeys>) {
-    const next = makeKeys({ version: 2 });
-    return next;
-  }
+  const rotated = (_old: ReturnType<typeof makeKeys>) => makeKeys({ version: 2 });
 
   it('accepts a rotation signed by a threshold of the old and of the new root keys', () => {
     const old = makeKeys();
