@@ -23,8 +23,15 @@ export interface DownloadOptions {
   random?: () => number;
 }
 
-/** Errors that another attempt cannot fix (the signed size was exceeded, the URL is wrong). */
-const FATAL = new Set(['FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE', 'FLOTILLA_ERR_AGENT_ACTIVE_SLOT_WRITE']);
+/**
+ * Errors another attempt cannot fix: the signed size was exceeded, or the bytes contradict the
+ * signed manifest (the same source serves the same tampered bytes again; the server may re-offer).
+ */
+const FATAL = new Set([
+  'FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE',
+  'FLOTILLA_ERR_AGENT_ACTIVE_SLOT_WRITE',
+  'FLOTILLA_ERR_AGENT_CHUNK_HASH_MISMATCH',
+]);
 
 /**
  * Fetches exactly `size` bytes into `sink`, resuming with Range after a cut connection, retrying

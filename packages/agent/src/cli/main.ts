@@ -1,0 +1,162 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseJson } from '@flotilla/protocol';
+import { createAgent } from '../agent/agent.js';
+import { loadConfigFile } from '../config.js';
+import { toErrorReport } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { FileTrustStore } from '../trust/trust-store.js';
+import { depsFromConfig } from '../wiring.js';
+import { openLocalBundle } from './local-bundle.js';
+import { acquireAgentLock } from './process-lock.js';
+
+const USAGE = `flotilla-agent — the Flotilla device agent
+
+Usage:
+  flotilla-agent run [--config FILE]                 run the agent (systemd service)
+  flotilla-agent install FILE.flot [--config FILE]   install a signed bundle from a file (USB stick)
+  flotilla-agent status [--json] [--config FILE]     slots, versions, bootloader and agent state
+  flotilla-agent trust rotate ROOT.json [--config FILE]  rotate the trust root (signed by old and new keys)
+
+The config file defaults to /etc/flotilla/agent.json (or $FLOTILLA_AGENT_CONFIG).`;
+
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** Returns the process exit code; never calls process.exit (the bin does). */
+export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const [cmd, ...rest] = positionals;
+  if (values.help || !cmd) {
+    io.out(USAGE);
+    return cmd || values.help ? 0 : 2;
+  }
+  const configPath = resolve(
+    values.config ?? process.env.FLOTILLA_AGENT_CONFIG ?? '/etc/flotilla/agent.json',
+  );
+  try {
+    const file = await loadConfigFile(configPath);
+    const logger = createLogger(file.logLevel);
+    if (cmd === 'status') {
+      const { config, deps } = await depsFromConfig(file, { logger, offline: true });
+      const rec = await deps.store.load();
+      const status = {
+        deviceId: config.deviceId,
+        bootedSlot: await deps.bootloader.bootedSlot().catch((e: Error) => `unknown (${e.message})`),
+        bootloader: await deps.bootloader
+          .read()
+          .then((s) => ({ kind: deps.bootloader.kind, ...s }))
+          .catch((e: Error) => ({ kind: deps.bootloader.kind, error: e.message })),
+        agent: rec
+          ? {
+              state: rec.state,
+              committedSlot: rec.committedSlot,
+              securityVersion: rec.securityVersion,
+              slots: rec.slots,
+              deployment: rec.deployment
+                ? {
+                    id: rec.deployment.id,
+                    version: rec.deployment.version,
+                    targetSlot: rec.deployment.targetSlot,
+                    method: rec.deployment.method,
+                    origin: rec.deployment.origin,
+                  }
+                : null,
+              lastDeployment: rec.lastDeployment,
+              lastError: rec.lastError,
+            }
+          : null,
+      };
+      if (values.json) io.out(JSON.stringify(status, null, 2));
+      else {
+        const a = status.agent;
+        io.out(`device     ${status.deviceId}\nbooted     ${status.bootedSlot}`);
+        io.out(`bootloader ${JSON.stringify(status.bootloader)}`);
+        if (a) {
+          io.out(
+            `state      ${a.state}${a.deployment ? ` (${a.deployment.id} → ${a.deployment.version})` : ''}`,
+          );
+          io.out(`committed  ${a.committedSlot}  securityVersion ${a.securityVersion}`);
+          for (const s of ['A', 'B'] as const)
+            io.out(
+              `slot ${s}     ${a.slots[s]?.version ?? '-'} ${a.slots[s]?.imageSha256?.slice(0, 16) ?? ''}`,
+            );
+          if (a.lastError) io.out(`last error ${a.lastError.code}: ${a.lastError.message}`);
+        } else io.out('state      (never started)');
+      }
+      return 0;
+    }
+    if (cmd === 'trust' && rest[0] === 'rotate' && rest[1]) {
+      const root = await new FileTrustStore(file.trustDir).rotate(
+        parseJson(await readFile(rest[1])),
+        new Date(),
+      );
+      io.out(`trust root is now version ${root.version}`);
+      return 0;
+    }
+    if (cmd !== 'run' && cmd !== 'install') {
+      io.err(`unknown command '${cmd}'\n\n${USAGE}`);
+      return 2;
+    }
+    const release = await acquireAgentLock(join(file.dataDir, 'agent.pid'));
+    try {
+      const { config, deps } = await depsFromConfig(file, { logger, offline: cmd === 'install' });
+      const agent = createAgent(config, deps);
+      await agent.start();
+      if (cmd === 'run') {
+        await new Promise<void>((r) => {
+          if (signal?.aborted) return r();
+          signal?.addEventListener('abort', () => r(), { once: true });
+        });
+        await agent.stop();
+        return 0;
+      }
+      const path = resolve(rest[0] ?? '');
+      if (!rest[0]) {
+        io.err('install needs a bundle file');
+        return 2;
+      }
+      try {
+        await agent.settled();
+        const bundle = await openLocalBundle(path, agent.root, new Date(), {
+          hardware: config.hardware,
+          securityVersion: agent.rec.securityVersion,
+        });
+        await agent.installLocal(bundle);
+      } catch (err) {
+        // Refused before the state machine took it: still tell the server when next online.
+        await agent.event(
+          'local-install',
+          { deploymentId: null, reason: toErrorReport(err), detail: { file: path } },
+          true,
+        );
+        throw err;
+      } finally {
+        await agent.stop();
+      }
+      const st = await agent.status();
+      io.out(
+        JSON.stringify({
+          state: st.state,
+          halted: st.halted,
+          lastError: st.lastError,
+          lastDeployment: st.lastDeployment,
+        }),
+      );
+      return st.halted || st.lastDeployment?.outcome === 'Committed' ? 0 : 1;
+    } finally {
+      await release();
+    }
+  } catch (err) {
+    const r = toErrorReport(err);
+    io.err(`${r.code}: ${r.message}`);
+    return 1;
+  }
+}
