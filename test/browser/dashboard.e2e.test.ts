@@ -195,6 +195,12 @@ describe('operator dashboard in headless Chromium', () => {
     await go('#/');
     const accept = page.getByRole('button', { name: 'Accept field-unit-7' });
     await accept.waitFor({ timeout: 20_000 });
+    // The version chart kept sampling while other pages were open: 1.0.0 gave way to 1.1.0.
+    const rows = await page.locator('.chart tbody tr').allTextContents();
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    const legend = await page.locator('.chart .legend').textContent();
+    expect(legend).toContain('1.0.0 (0)');
+    expect(legend).toContain(`1.1.0 (${DEVICES})`);
     await shot('10-fleet-pending-device');
     await accept.click();
     await expect

@@ -1,6 +1,7 @@
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, tokenStore } from './api.js';
+import { clearVersionHistory, startVersionSampler } from './history.js';
 import { html } from './html.js';
 import { liveStatus, onLiveStatus, startLive, stopLive } from './live.js';
 import { DevicePage } from './pages/device.js';
@@ -114,8 +115,13 @@ function App() {
 
   useEffect(() => {
     if (!session) return;
+    const stopSampler = startVersionSampler();
     startLive();
-    return () => stopLive();
+    return () => {
+      stopSampler();
+      stopLive();
+      clearVersionHistory();
+    };
   }, [session]);
 
   if (checking) return html`<p class="boot" role="status">Checking your token…</p>`;

@@ -1,7 +1,8 @@
+import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { ActionButton, ErrorBox, Loading, Time } from '../components/ui.js';
 import { VersionChart } from '../components/version-chart.js';
-import { recordVersionSample } from '../history.js';
+import { onVersionHistory, recordVersionSample, versionHistory } from '../history.js';
 import { html } from '../html.js';
 import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
@@ -31,7 +32,13 @@ export function FleetPage({ session }) {
   const summary = useResource(() => api.fleetSummary(), [], isDeviceEvent, { minIntervalMs: 2000 });
   const pending = useResource(() => api.devices({ status: 'pending', limit: 50 }), [], isDeviceEvent);
   const s = summary.data;
-  const history = s ? recordVersionSample(s.byVersion) : null;
+  const [, setTick] = useState(0);
+  useEffect(() => onVersionHistory(() => setTick((n) => n + 1)), []);
+  // The totals just loaded are the freshest sample there is.
+  useEffect(() => {
+    if (s) recordVersionSample(s.byVersion);
+  }, [s]);
+  const history = s ? versionHistory() : null;
   return html`<section aria-labelledby="fleet-h">
     <h1 id="fleet-h" tabindex="-1">Fleet overview</h1>
     <${ErrorBox} error=${summary.error} />
@@ -70,7 +77,7 @@ export function FleetPage({ session }) {
     <section aria-labelledby="history-h">
       <h2 id="history-h">Versions over time</h2>
       ${history ? html`<${VersionChart} points=${history} />` : html`<${Loading} what="history" />`}
-      <p class="hint">Recorded by this browser tab since it opened; Prometheus keeps the long history (<code>flotilla_devices_by_version</code>).</p>
+      <p class="hint">Sampled by this browser tab since you signed in; Prometheus keeps the long history (<code>flotilla_devices_by_version</code>).</p>
     </section>
     <section aria-labelledby="pending-h">
       <h2 id="pending-h">Devices awaiting acceptance</h2>
