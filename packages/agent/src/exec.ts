@@ -33,7 +33,7 @@ export function execBounded(
       env: opts.env ?? process.env,
       signal: opts.signal,
     });
-    let out: Buffer[] = [];
+    const out: Buffer[] = [];
     let outLen = 0;
     let stdout = '';
     let truncated = false;
@@ -42,14 +42,17 @@ export function execBounded(
       if (isStdout && stdout.length < max) stdout += b.toString('utf8', 0, Math.min(b.length, max));
       out.push(b);
       outLen += b.length;
-      while (outLen > max && out.length > 1) {
-        outLen -= out.shift()!.length;
-        truncated = true;
-      }
-      if (outLen > max) {
-        const only = out[0]!;
-        out = [only.subarray(only.length - max)];
-        outLen = max;
+      // Keep exactly the last `max` bytes: errors come at the end of the output.
+      while (outLen > max) {
+        const first = out[0]!;
+        const excess = outLen - max;
+        if (first.length <= excess) {
+          out.shift();
+          outLen -= first.length;
+        } else {
+          out[0] = first.subarray(excess);
+          outLen -= excess;
+        }
         truncated = true;
       }
     };
