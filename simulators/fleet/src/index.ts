@@ -26,5 +26,5 @@ export { httpServerHandle, newToken, type SimServerOptions, startSimServer } fro
 export { buildSimFirmware, checkTools, DEMO_STORY, type SimFirmware } from './sim-firmware.js';
 export { DeviceSlots, SlotStore } from './slot-store.js';
 export * from './story.js';
-export { defaultTransport, SimMqttTransport } from './transport-wiring.js';
+export { defaultTransport } from './transport-wiring.js';
 export { HARDWARE, IMAGE_SIZES, startWorld, type World, type WorldOptions } from './world.js';

@@ -48,6 +48,10 @@ export class SimSlotDevice {
       };
     }
     const fh = await open(path, constants.O_RDONLY);
+    // A dead agent never closes what it had open: the power cut does.
+    this.power.onCut(() => {
+      fh.close().catch(() => undefined);
+    });
     return {
       read: async (buf, position, length = buf.length) => (await fh.read(buf, 0, length, position)).bytesRead,
       close: () => fh.close(),
