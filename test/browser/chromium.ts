@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -29,6 +29,8 @@ export interface Browser {
  * request is aborted and recorded, which is how the tests prove the dashboard needs no network.
  */
 export async function openBrowser(origin: string): Promise<Browser> {
+  if (!existsSync(CHROMIUM_PATH))
+    throw new Error(`no browser at ${CHROMIUM_PATH}: apt-get install -y chromium (or set FLOTILLA_CHROMIUM)`);
   const profile = mkdtempSync(join(tmpdir(), 'flotilla-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM_PATH,

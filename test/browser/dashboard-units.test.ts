@@ -1,4 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createSseParser } from '../../packages/server/dashboard/app/sse-parser.js';
 import { buildTimeline } from '../../packages/server/dashboard/app/timeline.js';
@@ -115,5 +117,23 @@ describe('device timeline', () => {
     ]);
     expect(rows[0]!.reason.message).toBe('app.service failed: exit code 3');
     expect(rows[2]!.progress).toEqual({ done: 4, total: 4 });
+  });
+});
+
+describe('vendored front-end libraries', () => {
+  it('are byte-identical to the installed preact and htm packages', () => {
+    const script = fileURLToPath(new URL('../../packages/server/dashboard/vendor.mjs', import.meta.url));
+    const run = spawnSync(process.execPath, [script, '--check'], { encoding: 'utf8' });
+    expect(run.stdout).toMatch(/ok {4}vendor\/preact\.module\.js \(preact@10\./);
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+  });
+
+  it('index.html loads nothing from another origin', () => {
+    const index = readFileSync(
+      new URL('../../packages/server/dashboard/index.html', import.meta.url),
+      'utf8',
+    );
+    expect(index).not.toMatch(/(src|href)=["']?(https?:)?\/\//);
+    expect(index).not.toMatch(/"https?:\/\//);
   });
 });
