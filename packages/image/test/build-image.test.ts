@@ -1,7 +1,8 @@
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildImage, readFileFromImage } from '../src/index.js';
+import { buildImage, readFileFromImage, scanPackages, stageRootfs } from '../src/index.js';
 import { deterministicBlob, sampleTree, scratch, writeTree } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -49,12 +50,60 @@ describe('partition image builder', () => {
     const dir = join(work.dir, 'tar-src');
     await writeTree(dir, sampleTree(), { timeSeed: 3 });
     const tarPath = join(work.dir, 'rootfs.tar.gz');
-    const { execFileSync } = await import('node:child_process');
     execFileSync('tar', ['-czf', tarPath, '-C', dir, '.']);
     const common = { format: 'ext4', partitionSize: 4 * MiB, epoch: 1_700_000_000 } as const;
     const fromDir = await buildImage({ ...common, input: dir, output: join(work.dir, 'from-dir.img') });
     const fromTar = await buildImage({ ...common, input: tarPath, output: join(work.dir, 'from-tar.img') });
     expect(fromTar.sha256).toBe(fromDir.sha256);
+  });
+
+  it('refuses a tarball whose members escape with .. or through a symlink, writing nothing outside', async () => {
+    const outside = join(work.dir, 'outside');
+    await mkdir(outside);
+    const tarPath = join(work.dir, 'evil.tar');
+    // GNU tar writes the archive; the members are crafted with --transform and a symlink to `outside`.
+    const src = join(work.dir, 'evil-src');
+    await mkdir(join(src, 'etc'), { recursive: true });
+    await writeFile(join(src, 'etc', 'ok'), 'ok\n');
+    await symlink(outside, join(src, 'link'));
+    await writeFile(join(src, 'pwned'), 'bad\n');
+    execFileSync('tar', [
+      '-cf',
+      tarPath,
+      '-C',
+      src,
+      'etc',
+      'link',
+      '--transform',
+      's,^pwned$,link/pwned,',
+      'pwned',
+    ]);
+    await expect(
+      buildImage({
+        format: 'ext4',
+        input: tarPath,
+        partitionSize: 4 * MiB,
+        output: join(work.dir, 'evil.img'),
+      }),
+    ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_IMAGE_INPUT_INVALID' });
+    expect(await readdir(outside)).toEqual([]);
+    await expect(stat(join(work.dir, 'evil.img'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('never follows a symlink in the tree onto the host when reading package databases', async () => {
+    const secret = join(work.dir, 'host-status');
+    await writeFile(secret, 'Package: host-secret\nStatus: install ok installed\nVersion: 1\n\n');
+    const dir = join(work.dir, 'link-tree');
+    await writeTree(dir, { files: { 'etc/hostname': 'x\n' }, links: { 'var/lib/dpkg/status': secret } });
+    const tree = await stageRootfs(dir);
+    try {
+      expect(await scanPackages(tree)).toEqual([]);
+    } finally {
+      await tree.cleanup();
+    }
+    await expect(readFileFromImage(secret, 'ext4', '/../etc/passwd')).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_IMAGE_BAD_ARGUMENT',
+    });
   });
 
   it('passes a raw image through unchanged and refuses one larger than the partition', async () => {
