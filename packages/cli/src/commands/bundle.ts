@@ -234,7 +234,7 @@ export function registerBundleCommands(program: Command): void {
         }
       }
       const result = {
-        ok: true,
+        ok: signature.valid !== false,
         file,
         verified: false,
         signature,
