@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BuiltRelease, buildRelease, findTool, type SigningKey } from '@flotilla/image';
+import { type BuiltRelease, buildRelease, findTool } from '@flotilla/image';
 import type { ImageFormat, KeyPair } from '@flotilla/protocol';
 import { SimError } from './errors.js';
 import { createRng } from './rng.js';

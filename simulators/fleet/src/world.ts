@@ -88,7 +88,11 @@ export async function startWorld(o: WorldOptions): Promise<World> {
 
     log('starting the server');
     let simServer: SimServer | null = null;
-    const server = await (o.server ?? (async (x) => (simServer = await startSimServer(x))))({
+    const startEmbedded = async (x: { dataDir: string; keysDir: string; trust: TrustSet }) => {
+      simServer = await startSimServer(x);
+      return simServer;
+    };
+    const server = await (o.server ?? startEmbedded)({
       dataDir: join(workDir, 'server'),
       keysDir,
       trust,
