@@ -29,6 +29,7 @@ export async function rollOut(
   world: World,
   opts: {
     maxConcurrent?: number;
+    deviceTimeoutSeconds?: number;
     retries?: { failed?: number; rolledBack?: number; timedOut?: number };
   } = {},
   during?: (id: string) => Promise<void>,
@@ -39,7 +40,7 @@ export async function rollOut(
     release: '1.1.0',
     phases: [{ name: 'all', percent: 100, errorThreshold: 50 }],
     maxConcurrent: opts.maxConcurrent ?? 20,
-    deviceTimeoutSeconds: 120,
+    deviceTimeoutSeconds: opts.deviceTimeoutSeconds ?? 120,
     retries: opts.retries,
   });
   await during?.(id);

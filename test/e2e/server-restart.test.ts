@@ -8,17 +8,23 @@ describe('server killed mid-rollout', () => {
     try {
       const sim = world.simServer!;
       let crashedWith = -1;
-      const { view } = await rollOut(world, { maxConcurrent: 3 }, async (id) => {
-        await world.fleet.waitFor(
-          'first devices healthy',
-          async () => (await world.server.rollout(id)).totals.healthy >= 2,
-          60_000,
-        );
-        crashedWith = (await world.server.rollout(id)).totals.healthy;
-        await sim.crash();
-        await sleep(1500);
-        await sim.restart();
-      });
+      // An offer in flight when the broker died is lost with it; the per-device timeout and one retry
+      // (ordinary operator policy) re-offer it, so the rollout still reaches every device.
+      const { view } = await rollOut(
+        world,
+        { maxConcurrent: 3, deviceTimeoutSeconds: 30, retries: { timedOut: 1 } },
+        async (id) => {
+          await world.fleet.waitFor(
+            'first devices healthy',
+            async () => (await world.server.rollout(id)).totals.healthy >= 2,
+            60_000,
+          );
+          crashedWith = (await world.server.rollout(id)).totals.healthy;
+          await sim.crash();
+          await sleep(1500);
+          await sim.restart();
+        },
+      );
       expect(crashedWith).toBeLessThan(10);
       expect(view.status).toBe('completed');
       expect(view.totals.healthy).toBe(10);
