@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DEFAULT_DATA_DIR, startServer } from '@flotilla/server';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { printResult } from '../output.js';
@@ -11,6 +10,9 @@ function port(text: string, what: string): number {
     throw new CliError('FLOTILLA_ERR_CLI_USAGE', `${what} must be a port number`);
   return n;
 }
+
+/** Same default as @flotilla/server's DEFAULT_DATA_DIR; the server is loaded only when this command runs. */
+const DEFAULT_DATA_DIR = join('.flotilla', 'server');
 
 /** `flotilla server`: the whole control plane in one process (aedes + SQLite + local artifacts), no set-up. */
 export function registerServerCommands(program: Command): void {
@@ -54,6 +56,8 @@ export function registerServerCommands(program: Command): void {
             ? { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) }
             : undefined;
         const dataDir = resolve(opts.dataDir);
+        // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
+        const { startServer } = await import('@flotilla/server');
         const server = await startServer({
           dataDir,
           host: opts.host,
