@@ -93,6 +93,12 @@ describe('operator dashboard in headless Chromium', () => {
 
   it('refuses a wrong token and signs in with an operator token', async () => {
     await page.goto(`${w.origin}/`);
+    await page.getByLabel('API token').waitFor();
+    const stops = await walkTabOrder(page);
+    expect(stops.map((x) => [x.role, x.name])).toEqual([
+      ['textbox', 'API token'],
+      ['button', 'Sign in'],
+    ]);
     await shot('01-sign-in');
     await page.getByLabel('API token').fill('flt_not_a_real_token_at_all');
     await page.getByRole('button', { name: 'Sign in' }).click();
