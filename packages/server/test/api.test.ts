@@ -218,6 +218,41 @@ describe('API: bad input is refused with 4xx and a clear message', () => {
   });
 });
 
+describe('API: JSON bodies are validated exactly, query strings are coerced', () => {
+  // A wrong-typed body is a client bug: coercing it changes what the request means.
+  const wrongTyped: [string, string, unknown][] = [
+    ['POST', '/api/v1/tokens', { name: 12345, role: 'viewer' }],
+    ['PUT', '/api/v1/devices/TEST-ONLY-any/placement', { tags: 'single-tag' }],
+    ['PUT', '/api/v1/devices/TEST-ONLY-any/placement', { channel: ['prod'] }],
+    ['POST', '/api/v1/provisioning-tokens', { label: 'x', ttlSeconds: '3600' }],
+    ['POST', '/api/v1/provisioning-tokens', { label: 'x', autoAccept: 'false' }],
+    ['POST', '/api/v1/rollouts/ro_0000000000000000/abort', { rollback: 'true' }],
+    ['POST', '/api/v1/rollouts/ro_0000000000000000/approve', { phase: '1' }],
+    ['POST', '/api/v1/retention/prune', { keepPerChannel: '3' }],
+    ['POST', '/api/v1/releases/9.9.9/promote', { channel: ['staging'] }],
+  ];
+  for (const [method, url, body] of wrongTyped) {
+    it(`refuses a wrong-typed body: ${method} ${url} ${JSON.stringify(body)} → 400`, async () => {
+      const audit = server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000).length;
+      expectError(await inject(method, url, body), 400, 'FLOTILLA_ERR_SERVER_VALIDATION');
+      expect(server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000).length).toBe(audit);
+    });
+  }
+
+  it('does not prune for real when dryRun is an empty string (coercion would have made it false)', async () => {
+    const res = await inject('POST', '/api/v1/retention/prune', { dryRun: '' });
+    expectError(res, 400, 'FLOTILLA_ERR_SERVER_VALIDATION');
+    expect(res.json().error.message).toMatch(/dryRun|boolean/);
+  });
+
+  it('still coerces query strings: numbers and booleans', async () => {
+    const res = await inject('GET', '/api/v1/devices?limit=2&offset=0&online=false');
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().items.length).toBeLessThanOrEqual(2);
+    // (A single `compatible=` becoming a one-item array is covered by the build test below.)
+  });
+});
+
 describe('API: devices, releases, artifacts', () => {
   it('registers a device with proof of its key, leaves it pending, and lets an operator accept it', async () => {
     const d = testDevice('TEST-ONLY-api-1');

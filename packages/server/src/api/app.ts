@@ -11,6 +11,7 @@ import { deviceRoutes } from './routes/devices.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
+import { validatorFactory } from './validators.js';
 
 /**
  * The HTTP API. Never listens (tests use `app.inject()`; `startServer` listens). Every route has a
@@ -26,15 +27,8 @@ export async function buildApp(
     // Per-request access lines are too chatty for a fleet's worth of downloads: warnings and up only.
     loggerInstance: ctx.log.child({ component: 'api' }, { level: 'warn' }) as unknown as FastifyBaseLogger,
     bodyLimit: ctx.limits.maxJsonBodyBytes,
-    ajv: {
-      customOptions: {
-        removeAdditional: false,
-        coerceTypes: 'array',
-        useDefaults: true,
-        allErrors: false,
-        strict: false,
-      },
-    },
+    // Query strings are coerced to their schema types, JSON bodies are not (see validators.ts).
+    schemaController: { compilersFactory: { buildValidator: validatorFactory() } },
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
   // Uploads stream straight to disk; the artifact store enforces the size limit while writing.
