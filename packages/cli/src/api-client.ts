@@ -275,11 +275,11 @@ export class ApiClient {
 
   // ---- live events -----------------------------------------------------------------------------
   /**
-   * Reads the SSE stream `/events/stream` until `signal` aborts or the server closes it; calls
+   * Reads the SSE stream `/events` until `signal` aborts or the server closes it; calls
    * `onEvent(type, data)` per event. Resolves when the stream ends.
    */
   async streamEvents(signal: AbortSignal, onEvent: (type: string, data: unknown) => void): Promise<void> {
-    const url = this.url('events/stream');
+    const url = this.url('events');
     let res: Response;
     try {
       res = await fetch(url, { headers: this.headers({ accept: 'text/event-stream' }), signal });

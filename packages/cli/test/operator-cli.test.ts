@@ -136,7 +136,7 @@ function route(req: IncomingMessage, res: ServerResponse, body: Buffer) {
       });
     case 'POST /api/v1/releases/1.1.0/promote':
       return send(res, 200, { version: '1.1.0', channels: ['dev', JSON.parse(body.toString()).channel] });
-    case 'GET /api/v1/events/stream': {
+    case 'GET /api/v1/events': {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write(': hello\n\n');
       const t = setInterval(() => res.write(`event: rollout.updated\ndata: {"id":"r1"}\n\n`), 50);
@@ -457,6 +457,6 @@ describe('operator CLI over HTTP', () => {
     expect(lines.map((l) => l.rollout.status)).toEqual(['running', 'running', 'completed']);
     expect(lines.map((l) => l.rollout.summary.totals.healthy)).toEqual([3, 6, 9]);
     // Woken by the SSE events, not by the 5 s polling interval.
-    expect(seen.some((s) => s.url === '/api/v1/events/stream')).toBe(true);
+    expect(seen.some((s) => s.url === '/api/v1/events')).toBe(true);
   });
 });
