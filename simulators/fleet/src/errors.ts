@@ -23,6 +23,11 @@ export const SIM_ERRORS = {
     message: 'cannot read the boot behaviour of the booted image',
     hint: 'every simulated image must carry /etc/flotilla/sim-behaviour.json',
   },
+  FLOTILLA_ERR_SIM_POWER_ON: {
+    status: 500,
+    message: 'devices failed to power on',
+    hint: 'the message names the first failure (agent start, slot files, firmware files)',
+  },
   FLOTILLA_ERR_SIM_POWERED_OFF: {
     status: 503,
     message: 'device is powered off',

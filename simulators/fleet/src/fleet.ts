@@ -88,7 +88,9 @@ export class Fleet {
     const behaviour = new BehaviourReader(o.format, o.imageReader);
     const infos: FleetDeviceInfo[] = [];
     await mkdir(join(o.dir, 'devices'), { recursive: true });
-    for (const id of ids) {
+    // Devices are set up 32 at a time (the fsyncs of their first state files overlap); the
+    // order of `devices` stays the order of ids.
+    const built = await runPool(ids, 32, async (id) => {
       const key: KeyPair = generateKeyPair();
       const fault = faults.get(id) ?? null;
       const dir = join(o.dir, 'devices', id);
@@ -124,15 +126,20 @@ export class Fleet {
         },
       });
       await device.flash('A' as SlotName, o.bootlimit ?? 2);
-      this.devices.push(device);
-      this.byId.set(id, device);
-      infos.push({
+      const info: FleetDeviceInfo = {
         id,
         publicKeyHex: toHex(key.publicKey),
         proof: makeDevicePassword(id, key, new Date(), randomBytes(16).toString('hex')),
         hardware: o.hardware,
         tags: o.tags ?? [],
-      });
+      };
+      return { device, info };
+    });
+    for (const r of built) {
+      if (!r.ok) throw r.error;
+      this.devices.push(r.value.device);
+      this.byId.set(r.value.device.id, r.value.device);
+      infos.push(r.value.info);
     }
     await o.register(infos);
   }
@@ -167,7 +174,7 @@ export class Fleet {
     const failed = res.filter((r) => !r.ok);
     if (failed.length)
       throw new SimError(
-        'FLOTILLA_ERR_SIM_BAD_ARGUMENT',
+        'FLOTILLA_ERR_SIM_POWER_ON',
         `${failed.length} devices failed to power on: ${String((failed[0] as { error: unknown }).error)}`,
       );
   }
