@@ -1,5 +1,3 @@
-import pino from 'pino';
-
 /** The subset of pino the agent uses: hundreds of agents in one process share one root logger. */
 export interface Logger {
   debug(obj: object, msg?: string): void;
@@ -17,6 +15,10 @@ export const silentLogger: Logger = {
   child: () => silentLogger,
 };
 
-export function createLogger(level: string = process.env.FLOTILLA_LOG_LEVEL ?? 'info'): Logger {
+/** pino, loaded on demand (embedders such as the simulator bring their own logger). */
+export async function createLogger(
+  level: string = process.env.FLOTILLA_LOG_LEVEL ?? 'info',
+): Promise<Logger> {
+  const { default: pino } = await import('pino');
   return pino({ name: 'flotilla-agent', level }) as unknown as Logger;
 }

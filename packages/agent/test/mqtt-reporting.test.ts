@@ -183,7 +183,7 @@ describe('MQTT reporting against a real broker (aedes, MQTT 3.1.1)', () => {
         limits,
       });
     await rig.powerOn();
-    await until(() => rig!.agent!.deps.transport.connected(), 'connected');
+    await until(() => (rig!.agent!.deps.transport as MqttTransport).connects > 0, 'connected and subscribed');
     const cmd = rig.offer(makeImage(6, rig.factory.length), { version: '1.1.0' });
     await broker.publishCommand('dev-1', cmd);
     await until(() => rig!.agent!.rec.state !== 'Idle', 'offer taken');
@@ -215,7 +215,7 @@ describe('MQTT reporting against a real broker (aedes, MQTT 3.1.1)', () => {
       limits,
     });
     t.start({ onCommand: () => undefined, onConnect: () => undefined, onDisconnect: () => undefined });
-    await until(() => t.connected(), 'connected');
+    await until(() => t.connects > 0, 'connected');
     const replay = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, {
       protocolVersion: 4,
       clientId: 'dev-1',

@@ -1,4 +1,3 @@
-import { applyDelta } from '@flotilla/delta';
 import { checkInstallable, verifyOffer, verifyRelease } from '@flotilla/protocol';
 import { download } from '../download/downloader.js';
 import { AgentError, type ErrorReport, isKilled, toErrorReport } from '../errors.js';
@@ -142,6 +141,8 @@ export const STEPS: Record<AgentState, Step> = {
     const d = a.deployment;
     const m = await a.loadRelease(d.releaseFile);
     if (d.method === 'delta' && d.delta) {
+      // The codec is loaded only when a delta is installed: idle memory stays near Node's own.
+      const { applyDelta } = await import('@flotilla/delta');
       const base = await a.deps.slots.openRead(d.fromSlot);
       const writer = await a.deps.slots.openForInstall(d.targetSlot, a.booted);
       try {

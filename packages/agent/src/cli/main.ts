@@ -43,7 +43,7 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
   );
   try {
     const file = await loadConfigFile(configPath);
-    const logger = createLogger(file.logLevel);
+    const logger = await createLogger(file.logLevel);
     if (cmd === 'status') {
       const { config, deps } = await depsFromConfig(file, { logger, offline: true });
       const rec = await deps.store.load();

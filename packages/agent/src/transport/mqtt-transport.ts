@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { deviceTopic, type KeyPair, makeDevicePassword } from '@flotilla/protocol';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { backoffMs, type Clock } from '../clock.js';
 import type { AgentLimits } from '../limits.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -60,6 +60,8 @@ export class MqttTransport implements Transport {
   private async run(): Promise<void> {
     let failures = 0;
     const commands = deviceTopic(this.o.deviceId, 'commands');
+    // Loaded on first use: an agent without a server link (local install, status) never pays for it.
+    const { default: mqtt } = await import('mqtt');
     while (!this.stopped) {
       const client = mqtt.connect(this.o.url, {
         protocolVersion: 4,
@@ -80,12 +82,17 @@ export class MqttTransport implements Transport {
         let up = false;
         client.once('connect', () => {
           up = true;
+          // "Connected" for the agent means commands can reach it: after the SUBACK.
           client.subscribe(commands, { qos: 1 }, (err) => {
-            if (err) this.log.warn({ err: err.message }, 'subscribe failed');
+            if (err) {
+              this.log.warn({ err: err.message }, 'subscribe failed');
+              client.end(true);
+              return;
+            }
+            this.connects++;
+            failures = 0;
+            this.handlers?.onConnect();
           });
-          this.connects++;
-          failures = 0;
-          this.handlers?.onConnect();
         });
         client.on('error', (err) => this.log.debug({ err: err.message }, 'mqtt error'));
         client.once('close', () => resolve(up));
