@@ -12,7 +12,11 @@ const agent = createAgent(
   dev.deps({
     transport: hub.transport('bench-1'),
     fetcher: new HttpFetcher(),
-    reboot: { reboot: async () => void (rebooted = true) },
+    reboot: {
+      reboot: async () => {
+        rebooted = true;
+      },
+    },
   }),
 );
 await agent.start();

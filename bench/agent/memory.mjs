@@ -32,7 +32,9 @@ function measure(args, { settleMs = 0 } = {}) {
       if (kb('VmRSS') && Date.now() - t0 >= settleMs) rss = kb('VmRSS');
       hwm = Math.max(hwm, kb('VmHWM'));
     }, 20);
-    child.stdout.on('data', (b) => (out += b));
+    child.stdout.on('data', (b) => {
+      out += b;
+    });
     child.on('error', reject);
     child.on('exit', (code) => {
       clearInterval(timer);
