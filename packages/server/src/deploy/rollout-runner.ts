@@ -158,6 +158,20 @@ export class RolloutRunner {
     return summarize(row.policy, this.snapshot(row), this.clock());
   }
 
+  /**
+   * Summaries of several rollouts (the list route): the fleet is read once and shared, so the
+   * cost is one pass over the accepted devices plus each listed rollout's own deployment records.
+   * `summarize` reads only which devices are present, never `busy`, so the shared list leaves it false.
+   */
+  summaries(rows: readonly RolloutRow[]): Map<string, RolloutSummary> {
+    const out = new Map<string, RolloutSummary>();
+    if (rows.length === 0) return out;
+    const devices = this.fleet(() => false);
+    const now = this.clock();
+    for (const row of rows) out.set(row.id, summarize(row.policy, this.snapshotWith(row, devices), now));
+    return out;
+  }
+
   /** Inside the report transaction: moves the deployment the event names (only the device's own). */
   applyEvent(deviceId: string, event: DeviceEventMessage, now: number): void {
     if (!event.deploymentId) return;
@@ -348,11 +362,29 @@ export class RolloutRunner {
   }
 
   snapshot(row: RolloutRow): RolloutSnapshot {
-    const release = this.store.releases.get(row.releaseId);
     const busy = this.store.deployments.busyDevices(row.id);
+    return this.snapshotWith(
+      row,
+      this.fleet((id) => busy.has(id)),
+    );
+  }
+
+  private snapshotWith(row: RolloutRow, devices: DeviceSnapshot[]): RolloutSnapshot {
+    const release = this.store.releases.get(row.releaseId);
+    return {
+      rolloutId: row.id,
+      release: { version: release?.version ?? row.releaseId, compatible: release?.compatible ?? [] },
+      runtime: row.runtime,
+      devices,
+      deployments: this.store.deployments.forRollout(row.id),
+    };
+  }
+
+  /** The accepted devices as the engine sees them. */
+  private fleet(busy: (id: string) => boolean): DeviceSnapshot[] {
     const transport = this.transport();
     const staleBefore = this.clock() - this.limits.offlineAfterMs;
-    const devices: DeviceSnapshot[] = this.store.devices.allAccepted().map((d) => ({
+    return this.store.devices.allAccepted().map((d) => ({
       id: d.id,
       hardware: d.hardware ?? '',
       tags: d.tags,
@@ -365,15 +397,8 @@ export class RolloutRunner {
           ? transport.isConnected(d.id)
           : d.online && d.lastSeen !== null && d.lastSeen >= staleBefore,
       lastSeen: d.lastSeen,
-      busy: busy.has(d.id),
+      busy: busy(d.id),
     }));
-    return {
-      rolloutId: row.id,
-      release: { version: release?.version ?? row.releaseId, compatible: release?.compatible ?? [] },
-      runtime: row.runtime,
-      devices,
-      deployments: this.store.deployments.forRollout(row.id),
-    };
   }
 
   policyOf(id: string): RolloutPolicy | undefined {

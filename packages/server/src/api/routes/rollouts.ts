@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
-import { RolloutCreateRequest } from '../../rollout/index.js';
+import { RolloutCreateRequest, type RolloutSummary } from '../../rollout/index.js';
 import type { RolloutRow } from '../../store/repos/rollouts.js';
 import { actorOf } from '../auth.js';
 import { iso } from '../present.js';
@@ -11,7 +11,7 @@ import { bodyDefaultsToEmpty, EmptyBody, Paging, RolloutParams } from '../schema
 const strict = { additionalProperties: false } as const;
 
 export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  const present = (r: RolloutRow, withSummary: boolean) => ({
+  const present = (r: RolloutRow, summary: RolloutSummary) => ({
     id: r.id,
     name: r.name,
     release: r.releaseId,
@@ -21,8 +21,9 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
     createdBy: r.createdBy,
     created: iso(r.created),
     updated: iso(r.updated),
-    ...(withSummary ? { summary: ctx.rollouts.summary(r.id) } : {}),
+    summary,
   });
+  const withSummary = (r: RolloutRow) => present(r, ctx.rollouts.summary(r.id));
   const get = (id: string) => {
     const r = ctx.store.rollouts.get(id);
     if (!r) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
@@ -37,7 +38,9 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
     },
     async (req) => {
       const q = req.query as { limit?: number; offset?: number };
-      return { items: ctx.store.rollouts.list(q.limit ?? 100, q.offset ?? 0).map((r) => present(r, false)) };
+      const rows = ctx.store.rollouts.list(q.limit ?? 100, q.offset ?? 0);
+      const summaries = ctx.rollouts.summaries(rows);
+      return { items: rows.map((r) => present(r, summaries.get(r.id)!)) };
     },
   );
 
@@ -47,14 +50,14 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
     async (req, reply) => {
       const body = req.body as { name?: string; release: string; policy: unknown };
       const r = ctx.rollouts.create(body, actorOf(req));
-      return reply.code(201).send(present(ctx.store.rollouts.get(r.id)!, true));
+      return reply.code(201).send(withSummary(ctx.store.rollouts.get(r.id)!));
     },
   );
 
   app.get(
     '/rollouts/:id',
     { config: { access: 'viewer' }, schema: { tags: ['rollouts'], params: RolloutParams } },
-    async (req) => present(get((req.params as { id: string }).id), true),
+    async (req) => withSummary(get((req.params as { id: string }).id)),
   );
 
   app.get(
@@ -83,7 +86,7 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
       async (req) => {
         const id = (req.params as { id: string }).id;
         get(id);
-        return present(ctx.rollouts.act(id, action, actorOf(req), (req.body ?? {}) as object), true);
+        return withSummary(ctx.rollouts.act(id, action, actorOf(req), (req.body ?? {}) as object));
       },
     );
   }
