@@ -464,7 +464,7 @@ export class Agent {
         offer.deploymentId,
         new AgentError('FLOTILLA_ERR_AGENT_ALREADY_INSTALLED', release.version),
       );
-    const dep = await this.newDeployment('server', offer.deploymentId, envelope, offer.release, release, {
+    const dep = await this.newDeployment('server', offer.deploymentId, offer.release, release, {
       url: offer.full.url,
       size: offer.full.size,
       sha256: offer.full.sha256,
@@ -510,7 +510,7 @@ export class Agent {
       if (bundle.imageSize !== release.image.size)
         throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE', 'image section size differs from the manifest');
       const id = `local-${release.image.sha256.slice(0, 16)}-${now.getTime()}`;
-      const dep = await this.newDeployment('local', id, null, bundle.manifest, release, {
+      const dep = await this.newDeployment('local', id, bundle.manifest, release, {
         url: new URL(`file://${bundle.path}`).href,
         size: release.image.size,
         sha256: release.image.sha256,
@@ -525,7 +525,6 @@ export class Agent {
   private async newDeployment(
     origin: Deployment['origin'],
     id: string,
-    _offer: unknown,
     releaseEnv: unknown,
     release: ReleaseManifest,
     full: Deployment['full'],

@@ -17,7 +17,7 @@ export async function hashSlot(
   dev: SlotDevice,
   image: Pick<ImageDescriptor, 'size' | 'chunkSize' | 'chunkHashes'>,
   readBlock: number,
-  opts: { fromChunk?: number; signal?: AbortSignal; stopAtFirstBad?: boolean } = {},
+  opts: { signal?: AbortSignal } = {},
 ): Promise<SlotHashResult> {
   const whole = createHash('sha256');
   const reader = await dev.openRead();
@@ -42,7 +42,6 @@ export async function hashSlot(
       if (h.digest('hex') !== image.chunkHashes[i]) {
         badChunks++;
         if (firstBadChunk === null) firstBadChunk = i;
-        if (opts.stopAtFirstBad) break;
       }
     }
   } finally {
