@@ -22,6 +22,7 @@ import { MosquittoCredentials, type MosquittoFiles } from './mqtt/mosquitto-cred
 import type { DeviceTransport } from './mqtt/transport.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
+import { FleetStats } from './store/fleet-stats.js';
 import { Store } from './store/store.js';
 
 export const DEFAULT_DATA_DIR = join('.flotilla', 'server');
@@ -78,7 +79,10 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   store.devices.markAllOffline();
   const artifacts = new ArtifactStore(join(dataDir, 'artifacts'));
   const bus = new EventBus();
-  const metrics = createMetrics();
+  // External brokers report no disconnects: there a device is online only if seen recently.
+  const onlineSince = () => (opts.broker?.kind === 'external' ? clock() - limits.offlineAfterMs : null);
+  const fleet = new FleetStats(store.db, onlineSince, clock);
+  const metrics = createMetrics(fleet);
   const registry = new DeviceRegistry(
     store,
     bus,
@@ -88,7 +92,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const ingestor = new ReportIngestor(store, limits, log.child({ component: 'ingest' }), metrics, clock);
   const endpoints: ServerContext['endpoints'] = {};
   const publicUrl = () => opts.publicUrl ?? endpoints.api ?? 'http://127.0.0.1:8080';
-  const offers = new OfferBuilder(store, keys, limits, publicUrl);
+  const offers = new OfferBuilder(store, keys, limits, publicUrl, metrics);
   let transport: DeviceTransport | null = null;
   const runner = new RolloutRunner(
     store,
@@ -116,6 +120,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   ingestor.onApplied((applied) => {
     runner.afterReports();
     for (const { report, fresh } of applied) {
+      if (report.channel === 'events' && fresh && report.message.kind === 'rolled-back')
+        metrics.countRollback(report.message.reason?.code);
       if (report.channel === 'events' && fresh)
         bus.emit('device.event', {
           deviceId: report.deviceId,
@@ -141,9 +147,10 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     bus,
     log,
     metrics,
+    fleet,
     limits,
     registry,
-    releases: new ReleaseService(store, artifacts, keys, bus, limits, clock),
+    releases: new ReleaseService(store, artifacts, keys, bus, limits, clock, metrics),
     rollouts: runner,
     deltas,
     retention: new Retention(store, artifacts, bus, log.child({ component: 'retention' }), clock),
@@ -171,7 +178,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   let broker: EmbeddedBroker | null = null;
   const brokerOpts = opts.broker ?? { kind: 'embedded' as const };
   if (brokerOpts.kind === 'embedded') {
-    const auth = new DeviceAuthenticator(registry, limits, clock);
+    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces);
     broker = await EmbeddedBroker.create({
       auth,
       ingestor,

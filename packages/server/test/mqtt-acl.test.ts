@@ -12,6 +12,7 @@ import {
   startTestServer,
   stateMessage,
   type TestDevice,
+  tempDir,
   testDevice,
   waitFor,
 } from './helpers.js';
@@ -275,5 +276,29 @@ describe('MQTT access control (attack table)', () => {
     // The registered key works from then on.
     const again = await connectDevice(url, n);
     await again.endAsync();
+  });
+});
+
+describe('replay protection across a restart', () => {
+  it('refuses a password captured before a crash and replayed after the restart', async () => {
+    const dataDir = tempDir();
+    const d = testDevice('TEST-ONLY-restart');
+    let s = await startTestServer({ dataDir });
+    try {
+      enroll(s, d);
+      const captured = d.password();
+      const c = await connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured });
+      await c.endAsync();
+      // Killed, not closed: the nonce must already be on disk when the login was accepted.
+      await s.crash();
+      s = await startTestServer({ dataDir });
+      await expect(
+        connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured }),
+      ).rejects.toThrow(/Bad username or password/);
+      const fresh = await connectDevice(s.addresses.mqtt!, d);
+      await fresh.endAsync();
+    } finally {
+      await s.close();
+    }
   });
 });

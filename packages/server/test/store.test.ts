@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { NonceCache } from '../src/mqtt/device-auth.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { Store } from '../src/store/store.js';
 
@@ -107,5 +108,38 @@ describe('store', () => {
     store.tokens.revoke(token.id, 3);
     expect(store.tokens.authenticate(secret, 4)).toBeUndefined();
     store.close();
+  });
+});
+
+describe('accepted device-password nonces', () => {
+  it('survive reopening the store, expire after twice the auth window and are pruned', () => {
+    const { store, file } = tempStore();
+    const window = 5 * 60_000;
+    const t0 = 1_800_000_000_000;
+    const first = new NonceCache(window, 100, store.nonces, t0);
+    expect(first.add('TEST-ONLY-dev:nonce-1', t0)).toBe('ok');
+    expect(first.add('TEST-ONLY-dev:nonce-1', t0 + 1000)).toBe('replay');
+    store.close();
+
+    // A restarted server: a fresh cache over the reopened file still knows the nonce.
+    const reopened = Store.open(file);
+    const second = new NonceCache(window, 100, reopened.nonces, t0 + 60_000);
+    expect(second.size).toBe(1);
+    expect(second.add('TEST-ONLY-dev:nonce-1', t0 + 60_000)).toBe('replay');
+    // Once no password carrying it can verify any more, the nonce is forgotten, in memory and on disk.
+    const later = t0 + 2 * window + 1;
+    expect(second.add('TEST-ONLY-dev:nonce-2', later)).toBe('ok');
+    expect(second.size).toBe(1);
+    expect(reopened.nonces.count()).toBe(1);
+    reopened.close();
+  });
+
+  it('refuses a nonce another process recorded (the table is checked, not only memory)', () => {
+    const { store } = tempStore();
+    const now = 1_800_000_000_000;
+    const a = new NonceCache(60_000, 100, store.nonces, now);
+    const b = new NonceCache(60_000, 100, store.nonces, now);
+    expect(a.add('TEST-ONLY-dev:n', now)).toBe('ok');
+    expect(b.add('TEST-ONLY-dev:n', now)).toBe('replay');
   });
 });

@@ -13,31 +13,59 @@ export type AuthResult =
   | { ok: true; deviceId: string; via: 'key' | 'provisioning-token' }
   | { ok: false; reason: 'bad-credentials' | 'not-authorized' | 'replay' | 'busy'; detail: string };
 
+/** Where accepted nonces survive a restart (the store's `auth_nonces` table). */
+export interface NoncePersistence {
+  /** False when the key is recorded and still live. */
+  add(key: string, until: number, now: number): boolean;
+  live(now: number, max: number): { key: string; until: number }[];
+  prune(now: number): number;
+}
+
 /**
- * Remembers nonces of accepted device passwords for the auth window, so a captured password cannot
- * be replayed. Bounded: past `max` live entries new logins are refused instead of memory growing.
+ * Remembers nonces of accepted device passwords for as long as such a password can verify, so a
+ * captured password cannot be replayed. Bounded: past `max` live entries new logins are refused
+ * instead of memory growing. With `persist`, every accepted nonce is written through before the
+ * login is accepted and the live ones are loaded at start: a restart opens no replay window.
+ *
+ * (The alternative — refusing passwords stamped before the server started — needs no writes but
+ * locks out every device whose clock runs behind the server's for up to the auth window after
+ * each restart, exactly during the reconnect storm that follows it.)
  */
 export class NonceCache {
   private readonly seen = new Map<string, number>();
+  private lastPrune = 0;
 
   constructor(
     private readonly windowMs: number,
     private readonly max: number,
-  ) {}
+    private readonly persist: NoncePersistence | null = null,
+    now = Date.now(),
+  ) {
+    if (persist) {
+      persist.prune(now);
+      for (const { key, until } of persist.live(now, max)) this.seen.set(key, until);
+      this.lastPrune = now;
+    }
+  }
 
-  /** False when the nonce was seen (replay) or the cache is full. */
+  /** 'replay' when the nonce was seen, 'full' when the cache is full. */
   add(key: string, now: number): 'ok' | 'replay' | 'full' {
     const until = this.seen.get(key);
     if (until !== undefined && until > now) return 'replay';
-    if (this.seen.size >= this.max) this.prune(now);
+    // Expired entries go once a window has passed (and whenever the cache is full).
+    if (this.seen.size >= this.max || now - this.lastPrune >= this.windowMs) this.prune(now);
     if (this.seen.size >= this.max) return 'full';
     // A password is valid ±window around its timestamp; keeping 2×window covers all of it.
-    this.seen.set(key, now + 2 * this.windowMs);
+    const keepUntil = now + 2 * this.windowMs;
+    if (this.persist && !this.persist.add(key, keepUntil, now)) return 'replay';
+    this.seen.set(key, keepUntil);
     return 'ok';
   }
 
   prune(now: number): void {
+    this.lastPrune = now;
     for (const [k, until] of this.seen) if (until <= now) this.seen.delete(k);
+    this.persist?.prune(now);
   }
 
   get size(): number {
@@ -57,8 +85,9 @@ export class DeviceAuthenticator {
     private readonly registry: DeviceRegistry,
     private readonly limits: ServerLimits,
     private readonly clock: () => number = Date.now,
+    persist: NoncePersistence | null = null,
   ) {
-    this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces);
+    this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist, clock());
   }
 
   authenticate(username: string | undefined, password: Buffer | undefined): AuthResult {

@@ -156,4 +156,15 @@ CREATE TABLE audit_log (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'nonces of accepted device passwords (replay protection across restarts)',
+    sql: `
+CREATE TABLE auth_nonces (
+  key    TEXT PRIMARY KEY,
+  until  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX auth_nonces_until ON auth_nonces(until);
+`,
+  },
 ];

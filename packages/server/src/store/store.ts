@@ -5,6 +5,7 @@ import { DeltasRepo } from './repos/deltas.js';
 import { DeploymentsRepo } from './repos/deployments.js';
 import { DevicesRepo } from './repos/devices.js';
 import { EventsRepo } from './repos/events.js';
+import { NoncesRepo } from './repos/nonces.js';
 import { ProvisioningRepo } from './repos/provisioning.js';
 import { ReleasesRepo } from './repos/releases.js';
 import { RolloutsRepo } from './repos/rollouts.js';
@@ -22,6 +23,7 @@ export class Store {
   readonly deployments: DeploymentsRepo;
   readonly tokens: TokensRepo;
   readonly audit: AuditRepo;
+  readonly nonces: NoncesRepo;
 
   constructor(readonly db: Db) {
     this.devices = new DevicesRepo(db);
@@ -34,6 +36,7 @@ export class Store {
     this.deployments = new DeploymentsRepo(db);
     this.tokens = new TokensRepo(db);
     this.audit = new AuditRepo(db);
+    this.nonces = new NoncesRepo(db);
   }
 
   static open(file: string): Store {
