@@ -10,6 +10,7 @@ import type { Metrics } from './metrics.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import type { ReleaseService } from './releases/release-service.js';
 import type { Retention } from './retention/retention.js';
+import type { FleetStats } from './store/fleet-stats.js';
 import type { Store } from './store/store.js';
 
 /** Everything the API routes use; built once by `createServer`. */
@@ -20,6 +21,8 @@ export interface ServerContext {
   bus: EventBus;
   log: Logger;
   metrics: Metrics;
+  /** Whole-fleet counts in SQL (fleet summary route, scrape-time gauges). */
+  fleet: FleetStats;
   limits: ServerLimits;
   registry: DeviceRegistry;
   releases: ReleaseService;

@@ -8,6 +8,7 @@ import { errorHandler } from './error-handler.js';
 import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
+import { fleetRoutes } from './routes/fleet.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
@@ -58,6 +59,7 @@ export async function buildApp(
       await artifactRoutes(api, ctx);
       await rolloutRoutes(api, ctx);
       await adminRoutes(api, ctx);
+      await fleetRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );

@@ -9,7 +9,7 @@ import { ServerError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { ServerKeys } from '../keys/server-keys.js';
 import type { ServerLimits } from '../limits.js';
-import type { Metrics } from '../metrics.js';
+import { countSigning, type Metrics } from '../metrics.js';
 import type { Store } from '../store/store.js';
 
 interface WorkerStats {
@@ -128,7 +128,7 @@ export class DeltaService {
         toVersion: toRel.version,
         expires: isoAfter(new Date(now), this.limits.deltaTtlDays),
       };
-      const signed = signDocument(descriptor, [this.keys.delta]);
+      const signed = countSigning(this.metrics, 'delta', () => signDocument(descriptor, [this.keys.delta]));
       this.artifacts.commit(outPath, stats.deltaSha256);
       this.store.tx(() => {
         this.store.artifacts.add(stats.deltaSha256, stats.deltaSize, 'delta', now);

@@ -6,8 +6,10 @@ import {
   type SignedOffer,
   signDocument,
 } from '@flotilla/protocol';
+import { descriptorNeedsRenewal, renewDescriptor } from '../deltas/descriptor.js';
 import type { ServerKeys } from '../keys/server-keys.js';
 import type { ServerLimits } from '../limits.js';
+import { countSigning, type Metrics } from '../metrics.js';
 import type { Release } from '../store/repos/releases.js';
 import type { Store } from '../store/store.js';
 
@@ -26,6 +28,7 @@ export class OfferBuilder {
     private readonly keys: ServerKeys,
     private readonly limits: ServerLimits,
     private readonly publicUrl: () => string,
+    private readonly metrics?: Metrics,
   ) {}
 
   artifactUrl(sha256: string): string {
@@ -54,16 +57,30 @@ export class OfferBuilder {
       },
     };
     if (p.deviceImageSha256 && p.deviceImageSha256 !== p.release.imageSha256) {
-      const d = this.store.deltas.get(p.deviceImageSha256, p.release.imageSha256);
-      if (
-        d?.status === 'ready' &&
-        d.descriptor &&
-        d.deltaSha256 &&
-        Date.parse(d.descriptor.signed.expires) > p.now
-      )
-        offer.delta = { url: this.artifactUrl(d.deltaSha256), descriptor: d.descriptor };
+      const delta = this.deltaFor(p.deviceImageSha256, p.release.imageSha256, p.now);
+      if (delta) offer.delta = delta;
     }
-    return signDocument(offer, [this.keys.delta]);
+    return countSigning(this.metrics, 'offer', () => signDocument(offer, [this.keys.delta]));
+  }
+
+  /**
+   * The delta from the device's image to the release, when the cache has one. A descriptor that
+   * expired, would expire within the renewal margin (a device must still accept it when it acts
+   * on the offer) or is signed by a retired delta key is re-issued with the current delta key
+   * and stored, rather than the device falling back to the full image.
+   */
+  private deltaFor(from: string, to: string, now: number): Offer['delta'] | null {
+    const d = this.store.deltas.get(from, to);
+    if (d?.status !== 'ready' || !d.descriptor || !d.deltaSha256) return null;
+    let descriptor = d.descriptor;
+    const margin = Math.max(this.limits.deltaRenewBeforeMs, this.limits.offerTtlMs);
+    if (descriptorNeedsRenewal(descriptor, this.keys.delta, now, margin)) {
+      const renewed = renewDescriptor(d, this.keys.delta, now, this.limits.deltaTtlDays);
+      if (!renewed) return null;
+      this.store.deltas.setDescriptor(from, to, renewed, now);
+      descriptor = renewed;
+    }
+    return { url: this.artifactUrl(d.deltaSha256), descriptor };
   }
 
   command(offer: SignedOffer): DeviceCommand {

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ServerError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { ServerLimits } from '../limits.js';
+import { UpdateOutcomes } from '../metrics/update-outcomes.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceTransport } from '../mqtt/transport.js';
 import {
@@ -55,6 +56,7 @@ export class RolloutRunner {
   private timer: NodeJS.Timeout | null = null;
   private pending: NodeJS.Immediate | null = null;
   private stopped = false;
+  private readonly outcomes: UpdateOutcomes;
   /** Asks for deltas from the images the targeted devices run (set by the delta service). */
   wantDeltas: ((from: string[], toImageSha256: string) => void) | null = null;
   /** True while deltas this rollout's first offers could use are still being built. */
@@ -69,7 +71,9 @@ export class RolloutRunner {
     private readonly metrics: Metrics,
     private readonly limits: ServerLimits & { deltaWaitMs?: number },
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.outcomes = new UpdateOutcomes(store, metrics);
+  }
 
   start(): void {
     this.timer = setInterval(() => this.tickAll(), this.limits.rolloutTickMs);
@@ -147,6 +151,7 @@ export class RolloutRunner {
       this.store.rollouts.setRuntime(id, rt, now);
       this.store.audit.record(actor, `rollout.${action}`, id, { ...opts }, now);
     });
+    if (action === 'pause') this.metrics.rolloutPauses.inc({ reason: 'operator' });
     this.bus.emit('rollout.updated', { rolloutId: id, action });
     this.tick(id);
     return this.store.rollouts.get(id)!;
@@ -185,11 +190,13 @@ export class RolloutRunner {
     const next = applyDeviceEvent(dep, event.kind, now, reason);
     if (!next) return;
     this.store.deployments.save({ ...dep, ...next });
+    if (!rollback) this.outcomes.moved(dep, next, now);
     this.dirty.add(dep.rolloutId);
   }
 
   /** After reports committed: re-run the rollouts they touched. */
   afterReports(): void {
+    this.outcomes.flush();
     if (this.dirty.size > 0) this.kick();
   }
 
@@ -234,6 +241,7 @@ export class RolloutRunner {
       this.log.error({ err, rolloutId: id }, 'rollout pass failed; it will run again');
       return [];
     }
+    this.outcomes.decided(id, decisions);
     if (decisions.length > 0)
       this.bus.emit('rollout.updated', { rolloutId: id, decisions: decisions.length });
     void this.send(outbox);

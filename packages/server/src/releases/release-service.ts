@@ -3,7 +3,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { buildRelease, readBundle } from '@flotilla/image';
+import { type BuiltRelease, buildRelease, readBundle } from '@flotilla/image';
 import {
   canonicalize,
   type ImageFormat,
@@ -18,6 +18,7 @@ import { ServerError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { ServerKeys } from '../keys/server-keys.js';
 import type { ServerLimits } from '../limits.js';
+import type { Metrics } from '../metrics.js';
 import { CHANNELS, type Channel, type Release } from '../store/repos/releases.js';
 import type { Store } from '../store/store.js';
 
@@ -49,6 +50,7 @@ export class ReleaseService {
     private readonly bus: EventBus,
     private readonly limits: ServerLimits,
     private readonly clock: () => number = Date.now,
+    private readonly metrics?: Metrics,
   ) {}
 
   async uploadBundle(body: Readable, actor: string): Promise<{ release: Release; created: boolean }> {
@@ -108,7 +110,7 @@ export class ReleaseService {
       const input = join(work, p.input === 'image' ? 'input.img' : `rootfs.${p.input}`);
       await rename(received.path, input);
       const now = new Date(this.clock());
-      const built = await buildRelease({
+      const building = buildRelease({
         input,
         format: p.input === 'image' ? 'raw' : p.format,
         partitionSize: p.partitionSize,
@@ -126,6 +128,7 @@ export class ReleaseService {
         },
         signingKey: { key, role: p.kind ?? 'release' },
       });
+      const built = await this.counted(building);
       const manifest = built.manifest.signed;
       this.checkImmutable(manifest, built.manifest);
       this.artifacts.commit(built.imagePath, manifest.image.sha256);
@@ -136,6 +139,25 @@ export class ReleaseService {
     } finally {
       await rm(received.path, { force: true });
       await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Counts an image build (`flotilla_image_builds_total`) and the manifest signature it ends
+   * with (`flotilla_signing_total{role="release"}`): the builder signs last, so a build that
+   * returns was signed, and a key-role refusal from the builder is a failed signature.
+   */
+  private async counted(build: Promise<BuiltRelease>): Promise<BuiltRelease> {
+    try {
+      const built = await build;
+      this.metrics?.imageBuilds.inc({ result: 'ok' });
+      this.metrics?.signing.inc({ role: 'release', result: 'ok' });
+      return built;
+    } catch (err) {
+      this.metrics?.imageBuilds.inc({ result: 'failed' });
+      if ((err as { code?: string }).code === 'FLOTILLA_ERR_IMAGE_KEY_ROLE')
+        this.metrics?.signing.inc({ role: 'release', result: 'failed' });
+      throw err;
     }
   }
 

@@ -2,6 +2,8 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
+import { countedStream } from '../../metrics/counted-stream.js';
+import type { ArtifactKind } from '../../metrics.js';
 import { Sha256Params } from '../schemas.js';
 
 /** Parses one `bytes=a-b` / `bytes=a-` / `bytes=-n` range; null = serve it all (several ranges, junk). */
@@ -39,6 +41,9 @@ export async function artifactRoutes(app: FastifyInstance, ctx: ServerContext): 
     if (!row || !ctx.artifacts.has(sha256))
       throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `artifact ${sha256}`);
     const size = row.size;
+    const kind: ArtifactKind = row.kind === 'image' ? 'full' : row.kind;
+    const body = (r?: { start: number; end: number }) =>
+      countedStream(ctx.artifacts.open(sha256, r), (n) => ctx.metrics.artifactBytes.inc({ kind }, n));
     const etag = `"${sha256}"`;
     reply
       .header('etag', etag)
@@ -57,10 +62,10 @@ export async function artifactRoutes(app: FastifyInstance, ctx: ServerContext): 
         .code(206)
         .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
         .header('content-length', range.end - range.start + 1);
-      return head ? reply.send() : reply.send(ctx.artifacts.open(sha256, range));
+      return head ? reply.send() : reply.send(body(range));
     }
     reply.header('content-length', size);
-    return head ? reply.send() : reply.send(ctx.artifacts.open(sha256));
+    return head ? reply.send() : reply.send(body());
   };
   const schema = {
     tags: ['artifacts'],

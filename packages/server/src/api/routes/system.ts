@@ -100,7 +100,10 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     const path = normalize(join(dir, rel));
     if (!path.startsWith(normalize(dir) + sep) && path !== normalize(dir))
       throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', rel);
-    const file = existsSync(path) && statSync(path).isFile() ? path : join(dir, 'index.html');
+    // Unknown extensionless paths get the app; a missing file (a .js, .css, …) is a 404, not HTML.
+    const exists = existsSync(path) && statSync(path).isFile();
+    if (!exists && extname(rel) !== '') throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', rel);
+    const file = exists ? path : join(dir, 'index.html');
     if (!existsSync(file)) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', rel);
     return reply
       .header('content-type', MIME[extname(file)] ?? 'application/octet-stream')
