@@ -22,6 +22,8 @@ export const DEFAULT_LIMITS = {
   offerTtlMs: 60 * 60 * 1000,
   /** Delta descriptors live as long as their cache entry is trusted. */
   deltaTtlDays: 30,
+  /** A delta descriptor with less validity left than this (or the offer TTL) is re-issued when offered. */
+  deltaRenewBeforeMs: 24 * 60 * 60 * 1000,
   /** The rollout engine re-runs on this timer (and on every device event). */
   rolloutTickMs: 5000,
   /** Worker threads building deltas at once. */

@@ -60,6 +60,9 @@ export class DeltasRepo {
         `UPDATE deltas SET status = 'ready', delta_sha256 = @deltaSha256, delta_size = @deltaSize, codec = @codec,
            descriptor = @descriptor, error = NULL, updated = @now WHERE from_sha256 = @from AND to_sha256 = @to`,
       ),
+      descriptor: db.prepare(
+        `UPDATE deltas SET descriptor = ?, updated = ? WHERE from_sha256 = ? AND to_sha256 = ? AND status = 'ready'`,
+      ),
       pending: db.prepare<[], Row>(
         `SELECT * FROM deltas WHERE status IN ('queued','building') ORDER BY created`,
       ),
@@ -90,6 +93,11 @@ export class DeltasRepo {
     now: number,
   ): void {
     this.s.ready.run({ from, to, ...d, descriptor: JSON.stringify(d.descriptor), now });
+  }
+
+  /** Replaces the signed descriptor of a ready delta (a renewed expiry). */
+  setDescriptor(from: string, to: string, descriptor: SignedDelta, now: number): void {
+    this.s.descriptor.run(JSON.stringify(descriptor), now, from, to);
   }
 
   pending(): DeltaRow[] {
