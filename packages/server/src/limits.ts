@@ -28,6 +28,10 @@ export const DEFAULT_LIMITS = {
   rolloutTickMs: 5000,
   /** Worker threads building deltas at once. */
   deltaWorkers: 1,
+  /** Retention runs on its own this often (0 = only through the API). The first run is one interval after start. */
+  retentionIntervalMs: 6 * 60 * 60 * 1000,
+  /** Newest releases per channel the timed retention keeps (the API call names its own). */
+  retentionKeepPerChannel: 3,
   /** A device with no report for this long is shown offline (external brokers send no disconnects). */
   offlineAfterMs: 5 * 60 * 1000,
   /** Most items a list route returns. */

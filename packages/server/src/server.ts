@@ -221,10 +221,12 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
         offlineSweep.unref();
       }
       deltas.start();
+      ctx.retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel });
       runner.start();
     },
     async close() {
       runner.stop();
+      ctx.retention.unschedule();
       if (offlineSweep) clearInterval(offlineSweep);
       await transport?.close();
       ingestor.close();
@@ -234,6 +236,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     },
     async crash() {
       runner.stop();
+      ctx.retention.unschedule();
       if (offlineSweep) clearInterval(offlineSweep);
       ingestor.abandon();
       await deltas.close();

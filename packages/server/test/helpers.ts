@@ -28,6 +28,8 @@ export async function startTestServer(opts: Partial<ListenOptions> = {}): Promis
     logger: silent,
     adminToken: TEST_ADMIN,
     ...opts,
+    // Timed retention stays off in tests unless a test sets it.
+    limits: { retentionIntervalMs: 0, ...opts.limits },
   });
 }
 

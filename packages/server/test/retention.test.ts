@@ -1,7 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type FlotillaServer } from '../src/index.js';
+import type { Timers } from '../src/retention/retention.js';
 import { testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir, testDevice } from './helpers.js';
+import {
+  auth,
+  cleanupDirs,
+  silent,
+  startTestServer,
+  TEST_ADMIN,
+  tempDir,
+  testDevice,
+  waitFor,
+} from './helpers.js';
 
 let server: FlotillaServer;
 const sha: Record<string, string> = {};
@@ -70,5 +80,75 @@ describe('retention', () => {
     expect(
       server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 100).some((e) => e.action === 'retention.prune'),
     ).toBe(true);
+  });
+});
+
+/** A fake interval: records what was scheduled and fires only when the test says so. */
+function fakeTimers() {
+  const scheduled: { fn: () => void; ms: number; cleared: boolean }[] = [];
+  const timers: Timers = {
+    setInterval(fn, ms) {
+      const t = { fn, ms, cleared: false };
+      scheduled.push(t);
+      return t;
+    },
+    clearInterval(handle) {
+      (handle as { cleared: boolean }).cleared = true;
+    },
+  };
+  return { timers, scheduled };
+}
+
+describe('retention on a timer', () => {
+  it('prunes like the API call each time the interval fires, audited as the timer, until unscheduled', async () => {
+    const s = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN });
+    try {
+      for (const [i, v] of ['2.0.0', '2.1.0', '2.2.0'].entries())
+        await uploadRelease(s, v, testImage(i, 256 * 1024));
+      const { timers, scheduled } = fakeTimers();
+      s.ctx.retention.schedule(60_000, { keepPerChannel: 1 }, timers);
+      expect(scheduled.map((t) => t.ms)).toEqual([60_000]);
+      expect(s.ctx.store.releases.list()).toHaveLength(3); // nothing happens before the interval
+      scheduled[0]!.fn();
+      expect(s.ctx.store.releases.list().map((r) => r.version)).toEqual(['2.2.0']);
+      const entry = s.ctx.store.audit
+        .list(Number.MAX_SAFE_INTEGER, 100)
+        .find((e) => e.action === 'retention.prune');
+      expect(entry?.actor).toBe('retention-timer');
+      s.ctx.retention.unschedule();
+      expect(scheduled[0]!.cleared).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('schedules nothing when the interval is 0', async () => {
+    const s = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN });
+    try {
+      const { timers, scheduled } = fakeTimers();
+      s.ctx.retention.schedule(0, { keepPerChannel: 1 }, timers);
+      expect(scheduled).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('runs by itself in a started server when retentionIntervalMs is set', async () => {
+    const s = await startTestServer({ limits: { retentionIntervalMs: 50, retentionKeepPerChannel: 1 } });
+    try {
+      await uploadRelease(s, '3.0.0', testImage(0, 256 * 1024));
+      await uploadRelease(s, '3.1.0', testImage(1, 256 * 1024));
+      await waitFor(
+        () =>
+          s.ctx.store.releases
+            .list()
+            .map((r) => r.version)
+            .join() === '3.1.0',
+        10_000,
+        'the timer to prune 3.0.0',
+      );
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -9,6 +9,12 @@ export interface RetentionPolicy {
   keepPerChannel: number;
 }
 
+/** The timer functions the schedule uses (tests pass fakes). */
+export interface Timers {
+  setInterval(fn: () => void, ms: number): { unref?: () => unknown };
+  clearInterval(handle: unknown): void;
+}
+
 export interface PruneResult {
   releases: string[];
   deltas: { from: string; to: string }[];
@@ -24,6 +30,8 @@ export interface PruneResult {
  * commits, so a crash can leave an orphan file (swept next time) but never a row without bytes.
  */
 export class Retention {
+  private timer: { handle: unknown; timers: Timers } | null = null;
+
   constructor(
     private readonly store: Store,
     private readonly artifacts: ArtifactStore,
@@ -112,5 +120,28 @@ export class Retention {
       }
     }
     return result;
+  }
+
+  /**
+   * Prunes every `intervalMs` (0 = never) with `policy`, as the actor `retention-timer`. A failed
+   * run is logged and the next one tries again; the runs are synchronous, so they never overlap.
+   */
+  schedule(intervalMs: number, policy: RetentionPolicy, timers: Timers = globalThis): void {
+    this.unschedule();
+    if (!(intervalMs > 0)) return;
+    const handle = timers.setInterval(() => {
+      try {
+        this.prune(policy, 'retention-timer');
+      } catch (err) {
+        this.log.error({ err }, 'timed retention failed; it runs again next interval');
+      }
+    }, intervalMs);
+    handle.unref?.();
+    this.timer = { handle, timers };
+  }
+
+  unschedule(): void {
+    if (this.timer) this.timer.timers.clearInterval(this.timer.handle);
+    this.timer = null;
   }
 }
