@@ -2,7 +2,7 @@
 // Fleet benchmark: N simulated devices (real agents, light images) against a real server running
 // in a child process; one full rollout with deltas, then a reconnect storm (server restarted).
 // Prints: time to connect, time to 100 % healthy, messages/s, server peak memory and CPU, bytes.
-// Usage: node bench/fleet/run.mjs --devices N [--json] [--no-storm]
+// Usage: node bench/fleet/run.mjs --devices N [--max-concurrent M] [--no-storm]
 import { fork } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -39,6 +39,7 @@ async function spawnServer(opts) {
     child = fork(fileURLToPath(new URL('./server-child.mjs', import.meta.url)), [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    child.on('exit', (code, signal) => say(`• server process exited (code ${code}, signal ${signal})`));
     child.send({ ...opts, adminToken: token, ...ports, logLevel: 'error', rolloutTickMs: 1000 });
     const msg = await new Promise((resolve, reject) => {
       child.once('message', resolve);
@@ -133,7 +134,7 @@ try {
     name: 'bench',
     release: '1.1.0',
     phases: [{ name: 'all', percent: 100, errorThreshold: 1 }],
-    maxConcurrent: Math.min(devices, 1000),
+    maxConcurrent: Number(opt('--max-concurrent', '250')),
     deviceTimeoutSeconds: 3600,
   });
   const view = await watchRollout(server, fleet, id, {
