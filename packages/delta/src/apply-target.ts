@@ -5,7 +5,8 @@ import { ioError } from './errors.js';
 
 /**
  * Where `applyDelta` writes the target image, strictly in order. The decoder calls `begin` once,
- * then `write` for each chunk (at most 1 MiB; the chunk is the sink's to keep), then exactly one of
+ * then `write` for each chunk (at most 1 MiB; its memory is reused once the returned promise
+ * resolves, so copy it to keep it), then exactly one of
  * `commit` — only after the whole target hashed to the expected sha256 — or `abort`.
  * A slot writer should treat the slot as invalid until `commit`.
  */

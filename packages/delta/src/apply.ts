@@ -6,12 +6,15 @@ import { ByteSource, type DeltaInput } from './byte-source.js';
 import { DeltaError } from './errors.js';
 import {
   type DeltaHeader,
-  decodeFrameHeader,
   decodeHeader,
   FRAME_END,
-  FRAME_HEADER_SIZE,
+  FRAME_SEGMENT_SHARED,
   FRAME_STREAMS,
+  type FrameHeader,
+  frameBodyLength,
   HEADER_SIZE,
+  MODE_BROTLI,
+  readFrameHeader,
 } from './format.js';
 import { DELTA_LIMITS } from './limits.js';
 import { unpackStream } from './pack.js';
@@ -84,6 +87,27 @@ async function hashBase(base: BaseReader, header: DeltaHeader, opts: ApplyDeltaO
   }
 }
 
+/** Splits a frame body into its four raw streams, decompressing as its header says. */
+function unpackFrame(fh: FrameHeader, body: Buffer): [Buffer, Buffer, Buffer, Buffer] {
+  const parts: Buffer[] = [];
+  if (fh.kind === FRAME_SEGMENT_SHARED) {
+    const raw = fh.streams.reduce((n, st) => n + st.raw, 0);
+    const all = unpackStream({ mode: MODE_BROTLI, raw, packed: body.length }, body, 'shared');
+    let at = 0;
+    for (const st of fh.streams) {
+      parts.push(all.subarray(at, at + st.raw));
+      at += st.raw;
+    }
+  } else {
+    let at = 0;
+    for (const [i, st] of fh.streams.entries()) {
+      parts.push(unpackStream(st, body.subarray(at, at + st.packed), FRAME_STREAMS[i]!));
+      at += st.packed;
+    }
+  }
+  return parts as [Buffer, Buffer, Buffer, Buffer];
+}
+
 /** Gathers target bytes into chunks, hashes them, and hands them to the sink in order. */
 class TargetWriter {
   private chunk = Buffer.allocUnsafe(DELTA_LIMITS.outputChunkSize);
@@ -114,14 +138,36 @@ class TargetWriter {
     if (this.used === this.chunk.length) await this.flush();
   }
 
+  /** Hands the chunk to the sink; its memory is reused once `write` resolves (bounded RSS). */
   async flush(): Promise<void> {
     if (this.used === 0) return;
     const out = this.chunk.subarray(0, this.used);
     this.hash.update(out);
     this.written += out.length;
-    this.chunk = Buffer.allocUnsafe(DELTA_LIMITS.outputChunkSize);
-    this.used = 0;
     await this.sink.write(out);
+    this.used = 0;
+  }
+}
+
+const ZEROS = Buffer.alloc(4096);
+
+/** out = base + diff, byte-wise; 4 KiB stretches with an all-zero diff (most of them) are a memcpy. */
+function addBytes(
+  out: Buffer,
+  at: number,
+  base: Buffer,
+  off: number,
+  diff: Buffer,
+  d: number,
+  n: number,
+): void {
+  for (let k = 0; k < n; k += ZEROS.length) {
+    const m = Math.min(ZEROS.length, n - k);
+    if (ZEROS.compare(diff, d + k, d + k + m, 0, m) === 0) {
+      base.copy(out, at + k, off + k, off + k + m);
+    } else {
+      for (let i = k; i < k + m; i++) out[at + i] = (base[off + i]! + diff[d + i]!) & 0xff;
+    }
   }
 }
 
@@ -156,7 +202,7 @@ async function applySegment(
       const n = Math.min(left, block - off, out.room);
       const buf = out.buffer;
       const at = out.at;
-      for (let i = 0; i < n; i++) buf[at + i] = (blk[off + i]! + diff[d + i]!) & 0xff;
+      addBytes(buf, at, blk, off, diff, d, n);
       out.advance(n);
       pos += n;
       d += n;
@@ -234,29 +280,24 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyStats> {
     const out = new TargetWriter(sink);
     const cache = new BaseCache(base, header.baseSize);
     const state = { pos: 0 };
+    // One diff buffer for all segments: apply memory stays flat whatever the image size.
+    const diffBuffer = Buffer.allocUnsafe(header.segmentSize);
+    let bodyBuffer = Buffer.allocUnsafe(0);
     let produced = 0;
     let segments = 0;
     for (;;) {
       if (opts.signal?.aborted) throw new DeltaError('FLOTILLA_ERR_DELTA_ABORTED');
       const where = `at delta offset ${src.offset}`;
-      const fh = decodeFrameHeader(await src.readExact(FRAME_HEADER_SIZE, where), header.segmentSize);
+      const fh = await readFrameHeader((n) => src.readExact(n, where), header.segmentSize);
       if (fh.kind === FRAME_END) break;
       if (produced + fh.targetLength > header.targetSize)
         throw corrupt('segments produce more than the target size');
-      const sizes = FRAME_STREAMS.map((n) => fh[n].packed);
-      const body = await src.readExact(
-        sizes.reduce((a, b) => a + b, 0),
-        where,
-      );
+      const bodyLength = frameBodyLength(fh);
+      if (bodyLength > bodyBuffer.length) bodyBuffer = Buffer.allocUnsafe(bodyLength);
+      const body = await src.readExactInto(bodyBuffer, bodyLength, where);
       if (crc32(body) !== fh.bodyCrc) throw corrupt(`segment checksum mismatch ${where}`);
-      const parts: Buffer[] = [];
-      let at = 0;
-      for (const [i, name] of FRAME_STREAMS.entries()) {
-        parts.push(unpackStream(fh[name], body.subarray(at, at + sizes[i]!), name));
-        at += sizes[i]!;
-      }
-      const [ctrl, gaps, bytes, extra] = parts as [Buffer, Buffer, Buffer, Buffer];
-      const diff = decodeSparse(gaps, bytes, fh.addLength);
+      const [ctrl, gaps, bytes, extra] = unpackFrame(fh, body);
+      const diff = decodeSparse(gaps, bytes, fh.addLength, diffBuffer);
       await applySegment(ctrl, diff, extra, cache, header.baseSize, state, out);
       produced += fh.targetLength;
       segments++;

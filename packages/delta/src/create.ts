@@ -7,12 +7,15 @@ import {
   encodeHeader,
   FRAME_END,
   FRAME_SEGMENT,
+  FRAME_SEGMENT_SHARED,
+  frameBodyLength,
+  MODE_EMPTY,
   MODE_STORED,
   type StreamInfo,
 } from './format.js';
 import { DELTA_LIMITS } from './limits.js';
 import { findRecords } from './matcher.js';
-import { packStream } from './pack.js';
+import { packShared, packStream } from './pack.js';
 import type { DeltaProgress } from './progress.js';
 import { encodeSparse } from './sparse-diff.js';
 import { VarintWriter } from './varint.js';
@@ -63,26 +66,38 @@ function checkSegmentSize(size: number): void {
   }
 }
 
+/** Segments whose streams total less than this also try one shared brotli body. */
+const SHARED_BELOW = 256 * 1024;
+
 async function packSegment(ctrl: Buffer, diff: Buffer, extra: Buffer, quality: number): Promise<Buffer[]> {
   const { gaps, bytes } = encodeSparse(diff);
-  const [c, g, b, e] = await Promise.all([
-    packStream(ctrl, quality),
-    packStream(gaps, quality),
-    packStream(bytes, quality),
-    packStream(extra, quality),
-  ]);
-  const bodyCrc = crc32(e.data, crc32(b.data, crc32(g.data, crc32(c.data))));
-  const head = encodeFrameHeader({
+  const raws = [ctrl, gaps, bytes, extra];
+  const packed = await Promise.all(raws.map((r) => packStream(r, quality)));
+  const frame = {
     kind: FRAME_SEGMENT,
     targetLength: diff.length + extra.length,
     addLength: diff.length,
-    control: c.info,
-    gaps: g.info,
-    bytes: b.info,
-    extra: e.info,
-    bodyCrc,
-  });
-  return [head, c.data, g.data, b.data, e.data];
+    streams: packed.map((p) => p.info),
+    sharedPacked: 0,
+    bodyCrc: 0,
+  };
+  let bodies = packed.map((p) => p.data);
+  const rawTotal = raws.reduce((n, r) => n + r.length, 0);
+  if (rawTotal < SHARED_BELOW) {
+    const shared = await packShared(raws, quality);
+    if (shared.length < Math.min(rawTotal, frameBodyLength(frame))) {
+      frame.kind = FRAME_SEGMENT_SHARED;
+      frame.streams = raws.map((r) => ({
+        mode: r.length ? MODE_STORED : MODE_EMPTY,
+        raw: r.length,
+        packed: r.length,
+      }));
+      frame.sharedPacked = shared.length;
+      bodies = [shared];
+    }
+  }
+  frame.bodyCrc = bodies.reduce((crc, b) => crc32(b, crc), 0);
+  return [encodeFrameHeader(frame), ...bodies];
 }
 
 /**
@@ -199,16 +214,14 @@ export async function encodeDelta(
     // On failure, let queued jobs settle before the caller removes the output.
     await Promise.allSettled(inFlight);
   }
-  const empty: StreamInfo = { mode: MODE_STORED, raw: 0, packed: 0 };
+  const empty: StreamInfo = { mode: MODE_EMPTY, raw: 0, packed: 0 };
   await emit(
     encodeFrameHeader({
       kind: FRAME_END,
       targetLength: 0,
       addLength: 0,
-      control: empty,
-      gaps: empty,
-      bytes: empty,
-      extra: empty,
+      streams: [empty, empty, empty, empty],
+      sharedPacked: 0,
       bodyCrc: 0,
     }),
   );

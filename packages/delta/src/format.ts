@@ -17,19 +17,18 @@ import { DELTA_LIMITS } from './limits.js';
  *    64  target sha256              32 bytes
  *    96  crc32 of bytes 0..95       u32
  *
- *   segment frames, in target order, then one end frame (56-byte header, then bodies)
- *     0  kind (1 = segment, 255 = end)    u8
- *     1  modes: control, gaps, bytes, extra  4 × u8   (0 = stored, 1 = brotli)
- *     5  reserved (0)                     3 bytes
- *     8  target bytes produced            u32
- *    12  of which rebuilt from the base   u32   (= diff length; the rest are extra bytes)
- *    16  control raw, packed              2 × u32
- *    24  gaps raw, packed                 2 × u32
- *    32  bytes raw, packed                2 × u32
- *    40  extra raw, packed                2 × u32
- *    48  crc32 of the packed bodies       u32
- *    52  crc32 of bytes 0..51             u32
- *    56  packed control, gaps, bytes, extra bodies
+ *   segment frames, in target order, then one end frame. A frame header is
+ *     kind    u8   1 = segment with separately packed streams, 2 = segment whose streams are
+ *                  packed together in one body (small segments), 255 = end
+ *     modes   u8   2 bits per stream, control in the low bits, then gaps, bytes, extra:
+ *                  0 = empty, 1 = stored, 2 = brotli (kind 2: 1 = present in the shared body)
+ *     varints (LEB128): target bytes produced; of which rebuilt from the base (the diff length,
+ *                  the rest are extra bytes); each non-empty stream's raw length; then, kind 1:
+ *                  each brotli stream's packed length; kind 2: the shared body's packed length
+ *     u32     crc32 of the bodies
+ *     u32     crc32 of this frame header up to here
+ *   followed by the packed bodies (control, gaps, bytes, extra) or the one shared brotli body.
+ *   The end frame is kind 255, modes 0, two zero varints, a zero body crc and its header crc.
  *
  * The diff stream (target − base per add byte) is stored sparsely as gaps + bytes, see
  * sparse-diff.ts.
@@ -45,11 +44,12 @@ export const FORMAT_VERSION = 1;
 export const CODEC_BSDIFF_BROTLI = 1;
 export const CODEC_NAME = 'flotilla-bsdiff-brotli';
 export const HEADER_SIZE = 100;
-export const FRAME_HEADER_SIZE = 56;
 export const FRAME_SEGMENT = 1;
+export const FRAME_SEGMENT_SHARED = 2;
 export const FRAME_END = 255;
-export const MODE_STORED = 0;
-export const MODE_BROTLI = 1;
+export const MODE_EMPTY = 0;
+export const MODE_STORED = 1;
+export const MODE_BROTLI = 2;
 
 export interface DeltaHeader {
   formatVersion: number;
@@ -71,14 +71,15 @@ export interface FrameHeader {
   kind: number;
   targetLength: number;
   addLength: number;
-  control: StreamInfo;
-  gaps: StreamInfo;
-  bytes: StreamInfo;
-  extra: StreamInfo;
+  /** In stream order: control, gaps, bytes, extra. */
+  streams: StreamInfo[];
+  /** Kind 2: packed length of the shared body. */
+  sharedPacked: number;
   bodyCrc: number;
 }
 
 export const FRAME_STREAMS = ['control', 'gaps', 'bytes', 'extra'] as const;
+
 export function encodeHeader(h: Omit<DeltaHeader, 'formatVersion' | 'codec'>): Buffer {
   const b = Buffer.alloc(HEADER_SIZE);
   MAGIC.copy(b, 0);
@@ -132,71 +133,122 @@ export function decodeHeader(b: Buffer): DeltaHeader {
   };
 }
 
+function pushVarint(out: number[], v: number): void {
+  let x = v;
+  while (x >= 0x80) {
+    out.push((x & 0x7f) | 0x80);
+    x = Math.floor(x / 0x80);
+  }
+  out.push(x);
+}
+
 export function encodeFrameHeader(f: FrameHeader): Buffer {
-  const b = Buffer.alloc(FRAME_HEADER_SIZE);
-  b.writeUInt8(f.kind, 0);
-  b.writeUInt32LE(f.targetLength, 8);
-  b.writeUInt32LE(f.addLength, 12);
-  FRAME_STREAMS.forEach((name, i) => {
-    b.writeUInt8(f[name].mode, 1 + i);
-    b.writeUInt32LE(f[name].raw, 16 + 8 * i);
-    b.writeUInt32LE(f[name].packed, 20 + 8 * i);
+  const bytes: number[] = [f.kind, 0];
+  f.streams.forEach((st, i) => {
+    bytes[1]! |= st.mode << (2 * i);
   });
-  b.writeUInt32LE(f.bodyCrc, 48);
-  b.writeUInt32LE(crc32(b.subarray(0, 52)), 52);
+  pushVarint(bytes, f.targetLength);
+  pushVarint(bytes, f.addLength);
+  for (const st of f.streams) if (st.mode !== MODE_EMPTY) pushVarint(bytes, st.raw);
+  if (f.kind === FRAME_SEGMENT_SHARED) pushVarint(bytes, f.sharedPacked);
+  else for (const st of f.streams) if (st.mode === MODE_BROTLI) pushVarint(bytes, st.packed);
+  const b = Buffer.alloc(bytes.length + 8);
+  Buffer.from(bytes).copy(b);
+  b.writeUInt32LE(f.bodyCrc >>> 0, bytes.length);
+  b.writeUInt32LE(crc32(b.subarray(0, bytes.length + 4)), bytes.length + 4);
   return b;
+}
+
+/** The packed body length that follows a frame header. */
+export function frameBodyLength(f: FrameHeader): number {
+  if (f.kind === FRAME_SEGMENT_SHARED) return f.sharedPacked;
+  return f.streams.reduce((n, st) => n + st.packed, 0);
 }
 
 function corrupt(why: string): DeltaError {
   return new DeltaError('FLOTILLA_ERR_DELTA_PAYLOAD_CORRUPT', why);
 }
 
-function stream(b: Buffer, i: number, max: number): StreamInfo {
-  const name = FRAME_STREAMS[i]!;
-  const mode = b.readUInt8(1 + i);
-  const raw = b.readUInt32LE(16 + 8 * i);
-  const packed = b.readUInt32LE(20 + 8 * i);
-  if (mode !== MODE_STORED && mode !== MODE_BROTLI) throw corrupt(`${name} stream has unknown mode ${mode}`);
-  if (raw > max) throw corrupt(`${name} stream claims ${raw} bytes, more than a segment holds`);
-  // The encoder stores a stream whenever brotli would not make it smaller.
-  if (mode === MODE_STORED ? packed !== raw : packed >= raw) {
-    throw corrupt(`${name} stream sizes are inconsistent`);
-  }
-  return { mode, raw, packed };
-}
-
-/** Parses a frame header and checks every length against the segment size before anything is read. */
-export function decodeFrameHeader(b: Buffer, segmentSize: number): FrameHeader {
-  if (crc32(b.subarray(0, 52)) !== b.readUInt32LE(52)) throw corrupt('frame header checksum mismatch');
-  const kind = b.readUInt8(0);
-  if (kind !== FRAME_SEGMENT && kind !== FRAME_END) throw corrupt(`unknown frame kind ${kind}`);
-  if (b[5] !== 0 || b[6] !== 0 || b[7] !== 0) throw corrupt('reserved frame bytes are set');
-  const targetLength = b.readUInt32LE(8);
-  const addLength = b.readUInt32LE(12);
-  // Every stream is bounded by what the segment can need (sparse diff streams by twice the diff).
-  const max = 2 * segmentSize + 16;
-  const f: FrameHeader = {
-    kind,
-    targetLength,
-    addLength,
-    control: stream(b, 0, max),
-    gaps: stream(b, 1, max),
-    bytes: stream(b, 2, max),
-    extra: stream(b, 3, max),
-    bodyCrc: b.readUInt32LE(48),
+/**
+ * Reads a frame header byte by byte (it has no fixed size) and checks every length against the
+ * segment size before any body is read or allocated.
+ */
+export async function readFrameHeader(
+  read: (n: number) => Promise<Buffer>,
+  segmentSize: number,
+): Promise<FrameHeader> {
+  const seen: number[] = [];
+  const byte = async () => {
+    const v = (await read(1))[0]!;
+    seen.push(v);
+    return v;
   };
-  if (kind === FRAME_END) {
-    if (targetLength !== 0 || addLength !== 0 || FRAME_STREAMS.some((n) => f[n].raw !== 0)) {
-      throw corrupt('end frame carries data');
+  const varint = async () => {
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 5; i++) {
+      const v = await byte();
+      result += (v & 0x7f) * scale;
+      if (v < 0x80) return result;
+      scale *= 0x80;
     }
+    throw corrupt('frame length field too long');
+  };
+  const kind = await byte();
+  if (kind !== FRAME_SEGMENT && kind !== FRAME_SEGMENT_SHARED && kind !== FRAME_END) {
+    throw corrupt(`unknown frame kind ${kind}`);
+  }
+  const modes = await byte();
+  const targetLength = await varint();
+  const addLength = await varint();
+  const streams: StreamInfo[] = [];
+  for (let i = 0; i < 4; i++) {
+    const mode = (modes >> (2 * i)) & 3;
+    if (mode === 3 || (kind === FRAME_SEGMENT_SHARED && mode > MODE_STORED)) {
+      throw corrupt(`${FRAME_STREAMS[i]} stream has unknown mode ${mode}`);
+    }
+    streams.push({ mode, raw: 0, packed: 0 });
+  }
+  for (const st of streams) if (st.mode !== MODE_EMPTY) st.raw = await varint();
+  let sharedPacked = 0;
+  if (kind === FRAME_SEGMENT_SHARED) sharedPacked = await varint();
+  else for (const st of streams) st.packed = st.mode === MODE_BROTLI ? await varint() : st.raw;
+  const tail = await read(8);
+  const bodyCrc = tail.readUInt32LE(0);
+  if (crc32(tail.subarray(0, 4), crc32(Buffer.from(seen))) !== tail.readUInt32LE(4)) {
+    throw corrupt('frame header checksum mismatch');
+  }
+  const f: FrameHeader = { kind, targetLength, addLength, streams, sharedPacked, bodyCrc };
+  if (kind === FRAME_END) {
+    if (modes !== 0 || targetLength !== 0 || addLength !== 0 || bodyCrc !== 0)
+      throw corrupt('end frame carries data');
     return f;
   }
   if (targetLength === 0 || targetLength > segmentSize) throw corrupt(`segment length ${targetLength}`);
-  if (addLength > targetLength || f.extra.raw !== targetLength - addLength) {
+  const [control, gaps, bytes, extra] = streams as [StreamInfo, StreamInfo, StreamInfo, StreamInfo];
+  if (addLength > targetLength || extra.raw !== targetLength - addLength) {
     throw corrupt('segment streams do not add up to its length');
   }
-  if (f.control.raw > segmentSize || f.gaps.raw > 2 * addLength + 8 || f.bytes.raw > 2 * addLength + 2) {
+  // Bounds from what the records can use (sparse diff streams are at most twice the diff).
+  if (
+    control.raw === 0 ||
+    control.raw > segmentSize ||
+    gaps.raw > 2 * addLength + 8 ||
+    bytes.raw > 2 * addLength + 2
+  ) {
     throw corrupt('segment streams are longer than its records can use');
+  }
+  for (const [i, st] of streams.entries()) {
+    if (st.mode !== MODE_EMPTY && st.raw === 0)
+      throw corrupt(`${FRAME_STREAMS[i]} stream is empty but not marked so`);
+    // The encoder stores a stream whenever brotli would not make it smaller.
+    if (st.mode === MODE_BROTLI && (st.packed >= st.raw || st.packed === 0)) {
+      throw corrupt(`${FRAME_STREAMS[i]} stream sizes are inconsistent`);
+    }
+  }
+  const sharedRaw = streams.reduce((n, st) => n + st.raw, 0);
+  if (kind === FRAME_SEGMENT_SHARED && (sharedPacked === 0 || sharedPacked >= sharedRaw)) {
+    throw corrupt('shared body sizes are inconsistent');
   }
   return f;
 }

@@ -17,7 +17,7 @@
  * A `BaseReader` is `{ read(buffer, offset, length, position) → bytesRead }` (pread); only the
  * first `baseSize` bytes are used, so a slot bigger than its image is fine.
  * A `DeltaApplyTarget` sink gets `begin({targetSize, targetSha256})`, `write(chunk)` in order
- * (chunks ≤ 1 MiB, the sink may keep them), then `commit()` only once the whole output hashed to
+ * (chunks ≤ 1 MiB, reused after `write` resolves: copy to keep), then `commit()` only once the whole output hashed to
  * the header's target sha256, or `abort(reason)` on any failure. The agent's slot writer can hash
  * its own chunks inside `write` and must treat the slot as invalid until `commit`.
  * The base sha256 is checked before the first byte is written. Every failure is a `DeltaError`

@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { DeltaError } from './errors.js';
-import { MODE_BROTLI, MODE_STORED, type StreamInfo } from './format.js';
+import { MODE_BROTLI, MODE_EMPTY, MODE_STORED, type StreamInfo } from './format.js';
 
 const brotliCompress = promisify(zlib.brotliCompress);
 const C = zlib.constants;
@@ -31,30 +31,38 @@ function brotli(raw: Buffer, quality: number): Promise<Buffer> {
 /**
  * Compresses one stream of one segment with brotli, or stores it when that does not pay.
  * Already-compressed content (squashfs blocks, jpegs) is recognised with a cheap quality-1 probe
- * so it does not cost quality 11's ~1 MB/s.
+ * and gets quality 9 instead of quality 11's ~0.3 MB/s.
  */
 export async function packStream(raw: Buffer, quality: number): Promise<PackedStream> {
   const stored = (): PackedStream => ({
     info: { mode: MODE_STORED, raw: raw.length, packed: raw.length },
     data: raw,
   });
-  if (raw.length === 0) return stored();
+  if (raw.length === 0) return { info: { mode: MODE_EMPTY, raw: 0, packed: 0 }, data: raw };
   let best = raw;
-  if (raw.length >= 64 * 1024 && quality > 1) {
+  let q = quality;
+  if (raw.length >= 64 * 1024 && quality > 9) {
+    // Nearly incompressible: quality 9 gets within 0.2 % of 11 there, 20× faster.
     const probe = await brotli(raw, 1);
-    if (probe.length > raw.length * 0.9) best = probe.length < raw.length ? probe : raw;
+    if (probe.length > raw.length * 0.9) {
+      q = 9;
+      if (probe.length < best.length) best = probe;
+    }
   }
-  if (best === raw) {
-    const full = await brotli(raw, quality);
-    if (full.length < raw.length) best = full;
-  }
+  const full = await brotli(raw, q);
+  if (full.length < best.length) best = full;
   if (best === raw) return stored();
   return { info: { mode: MODE_BROTLI, raw: raw.length, packed: best.length }, data: best };
 }
 
-/** Decompresses one stream, refusing to produce more than it declared. */
+/** Brotli over several small streams at once: saves per-stream overhead on tiny segments. */
+export async function packShared(raws: Buffer[], quality: number): Promise<Buffer> {
+  return brotli(Buffer.concat(raws), quality);
+}
+
+/** Decompresses a stream (or a shared body), refusing to produce more than it declared. */
 export function unpackStream(info: StreamInfo, data: Buffer, name: string): Buffer {
-  if (info.mode === MODE_STORED) return data;
+  if (info.mode !== MODE_BROTLI) return data;
   let out: Buffer;
   try {
     out = zlib.brotliDecompressSync(data, { maxOutputLength: Math.max(1, info.raw), chunkSize: 64 * 1024 });

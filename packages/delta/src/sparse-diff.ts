@@ -39,9 +39,10 @@ export function encodeSparse(diff: Uint8Array): { gaps: Buffer; bytes: Buffer } 
 
 const corrupt = (why: string) => new DeltaError('FLOTILLA_ERR_DELTA_PAYLOAD_CORRUPT', `diff stream: ${why}`);
 
-/** Rebuilds exactly `length` diff bytes; both streams must be used up exactly. */
-export function decodeSparse(gaps: Uint8Array, bytes: Uint8Array, length: number): Buffer {
-  const out = Buffer.alloc(length);
+/** Rebuilds exactly `length` diff bytes into `into`; both streams must be used up exactly. */
+export function decodeSparse(gaps: Uint8Array, bytes: Uint8Array, length: number, into: Buffer): Buffer {
+  if (length > into.length) throw corrupt('longer than a segment');
+  const out = into.subarray(0, length).fill(0);
   let g = 0;
   let b = 0;
   let i = 0;

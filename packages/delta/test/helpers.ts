@@ -60,7 +60,7 @@ export function memorySink(): DeltaApplyTarget & {
     },
     async write(chunk: Buffer) {
       if (s.committed || s.aborted) throw new Error('write after the end');
-      s.chunks.push(chunk);
+      s.chunks.push(Buffer.from(chunk));
     },
     async commit() {
       s.committed = true;

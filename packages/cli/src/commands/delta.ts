@@ -51,7 +51,7 @@ export function registerDeltaCommands(program: Command): void {
     .argument('<old>', 'base image (what the device runs now)')
     .argument('<new>', 'target image')
     .argument('<out>', 'delta file to write (written atomically)')
-    .option('--segment-size <bytes>', 'target bytes per segment, e.g. 4M (bounds apply memory)', '4M')
+    .option('--segment-size <bytes>', 'target bytes per segment, e.g. 2M (bounds apply memory)', '2M')
     .option('--quality <q>', 'brotli quality 1–11 (11 smallest)', '11')
     .option('--json', 'print a JSON summary')
     .action(async (oldPath: string, newPath: string, out: string, opts: Record<string, string | boolean>) => {
