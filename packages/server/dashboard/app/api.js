@@ -67,63 +67,11 @@ const qs = (params) => {
   return s ? `?${s}` : '';
 };
 
-const RANKED_PROBES = [
-  // Read-only routes that need a given role: the first that answers tells the token's role.
-  { role: 'admin', path: '/tokens' },
-  { role: 'operator', path: '/provisioning-tokens' },
-  { role: 'viewer', path: '/server' },
-];
+/** Who is signed in: `{id, name, role}` of the token (401 when it is unknown or revoked). */
+const whoami = (token) => request('GET', '/auth/whoami', { token });
 
-/**
- * Who is signed in. Uses the server's whoami route when it has one; otherwise finds the role by
- * asking read-only routes of decreasing rank (no side effects; a 401 means the token is bad).
- */
-async function whoami(token) {
-  try {
-    return await request('GET', '/auth/whoami', { token });
-  } catch (e) {
-    if (e.status !== 404) throw e;
-  }
-  for (const probe of RANKED_PROBES) {
-    try {
-      await request('GET', probe.path, { token });
-      return { name: `${probe.role} token`, role: probe.role };
-    } catch (e) {
-      if (e.status !== 403) throw e;
-    }
-  }
-  throw new ApiError(403, 'FLOTILLA_ERR_SERVER_FORBIDDEN', 'this token may not read the fleet');
-}
-
-const tally = (items, key) => {
-  const m = new Map();
-  for (const d of items) m.set(key(d), (m.get(key(d)) ?? 0) + 1);
-  return [...m].map(([k, count]) => ({ key: k, count })).sort((a, b) => b.count - a.count);
-};
-
-/** Fleet totals: exact counts from /server and list totals; hardware and agent state from the first page. */
-async function fleetSummary() {
-  const [server, online, accepted] = await Promise.all([
-    request('GET', '/server'),
-    request('GET', `/devices${qs({ status: 'accepted', online: true, limit: 1 })}`),
-    request('GET', `/devices${qs({ status: 'accepted', limit: SAMPLE })}`),
-  ]);
-  const byStatus = server.devices ?? {};
-  const acceptedTotal = byStatus.accepted ?? 0;
-  return {
-    accepted: acceptedTotal,
-    online: online.total,
-    offline: acceptedTotal - online.total,
-    pending: byStatus.pending ?? 0,
-    byVersion: (server.versions ?? [])
-      .map((v) => ({ version: v.version, count: v.count }))
-      .sort((a, b) => b.count - a.count),
-    byAgentState: tally(accepted.items, (d) => d.agentState).map((r) => ({ state: r.key, count: r.count })),
-    byHardware: tally(accepted.items, (d) => d.hardware).map((r) => ({ hardware: r.key, count: r.count })),
-    sampled: accepted.total > accepted.items.length ? accepted.items.length : null,
-  };
-}
-const SAMPLE = 1000;
+/** Whole-fleet counts computed by the server: by status, online, and by version, agent state and hardware. */
+const fleetSummary = () => request('GET', '/fleet/summary');
 
 /** Releases with their signed manifests (signatures, SBOM format and size live there). */
 async function releasesWithManifests() {

@@ -52,7 +52,6 @@ export function FleetPage({ session }) {
             <li><span class="stat-n" data-stat="offline">${s.offline}</span> offline</li>
             <li><a href=${link.devices({ status: 'pending' })}><span class="stat-n warn" data-stat="pending">${s.pending}</span> awaiting acceptance</a></li>
           </ul>
-          ${s.sampled ? html`<p class="hint">Agent state and hardware are counted over the first ${s.sampled} devices.</p>` : null}
           <div class="grid3">
             <${CountTable}
               caption="By version"
