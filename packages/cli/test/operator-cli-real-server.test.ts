@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningServer, startServer } from '@flotilla/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// The server tests' scripted device (real MQTT client) and fixtures, reused rather than copied.
+import { firstOffered, SimDevice, testImage, uploadRelease } from '../../server/test/fleet.js';
+import { auth, enroll, TEST_ADMIN, waitFor } from '../../server/test/helpers.js';
 import { CLI } from './run-cli.js';
 
 // The operator CLI against the real server (HTTP API on loopback, no MQTT listener): the
@@ -93,4 +96,106 @@ describe('operator CLI against the real server', () => {
     const list = await flotilla(['rollout', 'list', '--json']);
     expect(list.json().rollouts).toEqual([]);
   });
+});
+
+// `rollout status --watch` against a live rollout: the real server with its MQTT listener, two
+// scripted devices on real MQTT connections (the server tests' SimDevice), the compiled CLI in a
+// child process following the rollout while the devices install.
+describe('rollout status --watch against a live rollout', () => {
+  let live: RunningServer;
+  let fleet: SimDevice[] = [];
+  const liveDir = mkdtempSync(join(tmpdir(), 'flotilla-cli-watch-'));
+
+  beforeAll(async () => {
+    live = await startServer({
+      dataDir: liveDir,
+      adminToken: TEST_ADMIN,
+      port: 0,
+      mqttPort: 0,
+      logLevel: 'silent',
+      limits: { rolloutTickMs: 100 },
+    });
+    const v1 = await uploadRelease(live, '1.0.0', testImage(0));
+    await uploadRelease(live, '1.1.0', testImage(1));
+    fleet = [0, 1].map((i) => SimDevice.create(`TEST-ONLY-cli-watch-${i}`, '1.0.0', v1.image.sha256));
+    for (const d of fleet) {
+      enroll(live, d.key);
+      await d.connect(live.addresses.mqtt!);
+    }
+    await waitFor(() => fleet.every((d) => live.ctx.store.devices.get(d.id)?.version === '1.0.0'), 5000);
+  });
+
+  afterAll(async () => {
+    await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
+    await live?.close();
+    rmSync(liveDir, { recursive: true, force: true });
+  });
+
+  it('prints the rollout as it progresses and exits 0 when it completes (--json, one line per change)', async () => {
+    const created = await live.app.inject({
+      method: 'POST',
+      url: '/api/v1/rollouts',
+      headers: auth(),
+      payload: {
+        name: 'TEST-ONLY watch',
+        release: '1.1.0',
+        policy: { target: {}, phases: [{ count: 1 }, { percent: 100 }] },
+      },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const id = created.json().id as string;
+
+    const child = spawn(
+      process.execPath,
+      [CLI, 'rollout', 'status', id, '--watch', '--json', '--interval', '0.5'],
+      {
+        env: { ...process.env, FLOTILLA_SERVER: live.addresses.api, FLOTILLA_TOKEN: TEST_ADMIN },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    // biome-ignore lint/suspicious/noExplicitAny: the CLI's JSON lines
+    const lines = (): any[] =>
+      stdout
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l));
+    const healthySeen = (n: number) => lines().some((l) => l.rollout.summary.totals.healthy === n);
+
+    try {
+      // The watch is following before anything installs; the canary installs and the watch shows
+      // 1 healthy before the second device even starts.
+      const canary = await firstOffered(fleet);
+      await waitFor(() => lines().length >= 1, 15_000, `the watch's first line (stderr: ${stderr})`);
+      await canary.d.install(canary.cmd.offer.signed.deploymentId, 'healthy', '1.1.0', 'b'.repeat(64));
+      await waitFor(() => healthySeen(1), 15_000, `the watch to show 1 healthy (stderr: ${stderr})`);
+      const other = fleet.find((d) => d !== canary.d)!;
+      const offer = await other.nextOffer(15_000);
+      await other.install(offer.offer.signed.deploymentId, 'healthy', '1.1.0', 'b'.repeat(64));
+      expect(await exited, stderr).toBe(0);
+    } finally {
+      clearTimeout(killer);
+      child.kill('SIGKILL');
+    }
+
+    const out = lines();
+    expect(out.every((l) => l.ok === true && l.rollout.id === id)).toBe(true);
+    const healthy = out.map((l) => l.rollout.summary.totals.healthy as number);
+    expect(healthy[0]).toBe(0);
+    expect(healthy.at(-1)).toBe(2);
+    expect(healthy).toContain(1);
+    // Progress never goes backwards, and the last line is the completed rollout.
+    expect(healthy.every((h, i) => i === 0 || h >= healthy[i - 1]!)).toBe(true);
+    expect(out.at(-1).rollout.status).toBe('completed');
+    expect(out.at(-1).rollout.summary.totals.devices).toBe(2);
+  }, 60_000);
 });
