@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fromHex, type KeyPair, keyPairFromSecretKey, parseJson } from '@flotilla/protocol';
 import type { AgentConfig, AgentDeps } from './agent/deps.js';
 import { CommandReboot } from './agent/reboot.js';
 import { FileBootloader } from './bootloader/file-bootloader.js';
@@ -10,7 +9,6 @@ import { UbootBootloader } from './bootloader/uboot.js';
 import { systemClock } from './clock.js';
 import type { AgentConfigFile } from './config.js';
 import { HttpFetcher } from './download/fetcher.js';
-import { AgentError } from './errors.js';
 import {
   CommandCheck,
   type HealthCheck,
@@ -25,17 +23,10 @@ import type { Logger } from './logger.js';
 import { FileOutbox } from './report/outbox.js';
 import { FileSlotDevice, SlotSet } from './slots/slot-device.js';
 import { FileStateStore } from './state/store.js';
+import { mqttAuthFromConfig } from './transport/device-identity.js';
 import { MqttTransport } from './transport/mqtt-transport.js';
 import type { Transport } from './transport/types.js';
 import { FileTrustStore } from './trust/trust-store.js';
-
-/** A device key file: `{ "kind": "flotilla-device-key", "deviceId": "...", "private": "<128 hex>" }`. */
-export async function readDeviceKey(path: string): Promise<KeyPair> {
-  const f = parseJson(await readFile(path), { maxBytes: 16 * 1024 }) as { kind?: unknown; private?: unknown };
-  if (f.kind !== 'flotilla-device-key' || typeof f.private !== 'string' || !/^[0-9a-f]{128}$/.test(f.private))
-    throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `${path} is not a Flotilla device key file`);
-  return keyPairFromSecretKey(fromHex(f.private));
-}
 
 export function bootloaderFromConfig(c: AgentConfigFile['bootloader']): Bootloader {
   if (c.kind === 'uboot')
@@ -71,19 +62,7 @@ export async function depsFromConfig(
   let transport: Transport = offlineTransport;
   if (file.server && !opts.offline) {
     const s = file.server;
-    const auth = s.deviceKeyFile
-      ? { kind: 'device-key' as const, key: await readDeviceKey(s.deviceKeyFile) }
-      : s.provisioningTokenFile
-        ? {
-            kind: 'provisioning-token' as const,
-            token: (await readFile(s.provisioningTokenFile, 'utf8')).trim(),
-          }
-        : null;
-    if (!auth)
-      throw new AgentError(
-        'FLOTILLA_ERR_AGENT_CONFIG',
-        'server needs deviceKeyFile or provisioningTokenFile',
-      );
+    const auth = await mqttAuthFromConfig(file);
     transport = new MqttTransport({
       url: s.mqttUrl,
       deviceId: file.deviceId,

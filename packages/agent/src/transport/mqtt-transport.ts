@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { deviceTopic, type KeyPair, makeDevicePassword } from '@flotilla/protocol';
+import {
+  deviceTopic,
+  type KeyPair,
+  makeDevicePassword,
+  makeProvisioningPassword,
+  toHex,
+} from '@flotilla/protocol';
 import type { MqttClient } from 'mqtt';
 import { backoffMs, type Clock } from '../clock.js';
 import type { AgentLimits } from '../limits.js';
@@ -8,8 +14,21 @@ import type { ReportChannel, Transport, TransportHandlers } from './types.js';
 
 export type MqttAuth =
   | { kind: 'device-key'; key: KeyPair }
-  /** First contact before the device has a registered key (DESIGN.md §4). */
-  | { kind: 'provisioning-token'; token: string };
+  /**
+   * First contact before the server knows the device's key (DESIGN.md §4): the one-time token
+   * and the device's own public key (`flp1.<token>.<publicKeyHex>`); the server registers the key
+   * and burns the token. Once a login with it succeeded, every later connect signs with `key`.
+   */
+  | {
+      kind: 'provisioning-token';
+      token: string;
+      key: KeyPair;
+      /** Called once, after the first accepted login (the server holds the key): persist that. */
+      onProvisioned?: () => void | Promise<void>;
+    };
+
+/** CONNACK return codes 4 (bad user name or password) and 5 (not authorized). */
+const REFUSED = new Set([4, 5]);
 
 export interface MqttTransportOptions {
   url: string;
@@ -37,9 +56,19 @@ export class MqttTransport implements Transport {
   private readonly log: Logger;
   /** Passwords are never logged; the count helps tests and operators see reconnects. */
   connects = 0;
+  /**
+   * With a provisioning token: whether a login was accepted yet (then the server holds our key).
+   * Until then the token and the device key take turns after each refusal: the server burns the
+   * token on first use even when it keeps the device pending, so only the key can get in later.
+   */
+  provisioned: boolean;
+  private tokenTurn: boolean;
+  private recording = false;
 
   constructor(private readonly o: MqttTransportOptions) {
     this.log = (o.logger ?? silentLogger).child({ component: 'mqtt' });
+    this.provisioned = o.auth.kind === 'device-key';
+    this.tokenTurn = o.auth.kind === 'provisioning-token';
   }
 
   start(handlers: TransportHandlers): void {
@@ -51,10 +80,28 @@ export class MqttTransport implements Transport {
     return this.client?.connected ?? false;
   }
 
+  /** Provisioning password until the server holds our key, then a fresh signed one per connect. */
   private password(): string {
     const a = this.o.auth;
-    if (a.kind === 'provisioning-token') return a.token;
+    if (a.kind === 'provisioning-token' && this.tokenTurn && !this.provisioned)
+      return makeProvisioningPassword(a.token, toHex(a.key.publicKey));
     return makeDevicePassword(this.o.deviceId, a.key, this.o.clock.now(), randomBytes(16).toString('hex'));
+  }
+
+  /** Any accepted login proves the server holds our key: provisioning is over. */
+  private async accepted(): Promise<void> {
+    const a = this.o.auth;
+    if (this.provisioned || this.recording || a.kind !== 'provisioning-token') return;
+    this.recording = true;
+    this.tokenTurn = false;
+    this.log.info({ deviceId: this.o.deviceId }, 'provisioned: the server holds the device key');
+    try {
+      await a.onProvisioned?.();
+    } catch (err) {
+      // Not fatal: the next start presents the (burned) token once, is refused, then uses the key.
+      this.log.warn({ err: (err as Error).message }, 'could not record provisioning');
+    }
+    this.provisioned = true;
   }
 
   private async run(): Promise<void> {
@@ -63,12 +110,14 @@ export class MqttTransport implements Transport {
     // Loaded on first use: an agent without a server link (local install, status) never pays for it.
     const { default: mqtt } = await import('mqtt');
     while (!this.stopped) {
+      const password = this.password();
+      let refused = false;
       const client = mqtt.connect(this.o.url, {
         protocolVersion: 4,
         clientId: this.o.deviceId,
         clean: false,
         username: this.o.deviceId,
-        password: this.password(),
+        password,
         reconnectPeriod: 0,
         connectTimeout: this.o.limits.connectTimeoutMs,
         keepalive: this.o.limits.keepaliveSeconds,
@@ -82,6 +131,7 @@ export class MqttTransport implements Transport {
         let up = false;
         client.once('connect', () => {
           up = true;
+          void this.accepted();
           // "Connected" for the agent means commands can reach it: after the SUBACK.
           client.subscribe(commands, { qos: 1 }, (err) => {
             if (err) {
@@ -94,12 +144,17 @@ export class MqttTransport implements Transport {
             this.handlers?.onConnect();
           });
         });
-        client.on('error', (err) => this.log.debug({ err: err.message }, 'mqtt error'));
+        client.on('error', (err) => {
+          if (REFUSED.has((err as { code?: unknown }).code as number)) refused = true;
+          this.log.debug({ err: err.message }, 'mqtt error');
+        });
         client.once('close', () => resolve(up));
       });
       client.removeAllListeners('message');
       client.end(true);
       if (wasUp) this.handlers?.onDisconnect();
+      if (refused && this.o.auth.kind === 'provisioning-token' && !this.recording)
+        this.tokenTurn = !this.tokenTurn;
       if (this.stopped) break;
       failures++;
       const wait = backoffMs(
