@@ -295,7 +295,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyStats> {
       const bodyLength = frameBodyLength(fh);
       if (bodyLength > bodyBuffer.length) bodyBuffer = Buffer.allocUnsafe(bodyLength);
       const body = await src.readExactInto(bodyBuffer, bodyLength, where);
-      if (crc32(body) !== fh.bodyCrc) throw corrupt(`segment checksum mismatch ${where}`);
+      if (crc32(body, crc32(fh.headerBytes)) !== fh.crc) throw corrupt(`segment checksum mismatch ${where}`);
       const [ctrl, gaps, bytes, extra] = unpackFrame(fh, body);
       const diff = decodeSparse(gaps, bytes, fh.addLength, diffBuffer);
       await applySegment(ctrl, diff, extra, cache, header.baseSize, state, out);

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
 import { DeltaError } from './errors.js';
 import {
   CODEC_NAME,
-  encodeFrameHeader,
+  encodeFrame,
   encodeHeader,
   FRAME_END,
   FRAME_SEGMENT,
@@ -11,7 +10,6 @@ import {
   frameBodyLength,
   MODE_EMPTY,
   MODE_STORED,
-  type StreamInfo,
 } from './format.js';
 import { DELTA_LIMITS } from './limits.js';
 import { findRecords } from './matcher.js';
@@ -79,7 +77,6 @@ async function packSegment(ctrl: Buffer, diff: Buffer, extra: Buffer, quality: n
     addLength: diff.length,
     streams: packed.map((p) => p.info),
     sharedPacked: 0,
-    bodyCrc: 0,
   };
   let bodies = packed.map((p) => p.data);
   const rawTotal = raws.reduce((n, r) => n + r.length, 0);
@@ -96,8 +93,7 @@ async function packSegment(ctrl: Buffer, diff: Buffer, extra: Buffer, quality: n
       bodies = [shared];
     }
   }
-  frame.bodyCrc = bodies.reduce((crc, b) => crc32(b, crc), 0);
-  return [encodeFrameHeader(frame), ...bodies];
+  return [encodeFrame(frame, bodies), ...bodies];
 }
 
 /**
@@ -214,16 +210,8 @@ export async function encodeDelta(
     // On failure, let queued jobs settle before the caller removes the output.
     await Promise.allSettled(inFlight);
   }
-  const empty: StreamInfo = { mode: MODE_EMPTY, raw: 0, packed: 0 };
   await emit(
-    encodeFrameHeader({
-      kind: FRAME_END,
-      targetLength: 0,
-      addLength: 0,
-      streams: [empty, empty, empty, empty],
-      sharedPacked: 0,
-      bodyCrc: 0,
-    }),
+    encodeFrame({ kind: FRAME_END, targetLength: 0, addLength: 0, streams: [], sharedPacked: 0 }, []),
   );
   opts.onProgress?.({ phase: 'create', done: target.length, total: target.length });
   return {

@@ -25,10 +25,10 @@ import { DELTA_LIMITS } from './limits.js';
  *     varints (LEB128): target bytes produced; of which rebuilt from the base (the diff length,
  *                  the rest are extra bytes); each non-empty stream's raw length; then, kind 1:
  *                  each brotli stream's packed length; kind 2: the shared body's packed length
- *     u32     crc32 of the bodies
- *     u32     crc32 of this frame header up to here
+ *     u32     crc32 of this frame header up to here followed by its body (the lengths are
+ *             bounds-checked before the body is read, the crc before it is used)
  *   followed by the packed bodies (control, gaps, bytes, extra) or the one shared brotli body.
- *   The end frame is kind 255, modes 0, two zero varints, a zero body crc and its header crc.
+ *   The end frame is the single byte 255; the input must end right after it.
  *
  * The diff stream (target − base per add byte) is stored sparsely as gaps + bytes, see
  * sparse-diff.ts.
@@ -75,7 +75,13 @@ export interface FrameHeader {
   streams: StreamInfo[];
   /** Kind 2: packed length of the shared body. */
   sharedPacked: number;
-  bodyCrc: number;
+  /** crc32 over the header bytes before it and the body. */
+  crc: number;
+}
+
+/** A parsed frame header with the bytes the crc covers. */
+export interface ReadFrame extends FrameHeader {
+  headerBytes: Buffer;
 }
 
 export const FRAME_STREAMS = ['control', 'gaps', 'bytes', 'extra'] as const;
@@ -142,7 +148,9 @@ function pushVarint(out: number[], v: number): void {
   out.push(x);
 }
 
-export function encodeFrameHeader(f: FrameHeader): Buffer {
+/** Encodes a frame header; `bodies` are what follows it (the crc covers both). */
+export function encodeFrame(f: Omit<FrameHeader, 'crc'>, bodies: Buffer[]): Buffer {
+  if (f.kind === FRAME_END) return Buffer.from([FRAME_END]);
   const bytes: number[] = [f.kind, 0];
   f.streams.forEach((st, i) => {
     bytes[1]! |= st.mode << (2 * i);
@@ -152,15 +160,15 @@ export function encodeFrameHeader(f: FrameHeader): Buffer {
   for (const st of f.streams) if (st.mode !== MODE_EMPTY) pushVarint(bytes, st.raw);
   if (f.kind === FRAME_SEGMENT_SHARED) pushVarint(bytes, f.sharedPacked);
   else for (const st of f.streams) if (st.mode === MODE_BROTLI) pushVarint(bytes, st.packed);
-  const b = Buffer.alloc(bytes.length + 8);
+  const b = Buffer.alloc(bytes.length + 4);
   Buffer.from(bytes).copy(b);
-  b.writeUInt32LE(f.bodyCrc >>> 0, bytes.length);
-  b.writeUInt32LE(crc32(b.subarray(0, bytes.length + 4)), bytes.length + 4);
+  const crc = bodies.reduce((c, body) => crc32(body, c), crc32(b.subarray(0, bytes.length)));
+  b.writeUInt32LE(crc >>> 0, bytes.length);
   return b;
 }
 
 /** The packed body length that follows a frame header. */
-export function frameBodyLength(f: FrameHeader): number {
+export function frameBodyLength(f: Omit<FrameHeader, 'crc'>): number {
   if (f.kind === FRAME_SEGMENT_SHARED) return f.sharedPacked;
   return f.streams.reduce((n, st) => n + st.packed, 0);
 }
@@ -176,7 +184,7 @@ function corrupt(why: string): DeltaError {
 export async function readFrameHeader(
   read: (n: number) => Promise<Buffer>,
   segmentSize: number,
-): Promise<FrameHeader> {
+): Promise<ReadFrame> {
   const seen: number[] = [];
   const byte = async () => {
     const v = (await read(1))[0]!;
@@ -195,9 +203,20 @@ export async function readFrameHeader(
     throw corrupt('frame length field too long');
   };
   const kind = await byte();
-  if (kind !== FRAME_SEGMENT && kind !== FRAME_SEGMENT_SHARED && kind !== FRAME_END) {
-    throw corrupt(`unknown frame kind ${kind}`);
+  const empty = { mode: MODE_EMPTY, raw: 0, packed: 0 };
+  if (kind === FRAME_END) {
+    const streams = [empty, empty, empty, empty];
+    return {
+      kind,
+      targetLength: 0,
+      addLength: 0,
+      streams,
+      sharedPacked: 0,
+      crc: 0,
+      headerBytes: Buffer.from(seen),
+    };
   }
+  if (kind !== FRAME_SEGMENT && kind !== FRAME_SEGMENT_SHARED) throw corrupt(`unknown frame kind ${kind}`);
   const modes = await byte();
   const targetLength = await varint();
   const addLength = await varint();
@@ -213,17 +232,16 @@ export async function readFrameHeader(
   let sharedPacked = 0;
   if (kind === FRAME_SEGMENT_SHARED) sharedPacked = await varint();
   else for (const st of streams) st.packed = st.mode === MODE_BROTLI ? await varint() : st.raw;
-  const tail = await read(8);
-  const bodyCrc = tail.readUInt32LE(0);
-  if (crc32(tail.subarray(0, 4), crc32(Buffer.from(seen))) !== tail.readUInt32LE(4)) {
-    throw corrupt('frame header checksum mismatch');
-  }
-  const f: FrameHeader = { kind, targetLength, addLength, streams, sharedPacked, bodyCrc };
-  if (kind === FRAME_END) {
-    if (modes !== 0 || targetLength !== 0 || addLength !== 0 || bodyCrc !== 0)
-      throw corrupt('end frame carries data');
-    return f;
-  }
+  const crc = (await read(4)).readUInt32LE(0);
+  const f: ReadFrame = {
+    kind,
+    targetLength,
+    addLength,
+    streams,
+    sharedPacked,
+    crc,
+    headerBytes: Buffer.from(seen),
+  };
   if (targetLength === 0 || targetLength > segmentSize) throw corrupt(`segment length ${targetLength}`);
   const [control, gaps, bytes, extra] = streams as [StreamInfo, StreamInfo, StreamInfo, StreamInfo];
   if (addLength > targetLength || extra.raw !== targetLength - addLength) {

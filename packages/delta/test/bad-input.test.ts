@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeFrameHeader, FRAME_SEGMENT, MODE_BROTLI, MODE_STORED } from '../src/format.js';
+import { encodeFrame, FRAME_SEGMENT, MODE_BROTLI, MODE_STORED } from '../src/format.js';
 import { applyDelta, createDelta, DELTA_ERRORS, type DeltaErrorCode, isDeltaError } from '../src/index.js';
 import { frames, HEADER, refreshChecksums } from './forge.js';
 import { makeDelta, memoryBase, memorySink, seeded } from './helpers.js';
@@ -66,6 +66,7 @@ describe('bad input', () => {
 
   it('rejects a delta cut at any point as truncated (or not a delta when even the magic is cut)', async () => {
     const cuts = new Set([0, 3, 8, 50, 99, 100, 101, 102, 110, delta.length - 12, delta.length - 1]);
+    // (a cut right before the end byte leaves a delta without its end marker: truncated too)
     for (const f of frames(delta)) for (const k of [0, 1, 2, 5, 8, 9]) cuts.add(f.at + k);
     for (let i = 0; i < 40; i++) cuts.add(Math.floor(((i + 0.5) * delta.length) / 40));
     for (const cut of [...cuts].filter((c) => c < delta.length)) {
@@ -107,7 +108,7 @@ describe('bad input', () => {
   it('rejects a corrupted payload byte (checksum) and a forged payload behind a valid checksum', async () => {
     const [first] = frames(delta);
     const d = Buffer.from(delta);
-    d[first!.crcAt + 8 + 3] ^= 0x40;
+    d[first!.crcAt + 4 + 3] ^= 0x40;
     await expectRejected(d, 'FLOTILLA_ERR_DELTA_PAYLOAD_CORRUPT');
     // Same flip with checksums recomputed: the brotli stream or the records must catch it.
     const forged = refreshChecksums(d);
@@ -130,20 +131,22 @@ describe('bad input', () => {
   it('rejects a segment claiming streams larger than a segment, before reading them', async () => {
     const [first] = frames(delta);
     const huge = { mode: MODE_BROTLI, raw: 0xffff_ff00, packed: 0xffff_fe00 };
-    const forged = encodeFrameHeader({
-      kind: FRAME_SEGMENT,
-      targetLength: 64 * 1024,
-      addLength: 0,
-      streams: [
-        { mode: MODE_STORED, raw: 10, packed: 10 },
-        { ...huge, raw: 0, packed: 0, mode: 0 },
-        { ...huge, raw: 0, packed: 0, mode: 0 },
-        huge,
-      ],
-      sharedPacked: 0,
-      bodyCrc: 0,
-    });
-    const d = Buffer.concat([delta.subarray(0, first!.at), forged, delta.subarray(first!.crcAt + 8)]);
+    const forged = encodeFrame(
+      {
+        kind: FRAME_SEGMENT,
+        targetLength: 64 * 1024,
+        addLength: 0,
+        streams: [
+          { mode: MODE_STORED, raw: 10, packed: 10 },
+          { ...huge, raw: 0, packed: 0, mode: 0 },
+          { ...huge, raw: 0, packed: 0, mode: 0 },
+          huge,
+        ],
+        sharedPacked: 0,
+      },
+      [],
+    );
+    const d = Buffer.concat([delta.subarray(0, first!.at), forged, delta.subarray(first!.crcAt + 4)]);
     const before = process.memoryUsage().arrayBuffers;
     await expectRejected(d, 'FLOTILLA_ERR_DELTA_PAYLOAD_CORRUPT');
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);

@@ -6,7 +6,7 @@ export const HEADER = 100;
 export interface FrameAt {
   /** Offset of the frame header. */
   at: number;
-  /** Offset of the body crc (the header crc follows it; the body follows that). */
+  /** Offset of the frame crc (the body follows it). */
   crcAt: number;
   kind: number;
   modes: number;
@@ -28,10 +28,14 @@ export function frames(delta: Buffer): FrameAt[] {
     }
     return v;
   };
-  while (p + 2 <= delta.length) {
+  while (p < delta.length) {
     const at = p;
     const kind = delta[p++]!;
-    const modes = delta[p++]!;
+    if (kind === 255) {
+      out.push({ at, crcAt: p, kind, modes: 0, bodyLength: 0 });
+      break;
+    }
+    const modes = delta[p++] ?? 0;
     varint();
     varint();
     const mode = (i: number) => (modes >> (2 * i)) & 3;
@@ -40,8 +44,7 @@ export function frames(delta: Buffer): FrameAt[] {
     if (kind === 2) bodyLength = varint();
     else for (let i = 0; i < 4; i++) bodyLength += mode(i) === 2 ? varint() : raws[i]!;
     out.push({ at, crcAt: p, kind, modes, bodyLength });
-    if (kind === 255 || p + 8 > delta.length) break;
-    p += 8 + bodyLength;
+    p += 4 + bodyLength;
   }
   return out;
 }
@@ -51,10 +54,9 @@ export function refreshChecksums(delta: Buffer): Buffer {
   const d = Buffer.from(delta);
   if (d.length >= HEADER) d.writeUInt32LE(crc32(d.subarray(0, 96)), 96);
   for (const f of frames(d)) {
-    if (f.crcAt + 8 > d.length) break;
-    const body = d.subarray(f.crcAt + 8, Math.min(d.length, f.crcAt + 8 + f.bodyLength));
-    if (f.kind !== 255) d.writeUInt32LE(crc32(body), f.crcAt);
-    d.writeUInt32LE(crc32(d.subarray(f.at, f.crcAt + 4)), f.crcAt + 4);
+    if (f.kind === 255 || f.crcAt + 4 > d.length) break;
+    const body = d.subarray(f.crcAt + 4, Math.min(d.length, f.crcAt + 4 + f.bodyLength));
+    d.writeUInt32LE(crc32(body, crc32(d.subarray(f.at, f.crcAt))), f.crcAt);
   }
   return d;
 }
