@@ -32,7 +32,12 @@ export const DEFAULT_LIMITS = {
   retentionIntervalMs: 6 * 60 * 60 * 1000,
   /** Newest releases per channel the timed retention keeps (the API call names its own). */
   retentionKeepPerChannel: 3,
-  /** A device with no report for this long is shown offline (external brokers send no disconnects). */
+  /**
+   * External broker only: a device with no report for this long counts as offline (the broker
+   * tells the server of no disconnects). Checked every quarter window (at most every 30 s).
+   * The agent reports on connect and on every change but sends no periodic heartbeat yet, so an
+   * idle device behind an external broker shows offline after this window (docs/server.md).
+   */
   offlineAfterMs: 5 * 60 * 1000,
   /** Most items a list route returns. */
   maxPageSize: 1000,

@@ -188,6 +188,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       onDeviceConnected: (id) => runner.resendFor(id),
     });
     transport = broker;
+    // A revoked key must not keep a connection it opened while it was accepted.
+    registry.onRevoked = (id) => broker?.disconnect(id);
   }
   let offlineSweep: NodeJS.Timeout | null = null;
   let started = false;
@@ -213,10 +215,14 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
           metrics,
           limits,
         });
-        // External brokers tell the server nothing about disconnects: staleness marks devices offline.
+        // External brokers tell the server nothing about disconnects (the agent sets no last will):
+        // a device silent for offlineAfterMs is marked offline, checked a few times per window.
         offlineSweep = setInterval(
-          () => store.devices.markStaleOffline(clock() - limits.offlineAfterMs),
-          30_000,
+          () => {
+            for (const deviceId of store.devices.markStaleOffline(clock() - limits.offlineAfterMs))
+              bus.emit('device.connection', { deviceId, online: false });
+          },
+          Math.max(50, Math.min(30_000, Math.floor(limits.offlineAfterMs / 4))),
         );
         offlineSweep.unref();
       }

@@ -31,6 +31,8 @@ export interface RegisterRequest {
  */
 export class DeviceRegistry {
   credentials: CredentialIssuer | null = null;
+  /** Called after a device stops being accepted (the embedded broker closes its connection). */
+  onRevoked: ((deviceId: string) => void) | null = null;
 
   constructor(
     private readonly store: Store,
@@ -158,6 +160,7 @@ export class DeviceRegistry {
       return this.store.devices.get(id)!;
     });
     if (to !== 'accepted' && this.credentials) await this.credentials.revoke(id);
+    if (to !== 'accepted') this.onRevoked?.(id);
     this.bus.emit('device.status', { deviceId: id, status: device.status });
     return device;
   }

@@ -90,6 +90,10 @@ export class DeviceAuthenticator {
     this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist, clock());
   }
 
+  isAccepted(deviceId: string): boolean {
+    return this.registry.authInfo(deviceId)?.status === 'accepted';
+  }
+
   authenticate(username: string | undefined, password: Buffer | undefined): AuthResult {
     if (!username || !isValidDeviceId(username) || !password || password.length > 1024)
       return { ok: false, reason: 'bad-credentials', detail: 'missing or malformed user name or password' };

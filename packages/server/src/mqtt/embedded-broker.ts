@@ -177,6 +177,11 @@ export class EmbeddedBroker implements DeviceTransport {
   private onReady(client: FlotillaClient): void {
     const id = client.flotilla;
     if (id?.kind !== 'device') return;
+    // Revoked between authentication and now: the revocation may have missed this connection.
+    if (!this.deps.auth.isAccepted(id.deviceId)) {
+      client.close();
+      return;
+    }
     this.connected.set(id.deviceId, client);
     this.deps.metrics.devicesConnected.set(this.connected.size);
     this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: true });
@@ -191,6 +196,17 @@ export class EmbeddedBroker implements DeviceTransport {
     this.connected.delete(id.deviceId);
     this.deps.metrics.devicesConnected.set(this.connected.size);
     this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: false });
+  }
+
+  /** Closes a device's connection now (its key was revoked: rejected or decommissioned). */
+  disconnect(deviceId: string): boolean {
+    // aedes registers a client before it sends CONNACK and emits clientReady after: look in both.
+    const registered = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
+    const client = this.connected.get(deviceId) ?? registered[deviceId];
+    if (!client) return false;
+    this.deps.log.info({ deviceId }, 'mqtt connection closed: device no longer accepted');
+    client.close();
+    return true;
   }
 
   isConnected(deviceId: string): boolean {

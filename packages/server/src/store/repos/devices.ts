@@ -118,7 +118,9 @@ export class DevicesRepo {
       ),
       seen: db.prepare('UPDATE devices SET online = 1, last_seen = ? WHERE id = ?'),
       online: db.prepare('UPDATE devices SET online = ?, updated = ? WHERE id = ?'),
-      staleOffline: db.prepare('UPDATE devices SET online = 0 WHERE online = 1 AND last_seen < ?'),
+      staleOffline: db.prepare<[number], { id: string }>(
+        'UPDATE devices SET online = 0 WHERE online = 1 AND (last_seen IS NULL OR last_seen < ?) RETURNING id',
+      ),
       allOffline: db.prepare('UPDATE devices SET online = 0 WHERE online = 1'),
       setSecret: db.prepare('UPDATE devices SET mqtt_secret_hash = ?, updated = ? WHERE id = ?'),
       credentials: db.prepare<[], { id: string; mqtt_secret_hash: string }>(
@@ -212,8 +214,9 @@ export class DevicesRepo {
     this.s.online.run(online ? 1 : 0, now, id);
   }
 
-  markStaleOffline(before: number): number {
-    return this.s.staleOffline.run(before).changes;
+  /** Marks devices silent since `before` offline; returns their ids. */
+  markStaleOffline(before: number): string[] {
+    return this.s.staleOffline.all(before).map((r) => r.id);
   }
 
   /** On start nobody is connected yet. */
