@@ -5,7 +5,7 @@ export { STEPS } from './agent/steps.js';
 export { emulateGrubBoot, emulateUbootBoot } from './bootloader/boot-emulator.js';
 export { FileBootloader } from './bootloader/file-bootloader.js';
 export { GRUB_VARS, GrubBootloader, GrubEnv } from './bootloader/grub.js';
-export type { Bootloader, BootloaderKind, BootState } from './bootloader/types.js';
+export type { Bootloader, BootloaderKind, BootState, CommitOptions } from './bootloader/types.js';
 export { UBOOT_ALTBOOTCMD, UBOOT_VARS, UbootBootloader, UbootEnv } from './bootloader/uboot.js';
 export { backoffMs, type Clock, offsetClock, systemClock } from './clock.js';
 export { type DownloadSink, download } from './download/downloader.js';
@@ -32,6 +32,11 @@ export { hashSlot } from './slots/hash-slot.js';
 export { FileSlotDevice, MemorySlotDevice, type SlotDevice, SlotSet } from './slots/slot-device.js';
 export { AGENT_STATES, type AgentState, nextState, type StepEvent, TRANSITIONS } from './state/machine.js';
 export type { AgentRecord, Deployment } from './state/record.js';
+export {
+  FileSecurityFloor,
+  MemorySecurityFloor,
+  type SecurityFloorStore,
+} from './state/security-floor.js';
 export { FileStateStore, MemoryStateStore, type StateStore } from './state/store.js';
 export { MemoryHub, MemoryTransport } from './transport/memory-transport.js';
 export { type MqttAuth, MqttTransport, type MqttTransportOptions } from './transport/mqtt-transport.js';

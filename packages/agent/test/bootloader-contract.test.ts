@@ -114,6 +114,19 @@ for (const [name, make] of Object.entries(BACKENDS)) {
       expect(await be.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
     });
 
+    it('commit records the anti-rollback floor in the same environment write; trials and boots keep it', async () => {
+      await be.boot();
+      expect((await be.bootloader.read()).securityFloor).toBeUndefined();
+      await be.bootloader.armTrial('B', 'A');
+      await be.boot();
+      await be.bootloader.commit('B', { securityFloor: 7 });
+      expect(await be.bootloader.read()).toMatchObject({ primary: 'B', trial: false, securityFloor: 7 });
+      await be.bootloader.armTrial('A', 'B');
+      for (let i = 0; i <= LIMIT; i++) await be.boot(); // through the trial and its fall-back
+      await be.bootloader.abortTrial('B');
+      expect(await be.bootloader.read()).toMatchObject({ primary: 'B', securityFloor: 7 });
+    });
+
     it('abortTrial hands the next boot back to the good slot', async () => {
       await be.boot();
       await be.bootloader.armTrial('B', 'A');

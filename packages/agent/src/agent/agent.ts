@@ -30,6 +30,7 @@ import {
   otherSlot,
   type SlotContent,
 } from '../state/record.js';
+import { FileSecurityFloor, type SecurityFloorStore } from '../state/security-floor.js';
 import { FileStateStore } from '../state/store.js';
 import type { AgentConfig, AgentDeps } from './deps.js';
 import { STEPS, type StepOutcome } from './steps.js';
@@ -67,6 +68,8 @@ export class Agent {
   readonly limits: AgentLimits;
   readonly log: Logger;
   readonly reporter: Reporter;
+  /** The anti-rollback floor's own durable copy (the state record and the bootloader hold others). */
+  readonly floor: SecurityFloorStore;
   rec!: AgentRecord;
   root!: RootMetadata;
   booted!: Slot;
@@ -89,6 +92,7 @@ export class Agent {
     this.limits = resolveLimits(config.limits);
     this.log = (deps.logger ?? silentLogger).child({ device: config.deviceId });
     this.reporter = new Reporter(deps.transport, deps.outbox, deps.clock, this.log);
+    this.floor = deps.securityFloor ?? new FileSecurityFloor(join(config.dataDir, 'security-floor.json'));
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------
@@ -122,6 +126,7 @@ export class Agent {
           await this.persist();
         }
       }
+      const floorReport = await this.reconcileFloor();
       this.deps.transport.start({
         onCommand: (p) => this.onCommand(p),
         onConnect: () => this.onConnect(),
@@ -130,6 +135,7 @@ export class Agent {
       this.publishState();
       await this.publishInventory();
       if (corrupt) await this.event('log', { deploymentId: null, reason: corrupt }, true);
+      if (floorReport) await this.event('log', { deploymentId: null, ...floorReport }, true);
       if (recoveredFrom) {
         this.log.warn({ state: recoveredFrom }, 'resuming after a restart');
         await this.event(
@@ -202,6 +208,39 @@ export class Agent {
       sv = m.securityVersion;
     }
     return initialRecord(this.booted, content, sv);
+  }
+
+  /**
+   * The floor is the maximum of the state record, its own file and the bootloader's copy: losing
+   * or corrupting any one of them (a power cut, a bad sector, a wiped data partition) never lowers
+   * it. Lagging copies are raised again; a record that was behind is saved with the maximum.
+   */
+  private async reconcileFloor(): Promise<Pick<EventFields, 'reason' | 'detail'> | null> {
+    let unreadable: ErrorReport | null = null;
+    const fromFile = await this.floor.load().catch((err) => {
+      if (isKilled(err)) throw err;
+      unreadable = toErrorReport(err);
+      return null;
+    });
+    const fromBoot = await this.deps.bootloader.read().then(
+      (s) => s.securityFloor ?? null,
+      (err) => {
+        if (isKilled(err)) throw err;
+        return null;
+      },
+    );
+    const fromState = this.rec.securityVersion;
+    const floor = Math.max(fromState, fromFile ?? 0, fromBoot ?? 0);
+    if (floor > fromState) {
+      this.rec.securityVersion = floor;
+      await this.deps.store.save(this.rec);
+    }
+    if (fromFile === null || fromFile < floor) await this.floor.raise(floor);
+    if (!unreadable && floor === fromState) return null;
+    return {
+      ...(unreadable ? { reason: unreadable } : {}),
+      detail: { securityFloor: floor, fromState, fromFile, fromBootloader: fromBoot },
+    };
   }
 
   // ---- the runner -----------------------------------------------------------------------------

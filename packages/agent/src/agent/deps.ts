@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import type { Outbox } from '../report/outbox.js';
 import type { SlotSet } from '../slots/slot-device.js';
 import type { AgentState, StepEvent } from '../state/machine.js';
+import type { SecurityFloorStore } from '../state/security-floor.js';
 import type { StateStore } from '../state/store.js';
 import type { Transport } from '../transport/types.js';
 import type { TrustStore } from '../trust/trust-store.js';
@@ -46,6 +47,8 @@ export interface AgentDeps {
   reboot: RebootAction;
   trust: TrustStore;
   outbox: Outbox;
+  /** The anti-rollback floor's own store; default: `<dataDir>/security-floor.json`. */
+  securityFloor?: SecurityFloorStore;
   health?: HealthCheck[];
   hooks?: HookRunner;
   updateLock?: UpdateLock;

@@ -255,17 +255,22 @@ export const STEPS: Record<AgentState, Step> = {
     };
   },
 
-  /** Mark good first (a failure here means the trial is not confirmed), then record and report. */
+  /**
+   * Mark good first (a failure here means the trial is not confirmed), the anti-rollback floor
+   * going into the same environment write; then the floor's own file; then record and report.
+   */
   async Committed(a) {
     const d = a.deployment;
-    await a.deps.bootloader.commit(d.targetSlot);
+    const floor = Math.max(a.rec.securityVersion, d.securityVersion);
+    await a.deps.bootloader.commit(d.targetSlot, { securityFloor: floor });
+    await a.floor.raise(floor);
     await a.milestone('healthy', { detail: { slot: d.targetSlot } }).catch(reportFailure(a));
     await a.runHooks('after-commit').catch(reportFailure(a));
     return {
       event: 'done',
       patch: (r) => {
         r.committedSlot = d.targetSlot;
-        r.securityVersion = Math.max(r.securityVersion, d.securityVersion);
+        r.securityVersion = floor;
         r.slots[d.targetSlot] = {
           version: d.version,
           imageSha256: d.imageSha256,

@@ -2,7 +2,7 @@ import type { Slot } from '@flotilla/protocol';
 import { parseJson } from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
 import { atomicWriteFile, readBounded } from '../fs-util.js';
-import type { Bootloader, BootState } from './types.js';
+import { type Bootloader, type BootState, type CommitOptions, parseFloor } from './types.js';
 
 /** The file backend's on-disk environment: U-Boot's variables, as JSON. */
 export interface FileBootEnv {
@@ -13,6 +13,8 @@ export interface FileBootEnv {
   bootlimit: number;
   /** Written by `simulateBoot`: what the "bootloader" booted last (stands in for /proc/cmdline). */
   booted: Slot;
+  /** The anti-rollback floor recorded by the last commit. */
+  flotilla_secver?: number;
 }
 
 /**
@@ -63,12 +65,14 @@ export class FileBootloader implements Bootloader {
 
   async read(): Promise<BootState> {
     const e = await this.env();
+    const floor = parseFloor(e.flotilla_secver);
     return {
       primary: e.flotilla_slot,
       good: e.flotilla_good_slot,
       trial: e.upgrade_available === 1,
       attempts: e.bootcount,
       limit: e.bootlimit,
+      ...(floor !== undefined ? { securityFloor: floor } : {}),
     };
   }
 
@@ -76,8 +80,14 @@ export class FileBootloader implements Bootloader {
     return this.update({ flotilla_slot: slot, flotilla_good_slot: good, upgrade_available: 1, bootcount: 0 });
   }
 
-  commit(slot: Slot): Promise<void> {
-    return this.update({ flotilla_slot: slot, flotilla_good_slot: slot, upgrade_available: 0, bootcount: 0 });
+  commit(slot: Slot, opts: CommitOptions = {}): Promise<void> {
+    return this.update({
+      flotilla_slot: slot,
+      flotilla_good_slot: slot,
+      upgrade_available: 0,
+      bootcount: 0,
+      ...(opts.securityFloor !== undefined ? { flotilla_secver: opts.securityFloor } : {}),
+    });
   }
 
   abortTrial(good: Slot): Promise<void> {

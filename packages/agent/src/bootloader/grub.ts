@@ -1,8 +1,8 @@
 import type { Slot } from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
 import { execBounded } from '../exec.js';
-import { type Bootloader, type BootState, parseSlot } from './types.js';
-import { bootedFromCmdline } from './uboot.js';
+import { type Bootloader, type BootState, type CommitOptions, parseSlot } from './types.js';
+import { bootedFromCmdline, floorOf } from './uboot.js';
 
 /**
  * GRUB cannot do arithmetic, so the trial counter counts down through string compares in the
@@ -16,6 +16,7 @@ export const GRUB_VARS = {
   upgrade: 'upgrade_available',
   left: 'boot_left',
   limit: 'bootlimit',
+  floor: 'flotilla_secver',
 } as const;
 
 export interface GrubOptions {
@@ -98,6 +99,7 @@ export class GrubBootloader implements Bootloader {
       trial: v[GRUB_VARS.upgrade] === '1',
       attempts: Math.max(0, limit - (Number.isFinite(left) ? left : limit)),
       limit,
+      ...floorOf(v[GRUB_VARS.floor]),
     };
   }
 
@@ -111,12 +113,13 @@ export class GrubBootloader implements Bootloader {
     });
   }
 
-  commit(slot: Slot): Promise<void> {
+  commit(slot: Slot, opts: CommitOptions = {}): Promise<void> {
     return this.env.setMany({
       [GRUB_VARS.slot]: slot,
       [GRUB_VARS.good]: slot,
       [GRUB_VARS.upgrade]: 0,
       [GRUB_VARS.left]: this.limit,
+      ...(opts.securityFloor !== undefined ? { [GRUB_VARS.floor]: opts.securityFloor } : {}),
     });
   }
 

@@ -11,6 +11,22 @@ export interface BootState {
   /** Boot attempts the trial has used so far, and how many it may use. */
   attempts: number;
   limit: number;
+  /**
+   * The anti-rollback floor the last commit recorded in the environment (`flotilla_secver`), when
+   * the backend keeps one: a copy that survives the loss of the data partition's state.
+   */
+  securityFloor?: number;
+}
+
+export interface CommitOptions {
+  /** Recorded as `flotilla_secver` in the same environment write as the commit. */
+  securityFloor?: number;
+}
+
+/** `flotilla_secver` as read back from an environment: a non-negative integer, else absent. */
+export function parseFloor(v: string | number | undefined): number | undefined {
+  const n = typeof v === 'number' ? v : v !== undefined && /^\d{1,15}$/.test(v) ? Number(v) : Number.NaN;
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 export type BootloaderKind = 'uboot' | 'grub' | 'file';
@@ -24,8 +40,8 @@ export interface Bootloader {
   read(): Promise<BootState>;
   /** Next boots try `slot` up to the limit, then fall back to `good` by the bootloader alone. */
   armTrial(slot: Slot, good: Slot): Promise<void>;
-  /** Mark `slot` good: it becomes primary and fallback, the trial ends. */
-  commit(slot: Slot): Promise<void>;
+  /** Mark `slot` good: it becomes primary and fallback, the trial ends (one environment write). */
+  commit(slot: Slot, opts?: CommitOptions): Promise<void>;
   /** Give up a trial: `good` becomes primary again, the trial slot is not tried any more. */
   abortTrial(good: Slot): Promise<void>;
   /** The slot the running system was booted from (kernel command line, or the simulator's record). */

@@ -2,7 +2,14 @@ import type { Slot } from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
 import { execBounded } from '../exec.js';
 import { readTextIfExists } from '../fs-util.js';
-import { type Bootloader, type BootState, parseSlot, slotFromCmdline } from './types.js';
+import {
+  type Bootloader,
+  type BootState,
+  type CommitOptions,
+  parseFloor,
+  parseSlot,
+  slotFromCmdline,
+} from './types.js';
 
 /**
  * The variable contract with the board's U-Boot environment (docs/agent.md):
@@ -18,10 +25,11 @@ export const UBOOT_VARS = {
   upgrade: 'upgrade_available',
   count: 'bootcount',
   limit: 'bootlimit',
+  floor: 'flotilla_secver',
 } as const;
 
-// biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax, not a JS template
 export const UBOOT_ALTBOOTCMD =
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax, not a JS template
   'setenv flotilla_slot ${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd';
 
 export interface UbootOptions {
@@ -105,6 +113,7 @@ export class UbootBootloader implements Bootloader {
       trial: v[UBOOT_VARS.upgrade] === '1',
       attempts: Number.parseInt(v[UBOOT_VARS.count] ?? '0', 10) || 0,
       limit: Number.parseInt(v[UBOOT_VARS.limit] ?? '0', 10) || 0,
+      ...floorOf(v[UBOOT_VARS.floor]),
     };
   }
 
@@ -117,12 +126,13 @@ export class UbootBootloader implements Bootloader {
     });
   }
 
-  commit(slot: Slot): Promise<void> {
+  commit(slot: Slot, opts: CommitOptions = {}): Promise<void> {
     return this.env.setMany({
       [UBOOT_VARS.slot]: slot,
       [UBOOT_VARS.good]: slot,
       [UBOOT_VARS.upgrade]: 0,
       [UBOOT_VARS.count]: 0,
+      ...(opts.securityFloor !== undefined ? { [UBOOT_VARS.floor]: opts.securityFloor } : {}),
     });
   }
 
@@ -138,6 +148,12 @@ export class UbootBootloader implements Bootloader {
   bootedSlot(): Promise<Slot> {
     return bootedFromCmdline(this.opts.cmdlineFile ?? '/proc/cmdline', 'uboot');
   }
+}
+
+/** `{ securityFloor }` when the variable holds a valid floor, else nothing. */
+export function floorOf(v: string | undefined): { securityFloor?: number } {
+  const floor = parseFloor(v);
+  return floor !== undefined ? { securityFloor: floor } : {};
 }
 
 export async function bootedFromCmdline(file: string, component: string): Promise<Slot> {

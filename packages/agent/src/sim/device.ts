@@ -15,10 +15,11 @@ import { AGENT_LIMITS } from '../limits.js';
 import type { Logger } from '../logger.js';
 import { FileOutbox } from '../report/outbox.js';
 import { FileSlotDevice, SlotSet } from '../slots/slot-device.js';
+import { FileSecurityFloor } from '../state/security-floor.js';
 import { FileStateStore } from '../state/store.js';
 import type { Transport } from '../transport/types.js';
 import { FileTrustStore } from '../trust/trust-store.js';
-import { faultyBootloader, faultyOutbox, faultySlots, faultyStore, PowerCut } from './faults.js';
+import { faultyBootloader, faultyFloor, faultyOutbox, faultySlots, faultyStore, PowerCut } from './faults.js';
 
 export interface SimDeviceOptions {
   dir: string;
@@ -57,6 +58,7 @@ export class SimDevice {
       slotB: join(d, 'slot-B.img'),
       data: join(d, 'data'),
       state: join(d, 'data', 'state.json'),
+      securityFloor: join(d, 'data', 'security-floor.json'),
       outbox: join(d, 'data', 'outbox'),
       trust: join(d, 'trust'),
       factoryRelease: join(d, 'factory-release.json'),
@@ -131,6 +133,7 @@ export class SimDevice {
       reboot: o.reboot,
       trust: new FileTrustStore(p.trust),
       outbox: faultyOutbox(new FileOutbox(p.outbox, AGENT_LIMITS.outbox), cut.hit),
+      securityFloor: faultyFloor(new FileSecurityFloor(p.securityFloor), cut.hit),
       faults: cut.hit,
       ...(o.health ? { health: o.health } : {}),
       ...(o.hooks ? { hooks: o.hooks } : {}),

@@ -3,6 +3,7 @@ import { AgentKilled } from '../errors.js';
 import type { Outbox } from '../report/outbox.js';
 import type { SlotDevice, SlotWriter } from '../slots/slot-device.js';
 import { SlotSet } from '../slots/slot-device.js';
+import type { SecurityFloorStore } from '../state/security-floor.js';
 import type { StateStore } from '../state/store.js';
 
 /**
@@ -51,6 +52,16 @@ export function faultyStore(store: StateStore, hit: Hit): StateStore {
   };
 }
 
+export function faultyFloor(f: SecurityFloorStore, hit: Hit): SecurityFloorStore {
+  return {
+    load: () => f.load(),
+    raise: async (v) => {
+      hit('io:floor-raise');
+      return f.raise(v);
+    },
+  };
+}
+
 export function faultyBootloader(b: Bootloader, hit: Hit): Bootloader {
   return {
     kind: b.kind,
@@ -60,9 +71,9 @@ export function faultyBootloader(b: Bootloader, hit: Hit): Bootloader {
       hit('io:bootloader-arm');
       await b.armTrial(s, g);
     },
-    commit: async (s) => {
+    commit: async (s, opts) => {
       hit('io:bootloader-commit');
-      await b.commit(s);
+      await b.commit(s, opts);
     },
     abortTrial: async (g) => {
       hit('io:bootloader-abort');
