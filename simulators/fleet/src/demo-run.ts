@@ -210,5 +210,7 @@ function printSummary(
   if (faults) say(`${faults} devices lost power during the run`);
   for (const c of checks) say(`${c.ok ? '✔' : '✘'} ${c.name}: ${c.detail}`);
   say(`finished in ${seconds.toFixed(1)} s`);
-  say(`dashboard: ${world.server.dashboardUrl}`);
+  say(
+    `dashboard (served while the demo ran): ${world.server.dashboardUrl} — \`pnpm demo --keep-running\` keeps it up`,
+  );
 }

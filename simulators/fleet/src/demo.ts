@@ -19,7 +19,11 @@ async function main(): Promise<number> {
   const result = await runDemo(args, out);
   if (args.json) process.stdout.write(`${JSON.stringify(result.summary)}\n`);
   if (args.keepRunning) {
-    out.write(`server keeps running at ${result.dashboardUrl} — Ctrl-C to stop\n`);
+    out.write(`server keeps running: dashboard ${result.dashboardUrl}\n`);
+    out.write(
+      `sign in with the demo's admin token (TEST-ONLY, this run only): ${result.world.server.token}\n`,
+    );
+    out.write('Ctrl-C to stop\n');
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);

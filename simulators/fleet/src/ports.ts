@@ -105,6 +105,8 @@ export interface RolloutPhaseInput {
 export interface ServerHandle {
   readonly apiUrl: string;
   readonly dashboardUrl: string;
+  /** Admin API token of this run (TEST-ONLY; the demo prints it for signing in to the dashboard). */
+  readonly token: string;
   readonly mqtt: { host: string; port: number };
   /** Origin artifact URLs in offers start with. */
   readonly artifactOrigin: string;

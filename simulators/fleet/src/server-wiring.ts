@@ -111,6 +111,7 @@ export function httpServerHandle(o: {
   return {
     apiUrl: o.apiUrl,
     dashboardUrl: o.dashboardUrl,
+    token: o.token,
     mqtt: o.mqtt,
     artifactOrigin: o.apiUrl,
 
