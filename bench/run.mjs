@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// `pnpm bench [name...]`: runs the benchmarks (after `tsc -b`) one after the other; each prints
+// its own table. With no name it lists them. Long campaigns stay here, never in `pnpm test`.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const BENCHES = {
+  delta: {
+    script: 'delta/run.mjs',
+    args: [],
+    what: 'our delta codec vs bsdiff, xdelta3, zstd --patch-from on real pairs',
+  },
+  'delta-by-format': {
+    script: '../packages/image/bench/delta-by-format.mjs',
+    args: [],
+    what: 'delta sizes between demo images per filesystem format',
+  },
+  agent: {
+    script: 'agent/memory.mjs',
+    args: ['256'],
+    what: 'agent idle memory and peak memory of a 256 MiB install',
+  },
+  fleet: {
+    script: 'fleet/run.mjs',
+    args: ['--devices', '1000'],
+    what: '1,000 simulated devices: connect, rollout with deltas, reconnect storm',
+  },
+};
+
+const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const passThrough = process.argv.slice(2).filter((a) => a.startsWith('-'));
+if (names.length === 0) {
+  console.log('usage: pnpm bench <name> [<name>...] [--flags passed to each]\n');
+  for (const [name, b] of Object.entries(BENCHES)) console.log(`  ${name.padEnd(16)} ${b.what}`);
+  process.exit(0);
+}
+let failed = 0;
+for (const name of names) {
+  const b = BENCHES[name];
+  if (!b) {
+    console.error(`unknown benchmark ${name}; run \`pnpm bench\` for the list`);
+    process.exit(2);
+  }
+  console.log(`\n=== ${name}: ${b.what}`);
+  const script = fileURLToPath(new URL(b.script, import.meta.url));
+  const r = spawnSync(process.execPath, [script, ...(passThrough.length ? passThrough : b.args)], {
+    stdio: 'inherit',
+  });
+  if (r.status !== 0) failed++;
+}
+process.exit(failed ? 1 : 0);
