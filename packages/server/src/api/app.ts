@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import { authHook } from './auth.js';
@@ -25,8 +25,10 @@ export async function buildApp(
 ): Promise<FastifyInstance> {
   const app = Fastify({
     ...(opts.https ? { https: opts.https } : {}),
-    // Per-request access lines are too chatty for a fleet's worth of downloads: warnings and up only.
-    loggerInstance: ctx.log.child({ component: 'api' }, { level: 'warn' }) as unknown as FastifyBaseLogger,
+    loggerInstance: ctx.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
+    // No per-request access lines (too chatty for a fleet's downloads). fastify 5.12 deprecates the
+    // top-level `disableRequestLogging` option (FSTDEP023): it belongs to the log controller.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: ctx.limits.maxJsonBodyBytes,
     // Query strings are coerced to their schema types, JSON bodies are not (see validators.ts).
     schemaController: { compilersFactory: { buildValidator: validatorFactory() } },
