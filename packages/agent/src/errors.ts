@@ -79,6 +79,10 @@ export const AGENT_ERRORS = {
     message: 'bootloader environment could not be read or written',
     hint: 'check fw_env.config / grubenv and the bootloader tools',
   },
+  FLOTILLA_ERR_AGENT_ROLLBACK_PENDING: {
+    message: 'the device is still on the new, uncommitted slot: the hand-back to the old slot failed',
+    hint: 'the trial stays armed, so the bootloader falls back after bootlimit boots; check the bootloader environment',
+  },
   FLOTILLA_ERR_AGENT_BUNDLE: {
     message: 'bundle file is invalid',
     hint: 'use a .flot made by `flotilla bundle`',

@@ -1,6 +1,7 @@
+import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PowerCut } from '../src/index.js';
-import { makeImage, mutateImage, Rig } from './helpers.js';
+import { type Agent, PowerCut } from '../src/index.js';
+import { makeDelta, makeImage, mutateImage, Rig, sha } from './helpers.js';
 
 /**
  * Mender's biggest test, here: for every state, cut the power right after the agent persisted it
@@ -385,4 +386,113 @@ describe('crash table: power cut in every state', () => {
     const env = await rig.dev.bootloader.env();
     expect(env).toMatchObject({ flotilla_slot: 'A', upgrade_available: 0, bootcount: 4, bootlimit: 3 });
   });
+});
+
+/**
+ * The same for a delta update, with the cut inside the apply (base = slot A read-only, output
+ * chunk-verified into slot B, 16 chunks of 4 KiB). The apply restarts from its first byte after
+ * the cut: the spool and the base are untouched by it, and nothing written before the cut counts
+ * until the whole-image hash. The spool is downloaded once and dropped only after Installed.
+ */
+const DELTA_CHAIN_RESUMED_IN_INSTALLING = [
+  'Offered',
+  'Downloading',
+  'Installing',
+  '⚡',
+  '↻Installing',
+  'Installed',
+  'Rebooting',
+  '⏻',
+  '↻Rebooting',
+  'Verifying',
+  'Committed',
+  'Idle',
+];
+
+const DELTA_CASES: { name: string; at: string; occurrence?: number; chain: string[] }[] = [
+  {
+    name: 'Killed_in_Installing before the first byte',
+    at: 'persisted:Installing',
+    chain: DELTA_CHAIN_RESUMED_IN_INSTALLING,
+  },
+  {
+    name: 'Killed mid-apply: first chunk torn',
+    at: 'io:slot-write',
+    occurrence: 1,
+    chain: DELTA_CHAIN_RESUMED_IN_INSTALLING,
+  },
+  {
+    name: 'Killed mid-apply: 8th of 16 chunks torn',
+    at: 'io:slot-write',
+    occurrence: 8,
+    chain: DELTA_CHAIN_RESUMED_IN_INSTALLING,
+  },
+  {
+    name: 'Killed mid-apply: last chunk torn',
+    at: 'io:slot-write',
+    occurrence: 16,
+    chain: DELTA_CHAIN_RESUMED_IN_INSTALLING,
+  },
+  {
+    name: 'Killed after the apply, before the slot was synced',
+    at: 'io:slot-sync',
+    chain: DELTA_CHAIN_RESUMED_IN_INSTALLING,
+  },
+  {
+    name: 'Killed after the image hash verified, before Installed was persisted',
+    at: 'finished:Installing',
+    chain: DELTA_CHAIN_RESUMED_IN_INSTALLING,
+  },
+  {
+    name: 'Killed_in_Installed (spool not yet dropped)',
+    at: 'persisted:Installed',
+    chain: [
+      'Offered',
+      'Downloading',
+      'Installing',
+      'Installed',
+      '⚡',
+      '↻Installed',
+      'Rebooting',
+      '⏻',
+      '↻Rebooting',
+      'Verifying',
+      'Committed',
+      'Idle',
+    ],
+  },
+];
+
+describe('crash table: power cut while applying a delta', () => {
+  for (const c of DELTA_CASES) {
+    it(`${c.name}: the apply restarts from scratch from the kept spool, ends committed on B, tells the server`, async () => {
+      rig = await Rig.create();
+      const next = mutateImage(rig.factory, 11);
+      const delta = await makeDelta(rig.factory, next);
+      const cmd = rig.offer(next, {
+        version: '1.1.0',
+        delta: { bytes: delta, from: rig.factory, fromVersion: '1.0.0' },
+      });
+      await rig.powerOn({ cut: new PowerCut({ atPoint: c.at, atPointOccurrence: c.occurrence ?? 1 }) });
+      rig.send(cmd);
+      await rig.runToRest();
+      await rig.agent!.reporter.flush();
+
+      expect(rig.chain).toEqual(c.chain);
+      expect(rig.told()).toEqual(HEALTHY_TOLD);
+      const downloaded = rig.hub.events('dev-1').find((e) => e.kind === 'downloaded');
+      expect(downloaded?.detail).toMatchObject({ method: 'delta' });
+      // The delta was fetched once (the spool survived the cut); the full image never.
+      expect(rig.fetcher.requests.map((r) => `${r.url}@${r.start}`)).toEqual([
+        `mem://artifacts/${sha(delta)}@0`,
+      ]);
+      const spool = rig.agent!.spoolPath({ imageSha256: sha(next) } as Parameters<Agent['spoolPath']>[0]);
+      expect(existsSync(spool)).toBe(false);
+      expect(await rig.dev.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
+      expect(rig.agent!.rec.committedSlot).toBe('B');
+      expect(await rig.dev.bootloader.bootedSlot()).toBe('B');
+      expect((await rig.slotBytes('B', next.length)).equals(next)).toBe(true);
+      expect((await rig.slotBytes('A', rig.factory.length)).equals(rig.factory)).toBe(true);
+    });
+  }
 });

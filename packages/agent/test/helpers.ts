@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { encodeDelta } from '@flotilla/delta';
 import {
   buildRoot,
   generateKeyPair,
@@ -85,6 +86,15 @@ export function mutateImage(base: Buffer, seed: number): Buffer {
     makeImage(seed + i, 512).copy(out, at);
   }
   return out;
+}
+
+/** A real delta (the codec the server uses) from `from` to `to`, in memory. */
+export async function makeDelta(from: Buffer, to: Buffer): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  await encodeDelta(from, to, async (chunk) => {
+    parts.push(Buffer.from(chunk));
+  });
+  return Buffer.concat(parts);
 }
 
 export const HARDWARE = 'sim-board-v1';

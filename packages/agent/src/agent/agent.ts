@@ -293,6 +293,8 @@ export class Agent {
   /** The only place the state changes: table lookup, patch, persist, then tell observers. */
   async transition(event: StepEvent, error?: ErrorReport, patch?: (r: AgentRecord) => void): Promise<void> {
     const from = this.rec.state;
+    // The widest window of a crash: the work of `from` is done, its successor not yet persisted.
+    this.deps.faults?.(`finished:${from}`);
     const to = nextState(from, event);
     patch?.(this.rec);
     if (error) this.rec.lastError = error;
@@ -471,6 +473,7 @@ export class Agent {
         new AgentError('FLOTILLA_ERR_AGENT_BUSY', `in state ${this.rec.state}`),
       );
     }
+    if (this.booted !== this.rec.committedSlot) return this.rejectOffer(claimedId, this.strandedError());
     const now = this.deps.clock.now();
     const active = this.rec.slots[this.booted];
     const ctx = {
@@ -521,6 +524,14 @@ export class Agent {
     await this.begin(dep);
   }
 
+  /** Running an uncommitted slot: installing would overwrite the only known-good one. */
+  private strandedError(): AgentError {
+    return new AgentError(
+      'FLOTILLA_ERR_AGENT_ROLLBACK_PENDING',
+      `running slot ${this.booted}, the committed slot is ${this.rec.committedSlot}`,
+    );
+  }
+
   private async rejectOffer(deploymentId: string | null, err: unknown): Promise<void> {
     const reason = toErrorReport(err);
     this.log.warn({ deploymentId, code: reason.code }, 'offer rejected');
@@ -540,6 +551,7 @@ export class Agent {
     await this.enqueue(async () => {
       if (this.rec.state !== 'Idle')
         throw new AgentError('FLOTILLA_ERR_AGENT_BUSY', `an update is in state ${this.rec.state}`);
+      if (this.booted !== this.rec.committedSlot) throw this.strandedError();
       const now = this.deps.clock.now();
       const release = verifyRelease(bundle.manifest, this.root, now, { allowKinds: ['release', 'recovery'] });
       checkInstallable(release, {

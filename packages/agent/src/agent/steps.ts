@@ -146,7 +146,10 @@ export const STEPS: Record<AgentState, Step> = {
       const base = await a.deps.slots.openRead(d.fromSlot);
       const writer = await a.deps.slots.openForInstall(d.targetSlot, a.booted);
       try {
-        // The spool is re-applied from the start after a crash, so no checkpoints here.
+        // A power cut mid-apply restarts the apply from the first byte: the spool and the base
+        // (the active slot) are untouched by it, and the codec's state cannot be resumed.
+        // Chunks written before the cut are simply written again; nothing counts until the
+        // whole-image hash below.
         const cw = new ChunkWriter(writer, m.image, 0, {
           everyBytes: Number.MAX_SAFE_INTEGER,
           save: async () => undefined,
@@ -180,7 +183,6 @@ export const STEPS: Record<AgentState, Step> = {
         'FLOTILLA_ERR_AGENT_IMAGE_HASH_MISMATCH',
         `slot ${d.targetSlot}: first bad chunk ${r.firstBadChunk ?? '-'}`,
       );
-    if (d.delta) await SpoolFile.remove(a.spoolPath(d));
     return {
       event: 'installed',
       patch: (rec) => {
@@ -193,9 +195,13 @@ export const STEPS: Record<AgentState, Step> = {
     };
   },
 
-  /** after-install hooks, then arm the trial boot (skipped if a power cut already booted it). */
+  /**
+   * Drop the spool (only now: a power cut before Installed was persisted re-runs the apply, which
+   * needs it), after-install hooks, then arm the trial boot (skipped if a power cut booted it).
+   */
   async Installed(a) {
     const d = a.deployment;
+    if (d.delta) await SpoolFile.remove(a.spoolPath(d));
     await a.runHooks('after-install');
     if (a.booted !== d.targetSlot) await a.deps.bootloader.armTrial(d.targetSlot, a.rec.committedSlot);
     await a.milestone('installed', { detail: { targetSlot: d.targetSlot, method: d.method } });
@@ -281,14 +287,28 @@ export const STEPS: Record<AgentState, Step> = {
     };
   },
 
-  /** On the new slot: hand the bootloader back to the old one and reboot. On the old slot: done. */
+  /**
+   * On the new slot: hand the bootloader back to the old one and reboot. On the old slot: done.
+   * If the hand-back or the reboot fails we are still on the new slot: that is reported as such
+   * (ROLLBACK_PENDING, via Failed), never as rolled back.
+   */
   async RollingBack(a) {
     const d = a.deployment;
     await a.runHooks('on-rollback').catch(reportFailure(a));
     if (a.booted === d.targetSlot) {
-      await a.deps.bootloader.abortTrial(d.fromSlot);
-      await Promise.race([a.reporter.flush(), a.deps.clock.sleep(2000, a.signal)]).catch(() => undefined);
-      await a.deps.reboot.reboot(`rollback from ${d.version}`);
+      try {
+        await a.deps.bootloader.abortTrial(d.fromSlot);
+        await Promise.race([a.reporter.flush(), a.deps.clock.sleep(2000, a.signal)]).catch(() => undefined);
+        await a.deps.reboot.reboot(`rollback from ${d.version}`);
+      } catch (err) {
+        if (isKilled(err)) throw err;
+        const why = a.rec.lastError ? `${a.rec.lastError.code}: ${a.rec.lastError.message}` : 'rollback';
+        throw new AgentError(
+          'FLOTILLA_ERR_AGENT_ROLLBACK_PENDING',
+          `${why}; hand-back to slot ${d.fromSlot} failed: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
       return { halt: true };
     }
     return { event: 'reverted' };
@@ -309,10 +329,16 @@ export const STEPS: Record<AgentState, Step> = {
     return { event: 'done' };
   },
 
-  /** Before any reboot: disarm a trial if one was armed, drop the spool, report the code. */
+  /**
+   * On the old slot: disarm a trial if one was armed, drop the spool, report the code.
+   * Stranded on the new, uncommitted slot (the hand-back failed): report that, leave the trial
+   * armed and reboot — every boot counts against bootlimit until the bootloader falls back by
+   * itself; this state then runs once more on the old slot (same eventId) and ends.
+   */
   async Failed(a) {
     const d = a.deployment;
-    if (a.booted !== d.targetSlot) {
+    const stranded = a.booted === d.targetSlot && a.booted !== a.rec.committedSlot;
+    if (!stranded && a.booted !== d.targetSlot) {
       const bs = await a.deps.bootloader.read();
       if (bs.trial || bs.primary !== a.rec.committedSlot)
         await a.deps.bootloader.abortTrial(a.rec.committedSlot);
@@ -323,7 +349,13 @@ export const STEPS: Record<AgentState, Step> = {
         code: 'FLOTILLA_ERR_INTERNAL',
         message: 'failed without a recorded reason',
       },
+      detail: { slot: a.booted, committedSlot: a.rec.committedSlot },
     });
+    if (stranded) {
+      await Promise.race([a.reporter.flush(), a.deps.clock.sleep(2000, a.signal)]).catch(() => undefined);
+      await a.deps.reboot.reboot(`rollback pending from ${d.version}: let the bootloader fall back`);
+      return { halt: true };
+    }
     return { event: 'done' };
   },
 };

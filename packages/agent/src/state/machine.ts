@@ -69,8 +69,8 @@ export const TRANSITIONS: readonly (readonly [AgentState, StepEvent, AgentState]
   ['Committed', 'loop', 'RollingBack'],
 
   ['RollingBack', 'reverted', 'RolledBack'],
-  ['RollingBack', 'error', 'RolledBack'],
-  ['RollingBack', 'loop', 'RolledBack'],
+  ['RollingBack', 'error', 'Failed'], // the hand-back failed: still on the new slot, never "rolled back"
+  ['RollingBack', 'loop', 'Failed'],
 
   ['RolledBack', 'done', 'Idle'],
   ['RolledBack', 'error', 'Idle'],
