@@ -46,7 +46,7 @@ export interface EncodeStats {
 }
 
 /** Segments compress on the thread pool while the matcher runs; this many may wait at once. */
-const MAX_IN_FLIGHT = 4;
+const MAX_IN_FLIGHT = 3;
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 

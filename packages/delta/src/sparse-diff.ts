@@ -11,8 +11,26 @@ import { DeltaError } from './errors.js';
  */
 
 export function encodeSparse(diff: Uint8Array): { gaps: Buffer; bytes: Buffer } {
-  const gaps = Buffer.allocUnsafe(Math.ceil(diff.length / 2) * 5 + 8);
-  const bytes = Buffer.allocUnsafe(diff.length * 2 + 2);
+  // First pass sizes both streams exactly, so a 2 MiB segment does not allocate 9 MiB of scratch.
+  let runs = 0;
+  let nonZero = 0;
+  let gapBytes = 0;
+  const gapLength = (run: number) =>
+    run < 0x80 ? 1 : run < 0x4000 ? 2 : run < 0x200000 ? 3 : run < 0x10000000 ? 4 : 5;
+  for (let i = 0; i < diff.length; ) {
+    let j = i;
+    while (j < diff.length && diff[j] === 0) j++;
+    gapBytes += gapLength(j - i);
+    i = j;
+    if (i === diff.length) break;
+    runs++;
+    while (i < diff.length && diff[i] !== 0) {
+      i++;
+      nonZero++;
+    }
+  }
+  const gaps = Buffer.allocUnsafe(gapBytes);
+  const bytes = Buffer.allocUnsafe(nonZero + runs);
   let g = 0;
   let b = 0;
   const tmp = [0, 0, 0, 0, 0];
@@ -34,7 +52,7 @@ export function encodeSparse(diff: Uint8Array): { gaps: Buffer; bytes: Buffer } 
     while (i < diff.length && diff[i] !== 0) bytes[b++] = diff[i++]!;
     bytes[b++] = 0;
   }
-  return { gaps: Buffer.from(gaps.subarray(0, g)), bytes: Buffer.from(bytes.subarray(0, b)) };
+  return { gaps, bytes };
 }
 
 const corrupt = (why: string) => new DeltaError('FLOTILLA_ERR_DELTA_PAYLOAD_CORRUPT', `diff stream: ${why}`);
