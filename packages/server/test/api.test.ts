@@ -329,6 +329,17 @@ describe('API: devices, releases, artifacts', () => {
     expect(manifest.json().signatures[0].keyid).toBe(server.ctx.keys.release!.keyId);
   });
 
+  it('refuses to build a release from an empty upload (no signed all-zero image)', async () => {
+    const res = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/releases/build?name=TEST-ONLY-os&version=9.8.7&securityVersion=1&compatible=TEST-ONLY-board&format=raw&partitionSize=262144&input=image',
+      headers: { ...auth(operator), 'content-type': 'application/octet-stream' },
+      payload: Buffer.alloc(0),
+    });
+    expectError(res, 400, 'FLOTILLA_ERR_SERVER_UPLOAD_INVALID');
+    expect(server.ctx.store.releases.get('9.8.7')).toBeUndefined();
+  });
+
   it('serves an artifact with ETag, Range, If-None-Match and 416', async () => {
     const rel = server.ctx.store.releases.get('1.0.0')!;
     const url = `/api/v1/artifacts/${rel.imageSha256}`;

@@ -105,6 +105,11 @@ export class ReleaseService {
     if (this.store.releases.get(p.version))
       throw new ServerError('FLOTILLA_ERR_SERVER_RELEASE_EXISTS', `version ${p.version}`);
     const received = await this.artifacts.receive(body, this.limits.maxUploadBytes);
+    if (received.size === 0) {
+      // An empty raw image would otherwise be padded into a signed all-zero partition.
+      await rm(received.path, { force: true });
+      throw new ServerError('FLOTILLA_ERR_SERVER_UPLOAD_INVALID', 'the upload is empty');
+    }
     const work = await mkdtemp(join(this.artifacts.dir, 'tmp', 'build-'));
     try {
       const input = join(work, p.input === 'image' ? 'input.img' : `rootfs.${p.input}`);
