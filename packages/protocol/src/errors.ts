@@ -121,35 +121,69 @@ export const ERRORS = {
   },
   // generic
   FLOTILLA_ERR_INTERNAL: { status: 500, message: 'internal error', hint: 'see the log for details' },
-} as const satisfies Record<string, { status: number; message: string; hint: string }>;
+} as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;
 
-/** An error carrying a stable registry code, the component that raised it and its cause. */
-export class FlotillaError extends Error {
-  readonly code: ErrorCode;
+export interface ErrorEntry {
+  status: number;
+  message: string;
+  hint: string;
+}
+
+export interface CodedErrorOptions {
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The shape every Flotilla error has, whatever package raised it: a stable code from that
+ * package's registry, a message, a hint on how to fix it, an HTTP status where one applies, the
+ * component that raised it, and the cause it wraps.
+ */
+export class CodedError<C extends string = string> extends Error {
+  readonly code: C;
   readonly status: number;
   readonly hint: string;
   readonly component: string;
   readonly details?: Record<string, unknown>;
 
-  constructor(
-    code: ErrorCode,
-    detail?: string,
-    opts: { component?: string; cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
-    const entry = ERRORS[code];
+  constructor(entry: ErrorEntry, code: C, component: string, detail?: string, opts: CodedErrorOptions = {}) {
     super(detail ? `${entry.message}: ${detail}` : entry.message, { cause: opts.cause });
-    this.name = 'FlotillaError';
     this.code = code;
     this.status = entry.status;
     this.hint = entry.hint;
-    this.component = opts.component ?? 'protocol';
+    this.component = component;
     if (opts.details) this.details = opts.details;
   }
 
   toJSON(): Record<string, unknown> {
     return { code: this.code, message: this.message, hint: this.hint, component: this.component };
+  }
+}
+
+/**
+ * Makes a package's error class from its registry:
+ * `export class ServerError extends errorClass(SERVER_ERRORS, 'server', 'ServerError') {}`.
+ */
+export function errorClass<R extends Record<string, ErrorEntry>>(
+  registry: R,
+  component: string,
+  name: string,
+) {
+  return class extends CodedError<keyof R & string> {
+    constructor(code: keyof R & string, detail?: string, opts: CodedErrorOptions = {}) {
+      super(registry[code] as ErrorEntry, code, component, detail, opts);
+      this.name = name;
+    }
+  };
+}
+
+/** An error of the shared layer; callers may name the component that raised it. */
+export class FlotillaError extends CodedError<ErrorCode> {
+  constructor(code: ErrorCode, detail?: string, opts: CodedErrorOptions & { component?: string } = {}) {
+    super(ERRORS[code], code, opts.component ?? 'protocol', detail, opts);
+    this.name = 'FlotillaError';
   }
 }
 

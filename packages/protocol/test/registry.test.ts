@@ -31,6 +31,26 @@ describe('error registry', () => {
   });
 });
 
+describe('package error classes', () => {
+  it('builds a package error class from its registry with code, status, hint, component and cause', () => {
+    const REG = { FLOTILLA_ERR_PKG_BROKEN: { status: 409, message: 'it broke', hint: 'fix it' } } as const;
+    class PkgError extends errorClass(REG, 'pkg', 'PkgError') {}
+    const cause = new Error('root cause');
+    const e = new PkgError('FLOTILLA_ERR_PKG_BROKEN', 'detail', { cause });
+    expect(e).toBeInstanceOf(Error);
+    expect(e).toMatchObject({
+      name: 'PkgError',
+      code: 'FLOTILLA_ERR_PKG_BROKEN',
+      status: 409,
+      hint: 'fix it',
+      component: 'pkg',
+      message: 'it broke: detail',
+    });
+    expect(e.cause).toBe(cause);
+    expect(isFlotillaError(e, 'FLOTILLA_ERR_PKG_BROKEN')).toBe(true);
+  });
+});
+
 describe('MQTT message schemas', () => {
   const ts = '2026-06-01T12:00:00Z';
   const event = {
