@@ -4,6 +4,7 @@ import {
   decodeKeyFile,
   ERRORS,
   encodeKeyFile,
+  errorClass,
   FlotillaError,
   generateKeyPair,
   isFlotillaError,
