@@ -8,11 +8,12 @@ describe('server killed mid-rollout', () => {
     try {
       const sim = world.simServer!;
       let crashedWith = -1;
-      // An offer in flight when the broker died is lost with it; the per-device timeout and one retry
-      // (ordinary operator policy) re-offer it, so the rollout still reaches every device.
+      // An offer in flight when the broker died is lost with it; the server re-sends it when the
+      // device is back. No retries, and a device timeout far beyond the test's own limit: a lost
+      // offer fails the test instead of being healed by a timeout.
       const { view } = await rollOut(
         world,
-        { maxConcurrent: 3, deviceTimeoutSeconds: 30, retries: { timedOut: 1 } },
+        { maxConcurrent: 3, deviceTimeoutSeconds: 3600, retries: { timedOut: 0 } },
         async (id) => {
           await world.fleet.waitFor(
             'first devices healthy',

@@ -185,7 +185,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       limits,
       log: log.child({ component: 'mqtt' }),
       metrics,
-      onDeviceConnected: (id) => runner.resendFor(id),
+      onDeviceReachable: (id) => runner.resendFor(id),
     });
     transport = broker;
     // A revoked key must not keep a connection it opened while it was accepted.

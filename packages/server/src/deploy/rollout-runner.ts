@@ -47,9 +47,10 @@ type Outbox = { deviceId: string; command: DeviceCommand }[];
 /**
  * Drives the pure rollout engine: builds the snapshot from the store, runs `decide`, applies the
  * decisions and the resulting deployment records in one transaction, then sends the offers and
- * cancels it decided. Runs on device events (debounced) and on a timer. A crash between commit
- * and send is healed by re-sending the offers of deployments still `offered` (on start and when
- * a device connects); devices treat a repeated offer of the same deployment as one.
+ * cancels it decided. Runs on device events (debounced) and on a timer. An offer lost with the
+ * broker (a crash between commit and delivery) is healed by re-sending the offers of deployments
+ * still `offered` when the device can receive commands again (subscribed after it connects) and,
+ * for an external broker, on start; devices treat a repeated offer of the same deployment as one.
  */
 export class RolloutRunner {
   private readonly dirty = new Set<string>();
@@ -331,6 +332,8 @@ export class RolloutRunner {
   }
 
   private resendOffered(): void {
+    // The embedded broker starts with no sessions: each device gets its offers when it subscribes.
+    if (this.transport()?.kind === 'embedded') return;
     const now = this.clock();
     const outbox: Outbox = [];
     for (const r of this.store.rollouts.active())

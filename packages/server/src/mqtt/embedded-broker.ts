@@ -33,8 +33,11 @@ export interface EmbeddedBrokerDeps {
   limits: ServerLimits;
   log: Logger;
   metrics: Metrics;
-  /** Called when a device's connection is ready (e.g. to re-send a pending offer). */
-  onDeviceConnected?: (deviceId: string) => void;
+  /**
+   * Called once per connection when commands can reach the device: it subscribed to its commands
+   * topic, or its restored session already holds that subscription (e.g. to re-send a pending offer).
+   */
+  onDeviceReachable?: (deviceId: string) => void;
 }
 
 /**
@@ -47,6 +50,8 @@ export interface EmbeddedBrokerDeps {
 export class EmbeddedBroker implements DeviceTransport {
   readonly kind = 'embedded' as const;
   private readonly connected = new Map<string, Client>();
+  /** Connections already told to onDeviceReachable (once per connection). */
+  private readonly reachable = new WeakSet<Client>();
   private readonly servers: NetServer[] = [];
   private wss: WebSocketServer | null = null;
 
@@ -87,6 +92,12 @@ export class EmbeddedBroker implements DeviceTransport {
     self = new EmbeddedBroker(aedes, deps);
     aedes.on('clientReady', (c) => self!.onReady(c as FlotillaClient));
     aedes.on('clientDisconnect', (c) => self!.onGone(c as FlotillaClient));
+    aedes.on('subscribe', (subs, c) => {
+      const id = (c as FlotillaClient).flotilla;
+      if (id?.kind !== 'device') return;
+      const topic = deviceTopic(id.deviceId, 'commands');
+      if (subs.some((s) => s.topic === topic && (s.qos as number) !== 128)) self!.onReachable(c, id.deviceId);
+    });
     aedes.on('clientError', (c, err) =>
       deps.log.debug({ clientId: c?.id, err: err.message }, 'mqtt client error'),
     );
@@ -185,7 +196,17 @@ export class EmbeddedBroker implements DeviceTransport {
     this.connected.set(id.deviceId, client);
     this.deps.metrics.devicesConnected.set(this.connected.size);
     this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: true });
-    this.deps.onDeviceConnected?.(id.deviceId);
+    // A message published before the device's subscription exists goes nowhere (after a restart
+    // aedes holds no sessions and the device subscribes only after CONNACK): only a restored
+    // subscription makes the device reachable now; otherwise its SUBSCRIBE does.
+    const subs = (client as unknown as { subscriptions?: Record<string, unknown> }).subscriptions;
+    if (subs?.[deviceTopic(id.deviceId, 'commands')]) this.onReachable(client, id.deviceId);
+  }
+
+  private onReachable(client: Client, deviceId: string): void {
+    if (this.reachable.has(client)) return;
+    this.reachable.add(client);
+    this.deps.onDeviceReachable?.(deviceId);
   }
 
   private onGone(client: FlotillaClient): void {
