@@ -24,11 +24,14 @@ interface Bounds {
 
 /** One file per event in a directory on the data partition (atomic writes, survives power cuts). */
 export class FileOutbox implements Outbox {
-  private counter = 0;
   private dropped = 0;
+  /** Adds run one at a time: each name is derived from the newest one on disk. */
+  private adding: Promise<void> = Promise.resolve();
   constructor(
     readonly dir: string,
     private readonly bounds: Bounds,
+    /** Wall clock for the names (tests freeze or set it back). */
+    private readonly now: () => number = Date.now,
   ) {}
 
   private async names(): Promise<string[]> {
@@ -36,10 +39,34 @@ export class FileOutbox implements Outbox {
     return (await readdir(this.dir)).filter((n) => n.endsWith('.json')).sort();
   }
 
-  async add(payload: string): Promise<void> {
+  add(payload: string): Promise<void> {
+    const run = this.adding.then(() => this.addNow(payload));
+    this.adding = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Names are `<ms>-<n>`, always after the newest name on disk: order survives a restart within
+   * the same millisecond (a fresh counter would sort before older events) and a clock set back.
+   */
+  private nextId(names: string[]): string {
+    let ms = this.now();
+    let n = 0;
+    const m = /^(\d{15})-(\d{6})\.json$/.exec(names.at(-1) ?? '');
+    if (m && Number(m[1]) >= ms) {
+      ms = Number(m[1]);
+      n = Number(m[2]) + 1;
+      if (n > 999_999) {
+        ms++;
+        n = 0;
+      }
+    }
+    return `${ms.toString().padStart(15, '0')}-${n.toString().padStart(6, '0')}`;
+  }
+
+  private async addNow(payload: string): Promise<void> {
     const names = await this.names();
-    // Names sort by time, then a per-process counter: order survives restarts.
-    const id = `${Date.now().toString().padStart(15, '0')}-${(this.counter++).toString().padStart(6, '0')}`;
+    const id = this.nextId(names);
     let bytes = payload.length;
     const sizes: number[] = [];
     for (const n of names) {

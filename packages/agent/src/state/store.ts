@@ -58,9 +58,12 @@ export class FileStateStore implements StateStore {
   }
 }
 
-/** The same contract in memory (serialised, so callers never share objects with the store). */
+/**
+ * The same contract in memory (serialised, so callers never share objects with the store).
+ * `text` is the raw stored contents to start from (tests model a corrupt record with it).
+ */
 export class MemoryStateStore implements StateStore {
-  private text: string | null = null;
+  constructor(private text: string | null = null) {}
   async load(): Promise<AgentRecord | null> {
     return this.text === null ? null : decode(this.text, 'memory');
   }

@@ -6,6 +6,8 @@ export interface DeliveredMessage {
   payload: unknown;
 }
 
+const MAX_QUEUED_COMMANDS = 100;
+
 /**
  * An in-process stand-in for the broker: collects what devices publish, lets a test or the
  * simulator push commands and cut or restore a device's link.
@@ -14,6 +16,8 @@ export class MemoryHub {
   readonly delivered: DeliveredMessage[] = [];
   private readonly links = new Map<string, MemoryTransport>();
   private readonly offline = new Set<string>();
+  /** Commands for devices whose link is down (like a broker's persistent session, QoS 1). */
+  private readonly queued = new Map<string, Uint8Array[]>();
 
   transport(deviceId: string): MemoryTransport {
     const t = new MemoryTransport(this, deviceId);
@@ -33,7 +37,22 @@ export class MemoryHub {
   }
 
   sendCommand(deviceId: string, command: unknown): void {
-    this.links.get(deviceId)?.deliverCommand(new TextEncoder().encode(JSON.stringify(command)));
+    const payload = new TextEncoder().encode(JSON.stringify(command));
+    const link = this.links.get(deviceId);
+    if (link?.connected()) {
+      link.deliverCommand(payload);
+      return;
+    }
+    const q = this.queued.get(deviceId) ?? [];
+    if (q.length < MAX_QUEUED_COMMANDS) q.push(payload);
+    this.queued.set(deviceId, q);
+  }
+
+  /** @internal Commands queued while the device was offline, oldest first. */
+  takeQueued(deviceId: string): Uint8Array[] {
+    const q = this.queued.get(deviceId) ?? [];
+    this.queued.delete(deviceId);
+    return q;
   }
 
   /** Events as the server records them: one per eventId. */
@@ -71,7 +90,13 @@ export class MemoryTransport implements Transport {
     const want = this.hub.isOnline(this.deviceId);
     if (want === this.up) return;
     this.up = want;
-    queueMicrotask(() => (want ? this.handlers?.onConnect() : this.handlers?.onDisconnect()));
+    queueMicrotask(() => {
+      if (!want) return this.handlers?.onDisconnect();
+      if (!this.up) return;
+      // Like MQTT with clean: false: QoS 1 commands sent while offline arrive on reconnect.
+      for (const p of this.hub.takeQueued(this.deviceId)) this.handlers?.onCommand(p);
+      this.handlers?.onConnect();
+    });
   }
 
   /** @internal */
