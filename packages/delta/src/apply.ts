@@ -225,7 +225,7 @@ async function applySegment(
 
 /**
  * Applies a delta as a stream: the base is read by position, the delta front to back, the target
- * written strictly in order. Memory stays around one segment (4 MiB by default) whatever the
+ * written strictly in order. Memory stays around one segment (2 MiB by default) whatever the
  * image size. The base hash is checked before anything is written; the target hash before
  * `commit`. On any failure the sink is aborted (a file target removes its partial output).
  */

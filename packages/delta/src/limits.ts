@@ -15,5 +15,5 @@ export const DELTA_LIMITS = {
   baseBlockSize: 256 * 1024,
   baseCacheBlocks: 8,
   /** Hash the base in reads of this size before applying. */
-  hashReadSize: 256 * 1024,
+  hashReadSize: 1024 * 1024,
 } as const;
