@@ -39,6 +39,8 @@ export const DEFAULT_LIMITS = {
    * idle device behind an external broker shows offline after this window (docs/server.md).
    */
   offlineAfterMs: 5 * 60 * 1000,
+  /** Most devices one bulk pre-registration request may carry (~150 KiB of JSON at 1,000). */
+  maxBulkRegister: 1000,
   /** Most items a list route returns. */
   maxPageSize: 1000,
   /** SSE clients at once. */

@@ -78,6 +78,65 @@ export class DeviceRegistry {
     return { device };
   }
 
+  /**
+   * Factory pre-registration by an admin: keys from a trusted manufacturing list, no per-device
+   * proof (the admin token vouches for them). All or nothing in one transaction: a device id
+   * already registered with another key (and not decommissioned) fails the whole batch. A device
+   * already registered with the same key is left as it is. One audit entry names every id.
+   */
+  bulkRegister(
+    items: readonly { deviceId: string; publicKey: string; hardware?: string; tags?: string[] }[],
+    status: 'accepted' | 'pending',
+    actor: string,
+  ): { registered: string[]; unchanged: string[] } {
+    // Static MQTT secrets (external broker) are handed to each device when it registers itself.
+    if (this.credentials)
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_CONFLICT',
+        'bulk registration issues no MQTT secrets: with an external broker devices register one by one',
+      );
+    const seen = new Set<string>();
+    for (const it of items) {
+      if (!isValidDeviceId(it.deviceId))
+        throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', `invalid device id ${it.deviceId}`);
+      if (seen.has(it.deviceId))
+        throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', `device ${it.deviceId} is listed twice`);
+      seen.add(it.deviceId);
+    }
+    const now = this.clock();
+    const out = this.store.tx(() => {
+      const registered: string[] = [];
+      const unchanged: string[] = [];
+      for (const it of items) {
+        const existing = this.store.devices.get(it.deviceId);
+        if (existing && existing.status !== 'decommissioned') {
+          if (existing.publicKey !== it.publicKey)
+            throw new ServerError(
+              'FLOTILLA_ERR_SERVER_DEVICE_KEY_MISMATCH',
+              `device ${it.deviceId} is registered with another key (nothing was registered)`,
+            );
+          unchanged.push(it.deviceId);
+          continue;
+        }
+        if (existing) this.store.devices.replaceKey(it.deviceId, it.publicKey, status, now);
+        else
+          this.store.devices.insert({
+            id: it.deviceId,
+            publicKey: it.publicKey,
+            status,
+            hardware: it.hardware ?? null,
+            tags: it.tags ?? [],
+            now,
+          });
+        registered.push(it.deviceId);
+      }
+      this.store.audit.record(actor, 'device.bulk-register', null, { status, registered, unchanged }, now);
+      return { registered, unchanged };
+    });
+    for (const deviceId of out.registered) this.bus.emit('device.registered', { deviceId, status });
+    return out;
+  }
+
   /** The MQTT provisioning path: the token authorises the key in one step. */
   registerWithToken(
     deviceId: string,

@@ -44,6 +44,43 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     },
   );
 
+  app.post(
+    '/devices/bulk-register',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['devices'],
+        summary:
+          'Pre-register devices from a trusted factory list (public keys, no per-device proof); all or nothing; audited',
+        body: Type.Object(
+          {
+            devices: Type.Array(
+              Type.Object(
+                {
+                  deviceId: DeviceId,
+                  publicKey: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+                  hardware: Type.Optional(HardwareId),
+                  tags: Type.Optional(Type.Array(Label, { maxItems: 32, uniqueItems: true })),
+                },
+                strict,
+              ),
+              { minItems: 1, maxItems: ctx.limits.maxBulkRegister },
+            ),
+            status: Type.Optional(Type.Union([Type.Literal('accepted'), Type.Literal('pending')])),
+          },
+          strict,
+        ),
+      },
+    },
+    async (req) => {
+      const body = req.body as {
+        devices: { deviceId: string; publicKey: string; hardware?: string; tags?: string[] }[];
+        status?: 'accepted' | 'pending';
+      };
+      return registry.bulkRegister(body.devices, body.status ?? 'accepted', actorOf(req));
+    },
+  );
+
   app.get(
     '/devices',
     {
