@@ -215,3 +215,12 @@ describe('delta updates', () => {
     expect(rig.agent!.rec).toMatchObject({ committedSlot: 'B', securityVersion: 2 });
   });
 });
+
+describe('test fixtures', () => {
+  it("the tests' fast signer makes exactly protocol's signatures", async () => {
+    const { makeKeys, signFast } = await import('./helpers.js');
+    const keys = makeKeys();
+    const doc = { _type: 'x', n: 1, s: 'ü' };
+    expect(signFast(doc, [keys.release, keys.delta])).toEqual(signDocument(doc, [keys.release, keys.delta]));
+  });
+});

@@ -43,6 +43,8 @@ export interface SimDeviceOptions {
  */
 export class SimDevice {
   readonly bootloader: FileBootloader;
+  /** One per device across its lives, like the files it reads (it remembers what it verified). */
+  private trustStore: FileTrustStore | null = null;
   constructor(
     readonly dir: string,
     readonly deviceId: string,
@@ -103,6 +105,11 @@ export class SimDevice {
     };
   }
 
+  private trust(): FileTrustStore {
+    if (!this.trustStore) this.trustStore = new FileTrustStore(this.paths.trust);
+    return this.trustStore;
+  }
+
   deps(o: {
     transport: Transport;
     fetcher: Fetcher;
@@ -131,7 +138,7 @@ export class SimDevice {
       fetcher: o.fetcher,
       clock: o.clock ?? systemClock,
       reboot: o.reboot,
-      trust: new FileTrustStore(p.trust),
+      trust: this.trust(),
       outbox: faultyOutbox(new FileOutbox(p.outbox, AGENT_LIMITS.outbox), cut.hit),
       securityFloor: faultyFloor(new FileSecurityFloor(p.securityFloor), cut.hit),
       faults: cut.hit,

@@ -1,5 +1,12 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { parseJson, type RootMetadata, verifyInitialRoot, verifyRootRotation } from '@flotilla/protocol';
+import {
+  checkNotExpired,
+  parseJson,
+  type RootMetadata,
+  verifyInitialRoot,
+  verifyRootRotation,
+} from '@flotilla/protocol';
 import { atomicWriteFile, readBounded } from '../fs-util.js';
 
 const MAX_ROOT_BYTES = 1024 * 1024;
@@ -17,6 +24,13 @@ export interface TrustStore {
  * each verified against its predecessor, then the newest replaces root.json atomically.
  */
 export class FileTrustStore implements TrustStore {
+  /**
+   * The root last verified from exactly these bytes (sha256). Signature checks are a pure
+   * function of the bytes, so an embedder that restarts agents in one process (the simulator,
+   * the crash tests) verifies them once per trust store; expiry is checked at every load.
+   */
+  private verified: { sha256: string; root: RootMetadata } | null = null;
+
   constructor(readonly dir: string) {}
 
   private async readJson(name: string): Promise<unknown | null> {
@@ -24,9 +38,25 @@ export class FileTrustStore implements TrustStore {
     return bytes === null ? null : parseJson(bytes, { maxBytes: MAX_ROOT_BYTES });
   }
 
+  private async loadInitial(now: Date): Promise<RootMetadata> {
+    const bytes = await readBounded(join(this.dir, 'root.json'), MAX_ROOT_BYTES);
+    const sha256 = createHash('sha256')
+      .update(bytes ?? '')
+      .digest('hex');
+    if (bytes && this.verified?.sha256 === sha256) {
+      checkNotExpired(this.verified.root.expires, now, 'root metadata');
+      return structuredClone(this.verified.root);
+    }
+    const root = verifyInitialRoot(
+      bytes === null ? null : parseJson(bytes, { maxBytes: MAX_ROOT_BYTES }),
+      now,
+    );
+    this.verified = { sha256, root: structuredClone(root) };
+    return root;
+  }
+
   async load(now: Date): Promise<RootMetadata> {
-    const env = await this.readJson('root.json');
-    let root = verifyInitialRoot(env, now);
+    let root = await this.loadInitial(now);
     let rotated: unknown = null;
     for (;;) {
       const next = await this.readJson(`root.${root.version + 1}.json`);
