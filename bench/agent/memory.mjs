@@ -56,7 +56,7 @@ function measure(argv, { settleMs = 0 } = {}) {
 }
 
 /** 1 MiB block `i` of the base holds data (else a hole): deterministic, about 5 in 8. */
-const isData = (i) => (Math.imul(i, 2654435761) >>> 29) < 5;
+const isData = (i) => Math.imul(i, 2654435761) >>> 29 < 5;
 
 /** Writes a sparse image of `size` bytes block by block; `changed(i)` adds the target's edits. */
 async function writeImage(path, size, seed, edit) {
@@ -269,18 +269,27 @@ try {
       idle = await measure(
         [
           join(here, 'child-install.mjs'),
-          await job('idle', { dir: await device(`${sizeMiB}/idle`, size, basePath, baseRelease), idleMs: 3000 }),
+          await job('idle', {
+            dir: await device(`${sizeMiB}/idle`, size, basePath, baseRelease),
+            idleMs: 3000,
+          }),
         ],
         { settleMs: 2500 },
       );
     const full = await measure([
       join(here, 'child-install.mjs'),
-      await job('full', { dir: await device(`${sizeMiB}/full`, size, basePath, baseRelease), offer: offer(false) }),
+      await job('full', {
+        dir: await device(`${sizeMiB}/full`, size, basePath, baseRelease),
+        offer: offer(false),
+      }),
     ]);
     await rm(join(sd, 'full'), { recursive: true, force: true });
     const del = await measure([
       join(here, 'child-install.mjs'),
-      await job('delta', { dir: await device(`${sizeMiB}/delta`, size, basePath, baseRelease), offer: offer(true) }),
+      await job('delta', {
+        dir: await device(`${sizeMiB}/delta`, size, basePath, baseRelease),
+        offer: offer(true),
+      }),
     ]);
     const r = (o) => JSON.parse(o.out.split('\n').at(-1));
     const outcome = (o) => `${r(o).state}${r(o).lastError ? ` ${r(o).lastError.code}` : ''}`;
@@ -290,10 +299,14 @@ try {
   server.close();
 
   const pad = (v, n) => String(v).padStart(n);
-  console.log(`agent memory (chunk ${CHUNK / MiB} MiB; RSS in MiB; bare node -e baseline ${baseline.rssMiB} MiB)`);
+  console.log(
+    `agent memory (chunk ${CHUNK / MiB} MiB; RSS in MiB; bare node -e baseline ${baseline.rssMiB} MiB)`,
+  );
   console.log(`agent idle RSS ${idle.rssMiB} MiB (+${(idle.rssMiB - baseline.rssMiB).toFixed(1)} over node)`);
   console.log('');
-  console.log(' image MiB | full: peak RSS   time ms  end       | delta MiB  made ms | delta: peak RSS   time ms  end');
+  console.log(
+    ' image MiB | full: peak RSS   time ms  end       | delta MiB  made ms | delta: peak RSS   time ms  end',
+  );
   for (const x of rows)
     console.log(
       `${pad(x.sizeMiB, 10)} | ${pad(x.full.peakMiB, 15)} ${pad(x.fullR.ms, 9)}  ${x.outcome(x.full).padEnd(9)} | ${pad((x.deltaSize / MiB).toFixed(1), 9)} ${pad(x.deltaMs, 8)} | ${pad(x.del.peakMiB, 16)} ${pad(x.delR.ms, 9)}  ${x.outcome(x.del)}`,
