@@ -1,7 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { CodedError, type ErrorEntry } from '@flotilla/protocol';
 import type { Command } from 'commander';
+import { CLI_ERRORS, type CliErrorCode } from './errors.js';
 
 /**
  * A small typed client for the server's operator API (`/api/v1`). Every failure becomes an
@@ -14,56 +16,54 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 /** Bounds on what the client reads back (a hostile or broken server cannot exhaust memory). */
 const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
 
-export const API_CLIENT_ERRORS = {
-  FLOTILLA_ERR_CLI_SERVER_UNREACHABLE: {
-    message: 'cannot reach the Flotilla server',
-    hint: 'start it with `flotilla server`, or point --server / FLOTILLA_SERVER at it',
-  },
-  FLOTILLA_ERR_CLI_SERVER_TIMEOUT: {
-    message: 'the Flotilla server did not answer in time',
-    hint: 'check the server log; retry later',
-  },
-  FLOTILLA_ERR_CLI_SERVER_URL: {
-    message: 'invalid server URL',
-    hint: 'use http(s)://host:port, e.g. http://127.0.0.1:8080',
-  },
-  FLOTILLA_ERR_CLI_SERVER_RESPONSE: {
-    message: 'the server sent a response the CLI does not understand',
-    hint: 'check that --server points at a Flotilla server of the same version',
-  },
-  FLOTILLA_ERR_CLI_UNAUTHORIZED: {
-    message: 'the server refused the API token',
-    hint: 'pass --token or set FLOTILLA_TOKEN to an operator token',
-  },
-  FLOTILLA_ERR_CLI_HTTP: {
-    message: 'the server answered with an error',
-    hint: 'check the server log',
-  },
-  FLOTILLA_ERR_CLI_BUNDLE: {
-    message: 'cannot read the release bundle',
-    hint: 'pass the path of a .flot bundle',
-  },
-} as const;
+/**
+ * A failure talking to the server: the server's own coded error relayed as it answered
+ * (component `server`), or a CLI_ERRORS code naming what went wrong on the way (component `cli`).
+ */
+export class ApiClientError extends CodedError<string> {
+  /** The HTTP status the server answered with, 0 when no answer arrived (the watch retries then). */
+  readonly httpStatus: number;
 
-export type ApiClientErrorCode = keyof typeof API_CLIENT_ERRORS;
-
-export class ApiClientError extends Error {
-  readonly code: string;
-  readonly hint: string | undefined;
-  /** HTTP status, 0 when the server was not reached. */
-  readonly status: number;
-
-  constructor(code: string, message: string, hint: string | undefined, status: number, cause?: unknown) {
-    super(message, { cause });
+  private constructor(
+    entry: ErrorEntry,
+    code: string,
+    component: string,
+    detail: string | undefined,
+    httpStatus: number,
+    cause?: unknown,
+  ) {
+    super(entry, code, component, detail, { cause });
     this.name = 'ApiClientError';
-    this.code = code;
-    this.hint = hint;
-    this.status = status;
+    this.httpStatus = httpStatus;
   }
 
-  static of(code: ApiClientErrorCode, detail: string | undefined, status = 0, cause?: unknown) {
-    const e = API_CLIENT_ERRORS[code];
-    return new ApiClientError(code, detail ? `${e.message}: ${detail}` : e.message, e.hint, status, cause);
+  /** A failure named by the CLI; its status is the server's when the server answered. */
+  static of(code: CliErrorCode, detail: string | undefined, httpStatus = 0, cause?: unknown): ApiClientError {
+    const entry = CLI_ERRORS[code];
+    return new ApiClientError(
+      httpStatus ? { ...entry, status: httpStatus } : entry,
+      code,
+      'cli',
+      detail,
+      httpStatus,
+      cause,
+    );
+  }
+
+  /** The server's own `{error:{code,message,hint}}`, kept as it answered. */
+  static relayed(
+    code: string,
+    message: string,
+    hint: string | undefined,
+    httpStatus: number,
+  ): ApiClientError {
+    return new ApiClientError(
+      { status: httpStatus, message, hint: hint ?? '' },
+      code,
+      'server',
+      undefined,
+      httpStatus,
+    );
   }
 }
 
@@ -384,7 +384,7 @@ function httpError(status: number, data: unknown, method: string, url: URL): Api
   const message =
     typeof err.message === 'string' ? err.message : `${method} ${url.pathname} answered HTTP ${status}`;
   const hint = typeof err.hint === 'string' ? err.hint : undefined;
-  if (code) return new ApiClientError(code, message, hint, status);
+  if (code) return ApiClientError.relayed(code, message, hint, status);
   if (status === 401 || status === 403)
     return ApiClientError.of('FLOTILLA_ERR_CLI_UNAUTHORIZED', message, status);
   return ApiClientError.of('FLOTILLA_ERR_CLI_HTTP', `HTTP ${status}: ${message}`, status);

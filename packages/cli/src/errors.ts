@@ -1,31 +1,66 @@
-/** The CLI's own error registry (protocol and package errors pass through with their codes). */
+import { type ErrorEntry, errorClass } from '@flotilla/protocol';
+
+/**
+ * The CLI's one error registry (protocol, package and server errors pass through with their
+ * codes). The status is the HTTP status that fits the failure, so a wrapper or a log can treat
+ * every Flotilla error alike; the CLI itself exits 1 on all of them.
+ */
 export const CLI_ERRORS = {
   FLOTILLA_ERR_CLI_KEY_FILE: {
+    status: 400,
     message: 'cannot read the key file',
     hint: 'pass --key with a file written by `flotilla keys init`',
   },
   FLOTILLA_ERR_CLI_ROOT_FILE: {
+    status: 400,
     message: 'cannot read the root metadata',
     hint: 'pass --root with the root.json made by `flotilla keys init`',
   },
   FLOTILLA_ERR_CLI_KEYS_EXIST: {
+    status: 409,
     message: 'the keys directory already holds keys',
     hint: 'choose another --dir, or pass --force to add to it (existing keys are never overwritten)',
   },
-  FLOTILLA_ERR_CLI_INPUT: { message: 'cannot read the input file', hint: 'check the path' },
-  FLOTILLA_ERR_CLI_USAGE: { message: 'invalid arguments', hint: 'see --help' },
-} as const;
+  FLOTILLA_ERR_CLI_INPUT: { status: 400, message: 'cannot read the input file', hint: 'check the path' },
+  FLOTILLA_ERR_CLI_USAGE: { status: 400, message: 'invalid arguments', hint: 'see --help' },
+  // talking to the server's operator API
+  FLOTILLA_ERR_CLI_SERVER_UNREACHABLE: {
+    status: 503,
+    message: 'cannot reach the Flotilla server',
+    hint: 'start it with `flotilla server`, or point --server / FLOTILLA_SERVER at it',
+  },
+  FLOTILLA_ERR_CLI_SERVER_TIMEOUT: {
+    status: 504,
+    message: 'the Flotilla server did not answer in time',
+    hint: 'check the server log; retry later',
+  },
+  FLOTILLA_ERR_CLI_SERVER_URL: {
+    status: 400,
+    message: 'invalid server URL',
+    hint: 'use http(s)://host:port, e.g. http://127.0.0.1:8080',
+  },
+  FLOTILLA_ERR_CLI_SERVER_RESPONSE: {
+    status: 502,
+    message: 'the server sent a response the CLI does not understand',
+    hint: 'check that --server points at a Flotilla server of the same version',
+  },
+  FLOTILLA_ERR_CLI_UNAUTHORIZED: {
+    status: 401,
+    message: 'the server refused the API token',
+    hint: 'pass --token or set FLOTILLA_TOKEN to an operator token',
+  },
+  FLOTILLA_ERR_CLI_HTTP: {
+    status: 502,
+    message: 'the server answered with an error',
+    hint: 'check the server log',
+  },
+  FLOTILLA_ERR_CLI_BUNDLE: {
+    status: 400,
+    message: 'cannot read the release bundle',
+    hint: 'pass the path of a .flot bundle',
+  },
+} as const satisfies Record<string, ErrorEntry>;
 
 export type CliErrorCode = keyof typeof CLI_ERRORS;
 
-export class CliError extends Error {
-  readonly code: CliErrorCode;
-  readonly hint: string;
-  constructor(code: CliErrorCode, detail?: string, cause?: unknown) {
-    const entry = CLI_ERRORS[code];
-    super(detail ? `${entry.message}: ${detail}` : entry.message, { cause });
-    this.name = 'CliError';
-    this.code = code;
-    this.hint = entry.hint;
-  }
-}
+export class CliError extends errorClass(CLI_ERRORS, 'cli', 'CliError') {}

@@ -40,7 +40,7 @@ export async function readKeyFile(path: string): Promise<{ key: KeyPair; role: R
   try {
     text = await readFile(path, 'utf8');
   } catch (cause) {
-    throw new CliError('FLOTILLA_ERR_CLI_KEY_FILE', path, cause);
+    throw new CliError('FLOTILLA_ERR_CLI_KEY_FILE', path, { cause });
   }
   return decodeKeyFile(text);
 }
@@ -58,7 +58,7 @@ export async function readKeyDir(dir: string): Promise<Map<Role, { key: KeyPair;
 
 export async function readRoot(path: string): Promise<SignedRoot> {
   const text = await readFile(path, 'utf8').catch((cause) => {
-    throw new CliError('FLOTILLA_ERR_CLI_ROOT_FILE', path, cause);
+    throw new CliError('FLOTILLA_ERR_CLI_ROOT_FILE', path, { cause });
   });
   return validate(SignedRootSchema, parseJson(text), 'root metadata') as SignedRoot;
 }

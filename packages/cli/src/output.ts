@@ -15,7 +15,8 @@ export function reportError(err: unknown, json: boolean): number {
   const e = (err ?? {}) as CodedError;
   const code = typeof e.code === 'string' ? e.code : 'FLOTILLA_ERR_INTERNAL';
   const message = typeof e.message === 'string' ? e.message : String(err);
-  const hint = typeof e.hint === 'string' ? e.hint : undefined;
+  // A relayed server error may come without a hint (empty string): print none then.
+  const hint = typeof e.hint === 'string' && e.hint !== '' ? e.hint : undefined;
   if (json) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: { code, message, hint } })}\n`);
   } else {

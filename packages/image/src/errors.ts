@@ -1,3 +1,5 @@
+import { type ErrorEntry, errorClass } from '@flotilla/protocol';
+
 /**
  * The error registry of `@flotilla/image` (builder, release, bundle, disk, flash). Codes are
  * stable: the CLI prints them, the agent reports them for local installs. Trust failures of a
@@ -126,36 +128,12 @@ export const IMAGE_ERRORS = {
     message: 'data read back from the target differs from what was written',
     hint: 'the medium may be failing; try again or replace it',
   },
-} as const satisfies Record<string, { status: number; message: string; hint: string }>;
+} as const satisfies Record<string, ErrorEntry>;
 
 export type ImageErrorCode = keyof typeof IMAGE_ERRORS;
 
-/** Same shape as protocol's FlotillaError: stable code, message, status, hint, component, cause. */
-export class ImageError extends Error {
-  readonly code: ImageErrorCode;
-  readonly status: number;
-  readonly hint: string;
-  readonly component = 'image';
-  readonly details?: Record<string, unknown>;
-
-  constructor(
-    code: ImageErrorCode,
-    detail?: string,
-    opts: { cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
-    const entry = IMAGE_ERRORS[code];
-    super(detail ? `${entry.message}: ${detail}` : entry.message, { cause: opts.cause });
-    this.name = 'ImageError';
-    this.code = code;
-    this.status = entry.status;
-    this.hint = entry.hint;
-    if (opts.details) this.details = opts.details;
-  }
-
-  toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message, hint: this.hint, component: this.component };
-  }
-}
+/** Same shape as every Flotilla error: stable code, message, status, hint, component, cause. */
+export class ImageError extends errorClass(IMAGE_ERRORS, 'image', 'ImageError') {}
 
 export function isImageError(err: unknown, code?: ImageErrorCode): err is ImageError {
   return err instanceof ImageError && (code === undefined || err.code === code);

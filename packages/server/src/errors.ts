@@ -1,3 +1,5 @@
+import { type ErrorEntry, errorClass } from '@flotilla/protocol';
+
 /**
  * The server's one error registry: stable codes (clients, the CLI and the dashboard key on them),
  * a message, the HTTP status the API answers with and a hint saying what to do.
@@ -105,26 +107,8 @@ export const SERVER_ERRORS = {
     hint: 'abort the rollout or move the devices first',
   },
   FLOTILLA_ERR_SERVER_INTERNAL: { status: 500, message: 'internal error', hint: 'see the server log' },
-} as const satisfies Record<string, { status: number; message: string; hint: string }>;
+} as const satisfies Record<string, ErrorEntry>;
 
 export type ServerErrorCode = keyof typeof SERVER_ERRORS;
 
-export class ServerError extends Error {
-  readonly code: ServerErrorCode;
-  readonly status: number;
-  readonly hint: string;
-  readonly component = 'server';
-
-  constructor(code: ServerErrorCode, detail?: string, opts: { cause?: unknown } = {}) {
-    const entry = SERVER_ERRORS[code];
-    super(detail ? `${entry.message}: ${detail}` : entry.message, { cause: opts.cause });
-    this.name = 'ServerError';
-    this.code = code;
-    this.status = entry.status;
-    this.hint = entry.hint;
-  }
-
-  toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message, hint: this.hint };
-  }
-}
+export class ServerError extends errorClass(SERVER_ERRORS, 'server', 'ServerError') {}

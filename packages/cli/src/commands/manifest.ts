@@ -102,7 +102,7 @@ export function registerManifestCommands(program: Command): void {
 
 async function readJson(file: string): Promise<unknown> {
   const bytes = await readFile(file).catch((cause) => {
-    throw new CliError('FLOTILLA_ERR_CLI_INPUT', file, cause);
+    throw new CliError('FLOTILLA_ERR_CLI_INPUT', file, { cause });
   });
   return parseJson(bytes);
 }

@@ -133,18 +133,16 @@ async function readPolicyFile(path: string): Promise<Record<string, unknown>> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new CliError(
-      'FLOTILLA_ERR_CLI_INPUT',
-      `${path}: ${(err as NodeJS.ErrnoException).code ?? err}`,
-      err,
-    );
+    throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${path}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+      cause: err,
+    });
   }
   try {
     const v = JSON.parse(text) as unknown;
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Record<string, unknown>;
   } catch (err) {
-    throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${path}: ${(err as Error).message}`, err);
+    throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${path}: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -320,7 +318,11 @@ async function watchRollout(
       } catch (err) {
         // A restarting server is not the end of a watch; anything else is.
         if (
-          !(err instanceof ApiClientError && err.status === 0 && err.code !== 'FLOTILLA_ERR_CLI_SERVER_URL')
+          !(
+            err instanceof ApiClientError &&
+            err.httpStatus === 0 &&
+            err.code !== 'FLOTILLA_ERR_CLI_SERVER_URL'
+          )
         )
           throw err;
         await waker.wait(intervalSeconds * 1000);

@@ -1,3 +1,5 @@
+import { type ErrorEntry, errorClass } from '@flotilla/protocol';
+
 /**
  * Errors of the rollout engine and operator actions. Same shape as the protocol registry
  * (stable code, message, HTTP status, hint) so the API can answer `{error:{code,message,hint}}`.
@@ -18,26 +20,8 @@ export const ROLLOUT_ERRORS = {
     message: 'no such phase, or it needs no approval',
     hint: 'approve a phase that has requireApproval and has not started',
   },
-} as const;
+} as const satisfies Record<string, ErrorEntry>;
 
 export type RolloutErrorCode = keyof typeof ROLLOUT_ERRORS;
 
-export class RolloutError extends Error {
-  readonly code: RolloutErrorCode;
-  readonly status: number;
-  readonly hint: string;
-  readonly component = 'rollout';
-
-  constructor(code: RolloutErrorCode, detail?: string) {
-    const entry = ROLLOUT_ERRORS[code];
-    super(detail ? `${entry.message}: ${detail}` : entry.message);
-    this.name = 'RolloutError';
-    this.code = code;
-    this.status = entry.status;
-    this.hint = entry.hint;
-  }
-
-  toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message, hint: this.hint };
-  }
-}
+export class RolloutError extends errorClass(ROLLOUT_ERRORS, 'rollout', 'RolloutError') {}
