@@ -115,7 +115,7 @@ describe('device timeline', () => {
       'offer-accepted',
       'offered',
     ]);
-    expect(rows[0]!.reason.message).toBe('app.service failed: exit code 3');
+    expect(rows[0]!.reason?.message).toBe('app.service failed: exit code 3');
     expect(rows[2]!.progress).toEqual({ done: 4, total: 4 });
   });
 });

@@ -166,7 +166,10 @@ export function deviceBrokerSuite(name: string, setup: () => Promise<DeviceBroke
     it('closes a connection that sends an oversized payload, and stores nothing of it', async () => {
       const c = await device(a);
       const closed = closedWithin(c, 5000);
-      const big = JSON.stringify(stateMessage(7, { version: '7.7.7', lastError: 'x'.repeat(200 * 1024) }));
+      const big = JSON.stringify({
+        ...stateMessage(7, { version: '7.7.7' }),
+        lastError: 'x'.repeat(200 * 1024),
+      });
       c.publish(topic(a.id, 'state'), big, { qos: 1 });
       expect(await closed).toBe(true);
       await stillWorks(a);

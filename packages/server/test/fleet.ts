@@ -13,7 +13,7 @@ import {
 } from './helpers.js';
 
 /** A TEST-ONLY raw partition image; `variant` changes a few blocks (so a delta is small). */
-export function testImage(variant: number, size = 512 * 1024): Buffer {
+export function testImage(variant: number, size = 512 * 1024): Buffer<ArrayBuffer> {
   const b = Buffer.alloc(size);
   let x = 12345;
   for (let i = 0; i < size; i++) {

@@ -2,7 +2,8 @@ import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { canonicalBytes, DEVICE_AUTH_PREFIX } from '@flotilla/protocol';
+import { canonicalBytes, DEVICE_AUTH_PREFIX, type DeviceStateMessage } from '@flotilla/protocol';
+import type { Aedes } from 'aedes';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { type ListenOptions, type RunningServer, startServer } from '../src/index.js';
@@ -83,7 +84,8 @@ export function connectDevice(url: string, d: TestDevice, o: IClientOptions = {}
   return connect(url, { clientId: d.id, username: d.id, password: d.password(), clean: false, ...o });
 }
 
-export function stateMessage(seq: number, extra: Record<string, unknown> = {}) {
+/** A valid state report; a test sending a bad one overrides fields of it with a spread. */
+export function stateMessage(seq: number, extra: Partial<DeviceStateMessage> = {}): DeviceStateMessage {
   return {
     schemaVersion: 1,
     type: 'state',
@@ -132,3 +134,14 @@ export async function waitFor(
 }
 
 export const auth = (token = TEST_ADMIN) => ({ authorization: `Bearer ${token}` });
+
+/**
+ * The retained messages an aedes broker holds. Its persistence is an instance field the aedes
+ * typings leave out; this is the one place a test reaches for it.
+ */
+export function retainedStream(aedes: Aedes, patterns: string[]): AsyncIterable<unknown> {
+  const internals = aedes as unknown as {
+    persistence: { createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown> };
+  };
+  return internals.persistence.createRetainedStreamCombi(patterns);
+}

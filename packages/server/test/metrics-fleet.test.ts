@@ -120,7 +120,10 @@ describe('fleet gauges', () => {
       logger: silent,
       adminToken: TEST_ADMIN,
       clock: () => now,
-      broker: { kind: 'external', connect: { url: 'mqtt://127.0.0.1:1' } },
+      broker: {
+        kind: 'external',
+        connect: { url: 'mqtt://127.0.0.1:1', username: 'TEST-ONLY-server', password: 'TEST-ONLY-password' },
+      },
       limits: { offlineAfterMs: 60_000 },
     });
     addDevice(server, 'TEST-ONLY-x-fresh', 'accepted', now - 1000, { version: null, imageSha256: null });

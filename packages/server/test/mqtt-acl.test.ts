@@ -11,6 +11,7 @@ import {
   connectDevice,
   enroll,
   eventMessage,
+  retainedStream,
   startTestServer,
   stateMessage,
   type TestDevice,
@@ -168,7 +169,7 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
       retain: true,
     });
     const retained: unknown[] = [];
-    for await (const p of server.broker!.aedes.persistence.createRetainedStreamCombi(['#'])) retained.push(p);
+    for await (const p of retainedStream(server.broker!.aedes, ['#'])) retained.push(p);
     expect(retained).toEqual([]);
     expect(server.ctx.store.devices.get(a.id)?.stateSeq).toBe(50);
     await c.endAsync();

@@ -85,10 +85,10 @@ describe('retention', () => {
 
 /** A fake interval: records what was scheduled and fires only when the test says so. */
 function fakeTimers() {
-  const scheduled: { fn: () => void; ms: number; cleared: boolean }[] = [];
+  const scheduled: { fn: () => void; ms: number; cleared: boolean; unref: () => void }[] = [];
   const timers: Timers = {
     setInterval(fn, ms) {
-      const t = { fn, ms, cleared: false };
+      const t = { fn, ms, cleared: false, unref: () => undefined };
       scheduled.push(t);
       return t;
     },

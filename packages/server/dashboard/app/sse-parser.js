@@ -1,11 +1,17 @@
+/** @typedef {{ type: string, data: string, id: string | null }} SseEvent */
+
 /**
  * Parses the text/event-stream framing (WHATWG HTML §9.2.6) from a stream of text chunks that
  * may split lines anywhere. onEvent({ type, data, id }) per dispatched event; comments are skipped.
+ * @param {(event: SseEvent) => void} onEvent
+ * @returns {(chunk: string) => void}
  */
 export function createSseParser(onEvent) {
   let buf = '';
   let type = '';
+  /** @type {string[]} */
   let data = [];
+  /** @type {string | null} */
   let id = null;
   return (chunk) => {
     buf += chunk;
