@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Agent, PowerCut } from '../src/index.js';
-import { makeDelta, makeImage, mutateImage, Rig, sha } from './helpers.js';
+import { FAST_LIMITS, makeDelta, makeImage, mutateImage, Rig, sha } from './helpers.js';
 
 /**
  * Mender's biggest test, here: for every state, cut the power right after the agent persisted it
@@ -464,6 +464,33 @@ const DELTA_CASES: { name: string; at: string; occurrence?: number; chain: strin
 ];
 
 describe('crash table: power cut while applying a delta', () => {
+  it('a delta download cut mid-write (tail lost) resumes from the last durable spool checkpoint', async () => {
+    rig = await Rig.create({
+      imageSize: 256 * 1024,
+      config: { limits: { ...FAST_LIMITS, checkpointBytes: 64 * 1024 } },
+    });
+    const next = makeImage(77, rig.factory.length); // unrelated content: the delta is about as big
+    const delta = await makeDelta(rig.factory, next);
+    expect(delta.length).toBeGreaterThan(4 * 64 * 1024);
+    const cmd = rig.offer(next, {
+      version: '1.1.0',
+      delta: { bytes: delta, from: rig.factory, fromVersion: '1.0.0' },
+    });
+    // 64 KiB pieces, a checkpoint after each: the 3rd write is cut, half of it left as zeros.
+    await rig.powerOn({ cut: new PowerCut({ atPoint: 'io:spool-write', atPointOccurrence: 3 }) });
+    rig.send(cmd);
+    await rig.runToRest();
+    await rig.agent!.reporter.flush();
+    expect(rig.chain.slice(0, 4)).toEqual(['Offered', 'Downloading', '⚡', '↻Downloading']);
+    expect(rig.told()).toEqual(HEALTHY_TOLD);
+    expect(rig.fetcher.requests.map((r) => `${r.url}@${r.start}`)).toEqual([
+      `mem://artifacts/${sha(delta)}@0`,
+      `mem://artifacts/${sha(delta)}@${2 * 64 * 1024}`,
+    ]);
+    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect((await rig.slotBytes('B', next.length)).equals(next)).toBe(true);
+  });
+
   for (const c of DELTA_CASES) {
     it(`${c.name}: the apply restarts from scratch from the kept spool, ends committed on B, tells the server`, async () => {
       rig = await Rig.create();

@@ -100,9 +100,18 @@ export const STEPS: Record<AgentState, Step> = {
     if (d.method === 'delta' && d.delta) {
       const path = a.spoolPath(d);
       await SpoolFile.checkSpace(path, d.delta.size, a.limits.maxSpoolBytes, a.limits.spoolReserveBytes);
-      const spool = new SpoolFile(path, d.delta.size);
+      const spool = new SpoolFile(path, d.delta.size, {
+        durableBytes: d.spoolBytes ?? 0,
+        everyBytes: a.limits.checkpointBytes,
+        save: (n) =>
+          a.checkpoint((dep) => {
+            dep.spoolBytes = n;
+          }),
+        ...(a.deps.faults ? { faults: a.deps.faults } : {}),
+      });
       try {
         await download({ ...common, url: d.delta.url, offset: 0, size: d.delta.size, sink: spool });
+        await spool.complete();
       } finally {
         await spool.close();
       }

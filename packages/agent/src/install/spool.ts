@@ -5,17 +5,34 @@ import { dirname } from 'node:path';
 import type { DownloadSink } from '../download/downloader.js';
 import { AgentError } from '../errors.js';
 
+export interface SpoolCheckpoints {
+  /** Bytes known durable (fsynced, then persisted) from an earlier life; the resume point. */
+  durableBytes: number;
+  /** fsync and persist a new durable length every this many bytes. */
+  everyBytes: number;
+  save(durableBytes: number): Promise<void>;
+  /** Fault injection (tests, simulator): called before each write, may throw AgentKilled. */
+  faults?: (point: string) => void;
+}
+
 /**
- * The delta spool on the data partition: appended to, resumable after a crash (its length is the
- * resume point), bounded by the signed delta size and the free space kept in reserve.
+ * The delta spool on the data partition: appended to, bounded by the signed delta size and the
+ * free space kept in reserve. After a power cut it resumes from the last durable checkpoint, not
+ * from its length: bytes written after the last fsync may be lost or zeros on a real device.
  */
 export class SpoolFile implements DownloadSink {
   private fh: FileHandle | null = null;
   private pos = 0;
+  private sinceCheckpoint = 0;
 
   constructor(
     readonly path: string,
     private readonly size: number,
+    private readonly checkpoints: SpoolCheckpoints = {
+      durableBytes: 0,
+      everyBytes: Number.MAX_SAFE_INTEGER,
+      save: async () => undefined,
+    },
   ) {}
 
   static async checkSpace(path: string, size: number, maxSpool: number, reserve: number): Promise<void> {
@@ -37,14 +54,18 @@ export class SpoolFile implements DownloadSink {
       );
   }
 
+  /**
+   * First call of a life: cut the file back to its durable length (a shorter file, or one longer
+   * than the delta, starts over). Later calls (a retry within the life) keep what was written:
+   * the page cache still holds it.
+   */
   async restart(): Promise<number> {
     if (!this.fh) {
       this.fh = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o600);
-      this.pos = (await this.fh.stat()).size;
-      if (this.pos > this.size) {
-        await this.fh.truncate(0);
-        this.pos = 0;
-      }
+      const have = (await this.fh.stat()).size;
+      const durable = this.checkpoints.durableBytes;
+      this.pos = durable <= have && durable <= this.size ? durable : 0;
+      if (have !== this.pos) await this.fh.truncate(this.pos);
     }
     return this.pos;
   }
@@ -55,8 +76,30 @@ export class SpoolFile implements DownloadSink {
         'FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE',
         `delta larger than the signed ${this.size} bytes`,
       );
+    try {
+      this.checkpoints.faults?.('io:spool-write');
+    } catch (err) {
+      // A power cut mid-write: the file grew but the data never reached the disk.
+      await this.fh!.write(Buffer.alloc(data.length >> 1), 0, data.length >> 1, this.pos).catch(
+        () => undefined,
+      );
+      throw err;
+    }
     await this.fh!.write(data, 0, data.length, this.pos);
     this.pos += data.length;
+    this.sinceCheckpoint += data.length;
+    if (this.sinceCheckpoint >= this.checkpoints.everyBytes) {
+      this.sinceCheckpoint = 0;
+      await this.fh!.sync();
+      await this.checkpoints.save(this.pos);
+    }
+  }
+
+  /** The whole delta arrived: make it durable and record that (a cut now resumes nothing). */
+  async complete(): Promise<void> {
+    await this.fh!.sync();
+    this.sinceCheckpoint = 0;
+    await this.checkpoints.save(this.pos);
   }
 
   async close(): Promise<void> {

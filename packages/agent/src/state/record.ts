@@ -40,6 +40,8 @@ export interface Deployment {
   deltaRefused: ErrorReport | null;
   /** Verified chunks already fsynced into the target slot (resume point after a power cut). */
   verifiedChunks: number;
+  /** Delta bytes fsynced into the spool (its resume point after a power cut). */
+  spoolBytes?: number;
 }
 
 export interface AgentRecord {
