@@ -5,8 +5,8 @@ import { verifyOffer } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deltaWorkerPath } from '../src/deltas/delta-service.js';
 import type { RunningServer } from '../src/index.js';
-import { firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, enroll, startTestServer, waitFor } from './helpers.js';
+import { connectFleet, firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
+import { auth, cleanupDirs, startTestServer, waitFor } from './helpers.js';
 
 let server: RunningServer | undefined;
 let fleet: SimDevice[] = [];
@@ -24,18 +24,8 @@ async function setup(n: number) {
   server = await startTestServer({ limits: { rolloutTickMs: 200, deltaWaitMs: 30_000 } });
   const v1 = await uploadRelease(server, '1.0.0', testImage(0));
   const v2 = await uploadRelease(server, '1.1.0', testImage(1));
-  fleet = Array.from({ length: n }, (_, i) =>
-    SimDevice.create(`TEST-ONLY-fleet-${i}`, '1.0.0', v1.image.sha256),
-  );
-  for (const d of fleet) {
-    enroll(server, d.key);
-    await d.connect(server.addresses.mqtt!);
-  }
-  await waitFor(
-    () => fleet.every((d) => server!.ctx.store.devices.get(d.id)?.imageSha256 === v1.image.sha256),
-    5000,
-    'states',
-  );
+  fleet = SimDevice.fleet('TEST-ONLY-fleet', n, '1.0.0', v1.image.sha256);
+  await connectFleet(server, fleet);
   return { v1, v2 };
 }
 

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { DeviceCommand } from '@flotilla/protocol';
 import type { MqttClient } from 'mqtt';
-import type { FlotillaServer } from '../src/index.js';
+import type { FlotillaServer, RunningServer } from '../src/index.js';
 import {
   auth,
   connectDevice,
+  enroll,
   eventMessage,
   stateMessage,
   type TestDevice,
@@ -60,6 +61,11 @@ export class SimDevice {
 
   static create(id: string, version: string, imageSha256: string): SimDevice {
     return new SimDevice(testDevice(id), version, imageSha256);
+  }
+
+  /** `n` devices named `${prefix}-0` … all running the same release. */
+  static fleet(prefix: string, n: number, version: string, imageSha256: string): SimDevice[] {
+    return Array.from({ length: n }, (_, i) => SimDevice.create(`${prefix}-${i}`, version, imageSha256));
   }
 
   get id(): string {
@@ -119,6 +125,19 @@ export class SimDevice {
     }
     await this.reportState();
   }
+}
+
+/** Enrols and connects every device, then waits until the server holds each one's reported image. */
+export async function connectFleet(server: RunningServer, fleet: SimDevice[]): Promise<void> {
+  for (const d of fleet) {
+    enroll(server, d.key);
+    await d.connect(server.addresses.mqtt!);
+  }
+  await waitFor(
+    () => fleet.every((d) => server.ctx.store.devices.get(d.id)?.imageSha256 === d.imageSha256),
+    5000,
+    'states',
+  );
 }
 
 /** Waits for the first device of the fleet to get an offer (without consuming anyone else's). */

@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deltaWorkerPath } from '../src/deltas/delta-service.js';
 import type { RunningServer } from '../src/index.js';
-import { firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, enroll, eventMessage, startTestServer, waitFor } from './helpers.js';
+import { connectFleet, firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
+import { auth, cleanupDirs, eventMessage, startTestServer, waitFor } from './helpers.js';
 import { scrape } from './metrics-scrape.js';
 
 // The SLI metrics of docs/observability.md, driven through the real server: releases uploaded
@@ -26,18 +26,8 @@ async function setup(n: number, limits: Record<string, number> = {}) {
   server = await startTestServer({ clock: () => now, limits: { rolloutTickMs: 100, ...limits } });
   const v1 = await uploadRelease(server, '1.0.0', testImage(0));
   const v2 = await uploadRelease(server, '1.1.0', testImage(1));
-  fleet = Array.from({ length: n }, (_, i) =>
-    SimDevice.create(`TEST-ONLY-sli-${i}`, '1.0.0', v1.image.sha256),
-  );
-  for (const d of fleet) {
-    enroll(server, d.key);
-    await d.connect(server.addresses.mqtt!);
-  }
-  await waitFor(
-    () => fleet.every((d) => server!.ctx.store.devices.get(d.id)?.imageSha256 === v1.image.sha256),
-    5000,
-    'states',
-  );
+  fleet = SimDevice.fleet('TEST-ONLY-sli', n, '1.0.0', v1.image.sha256);
+  await connectFleet(server, fleet);
   return { v1, v2 };
 }
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
-import { SimDevice, testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, enroll, startTestServer, waitFor } from './helpers.js';
+import { connectFleet, SimDevice, testImage, uploadRelease } from './fleet.js';
+import { auth, cleanupDirs, startTestServer } from './helpers.js';
 
 let server: RunningServer;
 let fleet: SimDevice[] = [];
@@ -10,18 +10,8 @@ beforeAll(async () => {
   server = await startTestServer();
   const v1 = await uploadRelease(server, '1.0.0', testImage(0, 256 * 1024));
   await uploadRelease(server, '1.1.0', testImage(1, 256 * 1024));
-  fleet = Array.from({ length: 6 }, (_, i) =>
-    SimDevice.create(`TEST-ONLY-list-${i}`, '1.0.0', v1.image.sha256),
-  );
-  for (const d of fleet) {
-    enroll(server, d.key);
-    await d.connect(server.addresses.mqtt!);
-  }
-  await waitFor(
-    () => fleet.every((d) => server.ctx.store.devices.get(d.id)?.version === '1.0.0'),
-    5000,
-    'states',
-  );
+  fleet = SimDevice.fleet('TEST-ONLY-list', 6, '1.0.0', v1.image.sha256);
+  await connectFleet(server, fleet);
 });
 afterAll(async () => {
   await Promise.all(fleet.map((d) => d.client.endAsync(true).catch(() => {})));
