@@ -1,13 +1,12 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningServer, startServer } from '@flotilla/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The server tests' scripted device (real MQTT client) and fixtures, reused rather than copied.
-import { firstOffered, SimDevice, testImage, uploadRelease } from '../../server/test/fleet.js';
-import { auth, enroll, TEST_ADMIN, waitFor } from '../../server/test/helpers.js';
-import { CLI } from './run-cli.js';
+import { connectFleet, firstOffered, SimDevice, testImage, uploadRelease } from '../../server/test/fleet.js';
+import { auth, TEST_ADMIN, waitFor } from '../../server/test/helpers.js';
+import { startFlotilla } from './run-cli.js';
 
 // The operator CLI against the real server (HTTP API on loopback, no MQTT listener): the
 // contract between the two, not the server's semantics (tested in packages/server).
@@ -31,34 +30,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON output
-  json: () => any;
-}
-
 function flotilla(args: string[], env: Record<string, string> = {}) {
-  return new Promise<CliRun>((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, FLOTILLA_SERVER: server.addresses.api, FLOTILLA_TOKEN: TOKEN, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, json: () => JSON.parse(stdout.trim().split('\n').at(-1) ?? 'null') });
-    });
-  });
+  return startFlotilla(args, { FLOTILLA_SERVER: server.addresses.api, FLOTILLA_TOKEN: TOKEN, ...env }).done;
 }
 
 describe('operator CLI against the real server', () => {
@@ -117,12 +90,8 @@ describe('rollout status --watch against a live rollout', () => {
     });
     const v1 = await uploadRelease(live, '1.0.0', testImage(0));
     await uploadRelease(live, '1.1.0', testImage(1));
-    fleet = [0, 1].map((i) => SimDevice.create(`TEST-ONLY-cli-watch-${i}`, '1.0.0', v1.image.sha256));
-    for (const d of fleet) {
-      enroll(live, d.key);
-      await d.connect(live.addresses.mqtt!);
-    }
-    await waitFor(() => fleet.every((d) => live.ctx.store.devices.get(d.id)?.version === '1.0.0'), 5000);
+    fleet = SimDevice.fleet('TEST-ONLY-cli-watch', 2, '1.0.0', v1.image.sha256);
+    await connectFleet(live, fleet);
   });
 
   afterAll(async () => {
@@ -145,27 +114,15 @@ describe('rollout status --watch against a live rollout', () => {
     expect(created.statusCode, created.body).toBe(201);
     const id = created.json().id as string;
 
-    const child = spawn(
-      process.execPath,
-      [CLI, 'rollout', 'status', id, '--watch', '--json', '--interval', '0.5'],
-      {
-        env: { ...process.env, FLOTILLA_SERVER: live.addresses.api, FLOTILLA_TOKEN: TEST_ADMIN },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+    const watch = startFlotilla(
+      ['rollout', 'status', id, '--watch', '--json', '--interval', '0.5'],
+      { FLOTILLA_SERVER: live.addresses.api, FLOTILLA_TOKEN: TEST_ADMIN },
+      45_000,
     );
-    const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const { output } = watch;
     // biome-ignore lint/suspicious/noExplicitAny: the CLI's JSON lines
     const lines = (): any[] =>
-      stdout
+      output.stdout
         .split('\n')
         .filter((l) => l.trim() !== '')
         .map((l) => JSON.parse(l));
@@ -175,16 +132,15 @@ describe('rollout status --watch against a live rollout', () => {
       // The watch is following before anything installs; the canary installs and the watch shows
       // 1 healthy before the second device even starts.
       const canary = await firstOffered(fleet);
-      await waitFor(() => lines().length >= 1, 15_000, `the watch's first line (stderr: ${stderr})`);
+      await waitFor(() => lines().length >= 1, 15_000, `the watch's first line (stderr: ${output.stderr})`);
       await canary.d.install(canary.cmd.offer.signed.deploymentId, 'healthy', '1.1.0', 'b'.repeat(64));
-      await waitFor(() => healthySeen(1), 15_000, `the watch to show 1 healthy (stderr: ${stderr})`);
+      await waitFor(() => healthySeen(1), 15_000, `the watch to show 1 healthy (stderr: ${output.stderr})`);
       const other = fleet.find((d) => d !== canary.d)!;
       const offer = await other.nextOffer(15_000);
       await other.install(offer.offer.signed.deploymentId, 'healthy', '1.1.0', 'b'.repeat(64));
-      expect(await exited, stderr).toBe(0);
+      expect((await watch.done).code, output.stderr).toBe(0);
     } finally {
-      clearTimeout(killer);
-      child.kill('SIGKILL');
+      watch.child.kill('SIGKILL');
     }
 
     const out = lines();

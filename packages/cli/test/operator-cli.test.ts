@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CLI } from './run-cli.js';
+import { startFlotilla } from './run-cli.js';
 
 // Transport-level behaviour of the operator commands (exit codes, --json shape, errors, auth,
 // the SSE-driven --watch) against a tiny HTTP stub on loopback. The server's real semantics are
@@ -183,35 +182,8 @@ beforeEach(() => {
   getCount = 0;
 });
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON output
-  json: () => any;
-}
-
-/** Runs the compiled CLI without blocking this process (the stub answers from here). */
 function flotilla(args: string[], env: Record<string, string> = {}) {
-  return new Promise<CliRun>((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, FLOTILLA_SERVER: base, FLOTILLA_TOKEN: TOKEN, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, json: () => JSON.parse(stdout.trim().split('\n').at(-1) ?? 'null') });
-    });
-  });
+  return startFlotilla(args, { FLOTILLA_SERVER: base, FLOTILLA_TOKEN: TOKEN, ...env }).done;
 }
 
 describe('operator CLI over HTTP', () => {
