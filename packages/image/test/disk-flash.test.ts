@@ -13,7 +13,7 @@ import {
   SECTOR,
   writeBundle,
 } from '../src/index.js';
-import { sampleTree, scratch, testTrust, writeTree } from './helpers.js';
+import { buildSampleBundle, scratch, testTrust } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const now = new Date();
@@ -28,23 +28,7 @@ const diskSize = 8 * MiB;
 
 beforeAll(async () => {
   work = await scratch();
-  await writeTree(join(work.dir, 'rootfs'), sampleTree());
-  release = await buildRelease({
-    input: join(work.dir, 'rootfs'),
-    format: 'ext4',
-    partitionSize: 2 * MiB,
-    outDir: join(work.dir, 'out'),
-    chunkSize: 256 * 1024,
-    meta: { name: 'demo', version: '1.0.0', securityVersion: 1, compatible: ['board-a'], now },
-    signingKey: { key: trust.keys.release, role: 'release' },
-  });
-  bundlePath = join(work.dir, 'demo.flot');
-  await writeBundle({
-    manifest: release.manifest,
-    imagePath: release.imagePath,
-    sbom: release.sbom,
-    output: bundlePath,
-  });
+  ({ release, bundlePath } = await buildSampleBundle(work.dir, trust, { now, chunkSize: 256 * 1024 }));
   image = await readFile(release.imagePath);
 });
 afterAll(async () => work.done());

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { buildRoot, generateKeyPair, isoAfter, type KeyPair, signDocument } from '@flotilla/protocol';
+import { type BuiltRelease, buildRelease, type ReleaseMeta, writeBundle } from '../src/index.js';
 
 /** A fresh scratch directory per test file; removed by the returned function. */
 export async function scratch(
@@ -102,4 +103,41 @@ export function testTrust(now = new Date()): {
     },
   });
   return { keys, root: signDocument(meta, [keys.root]) };
+}
+
+/**
+ * Builds a signed 2 MiB ext4 release of `tree` (release key, board-a, 1.0.0 unless `meta` says
+ * otherwise) under `dir` and writes its bundle to `dir`/demo.flot.
+ */
+export async function buildSampleBundle(
+  dir: string,
+  trust: ReturnType<typeof testTrust>,
+  opts: { now: Date; chunkSize: number; tree?: TreeSpec; meta?: Partial<ReleaseMeta> },
+): Promise<{ release: BuiltRelease; bundlePath: string }> {
+  const input = join(dir, 'rootfs');
+  await writeTree(input, opts.tree ?? sampleTree());
+  const release = await buildRelease({
+    input,
+    format: 'ext4',
+    partitionSize: 2 * 1024 * 1024,
+    outDir: join(dir, 'out'),
+    chunkSize: opts.chunkSize,
+    meta: {
+      name: 'demo',
+      version: '1.0.0',
+      securityVersion: 1,
+      compatible: ['board-a'],
+      now: opts.now,
+      ...opts.meta,
+    },
+    signingKey: { key: trust.keys.release, role: 'release' },
+  });
+  const bundlePath = join(dir, 'demo.flot');
+  await writeBundle({
+    manifest: release.manifest,
+    imagePath: release.imagePath,
+    sbom: release.sbom,
+    output: bundlePath,
+  });
+  return { release, bundlePath };
 }

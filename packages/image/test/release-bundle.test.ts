@@ -20,7 +20,7 @@ import {
   verifyBundle,
   writeBundle,
 } from '../src/index.js';
-import { sampleTree, scratch, testTrust, writeTree } from './helpers.js';
+import { buildSampleBundle, sampleTree, scratch, testTrust } from './helpers.js';
 
 const now = new Date();
 const trust = testTrust(now);
@@ -100,31 +100,12 @@ function headerFor(manifest: SignedRelease): BundleHeader {
 
 beforeAll(async () => {
   work = await scratch();
-  const tree = join(work.dir, 'rootfs');
-  await writeTree(tree, sampleTree(rootfsExtras));
-  release = await buildRelease({
-    input: tree,
-    format: 'ext4',
-    partitionSize: 2 * 1024 * 1024,
-    outDir: join(work.dir, 'out'),
+  ({ release, bundlePath } = await buildSampleBundle(work.dir, trust, {
+    now,
     chunkSize: 64 * 1024,
-    meta: {
-      name: 'demo',
-      version: '1.0.0',
-      securityVersion: 3,
-      compatible: ['board-a'],
-      now,
-      sourceRevision: 'abc123',
-    },
-    signingKey: { key: trust.keys.release, role: 'release' },
-  });
-  bundlePath = join(work.dir, 'demo.flot');
-  await writeBundle({
-    manifest: release.manifest,
-    imagePath: release.imagePath,
-    sbom: release.sbom,
-    output: bundlePath,
-  });
+    tree: sampleTree(rootfsExtras),
+    meta: { securityVersion: 3, sourceRevision: 'abc123' },
+  }));
   bundle = await readFile(bundlePath);
 });
 afterAll(async () => work.done());
