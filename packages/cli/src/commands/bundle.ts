@@ -19,6 +19,7 @@ import {
 import { type ReleaseKind, verifyRelease } from '@flotilla/protocol';
 import type { Command } from 'commander';
 import { printResult } from '../output.js';
+import { addVerifyOptions, allowedKinds, type VerifyOptions } from './bundle-options.js';
 import { byteBars, parseFormat, parseIntOption, phaseBar, sourceRevisionOf, trustRoot } from './image.js';
 
 interface CreateOpts {
@@ -128,84 +129,65 @@ export function registerBundleCommands(program: Command): void {
       }
     });
 
-  bundle
+  const verify = bundle
     .command('verify')
     .description(
       'verify a bundle as a device would: signature and role, expiry, every chunk and the image hash',
     )
-    .argument('<file>', '.flot bundle')
-    .requiredOption('--root <file>', 'trusted root.json')
-    .option('--recovery', 'accept recovery images (signed by the recovery role)')
-    .option('--hardware <id>', 'also check the release is compatible with this hardware')
-    .option('--security-version <n>', 'also check anti-rollback against this installed securityVersion')
-    .option('--json', 'print a JSON result')
-    .action(
-      async (
-        file: string,
-        opts: {
-          root: string;
-          recovery?: boolean;
-          hardware?: string;
-          securityVersion?: string;
-          json?: boolean;
-        },
-      ) => {
-        const json = Boolean(opts.json);
-        const bytes = byteBars(json);
-        try {
-          const root = await trustRoot(opts.root);
-          const device =
-            opts.hardware !== undefined || opts.securityVersion !== undefined
-              ? {
-                  hardware: opts.hardware ?? '',
-                  securityVersion: parseIntOption(opts.securityVersion, '--security-version') ?? 0,
-                }
-              : undefined;
-          if (device && opts.hardware === undefined)
-            throw new ImageError(
-              'FLOTILLA_ERR_IMAGE_BAD_ARGUMENT',
-              '--security-version needs --hardware too',
-            );
-          const r = await verifyBundle(createReadStream(file, { highWaterMark: 1024 * 1024 }), {
-            root,
-            now: new Date(),
-            allowKinds: opts.recovery ? ['release', 'recovery'] : ['release'],
-            device,
-            onChunk: (d, t) => bytes.update('verifying', d, t),
-          });
-          bytes.stop();
-          const m = r.manifest;
-          const summary = {
-            ok: true,
-            file,
-            name: m.name,
-            version: m.version,
-            kind: m.kind,
-            securityVersion: m.securityVersion,
-            compatible: m.compatible,
-            imageSha256: r.imageSha256,
-            imageSize: m.image.size,
-            chunks: m.image.chunkHashes.length,
-            sbomSha256: m.sbom.sha256,
-            signedBy: r.signed.signatures.map((s) => s.keyid),
-            expires: m.expires,
-            bundleBytes: r.bundleBytes,
-          };
-          printResult(json, summary, () =>
-            [
-              `OK ${file}: ${m.name} ${m.version} (${m.kind}) verified against ${opts.root}`,
-              `  signature by ${m.kind} key ${summary.signedBy[0]?.slice(0, 16)}…, expires ${m.expires}`,
-              `  ${summary.chunks} chunks and the image sha256 ${r.imageSha256} match; SBOM matches`,
-              ...(device
-                ? [`  installable on ${device.hardware} at securityVersion ${device.securityVersion}`]
-                : []),
-            ].join('\n'),
-          );
-        } finally {
-          bytes.stop();
-        }
-      },
-    );
+    .argument('<file>', '.flot bundle');
+  addVerifyOptions(verify).action(async (file: string, opts: VerifyOptions) => {
+    const json = Boolean(opts.json);
+    const bytes = byteBars(json);
+    try {
+      const root = await trustRoot(opts.root);
+      const device =
+        opts.hardware !== undefined || opts.securityVersion !== undefined
+          ? {
+              hardware: opts.hardware ?? '',
+              securityVersion: parseIntOption(opts.securityVersion, '--security-version') ?? 0,
+            }
+          : undefined;
+      if (device && opts.hardware === undefined)
+        throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', '--security-version needs --hardware too');
+      const r = await verifyBundle(createReadStream(file, { highWaterMark: 1024 * 1024 }), {
+        root,
+        now: new Date(),
+        allowKinds: allowedKinds(opts.recovery),
+        device,
+        onChunk: (d, t) => bytes.update('verifying', d, t),
+      });
+      bytes.stop();
+      const m = r.manifest;
+      const summary = {
+        ok: true,
+        file,
+        name: m.name,
+        version: m.version,
+        kind: m.kind,
+        securityVersion: m.securityVersion,
+        compatible: m.compatible,
+        imageSha256: r.imageSha256,
+        imageSize: m.image.size,
+        chunks: m.image.chunkHashes.length,
+        sbomSha256: m.sbom.sha256,
+        signedBy: r.signed.signatures.map((s) => s.keyid),
+        expires: m.expires,
+        bundleBytes: r.bundleBytes,
+      };
+      printResult(json, summary, () =>
+        [
+          `OK ${file}: ${m.name} ${m.version} (${m.kind}) verified against ${opts.root}`,
+          `  signature by ${m.kind} key ${summary.signedBy[0]?.slice(0, 16)}…, expires ${m.expires}`,
+          `  ${summary.chunks} chunks and the image sha256 ${r.imageSha256} match; SBOM matches`,
+          ...(device
+            ? [`  installable on ${device.hardware} at securityVersion ${device.securityVersion}`]
+            : []),
+        ].join('\n'),
+      );
+    } finally {
+      bytes.stop();
+    }
+  });
 
   bundle
     .command('inspect')

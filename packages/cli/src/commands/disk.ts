@@ -1,7 +1,8 @@
-import { buildDiskImage, formatBytes, parseSize } from '@flotilla/image';
+import { buildDiskImage, formatBytes } from '@flotilla/image';
 import type { Command } from 'commander';
 import { printResult } from '../output.js';
-import { byteBars, trustRoot } from './image.js';
+import { type DiskLayoutOptions, diskLayoutArgs, releaseSummary } from './bundle-options.js';
+import { byteBars } from './image.js';
 
 /** `flotilla disk build`: a whole-disk factory/recovery image (GPT, U-Boot env, slot A, slot B, data). */
 export function registerDiskCommands(program: Command): void {
@@ -19,56 +20,37 @@ export function registerDiskCommands(program: Command): void {
     .option('--data-size <bytes>', 'size of the data partition', '16M')
     .option('--recovery', 'accept a recovery image (signed by the recovery role)')
     .option('--json', 'print a JSON summary')
-    .action(
-      async (opts: {
-        bundle: string;
-        root: string;
-        out: string;
-        slotSize?: string;
-        dataSize: string;
-        recovery?: boolean;
-        json?: boolean;
-      }) => {
-        const json = Boolean(opts.json);
-        const bars = byteBars(json);
-        try {
-          const r = await buildDiskImage({
-            bundlePath: opts.bundle,
-            root: await trustRoot(opts.root),
-            output: opts.out,
-            slotSize: opts.slotSize ? parseSize(opts.slotSize, '--slot-size') : undefined,
-            dataSize: parseSize(opts.dataSize, '--data-size'),
-            allowRecovery: Boolean(opts.recovery),
-            onProgress: (d, t) => bars.update('slot A', d, t),
-          });
-          bars.stop();
-          const summary = {
-            ok: true,
-            out: r.path,
-            size: r.size,
-            release: {
-              name: r.manifest.name,
-              version: r.manifest.version,
-              kind: r.manifest.kind,
-              imageSha256: r.manifest.image.sha256,
-            },
-            diskGuid: r.plan.diskGuid,
-            partitions: r.plan.partitions,
-          };
-          printResult(json, summary, () =>
-            [
-              `wrote ${r.path}: ${formatBytes(r.size)}, GPT, ${r.manifest.name} ${r.manifest.version} (${r.manifest.kind}) in slot A`,
-              ...r.plan.partitions.map(
-                (p) =>
-                  `  ${String(p.index).padStart(2)} ${p.name.padEnd(10)} at ${formatBytes(p.offset).padStart(10)}  ${formatBytes(p.size)}`,
-              ),
-              '  boot environment: flotilla_slot=A, upgrade_available=0, bootcount=0, bootlimit=3',
-              `  write it with: flotilla flash --bundle ${opts.bundle} --root ${opts.root} --target /dev/mmcblkN  (or dd)`,
-            ].join('\n'),
-          );
-        } finally {
-          bars.stop();
-        }
-      },
-    );
+    .action(async (opts: DiskLayoutOptions & { out: string; json?: boolean }) => {
+      const json = Boolean(opts.json);
+      const bars = byteBars(json);
+      try {
+        const r = await buildDiskImage({
+          ...(await diskLayoutArgs(opts)),
+          output: opts.out,
+          onProgress: (d, t) => bars.update('slot A', d, t),
+        });
+        bars.stop();
+        const summary = {
+          ok: true,
+          out: r.path,
+          size: r.size,
+          release: releaseSummary(r.manifest),
+          diskGuid: r.plan.diskGuid,
+          partitions: r.plan.partitions,
+        };
+        printResult(json, summary, () =>
+          [
+            `wrote ${r.path}: ${formatBytes(r.size)}, GPT, ${r.manifest.name} ${r.manifest.version} (${r.manifest.kind}) in slot A`,
+            ...r.plan.partitions.map(
+              (p) =>
+                `  ${String(p.index).padStart(2)} ${p.name.padEnd(10)} at ${formatBytes(p.offset).padStart(10)}  ${formatBytes(p.size)}`,
+            ),
+            '  boot environment: flotilla_slot=A, upgrade_available=0, bootcount=0, bootlimit=3',
+            `  write it with: flotilla flash --bundle ${opts.bundle} --root ${opts.root} --target /dev/mmcblkN  (or dd)`,
+          ].join('\n'),
+        );
+      } finally {
+        bars.stop();
+      }
+    });
 }

@@ -1,7 +1,8 @@
-import { flashBundle, formatBytes, parseSize } from '@flotilla/image';
+import { flashBundle, formatBytes } from '@flotilla/image';
 import type { Command } from 'commander';
 import { printResult } from '../output.js';
-import { byteBars, trustRoot } from './image.js';
+import { type DiskLayoutOptions, diskLayoutArgs, releaseSummary } from './bundle-options.js';
+import { byteBars } from './image.js';
 
 /** `flotilla flash`: verify a bundle completely, then write it to a device or file and read it back. */
 export function registerFlashCommands(program: Command): void {
@@ -21,53 +22,38 @@ export function registerFlashCommands(program: Command): void {
     .option('--data-size <bytes>', 'disk layout: size of the data partition', '16M')
     .option('--recovery', 'accept a recovery image (signed by the recovery role)')
     .option('--json', 'print a JSON summary')
-    .action(
-      async (opts: {
-        bundle: string;
-        root: string;
-        target: string;
-        partition?: boolean;
-        slotSize?: string;
-        dataSize: string;
-        recovery?: boolean;
-        json?: boolean;
-      }) => {
-        const json = Boolean(opts.json);
-        const bars = byteBars(json);
-        const started = Date.now();
-        try {
-          const r = await flashBundle({
-            bundlePath: opts.bundle,
-            root: await trustRoot(opts.root),
-            target: opts.target,
-            layout: opts.partition ? 'partition' : 'disk',
-            slotSize: opts.slotSize ? parseSize(opts.slotSize, '--slot-size') : undefined,
-            dataSize: parseSize(opts.dataSize, '--data-size'),
-            allowRecovery: Boolean(opts.recovery),
-            onProgress: (phase, d, t) => bars.update(phase, d, t),
-          });
-          bars.stop();
-          const m = r.manifest;
-          const summary = {
-            ok: true,
-            target: r.target,
-            kind: r.kind,
-            layout: r.layout,
-            bytesWritten: r.bytesWritten,
-            sha256: r.sha256,
-            release: { name: m.name, version: m.version, kind: m.kind, imageSha256: m.image.sha256 },
-            durationMs: Date.now() - started,
-          };
-          printResult(json, summary, () =>
-            [
-              `flashed ${m.name} ${m.version} (${m.kind}) to ${r.target} (${r.kind}, ${r.layout} layout)`,
-              `  ${formatBytes(r.bytesWritten)} written and read back, sha256 ${r.sha256}`,
-              `  ${(summary.durationMs / 1000).toFixed(1)} s`,
-            ].join('\n'),
-          );
-        } finally {
-          bars.stop();
-        }
-      },
-    );
+    .action(async (opts: DiskLayoutOptions & { target: string; partition?: boolean; json?: boolean }) => {
+      const json = Boolean(opts.json);
+      const bars = byteBars(json);
+      const started = Date.now();
+      try {
+        const r = await flashBundle({
+          ...(await diskLayoutArgs(opts)),
+          target: opts.target,
+          layout: opts.partition ? 'partition' : 'disk',
+          onProgress: (phase, d, t) => bars.update(phase, d, t),
+        });
+        bars.stop();
+        const m = r.manifest;
+        const summary = {
+          ok: true,
+          target: r.target,
+          kind: r.kind,
+          layout: r.layout,
+          bytesWritten: r.bytesWritten,
+          sha256: r.sha256,
+          release: releaseSummary(m),
+          durationMs: Date.now() - started,
+        };
+        printResult(json, summary, () =>
+          [
+            `flashed ${m.name} ${m.version} (${m.kind}) to ${r.target} (${r.kind}, ${r.layout} layout)`,
+            `  ${formatBytes(r.bytesWritten)} written and read back, sha256 ${r.sha256}`,
+            `  ${(summary.durationMs / 1000).toFixed(1)} s`,
+          ].join('\n'),
+        );
+      } finally {
+        bars.stop();
+      }
+    });
 }

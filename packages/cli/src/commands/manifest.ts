@@ -15,6 +15,7 @@ import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { readKeyFile, readRoot } from '../key-store.js';
 import { printResult } from '../output.js';
+import { addVerifyOptions, allowedKinds, type VerifyOptions } from './bundle-options.js';
 
 /** `flotilla manifest sign|verify`: sign a release manifest with a role key, or check one as a device would. */
 export function registerManifestCommands(program: Command): void {
@@ -52,52 +53,36 @@ export function registerManifestCommands(program: Command): void {
       );
     });
 
-  manifest
+  const verify = manifest
     .command('verify <file>')
-    .description('verify a signed manifest against root.json, as a device would')
-    .requiredOption('--root <file>', 'trusted root.json')
-    .option('--hardware <id>', 'also check this hardware is compatible')
-    .option('--security-version <n>', 'also check anti-rollback against this installed securityVersion')
-    .option('--recovery', 'accept recovery images (signed by the recovery role)')
-    .option('--json', 'print a JSON result')
-    .action(
-      async (
-        file: string,
-        opts: {
-          root: string;
-          hardware?: string;
-          securityVersion?: string;
-          recovery?: boolean;
-          json?: boolean;
-        },
-      ) => {
-        const now = new Date();
-        const root = verifyInitialRoot(await readRoot(opts.root), now);
-        const m = verifyRelease(await readJson(file), root, now, {
-          allowKinds: opts.recovery ? ['release', 'recovery'] : ['release'],
-        });
-        if (opts.hardware !== undefined || opts.securityVersion !== undefined) {
-          checkInstallable(m, {
-            hardware: opts.hardware ?? m.compatible[0]!,
-            securityVersion: Number(opts.securityVersion ?? 0),
-          });
-        }
-        printResult(
-          Boolean(opts.json),
-          {
-            ok: true,
-            kind: m.kind,
-            name: m.name,
-            version: m.version,
-            securityVersion: m.securityVersion,
-            imageSha256: m.image.sha256,
-            expires: m.expires,
-          },
-          () =>
-            `OK: ${m.kind} ${m.name} ${m.version} (securityVersion ${m.securityVersion}, image ${m.image.sha256.slice(0, 16)}…, expires ${m.expires})`,
-        );
+    .description('verify a signed manifest against root.json, as a device would');
+  addVerifyOptions(verify).action(async (file: string, opts: VerifyOptions) => {
+    const now = new Date();
+    const root = verifyInitialRoot(await readRoot(opts.root), now);
+    const m = verifyRelease(await readJson(file), root, now, {
+      allowKinds: allowedKinds(opts.recovery),
+    });
+    if (opts.hardware !== undefined || opts.securityVersion !== undefined) {
+      checkInstallable(m, {
+        hardware: opts.hardware ?? m.compatible[0]!,
+        securityVersion: Number(opts.securityVersion ?? 0),
+      });
+    }
+    printResult(
+      Boolean(opts.json),
+      {
+        ok: true,
+        kind: m.kind,
+        name: m.name,
+        version: m.version,
+        securityVersion: m.securityVersion,
+        imageSha256: m.image.sha256,
+        expires: m.expires,
       },
+      () =>
+        `OK: ${m.kind} ${m.name} ${m.version} (securityVersion ${m.securityVersion}, image ${m.image.sha256.slice(0, 16)}…, expires ${m.expires})`,
     );
+  });
 }
 
 async function readJson(file: string): Promise<unknown> {

@@ -1,0 +1,65 @@
+import { parseSize } from '@flotilla/image';
+import type { ReleaseKind, ReleaseManifest, RootMetadata } from '@flotilla/protocol';
+import type { Command } from 'commander';
+import { trustRoot } from './image.js';
+
+// Options several commands share, declared and read in one place so they mean the same everywhere.
+
+/** Releases always; recovery images (signed by the recovery role) only when asked for. */
+export function allowedKinds(recovery: boolean | undefined): ReleaseKind[] {
+  return recovery ? ['release', 'recovery'] : ['release'];
+}
+
+/** `bundle verify` and `manifest verify`: check a release as a device would. */
+export interface VerifyOptions {
+  root: string;
+  recovery?: boolean;
+  hardware?: string;
+  securityVersion?: string;
+  json?: boolean;
+}
+
+export function addVerifyOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--root <file>', 'trusted root.json')
+    .option('--recovery', 'accept recovery images (signed by the recovery role)')
+    .option('--hardware <id>', 'also check the release is compatible with this hardware')
+    .option('--security-version <n>', 'also check anti-rollback against this installed securityVersion')
+    .option('--json', 'print a JSON result');
+}
+
+/** `disk build` and `flash`: a bundle verified against a root, laid out as a factory disk. */
+export interface DiskLayoutOptions {
+  bundle: string;
+  root: string;
+  slotSize?: string;
+  dataSize: string;
+  recovery?: boolean;
+}
+
+/** What buildDiskImage and flashBundle take from those options (they verify the bundle). */
+export async function diskLayoutArgs(opts: DiskLayoutOptions): Promise<{
+  bundlePath: string;
+  root: RootMetadata;
+  slotSize: number | undefined;
+  dataSize: number;
+  allowRecovery: boolean;
+}> {
+  return {
+    bundlePath: opts.bundle,
+    root: await trustRoot(opts.root),
+    slotSize: opts.slotSize ? parseSize(opts.slotSize, '--slot-size') : undefined,
+    dataSize: parseSize(opts.dataSize, '--data-size'),
+    allowRecovery: Boolean(opts.recovery),
+  };
+}
+
+/** How a command's JSON names the release it wrote. */
+export function releaseSummary(m: ReleaseManifest): {
+  name: string;
+  version: string;
+  kind: ReleaseKind;
+  imageSha256: string;
+} {
+  return { name: m.name, version: m.version, kind: m.kind, imageSha256: m.image.sha256 };
+}
