@@ -83,7 +83,10 @@ function measure(cmd) {
   const wall = t.match(/Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)/);
   const seconds = wall ? Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3]) : Number.NaN;
   const rssKb = Number(t.match(/Maximum resident set size \(kbytes\): (\d+)/)?.[1]);
-  return { ok: true, seconds, rssMiB: rssKb / 1024, stdout: r.stdout };
+  // CPU time is what survives a busy machine: wall time on a shared box is mostly waiting.
+  const cpu = (label) => Number(t.match(new RegExp(`${label} time \\(seconds\\): ([\\d.]+)`))?.[1]);
+  const cpuSeconds = cpu('User') + cpu('System');
+  return { ok: true, seconds, cpuSeconds, rssMiB: rssKb / 1024, stdout: r.stdout };
 }
 
 function runTool(pair, name) {
@@ -105,7 +108,12 @@ function runTool(pair, name) {
   if (tool.applyLib) {
     const l = measure(tool.applyLib(pair.old, delta, out));
     lib = l.ok
-      ? { seconds: l.seconds, rssMiB: l.rssMiB, identical: sha256File(out) === pair.newSha256 }
+      ? {
+          seconds: l.seconds,
+          cpuSeconds: l.cpuSeconds,
+          rssMiB: l.rssMiB,
+          identical: sha256File(out) === pair.newSha256,
+        }
       : { error: l.error };
     rmSync(out, { force: true });
   }
@@ -114,20 +122,21 @@ function runTool(pair, name) {
     tool: name,
     deltaBytes,
     percent: (100 * deltaBytes) / pair.size,
-    create: { seconds: c.seconds, rssMiB: c.rssMiB },
-    apply: { seconds: a.seconds, rssMiB: a.rssMiB },
+    create: { seconds: c.seconds, cpuSeconds: c.cpuSeconds, rssMiB: c.rssMiB },
+    apply: { seconds: a.seconds, cpuSeconds: a.cpuSeconds, rssMiB: a.rssMiB },
     applyLib: lib,
     identical,
   };
 }
 
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+const secs = (m) => `${fmt(m.seconds, 2)} (${fmt(m.cpuSeconds, 2)})`;
 
 function pairTable(pair, rows) {
   const lines = [
     `### ${pair.title} — new image ${(pair.size / 2 ** 20).toFixed(2)} MiB`,
     '',
-    '| tool | delta bytes | % of new | create s | create MiB | apply s | apply MiB | identical |',
+    '| tool | delta bytes | % of new | create s (cpu s) | create MiB | apply s (cpu s) | apply MiB | identical |',
     '|---|---:|---:|---:|---:|---:|---:|:---:|',
   ];
   for (const r of rows) {
@@ -138,12 +147,12 @@ function pairTable(pair, rows) {
       continue;
     }
     lines.push(
-      `| ${r.tool} | ${r.deltaBytes} | ${fmt(r.percent, 3)} | ${fmt(r.create.seconds, 2)} | ${fmt(r.create.rssMiB)} | ` +
-        `${fmt(r.apply.seconds, 2)} | ${fmt(r.apply.rssMiB)} | ${r.identical ? 'yes' : 'NO'} |`,
+      `| ${r.tool} | ${r.deltaBytes} | ${fmt(r.percent, 3)} | ${secs(r.create)} | ${fmt(r.create.rssMiB)} | ` +
+        `${secs(r.apply)} | ${fmt(r.apply.rssMiB)} | ${r.identical ? 'yes' : 'NO'} |`,
     );
     if (r.applyLib && !r.applyLib.error) {
       lines.push(
-        `| ${r.tool} (library apply, as the agent) | | | | | ${fmt(r.applyLib.seconds, 2)} | ${fmt(r.applyLib.rssMiB)} | ${r.applyLib.identical ? 'yes' : 'NO'} |`,
+        `| ${r.tool} (library apply, as the agent) | | | | | ${secs(r.applyLib)} | ${fmt(r.applyLib.rssMiB)} | ${r.applyLib.identical ? 'yes' : 'NO'} |`,
       );
     }
   }
