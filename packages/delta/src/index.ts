@@ -20,6 +20,8 @@
  * (chunks ≤ 1 MiB, reused after `write` resolves: copy to keep), then `commit()` only once the whole output hashed to
  * the header's target sha256, or `abort(reason)` on any failure. The agent's slot writer can hash
  * its own chunks inside `write` and must treat the slot as invalid until `commit`.
+ * `verifyChunks(sink, { chunkSize, chunkHashes })` wraps a sink so each chunk of the signed release
+ * manifest is checked before it is written (the first wrong chunk fails the apply, unwritten).
  * The base sha256 is checked before the first byte is written. Every failure is a `DeltaError`
  * with a stable `FLOTILLA_ERR_DELTA_*` code, a message and a hint.
  */
@@ -27,6 +29,7 @@ export { type ApplyDeltaOptions, type ApplyStats, applyDelta, readDeltaHeader } 
 export { type DeltaApplyTarget, openFileTarget } from './apply-target.js';
 export { type BaseReader, openFileBase } from './base-reader.js';
 export type { DeltaInput } from './byte-source.js';
+export { type ChunkList, verifyChunks } from './chunk-verifier.js';
 export { type EncodeOptions, type EncodeStats, encodeDelta } from './create.js';
 export { type CreateDeltaOptions, createDelta } from './create-file.js';
 export { DELTA_ERRORS, DeltaError, type DeltaErrorCode, isDeltaError } from './errors.js';
