@@ -1,4 +1,4 @@
-import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { type Static, type TProperties, type TSchema, Type } from '@sinclair/typebox';
 import { LIMITS } from './limits.js';
 
 /**
@@ -28,6 +28,23 @@ export const HardwareId = Type.String({ minLength: 1, maxLength: 64, pattern: '^
 export const Uint = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Name = Type.String({ minLength: 1, maxLength: 128 });
 const ShortText = Type.String({ maxLength: 1024 });
+const Url = Type.String({ maxLength: 2048 });
+
+/** A top-level document: its `_type`, the schema version, then its own fields and no others. */
+function DocumentSchema<const K extends string, P extends TProperties>(type: K, fields: P) {
+  return Type.Object(
+    { _type: Type.Literal(type), schemaVersion: Type.Literal(SCHEMA_VERSION), ...fields },
+    strict,
+  );
+}
+
+/** An MQTT message: the schema version, its `type`, then its own fields and no others. */
+function MessageSchema<const K extends string, P extends TProperties>(type: K, fields: P) {
+  return Type.Object(
+    { schemaVersion: Type.Literal(SCHEMA_VERSION), type: Type.Literal(type), ...fields },
+    strict,
+  );
+}
 
 export const Role = Type.Union([
   Type.Literal('root'),
@@ -68,17 +85,12 @@ export const RoleKeys = Type.Object(
   },
   strict,
 );
-export const RootMetadata = Type.Object(
-  {
-    _type: Type.Literal('root'),
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    version: Type.Integer({ minimum: 1 }),
-    expires: Timestamp,
-    keys: Type.Record(KeyId, PublicKeyEntry, { maxProperties: LIMITS.maxKeys }),
-    roles: Type.Object({ root: RoleKeys, release: RoleKeys, delta: RoleKeys, recovery: RoleKeys }, strict),
-  },
-  strict,
-);
+export const RootMetadata = DocumentSchema('root', {
+  version: Type.Integer({ minimum: 1 }),
+  expires: Timestamp,
+  keys: Type.Record(KeyId, PublicKeyEntry, { maxProperties: LIMITS.maxKeys }),
+  roles: Type.Object({ root: RoleKeys, release: RoleKeys, delta: RoleKeys, recovery: RoleKeys }, strict),
+});
 export type RootMetadata = Static<typeof RootMetadata>;
 export const SignedRoot = Signed(RootMetadata);
 export type SignedRoot = SignedEnvelope<RootMetadata>;
@@ -118,44 +130,34 @@ export const Provenance = Type.Object(
 export const ReleaseKind = Type.Union([Type.Literal('release'), Type.Literal('recovery')]);
 export type ReleaseKind = Static<typeof ReleaseKind>;
 
-export const ReleaseManifest = Type.Object(
-  {
-    _type: Type.Literal('release'),
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    kind: ReleaseKind,
-    name: Name,
-    version: SemVer,
-    securityVersion: Uint,
-    compatible: Type.Array(HardwareId, { minItems: 1, maxItems: 256 }),
-    image: ImageDescriptor,
-    sbom: Type.Object({ format: Type.Literal('CycloneDX-1.5'), sha256: Sha256, size: Uint }, strict),
-    provenance: Provenance,
-    created: Timestamp,
-    expires: Timestamp,
-  },
-  strict,
-);
+export const ReleaseManifest = DocumentSchema('release', {
+  kind: ReleaseKind,
+  name: Name,
+  version: SemVer,
+  securityVersion: Uint,
+  compatible: Type.Array(HardwareId, { minItems: 1, maxItems: 256 }),
+  image: ImageDescriptor,
+  sbom: Type.Object({ format: Type.Literal('CycloneDX-1.5'), sha256: Sha256, size: Uint }, strict),
+  provenance: Provenance,
+  created: Timestamp,
+  expires: Timestamp,
+});
 export type ReleaseManifest = Static<typeof ReleaseManifest>;
 export const SignedRelease = Signed(ReleaseManifest);
 export type SignedRelease = SignedEnvelope<ReleaseManifest>;
 
 // ---- delta descriptor -----------------------------------------------------------------------
 
-export const DeltaDescriptor = Type.Object(
-  {
-    _type: Type.Literal('delta'),
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    codec: Type.String({ minLength: 1, maxLength: 64 }),
-    fromImageSha256: Sha256,
-    toImageSha256: Sha256,
-    deltaSha256: Sha256,
-    deltaSize: Uint,
-    fromVersion: SemVer,
-    toVersion: SemVer,
-    expires: Timestamp,
-  },
-  strict,
-);
+export const DeltaDescriptor = DocumentSchema('delta', {
+  codec: Type.String({ minLength: 1, maxLength: 64 }),
+  fromImageSha256: Sha256,
+  toImageSha256: Sha256,
+  deltaSha256: Sha256,
+  deltaSize: Uint,
+  fromVersion: SemVer,
+  toVersion: SemVer,
+  expires: Timestamp,
+});
 export type DeltaDescriptor = Static<typeof DeltaDescriptor>;
 export const SignedDelta = Signed(DeltaDescriptor);
 export type SignedDelta = SignedEnvelope<DeltaDescriptor>;
@@ -163,41 +165,29 @@ export type SignedDelta = SignedEnvelope<DeltaDescriptor>;
 // ---- bundle header --------------------------------------------------------------------------
 
 /** The JSON header of a `.flot` bundle; its sections follow it in this order. */
-export const BundleHeader = Type.Object(
-  {
-    _type: Type.Literal('bundle'),
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    manifest: SignedRelease,
-    sections: Type.Array(
-      Type.Object(
-        { name: Type.Union([Type.Literal('image'), Type.Literal('sbom')]), size: Uint, sha256: Sha256 },
-        strict,
-      ),
-      { minItems: 1, maxItems: 8 },
+export const BundleHeader = DocumentSchema('bundle', {
+  manifest: SignedRelease,
+  sections: Type.Array(
+    Type.Object(
+      { name: Type.Union([Type.Literal('image'), Type.Literal('sbom')]), size: Uint, sha256: Sha256 },
+      strict,
     ),
-  },
-  strict,
-);
+    { minItems: 1, maxItems: 8 },
+  ),
+});
 export type BundleHeader = Static<typeof BundleHeader>;
 
 // ---- offer (server → device), signed by the online delta role -------------------------------
 
-export const Offer = Type.Object(
-  {
-    _type: Type.Literal('offer'),
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    deploymentId: Type.String({ minLength: 1, maxLength: 64 }),
-    deviceId: DeviceId,
-    issued: Timestamp,
-    expires: Timestamp,
-    release: SignedRelease,
-    full: Type.Object({ url: Type.String({ maxLength: 2048 }), size: Uint, sha256: Sha256 }, strict),
-    delta: Type.Optional(
-      Type.Object({ url: Type.String({ maxLength: 2048 }), descriptor: SignedDelta }, strict),
-    ),
-  },
-  strict,
-);
+export const Offer = DocumentSchema('offer', {
+  deploymentId: Type.String({ minLength: 1, maxLength: 64 }),
+  deviceId: DeviceId,
+  issued: Timestamp,
+  expires: Timestamp,
+  release: SignedRelease,
+  full: Type.Object({ url: Url, size: Uint, sha256: Sha256 }, strict),
+  delta: Type.Optional(Type.Object({ url: Url, descriptor: SignedDelta }, strict)),
+});
 export type Offer = Static<typeof Offer>;
 export const SignedOffer = Signed(Offer);
 export type SignedOffer = SignedEnvelope<Offer>;
@@ -225,22 +215,17 @@ export const AgentStateName = Type.Union(
 
 export const ErrorReport = Type.Object({ code: Type.String({ maxLength: 64 }), message: ShortText }, strict);
 
-export const DeviceStateMessage = Type.Object(
-  {
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    type: Type.Literal('state'),
-    seq: Uint,
-    ts: Timestamp,
-    version: Type.Union([SemVer, Type.Null()]),
-    imageSha256: Type.Union([Sha256, Type.Null()]),
-    securityVersion: Uint,
-    activeSlot: Slot,
-    agentState: AgentStateName,
-    deploymentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
-    lastError: Type.Union([ErrorReport, Type.Null()]),
-  },
-  strict,
-);
+export const DeviceStateMessage = MessageSchema('state', {
+  seq: Uint,
+  ts: Timestamp,
+  version: Type.Union([SemVer, Type.Null()]),
+  imageSha256: Type.Union([Sha256, Type.Null()]),
+  securityVersion: Uint,
+  activeSlot: Slot,
+  agentState: AgentStateName,
+  deploymentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+  lastError: Type.Union([ErrorReport, Type.Null()]),
+});
 export type DeviceStateMessage = Static<typeof DeviceStateMessage>;
 
 export const EventKind = Type.Union(
@@ -263,83 +248,60 @@ export const EventKind = Type.Union(
 );
 export type EventKind = Static<typeof EventKind>;
 
-export const DeviceEventMessage = Type.Object(
-  {
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    type: Type.Literal('event'),
-    /** Unique per device: the server records each event id once (a resend is not double-counted). */
-    eventId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' }),
-    seq: Uint,
-    ts: Timestamp,
-    kind: EventKind,
-    deploymentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
-    version: Type.Optional(SemVer),
-    progress: Type.Optional(
-      Type.Object({ done: Uint, total: Uint, bytesDownloaded: Type.Optional(Uint) }, strict),
+export const DeviceEventMessage = MessageSchema('event', {
+  /** Unique per device: the server records each event id once (a resend is not double-counted). */
+  eventId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' }),
+  seq: Uint,
+  ts: Timestamp,
+  kind: EventKind,
+  deploymentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+  version: Type.Optional(SemVer),
+  progress: Type.Optional(
+    Type.Object({ done: Uint, total: Uint, bytesDownloaded: Type.Optional(Uint) }, strict),
+  ),
+  reason: Type.Optional(ErrorReport),
+  detail: Type.Optional(
+    Type.Record(
+      Type.String({ maxLength: 64 }),
+      Type.Union([Type.String({ maxLength: 4096 }), Uint, Type.Boolean(), Type.Null()]),
+      { maxProperties: 32 },
     ),
-    reason: Type.Optional(ErrorReport),
-    detail: Type.Optional(
-      Type.Record(
-        Type.String({ maxLength: 64 }),
-        Type.Union([Type.String({ maxLength: 4096 }), Uint, Type.Boolean(), Type.Null()]),
-        { maxProperties: 32 },
-      ),
-    ),
-  },
-  strict,
-);
+  ),
+});
 export type DeviceEventMessage = Static<typeof DeviceEventMessage>;
 
-export const InventoryMessage = Type.Object(
-  {
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    type: Type.Literal('inventory'),
-    ts: Timestamp,
-    hardware: HardwareId,
-    bootloader: Type.Union([Type.Literal('uboot'), Type.Literal('grub'), Type.Literal('file')]),
-    agentVersion: Type.String({ maxLength: 64 }),
-    slots: Type.Array(
-      Type.Object(
-        {
-          name: Slot,
-          size: Uint,
-          version: Type.Union([SemVer, Type.Null()]),
-          imageSha256: Type.Union([Sha256, Type.Null()]),
-        },
-        strict,
-      ),
-      { minItems: 2, maxItems: 2 },
+export const InventoryMessage = MessageSchema('inventory', {
+  ts: Timestamp,
+  hardware: HardwareId,
+  bootloader: Type.Union([Type.Literal('uboot'), Type.Literal('grub'), Type.Literal('file')]),
+  agentVersion: Type.String({ maxLength: 64 }),
+  slots: Type.Array(
+    Type.Object(
+      {
+        name: Slot,
+        size: Uint,
+        version: Type.Union([SemVer, Type.Null()]),
+        imageSha256: Type.Union([Sha256, Type.Null()]),
+      },
+      strict,
     ),
-    freeSpaceBytes: Type.Optional(Uint),
-    tags: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 32 })),
-  },
-  strict,
-);
+    { minItems: 2, maxItems: 2 },
+  ),
+  freeSpaceBytes: Type.Optional(Uint),
+  tags: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 32 })),
+});
 export type InventoryMessage = Static<typeof InventoryMessage>;
 
 const CommandId = Type.String({ minLength: 1, maxLength: 64 });
-export const OfferCommand = Type.Object(
-  {
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    type: Type.Literal('offer'),
-    commandId: CommandId,
-    offer: SignedOffer,
-  },
-  strict,
-);
-export const CancelCommand = Type.Object(
-  {
-    schemaVersion: Type.Literal(SCHEMA_VERSION),
-    type: Type.Literal('cancel'),
-    commandId: CommandId,
-    deploymentId: Type.String({ maxLength: 64 }),
-  },
-  strict,
-);
-export const RebootRequestCommand = Type.Object(
-  { schemaVersion: Type.Literal(SCHEMA_VERSION), type: Type.Literal('reboot-request'), commandId: CommandId },
-  strict,
-);
+export const OfferCommand = MessageSchema('offer', {
+  commandId: CommandId,
+  offer: SignedOffer,
+});
+export const CancelCommand = MessageSchema('cancel', {
+  commandId: CommandId,
+  deploymentId: Type.String({ maxLength: 64 }),
+});
+export const RebootRequestCommand = MessageSchema('reboot-request', { commandId: CommandId });
 export const DeviceCommand = Type.Union([OfferCommand, CancelCommand, RebootRequestCommand]);
 export type DeviceCommand = Static<typeof DeviceCommand>;
 export type OfferCommand = Static<typeof OfferCommand>;
