@@ -1,22 +1,21 @@
 #!/usr/bin/env node
-// Fleet benchmark: N simulated devices (real agents, light images) against a real server running
-// in a child process; one full rollout with deltas, then a reconnect storm (server restarted).
+// Fleet benchmark: N simulated devices (real agents, light images) spread over P worker processes,
+// against a real server in its own child process. Devices are pre-registered through the admin
+// bulk route, so "time to connect" is boot + agent start + MQTT connect + signed-password auth.
+// Then one rollout to every device (deltas, unlimited concurrency unless --max-concurrent), and
+// with --storm a reconnect storm: the server is SIGKILLed and restarted, every device reconnects.
 // Prints: time to connect, time to 100 % healthy, messages/s, server peak memory and CPU, bytes.
-// Usage: node bench/fleet/run.mjs --devices N [--max-concurrent M] [--no-storm]
+// Usage: node bench/fleet/run.mjs --devices N [--processes P] [--storm] [--no-rollout]
+//        [--max-concurrent M] [--boot-concurrency B] [--tweetnacl-devices]
 import { fork } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  formatBytes,
-  httpServerHandle,
-  isTerminalRollout,
-  newToken,
-  startWorld,
-  watchRollout,
-} from '@flotilla/fleet-simulator';
+import { formatBytes, httpServerHandle, newToken, prepareWorld, sleep } from '@flotilla/fleet-simulator';
 
+const USAGE =
+  'usage: node bench/fleet/run.mjs --devices N (1-20000) [--processes P] [--storm] [--no-rollout] [--max-concurrent M] [--boot-concurrency B] [--tweetnacl-devices]';
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
 const opt = (name, def) => {
@@ -24,28 +23,41 @@ const opt = (name, def) => {
   return i >= 0 ? args[i + 1] : def;
 };
 const devices = Number(opt('--devices', '1000'));
-if (!Number.isInteger(devices) || devices < 1 || devices > 20000) {
-  console.error('usage: node bench/fleet/run.mjs --devices N (1-20000) [--json] [--no-storm]');
+const processes = Number(opt('--processes', String(Math.max(1, Math.ceil(devices / 2500)))));
+const maxConcurrent = Number(opt('--max-concurrent', String(devices)));
+const bootConcurrency = Number(opt('--boot-concurrency', '200'));
+const ints = [devices, processes, maxConcurrent, bootConcurrency];
+if (!ints.every((n) => Number.isInteger(n) && n >= 1) || devices > 20000 || processes > devices) {
+  console.error(USAGE);
   process.exit(2);
 }
+const storm = flag('--storm');
+const rollout = !flag('--no-rollout');
 const say = (s) => process.stderr.write(`${s}\n`);
+const secs = (t) => +((performance.now() - t) / 1000).toFixed(2);
 
-/** The server in a child process; restart() kills it (SIGKILL) and starts it on the same ports. */
+/** The server in a child process; kill() is SIGKILL, restart() starts it on the same ports. */
 async function spawnServer(opts) {
   const token = newToken();
   let child;
   let info;
+  let expectExit = false;
   const boot = async (ports) => {
     child = fork(fileURLToPath(new URL('./server-child.mjs', import.meta.url)), [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: ['--trace-uncaught'],
     });
-    child.on('exit', (code, signal) => say(`• server process exited (code ${code}, signal ${signal})`));
+    child.on('exit', (code, signal) => {
+      say(`• server process exited (code ${code}, signal ${signal})`);
+      if (!expectExit) died = { code, signal };
+    });
     child.send({ ...opts, adminToken: token, ...ports, logLevel: 'error', rolloutTickMs: 1000 });
     const msg = await new Promise((resolve, reject) => {
       child.once('message', resolve);
       child.once('exit', (c) => reject(new Error(`server exited ${c}`)));
     });
     if (!msg.ok) throw new Error(msg.error);
+    expectExit = false;
     return msg;
   };
   info = await boot({});
@@ -56,11 +68,15 @@ async function spawnServer(opts) {
     mqtt: info.mqtt,
     token,
     close: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      expectExit = true;
       child.send('stop');
       await new Promise((r) => child.once('exit', r));
     },
   });
+  handle.token = token;
   handle.kill = async () => {
+    expectExit = true;
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
   };
@@ -69,25 +85,29 @@ async function spawnServer(opts) {
   };
   return handle;
 }
+let died = null;
 
-/** Samples the server's own Prometheus metrics: RSS, CPU seconds, reports stored. */
+/** Samples the server's own Prometheus metrics (RSS, CPU, reports, connections, bytes served). */
 function sampler(apiUrl) {
   const peak = { rss: 0 };
-  let last = null;
   const read = async () => {
-    const text = await (await fetch(`${apiUrl}/metrics`)).text();
-    const v = (name) => {
-      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
-      return m ? Number(m[1]) : 0;
+    const text = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+    const sum = (name) => {
+      let n = 0;
+      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm')))
+        n += Number(m[1]);
+      return n;
     };
-    last = {
-      rss: v('flotilla_process_resident_memory_bytes'),
-      cpu: v('flotilla_process_cpu_seconds_total'),
-      reports: v('flotilla_reports_stored_total') + v('flotilla_reports_duplicate_total'),
-      connected: v('flotilla_devices_connected'),
+    const s = {
+      rss: sum('flotilla_process_resident_memory_bytes'),
+      cpu: sum('flotilla_process_cpu_seconds_total'),
+      reports: sum('flotilla_reports_stored_total') + sum('flotilla_reports_duplicate_total'),
+      offers: sum('flotilla_offers_sent_total'),
+      connected: sum('flotilla_devices_connected'),
+      served: sum('flotilla_artifact_bytes_served_total'),
     };
-    peak.rss = Math.max(peak.rss, last.rss);
-    return last;
+    peak.rss = Math.max(peak.rss, s.rss);
+    return s;
   };
   let timer = null;
   return {
@@ -102,89 +122,200 @@ function sampler(apiUrl) {
   };
 }
 
+/** A worker process holding one share of the fleet; request() talks to it over IPC. */
+function startWorker(setup) {
+  const child = fork(fileURLToPath(new URL('./fleet-worker.mjs', import.meta.url)), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: ['--max-old-space-size=4096'],
+  });
+  let seq = 0;
+  const waiting = new Map();
+  const ready = new Promise((resolve, reject) => {
+    child.once('exit', (code, signal) => reject(new Error(`fleet worker exited (${code}, ${signal})`)));
+    child.on('message', (m) => {
+      if ('ready' in m) return m.ready ? resolve() : reject(new Error(m.error));
+      const w = waiting.get(m.re);
+      waiting.delete(m.re);
+      if (m.ok) w?.resolve(m);
+      else w?.reject(new Error(m.error));
+    });
+  });
+  child.send(setup);
+  return {
+    ready,
+    request: (cmd) =>
+      new Promise((resolve, reject) => {
+        const id = ++seq;
+        waiting.set(id, { resolve, reject });
+        child.send({ cmd, id });
+      }),
+    kill: () => child.exitCode === null && child.kill('SIGKILL'),
+  };
+}
+
 const workDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-fleet-'));
-const result = { devices, machine: { cpus: (await import('node:os')).cpus().length } };
+const result = { devices, processes, machine: { cpus: cpus().length } };
 let world;
+const workers = [];
+let failed = false;
 try {
-  say(`bench: ${devices} devices, light images, server in a child process`);
-  world = await startWorld({
-    devices,
+  say(`bench: ${devices} devices in ${processes} processes, light images, server in a child process`);
+  world = await prepareWorld({
     workDir,
     keepWorkDir: true,
     size: 'light',
-    timeScale: 0.05,
-    bootConcurrency: 100,
     server: (o) => spawnServer({ dataDir: o.dataDir, keysDir: o.keysDir }),
     log: (l) => say(`• ${l}`),
   });
-  const { server, fleet } = world;
+  const { server, firmware, trust } = world;
   const metrics = sampler(server.apiUrl);
   metrics.start();
 
   let t = performance.now();
-  await fleet.powerOn(100);
-  await fleet.waitFor('all online', async () => (await server.onlineCount()) >= devices, 600_000, 250);
-  result.connectSeconds = +((performance.now() - t) / 1000).toFixed(2);
-  say(`• ${devices} devices connected in ${result.connectSeconds} s`);
+  const base = firmware.releases.get('1.0.0');
+  for (let k = 0; k < processes; k++) {
+    const count = Math.floor(devices / processes) + (k < devices % processes ? 1 : 0);
+    workers.push(
+      startWorker({
+        dir: join(workDir, `fleet-${k + 1}`),
+        count,
+        idPrefix: `w${k + 1}`,
+        hardware: world.hardware,
+        baseImage: base.imagePath,
+        factoryRelease: base.manifestPath,
+        format: firmware.format,
+        slotSize: firmware.partitionSize,
+        trustRoot: trust.root,
+        mqtt: server.mqtt,
+        artifactOrigin: server.artifactOrigin,
+        apiUrl: server.apiUrl,
+        token: server.token,
+        timeScale: 0.05,
+        bootConcurrency,
+        fastCrypto: !flag('--tweetnacl-devices'),
+      }),
+    );
+  }
+  await Promise.all(workers.map((w) => w.ready));
+  result.setupSeconds = secs(t);
+  say(`• ${devices} boards set up and pre-registered (bulk) in ${result.setupSeconds} s`);
 
-  await world.publish('1.1.0');
-  const before = await metrics.read();
-  t = performance.now();
-  const id = await server.startRollout({
-    name: 'bench',
-    release: '1.1.0',
-    phases: [{ name: 'all', percent: 100, errorThreshold: 1 }],
-    maxConcurrent: Number(opt('--max-concurrent', '250')),
-    deviceTimeoutSeconds: 3600,
-  });
-  const view = await watchRollout(server, fleet, id, {
-    out: process.stderr,
-    until: isTerminalRollout,
-    timeoutMs: 3_600_000,
-    pollMs: 1000,
-  });
-  const secs = (performance.now() - t) / 1000;
-  const after = await metrics.read();
-  result.rollout = {
-    status: view.status,
-    healthy: view.totals.healthy,
-    failed: view.totals.failed,
-    seconds: +secs.toFixed(2),
-    reportsPerSecond: Math.round((after.reports - before.reports) / secs),
-    serverCpuSeconds: +(after.cpu - before.cpu).toFixed(2),
+  const waitConnected = async (what, timeoutMs) => {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      if (died) throw new Error(`server died (code ${died.code}, signal ${died.signal})`);
+      const s = await metrics.read().catch(() => null);
+      if (s && s.connected >= devices) return;
+      if (Date.now() > end) throw new Error(`timed out: ${what} (${s?.connected ?? '?'} / ${devices})`);
+      await sleep(100);
+    }
   };
-  result.bytes = { sent: fleet.bytesDownloaded(), fullEquivalent: fleet.fullEquivalentBytes() };
-  result.lost = devices - view.totals.healthy;
-  say(`• rollout ${view.status}: ${view.totals.healthy}/${devices} healthy in ${result.rollout.seconds} s`);
+  t = performance.now();
+  const powered = Promise.all(workers.map((w) => w.request('powerOn')));
+  await waitConnected('all connected', 1_800_000);
+  result.connectSeconds = secs(t);
+  await powered;
+  say(`• ${devices} devices booted, connected and authenticated in ${result.connectSeconds} s`);
 
-  if (!flag('--no-storm')) {
+  const fleetStats = async () => {
+    const all = await Promise.all(workers.map((w) => w.request('stats')));
+    const out = { bytes: 0, fullEquivalent: 0, versions: {}, rss: 0 };
+    for (const { stats: s } of all) {
+      out.bytes += s.bytes;
+      out.fullEquivalent += s.fullEquivalent;
+      out.rss += s.rss;
+      for (const [v, n] of Object.entries(s.versions)) out.versions[v] = (out.versions[v] ?? 0) + n;
+    }
+    return out;
+  };
+
+  if (rollout) {
+    await world.publish('1.1.0');
+    const before = await metrics.read();
+    t = performance.now();
+    const id = await server.startRollout({
+      name: 'bench',
+      release: '1.1.0',
+      phases: [{ name: 'all', percent: 100, errorThreshold: 1 }],
+      maxConcurrent,
+      deviceTimeoutSeconds: 3600,
+    });
+    let view;
+    let last = '';
+    for (const end = Date.now() + 3_600_000; ; ) {
+      if (died) throw new Error(`server died (code ${died.code}, signal ${died.signal})`);
+      view = await server.rollout(id);
+      const line = `  ${view.status} healthy ${view.totals.healthy}/${devices} in flight ${view.totals.inFlight} failed ${view.totals.failed}`;
+      if (line !== last) say(`${line} (${secs(t)} s)`);
+      last = line;
+      if (['completed', 'paused', 'aborted'].includes(view.status) || Date.now() > end) break;
+      await sleep(1000);
+    }
+    const s = secs(t);
+    const after = await metrics.read();
+    const fs = await fleetStats();
+    result.rollout = {
+      status: view.status,
+      healthy: view.totals.healthy,
+      failed: view.totals.failed,
+      seconds: s,
+      maxConcurrent,
+      reportsPerSecond: Math.round((after.reports - before.reports) / s),
+      offersSent: after.offers - before.offers,
+      serverCpuSeconds: +(after.cpu - before.cpu).toFixed(2),
+      bytesServed: after.served - before.served,
+    };
+    result.bytes = { sent: fs.bytes, fullEquivalent: fs.fullEquivalent };
+    result.versions = fs.versions;
+    result.lost = devices - view.totals.healthy;
+    result.devicesRssBytes = fs.rss;
+    say(`• rollout ${view.status}: ${view.totals.healthy}/${devices} healthy in ${s} s`);
+    if (result.lost > 0 || fs.versions['1.1.0'] !== devices) failed = true;
+  }
+
+  if (storm) {
     say('• reconnect storm: server killed (SIGKILL) and restarted; every device reconnects');
     await server.kill();
-    await server.restart();
     t = performance.now();
-    await fleet.waitFor('all reconnected', async () => (await server.onlineCount()) >= devices, 600_000, 100);
-    result.reconnectSeconds = +((performance.now() - t) / 1000).toFixed(2);
-    say(`• ${devices} devices reconnected and authenticated in ${result.reconnectSeconds} s`);
+    await server.restart();
+    result.restartSeconds = secs(t);
+    await waitConnected('all reconnected', 600_000);
+    result.reconnectSeconds = secs(t);
+    say(`• ${devices} devices reconnected and authenticated ${result.reconnectSeconds} s after the kill`);
   }
   await metrics.read().catch(() => undefined);
   metrics.stop();
   result.serverPeakRssBytes = metrics.peak.rss;
   say('');
-  say(`devices                 ${devices}`);
+  say(`devices / processes     ${devices} / ${processes}`);
+  say(`set-up + bulk register  ${result.setupSeconds} s`);
   say(`time to connect         ${result.connectSeconds} s`);
-  say(
-    `time to 100 % healthy   ${result.rollout.seconds} s (${result.rollout.status}, ${result.rollout.healthy} healthy, ${result.lost} not)`,
-  );
-  say(`reports/s (server)      ${result.rollout.reportsPerSecond}`);
-  say(`server CPU in rollout   ${result.rollout.serverCpuSeconds} s`);
+  if (result.rollout) {
+    const r = result.rollout;
+    say(`time to 100 % healthy   ${r.seconds} s (${r.status}, ${r.healthy} healthy, ${result.lost} not)`);
+    say(`reports/s (server)      ${r.reportsPerSecond} (+ ${r.offersSent} offers sent)`);
+    say(`server CPU in rollout   ${r.serverCpuSeconds} s`);
+    say(`bytes served (server)   ${formatBytes(r.bytesServed)}`);
+    say(
+      `bytes downloaded        ${formatBytes(result.bytes.sent)} (full images: ${formatBytes(result.bytes.fullEquivalent)})`,
+    );
+  }
   say(`server peak RSS         ${formatBytes(result.serverPeakRssBytes)}`);
-  say(
-    `bytes downloaded        ${formatBytes(result.bytes.sent)} (full images: ${formatBytes(result.bytes.fullEquivalent)})`,
-  );
-  if (result.reconnectSeconds !== undefined) say(`reconnect storm         ${result.reconnectSeconds} s`);
+  if (result.reconnectSeconds !== undefined)
+    say(
+      `reconnect storm         ${result.reconnectSeconds} s after SIGKILL (restart took ${result.restartSeconds} s)`,
+    );
   process.stdout.write(`${JSON.stringify(result)}\n`);
+} catch (err) {
+  failed = true;
+  say(`bench failed: ${err?.stack ?? err}`);
 } finally {
+  await Promise.race([
+    Promise.all(workers.map((w) => w.request('close').catch(() => undefined))),
+    sleep(60_000),
+  ]);
+  for (const w of workers) w.kill();
   await world?.close().catch(() => undefined);
   await rm(workDir, { recursive: true, force: true });
 }
-process.exit(result.lost === 0 ? 0 : 1);
+process.exit(failed ? 1 : 0);

@@ -27,4 +27,12 @@ export { buildSimFirmware, checkTools, DEMO_STORY, type SimFirmware } from './si
 export { DeviceSlots, SlotStore } from './slot-store.js';
 export * from './story.js';
 export { defaultTransport } from './transport-wiring.js';
-export { HARDWARE, IMAGE_SIZES, startWorld, type World, type WorldOptions } from './world.js';
+export {
+  HARDWARE,
+  IMAGE_SIZES,
+  prepareWorld,
+  startWorld,
+  type World,
+  type WorldBase,
+  type WorldOptions,
+} from './world.js';

@@ -59,7 +59,26 @@ export const IMAGE_SIZES = {
   light: { partitionSize: 256 * 1024, files: 4, fileSize: 8 * 1024 },
 } as const;
 
-export async function startWorld(o: WorldOptions): Promise<World> {
+/** Everything of a world but the fleet: keys, firmware, the server with 1.0.0 published. */
+export interface WorldBase {
+  workDir: string;
+  trust: TrustSet;
+  firmware: SimFirmware;
+  hardware: string;
+  server: ServerHandle;
+  simServer: SimServer | null;
+  publish(version: string): Promise<void>;
+  bundle(version: string): Promise<string>;
+  /** Runs `fn` when the world closes (before the server stops). */
+  onClose(fn: () => Promise<void>): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Keys, signed firmware and a server with 1.0.0 uploaded, and no devices: a fleet can then be
+ * built here (`startWorld`) or in other processes (the fleet benchmark's workers).
+ */
+export async function prepareWorld(o: Omit<WorldOptions, 'devices'>): Promise<WorldBase> {
   const log = o.log ?? (() => undefined);
   const workDir = o.workDir ?? (await mkdtemp(join(tmpdir(), 'flotilla-sim-')));
   await mkdir(workDir, { recursive: true });
@@ -118,7 +137,29 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       await server.publishRelease({ bundlePath: await bundle(version), version });
     };
     await publish('1.0.0');
+    return {
+      workDir,
+      trust,
+      firmware,
+      hardware,
+      server,
+      simServer,
+      publish,
+      bundle,
+      onClose: (fn) => cleanup.push(fn),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
 
+export async function startWorld(o: WorldOptions): Promise<World> {
+  const log = o.log ?? (() => undefined);
+  const base = await prepareWorld(o);
+  const { workDir, trust, firmware, hardware, server, simServer, publish, bundle, close } = base;
+  try {
     log(`provisioning ${o.devices} devices on 1.0.0`);
     const fleet = await Fleet.create({
       dir: join(workDir, 'fleet'),
@@ -143,7 +184,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       register: (devices) => server.registerDevices(devices),
       onEvent: o.onDeviceEvent,
     });
-    cleanup.push(() => fleet.close());
+    base.onClose(() => fleet.close());
     return { workDir, trust, firmware, server, simServer, fleet, publish, bundle, close };
   } catch (err) {
     await close();
