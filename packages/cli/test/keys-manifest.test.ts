@@ -88,19 +88,33 @@ describe('flotilla manifest', () => {
     expect(v.json().error.code).toBe('FLOTILLA_ERR_SIGNATURE_INVALID');
   });
 
-  it('verify rejects a downgrade below the installed securityVersion', () => {
-    const v = runFlotilla([
+  const verifySigned = (...extra: string[]) =>
+    runFlotilla([
       'manifest',
       'verify',
       `${unsigned.replace(/\.json$/, '')}.signed.json`,
       '--root',
       join(keys, 'root.json'),
-      '--security-version',
-      '5',
       '--json',
+      ...extra,
     ]);
+
+  it('verify rejects a downgrade below the installed securityVersion', () => {
+    const v = verifySigned('--hardware', 'sim-board-v1', '--security-version', '5');
     expect(v.code).toBe(1);
     expect(v.json().error.code).toBe('FLOTILLA_ERR_DOWNGRADE');
+  });
+
+  it('verify refuses a securityVersion that is not a number instead of skipping the check', () => {
+    const v = verifySigned('--hardware', 'sim-board-v1', '--security-version', 'abc');
+    expect(v.code).toBe(1);
+    expect(v.json().error.code).toBe('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT');
+  });
+
+  it('verify rejects incompatible hardware', () => {
+    const v = verifySigned('--hardware', 'other-board');
+    expect(v.code).toBe(1);
+    expect(v.json().error.code).toBe('FLOTILLA_ERR_INCOMPATIBLE_HARDWARE');
   });
 
   it('sign refuses a key of the wrong role', () => {

@@ -1,7 +1,7 @@
-import { parseSize } from '@flotilla/image';
-import type { ReleaseKind, ReleaseManifest, RootMetadata } from '@flotilla/protocol';
+import { ImageError, parseSize } from '@flotilla/image';
+import type { DeviceFacts, ReleaseKind, ReleaseManifest, RootMetadata } from '@flotilla/protocol';
 import type { Command } from 'commander';
-import { trustRoot } from './image.js';
+import { parseIntOption, trustRoot } from './image.js';
 
 // Options several commands share, declared and read in one place so they mean the same everywhere.
 
@@ -26,6 +26,20 @@ export function addVerifyOptions(cmd: Command): Command {
     .option('--hardware <id>', 'also check the release is compatible with this hardware')
     .option('--security-version <n>', 'also check anti-rollback against this installed securityVersion')
     .option('--json', 'print a JSON result');
+}
+
+/**
+ * The device a verify command checks installability for: `--hardware` (required as soon as a
+ * device check is asked for) and `--security-version` (a non-negative integer, default 0).
+ */
+export function deviceFactsFrom(opts: VerifyOptions): DeviceFacts | undefined {
+  if (opts.hardware === undefined && opts.securityVersion === undefined) return undefined;
+  if (opts.hardware === undefined)
+    throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', '--security-version needs --hardware too');
+  return {
+    hardware: opts.hardware,
+    securityVersion: parseIntOption(opts.securityVersion, '--security-version') ?? 0,
+  };
 }
 
 /** `disk build` and `flash`: a bundle verified against a root, laid out as a factory disk. */

@@ -19,7 +19,7 @@ import {
 import { type ReleaseKind, verifyRelease } from '@flotilla/protocol';
 import type { Command } from 'commander';
 import { printResult } from '../output.js';
-import { addVerifyOptions, allowedKinds, type VerifyOptions } from './bundle-options.js';
+import { addVerifyOptions, allowedKinds, deviceFactsFrom, type VerifyOptions } from './bundle-options.js';
 import { byteBars, parseFormat, parseIntOption, phaseBar, sourceRevisionOf, trustRoot } from './image.js';
 
 interface CreateOpts {
@@ -140,15 +140,7 @@ export function registerBundleCommands(program: Command): void {
     const bytes = byteBars(json);
     try {
       const root = await trustRoot(opts.root);
-      const device =
-        opts.hardware !== undefined || opts.securityVersion !== undefined
-          ? {
-              hardware: opts.hardware ?? '',
-              securityVersion: parseIntOption(opts.securityVersion, '--security-version') ?? 0,
-            }
-          : undefined;
-      if (device && opts.hardware === undefined)
-        throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', '--security-version needs --hardware too');
+      const device = deviceFactsFrom(opts);
       const r = await verifyBundle(createReadStream(file, { highWaterMark: 1024 * 1024 }), {
         root,
         now: new Date(),

@@ -15,7 +15,7 @@ import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { readKeyFile, readRoot } from '../key-store.js';
 import { printResult } from '../output.js';
-import { addVerifyOptions, allowedKinds, type VerifyOptions } from './bundle-options.js';
+import { addVerifyOptions, allowedKinds, deviceFactsFrom, type VerifyOptions } from './bundle-options.js';
 
 /** `flotilla manifest sign|verify`: sign a release manifest with a role key, or check one as a device would. */
 export function registerManifestCommands(program: Command): void {
@@ -62,12 +62,8 @@ export function registerManifestCommands(program: Command): void {
     const m = verifyRelease(await readJson(file), root, now, {
       allowKinds: allowedKinds(opts.recovery),
     });
-    if (opts.hardware !== undefined || opts.securityVersion !== undefined) {
-      checkInstallable(m, {
-        hardware: opts.hardware ?? m.compatible[0]!,
-        securityVersion: Number(opts.securityVersion ?? 0),
-      });
-    }
+    const device = deviceFactsFrom(opts);
+    if (device) checkInstallable(m, device);
     printResult(
       Boolean(opts.json),
       {
