@@ -139,7 +139,7 @@ export function isImageError(err: unknown, code?: ImageErrorCode): err is ImageE
   return err instanceof ImageError && (code === undefined || err.code === code);
 }
 
-/** Wraps an fs error as FLOTILLA_ERR_IMAGE_IO (ENOENT on an input: INPUT_MISSING) unless already coded. */
+/** Wraps an fs error as FLOTILLA_ERR_IMAGE_IO, naming the system code, unless it already carries a Flotilla code. */
 export function ioError(what: string, err: unknown): Error {
   if (
     typeof (err as { code?: unknown })?.code === 'string' &&
