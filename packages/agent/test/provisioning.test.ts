@@ -105,7 +105,7 @@ async function configWithToken(): Promise<AgentConfigFile> {
   return {
     deviceId: 'dev-7',
     hardware: 'sim-board-v1',
-    dataDir: dir,
+    dataDir: join(dir, 'data'), // not there yet: the first start makes it
     trustDir: join(dir, 'trust'),
     server: { mqttUrl: `mqtt://127.0.0.1:${broker!.port}`, provisioningTokenFile: join(dir, 'token') },
     slots: { A: { path: join(dir, 'a') }, B: { path: join(dir, 'b') } },
@@ -133,7 +133,7 @@ describe('provisioning login (first contact with a one-time token)', () => {
     const auth = await mqttAuthFromConfig(file);
     expect(auth.kind).toBe('provisioning-token');
     // The device made its own key on first start, private and kept for later starts.
-    const keyFile = join(dir!, 'device-key.json');
+    const keyFile = join(dir!, 'data', 'device-key.json');
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
     transport = connect(file, auth);
     await until(() => transport!.connects > 0, 'first login');
@@ -149,7 +149,7 @@ describe('provisioning login (first contact with a one-time token)', () => {
     await transport.stop();
 
     // The next start reads the record of the provisioning and the same key: key login only.
-    const marker = JSON.parse(await readFile(join(dir!, 'provisioned.json'), 'utf8'));
+    const marker = JSON.parse(await readFile(join(dir!, 'data', 'provisioned.json'), 'utf8'));
     expect(marker).toMatchObject({ deviceId: 'dev-7', publicKey: publicKeyHex });
     const again = await mqttAuthFromConfig(file);
     expect(again.kind).toBe('device-key');

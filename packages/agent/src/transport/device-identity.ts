@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   fromHex,
   generateKeyPair,
@@ -37,6 +38,7 @@ export async function loadOrCreateDeviceKey(path: string, deviceId: string): Pro
   const existing = await readDeviceKey(path);
   if (existing) return existing;
   const key = generateKeyPair();
+  await mkdir(dirname(path), { recursive: true }); // first start: the data dir may not exist yet
   const file = { kind: 'flotilla-device-key', deviceId, private: toHex(key.secretKey) };
   await atomicWriteFile(path, `${JSON.stringify(file)}\n`, 0o600);
   return key;
