@@ -24,6 +24,20 @@ export function findTool(name: string): string | null {
   return found;
 }
 
+/**
+ * Which of these tools are not installed. Tests of optional real components (squashfs, erofs,
+ * U-Boot env, GRUB env, Mosquitto, Chromium) skip themselves with this and name what is missing;
+ * `.ci/run` installs them all, so CI always runs them.
+ */
+export function missingTools(names: readonly string[]): string[] {
+  const missing = names.filter((n) => !findTool(n));
+  if (missing.length > 0)
+    process.stderr.write(
+      `skipping tests that need: ${missing.join(', ')} (not installed; .ci/run installs them)\n`,
+    );
+  return missing;
+}
+
 export interface RunResult {
   stdout: Buffer;
   stderr: string;
