@@ -1,3 +1,4 @@
+import { missingTools } from '@flotilla/image';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
@@ -44,8 +45,12 @@ function closedWithin(c: MqttClient, ms: number): Promise<boolean> {
  * reports, QoS 1 commands to persistent sessions, and revocation. Cases that only make sense
  * for one broker live in that broker's own test file.
  */
-export function deviceBrokerSuite(name: string, setup: () => Promise<DeviceBroker>): void {
-  describe(`device contract: ${name}`, () => {
+export function deviceBrokerSuite(
+  name: string,
+  setup: () => Promise<DeviceBroker>,
+  opts: { needs?: string[] } = {},
+): void {
+  describe.skipIf(missingTools(opts.needs ?? []).length > 0)(`device contract: ${name}`, () => {
     let broker: DeviceBroker;
     let a: BrokerDevice;
     let b: BrokerDevice;

@@ -1,3 +1,4 @@
+import { missingTools } from '@flotilla/image';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
@@ -16,7 +17,7 @@ import {
 } from './helpers.js';
 
 /** The device contract over the embedded broker's other listeners (TCP runs in mqtt-acl.test.ts). */
-deviceBrokerSuite('embedded aedes over TLS (mqtts)', () => aedesBroker('tls'));
+deviceBrokerSuite('embedded aedes over TLS (mqtts)', () => aedesBroker('tls'), { needs: ['openssl'] });
 deviceBrokerSuite('embedded aedes over WebSocket (/mqtt)', () => aedesBroker('ws'));
 
 afterAll(() => cleanupDirs());
@@ -28,7 +29,7 @@ const stored = (server: RunningServer, id: string, eventId: string) =>
       .get(id, eventId) as { n: number }
   ).n;
 
-describe('TLS listeners', () => {
+describe.skipIf(missingTools(['openssl']).length > 0)('TLS listeners', () => {
   let broker: Awaited<ReturnType<typeof aedesBroker>>;
   const d = testDevice('TEST-ONLY-tls-dev');
   beforeAll(async () => {
