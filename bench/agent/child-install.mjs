@@ -25,9 +25,17 @@ if (job.offer) {
   hub.sendCommand('bench-1', { schemaVersion: 1, type: 'offer', commandId: 'bench', offer: job.offer });
   await agent.settled();
   const ms = Math.round(performance.now() - t0);
-  console.log(JSON.stringify({ rebooted, state: agent.rec.state, lastError: agent.rec.lastError, ms }));
+  // What the install left behind once garbage is collected (the parent passes --expose-gc):
+  // if it grew with the image, something would be holding image-sized state.
+  globalThis.gc?.();
+  const m = process.memoryUsage();
+  const retainedMiB = +((m.heapUsed + m.external) / 1048576).toFixed(1);
+  console.log(
+    JSON.stringify({ rebooted, state: agent.rec.state, lastError: agent.rec.lastError, ms, retainedMiB }),
+  );
 } else {
-  // Idle: stay up until the parent has measured.
+  // Idle: collect start-up garbage (the parent runs this with --expose-gc), stay up until measured.
+  globalThis.gc?.();
   await new Promise((r) => setTimeout(r, job.idleMs));
   console.log(JSON.stringify({ state: agent.rec.state }));
 }

@@ -1,6 +1,8 @@
 // Agent memory: idle RSS of one agent process, and peak RSS while it installs an image of each
 // size (full over HTTP, and delta: spool + streaming apply), next to a bare `node -e` baseline.
-// Install memory must not grow with the image: one chunk is held, never the image.
+// Install memory must not grow with the image: one chunk is held, never the image. Per install:
+// the peak RSS, the peak within the first quarter of the run (an early plateau means no growth
+// with bytes processed), and heap + external memory retained after a forced GC at the end.
 //
 // Usage: node bench/agent/memory.mjs [sizeMiB ...] [--with-1g]    (needs `npx tsc -b` first)
 //   default sizes 64 256; --with-1g (or FLOTILLA_BENCH_1G=1) adds 1024 (a few minutes: the delta
@@ -36,11 +38,13 @@ function measure(argv, { settleMs = 0 } = {}) {
     let out = '';
     let rss = 0;
     let hwm = 0;
+    const samples = []; // [ms since start, VmRSS kB]: does the peak come early or keep growing?
     const t0 = Date.now();
     const timer = setInterval(async () => {
       const s = await readFile(`/proc/${child.pid}/status`, 'utf8').catch(() => '');
       const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
       if (kb('VmRSS') && Date.now() - t0 >= settleMs) rss = kb('VmRSS');
+      if (kb('VmRSS')) samples.push([Date.now() - t0, kb('VmRSS')]);
       hwm = Math.max(hwm, kb('VmHWM'));
     }, 20);
     child.stdout.on('data', (b) => {
@@ -50,7 +54,14 @@ function measure(argv, { settleMs = 0 } = {}) {
     child.on('exit', (code) => {
       clearInterval(timer);
       if (code !== 0) return reject(new Error(`child exited ${code}: ${out}`));
-      resolve({ rssMiB: +(rss / 1024).toFixed(1), peakMiB: +(hwm / 1024).toFixed(1), out: out.trim() });
+      const end = Date.now() - t0;
+      const early = Math.max(0, ...samples.filter(([t]) => t <= end / 4).map(([, v]) => v));
+      resolve({
+        rssMiB: +(rss / 1024).toFixed(1),
+        peakMiB: +(hwm / 1024).toFixed(1),
+        earlyPeakMiB: +(early / 1024).toFixed(1),
+        out: out.trim(),
+      });
     });
   });
 }
@@ -197,7 +208,10 @@ try {
     return d;
   };
 
-  const baseline = await measure(['-e', 'setTimeout(() => {}, 3000)'], { settleMs: 2500 });
+  // Idle figures after a full GC (both sides): garbage from start-up is not what idle costs.
+  const baseline = await measure(['--expose-gc', '-e', 'gc(); setTimeout(() => {}, 3000)'], {
+    settleMs: 2500,
+  });
   const rows = [];
   let idle = null;
   for (const sizeMiB of sizes) {
@@ -268,6 +282,7 @@ try {
     if (!idle)
       idle = await measure(
         [
+          '--expose-gc',
           join(here, 'child-install.mjs'),
           await job('idle', {
             dir: await device(`${sizeMiB}/idle`, size, basePath, baseRelease),
@@ -277,6 +292,7 @@ try {
         { settleMs: 2500 },
       );
     const full = await measure([
+      '--expose-gc',
       join(here, 'child-install.mjs'),
       await job('full', {
         dir: await device(`${sizeMiB}/full`, size, basePath, baseRelease),
@@ -285,6 +301,7 @@ try {
     ]);
     await rm(join(sd, 'full'), { recursive: true, force: true });
     const del = await measure([
+      '--expose-gc',
       join(here, 'child-install.mjs'),
       await job('delta', {
         dir: await device(`${sizeMiB}/delta`, size, basePath, baseRelease),
@@ -305,11 +322,11 @@ try {
   console.log(`agent idle RSS ${idle.rssMiB} MiB (+${(idle.rssMiB - baseline.rssMiB).toFixed(1)} over node)`);
   console.log('');
   console.log(
-    ' image MiB | full: peak RSS   time ms  end       | delta MiB  made ms | delta: peak RSS   time ms  end',
+    ' image MiB | full: peak RSS (first 1/4) retained  time ms  end       | delta MiB  made ms | delta: peak RSS (first 1/4) retained  time ms  end',
   );
   for (const x of rows)
     console.log(
-      `${pad(x.sizeMiB, 10)} | ${pad(x.full.peakMiB, 15)} ${pad(x.fullR.ms, 9)}  ${x.outcome(x.full).padEnd(9)} | ${pad((x.deltaSize / MiB).toFixed(1), 9)} ${pad(x.deltaMs, 8)} | ${pad(x.del.peakMiB, 16)} ${pad(x.delR.ms, 9)}  ${x.outcome(x.del)}`,
+      `${pad(x.sizeMiB, 10)} | ${pad(x.full.peakMiB, 15)} ${pad(`(${x.full.earlyPeakMiB})`, 9)} ${pad(x.fullR.retainedMiB, 8)} ${pad(x.fullR.ms, 8)}  ${x.outcome(x.full).padEnd(9)} | ${pad((x.deltaSize / MiB).toFixed(1), 9)} ${pad(x.deltaMs, 8)} | ${pad(x.del.peakMiB, 16)} ${pad(`(${x.del.earlyPeakMiB})`, 9)} ${pad(x.delR.retainedMiB, 8)} ${pad(x.delR.ms, 8)}  ${x.outcome(x.del)}`,
     );
 } finally {
   await rm(dir, { recursive: true, force: true });
