@@ -253,6 +253,14 @@ try {
       await sleep(devices > 2000 ? 3000 : 1000); // each poll summarises the whole fleet
     }
     const s = secs(t);
+    if (view.totals.failed > 0) {
+      // Say why devices failed (top reasons), so a failed run explains itself.
+      const reasons = new Map();
+      for (const d of await server.deployments(id))
+        if (d.failureReason) reasons.set(d.failureReason, (reasons.get(d.failureReason) ?? 0) + 1);
+      result.failureReasons = Object.fromEntries([...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5));
+      say(`• failure reasons: ${JSON.stringify(result.failureReasons)}`);
+    }
     const after = await metrics.read();
     const fs = await fleetStats();
     result.rollout = {
