@@ -117,7 +117,7 @@ class TargetWriter {
 
   constructor(private readonly sink: DeltaApplyTarget) {}
 
-  /** Room left in the current chunk (after `flushIfFull`, always > 0). */
+  /** Room left in the current chunk (flush when it reaches 0). */
   get room(): number {
     return this.chunk.length - this.used;
   }
@@ -132,10 +132,6 @@ class TargetWriter {
 
   advance(n: number): void {
     this.used += n;
-  }
-
-  async flushIfFull(): Promise<void> {
-    if (this.used === this.chunk.length) await this.flush();
   }
 
   /** Hands the chunk to the sink; its memory is reused once `write` resolves (bounded RSS). */
@@ -207,7 +203,7 @@ async function applySegment(
       pos += n;
       d += n;
       left -= n;
-      await out.flushIfFull();
+      if (out.room === 0) await out.flush();
     }
     state.pos = pos;
     left = lit;
@@ -217,7 +213,7 @@ async function applySegment(
       out.advance(n);
       e += n;
       left -= n;
-      await out.flushIfFull();
+      if (out.room === 0) await out.flush();
     }
   }
   if (d !== diff.length || e !== extra.length) throw corrupt('segment leaves stream bytes unused');
