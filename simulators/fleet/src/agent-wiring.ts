@@ -172,7 +172,7 @@ function guardedBootloader(b: Bootloader, power: PowerGate): Bootloader {
     read: () => power.guard(() => b.read()),
     bootedSlot: () => power.guard(() => b.bootedSlot()),
     armTrial: (s, g) => power.guard(() => b.armTrial(s, g)),
-    commit: (s) => power.guard(() => b.commit(s)),
+    commit: (s, o) => power.guard(() => b.commit(s, o)),
     abortTrial: (g) => power.guard(() => b.abortTrial(g)),
   };
 }
