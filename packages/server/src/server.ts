@@ -276,7 +276,7 @@ export async function startServer(opts: ListenOptions = {}): Promise<RunningServ
   const server = await createServer(opts);
   const { app, broker, ctx } = server;
   if (broker) broker.attachWebSocket(app.server as HttpServer, opts.wsPath ?? '/mqtt');
-  await app.listen({ host, port: opts.port ?? 8080 });
+  await app.listen({ host, port: opts.port ?? 8080, backlog: ctx.limits.listenBacklog });
   const addr = app.server.address();
   const apiPort = typeof addr === 'object' && addr ? addr.port : (opts.port ?? 8080);
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;

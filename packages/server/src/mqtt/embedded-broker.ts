@@ -277,7 +277,7 @@ export class EmbeddedBroker implements DeviceTransport {
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      server.listen({ port, host, backlog: this.deps.limits.listenBacklog }, () => {
         server.off('error', reject);
         const a = server.address();
         resolve(typeof a === 'object' && a ? a.port : port);
