@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseJson, validate } from '@flotilla/protocol';
 import { type Static, Type } from '@sinclair/typebox';
 import { AgentError } from './errors.js';
+import { STATE_REPORT } from './limits.js';
 
 const Path = Type.String({ minLength: 1, maxLength: 4096 });
 const Slot = Type.Object(
@@ -25,6 +26,9 @@ export const AgentConfigFile = Type.Object(
           deviceKeyFile: Type.Optional(Path),
           provisioningTokenFile: Type.Optional(Path),
           artifactTokenFile: Type.Optional(Path),
+          stateIntervalMs: Type.Optional(
+            Type.Integer({ minimum: STATE_REPORT.minIntervalMs, maximum: STATE_REPORT.maxIntervalMs }),
+          ),
         },
         { additionalProperties: false },
       ),

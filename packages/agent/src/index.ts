@@ -22,7 +22,13 @@ export * from './health/checks.js';
 export * from './hooks/hooks.js';
 export * from './hooks/update-lock.js';
 export { ChunkWriter } from './install/chunk-writer.js';
-export { AGENT_LIMITS, type AgentLimits, type AgentLimitsOverride, resolveLimits } from './limits.js';
+export {
+  AGENT_LIMITS,
+  type AgentLimits,
+  type AgentLimitsOverride,
+  resolveLimits,
+  STATE_REPORT,
+} from './limits.js';
 export { createLogger, type Logger, silentLogger } from './logger.js';
 export { FileOutbox, MemoryOutbox, type Outbox } from './report/outbox.js';
 export { Reporter } from './report/reporter.js';

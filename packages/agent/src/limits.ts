@@ -48,6 +48,18 @@ export const AGENT_LIMITS = {
   drift: { intervalMs: 24 * 3600_000 },
 } as const;
 
+/**
+ * The periodic state report (heartbeat). Fixed bounds, not a `limits` override: the server's
+ * `offlineAfterMs` (default 5 min) must stay above the interval, and a device must never flood.
+ */
+export const STATE_REPORT = {
+  defaultIntervalMs: 120_000,
+  minIntervalMs: 5000,
+  maxIntervalMs: 24 * 3600_000,
+  /** Each wait is the interval ±10 %: a fleet restarted at once does not report in lockstep. */
+  jitter: 0.1,
+} as const;
+
 type Widen<T> = T extends number ? number : { [K in keyof T]: Widen<T[K]> };
 export type AgentLimits = Widen<typeof AGENT_LIMITS>;
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };

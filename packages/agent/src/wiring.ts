@@ -94,6 +94,7 @@ export async function depsFromConfig(
     ...(file.deltaFallbackToFull !== undefined ? { deltaFallbackToFull: file.deltaFallbackToFull } : {}),
     ...(file.driftCheck !== undefined ? { driftCheck: file.driftCheck } : {}),
     ...(file.tags ? { tags: file.tags } : {}),
+    ...(file.server?.stateIntervalMs !== undefined ? { stateIntervalMs: file.server.stateIntervalMs } : {}),
     limits: (file.limits ?? {}) as AgentLimitsOverride,
   };
   const deps: AgentDeps = {

@@ -20,6 +20,7 @@ import {
   type Agent,
   type AgentConfig,
   type AgentLimitsOverride,
+  type Clock,
   createAgent,
   type Fetcher,
   FunctionCheck,
@@ -465,4 +466,68 @@ export class Rig {
     await this.agent?.stop();
     await rm(this.dev.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A clock that moves only when the test says so: `advance(ms)` wakes every sleep that falls due,
+ * in order, and lets the woken code run before moving on. Wall time starts at the real time (trust
+ * roots and offers are checked against it).
+ */
+export class ManualClock implements Clock {
+  private elapsed = 0;
+  private readonly start = Date.now();
+  private seq = 0;
+  private readonly timers = new Map<number, { at: number; wake: () => void }>();
+
+  now(): Date {
+    return new Date(this.start + this.elapsed);
+  }
+
+  monotonicMs(): number {
+    return this.elapsed;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const id = ++this.seq;
+      const onAbort = () => {
+        this.timers.delete(id);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.timers.set(id, {
+        at: this.elapsed + Math.max(0, ms),
+        wake: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      });
+    });
+  }
+
+  /** Sleeps not yet woken or aborted. */
+  get pending(): number {
+    return this.timers.size;
+  }
+
+  async advance(ms: number): Promise<void> {
+    const end = this.elapsed + ms;
+    for (;;) {
+      let next: [number, { at: number; wake: () => void }] | undefined;
+      for (const e of this.timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
+      if (!next) break;
+      this.timers.delete(next[0]);
+      this.elapsed = next[1].at;
+      next[1].wake();
+      await settleIo();
+    }
+    this.elapsed = end;
+    await settleIo();
+  }
+}
+
+/** Lets queued promise callbacks and immediate I/O completions run. */
+export async function settleIo(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
 }

@@ -18,7 +18,7 @@ import { AgentError, type ErrorReport, isKilled, toErrorReport } from '../errors
 import { atomicWriteFile } from '../fs-util.js';
 import { HOOK_EXIT, type HookPoint } from '../hooks/hooks.js';
 import { noUpdateLock } from '../hooks/update-lock.js';
-import { type AgentLimits, resolveLimits } from '../limits.js';
+import { type AgentLimits, resolveLimits, STATE_REPORT } from '../limits.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type EventFields, Reporter } from '../report/reporter.js';
 import { hashSlot } from '../slots/hash-slot.js';
@@ -83,6 +83,9 @@ export class Agent {
   private dead = false;
   private halted = false;
   private driftTimer: NodeJS.Timeout | undefined;
+  /** Ends the heartbeat's wait at stop, halt or death (its sleep must not outlive the agent). */
+  private readonly heartbeatAbort = new AbortController();
+  readonly stateIntervalMs: number;
   private onlineWaiters = new Set<() => void>();
 
   constructor(
@@ -90,6 +93,13 @@ export class Agent {
     readonly deps: AgentDeps,
   ) {
     this.limits = resolveLimits(config.limits);
+    const iv = config.stateIntervalMs ?? STATE_REPORT.defaultIntervalMs;
+    if (!Number.isInteger(iv) || iv < STATE_REPORT.minIntervalMs || iv > STATE_REPORT.maxIntervalMs)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_CONFIG',
+        `stateIntervalMs ${iv} is outside ${STATE_REPORT.minIntervalMs}..${STATE_REPORT.maxIntervalMs}`,
+      );
+    this.stateIntervalMs = iv;
     this.log = (deps.logger ?? silentLogger).child({ device: config.deviceId });
     this.reporter = new Reporter(deps.transport, deps.outbox, deps.clock, this.log);
     this.floor = deps.securityFloor ?? new FileSecurityFloor(join(config.dataDir, 'security-floor.json'));
@@ -134,6 +144,7 @@ export class Agent {
       });
       this.publishState();
       await this.publishInventory();
+      void this.heartbeat();
       if (corrupt) await this.event('log', { deploymentId: null, reason: corrupt }, true);
       if (floorReport) await this.event('log', { deploymentId: null, ...floorReport }, true);
       if (recoveredFrom) {
@@ -159,6 +170,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.driftTimer);
+    this.heartbeatAbort.abort();
     this.lifetime.abort(new AgentError('FLOTILLA_ERR_AGENT_CANCELLED', 'agent stopping'));
     this.deploymentAbort.abort(new AgentError('FLOTILLA_ERR_AGENT_CANCELLED', 'agent stopping'));
     for (const w of this.onlineWaiters) w();
@@ -189,6 +201,7 @@ export class Agent {
     this.dead = true;
     this.stopped = true;
     clearTimeout(this.driftTimer);
+    this.heartbeatAbort.abort();
     this.lifetime.abort(new Error('killed'));
     this.deploymentAbort.abort(new Error('killed'));
     void this.deps.transport.stop();
@@ -279,6 +292,7 @@ export class Agent {
         if ('halt' in outcome) {
           this.halted = true;
           this.stopped = true;
+          this.heartbeatAbort.abort();
           return;
         }
         await this.transition(outcome.event, outcome.error, outcome.patch);
@@ -392,6 +406,28 @@ export class Agent {
     });
   }
 
+  /**
+   * The periodic state report. With an external broker the server sees no connects or
+   * disconnects (and protocol defines no last-will message), so a device counts as online only
+   * while its last report is younger than the server's `offlineAfterMs`; this keeps an idle,
+   * connected device online. Nothing is sent while offline: the next connect reports anyway.
+   */
+  private async heartbeat(): Promise<void> {
+    const random = this.deps.random ?? Math.random;
+    const signal = this.heartbeatAbort.signal;
+    while (!this.stopped && !signal.aborted) {
+      const j = STATE_REPORT.jitter;
+      const ms = Math.round(this.stateIntervalMs * (1 - j + 2 * j * random()));
+      try {
+        await this.deps.clock.sleep(ms, signal);
+      } catch {
+        return; // stopped, halted or killed
+      }
+      if (this.stopped || signal.aborted) return;
+      if (this.deps.transport.connected()) this.publishState();
+    }
+  }
+
   private onConnect(): void {
     this.reporter.onConnect();
     for (const w of this.onlineWaiters) w();
@@ -459,6 +495,7 @@ export class Agent {
       await this.deps.reboot.reboot('requested by the server');
       this.halted = true;
       this.stopped = true;
+      this.heartbeatAbort.abort();
     }
   }
 

@@ -30,6 +30,12 @@ export interface AgentConfig {
   /** Check the active slot against its manifest at start (default true) and every limits.drift.intervalMs. */
   driftCheck?: boolean;
   tags?: string[];
+  /**
+   * Periodic state report while connected, so the server (external broker: no connect/disconnect
+   * seen) keeps the device online; default 120 s, 5 s to 24 h, ±10 % jitter. Config file:
+   * `server.stateIntervalMs`.
+   */
+  stateIntervalMs?: number;
   limits?: AgentLimitsOverride;
 }
 

@@ -112,6 +112,8 @@ export class MqttTransport implements Transport {
     while (!this.stopped) {
       const password = this.password();
       let refused = false;
+      // No last will: protocol defines no message for it (the agent's periodic state report
+      // keeps the device online at a server behind an external broker instead).
       const client = mqtt.connect(this.o.url, {
         protocolVersion: 4,
         clientId: this.o.deviceId,
