@@ -245,7 +245,15 @@ try {
     let last = '';
     for (const end = Date.now() + 3_600_000; ; ) {
       if (died) throw new Error(`server died (code ${died.code}, signal ${died.signal})`);
-      view = await server.rollout(id);
+      try {
+        view = await server.rollout(id);
+      } catch (err) {
+        // A busy server may drop the bench's own poll (full accept queue): count it and poll again.
+        result.pollErrors = (result.pollErrors ?? 0) + 1;
+        if (result.pollErrors > 50 || !view) throw err;
+        await sleep(1000);
+        continue;
+      }
       const line = `  ${view.status} healthy ${view.totals.healthy}/${devices} in flight ${view.totals.inFlight} failed ${view.totals.failed}`;
       if (line !== last) say(`${line} (${secs(t)} s)`);
       last = line;
