@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createDelta } from '@flotilla/delta';
 import { generateKeyPair, signDocument } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeImage, mutateImage, Rig, sha } from './helpers.js';
+import { flipBits, makeImage, mutateImage, Rig, sha } from './helpers.js';
 
 /**
  * Each attack is refused with its own code, the active slot keeps its exact bytes, the device
@@ -128,7 +128,7 @@ describe('attacks on the update channel', () => {
     const next = makeImage(5, rig.factory.length);
     const cmd = rig.offer(next, { version: '1.1.0' });
     const bad = Buffer.from(next);
-    bad[3 * 4096 + 17] ^= 1;
+    flipBits(bad, 3 * 4096 + 17, 1);
     rig.fetcher.put(`mem://artifacts/${sha(next)}`, bad);
     await runOffer(rig, cmd);
     expect(rig.told()).toEqual(['offer-accepted', 'failed:FLOTILLA_ERR_AGENT_CHUNK_HASH_MISMATCH']);
@@ -167,7 +167,7 @@ describe('attacks on the update channel', () => {
       delta: { bytes: deltaBytes, from: rig.factory, fromVersion: '1.0.0' },
     });
     const evil = Buffer.from(deltaBytes);
-    evil[evil.length - 10] ^= 0x40;
+    flipBits(evil, evil.length - 10, 0x40);
     rig.fetcher.put(`mem://artifacts/${sha(deltaBytes)}`, evil);
     await runOffer(rig, cmd);
     expect(rig.told()).toEqual(['offer-accepted', 'failed:FLOTILLA_ERR_AGENT_DELTA_HASH_MISMATCH']);

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { writeBundle } from '@flotilla/image';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeImage, Rig, sha, signedRelease } from './helpers.js';
+import { flipBits, makeImage, Rig, sha, signedRelease } from './helpers.js';
 
 /** The compiled CLI (`node dist/bin/flotilla-agent.js`), as an installed device runs it. */
 const BIN = fileURLToPath(new URL('../dist/bin/flotilla-agent.js', import.meta.url));
@@ -116,7 +116,7 @@ describe('flotilla-agent CLI', () => {
     const next = makeImage(23, rig.factory.length);
     const file = await bundle(next, { version: '1.1.0', securityVersion: 2 });
     const bytes = await readFile(file);
-    bytes[bytes.length - 100] ^= 0xff; // inside the last image chunk
+    flipBits(bytes, bytes.length - 100, 0xff); // inside the last image chunk
     await writeFile(file, bytes);
     const r = await cli(['install', file, '--config', config]);
     expect(r.code).toBe(1);

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Agent, PowerCut } from '../src/index.js';
-import { FAST_LIMITS, makeDelta, makeImage, mutateImage, Rig, sha } from './helpers.js';
+import { FAST_LIMITS, flipBits, makeDelta, makeImage, mutateImage, Rig, sha } from './helpers.js';
 
 /**
  * Mender's biggest test, here: for every state, cut the power right after the agent persisted it
@@ -299,7 +299,7 @@ describe('crash table: power cut in every state', () => {
         rig.healthy = (slot) => (slot === 'B' ? 'app.service failed: exit code 3' : true);
       if (c.kind === 'tampered') {
         const bad = Buffer.from(next);
-        bad[5000] ^= 0xff;
+        flipBits(bad, 5000, 0xff);
         rig.fetcher.put(
           `mem://artifacts/${(cmd.offer as { signed: { full: { sha256: string } } }).signed.full.sha256}`,
           bad,

@@ -1,5 +1,6 @@
 import { createHash, createPrivateKey, sign as nodeSign } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeDelta } from '@flotilla/delta';
@@ -16,10 +17,12 @@ import {
   sha256Hex,
   signDocument,
 } from '@flotilla/protocol';
+import type { Aedes } from 'aedes';
 import {
   type Agent,
   type AgentConfig,
   type AgentLimitsOverride,
+  type Bootloader,
   type Clock,
   createAgent,
   type Fetcher,
@@ -30,6 +33,7 @@ import {
   MemoryHub,
   type PowerCut,
   SimDevice,
+  type Transport,
   type UpdateLock,
 } from '../src/index.js';
 
@@ -530,4 +534,37 @@ export class ManualClock implements Clock {
 /** Lets queued promise callbacks and immediate I/O completions run. */
 export async function settleIo(): Promise<void> {
   for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+/** A live aedes client, as far as the broker tests use it (aedes' typings do not expose `clients`). */
+interface AedesClientHandle {
+  id: string;
+  close(): void;
+}
+
+/** Closes every client connected to an aedes broker (a "kick": devices reconnect on their own). */
+export function dropBrokerClients(broker: Aedes): void {
+  const clients = (broker as unknown as { clients: Record<string, AedesClientHandle> }).clients;
+  for (const c of Object.values(clients)) c.close();
+}
+
+/**
+ * Drops a server's open sockets where the server type can (`http.Server.closeAllConnections`);
+ * a plain `net.Server` has no such method, its sockets are closed by their owners.
+ */
+export function closeAllConnections(server: Server): void {
+  (server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+}
+
+/** Stops a test broker: its listening socket, every client, then aedes itself. */
+export async function closeBroker(broker: Aedes, server: Server): Promise<void> {
+  closeAllConnections(server);
+  dropBrokerClients(broker);
+  await new Promise<void>((r) => server.close(() => r()));
+  await new Promise<void>((r) => broker.close(() => r()));
+}
+
+/** XORs one byte in place (tampering); an index outside the buffer throws instead of doing nothing. */
+export function flipBits(buf: Buffer, index: number, mask: number): void {
+  buf.writeUInt8(buf.readUInt8(index) ^ mask, index);
 }

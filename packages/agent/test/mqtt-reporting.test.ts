@@ -14,7 +14,7 @@ import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AGENT_LIMITS, MqttTransport, systemClock } from '../src/index.js';
-import { makeImage, Rig } from './helpers.js';
+import { closeBroker, makeImage, Rig } from './helpers.js';
 
 /**
  * A real aedes broker on loopback with the server's rules: a device logs in with its id and a
@@ -77,12 +77,7 @@ async function startBroker(devicePublicKey: string, port = 0): Promise<Broker> {
           (err) => (err ? reject(err) : resolve()),
         ),
       ),
-    close: async () => {
-      server.closeAllConnections?.();
-      for (const c of Object.values(broker.clients)) c.close();
-      await new Promise((r) => server.close(r));
-      await new Promise((r) => broker.close(r));
-    },
+    close: () => closeBroker(broker, server),
   };
 }
 
@@ -243,7 +238,7 @@ describe('MQTT reporting against a real broker (aedes, MQTT 3.1.1)', () => {
     // aedes drops the connection on a denied publish (3.1.1 has no negative PUBACK).
     await Promise.race([
       own.publishAsync('flotilla/v1/devices/dev-2/events', '{}', { qos: 1 }).catch(() => undefined),
-      new Promise((r) => own.once('close', r)),
+      new Promise<void>((r) => own.once('close', () => r())),
     ]);
     own.end(true);
     expect(broker.received.filter((m) => m.topic.includes('dev-2'))).toEqual([]);

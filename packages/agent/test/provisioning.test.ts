@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AgentConfigFile } from '../src/config.js';
 import { AGENT_LIMITS, MqttTransport, systemClock } from '../src/index.js';
 import { mqttAuthFromConfig } from '../src/transport/device-identity.js';
+import { closeBroker, dropBrokerClients } from './helpers.js';
 
 /**
  * A real aedes broker on loopback whose authenticate hook follows the server's rules
@@ -66,15 +67,8 @@ async function startRegistryBroker(tokens: Record<string, { autoAccept: boolean 
     attempts,
     devices,
     /** Drops every client (the devices reconnect with fresh passwords). */
-    kick: () => {
-      for (const c of Object.values(broker.clients)) c.close();
-    },
-    close: async () => {
-      server.closeAllConnections?.();
-      for (const c of Object.values(broker.clients)) c.close();
-      await new Promise((r) => server.close(r));
-      await new Promise((r) => broker.close(r));
-    },
+    kick: () => dropBrokerClients(broker),
+    close: () => closeBroker(broker, server),
   };
 }
 

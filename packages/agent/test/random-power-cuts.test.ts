@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PowerCut } from '../src/index.js';
-import { FAST_LIMITS, makeImage, mutateImage, prng, Rig, sha } from './helpers.js';
+import { FAST_LIMITS, flipBits, makeImage, mutateImage, prng, Rig, sha } from './helpers.js';
 
 /**
  * Hundreds of updates, each with a power cut at a random I/O instant (seeded, reproducible):
@@ -42,7 +42,7 @@ describe('random power cuts', () => {
         kind === 'unhealthy' && slot === target ? 'app.service failed: exit code 3' : true;
       if (kind === 'tampered') {
         const bad = Buffer.from(next);
-        bad[Math.floor(random() * bad.length)] ^= 0x01;
+        flipBits(bad, Math.floor(random() * bad.length), 0x01);
         rig.fetcher.put(`mem://artifacts/${sha(next)}`, bad);
       }
       // The cut plan arms the *current* agent: a point count from its next I/O on.

@@ -11,6 +11,7 @@ import {
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AGENT_LIMITS, MemoryHub, MqttTransport, systemClock, type Transport } from '../src/index.js';
+import { closeAllConnections, closeBroker } from './helpers.js';
 
 /**
  * The server-link contract, run against MQTT (the real MqttTransport, a real aedes broker on
@@ -126,12 +127,9 @@ async function mqttLink(): Promise<Link> {
     },
     close: async () => {
       for (const s of pipes) s.destroy();
-      relay.closeAllConnections?.();
-      await new Promise((r) => relay.close(r));
-      brokerServer.closeAllConnections?.();
-      for (const c of Object.values(broker.clients)) c.close();
-      await new Promise((r) => brokerServer.close(r));
-      await new Promise((r) => broker.close(r));
+      closeAllConnections(relay);
+      await new Promise<void>((r) => relay.close(() => r()));
+      await closeBroker(broker, brokerServer);
     },
   };
 }
