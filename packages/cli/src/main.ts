@@ -2,20 +2,25 @@ import { Command, CommanderError } from 'commander';
 import { commandGroups } from './commands/index.js';
 import { reportError } from './output.js';
 
-/** Builds the `flotilla` program; every command group registers itself from `commands/`. */
-export function buildProgram(): Command {
+/**
+ * Builds the `flotilla` program with the named command groups (all of them when none is named,
+ * e.g. for `--help`); every group registers itself from `commands/`.
+ */
+export async function buildProgram(groups: string[] = Object.keys(commandGroups)): Promise<Command> {
   const program = new Command('flotilla')
     .description('Flotilla: signed A/B images, binary deltas and staged fleet rollouts')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of commandGroups) register(program);
+  for (const name of groups) (await commandGroups[name]!())(program);
   return program;
 }
 
 /** Runs the CLI and returns the process exit code (0 success, 1 failure, 2 usage error). */
 export async function runCli(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  // The first argument naming a group picks it (global options such as --server may come first).
+  const group = argv.slice(2).find((a) => Object.hasOwn(commandGroups, a));
   try {
+    const program = await buildProgram(group ? [group] : undefined);
     await program.parseAsync(argv);
     return Number(process.exitCode ?? 0);
   } catch (err) {

@@ -1,29 +1,22 @@
 import type { Command } from 'commander';
-import { registerBundleCommands } from './bundle.js';
-import { registerDeltaCommands } from './delta.js';
-import { registerDevicesCommands } from './devices.js';
-import { registerDiskCommands } from './disk.js';
-import { registerFlashCommands } from './flash.js';
-import { registerImageCommands } from './image.js';
-import { registerKeysCommands } from './keys.js';
-import { registerManifestCommands } from './manifest.js';
-import { registerReleaseCommands } from './release.js';
-import { registerRolloutCommands } from './rollout.js';
-import { registerServerCommands } from './server.js';
 
 /** Each command group is one module that adds its sub-commands to the program. */
 export type RegisterCommands = (program: Command) => void;
 
-export const commandGroups: RegisterCommands[] = [
-  registerKeysCommands,
-  registerManifestCommands,
-  registerDeltaCommands,
-  registerReleaseCommands,
-  registerRolloutCommands,
-  registerDevicesCommands,
-  registerServerCommands,
-  registerImageCommands,
-  registerBundleCommands,
-  registerDiskCommands,
-  registerFlashCommands,
-];
+/**
+ * Command groups by their top-level name, loaded on demand: `flotilla delta apply` on a device
+ * loads the delta codec only, not the image builder, the HTTP client or the server.
+ */
+export const commandGroups: Record<string, () => Promise<RegisterCommands>> = {
+  keys: async () => (await import('./keys.js')).registerKeysCommands,
+  manifest: async () => (await import('./manifest.js')).registerManifestCommands,
+  delta: async () => (await import('./delta.js')).registerDeltaCommands,
+  release: async () => (await import('./release.js')).registerReleaseCommands,
+  rollout: async () => (await import('./rollout.js')).registerRolloutCommands,
+  devices: async () => (await import('./devices.js')).registerDevicesCommands,
+  server: async () => (await import('./server.js')).registerServerCommands,
+  image: async () => (await import('./image.js')).registerImageCommands,
+  bundle: async () => (await import('./bundle.js')).registerBundleCommands,
+  disk: async () => (await import('./disk.js')).registerDiskCommands,
+  flash: async () => (await import('./flash.js')).registerFlashCommands,
+};
