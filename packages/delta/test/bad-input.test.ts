@@ -50,7 +50,7 @@ describe('bad input', () => {
 
   it('rejects a delta whose base is not the active slot, before writing anything', async () => {
     const other = Buffer.from(base);
-    other[123_456] ^= 1;
+    other[123_456] = other[123_456]! ^ 1;
     const sink = memorySink();
     await expect(applyDelta({ base: memoryBase(other), delta, target: sink })).rejects.toMatchObject({
       code: 'FLOTILLA_ERR_DELTA_BASE_MISMATCH',
@@ -84,14 +84,14 @@ describe('bad input', () => {
   it('rejects a corrupted header byte anywhere in the header', async () => {
     for (let i = 8; i < HEADER; i++) {
       const d = Buffer.from(delta);
-      d[i] ^= 0x10;
+      d[i] = d[i]! ^ 0x10;
       const err = await applyDelta({ base: memoryBase(base), delta: d, target: memorySink() }).catch(
         (e: unknown) => e,
       );
       expect((err as { code: string }).code, `byte ${i}`).toBe('FLOTILLA_ERR_DELTA_HEADER_CORRUPT');
     }
     const d = Buffer.from(delta);
-    d[40] ^= 1;
+    d[40] = d[40]! ^ 1;
     await expectRejected(d, 'FLOTILLA_ERR_DELTA_HEADER_CORRUPT');
   });
 
@@ -108,7 +108,7 @@ describe('bad input', () => {
   it('rejects a corrupted payload byte (checksum) and a forged payload behind a valid checksum', async () => {
     const [first] = frames(delta);
     const d = Buffer.from(delta);
-    d[first!.crcAt + 4 + 3] ^= 0x40;
+    d[first!.crcAt + 4 + 3] = d[first!.crcAt + 4 + 3]! ^ 0x40;
     await expectRejected(d, 'FLOTILLA_ERR_DELTA_PAYLOAD_CORRUPT');
     // Same flip with checksums recomputed: the brotli stream or the records must catch it.
     const forged = refreshChecksums(d);
@@ -167,7 +167,7 @@ describe('bad input', () => {
 
   it('rejects output that does not hash to the promised target and removes it', async () => {
     const d = Buffer.from(delta);
-    d[70] ^= 0xff; // target sha256 inside the header
+    d[70] = d[70]! ^ 0xff; // target sha256 inside the header
     await expectRejected(refreshChecksums(d), 'FLOTILLA_ERR_DELTA_TARGET_MISMATCH');
   });
 

@@ -26,7 +26,7 @@ describe('verifyChunks', () => {
   it('stops at the first chunk that does not match the signed manifest, before writing it', async () => {
     const delta = await makeDelta(base, target);
     const bad = [...hashes];
-    bad[3] = sha256('not this chunk');
+    bad[3] = sha256(Buffer.from('not this chunk'));
     const slot = memorySink();
     const err = await applyDelta({
       base: memoryBase(base),

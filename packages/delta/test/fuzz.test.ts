@@ -29,7 +29,7 @@ function mutate(delta: Buffer, ms: Mutation[], fix: boolean): Buffer {
   for (const m of ms) {
     if (d.length === 0) break;
     const at = m.at % d.length;
-    if (m.kind === 'flip') d[at] ^= 1 << m.bit;
+    if (m.kind === 'flip') d[at] = d[at]! ^ (1 << m.bit);
     else if (m.kind === 'set') d[at] = m.value;
     else if (m.kind === 'splice') d = Buffer.concat([d.subarray(0, at), m.bytes, d.subarray(at)]);
     else if (m.kind === 'cut') d = Buffer.concat([d.subarray(0, at), d.subarray(at + m.length)]);

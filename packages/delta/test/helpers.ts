@@ -98,8 +98,8 @@ export async function roundTrip(
 export const random = (n: number) => randomBytes(n);
 
 /** A deterministic pseudo-random buffer (tests that compare sizes must not depend on luck). */
-export function seeded(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
+export function seeded(n: number, seed: number): Buffer<ArrayBuffer> {
+  const b = Buffer.alloc(n);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
     x ^= x << 13;
