@@ -2,7 +2,7 @@
 // real agents (createAgent + MqttTransport + HttpFetcher + file state) on simulated boards.
 // The parent sends the set-up over IPC; the worker pre-registers its devices' public keys through
 // the admin bulk route, powers them on when told, and answers stats requests.
-import { createAgentLauncher, defaultTransport, Fleet } from '@flotilla/fleet-simulator';
+import { createAgentLauncher, defaultTransport, Fleet, simLimits } from '@flotilla/fleet-simulator';
 import { installFastDeviceCrypto } from './device-crypto.mjs';
 
 const BULK = 1000;
@@ -55,7 +55,19 @@ process.once('message', async (o) => {
       format: o.format,
       slotSize: o.slotSize,
       trustRoot: o.trustRoot,
-      launcher: createAgentLauncher({ factoryRelease: o.factoryRelease, transport: defaultTransport }),
+      launcher: createAgentLauncher({
+        factoryRelease: o.factoryRelease,
+        transport: defaultTransport,
+        // Thousands of boards share one simulator core: a download can wait on the simulator's
+        // own event loop far longer than on a real network, so the stall timeouts are longer.
+        limits: {
+          download: {
+            ...simLimits(o.timeScale).download,
+            connectTimeoutMs: o.downloadTimeoutMs,
+            idleTimeoutMs: o.downloadTimeoutMs,
+          },
+        },
+      }),
       mqtt: o.mqtt,
       artifactOrigin: o.artifactOrigin,
       timeScale: o.timeScale,

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { formatBytes, httpServerHandle, newToken, prepareWorld, sleep } from '@flotilla/fleet-simulator';
 
 const USAGE =
-  'usage: node bench/fleet/run.mjs --devices N (1-20000) [--processes P] [--storm] [--no-rollout] [--max-concurrent M] [--boot-concurrency B] [--tweetnacl-devices]';
+  'usage: node bench/fleet/run.mjs --devices N (1-20000) [--processes P] [--storm] [--no-rollout] [--max-concurrent M] [--boot-concurrency B] [--download-timeout-ms T] [--tweetnacl-devices]';
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
 const opt = (name, def) => {
@@ -194,6 +194,7 @@ try {
         timeScale: 0.05,
         bootConcurrency,
         fastCrypto: !flag('--tweetnacl-devices'),
+        downloadTimeoutMs: Number(opt('--download-timeout-ms', '120000')),
       }),
     );
   }
