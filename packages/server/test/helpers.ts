@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,10 +45,19 @@ export interface TestDevice {
   password(now?: number, nonce?: string): string;
 }
 
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
 export function testDevice(id: string): TestDevice {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  const jwk = publicKey.export({ format: 'jwk' }) as { x: string };
-  const publicKeyHex = Buffer.from(jwk.x, 'base64url').toString('hex');
+  // Key from a random seed, public key from its DER form. Not generateKeyPairSync + JWK export:
+  // on Node 20 that pair deadlocks in GC (a KeyGenJob destructor waits on the mutex ExportJWK
+  // holds) when thousands of keys are made in a row — seen as a hung ingest-load test.
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, randomBytes(32)]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+  const publicKeyHex = spki.subarray(spki.length - 32).toString('hex');
   return {
     id,
     publicKeyHex,
