@@ -7,14 +7,7 @@
 // Ed25519 is deterministic (RFC 8032), so node:crypto gives byte-identical signatures; this swaps
 // tweetnacl's sign/verify/keyPair for node:crypto in this process only, after cross-checking
 // them against tweetnacl on fresh keys. The agent code runs unchanged; the server is untouched.
-import {
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  randomBytes,
-  sign,
-  verify,
-} from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
 import { createRequire } from 'node:module';
 
 const PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -62,11 +55,13 @@ export function installFastDeviceCrypto() {
       return false;
     }
   };
+  // From a random seed through DER, not generateKeyPairSync + JWK export: on Node 20 that pair
+  // deadlocks in GC (a KeyGenJob destructor waits on the mutex ExportJWK holds) over many keys.
   const keyPair = () => {
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const jwk = privateKey.export({ format: 'jwk' });
-    const seed = Buffer.from(jwk.d, 'base64url');
-    const publicKey = new Uint8Array(Buffer.from(jwk.x, 'base64url'));
+    const seed = randomBytes(32);
+    const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8, seed]), format: 'der', type: 'pkcs8' });
+    const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+    const publicKey = new Uint8Array(spki.subarray(spki.length - 32));
     const secretKey = new Uint8Array(64);
     secretKey.set(seed, 0);
     secretKey.set(publicKey, 32);

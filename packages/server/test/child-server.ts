@@ -19,13 +19,22 @@ export function killChildServers(): void {
   running.clear();
 }
 
+/**
+ * A free loopback port below Linux's ephemeral range (32768-60999): the server is restarted on
+ * the same port after a SIGKILL, and a port from the ephemeral range may meanwhile have become
+ * the local port of some other test's client socket (EADDRINUSE on restart).
+ */
 async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-  });
+    if (ok) return port;
+  }
+  throw new Error('no free loopback port in 20000-31999');
 }
 
 export class ChildServer {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { createServer as createNetServer } from 'node:net';
 import { type RunningServer, startServer } from '@flotilla/server';
 import { SimError } from './errors.js';
 import { runPool } from './pool.js';
@@ -46,7 +47,9 @@ export async function startSimServer(o: SimServerOptions): Promise<SimServer> {
       logLevel: o.logLevel ?? 'warn',
       limits: { rolloutTickMs: o.rolloutTickMs ?? 1000, deltaWaitMs: o.deltaWaitMs ?? 60_000 },
     });
-  let running = await boot(o.port ?? 0, o.mqttPort ?? 0);
+  // The server restarts on the same ports (crash tests): take them below the ephemeral range, where
+  // no client socket of this machine can grab them while the server is down.
+  let running = await boot(o.port ?? (await stablePort()), o.mqttPort ?? (await stablePort()));
   let down = false;
   const mqtt = new URL(running.addresses.mqtt ?? '');
   const api = new URL(running.addresses.api);
@@ -245,4 +248,18 @@ function toView(r: RawRollout): RolloutView {
         }
       : null,
   };
+}
+
+/** A free loopback port in 20000-31999, below Linux's ephemeral range (32768-60999). */
+async function stablePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createNetServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new SimError('FLOTILLA_ERR_SIM_SERVER', 'no free loopback port in 20000-31999');
 }
