@@ -22,7 +22,9 @@ export const DEMO_USAGE = `usage: pnpm demo [--devices N] [--json] [--keep-runni
   --work-dir DIR     keep keys, images and the server's data here (default: a temp dir, removed)
 `;
 
-export function parseDemoArgs(argv: string[]): DemoArgs {
+export function parseDemoArgs(rawArgv: string[]): DemoArgs {
+  // `pnpm demo -- --json` passes the `--` through; it separates nothing here.
+  const argv = rawArgv.filter((a) => a !== '--');
   const out: DemoArgs = { devices: 50, json: false, keepRunning: false, seed: 1, faults: [], help: false };
   const value = (i: number, name: string): string => {
     const v = argv[i + 1];
