@@ -197,21 +197,22 @@ export type SignedOffer = SignedEnvelope<Offer>;
 export const Slot = Type.Union([Type.Literal('A'), Type.Literal('B')]);
 export type Slot = Static<typeof Slot>;
 
-export const AgentStateName = Type.Union(
-  [
-    'Idle',
-    'Offered',
-    'Downloading',
-    'Installing',
-    'Installed',
-    'Rebooting',
-    'Verifying',
-    'Committed',
-    'Failed',
-    'RollingBack',
-    'RolledBack',
-  ].map((s) => Type.Literal(s)),
-);
+/** The agent's states (DESIGN.md §3): the agent's transition table and its reports share this list. */
+export const AGENT_STATES = [
+  'Idle',
+  'Offered',
+  'Downloading',
+  'Installing',
+  'Installed',
+  'Rebooting',
+  'Verifying',
+  'Committed',
+  'Failed',
+  'RollingBack',
+  'RolledBack',
+] as const;
+
+export const AgentStateName = Type.Union(AGENT_STATES.map((s) => Type.Literal(s)));
 
 export const ErrorReport = Type.Object({ code: Type.String({ maxLength: 64 }), message: ShortText }, strict);
 

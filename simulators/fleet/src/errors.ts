@@ -1,3 +1,4 @@
+import { type ErrorEntry, errorClass } from '@flotilla/protocol';
 /**
  * The error registry of `@flotilla/fleet-simulator`. Same shape as protocol's: stable code,
  * message, hint. The demo prints the code and hint when it fails.
@@ -48,29 +49,11 @@ export const SIM_ERRORS = {
     message: 'the Flotilla server refused a request',
     hint: 'the message carries the server error',
   },
-} as const satisfies Record<string, { status: number; message: string; hint: string }>;
+} as const satisfies Record<string, ErrorEntry>;
 
 export type SimErrorCode = keyof typeof SIM_ERRORS;
 
-export class SimError extends Error {
-  readonly code: SimErrorCode;
-  readonly status: number;
-  readonly hint: string;
-  readonly component = 'fleet-simulator';
-
-  constructor(code: SimErrorCode, detail?: string, opts: { cause?: unknown } = {}) {
-    const entry = SIM_ERRORS[code];
-    super(detail ? `${entry.message}: ${detail}` : entry.message, { cause: opts.cause });
-    this.name = 'SimError';
-    this.code = code;
-    this.status = entry.status;
-    this.hint = entry.hint;
-  }
-
-  toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message, hint: this.hint, component: this.component };
-  }
-}
+export class SimError extends errorClass(SIM_ERRORS, 'fleet-simulator', 'SimError') {}
 
 export function isSimError(err: unknown, code?: SimErrorCode): err is SimError {
   return err instanceof SimError && (code === undefined || err.code === code);

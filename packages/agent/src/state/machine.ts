@@ -3,19 +3,9 @@
  * only this table says where an event leads. The runner persists the new state *before* the
  * state's work starts, so a power cut at any instant finds the state whose work was interrupted.
  */
-export const AGENT_STATES = [
-  'Idle',
-  'Offered',
-  'Downloading',
-  'Installing',
-  'Installed',
-  'Rebooting',
-  'Verifying',
-  'Committed',
-  'Failed',
-  'RollingBack',
-  'RolledBack',
-] as const;
+import { AGENT_STATES } from '@flotilla/protocol';
+
+export { AGENT_STATES };
 export type AgentState = (typeof AGENT_STATES)[number];
 
 export type StepEvent =
