@@ -564,6 +564,23 @@ export async function closeBroker(broker: Aedes, server: Server): Promise<void> 
   await new Promise<void>((r) => broker.close(() => r()));
 }
 
+/** Publishes a command to a device's commands topic as the server does (QoS 1, not retained). */
+export function publishCommand(broker: Aedes, deviceId: string, cmd: unknown): Promise<void> {
+  return new Promise((resolve, reject) =>
+    broker.publish(
+      {
+        cmd: 'publish',
+        topic: `flotilla/v1/devices/${deviceId}/commands`,
+        payload: Buffer.from(JSON.stringify(cmd)),
+        qos: 1,
+        retain: false,
+        dup: false,
+      },
+      (err) => (err ? reject(err) : resolve()),
+    ),
+  );
+}
+
 /** XORs one byte in place (tampering); an index outside the buffer throws instead of doing nothing. */
 export function flipBits(buf: Buffer, index: number, mask: number): void {
   buf.writeUInt8(buf.readUInt8(index) ^ mask, index);

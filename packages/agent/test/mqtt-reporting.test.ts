@@ -14,7 +14,7 @@ import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AGENT_LIMITS, MqttTransport, systemClock } from '../src/index.js';
-import { closeBroker, makeImage, Rig } from './helpers.js';
+import { closeBroker, makeImage, publishCommand, Rig } from './helpers.js';
 
 /**
  * A real aedes broker on loopback with the server's rules: a device logs in with its id and a
@@ -63,20 +63,7 @@ async function startBroker(devicePublicKey: string, port = 0): Promise<Broker> {
     port: (server.address() as AddressInfo).port,
     passwords,
     received,
-    publishCommand: (deviceId, cmd) =>
-      new Promise((resolve, reject) =>
-        broker.publish(
-          {
-            cmd: 'publish',
-            topic: `flotilla/v1/devices/${deviceId}/commands`,
-            payload: Buffer.from(JSON.stringify(cmd)),
-            qos: 1,
-            retain: false,
-            dup: false,
-          },
-          (err) => (err ? reject(err) : resolve()),
-        ),
-      ),
+    publishCommand: (deviceId, cmd) => publishCommand(broker, deviceId, cmd),
     close: () => closeBroker(broker, server),
   };
 }

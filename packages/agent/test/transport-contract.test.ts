@@ -11,7 +11,7 @@ import {
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AGENT_LIMITS, MemoryHub, MqttTransport, systemClock, type Transport } from '../src/index.js';
-import { closeAllConnections, closeBroker } from './helpers.js';
+import { closeAllConnections, closeBroker, publishCommand } from './helpers.js';
 
 /**
  * The server-link contract, run against MQTT (the real MqttTransport, a real aedes broker on
@@ -107,20 +107,7 @@ async function mqttLink(): Promise<Link> {
   return {
     transport,
     received: () => received,
-    sendCommand: (cmd) =>
-      new Promise((resolve, reject) =>
-        broker.publish(
-          {
-            cmd: 'publish',
-            topic: `flotilla/v1/devices/${DEVICE}/commands`,
-            payload: Buffer.from(JSON.stringify(cmd)),
-            qos: 1,
-            retain: false,
-            dup: false,
-          },
-          (err) => (err ? reject(err) : resolve()),
-        ),
-      ),
+    sendCommand: (cmd) => publishCommand(broker, DEVICE, cmd),
     setOnline: async (v) => {
       online = v;
       if (!v) for (const s of pipes) s.destroy();

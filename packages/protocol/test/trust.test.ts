@@ -63,9 +63,9 @@ describe('release manifest attacks', () => {
     expect(() => verifyRelease(recovery, keys.rootMeta, NOW)).toThrow(code('FLOTILLA_ERR_KEY_WRONG_ROLE'));
   });
 
-  it('rejects a manifest below the role threshold', () => {
-    const second = generateKeyPair();
-    const root = buildRoot({
+  /** A root whose release role needs 2 signatures: the usual release key and `second`. */
+  const twoReleaseKeysRoot = (second: ReturnType<typeof generateKeyPair>) =>
+    buildRoot({
       version: 1,
       expires: isoAfter(NOW, 10),
       roles: {
@@ -75,6 +75,10 @@ describe('release manifest attacks', () => {
         recovery: { keys: [keys.recovery], threshold: 1 },
       },
     });
+
+  it('rejects a manifest below the role threshold', () => {
+    const second = generateKeyPair();
+    const root = twoReleaseKeysRoot(second);
     const env = signedRelease(keys);
     expect(() => verifyRelease(env, root, NOW)).toThrow(code('FLOTILLA_ERR_THRESHOLD'));
     addSignature(env, second);
@@ -83,16 +87,7 @@ describe('release manifest attacks', () => {
 
   it('does not count the same key twice toward a threshold', () => {
     const second = generateKeyPair();
-    const root = buildRoot({
-      version: 1,
-      expires: isoAfter(NOW, 10),
-      roles: {
-        root: { keys: keys.root, threshold: 2 },
-        release: { keys: [keys.release, second], threshold: 2 },
-        delta: { keys: [keys.delta], threshold: 1 },
-        recovery: { keys: [keys.recovery], threshold: 1 },
-      },
-    });
+    const root = twoReleaseKeysRoot(second);
     const env = signedRelease(keys);
     env.signatures.push({ ...env.signatures[0]! });
     expect(() => verifyRelease(env, root, NOW)).toThrow(code('FLOTILLA_ERR_THRESHOLD'));

@@ -4,6 +4,7 @@ import {
   type DeploymentRecord,
   type DeploymentState,
   IN_FLIGHT_STATES,
+  type PhaseCounts,
   type PhaseRuntime,
   type RolloutRuntime,
 } from './types.js';
@@ -46,19 +47,6 @@ export function bucketOf(policy: RolloutPolicy, runtime: RolloutRuntime, record:
     default:
       return 'inFlight';
   }
-}
-
-export interface PhaseCounts {
-  total: number;
-  healthy: number;
-  failed: number;
-  rolledBack: number;
-  timedOut: number;
-  retrying: number;
-  inFlight: number;
-  notStarted: number;
-  cancelled: number;
-  reverted: number;
 }
 
 export function emptyCounts(): PhaseCounts {

@@ -165,9 +165,8 @@ export type Decision =
 
 export type DecisionType = Decision['type'];
 
-export interface PhaseSummary {
-  index: number;
-  name: string;
+/** Devices of one phase by where their deployment stands. */
+export interface PhaseCounts {
   total: number;
   healthy: number;
   /** Failed for good (no retry left): failed + rolledBack + timedOut. */
@@ -182,6 +181,11 @@ export interface PhaseSummary {
   cancelled: number;
   /** Devices the rollout took back to their previous release. */
   reverted: number;
+}
+
+export interface PhaseSummary extends PhaseCounts {
+  index: number;
+  name: string;
   executed: number;
   minExecuted: number;
   successThreshold: number;
