@@ -12,7 +12,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatBytes, httpServerHandle, newToken, prepareWorld, sleep } from '@flotilla/fleet-simulator';
+import { formatBytes, prepareWorld, sleep } from '@flotilla/fleet-simulator';
+import { sampler, spawnServer } from './server-process.mjs';
 
 const USAGE =
   'usage: node bench/fleet/run.mjs --devices N (1-20000) [--processes P] [--storm] [--no-rollout] [--max-concurrent M] [--boot-concurrency B] [--download-timeout-ms T] [--tweetnacl-devices]';
@@ -35,93 +36,6 @@ const storm = flag('--storm');
 const rollout = !flag('--no-rollout');
 const say = (s) => process.stderr.write(`${s}\n`);
 const secs = (t) => +((performance.now() - t) / 1000).toFixed(2);
-
-/** The server in a child process; kill() is SIGKILL, restart() starts it on the same ports. */
-async function spawnServer(opts) {
-  const token = newToken();
-  let child;
-  let info;
-  let expectExit = false;
-  const boot = async (ports) => {
-    child = fork(fileURLToPath(new URL('./server-child.mjs', import.meta.url)), [], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: ['--trace-uncaught'],
-    });
-    child.on('exit', (code, signal) => {
-      say(`• server process exited (code ${code}, signal ${signal})`);
-      if (!expectExit) died = { code, signal };
-    });
-    child.send({ ...opts, adminToken: token, ...ports, logLevel: 'error', rolloutTickMs: 1000 });
-    const msg = await new Promise((resolve, reject) => {
-      child.once('message', resolve);
-      child.once('exit', (c) => reject(new Error(`server exited ${c}`)));
-    });
-    if (!msg.ok) throw new Error(msg.error);
-    expectExit = false;
-    return msg;
-  };
-  info = await boot({});
-  const api = new URL(info.apiUrl);
-  const handle = httpServerHandle({
-    apiUrl: info.apiUrl,
-    dashboardUrl: info.dashboardUrl,
-    mqtt: info.mqtt,
-    token,
-    close: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      expectExit = true;
-      child.send('stop');
-      await new Promise((r) => child.once('exit', r));
-    },
-  });
-  handle.token = token;
-  handle.kill = async () => {
-    expectExit = true;
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-  };
-  handle.restart = async () => {
-    info = await boot({ port: Number(api.port), mqttPort: info.mqtt.port });
-  };
-  return handle;
-}
-let died = null;
-
-/** Samples the server's own Prometheus metrics (RSS, CPU, reports, connections, bytes served). */
-function sampler(apiUrl) {
-  const peak = { rss: 0 };
-  const read = async () => {
-    const text = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
-    const sum = (name) => {
-      let n = 0;
-      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm')))
-        n += Number(m[1]);
-      return n;
-    };
-    const s = {
-      rss: sum('flotilla_process_resident_memory_bytes'),
-      cpu: sum('flotilla_process_cpu_seconds_total'),
-      reports: sum('flotilla_reports_stored_total') + sum('flotilla_reports_duplicate_total'),
-      offers: sum('flotilla_offers_sent_total'),
-      connected: sum('flotilla_devices_connected'),
-      served: sum('flotilla_artifact_bytes_served_total'),
-    };
-    peak.rss = Math.max(peak.rss, s.rss);
-    return s;
-  };
-  let timer = null;
-  return {
-    read,
-    peak,
-    start() {
-      // A scrape walks every open file and counts the fleet in SQL: not too often at 10k devices.
-      timer = setInterval(() => read().catch(() => undefined), 2000);
-    },
-    stop() {
-      clearInterval(timer);
-    },
-  };
-}
 
 /** A worker process holding one share of the fleet; request() talks to it over IPC. */
 function startWorker(setup) {
@@ -205,6 +119,7 @@ try {
   const waitConnected = async (what, timeoutMs) => {
     const end = Date.now() + timeoutMs;
     for (;;) {
+      const died = world.server.died();
       if (died) throw new Error(`server died (code ${died.code}, signal ${died.signal})`);
       const s = await metrics.read().catch(() => null);
       if (s && s.connected >= devices) return;
@@ -245,6 +160,7 @@ try {
     let view;
     let last = '';
     for (const end = Date.now() + 3_600_000; ; ) {
+      const died = world.server.died();
       if (died) throw new Error(`server died (code ${died.code}, signal ${died.signal})`);
       try {
         view = await server.rollout(id);

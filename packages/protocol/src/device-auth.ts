@@ -1,5 +1,5 @@
 import { canonicalBytes } from './canonical-json.js';
-import { fromHex, type KeyPair, signBytes, toHex, verifyBytesFast } from './crypto.js';
+import { fromHex, type KeyPair, signBytes, toHex, verifyBytesAsync, verifyBytesFast } from './crypto.js';
 import { FlotillaError } from './errors.js';
 
 /**
@@ -30,6 +30,31 @@ export function verifyDevicePassword(
   now: Date,
   windowMs: number = DEFAULT_AUTH_WINDOW_MS,
 ): DeviceAuthClaims {
+  const p = parseDevicePassword(password, deviceId, now, windowMs);
+  if (!verifyBytesFast(p.message, p.signature, fromHex(publicKeyHex))) throw badSignature();
+  return p.claims;
+}
+
+/** verifyDevicePassword with the signature checked off the calling thread (servers under load). */
+export async function verifyDevicePasswordAsync(
+  password: string,
+  deviceId: string,
+  publicKeyHex: string,
+  now: Date,
+  windowMs: number = DEFAULT_AUTH_WINDOW_MS,
+): Promise<DeviceAuthClaims> {
+  const p = parseDevicePassword(password, deviceId, now, windowMs);
+  if (!(await verifyBytesAsync(p.message, p.signature, fromHex(publicKeyHex)))) throw badSignature();
+  return p.claims;
+}
+
+/** Shape and time window; what the signature must cover. Throws FLOTILLA_ERR_DEVICE_AUTH. */
+function parseDevicePassword(
+  password: string,
+  deviceId: string,
+  now: Date,
+  windowMs: number,
+): { claims: DeviceAuthClaims; message: Uint8Array; signature: Uint8Array } {
   const parts = password.split('.');
   if (parts.length !== 4 || parts[0] !== DEVICE_AUTH_PREFIX)
     throw new FlotillaError('FLOTILLA_ERR_DEVICE_AUTH', 'malformed password');
@@ -44,9 +69,11 @@ export function verifyDevicePassword(
       'password outside the time window (check the device clock)',
     );
   const message = canonicalBytes({ purpose: 'flotilla-mqtt-auth', deviceId, ts, nonce });
-  if (!verifyBytesFast(message, fromHex(sig), fromHex(publicKeyHex)))
-    throw new FlotillaError('FLOTILLA_ERR_DEVICE_AUTH', 'bad signature');
-  return { deviceId, ts, nonce };
+  return { claims: { deviceId, ts, nonce }, message, signature: fromHex(sig) };
+}
+
+function badSignature(): FlotillaError {
+  return new FlotillaError('FLOTILLA_ERR_DEVICE_AUTH', 'bad signature');
 }
 
 /**

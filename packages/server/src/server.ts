@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join, resolve } from 'node:path';
+import { preloadVerifyKeys } from '@flotilla/protocol';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
@@ -179,6 +180,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const brokerOpts = opts.broker ?? { kind: 'embedded' as const };
   if (brokerOpts.kind === 'embedded') {
     const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces);
+    // Parse the fleet's keys now (≈10 µs each), not during the reconnect storm after this start.
+    preloadVerifyKeys(store.devices.acceptedKeys(50_000));
     broker = await EmbeddedBroker.create({
       auth,
       ingestor,

@@ -112,34 +112,77 @@ describe('store', () => {
 });
 
 describe('accepted device-password nonces', () => {
-  it('survive reopening the store, expire after twice the auth window and are pruned', () => {
+  it('survive reopening the store, expire after twice the auth window and are pruned', async () => {
     const { store, file } = tempStore();
     const window = 5 * 60_000;
     const t0 = 1_800_000_000_000;
     const first = new NonceCache(window, 100, store.nonces, t0);
-    expect(first.add('TEST-ONLY-dev:nonce-1', t0)).toBe('ok');
-    expect(first.add('TEST-ONLY-dev:nonce-1', t0 + 1000)).toBe('replay');
+    expect(await first.add('TEST-ONLY-dev:nonce-1', t0)).toBe('ok');
+    expect(await first.add('TEST-ONLY-dev:nonce-1', t0 + 1000)).toBe('replay');
     store.close();
 
     // A restarted server: a fresh cache over the reopened file still knows the nonce.
     const reopened = Store.open(file);
     const second = new NonceCache(window, 100, reopened.nonces, t0 + 60_000);
     expect(second.size).toBe(1);
-    expect(second.add('TEST-ONLY-dev:nonce-1', t0 + 60_000)).toBe('replay');
+    expect(await second.add('TEST-ONLY-dev:nonce-1', t0 + 60_000)).toBe('replay');
     // Once no password carrying it can verify any more, the nonce is forgotten, in memory and on disk.
     const later = t0 + 2 * window + 1;
-    expect(second.add('TEST-ONLY-dev:nonce-2', later)).toBe('ok');
+    expect(await second.add('TEST-ONLY-dev:nonce-2', later)).toBe('ok');
     expect(second.size).toBe(1);
     expect(reopened.nonces.count()).toBe(1);
     reopened.close();
   });
 
-  it('refuses a nonce another process recorded (the table is checked, not only memory)', () => {
+  it('refuses a nonce another process recorded (the table is checked, not only memory)', async () => {
     const { store } = tempStore();
     const now = 1_800_000_000_000;
     const a = new NonceCache(60_000, 100, store.nonces, now);
     const b = new NonceCache(60_000, 100, store.nonces, now);
-    expect(a.add('TEST-ONLY-dev:n', now)).toBe('ok');
-    expect(b.add('TEST-ONLY-dev:n', now)).toBe('replay');
+    expect(await a.add('TEST-ONLY-dev:n', now)).toBe('ok');
+    expect(await b.add('TEST-ONLY-dev:n', now)).toBe('replay');
+  });
+
+  it('records a burst of logins in one transaction; the same nonce twice in it is a replay', async () => {
+    const { store } = tempStore();
+    const now = 1_800_000_000_000;
+    const cache = new NonceCache(60_000, 1000, store.nonces, now);
+    const batches: number[] = [];
+    const persist = {
+      addMany: (e: { key: string; until: number }[], t: number) => {
+        batches.push(e.length);
+        return store.nonces.addMany(e, t);
+      },
+      live: () => [],
+      prune: () => 0,
+    };
+    const grouped = new NonceCache(60_000, 1000, persist, now);
+    const verdicts = await Promise.all([
+      ...Array.from({ length: 50 }, (_, i) => grouped.add(`TEST-ONLY-dev:${i}`, now)),
+      grouped.add('TEST-ONLY-dev:7', now),
+    ]);
+    expect(batches).toEqual([50]);
+    expect(verdicts.filter((v) => v === 'ok')).toHaveLength(50);
+    expect(verdicts[50]).toBe('replay');
+    expect(store.nonces.count()).toBe(50);
+    expect(await cache.add('TEST-ONLY-dev:7', now)).toBe('replay'); // on disk: another cache sees it
+  });
+
+  it('a nonce that could not be written is refused as busy and not kept (a retry may pass)', async () => {
+    const now = 1_800_000_000_000;
+    let failing = true;
+    const persist = {
+      addMany: (e: { key: string; until: number }[]) => {
+        if (failing) throw new Error('SQLITE_FULL: database or disk is full');
+        return e.map(() => true);
+      },
+      live: () => [],
+      prune: () => 0,
+    };
+    const cache = new NonceCache(60_000, 1000, persist, now);
+    expect(await cache.add('TEST-ONLY-dev:n', now)).toBe('busy');
+    expect(cache.size).toBe(0);
+    failing = false;
+    expect(await cache.add('TEST-ONLY-dev:n', now)).toBe('ok');
   });
 });

@@ -42,8 +42,7 @@ export class DeviceRegistry {
   ) {}
 
   authInfo(id: string): { publicKey: string; status: DeviceStatus } | undefined {
-    const d = this.store.devices.get(id);
-    return d ? { publicKey: d.publicKey, status: d.status } : undefined;
+    return this.store.devices.authInfo(id);
   }
 
   async register(

@@ -4,7 +4,7 @@ import {
   isValidDeviceId,
   PROVISIONING_AUTH_PREFIX,
   parseProvisioningPassword,
-  verifyDevicePassword,
+  verifyDevicePasswordAsync,
 } from '@flotilla/protocol';
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { ServerLimits } from '../limits.js';
@@ -15,17 +15,30 @@ export type AuthResult =
 
 /** Where accepted nonces survive a restart (the store's `auth_nonces` table). */
 export interface NoncePersistence {
-  /** False when the key is recorded and still live. */
-  add(key: string, until: number, now: number): boolean;
+  /** Records the keys in one transaction; false for a key already recorded and still live. */
+  addMany(entries: { key: string; until: number }[], now: number): boolean[];
   live(now: number, max: number): { key: string; until: number }[];
   prune(now: number): number;
+}
+
+const NONCE_COMMIT_DELAY_MS = 5;
+
+export type NonceVerdict = 'ok' | 'replay' | 'full' | 'busy';
+
+interface PendingNonce {
+  key: string;
+  until: number;
+  now: number;
+  resolve: (v: NonceVerdict) => void;
 }
 
 /**
  * Remembers nonces of accepted device passwords for as long as such a password can verify, so a
  * captured password cannot be replayed. Bounded: past `max` live entries new logins are refused
- * instead of memory growing. With `persist`, every accepted nonce is written through before the
- * login is accepted and the live ones are loaded at start: a restart opens no replay window.
+ * instead of memory growing. With `persist`, every accepted nonce is on disk before the login is
+ * accepted and the live ones are loaded at start: a restart opens no replay window. The writes are
+ * grouped (one transaction for all the logins of a few milliseconds): in a reconnect storm a
+ * transaction per login would cost more than verifying the signature.
  *
  * (The alternative — refusing passwords stamped before the server started — needs no writes but
  * locks out every device whose clock runs behind the server's for up to the auth window after
@@ -34,6 +47,7 @@ export interface NoncePersistence {
 export class NonceCache {
   private readonly seen = new Map<string, number>();
   private lastPrune = 0;
+  private pending: PendingNonce[] = [];
 
   constructor(
     private readonly windowMs: number,
@@ -48,18 +62,44 @@ export class NonceCache {
     }
   }
 
-  /** 'replay' when the nonce was seen, 'full' when the cache is full. */
-  add(key: string, now: number): 'ok' | 'replay' | 'full' {
+  /**
+   * 'ok' once the nonce is recorded, 'replay' when it was seen, 'full' when the cache is full,
+   * 'busy' when it could not be written.
+   */
+  add(key: string, now: number): Promise<NonceVerdict> {
     const until = this.seen.get(key);
-    if (until !== undefined && until > now) return 'replay';
+    if (until !== undefined && until > now) return Promise.resolve('replay');
     // Expired entries go once a window has passed (and whenever the cache is full).
     if (this.seen.size >= this.max || now - this.lastPrune >= this.windowMs) this.prune(now);
-    if (this.seen.size >= this.max) return 'full';
+    if (this.seen.size >= this.max) return Promise.resolve('full');
     // A password is valid ±window around its timestamp; keeping 2×window covers all of it.
     const keepUntil = now + 2 * this.windowMs;
-    if (this.persist && !this.persist.add(key, keepUntil, now)) return 'replay';
+    // Taken in memory at once: the same nonce again in this turn is a replay.
     this.seen.set(key, keepUntil);
-    return 'ok';
+    if (!this.persist) return Promise.resolve('ok');
+    return new Promise((resolve) => {
+      // Logins finish one by one (each signature is checked on the thread pool): gather a few
+      // milliseconds of them into one commit.
+      if (this.pending.length === 0) setTimeout(() => this.flush(), NONCE_COMMIT_DELAY_MS);
+      this.pending.push({ key, until: keepUntil, now, resolve });
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    let fresh: boolean[];
+    try {
+      fresh = this.persist!.addMany(batch, batch[batch.length - 1]!.now);
+    } catch {
+      // Not recorded, so not accepted: the device retries with a new password.
+      for (const p of batch) {
+        this.seen.delete(p.key);
+        p.resolve('busy');
+      }
+      return;
+    }
+    for (const [i, p] of batch.entries()) p.resolve(fresh[i] ? 'ok' : 'replay');
   }
 
   prune(now: number): void {
@@ -75,8 +115,8 @@ export class NonceCache {
 
 /**
  * Device authentication for the embedded broker: the device's own ed25519 key (time-bound signed
- * password, verified with node:crypto — the hot path of a reconnect storm) or a one-time
- * provisioning token that registers the device's key. Only accepted devices get in.
+ * password, verified with node:crypto on libuv's thread pool — the hot path of a reconnect storm)
+ * or a one-time provisioning token that registers the device's key. Only accepted devices get in.
  */
 export class DeviceAuthenticator {
   readonly nonces: NonceCache;
@@ -94,7 +134,7 @@ export class DeviceAuthenticator {
     return this.registry.authInfo(deviceId)?.status === 'accepted';
   }
 
-  authenticate(username: string | undefined, password: Buffer | undefined): AuthResult {
+  async authenticate(username: string | undefined, password: Buffer | undefined): Promise<AuthResult> {
     if (!username || !isValidDeviceId(username) || !password || password.length > 1024)
       return { ok: false, reason: 'bad-credentials', detail: 'missing or malformed user name or password' };
     const pw = password.toString('utf8');
@@ -104,20 +144,17 @@ export class DeviceAuthenticator {
       return { ok: false, reason: 'bad-credentials', detail: 'unknown password scheme' };
     const device = this.registry.authInfo(username);
     if (!device) return { ok: false, reason: 'not-authorized', detail: 'unknown device' };
+    let nonce: string;
     try {
-      const claims = verifyDevicePassword(
-        pw,
-        username,
-        device.publicKey,
-        new Date(now),
-        this.limits.authWindowMs,
-      );
-      if (device.status !== 'accepted')
-        return { ok: false, reason: 'not-authorized', detail: `device is ${device.status}` };
-      const seen = this.nonces.add(`${username}:${claims.nonce}`, now);
-      if (seen === 'replay') return { ok: false, reason: 'replay', detail: 'password already used' };
-      if (seen === 'full') return { ok: false, reason: 'busy', detail: 'nonce cache full' };
-      return { ok: true, deviceId: username, via: 'key' };
+      nonce = (
+        await verifyDevicePasswordAsync(
+          pw,
+          username,
+          device.publicKey,
+          new Date(now),
+          this.limits.authWindowMs,
+        )
+      ).nonce;
     } catch (err) {
       return {
         ok: false,
@@ -125,6 +162,13 @@ export class DeviceAuthenticator {
         detail: isFlotillaError(err) ? err.message : 'password does not verify',
       };
     }
+    if (device.status !== 'accepted')
+      return { ok: false, reason: 'not-authorized', detail: `device is ${device.status}` };
+    const seen = await this.nonces.add(`${username}:${nonce}`, now);
+    if (seen === 'replay') return { ok: false, reason: 'replay', detail: 'password already used' };
+    if (seen === 'full') return { ok: false, reason: 'busy', detail: 'nonce cache full' };
+    if (seen === 'busy') return { ok: false, reason: 'busy', detail: 'nonce could not be recorded' };
+    return { ok: true, deviceId: username, via: 'key' };
   }
 
   private withToken(deviceId: string, pw: string, now: number): AuthResult {

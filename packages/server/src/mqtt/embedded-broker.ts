@@ -18,11 +18,11 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Report, ReportIngestor } from '../ingest/report-ingestor.js';
 import type { ServerLimits } from '../limits.js';
 import type { Metrics } from '../metrics.js';
-import type { DeviceAuthenticator } from './device-auth.js';
+import type { AuthResult, DeviceAuthenticator } from './device-auth.js';
 import { guardFrames } from './frame-guard.js';
 import type { DeviceTransport } from './transport.js';
 
-type FlotillaClient = Client & { flotilla?: Identity };
+type FlotillaClient = Client & { flotilla?: Identity; revocationsAtAuth?: number };
 
 /** Room for the topic and headers around the largest payload a device may publish. */
 const FRAME_OVERHEAD = 1024;
@@ -53,6 +53,8 @@ export class EmbeddedBroker implements DeviceTransport {
   /** Connections already told to onDeviceReachable (once per connection). */
   private readonly reachable = new WeakSet<Client>();
   private readonly servers: NetServer[] = [];
+  /** Counts revocations: a login that saw none while it was checked needs no second look-up. */
+  private revocations = 0;
   private wss: WebSocketServer | null = null;
 
   private constructor(
@@ -113,7 +115,22 @@ export class EmbeddedBroker implements DeviceTransport {
     password: Buffer | undefined,
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
-    const result = this.deps.auth.authenticate(username, password);
+    client.revocationsAtAuth = this.revocations;
+    this.deps.auth.authenticate(username, password).then(
+      (result) => this.authenticated(client, username, result, done),
+      (err: unknown) => {
+        this.deps.log.error({ clientId: client.id, err: (err as Error).message }, 'mqtt auth failed');
+        done(authError(3, 'server unavailable'), false);
+      },
+    );
+  }
+
+  private authenticated(
+    client: FlotillaClient,
+    username: string | undefined,
+    result: AuthResult,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
     // The client id must be the device id, else one device could take over another's session.
     if (result.ok && client.id !== result.deviceId) {
       this.deps.metrics.mqttAuth.inc({ result: 'client-id-mismatch' });
@@ -189,7 +206,7 @@ export class EmbeddedBroker implements DeviceTransport {
     const id = client.flotilla;
     if (id?.kind !== 'device') return;
     // Revoked between authentication and now: the revocation may have missed this connection.
-    if (!this.deps.auth.isAccepted(id.deviceId)) {
+    if (this.revocations !== client.revocationsAtAuth && !this.deps.auth.isAccepted(id.deviceId)) {
       client.close();
       return;
     }
@@ -221,6 +238,7 @@ export class EmbeddedBroker implements DeviceTransport {
 
   /** Closes a device's connection now (its key was revoked: rejected or decommissioned). */
   disconnect(deviceId: string): boolean {
+    this.revocations++;
     // aedes registers a client before it sends CONNACK and emits clientReady after: look in both.
     const registered = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
     const client = this.connected.get(deviceId) ?? registered[deviceId];

@@ -97,6 +97,12 @@ export class DevicesRepo {
   constructor(private readonly db: Db) {
     this.s = {
       get: db.prepare<[string], Row>('SELECT * FROM devices WHERE id = ?'),
+      acceptedKeys: db.prepare<[number], { publicKey: string }>(
+        "SELECT public_key AS publicKey FROM devices WHERE status = 'accepted' ORDER BY updated DESC LIMIT ?",
+      ),
+      authInfo: db.prepare<[string], { publicKey: string; status: DeviceStatus }>(
+        'SELECT public_key AS publicKey, status FROM devices WHERE id = ?',
+      ),
       insert: db.prepare(
         `INSERT INTO devices (id, public_key, status, hardware, tags, grp, channel, created, updated)
          VALUES (@id, @publicKey, @status, @hardware, @tags, @group, @channel, @now, @now)`,
@@ -141,6 +147,16 @@ export class DevicesRepo {
   get(id: string): Device | undefined {
     const r = this.s.get.get(id);
     return r ? toDevice(r) : undefined;
+  }
+
+  /** Public keys of accepted devices, most recently changed first. */
+  acceptedKeys(limit: number): string[] {
+    return this.s.acceptedKeys.all(limit).map((r) => r.publicKey);
+  }
+
+  /** Only what a login needs (runs on every MQTT connect: no tags to parse, no other columns). */
+  authInfo(id: string): { publicKey: string; status: DeviceStatus } | undefined {
+    return this.s.authInfo.get(id);
   }
 
   insert(d: {

@@ -21,12 +21,22 @@ export class NoncesRepo {
       prune: db.prepare('DELETE FROM auth_nonces WHERE until <= ?'),
       count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM auth_nonces'),
     };
+    this.addAll = db.transaction((entries: { key: string; until: number }[], now: number) =>
+      entries.map((e) => this.add(e.key, e.until, now)),
+    );
   }
 
   /** False when the key is already recorded and still live (a replay). */
   add(key: string, until: number, now: number): boolean {
     return this.s.add.run(key, until, now).changes === 1;
   }
+
+  /** add() for many keys in one transaction (one commit for a whole burst of logins). */
+  addMany(entries: { key: string; until: number }[], now: number): boolean[] {
+    return this.addAll(entries, now);
+  }
+
+  private readonly addAll;
 
   /** The live entries, newest first, at most `max`. */
   live(now: number, max: number): { key: string; until: number }[] {

@@ -1,0 +1,300 @@
+#!/usr/bin/env node
+// Reconnect storm: N devices connect at once — to a fresh broker, then again after the broker was
+// SIGKILLed and restarted — against the Flotilla server (embedded aedes, each login an ed25519-signed
+// password checked and its nonce written to SQLite) and, side by side in the same run, Mosquitto 2
+// (static per-device passwords, its own PBKDF2 hashes, the same ACL). A device is "in" when its
+// CONNACK, SUBACK (commands topic) and PUBACK (its state report) have arrived: the agent's own
+// connect sequence. The load comes from P processes of raw MQTT connections (storm-worker.mjs).
+// Prints, per broker and round: time until every device is in (and p50/p90/p99), attempts, refusals
+// by reason, broker CPU seconds and peak memory.
+// Usage: node bench/fleet/storm.mjs [--devices N] [--processes P] [--brokers flotilla,mosquitto]
+import { fork, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderMosquittoAcl } from '@flotilla/protocol';
+import { mosquittoHash } from '@flotilla/server';
+import { cpuSeconds, peakRssBytes, sampler, spawnServer } from './server-process.mjs';
+
+const USAGE =
+  'usage: node bench/fleet/storm.mjs [--devices N (1-19500)] [--processes P] [--brokers flotilla,mosquitto] [--rounds first,restart] [--spread-ms S]';
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+const devices = Number(opt('--devices', '19000'));
+const processes = Number(opt('--processes', '2'));
+const brokers = opt('--brokers', 'flotilla,mosquitto').split(',');
+const rounds = opt('--rounds', 'first,restart').split(',');
+// How the devices' first attempts are spread: 0 = all in one synchronous pass (a burst no real
+// fleet produces, and one that overflows every accept queue); 1000 = within one second, as the
+// agents' jittered reconnects (first retry after 0.5–1 s) arrive after a broker restart.
+const spreadMs = Number(opt('--spread-ms', '1000'));
+if (
+  !Number.isInteger(devices) ||
+  devices < 1 ||
+  devices > 19_500 ||
+  !Number.isInteger(processes) ||
+  processes < 1 ||
+  processes > 16 ||
+  !brokers.every((b) => ['flotilla', 'mosquitto'].includes(b)) ||
+  !rounds.every((r) => ['first', 'restart'].includes(r)) ||
+  !Number.isInteger(spreadMs) ||
+  spreadMs < 0
+) {
+  console.error(USAGE);
+  process.exit(2);
+}
+const ROUND_TIMEOUT_MS = 180_000;
+const say = (s) => process.stderr.write(`${s}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function startWorker(setup) {
+  const child = fork(fileURLToPath(new URL('./storm-worker.mjs', import.meta.url)), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: process.env.FLOTILLA_BENCH_LOAD_PROF
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLOTILLA_BENCH_LOAD_PROF}`]
+      : [],
+  });
+  let seq = 0;
+  const waiting = new Map();
+  const ready = new Promise((resolve, reject) => {
+    child.once('exit', (code, signal) => reject(new Error(`storm worker exited (${code}, ${signal})`)));
+    child.on('message', (m) => {
+      if ('ready' in m) return resolve(m.credentials);
+      const w = waiting.get(m.re);
+      waiting.delete(m.re);
+      w?.(m);
+    });
+  });
+  child.send(setup);
+  return {
+    ready,
+    request: (msg) =>
+      new Promise((resolve) => {
+        if (!child.connected) return resolve({ ok: false });
+        const id = ++seq;
+        waiting.set(id, resolve);
+        child.send({ ...msg, id });
+      }),
+    exited: () =>
+      child.exitCode !== null || child.signalCode !== null ? null : new Promise((r) => child.once('exit', r)),
+    kill: () => child.exitCode === null && child.kill('SIGKILL'),
+  };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitPort(port, timeoutMs) {
+  const { connect } = await import('node:net');
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await sleep(50)) {
+    const ok = await new Promise((r) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+  }
+  throw new Error(`nothing listens on port ${port}`);
+}
+
+/** Mosquitto 2 with a password file and the Flotilla ACL, persistence off, on loopback. */
+async function startMosquitto(dir, credentials) {
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  const serverUser = 'flotilla-server';
+  await writeFile(
+    join(dir, 'passwd'),
+    `${[`${serverUser}:${mosquittoHash('TEST-ONLY-not-used')}`, ...credentials.map((c) => `${c.deviceId}:${c.hash}`)].join('\n')}\n`,
+    { mode: 0o600 },
+  );
+  await writeFile(join(dir, 'acl'), renderMosquittoAcl(serverUser));
+  await writeFile(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous false',
+      `password_file ${join(dir, 'passwd')}`,
+      `acl_file ${join(dir, 'acl')}`,
+      'persistence false',
+      'max_connections -1',
+      'max_queued_messages 100',
+      'user root',
+      'log_dest none',
+      '',
+    ].join('\n'),
+  );
+  let proc;
+  const boot = async () => {
+    proc = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
+    await waitPort(port, 10_000);
+  };
+  await boot();
+  return {
+    mqtt: { host: '127.0.0.1', port },
+    pid: () => proc.pid,
+    died: () => null,
+    kill: async () => {
+      proc.kill('SIGKILL');
+      await new Promise((r) => (proc.exitCode !== null || proc.signalCode ? r() : proc.once('exit', r)));
+    },
+    restart: boot,
+    close: async () => {
+      proc.kill('SIGTERM');
+      await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
+    },
+  };
+}
+
+async function bulkRegister(server, credentials) {
+  for (let i = 0; i < credentials.length; i += 1000) {
+    const res = await fetch(`${server.apiUrl}/api/v1/devices/bulk-register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        devices: credentials.slice(i, i + 1000).map((c) => ({ ...c, hardware: 'storm-board' })),
+        status: 'accepted',
+      }),
+      signal: AbortSignal.timeout(120_000),
+    });
+    if (!res.ok) throw new Error(`bulk-register: ${res.status} ${(await res.text()).slice(0, 300)}`);
+  }
+}
+
+const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+
+/** Fires every device at once and waits until all are in (or the round times out). */
+async function round(workers, broker, name) {
+  const cpu0 = cpuSeconds(broker.pid());
+  const load0 = (await Promise.all(workers.map((w) => w.request({ cmd: 'stats' })))).reduce(
+    (a, s) => a + s.stats.cpuSeconds,
+    0,
+  );
+  const t0 = Date.now();
+  await Promise.all(workers.map((w) => w.request({ cmd: 'go', spreadMs })));
+  let stats;
+  for (;;) {
+    const died = broker.died();
+    if (died) throw new Error(`broker died (code ${died.code}, signal ${died.signal})`);
+    stats = await Promise.all(workers.map((w) => w.request({ cmd: 'stats' })));
+    const n = stats.reduce((a, s) => a + s.stats.in, 0);
+    if (n >= devices || Date.now() - t0 > ROUND_TIMEOUT_MS) break;
+    await sleep(100);
+  }
+  stats = await Promise.all(workers.map((w) => w.request({ cmd: 'stats', times: true })));
+  const times = stats
+    .flatMap((s) => s.stats.doneAt)
+    .map((t) => t - t0)
+    .sort((a, b) => a - b);
+  const failures = {};
+  for (const s of stats)
+    for (const [k, v] of Object.entries(s.stats.failures)) failures[k] = (failures[k] ?? 0) + v;
+  const r = {
+    round: name,
+    in: times.length,
+    allInSeconds: times.length === devices ? +(times.at(-1) / 1000).toFixed(2) : null,
+    p50Seconds: times.length ? +(quantile(times, 0.5) / 1000).toFixed(2) : null,
+    p90Seconds: times.length ? +(quantile(times, 0.9) / 1000).toFixed(2) : null,
+    p99Seconds: times.length ? +(quantile(times, 0.99) / 1000).toFixed(2) : null,
+    attempts: stats.reduce((a, s) => a + s.stats.attempts, 0),
+    failures,
+    brokerCpuSeconds: +(cpuSeconds(broker.pid()) - cpu0).toFixed(2),
+    loadCpuSeconds: +(stats.reduce((a, s) => a + s.stats.cpuSeconds, 0) - load0).toFixed(2),
+    brokerPeakRssBytes: peakRssBytes(broker.pid()),
+  };
+  say(
+    `  ${name}: ${r.in}/${devices} in ${r.allInSeconds ?? `>${ROUND_TIMEOUT_MS / 1000}`} s (p50 ${r.p50Seconds} s, p99 ${r.p99Seconds} s), ` +
+      `${r.attempts} attempts, broker CPU ${r.brokerCpuSeconds} s (load generator ${r.loadCpuSeconds} s), peak RSS ${(r.brokerPeakRssBytes / 2 ** 20).toFixed(0)} MiB` +
+      (Object.keys(failures).length ? `, refused/failed: ${JSON.stringify(failures)}` : ''),
+  );
+  return r;
+}
+
+async function runBroker(kind, workDir) {
+  say(`• ${kind}: ${devices} devices from ${processes} processes`);
+  const dir = join(workDir, kind);
+  await import('node:fs/promises').then((fs) => fs.mkdir(dir, { recursive: true }));
+  const server = kind === 'flotilla' ? await spawnServer({ dataDir: join(dir, 'data') }) : null;
+  const workers = [];
+  let broker = server;
+  try {
+    for (let k = 0; k < processes; k++) {
+      const count = Math.floor(devices / processes) + (k < devices % processes ? 1 : 0);
+      // No localAddress: binding a source address first makes the kernel search ports one bind at
+      // a time (quadratic at 19,000 sockets); a plain connect() picks its port in constant time.
+      workers.push(startWorker({ mode: kind, count, idPrefix: `s${k + 1}`, broker: {} }));
+    }
+    const credentials = (await Promise.all(workers.map((w) => w.ready))).flat();
+    if (server) await bulkRegister(server, credentials);
+    else broker = await startMosquitto(dir, credentials);
+    for (const w of workers) await w.request({ cmd: 'target', broker: broker.mqtt });
+    const out = { broker: kind, rounds: [] };
+    for (const name of rounds) {
+      if (name === 'restart') {
+        for (const w of workers) await w.request({ cmd: 'hold' });
+        await broker.kill();
+        await broker.restart();
+        if (server) await waitPort(server.mqtt.port, 30_000);
+      }
+      out.rounds.push(await round(workers, broker, name));
+    }
+    if (server) out.serverMetrics = await sampler(server.apiUrl).read();
+    return out;
+  } finally {
+    await Promise.race([
+      Promise.all(workers.map((w) => w.request({ cmd: 'close' }).then(() => w.exited()))),
+      sleep(10_000),
+    ]);
+    for (const w of workers) w.kill();
+    await broker?.close().catch(() => undefined);
+  }
+}
+
+const workDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-storm-'));
+const result = { devices, processes, spreadMs, machine: { cpus: cpus().length }, brokers: [] };
+let failed = false;
+try {
+  for (const kind of brokers) {
+    if (kind === 'mosquitto' && !existsSync('/usr/sbin/mosquitto')) {
+      say('• mosquitto: not installed (apt-get install mosquitto): skipped');
+      continue;
+    }
+    if (kind === 'mosquitto')
+      result.mosquittoVersion = spawnSync('mosquitto', ['-h']).stdout.toString().split('\n')[0];
+    const r = await runBroker(kind, workDir);
+    result.brokers.push(r);
+    if (r.rounds.some((x) => x.in !== devices)) failed = true;
+  }
+  say('');
+  say(
+    `${devices} devices connecting at once (first attempts ${spreadMs ? `within ${spreadMs} ms` : 'in one burst'}; ${processes} load processes, ${cpus().length} cores)`,
+  );
+  say('broker      round     all in    p50     p99     attempts  broker CPU  peak RSS');
+  for (const b of result.brokers)
+    for (const r of b.rounds)
+      say(
+        `${b.broker.padEnd(11)} ${r.round.padEnd(9)} ${String(r.allInSeconds ?? 'n/a').padStart(6)} s ${String(r.p50Seconds).padStart(5)} s ${String(r.p99Seconds).padStart(5)} s ${String(r.attempts).padStart(9)} ${String(r.brokerCpuSeconds).padStart(9)} s ${(r.brokerPeakRssBytes / 2 ** 20).toFixed(0).padStart(6)} MiB`,
+      );
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+} catch (err) {
+  failed = true;
+  say(`bench failed: ${err?.stack ?? err}`);
+} finally {
+  await rm(workDir, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
