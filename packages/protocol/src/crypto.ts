@@ -69,7 +69,7 @@ function publicKeyObject(publicKey: Uint8Array): KeyObject {
 /**
  * Parses these public keys (hex) into the verifier's cache ahead of time: a server that restarts
  * does it for its accepted fleet before it listens, instead of once per login in the storm that
- * follows (where each parse also contends with the thread pool's verifications). Bad keys are skipped.
+ * follows. Bad keys are skipped.
  */
 export function preloadVerifyKeys(publicKeysHex: Iterable<string>): number {
   let n = 0;
@@ -94,31 +94,6 @@ export function verifyBytesFast(message: Uint8Array, signature: Uint8Array, publ
   } catch {
     return false;
   }
-}
-
-/**
- * verifyBytesFast on libuv's thread pool: the calling thread goes on while OpenSSL verifies. For
- * servers, where a burst of logins must not stall the event loop (and a second core can help).
- */
-export function verifyBytesAsync(
-  message: Uint8Array,
-  signature: Uint8Array,
-  publicKey: Uint8Array,
-): Promise<boolean> {
-  if (signature.length !== 64 || publicKey.length !== 32) return Promise.resolve(false);
-  let key: KeyObject;
-  try {
-    key = publicKeyObject(publicKey);
-  } catch {
-    return Promise.resolve(false);
-  }
-  return new Promise((resolve) => {
-    try {
-      nodeVerify(null, message, key, signature, (err, ok) => resolve(!err && ok));
-    } catch {
-      resolve(false);
-    }
-  });
 }
 
 export function toHex(bytes: Uint8Array): string {

@@ -1,5 +1,5 @@
 import { canonicalBytes } from './canonical-json.js';
-import { fromHex, type KeyPair, signBytes, toHex, verifyBytesAsync, verifyBytesFast } from './crypto.js';
+import { fromHex, type KeyPair, signBytes, toHex, verifyBytesFast } from './crypto.js';
 import { FlotillaError } from './errors.js';
 
 /**
@@ -32,19 +32,6 @@ export function verifyDevicePassword(
 ): DeviceAuthClaims {
   const p = parseDevicePassword(password, deviceId, now, windowMs);
   if (!verifyBytesFast(p.message, p.signature, fromHex(publicKeyHex))) throw badSignature();
-  return p.claims;
-}
-
-/** verifyDevicePassword with the signature checked off the calling thread (servers under load). */
-export async function verifyDevicePasswordAsync(
-  password: string,
-  deviceId: string,
-  publicKeyHex: string,
-  now: Date,
-  windowMs: number = DEFAULT_AUTH_WINDOW_MS,
-): Promise<DeviceAuthClaims> {
-  const p = parseDevicePassword(password, deviceId, now, windowMs);
-  if (!(await verifyBytesAsync(p.message, p.signature, fromHex(publicKeyHex)))) throw badSignature();
   return p.claims;
 }
 

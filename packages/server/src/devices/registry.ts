@@ -2,6 +2,7 @@ import {
   DEVICE_AUTH_PREFIX,
   isFlotillaError,
   isValidDeviceId,
+  preloadVerifyKeys,
   verifyDevicePassword,
 } from '@flotilla/protocol';
 import { ServerError } from '../errors.js';
@@ -133,6 +134,8 @@ export class DeviceRegistry {
       return { registered, unchanged };
     });
     for (const deviceId of out.registered) this.bus.emit('device.registered', { deviceId, status });
+    // A bulk-registered fleet usually comes online together: parse its keys now, not per login.
+    if (status === 'accepted') preloadVerifyKeys(items.map((it) => it.publicKey));
     return out;
   }
 

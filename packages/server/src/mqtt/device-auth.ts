@@ -4,7 +4,7 @@ import {
   isValidDeviceId,
   PROVISIONING_AUTH_PREFIX,
   parseProvisioningPassword,
-  verifyDevicePasswordAsync,
+  verifyDevicePassword,
 } from '@flotilla/protocol';
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { ServerLimits } from '../limits.js';
@@ -78,8 +78,7 @@ export class NonceCache {
     this.seen.set(key, keepUntil);
     if (!this.persist) return Promise.resolve('ok');
     return new Promise((resolve) => {
-      // Logins finish one by one (each signature is checked on the thread pool): gather a few
-      // milliseconds of them into one commit.
+      // Gather a few milliseconds of logins into one commit: aedes hands them over one by one.
       if (this.pending.length === 0) setTimeout(() => this.flush(), NONCE_COMMIT_DELAY_MS);
       this.pending.push({ key, until: keepUntil, now, resolve });
     });
@@ -115,7 +114,8 @@ export class NonceCache {
 
 /**
  * Device authentication for the embedded broker: the device's own ed25519 key (time-bound signed
- * password, verified with node:crypto on libuv's thread pool — the hot path of a reconnect storm)
+ * password, verified with node:crypto — the hot path of a reconnect storm; measured: on the thread pool it
+ * contended with the event loop for OpenSSL's locks and was slower)
  * or a one-time provisioning token that registers the device's key. Only accepted devices get in.
  */
 export class DeviceAuthenticator {
@@ -147,13 +147,7 @@ export class DeviceAuthenticator {
     let nonce: string;
     try {
       nonce = (
-        await verifyDevicePasswordAsync(
-          pw,
-          username,
-          device.publicKey,
-          new Date(now),
-          this.limits.authWindowMs,
-        )
+        await verifyDevicePassword(pw, username, device.publicKey, new Date(now), this.limits.authWindowMs)
       ).nonce;
     } catch (err) {
       return {
