@@ -24,6 +24,8 @@ export async function spawnServer(opts) {
       // FLOTILLA_BENCH_CPU_PROF=dir: a V8 CPU profile of the server, written when it stops.
       execArgv: [
         '--trace-uncaught',
+        // FLOTILLA_BENCH_SERVER_FLAGS: extra Node flags for the server (e.g. GC tuning experiments).
+        ...(process.env.FLOTILLA_BENCH_SERVER_FLAGS?.split(' ').filter(Boolean) ?? []),
         ...(process.env.FLOTILLA_BENCH_CPU_PROF
           ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLOTILLA_BENCH_CPU_PROF}`]
           : []),

@@ -20,7 +20,7 @@ import { mosquittoHash } from '@flotilla/server';
 import { cpuSeconds, peakRssBytes, sampler, spawnServer } from './server-process.mjs';
 
 const USAGE =
-  'usage: node bench/fleet/storm.mjs [--devices N (1-19500)] [--processes P] [--brokers flotilla,mosquitto] [--rounds first,restart] [--spread-ms S]';
+  'usage: node bench/fleet/storm.mjs [--devices N (1-19500)] [--processes P] [--brokers flotilla,mosquitto] [--rounds first,restart] [--spread-ms S] [--pin]';
 const args = process.argv.slice(2);
 const opt = (name, def) => {
   const i = args.indexOf(name);
@@ -34,6 +34,9 @@ const rounds = opt('--rounds', 'first,restart').split(',');
 // fleet produces, and one that overflows every accept queue); 1000 = within one second, as the
 // agents' jittered reconnects (first retry after 0.5–1 s) arrive after a broker restart.
 const spreadMs = Number(opt('--spread-ms', '1000'));
+// --pin: the broker on CPU 0, the load processes on CPU 1 (taskset), so the broker's figures are
+// those of one dedicated core, as on a server that does not also run 19,000 devices.
+const pin = args.includes('--pin');
 if (
   !Number.isInteger(devices) ||
   devices < 1 ||
@@ -81,6 +84,7 @@ function startWorker(setup) {
         waiting.set(id, resolve);
         child.send({ ...msg, id });
       }),
+    pid: child.pid,
     exited: () =>
       child.exitCode !== null || child.signalCode !== null ? null : new Promise((r) => child.once('exit', r)),
     kill: () => child.exitCode === null && child.kill('SIGKILL'),
@@ -178,8 +182,17 @@ async function bulkRegister(server, credentials) {
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
+/** Pins a process and all its threads to one CPU (Linux taskset), when --pin was given. */
+function pinTo(pid, cpu) {
+  if (!pin) return;
+  const r = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)]);
+  if (r.status !== 0) throw new Error(`taskset failed: ${r.stderr}`);
+}
+
 /** Fires every device at once and waits until all are in (or the round times out). */
 async function round(workers, broker, name) {
+  pinTo(broker.pid(), 0);
+  for (const w of workers) pinTo(w.pid, 1);
   const cpu0 = cpuSeconds(broker.pid());
   const load0 = (await Promise.all(workers.map((w) => w.request({ cmd: 'stats' })))).reduce(
     (a, s) => a + s.stats.cpuSeconds,
@@ -266,7 +279,7 @@ async function runBroker(kind, workDir) {
 }
 
 const workDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-storm-'));
-const result = { devices, processes, spreadMs, machine: { cpus: cpus().length }, brokers: [] };
+const result = { devices, processes, spreadMs, pinned: pin, machine: { cpus: cpus().length }, brokers: [] };
 let failed = false;
 try {
   for (const kind of brokers) {
