@@ -25,6 +25,11 @@ const BENCHES = {
     args: ['--devices', '1000'],
     what: '1,000 simulated devices: connect, rollout with deltas, reconnect storm',
   },
+  storm: {
+    script: 'fleet/storm.mjs',
+    args: ['--devices', '19000'],
+    what: '19,000 devices logging in at once: Flotilla vs Mosquitto, fresh and after a SIGKILL',
+  },
 };
 
 const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
