@@ -13,6 +13,22 @@ import { createRequire } from 'node:module';
 const PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI = Buffer.from('302a300506032b6570032100', 'hex');
 
+/**
+ * A tweetnacl-shaped ed25519 key pair made by OpenSSL. From a random seed through DER, not
+ * generateKeyPairSync + JWK export: on Node 20 that pair deadlocks in GC (a KeyGenJob destructor
+ * waits on the mutex ExportJWK holds) over many keys.
+ */
+export function fastKeyPair() {
+  const seed = randomBytes(32);
+  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8, seed]), format: 'der', type: 'pkcs8' });
+  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+  const publicKey = new Uint8Array(spki.subarray(spki.length - 32));
+  const secretKey = new Uint8Array(64);
+  secretKey.set(seed, 0);
+  secretKey.set(publicKey, 32);
+  return { publicKey, secretKey };
+}
+
 export function installFastDeviceCrypto() {
   // The very tweetnacl instance @flotilla/protocol imports (one CommonJS module per real path).
   const require = createRequire(import.meta.resolve('@flotilla/protocol'));
@@ -55,18 +71,7 @@ export function installFastDeviceCrypto() {
       return false;
     }
   };
-  // From a random seed through DER, not generateKeyPairSync + JWK export: on Node 20 that pair
-  // deadlocks in GC (a KeyGenJob destructor waits on the mutex ExportJWK holds) over many keys.
-  const keyPair = () => {
-    const seed = randomBytes(32);
-    const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8, seed]), format: 'der', type: 'pkcs8' });
-    const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-    const publicKey = new Uint8Array(spki.subarray(spki.length - 32));
-    const secretKey = new Uint8Array(64);
-    secretKey.set(seed, 0);
-    secretKey.set(publicKey, 32);
-    return { publicKey, secretKey };
-  };
+  const keyPair = () => fastKeyPair();
   keyPair.fromSeed = orig.keyPair.fromSeed;
   keyPair.fromSecretKey = orig.keyPair.fromSecretKey;
 

@@ -5,7 +5,7 @@
 // authenticated, reachable and heard. No agent state machine: this bench measures the broker side,
 // so the load generator must cost as little CPU as possible (frames are built with mqtt-packet).
 // A refused or timed-out attempt retries with the agent's backoff (equal jitter, 1 s base).
-import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import {
   DeviceStateMessage,
@@ -17,22 +17,10 @@ import {
 } from '@flotilla/protocol';
 import { mosquittoHash } from '@flotilla/server';
 import mqttPacket from 'mqtt-packet';
-import { installFastDeviceCrypto } from './device-crypto.mjs';
+import { fastKeyPair, installFastDeviceCrypto } from './device-crypto.mjs';
 
-const PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
 const CONNECT_TIMEOUT_MS = 20_000; // the agent's own
 const KEEPALIVE_S = 60;
-
-function keyPair() {
-  const seed = randomBytes(32);
-  const priv = createPrivateKey({ key: Buffer.concat([PKCS8, seed]), format: 'der', type: 'pkcs8' });
-  const spki = createPublicKey(priv).export({ format: 'der', type: 'spki' });
-  const publicKey = new Uint8Array(spki.subarray(spki.length - 32));
-  const secretKey = new Uint8Array(64);
-  secretKey.set(seed, 0);
-  secretKey.set(publicKey, 32);
-  return { publicKey, secretKey };
-}
 
 function stateReport() {
   const msg = {
@@ -56,7 +44,7 @@ class Device {
   constructor(id, worker) {
     this.id = id;
     this.w = worker;
-    this.key = worker.mode === 'flotilla' ? keyPair() : null;
+    this.key = worker.mode === 'flotilla' ? fastKeyPair() : null;
     this.secret = worker.mode === 'mosquitto' ? randomBytes(18).toString('base64url') : null;
     this.socket = null;
     this.attempts = 0;

@@ -114,9 +114,10 @@ export class NonceCache {
 
 /**
  * Device authentication for the embedded broker: the device's own ed25519 key (time-bound signed
- * password, verified with node:crypto — the hot path of a reconnect storm; measured: on the thread pool it
- * contended with the event loop for OpenSSL's locks and was slower)
- * or a one-time provisioning token that registers the device's key. Only accepted devices get in.
+ * password, verified with node:crypto on the event loop: the hot path of a reconnect storm, where
+ * libuv's thread pool was measured slower, its threads contending with the loop for OpenSSL's
+ * locks) or a one-time provisioning token that registers the device's key. Only accepted devices
+ * get in.
  */
 export class DeviceAuthenticator {
   readonly nonces: NonceCache;
