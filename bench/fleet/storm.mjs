@@ -191,6 +191,7 @@ function pinTo(pid, cpu) {
 
 /** Fires every device at once and waits until all are in (or the round times out). */
 async function round(workers, broker, name) {
+  await Promise.all(workers.map((w) => w.request({ cmd: 'prepare' })));
   pinTo(broker.pid(), 0);
   for (const w of workers) pinTo(w.pid, 1);
   const cpu0 = cpuSeconds(broker.pid());

@@ -1,7 +1,6 @@
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join, resolve } from 'node:path';
-import { preloadVerifyKeys } from '@flotilla/protocol';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
@@ -20,6 +19,7 @@ import { DeviceAuthenticator } from './mqtt/device-auth.js';
 import { EmbeddedBroker } from './mqtt/embedded-broker.js';
 import { ExternalBroker, type ExternalBrokerOptions } from './mqtt/external-broker.js';
 import { MosquittoCredentials, type MosquittoFiles } from './mqtt/mosquitto-credentials.js';
+import { PasswordVerifier } from './mqtt/password-verifier.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
@@ -179,9 +179,13 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   let broker: EmbeddedBroker | null = null;
   const brokerOpts = opts.broker ?? { kind: 'embedded' as const };
   if (brokerOpts.kind === 'embedded') {
-    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces);
-    // Parse the fleet's keys now (≈10 µs each), not during the reconnect storm after this start.
-    preloadVerifyKeys(store.devices.acceptedKeys(50_000));
+    // Signatures are checked in a worker thread: a storm's ed25519 checks leave the broker's loop.
+    const verifier = new PasswordVerifier(log.child({ component: 'mqtt' }));
+    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier);
+    // The fleet's keys are parsed now, not during the reconnect storm that follows this start;
+    // a bulk-registered fleet usually comes online together, so its keys too.
+    verifier.preload(store.devices.acceptedKeys(50_000));
+    registry.onKeysAccepted = (keys) => verifier.preload(keys);
     broker = await EmbeddedBroker.create({
       auth,
       ingestor,

@@ -2,7 +2,6 @@ import {
   DEVICE_AUTH_PREFIX,
   isFlotillaError,
   isValidDeviceId,
-  preloadVerifyKeys,
   verifyDevicePassword,
 } from '@flotilla/protocol';
 import { ServerError } from '../errors.js';
@@ -34,6 +33,8 @@ export class DeviceRegistry {
   credentials: CredentialIssuer | null = null;
   /** Called after a device stops being accepted (the embedded broker closes its connection). */
   onRevoked: ((deviceId: string) => void) | null = null;
+  /** Called with the public keys of devices just accepted in bulk (to parse them ahead of logins). */
+  onKeysAccepted: ((publicKeys: string[]) => void) | null = null;
 
   constructor(
     private readonly store: Store,
@@ -134,8 +135,7 @@ export class DeviceRegistry {
       return { registered, unchanged };
     });
     for (const deviceId of out.registered) this.bus.emit('device.registered', { deviceId, status });
-    // A bulk-registered fleet usually comes online together: parse its keys now, not per login.
-    if (status === 'accepted') preloadVerifyKeys(items.map((it) => it.publicKey));
+    if (status === 'accepted') this.onKeysAccepted?.(items.map((it) => it.publicKey));
     return out;
   }
 

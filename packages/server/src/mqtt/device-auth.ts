@@ -1,13 +1,12 @@
 import {
   DEVICE_AUTH_PREFIX,
-  isFlotillaError,
   isValidDeviceId,
   PROVISIONING_AUTH_PREFIX,
   parseProvisioningPassword,
-  verifyDevicePassword,
 } from '@flotilla/protocol';
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { ServerLimits } from '../limits.js';
+import { checkPassword, type PasswordVerifier } from './password-verifier.js';
 
 export type AuthResult =
   | { ok: true; deviceId: string; via: 'key' | 'provisioning-token' }
@@ -114,10 +113,8 @@ export class NonceCache {
 
 /**
  * Device authentication for the embedded broker: the device's own ed25519 key (time-bound signed
- * password, verified with node:crypto on the event loop: the hot path of a reconnect storm, where
- * libuv's thread pool was measured slower, its threads contending with the loop for OpenSSL's
- * locks) or a one-time provisioning token that registers the device's key. Only accepted devices
- * get in.
+ * password; the signature check, the hot path of a reconnect storm, runs where `verifier` says)
+ * or a one-time provisioning token that registers the device's key. Only accepted devices get in.
  */
 export class DeviceAuthenticator {
   readonly nonces: NonceCache;
@@ -127,8 +124,17 @@ export class DeviceAuthenticator {
     private readonly limits: ServerLimits,
     private readonly clock: () => number = Date.now,
     persist: NoncePersistence | null = null,
+    /** Where signatures are checked (a worker thread in the server; here by default). */
+    private readonly verifier: Pick<PasswordVerifier, 'check' | 'close'> = {
+      check: async (c) => checkPassword(c),
+      close: async () => {},
+    },
   ) {
     this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist, clock());
+  }
+
+  close(): Promise<void> {
+    return this.verifier.close();
   }
 
   isAccepted(deviceId: string): boolean {
@@ -145,21 +151,17 @@ export class DeviceAuthenticator {
       return { ok: false, reason: 'bad-credentials', detail: 'unknown password scheme' };
     const device = this.registry.authInfo(username);
     if (!device) return { ok: false, reason: 'not-authorized', detail: 'unknown device' };
-    let nonce: string;
-    try {
-      nonce = (
-        await verifyDevicePassword(pw, username, device.publicKey, new Date(now), this.limits.authWindowMs)
-      ).nonce;
-    } catch (err) {
-      return {
-        ok: false,
-        reason: 'bad-credentials',
-        detail: isFlotillaError(err) ? err.message : 'password does not verify',
-      };
-    }
+    const verdict = await this.verifier.check({
+      password: pw,
+      deviceId: username,
+      publicKey: device.publicKey,
+      now,
+      windowMs: this.limits.authWindowMs,
+    });
+    if (!verdict.ok) return { ok: false, reason: 'bad-credentials', detail: verdict.detail };
     if (device.status !== 'accepted')
       return { ok: false, reason: 'not-authorized', detail: `device is ${device.status}` };
-    const seen = await this.nonces.add(`${username}:${nonce}`, now);
+    const seen = await this.nonces.add(`${username}:${verdict.nonce}`, now);
     if (seen === 'replay') return { ok: false, reason: 'replay', detail: 'password already used' };
     if (seen === 'full') return { ok: false, reason: 'busy', detail: 'nonce cache full' };
     if (seen === 'busy') return { ok: false, reason: 'busy', detail: 'nonce could not be recorded' };

@@ -325,6 +325,7 @@ export class EmbeddedBroker implements DeviceTransport {
     for (const c of this.wss?.clients ?? []) c.terminate();
     this.wss?.close();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    await this.deps.auth.close();
   }
 }
 

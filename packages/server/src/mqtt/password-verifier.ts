@@ -1,0 +1,126 @@
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { isFlotillaError, preloadVerifyKeys, verifyDevicePassword } from '@flotilla/protocol';
+import type { Logger } from 'pino';
+
+export interface PasswordCheck {
+  password: string;
+  deviceId: string;
+  publicKey: string;
+  now: number;
+  windowMs: number;
+}
+
+export type PasswordVerdict = { ok: true; nonce: string } | { ok: false; detail: string };
+
+export type VerifierRequest =
+  | { kind: 'check'; id: number; checks: PasswordCheck[] }
+  | { kind: 'preload'; keys: string[] };
+
+interface Pending {
+  check: PasswordCheck;
+  resolve: (v: PasswordVerdict) => void;
+}
+
+/** Signature and time window of a device password (protocol's rules), as a verdict. */
+export function checkPassword(c: PasswordCheck): PasswordVerdict {
+  try {
+    const claims = verifyDevicePassword(c.password, c.deviceId, c.publicKey, new Date(c.now), c.windowMs);
+    return { ok: true, nonce: claims.nonce };
+  } catch (err) {
+    return { ok: false, detail: isFlotillaError(err) ? err.message : 'password does not verify' };
+  }
+}
+
+/** The worker's compiled file; from dist/ also when this module runs from src/ under vitest. */
+function workerPath(): string {
+  const here = import.meta.url;
+  const url = here.endsWith('.ts')
+    ? new URL('../../dist/mqtt/password-worker.js', here)
+    : new URL('./password-worker.js', here);
+  return fileURLToPath(url);
+}
+
+/**
+ * Checks device passwords in a worker thread, so that a reconnect storm's signature checks run on
+ * another core than the broker's event loop; the checks of one event-loop turn travel as one
+ * message. If the worker cannot start or dies, checks (also those in flight) run on the calling
+ * thread instead: slower under a storm, never skipped.
+ */
+export class PasswordVerifier {
+  private worker: Worker | null = null;
+  private seq = 0;
+  private readonly inFlight = new Map<number, Pending[]>();
+  private queued: Pending[] = [];
+
+  constructor(
+    private readonly log: Logger,
+    inWorker = true,
+  ) {
+    if (!inWorker) return;
+    try {
+      const w = new Worker(workerPath());
+      w.on('message', (m: { id: number; verdicts: PasswordVerdict[] }) => {
+        const batch = this.inFlight.get(m.id) ?? [];
+        this.inFlight.delete(m.id);
+        for (const [i, p] of batch.entries()) p.resolve(m.verdicts[i]!);
+      });
+      w.on('error', (err) => this.workerGone(`password worker failed: ${err.message}`));
+      w.on('exit', (code) => this.workerGone(`password worker exited (code ${code})`));
+      w.unref();
+      this.worker = w;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'password worker unavailable: checking on the event loop');
+    }
+  }
+
+  check(c: PasswordCheck): Promise<PasswordVerdict> {
+    if (!this.worker) return Promise.resolve(checkPassword(c));
+    return new Promise((resolve) => {
+      if (this.queued.length === 0) setImmediate(() => this.send());
+      this.queued.push({ check: c, resolve });
+    });
+  }
+
+  /** Parses these keys ahead of the logins that will present them (in the thread that checks). */
+  preload(keys: string[]): void {
+    if (this.worker) this.worker.postMessage({ kind: 'preload', keys } satisfies VerifierRequest);
+    else preloadVerifyKeys(keys);
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    this.checkHere();
+    await w?.terminate();
+  }
+
+  private send(): void {
+    const batch = this.queued;
+    this.queued = [];
+    if (!this.worker) {
+      for (const p of batch) p.resolve(checkPassword(p.check));
+      return;
+    }
+    const id = ++this.seq;
+    this.inFlight.set(id, batch);
+    this.worker.postMessage({
+      kind: 'check',
+      id,
+      checks: batch.map((p) => p.check),
+    } satisfies VerifierRequest);
+  }
+
+  private workerGone(why: string): void {
+    if (!this.worker) return; // closed on purpose
+    this.worker = null;
+    this.log.error(`${why}: checking device passwords on the event loop from now on`);
+    this.checkHere();
+  }
+
+  /** Whatever the worker was asked and did not answer is checked here. */
+  private checkHere(): void {
+    for (const batch of this.inFlight.values()) for (const p of batch) p.resolve(checkPassword(p.check));
+    this.inFlight.clear();
+  }
+}
