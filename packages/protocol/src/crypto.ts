@@ -41,8 +41,6 @@ export function verifyBytes(message: Uint8Array, signature: Uint8Array, publicKe
   return nacl.sign.detached.verify(message, signature, publicKey);
 }
 
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-
 /**
  * Parsed OpenSSL keys by public key (hex): a device presents the same key on every connect.
  * Built from a JWK (≈8 µs here; the same key as SPKI DER takes ≈80 µs). Bounded: past the limit
@@ -55,11 +53,8 @@ function publicKeyObject(publicKey: Uint8Array): KeyObject {
   const hex = toHex(publicKey);
   let key = keyObjects.get(hex);
   if (!key) {
-    key = createPublicKey({
-      key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]),
-      format: 'der',
-      type: 'spki',
-    });
+    const x = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.length).toString('base64url');
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
     if (keyObjects.size >= KEY_OBJECT_CACHE_MAX) keyObjects.delete(keyObjects.keys().next().value!);
     keyObjects.set(hex, key);
   }

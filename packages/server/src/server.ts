@@ -184,8 +184,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier);
     // The fleet's keys are parsed now, not during the reconnect storm that follows this start;
     // a bulk-registered fleet usually comes online together, so its keys too.
-    verifier.preload(store.devices.acceptedKeys(50_000));
-    registry.onKeysAccepted = (keys) => verifier.preload(keys);
+    await verifier.preload(store.devices.acceptedKeys(50_000));
+    registry.onKeysAccepted = (keys) => void verifier.preload(keys);
     broker = await EmbeddedBroker.create({
       auth,
       ingestor,

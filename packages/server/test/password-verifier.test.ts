@@ -39,7 +39,7 @@ describe('device passwords checked in a worker thread', () => {
 
   it('answers checks in flight when the worker dies, and checks on the event loop after', async () => {
     verifier = new PasswordVerifier(log);
-    verifier.preload([dev.publicKeyHex]);
+    await verifier.preload([dev.publicKeyHex]); // resolves once the worker parsed them
     const inFlight = [verifier.check(check(dev.password())), verifier.check(check(other.password(), dev))];
     // Let the batch go out, then kill the worker under it.
     await new Promise((r) => setImmediate(r));

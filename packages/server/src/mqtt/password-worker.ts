@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { preloadVerifyKeys } from '@flotilla/protocol';
-import { checkPassword, type VerifierRequest } from './password-verifier.js';
+import { checkPassword, type VerifierReply, type VerifierRequest } from './password-verifier.js';
 
 /**
  * Runs in a worker thread (compiled JS from dist/): checks device passwords (ed25519 through
@@ -8,6 +8,9 @@ import { checkPassword, type VerifierRequest } from './password-verifier.js';
  * Its key cache is its own: the server sends it the accepted fleet's keys to parse ahead.
  */
 parentPort!.on('message', (m: VerifierRequest) => {
-  if (m.kind === 'preload') preloadVerifyKeys(m.keys);
-  else parentPort!.postMessage({ id: m.id, verdicts: m.checks.map(checkPassword) });
+  const reply: VerifierReply =
+    m.kind === 'preload'
+      ? { id: m.id, preloaded: preloadVerifyKeys(m.keys) }
+      : { id: m.id, verdicts: m.checks.map(checkPassword) };
+  parentPort!.postMessage(reply);
 });
