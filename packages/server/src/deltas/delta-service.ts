@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { type DeltaDescriptor, isoAfter, SCHEMA_VERSION, signDocument } from '@flotilla/protocol';
 import type { Logger } from 'pino';
@@ -11,6 +10,7 @@ import type { ServerKeys } from '../keys/server-keys.js';
 import type { ServerLimits } from '../limits.js';
 import { countSigning, type Metrics } from '../metrics.js';
 import type { Store } from '../store/store.js';
+import { workerFile } from '../worker-file.js';
 
 interface WorkerStats {
   codec: string;
@@ -20,16 +20,9 @@ interface WorkerStats {
   deltaSha256: string;
 }
 
-/**
- * The worker always runs compiled JS from dist/ (worker threads cannot load TypeScript), also
- * when this module itself runs from src/ under vitest.
- */
+/** The delta worker's compiled file (see workerFile). */
 export function deltaWorkerPath(): string {
-  const here = import.meta.url;
-  const url = here.endsWith('.ts')
-    ? new URL('../../dist/deltas/delta-worker.js', here)
-    : new URL('./delta-worker.js', here);
-  return fileURLToPath(url);
+  return workerFile(import.meta.url, './delta-worker.js');
 }
 
 /**
@@ -97,13 +90,13 @@ export class DeltaService {
   private async build(from: string, to: string): Promise<void> {
     const outPath = this.artifacts.tempPath('.fdelta');
     try {
-      const workerFile = deltaWorkerPath();
-      if (!existsSync(workerFile))
+      const file = deltaWorkerPath();
+      if (!existsSync(file))
         throw new ServerError(
           'FLOTILLA_ERR_SERVER_DELTA',
-          `worker ${workerFile} is missing: run \`npx tsc -b\``,
+          `worker ${file} is missing: run \`npx tsc -b\``,
         );
-      const stats = await this.runWorker(workerFile, {
+      const stats = await this.runWorker(file, {
         basePath: this.artifacts.pathOf(from),
         targetPath: this.artifacts.pathOf(to),
         outPath,

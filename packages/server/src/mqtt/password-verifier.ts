@@ -1,7 +1,7 @@
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { isFlotillaError, preloadVerifyKeys, verifyDevicePassword } from '@flotilla/protocol';
 import type { Logger } from 'pino';
+import { workerFile } from '../worker-file.js';
 
 export interface PasswordCheck {
   password: string;
@@ -34,15 +34,6 @@ export function checkPassword(c: PasswordCheck): PasswordVerdict {
   }
 }
 
-/** The worker's compiled file; from dist/ also when this module runs from src/ under vitest. */
-function workerPath(): string {
-  const here = import.meta.url;
-  const url = here.endsWith('.ts')
-    ? new URL('../../dist/mqtt/password-worker.js', here)
-    : new URL('./password-worker.js', here);
-  return fileURLToPath(url);
-}
-
 /**
  * Checks device passwords in a worker thread, so that a reconnect storm's signature checks run on
  * another core than the broker's event loop; the checks of one event-loop turn travel as one
@@ -62,7 +53,7 @@ export class PasswordVerifier {
   ) {
     if (!inWorker) return;
     try {
-      const w = new Worker(workerPath());
+      const w = new Worker(workerFile(import.meta.url, './password-worker.js'));
       w.on('message', (m: VerifierReply) => {
         if ('preloaded' in m) {
           this.preloading.get(m.id)?.();
