@@ -92,10 +92,7 @@ export class DeltaService {
     try {
       const file = deltaWorkerPath();
       if (!existsSync(file))
-        throw new ServerError(
-          'FLOTILLA_ERR_SERVER_DELTA',
-          `worker ${file} is missing: run \`npx tsc -b\``,
-        );
+        throw new ServerError('FLOTILLA_ERR_SERVER_DELTA', `worker ${file} is missing: run \`npx tsc -b\``);
       const stats = await this.runWorker(file, {
         basePath: this.artifacts.pathOf(from),
         targetPath: this.artifacts.pathOf(to),
