@@ -97,6 +97,7 @@ class Device {
     this.socket = null;
     this.attempts = 0;
     this.doneAt = 0;
+    this.connackAt = 0;
     this.timer = null;
   }
 
@@ -121,6 +122,7 @@ class Device {
       clearTimeout(this.timer);
       s.destroy();
       this.doneAt = 0;
+      this.connackAt = 0;
       w.failures[why] = (w.failures[why] ?? 0) + 1;
       if (w.stopped) return;
       // The agent's backoff: equal jitter, 1 s base, doubling per failed attempt.
@@ -131,6 +133,7 @@ class Device {
     const read = frameReader((type, flags, body) => {
       if (type === CONNACK) {
         if (body[1] !== 0) return fail(`connack-${body[1]}`);
+        this.connackAt = Date.now(); // connected and authenticated
         step = 'suback';
         s.write(this.subscribeFrame);
       } else if (type === SUBACK) {
@@ -210,6 +213,7 @@ process.once('message', (o) => {
       for (const d of devices) {
         d.attempts = 0;
         d.doneAt = 0;
+        d.connackAt = 0;
         if (d.socket) continue;
         if (m.spreadMs > 0) setTimeout(() => d.start(), Math.random() * m.spreadMs);
         else d.start();
@@ -218,9 +222,11 @@ process.once('message', (o) => {
     } else if (m.cmd === 'stats') {
       let attempts = 0;
       const doneAt = [];
+      let lastConnack = 0;
       for (const d of devices) {
         attempts += d.attempts;
         if (d.doneAt) doneAt.push(d.doneAt);
+        lastConnack = Math.max(lastConnack, d.connackAt);
       }
       const cpu = process.cpuUsage();
       reply(m, {
@@ -229,7 +235,7 @@ process.once('message', (o) => {
           attempts,
           failures: w.failures,
           cpuSeconds: (cpu.user + cpu.system) / 1e6,
-          ...(m.times ? { doneAt } : {}),
+          ...(m.times ? { doneAt, lastConnack } : {}),
         },
       });
     } else if (m.cmd === 'hold') {
