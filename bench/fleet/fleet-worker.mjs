@@ -43,6 +43,9 @@ function stats(fleet) {
   };
 }
 
+// The bench gone (crashed or killed): stop too.
+process.once('disconnect', () => process.exit(1));
+
 process.once('message', async (o) => {
   try {
     if (o.fastCrypto) installFastDeviceCrypto();

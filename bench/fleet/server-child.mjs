@@ -3,6 +3,9 @@
 // the addresses, then serve until told to stop or killed.
 import { startSimServer } from '@flotilla/fleet-simulator';
 
+// The bench gone (crashed or killed): stop too, instead of holding the ports and the data dir.
+process.once('disconnect', () => process.exit(1));
+
 process.once('message', async (opts) => {
   try {
     const server = await startSimServer(opts);

@@ -31,7 +31,11 @@ export async function spawnServer(opts) {
           : []),
       ],
     });
+    // A bench that dies must not leave its server running (it holds ports and a data dir).
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
     child.on('exit', (code, signal) => {
+      process.off('exit', reap);
       say(`• server process exited (code ${code}, signal ${signal})`);
       if (!expectExit) died = { code, signal };
     });

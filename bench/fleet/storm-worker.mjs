@@ -169,6 +169,9 @@ class Device {
   }
 }
 
+// The parent gone (or done with us): nothing left to do.
+process.once('disconnect', () => process.exit(0));
+
 process.once('message', (o) => {
   if (o.mode === 'flotilla') installFastDeviceCrypto(); // the devices' own signing, not the server's
   const w = {
@@ -247,7 +250,7 @@ process.once('message', (o) => {
       // RST, not FIN: 19,000 sockets in TIME_WAIT would hold the ephemeral ports of the next run.
       for (const d of devices) d.socket?.resetAndDestroy();
       reply(m);
-      process.disconnect(); // nothing left to run: the process ends (and writes a profile if asked)
+      process.disconnect(); // the process ends (and writes a CPU profile if asked)
     }
   });
   process.send({ ready: true, credentials });

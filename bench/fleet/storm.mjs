@@ -144,6 +144,7 @@ async function startMosquitto(dir, credentials) {
     ].join('\n'),
   );
   let proc;
+  process.once('exit', () => proc?.kill('SIGKILL'));
   const boot = async () => {
     proc = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
     await waitPort(port, 10_000);
