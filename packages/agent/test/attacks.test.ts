@@ -1,9 +1,22 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDelta } from '@flotilla/delta';
 import { generateKeyPair, signDocument } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { flipBits, makeImage, mutateImage, Rig, sha } from './helpers.js';
+
+/** A real delta from `base` to `next`, made with the delta package in the device's directory. */
+async function deltaBetween(rig: Rig, base: Buffer, next: Buffer): Promise<Buffer> {
+  const dir = rig.dev.dir;
+  await writeFile(join(dir, 'delta-base.img'), base);
+  await writeFile(join(dir, 'delta-next.img'), next);
+  await createDelta({
+    basePath: join(dir, 'delta-base.img'),
+    targetPath: join(dir, 'delta-next.img'),
+    outPath: join(dir, 'd.fdelta'),
+  });
+  return readFile(join(dir, 'd.fdelta'));
+}
 
 /**
  * Each attack is refused with its own code, the active slot keeps its exact bytes, the device
@@ -100,16 +113,7 @@ describe('attacks on the update channel', () => {
     rig = await Rig.create();
     const other = makeImage(77, rig.factory.length);
     const next = mutateImage(rig.factory, 3);
-    const dir = rig.dev.dir;
-    await writeFile(join(dir, 'other.img'), other);
-    await writeFile(join(dir, 'next.img'), next);
-    await createDelta({
-      basePath: join(dir, 'other.img'),
-      targetPath: join(dir, 'next.img'),
-      outPath: join(dir, 'd.fdelta'),
-    });
-    const { readFile } = await import('node:fs/promises');
-    const deltaBytes = await readFile(join(dir, 'd.fdelta'));
+    const deltaBytes = await deltaBetween(rig, other, next);
     const cmd = rig.offer(next, {
       version: '1.1.0',
       delta: { bytes: deltaBytes, from: other, fromVersion: '0.5.0' },
@@ -152,16 +156,7 @@ describe('attacks on the update channel', () => {
   it('refuses a delta whose bytes do not match the signed descriptor (FLOTILLA_ERR_AGENT_DELTA_HASH_MISMATCH)', async () => {
     rig = await Rig.create();
     const next = mutateImage(rig.factory, 3);
-    const dir = rig.dev.dir;
-    await writeFile(join(dir, 'base.img'), rig.factory);
-    await writeFile(join(dir, 'next.img'), next);
-    await createDelta({
-      basePath: join(dir, 'base.img'),
-      targetPath: join(dir, 'next.img'),
-      outPath: join(dir, 'd.fdelta'),
-    });
-    const { readFile } = await import('node:fs/promises');
-    const deltaBytes = await readFile(join(dir, 'd.fdelta'));
+    const deltaBytes = await deltaBetween(rig, rig.factory, next);
     const cmd = rig.offer(next, {
       version: '1.1.0',
       delta: { bytes: deltaBytes, from: rig.factory, fromVersion: '1.0.0' },
@@ -190,16 +185,7 @@ describe('delta updates', () => {
   it('applies a delta streaming base=active slot into the inactive slot, chunk-verified', async () => {
     rig = await Rig.create();
     const next = mutateImage(rig.factory, 11);
-    const dir = rig.dev.dir;
-    await writeFile(join(dir, 'base.img'), rig.factory);
-    await writeFile(join(dir, 'next.img'), next);
-    await createDelta({
-      basePath: join(dir, 'base.img'),
-      targetPath: join(dir, 'next.img'),
-      outPath: join(dir, 'd.fdelta'),
-    });
-    const { readFile } = await import('node:fs/promises');
-    const deltaBytes = await readFile(join(dir, 'd.fdelta'));
+    const deltaBytes = await deltaBetween(rig, rig.factory, next);
     expect(deltaBytes.length).toBeLessThan(next.length / 4);
     await runOffer(
       rig,
