@@ -1,3 +1,4 @@
+import { AGENT_STATES } from '@flotilla/protocol';
 import { SimError } from './errors.js';
 import type { NetFaults } from './net-proxy.js';
 import { createRng, pickIndices } from './rng.js';
@@ -35,16 +36,11 @@ export interface FaultProfile {
   bootFailure?: boolean;
 }
 
-export const UPDATE_STATES = [
-  'Offered',
-  'Downloading',
-  'Installing',
-  'Installed',
-  'Rebooting',
-  'Verifying',
-  'Committed',
-];
-
+/** The agent's states from an accepted offer up to the commit: where an update is in progress. */
+export const UPDATE_STATES: readonly string[] = AGENT_STATES.slice(
+  AGENT_STATES.indexOf('Offered'),
+  AGENT_STATES.indexOf('Committed') + 1,
+);
 /** Parses a CLI fault spec `name:share`, e.g. `power-cut:0.1`, `slow-network:0.2`. */
 export function parseFaultSpec(spec: string): FaultProfile {
   const m = /^([a-z-]+):(0(?:\.\d+)?|1(?:\.0+)?)$/.exec(spec);

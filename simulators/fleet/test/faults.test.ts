@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isSimError } from '../src/errors.js';
-import { assignFaults, parseFaultSpec } from '../src/faults.js';
+import { assignFaults, parseFaultSpec, UPDATE_STATES } from '../src/faults.js';
 import { createRng, pickIndices } from '../src/rng.js';
 
 const ids = Array.from({ length: 100 }, (_, i) => `dev-${i}`);
@@ -13,6 +13,18 @@ describe('fault assignment', () => {
     expect(a.size).toBe(10);
     expect([...a.keys()]).toEqual([...b.keys()]);
     expect([...assignFaults(ids, [p], 43).keys()]).not.toEqual([...a.keys()]);
+  });
+
+  it('cuts power by default only while an update is in progress (offer accepted up to the commit)', () => {
+    expect(UPDATE_STATES).toEqual([
+      'Offered',
+      'Downloading',
+      'Installing',
+      'Installed',
+      'Rebooting',
+      'Verifying',
+      'Committed',
+    ]);
   });
 
   it('never gives one device two profiles', () => {
