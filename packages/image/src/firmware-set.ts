@@ -6,7 +6,7 @@ import type { KeyPair, ReleaseKind, SignedRelease } from '@flotilla/protocol';
 import { writeBundle } from './bundle-writer.js';
 import { ImageError } from './errors.js';
 import { loadKeysDir, type SigningKey } from './keys.js';
-import { loadRecipe, materialiseRecipe, type SimBehaviour } from './recipe.js';
+import { loadRecipe, materialiseRecipe, recipeReleaseOptions, type SimBehaviour } from './recipe.js';
 import { buildRelease } from './release.js';
 
 /** The committed demo recipes (firmware-images/recipes at the repository root). */
@@ -75,27 +75,13 @@ export async function buildFirmwareSet(opts: FirmwareSetOptions): Promise<Firmwa
       const tree = join(work, id);
       opts.onProgress?.(id, 'assembling rootfs');
       await materialiseRecipe(recipe, tree);
+      const fromRecipe = recipeReleaseOptions(recipe, tree);
       const built = await buildRelease({
-        input: tree,
-        format: recipe.format,
-        partitionSize: recipe.partitionSize,
-        epoch: recipe.sourceDateEpoch,
+        ...fromRecipe,
         label: 'rootfs',
-        modeOverrides: recipe.modes,
         outDir: opts.outDir,
-        baseName: id,
-        meta: {
-          name: recipe.name,
-          version: recipe.version,
-          kind: recipe.kind,
-          securityVersion: recipe.securityVersion,
-          compatible: recipe.compatible,
-          now,
-          expiresDays: opts.expiresDays,
-          sourceRevision: opts.sourceRevision,
-        },
+        meta: { ...fromRecipe.meta, now, expiresDays: opts.expiresDays, sourceRevision: opts.sourceRevision },
         signingKey,
-        extraInputs: recipe.recipeDigests,
         onProgress: (phase) => opts.onProgress?.(id, phase),
       });
       await rm(tree, { recursive: true, force: true });

@@ -4,6 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { type ImageFormat, parseJson, type ReleaseKind } from '@flotilla/protocol';
 import { IMAGE_FORMATS } from './build-image.js';
 import { ImageError } from './errors.js';
+import type { BuildReleaseOptions } from './release.js';
 import { parseSize } from './units.js';
 
 /**
@@ -48,6 +49,26 @@ export interface Recipe {
   behaviour: SimBehaviour;
   /** sha256 of every recipe file in the `extends` chain, for provenance. */
   recipeDigests: { name: string; sha256: string }[];
+}
+
+/** What a recipe fixes of the release built from `tree` (callers add keys, outputs and overrides). */
+export function recipeReleaseOptions(recipe: Recipe, tree: string) {
+  return {
+    input: tree,
+    format: recipe.format,
+    partitionSize: recipe.partitionSize,
+    epoch: recipe.sourceDateEpoch,
+    modeOverrides: recipe.modes,
+    baseName: recipe.id,
+    extraInputs: recipe.recipeDigests,
+    meta: {
+      name: recipe.name,
+      version: recipe.version,
+      kind: recipe.kind,
+      securityVersion: recipe.securityVersion,
+      compatible: recipe.compatible,
+    },
+  } satisfies Partial<BuildReleaseOptions>;
 }
 
 type RawRecipe = Record<string, unknown>;

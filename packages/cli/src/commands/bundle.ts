@@ -12,6 +12,7 @@ import {
   materialiseRecipe,
   parseSize,
   readBundleHeader,
+  recipeReleaseOptions,
   resolveSigningKey,
   verifyBundle,
   writeBundle,
@@ -257,26 +258,20 @@ async function buildFromOptions(
     const tree = join(work, 'rootfs');
     await materialiseRecipe(recipe, tree);
     const signingKey = await resolveSigningKey({ keyFile: opts.key, keysDir: opts.keys, role: recipe.kind });
+    const fromRecipe = recipeReleaseOptions(recipe, tree);
     return buildRelease({
       ...common,
-      input: tree,
+      ...fromRecipe,
       format: opts.format ? parseFormat(opts.format) : recipe.format,
       partitionSize: opts.size ? parseSize(opts.size, '--size') : recipe.partitionSize,
       epoch: epoch ?? recipe.sourceDateEpoch,
-      modeOverrides: recipe.modes,
-      baseName: recipe.id,
       meta: {
-        name: recipe.name,
-        version: recipe.version,
-        kind: recipe.kind,
-        securityVersion: recipe.securityVersion,
-        compatible: recipe.compatible,
+        ...fromRecipe.meta,
         expiresDays,
         // The recipe and its layers live in the recipes directory: any change there makes it dirty.
         sourceRevision: opts.sourceRevision ?? sourceRevisionOf(dirname(dirname(resolve(opts.recipe)))),
       },
       signingKey,
-      extraInputs: recipe.recipeDigests,
     });
   }
   if (!opts.rootfs)
