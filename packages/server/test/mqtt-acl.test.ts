@@ -92,6 +92,30 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     );
   });
 
+  it('closes a login whose device is rejected while its login is being checked', async () => {
+    const d = testDevice('TEST-ONLY-dev-revoked-mid-login');
+    enroll(server, d);
+    // Reject the device in the middle of its login: after its status was read, before its nonce
+    // is committed (the connection is not registered yet, so the revocation cannot find it).
+    const nonces = server.ctx.store.nonces;
+    const addMany = nonces.addMany.bind(nonces);
+    nonces.addMany = (entries, now) => {
+      if (entries.some((e) => e.key.startsWith(`${d.id}:`)))
+        void server.ctx.registry.setStatus(d.id, 'rejected', 'TEST-ONLY-operator');
+      return addMany(entries, now);
+    };
+    try {
+      const c = await connectDevice(url, d).catch(() => null);
+      if (c) {
+        clients.push(c);
+        expect(await closedWithin(c, 5000)).toBe(true);
+      }
+      expect(server.broker!.isConnected(d.id)).toBe(false);
+    } finally {
+      nonces.addMany = addMany;
+    }
+  });
+
   it('refuses a password outside the time window', async () => {
     await expect(
       connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),
