@@ -22,6 +22,28 @@ import { fastKeyPair, installFastDeviceCrypto } from './device-crypto.mjs';
 const CONNECT_TIMEOUT_MS = 20_000; // the agent's own
 const KEEPALIVE_S = 60;
 
+/**
+ * A source address and port for each connection attempt. 19,000 connections from one address to
+ * one broker port exhaust the even half of the kernel's ephemeral range (32768–60999), after which
+ * every connect() searches the port space: ~4 CPU-seconds of kernel time per storm on this machine
+ * (1 s with explicit ports), stolen from the broker it should measure. Real devices each have an
+ * address of their own; here each load process takes its own block of loopback addresses
+ * (127.<10 + index>.0.1–8) and hands out (address, port) pairs in turn, never the same pair twice
+ * in a run, from a random starting point so a run right after another does not meet its leftovers.
+ */
+function sourceEndpoints(index) {
+  const ADDRESSES = 8;
+  const PORTS = 50_000; // 10000–59999
+  let next = Math.floor(Math.random() * ADDRESSES * PORTS);
+  return () => {
+    const n = next++ % (ADDRESSES * PORTS);
+    return {
+      localAddress: `127.${10 + index}.0.${1 + (n % ADDRESSES)}`,
+      localPort: 10_000 + Math.floor(n / ADDRESSES),
+    };
+  };
+}
+
 function stateReport() {
   const msg = {
     schemaVersion: SCHEMA_VERSION,
@@ -112,7 +134,7 @@ class Device {
   start() {
     this.attempts++;
     const w = this.w;
-    const s = connect({ host: w.broker.host, port: w.broker.port });
+    const s = connect({ host: w.broker.host, port: w.broker.port, ...w.source() });
     this.socket = s;
     s.setNoDelay(true);
     let step = 'connack';
@@ -178,6 +200,7 @@ process.once('message', (o) => {
     mode: o.mode,
     broker: o.broker,
     state: stateReport(),
+    source: sourceEndpoints(o.index),
     failures: {},
     stopped: true,
   };

@@ -255,9 +255,10 @@ async function runBroker(kind, workDir) {
   try {
     for (let k = 0; k < processes; k++) {
       const count = Math.floor(devices / processes) + (k < devices % processes ? 1 : 0);
-      // No localAddress: binding a source address first makes the kernel search ports one bind at
-      // a time (quadratic at 19,000 sockets); a plain connect() picks its port in constant time.
-      workers.push(startWorker({ mode: kind, count, idPrefix: `s${k + 1}`, broker: {} }));
+      // Each load process connects from its own loopback addresses, with explicit source ports
+      // (see sourceEndpoints in storm-worker.mjs): a bind with port 0 or a plain connect() makes
+      // the kernel search the ephemeral range, which grows quadratic past ~14,000 sockets.
+      workers.push(startWorker({ mode: kind, count, index: k, idPrefix: `s${k + 1}`, broker: {} }));
     }
     const credentials = (await Promise.all(workers.map((w) => w.ready))).flat();
     if (server) await bulkRegister(server, credentials);
