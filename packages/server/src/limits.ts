@@ -40,11 +40,13 @@ export const DEFAULT_LIMITS = {
    */
   offlineAfterMs: 5 * 60 * 1000,
   /**
-   * Pending-connection queue of the API and MQTT listeners (the kernel caps it at somaxconn).
-   * Node's default, 511, overflowed by the hundreds of thousands when 10,000 devices connected
-   * or downloaded at once: dropped SYNs are retried after 1, 3, 7 s… and downloads timed out.
+   * Pending-connection queue of the API and MQTT listeners. The kernel caps it at
+   * net.core.somaxconn (4096 on Debian 12), so asking for the most makes that sysctl the one knob
+   * (docs/server.md, "Reconnect storms"). Node's default, 511, overflowed by the hundreds of
+   * thousands when 10,000 devices connected or downloaded at once: dropped SYNs are retried after
+   * 1, 3, 7 s… and downloads timed out.
    */
-  listenBacklog: 4096,
+  listenBacklog: 65535,
   /** Most devices one bulk pre-registration request may carry (~150 KiB of JSON at 1,000). */
   maxBulkRegister: 1000,
   /** Most items a list route returns. */
