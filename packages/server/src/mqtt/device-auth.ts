@@ -20,7 +20,8 @@ export interface NoncePersistence {
   prune(now: number): number;
 }
 
-const NONCE_COMMIT_DELAY_MS = 5;
+/** Logins of this long share one commit (each waits at most this long for its CONNACK). */
+const NONCE_COMMIT_DELAY_MS = 20;
 
 export type NonceVerdict = 'ok' | 'replay' | 'full' | 'busy';
 

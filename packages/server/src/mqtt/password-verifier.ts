@@ -34,11 +34,16 @@ export function checkPassword(c: PasswordCheck): PasswordVerdict {
   }
 }
 
+/** Batches sent and not answered yet: enough to keep the worker busy while a reply travels back. */
+const MAX_BATCHES_IN_FLIGHT = 2;
+
 /**
  * Checks device passwords in a worker thread, so that a reconnect storm's signature checks run on
- * another core than the broker's event loop; the checks of one event-loop turn travel as one
- * message. If the worker cannot start or dies, checks (also those in flight) run on the calling
- * thread instead: slower under a storm, never skipped.
+ * another core than the broker's event loop. Checks travel in batches, at most two in flight: what
+ * arrives meanwhile waits for the next batch, so under a storm batches grow (one message, one
+ * wake-up of each thread per batch, not per login) and a lone login is sent at once. If the
+ * worker cannot start or dies, checks (also those in flight) run on the calling thread instead:
+ * slower under a storm, never skipped.
  */
 export class PasswordVerifier {
   private worker: Worker | null = null;
@@ -46,6 +51,7 @@ export class PasswordVerifier {
   private readonly inFlight = new Map<number, Pending[]>();
   private readonly preloading = new Map<number, () => void>();
   private queued: Pending[] = [];
+  private sendScheduled = false;
 
   constructor(
     private readonly log: Logger,
@@ -63,6 +69,7 @@ export class PasswordVerifier {
         const batch = this.inFlight.get(m.id) ?? [];
         this.inFlight.delete(m.id);
         for (const [i, p] of batch.entries()) p.resolve(m.verdicts[i]!);
+        this.scheduleSend();
       });
       w.on('error', (err) => this.workerGone(`password worker failed: ${err.message}`));
       w.on('exit', (code) => this.workerGone(`password worker exited (code ${code})`));
@@ -75,8 +82,18 @@ export class PasswordVerifier {
   check(c: PasswordCheck): Promise<PasswordVerdict> {
     if (!this.worker) return Promise.resolve(checkPassword(c));
     return new Promise((resolve) => {
-      if (this.queued.length === 0) setImmediate(() => this.send());
       this.queued.push({ check: c, resolve });
+      this.scheduleSend();
+    });
+  }
+
+  /** The queue goes out after this loop turn's logins have joined it, if a batch may be in flight. */
+  private scheduleSend(): void {
+    if (this.sendScheduled || this.queued.length === 0 || this.inFlight.size >= MAX_BATCHES_IN_FLIGHT) return;
+    this.sendScheduled = true;
+    setImmediate(() => {
+      this.sendScheduled = false;
+      this.send();
     });
   }
 
@@ -104,6 +121,7 @@ export class PasswordVerifier {
   private send(): void {
     const batch = this.queued;
     this.queued = [];
+    if (batch.length === 0) return;
     if (!this.worker) {
       for (const p of batch) p.resolve(checkPassword(p.check));
       return;
