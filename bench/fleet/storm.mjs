@@ -10,7 +10,7 @@
 // Usage: node bench/fleet/storm.mjs [--devices N] [--processes P] [--brokers flotilla,mosquitto]
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -181,6 +181,29 @@ async function bulkRegister(server, credentials) {
   }
 }
 
+/**
+ * The kernel's TCP counters (Linux /proc/net/netstat, machine-wide: the bench is the only load
+ * here): connections dropped because the listener's accept queue was full, and the SYNs clients
+ * had to send again (1 s, 3 s, 7 s… later) — what a storm's tail is made of.
+ */
+async function tcpCounters() {
+  try {
+    const lines = (await readFile('/proc/net/netstat', 'utf8')).split('\n');
+    const i = lines.findIndex((l) => l.startsWith('TcpExt:'));
+    const names = lines[i].split(/\s+/);
+    const values = lines[i + 1].split(/\s+/).map(Number);
+    const get = (n) => values[names.indexOf(n)] ?? 0;
+    return { acceptQueueOverflows: get('ListenOverflows'), synRetransmits: get('TCPSynRetrans') };
+  } catch {
+    return { acceptQueueOverflows: 0, synRetransmits: 0 };
+  }
+}
+
+/** The kernel's cap on a listener's accept queue (Flotilla asks for 65,535, Mosquitto for 100). */
+async function somaxconn() {
+  return Number((await readFile('/proc/sys/net/core/somaxconn', 'utf8').catch(() => '0')).trim());
+}
+
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
 /** Pins a process and all its threads to one CPU (Linux taskset), when --pin was given. */
@@ -200,6 +223,7 @@ async function round(workers, broker, name) {
     (a, s) => a + s.stats.cpuSeconds,
     0,
   );
+  const tcp0 = await tcpCounters();
   const t0 = Date.now();
   await Promise.all(workers.map((w) => w.request({ cmd: 'go', spreadMs })));
   let stats;
@@ -211,6 +235,7 @@ async function round(workers, broker, name) {
     if (n >= devices || Date.now() - t0 > ROUND_TIMEOUT_MS) break;
     await sleep(100);
   }
+  const tcp1 = await tcpCounters();
   stats = await Promise.all(workers.map((w) => w.request({ cmd: 'stats', times: true })));
   const times = stats
     .flatMap((s) => s.stats.doneAt)
@@ -236,10 +261,13 @@ async function round(workers, broker, name) {
     brokerCpuSeconds: +(cpuSeconds(broker.pid()) - cpu0).toFixed(2),
     loadCpuSeconds: +(stats.reduce((a, s) => a + s.stats.cpuSeconds, 0) - load0).toFixed(2),
     brokerPeakRssBytes: peakRssBytes(broker.pid()),
+    acceptQueueOverflows: tcp1.acceptQueueOverflows - tcp0.acceptQueueOverflows,
+    synRetransmits: tcp1.synRetransmits - tcp0.synRetransmits,
   };
   say(
     `  ${name}: ${r.in}/${devices} in ${r.allInSeconds ?? `>${ROUND_TIMEOUT_MS / 1000}`} s (all authenticated at ${r.allConnectedSeconds} s; p50 ${r.p50Seconds} s, p99 ${r.p99Seconds} s), ` +
-      `${r.attempts} attempts, broker CPU ${r.brokerCpuSeconds} s (load generator ${r.loadCpuSeconds} s), peak RSS ${(r.brokerPeakRssBytes / 2 ** 20).toFixed(0)} MiB` +
+      `${r.attempts} attempts, broker CPU ${r.brokerCpuSeconds} s (load generator ${r.loadCpuSeconds} s), peak RSS ${(r.brokerPeakRssBytes / 2 ** 20).toFixed(0)} MiB, ` +
+      `${r.acceptQueueOverflows} accept-queue overflows, ${r.synRetransmits} SYNs resent` +
       (Object.keys(failures).length ? `, refused/failed: ${JSON.stringify(failures)}` : ''),
   );
   return r;
@@ -287,7 +315,14 @@ async function runBroker(kind, workDir) {
 }
 
 const workDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-storm-'));
-const result = { devices, processes, spreadMs, pinned: pin, machine: { cpus: cpus().length }, brokers: [] };
+const result = {
+  devices,
+  processes,
+  spreadMs,
+  pinned: pin,
+  machine: { cpus: cpus().length, somaxconn: await somaxconn() },
+  brokers: [],
+};
 let failed = false;
 try {
   for (const kind of brokers) {
@@ -303,13 +338,15 @@ try {
   }
   say('');
   say(
-    `${devices} devices connecting at once (first attempts ${spreadMs ? `within ${spreadMs} ms` : 'in one burst'}; ${processes} load processes, ${cpus().length} cores)`,
+    `${devices} devices connecting at once (first attempts ${spreadMs ? `within ${spreadMs} ms` : 'in one burst'}; ${processes} load processes, ${cpus().length} cores, somaxconn ${result.machine.somaxconn})`,
   );
-  say('broker      round     all auth  all in    p50     p99     attempts  broker CPU  peak RSS');
+  say(
+    'broker      round     all auth  all in    p50     p99     attempts  broker CPU  peak RSS  SYNs resent',
+  );
   for (const b of result.brokers)
     for (const r of b.rounds)
       say(
-        `${b.broker.padEnd(11)} ${r.round.padEnd(9)} ${String(r.allConnectedSeconds ?? 'n/a').padStart(6)} s ${String(r.allInSeconds ?? 'n/a').padStart(6)} s ${String(r.p50Seconds).padStart(5)} s ${String(r.p99Seconds).padStart(5)} s ${String(r.attempts).padStart(9)} ${String(r.brokerCpuSeconds).padStart(9)} s ${(r.brokerPeakRssBytes / 2 ** 20).toFixed(0).padStart(6)} MiB`,
+        `${b.broker.padEnd(11)} ${r.round.padEnd(9)} ${String(r.allConnectedSeconds ?? 'n/a').padStart(6)} s ${String(r.allInSeconds ?? 'n/a').padStart(6)} s ${String(r.p50Seconds).padStart(5)} s ${String(r.p99Seconds).padStart(5)} s ${String(r.attempts).padStart(9)} ${String(r.brokerCpuSeconds).padStart(9)} s ${(r.brokerPeakRssBytes / 2 ** 20).toFixed(0).padStart(6)} MiB ${String(r.synRetransmits).padStart(12)}`,
       );
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } catch (err) {

@@ -52,6 +52,25 @@ describe('device passwords checked in a worker thread', () => {
     expect(await verifier.check(check(other.password(), dev))).toMatchObject({ ok: false });
   });
 
+  it('sends at most two batches at a time; what waits behind them is answered when the worker dies', async () => {
+    verifier = new PasswordVerifier(log);
+    const v = verifier as unknown as { worker: Worker; inFlight: Map<number, unknown[]>; queued: unknown[] };
+    const turns: Promise<unknown>[][] = [];
+    for (let t = 0; t < 4; t++) {
+      turns.push([verifier.check(check(dev.password())), verifier.check(check(other.password(), dev))]);
+      await new Promise((r) => setImmediate(r)); // one event-loop turn of logins
+    }
+    // Two batches out, the rest gathered into the next one (not one message per turn).
+    expect(v.inFlight.size).toBeLessThanOrEqual(2);
+    expect(v.inFlight.size + (v.queued.length > 0 ? 1 : 0)).toBeLessThan(4);
+    await v.worker.terminate();
+    for (const turn of turns)
+      expect(await Promise.all(turn)).toEqual([
+        { ok: true, nonce: expect.any(String) },
+        { ok: false, detail: 'device authentication failed: bad signature' },
+      ]);
+  });
+
   it('without a worker, checks the same way on the calling thread', async () => {
     verifier = new PasswordVerifier(log, false);
     expect(await verifier.check(check(dev.password()))).toMatchObject({ ok: true });

@@ -142,11 +142,15 @@ export class PasswordVerifier {
     this.checkHere();
   }
 
-  /** Whatever the worker was asked and did not answer is checked here (keys parse on demand). */
+  /**
+   * Whatever the worker was asked and did not answer, and what waits for a batch, is checked here
+   * (keys parse on demand).
+   */
   private checkHere(): void {
     for (const done of this.preloading.values()) done();
     this.preloading.clear();
     for (const batch of this.inFlight.values()) for (const p of batch) p.resolve(checkPassword(p.check));
     this.inFlight.clear();
+    this.send();
   }
 }
