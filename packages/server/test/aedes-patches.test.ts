@@ -33,7 +33,7 @@ async function start(): Promise<{ url: string; persistence: CountingPersistence 
   const { port } = server.address() as { port: number };
   return {
     url: `mqtt://127.0.0.1:${port}`,
-    persistence: broker.persistence as unknown as CountingPersistence,
+    persistence: (broker as unknown as { persistence: CountingPersistence }).persistence,
   };
 }
 
