@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { endClients } from './helpers.js';
 
 // patches/aedes*.patch: a reconnecting persistent session with nothing queued skips aedes' per-connect
 // stream pipeline, and a SUBSCRIBE skips the retained-message stream while no retained message
@@ -19,7 +20,7 @@ let server: Server | undefined;
 const clients: MqttClient[] = [];
 
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => {})));
+  await endClients(clients);
   server?.close();
   await new Promise<void>((r) => (broker ? broker.close(() => r()) : r()));
   broker = undefined;

@@ -6,12 +6,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { deltaWorkerPath } from '../src/deltas/delta-service.js';
 import type { RunningServer } from '../src/index.js';
 import { connectFleet, firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, startTestServer, waitFor } from './helpers.js';
+import { auth, cleanupDirs, endClients, startTestServer, waitFor } from './helpers.js';
 
 let server: RunningServer | undefined;
 let fleet: SimDevice[] = [];
 afterEach(async () => {
-  await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
+  await endClients(fleet.map((d) => d.client));
   fleet = [];
   await server?.close();
   server = undefined;

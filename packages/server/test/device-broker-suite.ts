@@ -2,7 +2,7 @@ import { missingTools } from '@flotilla/image';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
-import { auth, connect, eventMessage, stateMessage, waitFor } from './helpers.js';
+import { auth, connect, endClients, eventMessage, stateMessage, waitFor } from './helpers.js';
 
 /** A device as the suite sees it: fresh credentials per connection and some that must not work. */
 export interface BrokerDevice {
@@ -64,7 +64,7 @@ export function deviceBrokerSuite(
       b = await broker.addDevice('TEST-ONLY-suite-b');
     }, 30_000);
     afterAll(async () => {
-      await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+      await endClients(clients);
       await broker?.close();
     });
 

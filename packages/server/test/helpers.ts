@@ -88,6 +88,11 @@ export function connect(url: string, o: IClientOptions): Promise<MqttClient> {
   });
 }
 
+/** Ends these clients at once (no DISCONNECT wait, errors ignored) and empties the list: test teardown. */
+export async function endClients(clients: (MqttClient | undefined)[]): Promise<void> {
+  await Promise.all(clients.splice(0).map((c) => c?.endAsync(true).catch(() => {})));
+}
+
 /** Connects as the device; rejects with the CONNACK error when refused. */
 export function connectDevice(url: string, d: TestDevice, o: IClientOptions = {}): Promise<MqttClient> {
   return connect(url, { clientId: d.id, username: d.id, password: d.password(), clean: false, ...o });

@@ -4,6 +4,7 @@ import type { RunningServer } from '../src/index.js';
 import {
   cleanupDirs,
   connectDevice,
+  endClients,
   enroll,
   eventMessage,
   startTestServer,
@@ -19,7 +20,7 @@ const ROUNDS = Number(process.env.FLOTILLA_LOAD_ROUNDS ?? 5);
 let server: RunningServer | undefined;
 const clients: MqttClient[] = [];
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+  await endClients(clients);
   await server?.close();
   cleanupDirs();
 });

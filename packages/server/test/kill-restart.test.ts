@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ChildServer, killChildServers } from './child-server.js';
 import {
   cleanupDirs,
+  endClients,
   eventMessage,
   stateMessage,
   type TestDevice,
@@ -15,7 +16,7 @@ import {
 
 const clients: MqttClient[] = [];
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => {})));
+  await endClients(clients);
   killChildServers();
   cleanupDirs();
 });

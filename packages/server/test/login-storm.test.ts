@@ -5,6 +5,7 @@ import {
   cleanupDirs,
   connect,
   connectDevice,
+  endClients,
   startTestServer,
   TEST_ADMIN,
   testDevice,
@@ -18,7 +19,7 @@ const DEVICES = process.env.FLOTILLA_LONG ? 5000 : 600;
 let server: RunningServer | undefined;
 const clients: MqttClient[] = [];
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+  await endClients(clients);
   await server?.close();
   cleanupDirs();
 });

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { deltaWorkerPath } from '../src/deltas/delta-service.js';
 import type { RunningServer } from '../src/index.js';
 import { connectFleet, firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, eventMessage, startTestServer, waitFor } from './helpers.js';
+import { auth, cleanupDirs, endClients, eventMessage, startTestServer, waitFor } from './helpers.js';
 import { scrape } from './metrics-scrape.js';
 
 // The SLI metrics of docs/observability.md, driven through the real server: releases uploaded
@@ -14,7 +14,7 @@ let server: RunningServer | undefined;
 let fleet: SimDevice[] = [];
 let now = Date.now();
 afterEach(async () => {
-  await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
+  await endClients(fleet.map((d) => d.client));
   fleet = [];
   await server?.close();
   server = undefined;

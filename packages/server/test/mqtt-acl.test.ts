@@ -9,6 +9,7 @@ import {
   cleanupDirs,
   connect,
   connectDevice,
+  endClients,
   enroll,
   eventMessage,
   retainedStream,
@@ -40,7 +41,7 @@ beforeAll(async () => {
   enroll(server, b);
 });
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+  await endClients(clients);
   await server.close();
   cleanupDirs();
 });

@@ -1,14 +1,22 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ChildServer, killChildServers } from './child-server.js';
-import { cleanupDirs, stateMessage, type TestDevice, tempDir, testDevice, waitFor } from './helpers.js';
+import {
+  cleanupDirs,
+  endClients,
+  stateMessage,
+  type TestDevice,
+  tempDir,
+  testDevice,
+  waitFor,
+} from './helpers.js';
 
 // An offer recorded in the store but lost with the broker's memory (server SIGKILLed before the
 // device read it) must reach the device as soon as it is back: not after the per-device timeout.
 
 const clients: MqttClient[] = [];
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => {})));
+  await endClients(clients);
   killChildServers();
   cleanupDirs();
 });

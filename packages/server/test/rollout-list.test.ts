@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
 import { connectFleet, SimDevice, testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, startTestServer } from './helpers.js';
+import { auth, cleanupDirs, endClients, startTestServer } from './helpers.js';
 
 let server: RunningServer;
 let fleet: SimDevice[] = [];
@@ -14,7 +14,7 @@ beforeAll(async () => {
   await connectFleet(server, fleet);
 });
 afterAll(async () => {
-  await Promise.all(fleet.map((d) => d.client.endAsync(true).catch(() => {})));
+  await endClients(fleet.map((d) => d.client));
   await server.close();
   cleanupDirs();
 });
