@@ -1,234 +1,225 @@
-import { applyDecision, WorkingState } from './apply.js';
+import { applyDecisions } from './apply.js';
 import { canRetry, countPhases, isInFlight, judgePhase, retriesAllowed } from './counting.js';
 import type { RolloutPolicy } from './policy.js';
-import { rateAllowance, ratePerMinute } from './rate.js';
+import { countOffer, rateAllowance, ratePerMinute } from './rate.js';
 import { compareDevices, matchesTarget, phaseSizes } from './selection.js';
-import type { Decision, DeploymentRecord, DeviceSnapshot, RolloutSnapshot } from './types.js';
+import type {
+  Decision,
+  DeploymentRecord,
+  DeploymentState,
+  DeviceSnapshot,
+  RolloutSnapshot,
+} from './types.js';
 import { inMaintenanceWindow } from './window.js';
 
 const ACTIVE = new Set(['running', 'soaking', 'waiting-approval']);
+const RETRYABLE = new Set<DeploymentState>(['failed', 'rolled-back', 'timed-out']);
+
+/** What one rule reads: the snapshot as the decisions of the earlier rules left it. */
+interface RuleInput {
+  policy: RolloutPolicy;
+  snapshot: RolloutSnapshot;
+  devices: ReadonlyMap<string, DeviceSnapshot>;
+  order: (a: string, b: string) => number;
+  now: number;
+}
+
+/** A rule reads a snapshot and says what to do; it never changes anything. */
+type Rule = (input: RuleInput) => Decision[];
 
 /**
  * The rollout engine: what to do now, given the policy and the fleet as the store sees it.
- * Pure and deterministic. Each decision is applied to a private working copy as it is made, so
- * one pass is self-consistent and `decide(apply(s, decide(s)))` returns nothing new until an
- * event arrives or time passes (a killed and restarted server decides the same thing again).
+ * Pure and deterministic. The rules below run in order; each sees the snapshot as the earlier
+ * rules' decisions leave it (`applyDecisions`, the one meaning of a decision), so one pass is
+ * self-consistent and `decide(apply(s, decide(s)))` returns nothing new until an event arrives or
+ * time passes (a killed and restarted server decides the same thing again).
  */
 export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: number): Decision[] {
-  const w = new WorkingState(snapshot);
-  const rt = w.runtime;
-  const out: Decision[] = [];
-  const emit = (d: Decision): void => {
-    out.push(d);
-    applyDecision(w, d, now);
+  const status = snapshot.runtime.status;
+  if (status === 'completed') return [];
+  if (status === 'scheduled' && policy.startAt !== undefined && now < Date.parse(policy.startAt)) return [];
+
+  const decisions: Decision[] = [];
+  let input: RuleInput = {
+    policy,
+    snapshot,
+    devices: new Map(snapshot.devices.map((d) => [d.id, d])),
+    order: compareDevices(snapshot.rolloutId),
+    now,
   };
-  if (rt.status === 'completed') return out;
+  const take = (made: Decision[]): void => {
+    if (made.length === 0) return;
+    decisions.push(...made);
+    input = { ...input, snapshot: applyDecisions(input.snapshot, made, now) };
+  };
 
-  const devices = new Map<string, DeviceSnapshot>(snapshot.devices.map((d) => [d.id, d]));
-  const order = compareDevices(snapshot.rolloutId);
-
-  // 1. Start, and take the target set (static: once; dynamic: new matching devices keep joining).
-  if (rt.status === 'scheduled') {
-    if (policy.startAt !== undefined && now < Date.parse(policy.startAt)) return out;
-    emit({ type: 'rollout-started' });
-    assignInitial(policy, snapshot, w, order, emit);
-  } else if (policy.target.membership === 'dynamic' && rt.status !== 'aborted') {
-    assignJoiners(policy, snapshot, w, order, emit);
+  take(startAndAssign(input));
+  take(housekeeping(input));
+  take(errorPause(input));
+  // The phase frontier moves one step at a time (start, soak, succeed, start the next...).
+  // Bounded: each step starts or finishes a phase, or the rule says nothing and the loop stops.
+  for (let guard = 0; guard <= 2 * policy.phases.length + 1; guard++) {
+    const move = nextPhaseMove(input);
+    if (move.length === 0) break;
+    take(move);
+    if (move[0]!.type !== 'phase-started' && move[0]!.type !== 'phase-succeeded') break;
   }
+  take(completion(input));
+  take(offers(input));
+  return decisions;
+}
 
-  // 2. Per-device housekeeping: timeouts (whatever the status: in-flight devices carry on), retries,
-  //    devices that already run the release, and cancellation after an abort.
+/** 1. Start, and take the target set (static: once; dynamic: new matching devices keep joining). */
+const startAndAssign: Rule = ({ policy, snapshot, order }) => {
+  const status = snapshot.runtime.status;
+  const dynamic = policy.target.membership === 'dynamic';
+  if (status !== 'scheduled' && (!dynamic || status === 'aborted')) return [];
+  const assigned = new Set(snapshot.deployments.map((r) => r.deviceId));
+  const newcomers = snapshot.devices
+    .filter((d) => !assigned.has(d.id) && matchesTarget(policy.target, snapshot.release, d))
+    .sort((a, b) => order(a.id, b.id));
+  if (status !== 'scheduled') {
+    // Joiners go to the phase in progress: the latest started one (or the first before any started).
+    const last = policy.phases.length - 1;
+    const phase = policy.target.joinPhase === 'last' ? last : Math.max(0, snapshot.runtime.currentPhase);
+    return newcomers.map((d) => ({ type: 'assign', deviceId: d.id, phase, fromVersion: d.currentVersion }));
+  }
+  const out: Decision[] = [{ type: 'rollout-started' }];
+  let next = 0;
+  phaseSizes(policy, newcomers.length).forEach((size, phase) => {
+    for (const d of newcomers.slice(next, next + size)) {
+      out.push({ type: 'assign', deviceId: d.id, phase, fromVersion: d.currentVersion });
+    }
+    next += size;
+  });
+  return out;
+};
+
+/**
+ * 2. Per-device housekeeping: timeouts (whatever the status: in-flight devices carry on), retries,
+ *    devices that already run the release, and cancellation after an abort. One device's decisions
+ *    follow each other (timed out → retried → already runs it), so its state is carried along.
+ */
+const housekeeping: Rule = ({ policy, snapshot, devices, now }) => {
+  const runtime = snapshot.runtime;
   const timeoutMs = policy.deviceTimeoutSeconds * 1000;
-  const retry = retriesAllowed(rt);
-  for (const deviceId of [...w.records.keys()]) {
-    const device = devices.get(deviceId);
+  const retry = retriesAllowed(runtime);
+  const out: Decision[] = [];
+  for (const record of snapshot.deployments) {
+    const device = devices.get(record.deviceId);
     if (!device) continue;
-    let r = w.records.get(deviceId) as DeploymentRecord;
-    const phase = r.phase;
-    if (isInFlight(r.state) && r.offeredAt !== null && now - r.offeredAt >= timeoutMs) {
-      emit({ type: 'timed-out', deviceId, phase, attempt: r.attempts });
-      r = w.records.get(deviceId) as DeploymentRecord;
+    const { deviceId, phase } = record;
+    let state = record.state;
+    if (isInFlight(state) && record.offeredAt !== null && now - record.offeredAt >= timeoutMs) {
+      out.push({ type: 'timed-out', deviceId, phase, attempt: record.attempts });
+      state = 'timed-out';
     }
-    if (r.rollback && isInFlight(r.rollback.state) && now - r.rollback.offeredAt >= timeoutMs) {
-      emit({ type: 'rollback-timed-out', deviceId, phase });
-      r = w.records.get(deviceId) as DeploymentRecord;
+    const rollback = record.rollback;
+    if (rollback && isInFlight(rollback.state) && now - rollback.offeredAt >= timeoutMs) {
+      out.push({ type: 'rollback-timed-out', deviceId, phase });
     }
-    if (rt.status === 'aborted') {
-      if (r.state === 'pending') emit({ type: 'cancel', deviceId, phase, notify: false });
+    if (runtime.status === 'aborted') {
+      if (state === 'pending') out.push({ type: 'cancel', deviceId, phase, notify: false });
       // Offered or downloading devices can still stop cleanly; installing ones finish.
-      if (r.state === 'offered' || r.state === 'downloading')
-        emit({ type: 'cancel', deviceId, phase, notify: true });
+      if (state === 'offered' || state === 'downloading')
+        out.push({ type: 'cancel', deviceId, phase, notify: true });
       continue;
     }
-    if (
-      retry &&
-      (r.state === 'failed' || r.state === 'rolled-back' || r.state === 'timed-out') &&
-      canRetry(policy, r)
-    ) {
-      emit({ type: 'retry', deviceId, phase, nextAttempt: r.attempts + 1, after: r.state });
-      r = w.records.get(deviceId) as DeploymentRecord;
+    if (retry && RETRYABLE.has(state) && canRetry(policy, { ...record, state })) {
+      out.push({ type: 'retry', deviceId, phase, nextAttempt: record.attempts + 1, after: state });
+      state = 'pending';
     }
-    if (r.state === 'pending' && device.currentVersion === snapshot.release.version) {
-      emit({ type: 'already-installed', deviceId, phase });
+    if (state === 'pending' && device.currentVersion === snapshot.release.version) {
+      out.push({ type: 'already-installed', deviceId, phase });
     }
   }
-
-  const present = (id: string) => devices.has(id);
-
-  // 3. Errors pause the whole rollout (hawkBit's "emergency shutdown"), in every started phase.
-  if (ACTIVE.has(rt.status)) {
-    const counts = countPhases(policy, rt, w.records.values(), present);
-    for (let i = 0; i <= rt.currentPhase; i++) {
-      const spec = policy.phases[i]!;
-      const c = counts[i]!;
-      const j = judgePhase(spec, w.phase(i), c);
-      if (j.errorExceeded) {
-        emit({
-          type: 'pause',
-          reason: {
-            kind: 'error-threshold',
-            at: now,
-            phase: i,
-            failed: j.judgedFailures,
-            total: c.total,
-            threshold: spec.errorThreshold,
-          },
-          rollback: policy.autoRollback,
-        });
-        break;
-      }
-    }
-  }
-
-  // 4. The phase frontier: judge the current phase, soak it, then start (or wait to approve) the next.
-  advancePhases(policy, w, present, now, emit);
-
-  // 5. Done when every phase succeeded and every device finished (a static rollout only: a dynamic
-  //    one keeps taking joiners until an operator ends it).
-  if (
-    ACTIVE.has(rt.status) &&
-    policy.target.membership === 'static' &&
-    rt.phases.every((p) => p.succeededAt !== null) &&
-    [...w.records.values()].every((r) => !present(r.deviceId) || isTerminal(r))
-  ) {
-    emit({ type: 'complete' });
-  }
-
-  // 6. Offers, within maxConcurrent, the rate and the maintenance windows.
-  makeOffers(policy, snapshot, w, devices, order, now, emit);
   return out;
-}
+};
+
+/** 3. Errors pause the whole rollout (hawkBit's "emergency shutdown"), in every started phase. */
+const errorPause: Rule = ({ policy, snapshot, devices, now }) => {
+  const runtime = snapshot.runtime;
+  if (!ACTIVE.has(runtime.status)) return [];
+  const counts = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id));
+  for (let i = 0; i <= runtime.currentPhase; i++) {
+    const spec = policy.phases[i]!;
+    const c = counts[i]!;
+    const judgement = judgePhase(spec, runtime.phases[i]!, c);
+    if (!judgement.errorExceeded) continue;
+    const reason = {
+      kind: 'error-threshold' as const,
+      at: now,
+      phase: i,
+      failed: judgement.judgedFailures,
+      total: c.total,
+      threshold: spec.errorThreshold,
+    };
+    return [{ type: 'pause', reason, rollback: policy.autoRollback }];
+  }
+  return [];
+};
+
+/** 4. The phase frontier's next step: judge the current phase, soak it, then start (or wait to approve) the next. */
+const nextPhaseMove: Rule = ({ policy, snapshot, devices, now }) => {
+  const runtime = snapshot.runtime;
+  if (!ACTIVE.has(runtime.status)) return [];
+  const p = runtime.currentPhase;
+  const current = p >= 0 ? runtime.phases[p]! : null;
+  if (current === null || current.succeededAt !== null) {
+    const next = p + 1;
+    if (next >= policy.phases.length) return [];
+    if (policy.phases[next]!.requireApproval && runtime.phases[next]!.approvedAt === null) {
+      return runtime.status === 'waiting-approval' ? [] : [{ type: 'wait-approval', phase: next }];
+    }
+    return [{ type: 'phase-started', phase: next }];
+  }
+  const spec = policy.phases[p]!;
+  const counts = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id));
+  if (!judgePhase(spec, current, counts[p]!).successMet) {
+    return current.soakStartedAt !== null ? [{ type: 'soak-reset', phase: p }] : [];
+  }
+  if (current.soakStartedAt === null && spec.soakSeconds > 0) return [{ type: 'soak-started', phase: p }];
+  if (spec.soakSeconds > 0 && now - (current.soakStartedAt ?? now) < spec.soakSeconds * 1000) return [];
+  return [{ type: 'phase-succeeded', phase: p }];
+};
+
+/**
+ * 5. Done when every phase succeeded and every device finished (a static rollout only: a dynamic
+ *    one keeps taking joiners until an operator ends it).
+ */
+const completion: Rule = ({ policy, snapshot, devices }) => {
+  const runtime = snapshot.runtime;
+  const done =
+    ACTIVE.has(runtime.status) &&
+    policy.target.membership === 'static' &&
+    runtime.phases.every((p) => p.succeededAt !== null) &&
+    snapshot.deployments.every((r) => !devices.has(r.deviceId) || isTerminal(r));
+  return done ? [{ type: 'complete' }] : [];
+};
 
 function isTerminal(r: DeploymentRecord): boolean {
   return r.state !== 'pending' && !isInFlight(r.state) && !(r.rollback && isInFlight(r.rollback.state));
 }
 
-type Emit = (d: Decision) => void;
-
-function assignInitial(
-  policy: RolloutPolicy,
-  snapshot: RolloutSnapshot,
-  w: WorkingState,
-  order: (a: string, b: string) => number,
-  emit: Emit,
-): void {
-  const matching = snapshot.devices
-    .filter((d) => !w.records.has(d.id) && matchesTarget(policy.target, snapshot.release, d))
-    .sort((a, b) => order(a.id, b.id));
-  const sizes = phaseSizes(policy, matching.length);
-  let next = 0;
-  sizes.forEach((size, phase) => {
-    for (const d of matching.slice(next, next + size)) {
-      emit({ type: 'assign', deviceId: d.id, phase, fromVersion: d.currentVersion });
-    }
-    next += size;
-  });
-}
-
-function assignJoiners(
-  policy: RolloutPolicy,
-  snapshot: RolloutSnapshot,
-  w: WorkingState,
-  order: (a: string, b: string) => number,
-  emit: Emit,
-): void {
-  const last = policy.phases.length - 1;
-  const rt = w.runtime;
-  // The phase in progress: the latest started one (or the first before any started).
-  const phase = policy.target.joinPhase === 'last' ? last : Math.max(0, rt.currentPhase);
-  const joiners = snapshot.devices
-    .filter((d) => !w.records.has(d.id) && matchesTarget(policy.target, snapshot.release, d))
-    .sort((a, b) => order(a.id, b.id));
-  for (const d of joiners) emit({ type: 'assign', deviceId: d.id, phase, fromVersion: d.currentVersion });
-}
-
-function advancePhases(
-  policy: RolloutPolicy,
-  w: WorkingState,
-  present: (id: string) => boolean,
-  now: number,
-  emit: Emit,
-): void {
-  const rt = w.runtime;
-  let counts: ReturnType<typeof countPhases> | undefined;
-  // Bounded: each turn starts or finishes a phase, or stops.
-  for (let guard = 0; guard <= 2 * policy.phases.length + 1 && ACTIVE.has(rt.status); guard++) {
-    const p = rt.currentPhase;
-    const current = p >= 0 ? w.phase(p) : null;
-    if (current === null || current.succeededAt !== null) {
-      const next = p + 1;
-      if (next >= policy.phases.length) return;
-      const spec = policy.phases[next]!;
-      if (spec.requireApproval && w.phase(next).approvedAt === null) {
-        if (rt.status !== 'waiting-approval') emit({ type: 'wait-approval', phase: next });
-        return;
-      }
-      emit({ type: 'phase-started', phase: next });
-      continue;
-    }
-    const spec = policy.phases[p]!;
-    // Phase moves do not change records, so one count serves every turn of this loop.
-    counts ??= countPhases(policy, rt, w.records.values(), present);
-    const j = judgePhase(spec, current, counts[p]!);
-    if (!j.successMet) {
-      if (current.soakStartedAt !== null) emit({ type: 'soak-reset', phase: p });
-      return;
-    }
-    if (current.soakStartedAt === null && spec.soakSeconds > 0) {
-      emit({ type: 'soak-started', phase: p });
-      return;
-    }
-    if (spec.soakSeconds > 0 && now - (current.soakStartedAt ?? now) < spec.soakSeconds * 1000) return;
-    emit({ type: 'phase-succeeded', phase: p });
-  }
-}
-
-function makeOffers(
-  policy: RolloutPolicy,
-  snapshot: RolloutSnapshot,
-  w: WorkingState,
-  devices: Map<string, DeviceSnapshot>,
-  order: (a: string, b: string) => number,
-  now: number,
-  emit: Emit,
-): void {
-  const rt = w.runtime;
-  const forward = ACTIVE.has(rt.status);
-  if (!forward && !rt.rollingBack) return;
-  if (!inMaintenanceWindow(policy.maintenanceWindows, now)) return;
+/** 6. Offers, within maxConcurrent, the rate and the maintenance windows. */
+const offers: Rule = ({ policy, snapshot, devices, order, now }) => {
+  const runtime = snapshot.runtime;
+  const forward = ACTIVE.has(runtime.status);
+  if (!forward && !runtime.rollingBack) return [];
+  if (!inMaintenanceWindow(policy.maintenanceWindows, now)) return [];
 
   let inFlight = 0;
   let notified = 0;
   let succeeded = 0;
   const candidates: DeploymentRecord[] = [];
-  for (const r of w.records.values()) {
+  for (const r of snapshot.deployments) {
     const device = devices.get(r.deviceId);
     if (!device) continue;
     if (isInFlight(r.state) || (r.rollback && isInFlight(r.rollback.state))) inFlight++;
     if (r.attempts > 0) notified++;
     if (r.state === 'healthy') succeeded++;
     if (!device.online || device.busy) continue;
-    if (rt.rollingBack) {
+    if (runtime.rollingBack) {
       // Roll back devices this rollout made healthy, unless they already moved on.
       if (
         r.state === 'healthy' &&
@@ -239,23 +230,28 @@ function makeOffers(
       ) {
         candidates.push(r);
       }
-    } else if (forward && r.state === 'pending' && w.phase(r.phase).startedAt !== null) {
+    } else if (forward && r.state === 'pending' && runtime.phases[r.phase]!.startedAt !== null) {
       candidates.push(r);
     }
   }
-  if (candidates.length === 0 || inFlight >= policy.maxConcurrent) return;
+  const out: Decision[] = [];
+  if (candidates.length === 0 || inFlight >= policy.maxConcurrent) return out;
   candidates.sort((a, b) => a.phase - b.phase || order(a.deviceId, b.deviceId));
 
+  // The offers of this pass fill the rate window as they are made.
+  let rateWindow = runtime.rateWindow;
   for (const r of candidates) {
-    if (inFlight >= policy.maxConcurrent) return;
+    if (inFlight >= policy.maxConcurrent) break;
     // Recomputed per offer: an exponential rate grows as devices are notified within the pass.
-    if (rateAllowance(ratePerMinute(policy, { notified, succeeded }), rt.rateWindow, now) < 1) return;
-    if (rt.rollingBack) {
-      emit({ type: 'rollback-offer', deviceId: r.deviceId, phase: r.phase, toVersion: r.fromVersion! });
+    if (rateAllowance(ratePerMinute(policy, { notified, succeeded }), rateWindow, now) < 1) break;
+    if (runtime.rollingBack) {
+      out.push({ type: 'rollback-offer', deviceId: r.deviceId, phase: r.phase, toVersion: r.fromVersion! });
     } else {
-      emit({ type: 'offer', deviceId: r.deviceId, phase: r.phase, attempt: r.attempts + 1 });
+      out.push({ type: 'offer', deviceId: r.deviceId, phase: r.phase, attempt: r.attempts + 1 });
       if (r.attempts === 0) notified++;
     }
+    rateWindow = countOffer(rateWindow, now);
     inFlight++;
   }
-}
+  return out;
+};
