@@ -2,12 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { createSseParser } from '../../packages/server/dashboard/app/sse-parser.js';
 import { buildTimeline } from '../../packages/server/dashboard/app/timeline.js';
+import { createParser as createParserUntyped } from '../../packages/server/dashboard/vendor/eventsource-parser/index.js';
 import { contrastRatio, parseColour, rootCustomProperties } from './contrast.js';
 
 const css = readFileSync(new URL('../../packages/server/dashboard/styles.css', import.meta.url), 'utf8');
 const vars = rootCustomProperties(css);
+// The vendored copy is plain JS without its .d.ts: the package's types describe it.
+const createParser = createParserUntyped as typeof import('eventsource-parser').createParser;
 
 describe('contrast ratio computation', () => {
   it('matches the WCAG reference values', () => {
@@ -61,11 +63,14 @@ describe('dashboard palette', () => {
   });
 });
 
-describe('live stream parser', () => {
+// The copy the browser loads (vendor/), not the package: the page runs what is committed.
+describe('live stream parser (vendored eventsource-parser)', () => {
   const collect = (chunks: string[]) => {
     const out: { type: string; data: string; id: string | null }[] = [];
-    const feed = createSseParser((e: { type: string; data: string; id: string | null }) => out.push(e));
-    for (const c of chunks) feed(c);
+    const parser = createParser({
+      onEvent: (e) => out.push({ type: e.event ?? 'message', data: e.data, id: e.id ?? null }),
+    });
+    for (const c of chunks) parser.feed(c);
     return out;
   };
 
@@ -121,10 +126,11 @@ describe('device timeline', () => {
 });
 
 describe('vendored front-end libraries', () => {
-  it('are byte-identical to the installed preact and htm packages', () => {
+  it('are byte-identical to the installed preact, htm and eventsource-parser packages', () => {
     const script = fileURLToPath(new URL('../../packages/server/dashboard/vendor.mjs', import.meta.url));
     const run = spawnSync(process.execPath, [script, '--check'], { encoding: 'utf8' });
     expect(run.stdout).toMatch(/ok {4}vendor\/preact\.module\.js \(preact@10\./);
+    expect(run.stdout).toMatch(/ok {4}vendor\/eventsource-parser\/parse\.js \(eventsource-parser@4\./);
     expect(run.status, run.stdout + run.stderr).toBe(0);
   });
 

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { CodedError, type ErrorEntry } from '@flotilla/protocol';
 import type { Command } from 'commander';
+import { createParser } from 'eventsource-parser';
 import { CLI_ERRORS, type CliErrorCode } from './errors.js';
 
 /**
@@ -289,38 +290,23 @@ export class ApiClient {
     }
     if (!res.ok || !res.body) throw httpError(res.status, await readBounded(res).catch(() => ''), 'GET', url);
     const decoder = new TextDecoder();
-    let buf = '';
+    const parser = createParser({
+      // A runaway event is dropped, not kept: the parser stops at the bound and starts afresh.
+      maxBufferSize: MAX_EVENT_CHARS,
+      onError: () => parser.reset({ consume: false }),
+      onEvent: (event) => dispatchSse(event.event ?? 'message', event.data, onEvent),
+    });
     try {
-      for await (const chunk of res.body) {
-        buf += decoder.decode(chunk as Uint8Array, { stream: true });
-        if (buf.length > 1024 * 1024) buf = buf.slice(-1024 * 1024); // a runaway event is dropped, not kept
-        let end = buf.search(/\r?\n\r?\n/);
-        while (end >= 0) {
-          const block = buf.slice(0, end);
-          buf = buf.slice(end).replace(/^\r?\n\r?\n/, '');
-          dispatchSse(block, onEvent);
-          end = buf.search(/\r?\n\r?\n/);
-        }
-      }
+      for await (const chunk of res.body) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
     } catch (err) {
       if (!signal.aborted) throw transportError(err, url);
     }
   }
 }
 
-function dispatchSse(block: string, onEvent: (type: string, data: unknown) => void): void {
-  let type = 'message';
-  const data: string[] = [];
-  for (const line of block.split(/\r?\n/)) {
-    if (line.startsWith(':')) continue;
-    const i = line.indexOf(':');
-    const field = i < 0 ? line : line.slice(0, i);
-    const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
-    if (field === 'event') type = value;
-    else if (field === 'data') data.push(value);
-  }
-  if (data.length === 0) return;
-  const text = data.join('\n');
+const MAX_EVENT_CHARS = 1024 * 1024;
+
+function dispatchSse(type: string, text: string, onEvent: (type: string, data: unknown) => void): void {
   let parsed: unknown = text;
   try {
     parsed = JSON.parse(text);

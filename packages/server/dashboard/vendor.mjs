@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Copies the exact ESM builds of the dashboard's two runtime libraries into ./vendor, so the page
+// Copies the exact ESM builds of the dashboard's runtime libraries into ./vendor, so the page
 // loads them from the server itself (no CDN, no bundler). `--check` fails when the committed copies
-// differ from the installed packages (run after bumping a version).
+// differ from the installed packages (run after bumping a version). Only a trailing
+// `//# sourceMappingURL` comment is removed on the way.
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,13 +27,19 @@ const FILES = [
   { pkg: 'preact', from: 'dist/preact.module.js', to: 'preact.module.js' },
   { pkg: 'preact', from: 'hooks/dist/hooks.module.js', to: 'hooks.module.js' },
   { pkg: 'htm', from: 'dist/htm.module.js', to: 'htm.module.js' },
+  { pkg: 'eventsource-parser', from: 'dist/index.js', to: 'eventsource-parser/index.js' },
+  { pkg: 'eventsource-parser', from: 'dist/parse.js', to: 'eventsource-parser/parse.js' },
+  { pkg: 'eventsource-parser', from: 'dist/errors.js', to: 'eventsource-parser/errors.js' },
 ];
 
 const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
-const sha = (p) => createHash('sha256').update(readFileSync(p)).digest('hex');
+const sha = (bytes) => createHash('sha256').update(bytes).digest('hex');
+// The source maps (and the sources they name) are not shipped: drop the comment that points at
+// them, so the browser does not ask the server for files it does not have.
+const vendored = (src) => readFileSync(src, 'utf8').replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n');
 const check = process.argv.includes('--check');
 const out = join(here, 'vendor');
-mkdirSync(out, { recursive: true });
+mkdirSync(join(out, 'eventsource-parser'), { recursive: true });
 let stale = 0;
 for (const f of FILES) {
   const dir = pkgDir(f.pkg);
@@ -42,12 +49,12 @@ for (const f of FILES) {
   if (check) {
     let same = false;
     try {
-      same = sha(src) === sha(dst);
+      same = sha(vendored(src)) === sha(readFileSync(dst, 'utf8'));
     } catch {}
     if (!same) stale++;
     process.stdout.write(`${same ? 'ok   ' : 'STALE'} vendor/${f.to} (${f.pkg}@${version})\n`);
   } else {
-    copyFileSync(src, dst);
+    writeFileSync(dst, vendored(src));
     process.stdout.write(`copied ${f.pkg}@${version} ${f.from} -> vendor/${f.to}\n`);
   }
 }

@@ -1,7 +1,6 @@
-/**
- * Live progress for the demo: one redrawn line on a terminal, or a line per change (at most one
- * every few seconds) when the output is a pipe or a log, so CI logs stay readable.
- */
+import cliProgress from 'cli-progress';
+
+/** A rollout's progress as the demo shows it. */
 export interface ProgressCounts {
   release: string;
   status: string;
@@ -22,55 +21,63 @@ export function formatBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-export function bar(done: number, total: number, width = 24): string {
-  const full = total === 0 ? 0 : Math.round((done / total) * width);
-  return `${'█'.repeat(full)}${'░'.repeat(width - full)}`;
+/** What the progress line shows of a rollout, already formatted. */
+function payloadOf(c: ProgressCounts): Record<string, string | number> {
+  return {
+    release: c.release.padEnd(10),
+    status: c.status.padEnd(9),
+    phase: c.phase.padEnd(14),
+    inFlight: c.inFlight,
+    failed: c.failed,
+    rolledBack: c.rolledBack,
+    healthy: c.healthy,
+    devices: c.total,
+    notStarted: c.notStarted,
+    downloaded: formatBytes(c.bytesSent),
+  };
 }
 
-export function formatProgress(c: ProgressCounts): string {
-  return (
-    `${c.release.padEnd(10)} ${c.status.padEnd(9)} ${c.phase.padEnd(14)} ${bar(c.healthy, c.total)} ` +
-    `healthy ${c.healthy}/${c.total} · busy ${c.inFlight} · failed ${c.failed} · rolled back ${c.rolledBack}` +
-    ` · waiting ${c.notStarted} · ${formatBytes(c.bytesSent)} downloaded`
-  );
-}
-
+/**
+ * One rollout's progress line (cli-progress, like the CLI's bars): redrawn in place on a terminal;
+ * on a pipe or a log, a line every few seconds so CI logs stay readable.
+ */
 export class ProgressLine {
-  private last = '';
-  private lastAt = 0;
-  private drawn = false;
+  private readonly bar: cliProgress.SingleBar;
+  private started = false;
 
-  constructor(
-    private readonly out: NodeJS.WriteStream | { write(s: string): unknown; isTTY?: boolean },
-    private readonly minIntervalMs = 3000,
-  ) {}
+  constructor(out: { write(s: string): unknown; isTTY?: boolean }, minIntervalMs = 3000) {
+    this.bar = new cliProgress.SingleBar({
+      format:
+        '{release} {status} {phase} {bar} healthy {healthy}/{devices} · busy {inFlight} · failed {failed}' +
+        ' · rolled back {rolledBack} · waiting {notStarted} · {downloaded} downloaded',
+      barCompleteChar: '█',
+      barIncompleteChar: '░',
+      barsize: 24,
+      stream: out as NodeJS.WritableStream,
+      noTTYOutput: true,
+      notTTYSchedule: minIntervalMs,
+      // The demo stops its bars itself; cli-progress must not add signal handlers of its own.
+      gracefulExit: false,
+      // On a pipe every render already ends its line; the newline stop() adds would be a blank one.
+      clearOnComplete: out.isTTY !== true,
+    });
+  }
 
-  update(text: string): void {
-    if (text === this.last) return;
-    if (this.out.isTTY) {
-      this.out.write(`\r\x1b[2K${text}`);
-      this.drawn = true;
-    } else {
-      const now = Date.now();
-      if (now - this.lastAt < this.minIntervalMs) return;
-      this.out.write(`${text}\n`);
-      this.lastAt = now;
+  update(c: ProgressCounts): void {
+    if (!this.started) {
+      // An empty rollout has an empty bar (cli-progress would draw 0 of 0 as full).
+      this.bar.start(Math.max(c.total, 1), c.healthy, payloadOf(c));
+      this.started = true;
+      return;
     }
-    this.last = text;
+    this.bar.setTotal(Math.max(c.total, 1));
+    this.bar.update(c.healthy, payloadOf(c));
   }
 
   /** Prints the final state of the line and moves on to the next one. */
-  done(text: string): void {
-    if (this.out.isTTY) this.out.write(`\r\x1b[2K${text}\n`);
-    else this.out.write(`${text}\n`);
-    this.drawn = false;
-    this.last = '';
-    this.lastAt = 0;
-  }
-
-  /** Ends a drawn line so that other output starts on a fresh line. */
-  break(): void {
-    if (this.drawn) this.out.write('\n');
-    this.drawn = false;
+  done(c: ProgressCounts): void {
+    this.update(c);
+    this.bar.stop();
+    this.started = false;
   }
 }

@@ -1,7 +1,7 @@
 import type { Fleet } from './fleet.js';
 import { sleep } from './pool.js';
 import type { DeploymentView, RolloutPhaseInput, RolloutView, ServerHandle } from './ports.js';
-import { formatBytes, formatProgress, ProgressLine } from './progress.js';
+import { formatBytes, ProgressLine } from './progress.js';
 
 /**
  * The demo's story, as steps the demo prints and the e2e tests assert: a staged rollout that
@@ -53,19 +53,19 @@ export async function watchRollout(
 ): Promise<RolloutView> {
   const line = o.out ? new ProgressLine(o.out) : null;
   const end = Date.now() + o.timeoutMs;
-  let view = await server.rollout(id);
-  for (;;) {
-    if (line) line.update(formatProgress(progressOf(view, fleet)));
-    if (o.until(view)) break;
-    if (Date.now() > end) {
-      line?.done(formatProgress(progressOf(view, fleet)));
-      return view;
-    }
-    await sleep(o.pollMs ?? 250);
+  let view: RolloutView | null = null;
+  try {
     view = await server.rollout(id);
+    for (;;) {
+      line?.update(progressOf(view, fleet));
+      if (o.until(view) || Date.now() > end) return view;
+      await sleep(o.pollMs ?? 250);
+      view = await server.rollout(id);
+    }
+  } finally {
+    // Also on an error: the bar's redraw timer must not keep the process alive.
+    if (view) line?.done(progressOf(view, fleet));
   }
-  line?.done(formatProgress(progressOf(view, fleet)));
-  return view;
 }
 
 function progressOf(v: RolloutView, fleet: Fleet) {

@@ -4,8 +4,8 @@
  * access logs). Reconnects with backoff and resends Last-Event-ID; after a reconnect every page
  * reloads its data, since events may have been missed.
  */
+import { createParser } from 'eventsource-parser';
 import { tokenStore } from './api.js';
-import { createSseParser } from './sse-parser.js';
 
 const STREAM = '/api/v1/events';
 const listeners = new Set();
@@ -53,21 +53,24 @@ async function runOnce(signal) {
   setStatus('live');
   emit({ type: 'resync', data: null });
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  const parse = createSseParser((ev) => {
-    if (ev.id) lastEventId = ev.id;
-    let data = ev.data;
-    try {
-      data = JSON.parse(ev.data);
-    } catch {}
-    // Either `event: device.state` + `data: {...}`, or an unnamed event carrying { type, ts, data }.
-    if (ev.type === 'message' && data && typeof data.type === 'string')
-      emit({ type: data.type, data: data.data ?? {} });
-    else emit({ type: ev.type, data });
+  const parser = createParser({
+    onEvent: (ev) => {
+      if (ev.id) lastEventId = ev.id;
+      let data = ev.data;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {}
+      // Either `event: device.state` + `data: {...}`, or an unnamed event carrying { type, ts, data }.
+      const type = ev.event ?? 'message';
+      if (type === 'message' && data && typeof data.type === 'string')
+        emit({ type: data.type, data: data.data ?? {} });
+      else emit({ type, data });
+    },
   });
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    parse(value);
+    parser.feed(value);
   }
 }
 

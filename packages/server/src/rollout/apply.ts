@@ -37,7 +37,7 @@ export function cloneRuntime(rt: RolloutRuntime): RolloutRuntime {
 
 /**
  * The reference meaning of every decision. The server applies the same changes in SQL (or calls
- * this and stores the result); `decide` uses it on its own working copy so a pass is consistent.
+ * this and stores the result); `decide` runs its rules on the snapshot it leaves, so a pass is consistent.
  */
 export function applyDecision(w: WorkingState, d: Decision, now: number): void {
   const rt = w.runtime;
