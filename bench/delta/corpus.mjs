@@ -18,7 +18,7 @@ export const OUT = new URL('../out/delta/', import.meta.url).pathname;
 const CACHE = join(OUT, 'cache');
 const PAIRS = join(OUT, 'pairs');
 
-/** Fixed time and UUID for reproducible images (PLATFORM.md). */
+/** Fixed time and UUID for reproducible images (docs/images.md#1-partition-images). */
 const T = 1_700_000_000;
 const UUID = '6b1a3c9e-0f3d-4e7a-9a51-2c1de0f1a7b0';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 
-/** The Debian package's browser; playwright's own download is not reachable (PLATFORM.md). */
+/** The Debian package's browser (`.ci/run` installs it); playwright's own browser download is not used. */
 export const CHROMIUM_PATH = process.env.FLOTILLA_CHROMIUM ?? '/usr/bin/chromium';
 
 const ARGS = [

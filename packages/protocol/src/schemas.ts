@@ -192,12 +192,12 @@ export type Offer = Static<typeof Offer>;
 export const SignedOffer = Signed(Offer);
 export type SignedOffer = SignedEnvelope<Offer>;
 
-// ---- MQTT messages (DESIGN.md §5) -----------------------------------------------------------
+// ---- MQTT messages (docs/agent.md#reports-mqtt) ---------------------------------------------
 
 export const Slot = Type.Union([Type.Literal('A'), Type.Literal('B')]);
 export type Slot = Static<typeof Slot>;
 
-/** The agent's states (DESIGN.md §3): the agent's transition table and its reports share this list. */
+/** The agent's states (docs/agent.md#state-machine): the agent's transition table and its reports share this list. */
 export const AGENT_STATES = [
   'Idle',
   'Offered',

@@ -1,7 +1,7 @@
 import { FlotillaError } from './errors.js';
 import type { DeviceChannel } from './validate.js';
 
-/** MQTT topic grammar (DESIGN.md §5): flotilla/v1/devices/{id}/{state|events|commands|inventory}. */
+/** MQTT topic grammar (docs/protocol.md#mqtt-topics-and-acl): flotilla/v1/devices/{id}/{state|events|commands|inventory}. */
 export const TOPIC_PREFIX = 'flotilla/v1';
 export const DEVICE_CHANNELS: readonly DeviceChannel[] = ['state', 'events', 'inventory', 'commands'];
 const DEVICE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;

@@ -6,7 +6,7 @@ import { sha256OfFile } from './slot-store.js';
 
 /**
  * What a simulated device does when it boots an image: the image itself says so in
- * `/etc/flotilla/sim-behaviour.json` (contracts.md). A slot that holds no readable image
+ * `/etc/flotilla/sim-behaviour.json` (docs/images.md#5-demo-firmware-firmware-images). A slot that holds no readable image
  * does not boot, like a real board with a garbage rootfs.
  */
 export interface SimBehaviour {

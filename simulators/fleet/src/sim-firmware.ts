@@ -8,7 +8,7 @@ import { createRng } from './rng.js';
 /**
  * Firmware for simulations: the demo's story (1.0.0 → 1.1.0 → 1.2.0-bad, plus a recovery image)
  * as real signed releases with real filesystem images, at a chosen size. Each image carries
- * `/etc/flotilla/release` and `/etc/flotilla/sim-behaviour.json` (contracts.md); the payload is
+ * `/etc/flotilla/release` and `/etc/flotilla/sim-behaviour.json` (docs/images.md#5-demo-firmware-firmware-images); the payload is
  * deterministic pseudo-random files of which each version changes a few, so deltas stay small
  * the way they do between real builds.
  */

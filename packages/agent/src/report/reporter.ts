@@ -22,7 +22,7 @@ export interface EventFields {
 }
 
 /**
- * Builds the MQTT reports (DESIGN.md §5) and gets them to the server: durable events go through
+ * Builds the MQTT reports (docs/agent.md#reports-mqtt) and gets them to the server: durable events go through
  * the on-disk outbox first and are removed only after the broker's PUBACK, so nothing is lost
  * offline; a resend carries the same eventId and the server counts it once. Progress and state
  * are best-effort: only the latest matters.

@@ -1,5 +1,5 @@
 /**
- * The one transition table of the agent (DESIGN.md §3). States do their work and emit an event;
+ * The one transition table of the agent (docs/agent.md#state-machine). States do their work and emit an event;
  * only this table says where an event leads. The runner persists the new state *before* the
  * state's work starts, so a power cut at any instant finds the state whose work was interrupted.
  */

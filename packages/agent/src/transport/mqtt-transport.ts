@@ -15,7 +15,7 @@ import type { ReportChannel, Transport, TransportHandlers } from './types.js';
 export type MqttAuth =
   | { kind: 'device-key'; key: KeyPair }
   /**
-   * First contact before the server knows the device's key (DESIGN.md §4): the one-time token
+   * First contact before the server knows the device's key (docs/agent.md#reports-mqtt, "Provisioning"): the one-time token
    * and the device's own public key (`flp1.<token>.<publicKeyHex>`); the server registers the key
    * and burns the token. Once a login with it succeeded, every later connect signs with `key`.
    */
