@@ -56,6 +56,17 @@ export interface BuiltImage {
 export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
   checkSettings(opts);
   if (opts.format === 'raw') return buildRaw(opts);
+  return withStagedTree(opts, (tree) => buildImageFromTree(tree, opts));
+}
+
+/**
+ * Stages the rootfs input as the options say (modes, epoch, temp dir), runs `use` on the staged
+ * tree and removes the tree afterwards, whatever happened: the one place a build stages a tree.
+ */
+export async function withStagedTree<T>(
+  opts: Pick<BuildImageOptions, 'input' | 'modes' | 'modeOverrides' | 'epoch' | 'tmpDir' | 'onProgress'>,
+  use: (tree: StagedTree) => Promise<T>,
+): Promise<T> {
   opts.onProgress?.('staging');
   const tree = await stageRootfs(opts.input, {
     modes: opts.modes,
@@ -64,7 +75,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
     tmpDir: opts.tmpDir,
   });
   try {
-    return await buildImageFromTree(tree, opts);
+    return await use(tree);
   } finally {
     await tree.cleanup();
   }

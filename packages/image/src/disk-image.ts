@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import type { ReleaseManifest, RootMetadata } from '@flotilla/protocol';
 import { readBundle } from './bundle-reader.js';
 import { ImageError, ioError } from './errors.js';
-import { runTool } from './exec.js';
+import { makeExt4 } from './fs-ext4.js';
 import { buildGpt, GPT_TYPES, type GptPartition, SECTOR } from './gpt.js';
 import { IMAGE_LIMITS } from './limits.js';
 import { factoryEnv, makeUbootEnv } from './uboot-env.js';
@@ -165,26 +165,13 @@ async function writeLayout(
   const dataPart = plan.partitions[3]!;
   const dataImg = join(work, 'data.img');
   const uuid = dataPart.guid.toLowerCase();
-  await runTool(
-    'mke2fs',
-    [
-      '-q',
-      '-F',
-      '-t',
-      'ext4',
-      '-b',
-      '4096',
-      '-L',
-      'data',
-      '-U',
-      uuid,
-      '-E',
-      `hash_seed=${uuid},root_owner=0:0,nodiscard`,
-      dataImg,
-      String(dataPart.size / 4096),
-    ],
-    { env: { E2FSPROGS_FAKE_TIME: String(IMAGE_LIMITS.defaultSourceDateEpoch) } },
-  );
+  await makeExt4({
+    output: dataImg,
+    blocks: dataPart.size / 4096,
+    label: 'data',
+    uuid,
+    epoch: IMAGE_LIMITS.defaultSourceDateEpoch,
+  });
   await copyInto(dataImg, fh, dataPart.offset);
 }
 

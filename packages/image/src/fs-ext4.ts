@@ -2,6 +2,34 @@ import { ImageError } from './errors.js';
 import { runTool } from './exec.js';
 import type { StagedTree } from './tree.js';
 
+export interface Ext4Params {
+  output: string;
+  /** Size in 4 KiB blocks. */
+  blocks: number;
+  label: string;
+  /** Filesystem UUID, also the directory hash seed: the same bytes for the same inputs. */
+  uuid: string;
+  /** mke2fs's clock (it reads E2FSPROGS_FAKE_TIME and ignores SOURCE_DATE_EPOCH). */
+  epoch: number;
+  /** More mke2fs options for this filesystem. */
+  extra?: readonly string[];
+}
+
+/** The one mke2fs call of every ext4 filesystem Flotilla makes (slot images, the factory data partition). */
+export async function makeExt4(o: Ext4Params): Promise<void> {
+  await runTool(
+    'mke2fs',
+    [
+      ...['-q', '-F', '-t', 'ext4', '-b', '4096'],
+      ...(o.extra ?? []),
+      ...['-L', o.label, '-U', o.uuid, '-E', `hash_seed=${o.uuid},root_owner=0:0,nodiscard`],
+      o.output,
+      String(o.blocks),
+    ],
+    { env: { E2FSPROGS_FAKE_TIME: String(o.epoch) } },
+  );
+}
+
 export interface FsBuildParams {
   tree: StagedTree;
   output: string;
@@ -25,36 +53,15 @@ export async function buildExt4(p: FsBuildParams): Promise<void> {
   // density keeps the layout (and so deltas) stable between versions.
   const inodes = Math.max(Math.floor(p.partitionSize / 4096), p.tree.entries.length + 64);
   try {
-    await runTool(
-      'mke2fs',
-      [
-        '-q',
-        '-F',
-        '-t',
-        'ext4',
-        '-b',
-        '4096',
-        '-I',
-        '256',
-        '-N',
-        String(inodes),
-        '-m',
-        '0',
-        '-O',
-        '^has_journal',
-        '-L',
-        p.label,
-        '-U',
-        p.uuid,
-        '-E',
-        `hash_seed=${p.uuid},root_owner=0:0,nodiscard`,
-        '-d',
-        p.tree.dir,
-        p.output,
-        String(blocks),
-      ],
-      { env },
-    );
+    await makeExt4({
+      output: p.output,
+      blocks,
+      label: p.label,
+      uuid: p.uuid,
+      epoch: p.epoch,
+      // A fixed inode size and count, no reserved blocks, no journal; filled from the staged tree.
+      extra: ['-I', '256', '-N', String(inodes), '-m', '0', '-O', '^has_journal', '-d', p.tree.dir],
+    });
   } catch (err) {
     const msg = (err as Error).message;
     if (/Could not allocate (block|inode)|No free space|too many|not enough space/i.test(msg))

@@ -16,6 +16,7 @@ import {
   buildImage,
   buildImageFromTree,
   sha256File,
+  withStagedTree,
 } from './build-image.js';
 import { type ChunkedDigest, hashChunks } from './chunks.js';
 import { ImageError, ioError } from './errors.js';
@@ -23,7 +24,6 @@ import { runTool } from './exec.js';
 import type { SigningKey } from './keys.js';
 import { IMAGE_LIMITS } from './limits.js';
 import { makeSbom, scanPackages, TOOL_VERSION } from './sbom.js';
-import { stageRootfs } from './tree.js';
 import { isoSeconds } from './units.js';
 
 export interface ReleaseMeta {
@@ -87,25 +87,16 @@ export async function buildRelease(opts: BuildReleaseOptions): Promise<BuiltRele
     inputs.push({ name: basename(opts.input), sha256: image.sha256 });
     sbom = makeSbom(sbomSubject(opts, image), [], [], image.sha256);
   } else {
-    opts.onProgress?.('staging');
-    const tree = await stageRootfs(opts.input, {
-      modes: opts.modes,
-      modeOverrides: opts.modeOverrides,
-      epoch: opts.epoch,
-      tmpDir: opts.tmpDir,
-    });
-    try {
-      image = await buildImageFromTree(tree, { ...opts, output: imagePath });
+    ({ image, sbom, packages } = await withStagedTree(opts, async (tree) => {
+      const built = await buildImageFromTree(tree, { ...opts, output: imagePath });
       opts.onProgress?.('sbom');
       const pkgs = await scanPackages(tree);
-      packages = pkgs.length;
-      sbom = makeSbom(sbomSubject(opts, image), pkgs, tree.entries, tree.digest);
+      const treeSbom = makeSbom(sbomSubject(opts, built), pkgs, tree.entries, tree.digest);
       inputs.push({ name: 'rootfs-tree', sha256: tree.digest });
       if (!(await isDirectory(opts.input)))
         inputs.push({ name: basename(opts.input), sha256: await sha256File(opts.input) });
-    } finally {
-      await tree.cleanup();
-    }
+      return { image: built, sbom: treeSbom, packages: pkgs.length };
+    }));
   }
   try {
     opts.onProgress?.('chunk hashes');
