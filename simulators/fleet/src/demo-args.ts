@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { SimError } from './errors.js';
 import { type FaultProfile, parseFaultSpec } from './faults.js';
 
@@ -22,59 +23,48 @@ export const DEMO_USAGE = `usage: pnpm demo [--devices N] [--json] [--keep-runni
   --work-dir DIR     keep keys, images and the server's data here (default: a temp dir, removed)
 `;
 
+const OPTIONS = {
+  devices: { type: 'string' },
+  json: { type: 'boolean' },
+  'keep-running': { type: 'boolean' },
+  seed: { type: 'string' },
+  'work-dir': { type: 'string' },
+  fault: { type: 'string', multiple: true },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function readOptions(args: string[]) {
+  try {
+    return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    // node:util's own message names the option and what is wrong with it.
+    throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', (err as Error).message, { cause: err });
+  }
+}
+
 export function parseDemoArgs(rawArgv: string[]): DemoArgs {
   // `pnpm demo -- --json` passes the `--` through; it separates nothing here.
-  const argv = rawArgv.filter((a) => a !== '--');
-  const out: DemoArgs = { devices: 50, json: false, keepRunning: false, seed: 1, faults: [], help: false };
-  const value = (i: number, name: string): string => {
-    const v = argv[i + 1];
-    if (v === undefined || v.startsWith('--'))
-      throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `${name} needs a value`);
-    return v;
+  const args = rawArgv.filter((a) => a !== '--');
+  const values = readOptions(args);
+  const out: DemoArgs = {
+    devices: 50,
+    json: values.json === true,
+    keepRunning: values['keep-running'] === true,
+    seed: 1,
+    faults: (values.fault ?? []).map(parseFaultSpec),
+    help: values.help === true,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const [flag, inline] = a.includes('=') ? (a.split(/=(.*)/s, 2) as [string, string]) : [a, undefined];
-    const take = (): string => {
-      if (inline !== undefined) return inline;
-      const v = value(i, flag);
-      i++;
-      return v;
-    };
-    switch (flag) {
-      case '--devices': {
-        const v = take();
-        const n = Number(v);
-        if (!/^\d+$/.test(v) || n < 1 || n > 2000)
-          throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `--devices ${v} (1-2000)`);
-        out.devices = n;
-        break;
-      }
-      case '--seed': {
-        const v = take();
-        if (!/^\d{1,9}$/.test(v)) throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `--seed ${v}`);
-        out.seed = Number(v);
-        break;
-      }
-      case '--json':
-        out.json = true;
-        break;
-      case '--keep-running':
-        out.keepRunning = true;
-        break;
-      case '--work-dir':
-        out.workDir = take();
-        break;
-      case '--fault':
-        out.faults.push(parseFaultSpec(take()));
-        break;
-      case '--help':
-      case '-h':
-        out.help = true;
-        break;
-      default:
-        throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `unknown option ${a}`);
-    }
+  if (values.devices !== undefined) {
+    const n = Number(values.devices);
+    if (!/^\d+$/.test(values.devices) || n < 1 || n > 2000)
+      throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `--devices ${values.devices} (1-2000)`);
+    out.devices = n;
   }
+  if (values.seed !== undefined) {
+    if (!/^\d{1,9}$/.test(values.seed))
+      throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `--seed ${values.seed}`);
+    out.seed = Number(values.seed);
+  }
+  if (values['work-dir'] !== undefined) out.workDir = values['work-dir'];
   return out;
 }

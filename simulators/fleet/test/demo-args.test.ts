@@ -10,7 +10,22 @@ describe('demo arguments', () => {
     expect(parseDemoArgs(['--', '--json', '--devices', '10'])).toMatchObject({ devices: 10, json: true });
   });
 
+  it('reads inline values, repeated faults and -h', () => {
+    const args = parseDemoArgs([
+      '--devices=12',
+      '--fault',
+      'power-cut:0.1',
+      '--fault=slow-network:0.2',
+      '-h',
+    ]);
+    expect(args).toMatchObject({ devices: 12, help: true });
+    expect(args.faults).toHaveLength(2);
+  });
+
   it.each([
+    ['--devices'],
+    ['--devices', '--json'],
+    ['--json', 'stray'],
     ['--devices', '0'],
     ['--devices', '2001'],
     ['--devices', 'many'],
