@@ -95,6 +95,7 @@ export const STEPS: Record<AgentState, Step> = {
       limits: a.limits.download,
       signal: a.signal,
       onProgress: progress,
+      log: a.log,
       ...(a.deps.random ? { random: a.deps.random } : {}),
     };
     if (d.method === 'delta' && d.delta) {

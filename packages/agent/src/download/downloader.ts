@@ -1,6 +1,7 @@
 import { backoffMs, type Clock } from '../clock.js';
 import { AgentError, errorCodeOf, isKilled } from '../errors.js';
 import type { AgentLimits } from '../limits.js';
+import type { Logger } from '../logger.js';
 import type { Fetcher } from './fetcher.js';
 
 /** Where downloaded bytes go. `restart` returns the byte to resume from and drops any partial chunk. */
@@ -21,6 +22,8 @@ export interface DownloadOptions {
   signal: AbortSignal;
   onProgress?: (bytes: number) => void;
   random?: () => number;
+  /** Each failed attempt is logged here (one warn line per retry). */
+  log?: Logger;
 }
 
 /**
@@ -49,7 +52,15 @@ export async function download(o: DownloadOptions): Promise<void> {
     attempts++;
     try {
       await attempt(o, pos);
-      continue; // the body ended: the loop checks whether everything arrived
+      // The body ended. Short of the signed size (a truncated object, a proxy that closed early)
+      // is a failed attempt like any other: counted, backed off, bounded — never a hot loop.
+      const reached = await o.sink.restart();
+      if (reached >= o.size) return;
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_DOWNLOAD_TRUNCATED',
+        `${o.url}: the body ended at byte ${reached} of ${o.size}`,
+        { component: 'downloader' },
+      );
     } catch (err) {
       if (isKilled(err) || o.signal.aborted) throw err;
       if (FATAL.has(errorCodeOf(err) ?? '') || (err as { fatal?: boolean }).fatal) throw err;
@@ -69,10 +80,19 @@ export async function download(o: DownloadOptions): Promise<void> {
         },
       );
     }
-    await o.clock.sleep(
-      backoffMs(failures - 1, o.limits.backoffBaseMs, o.limits.backoffMaxMs, o.random),
-      o.signal,
+    const waitMs = backoffMs(failures - 1, o.limits.backoffBaseMs, o.limits.backoffMaxMs, o.random);
+    o.log?.warn(
+      {
+        url: o.url.split('?')[0],
+        attempt: attempts,
+        failures,
+        waitMs,
+        code: errorCodeOf(lastError) ?? null,
+        err: (lastError as Error)?.message,
+      },
+      'download attempt failed; retrying',
     );
+    await o.clock.sleep(waitMs, o.signal);
   }
 }
 
