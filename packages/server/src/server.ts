@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import { ArtifactStore } from './artifacts/artifact-store.js';
+import { UrlSigner } from './artifacts/url-signer.js';
 import type { ServerContext } from './context.js';
 import { DeltaService } from './deltas/delta-service.js';
 import { OfferBuilder } from './deploy/offers.js';
@@ -24,6 +25,7 @@ import type { DeviceTransport } from './mqtt/transport.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
 import { FleetStats } from './store/fleet-stats.js';
+import { FailedLoginLimiter } from './security/failed-logins.js';
 import { Store } from './store/store.js';
 
 export const DEFAULT_DATA_DIR = join('.flotilla', 'server');
@@ -79,6 +81,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const store = Store.open(join(dataDir, 'server.db'));
   store.devices.markAllOffline();
   const artifacts = new ArtifactStore(join(dataDir, 'artifacts'));
+  const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
   // External brokers report no disconnects: there a device is online only if seen recently.
   const onlineSince = () => (opts.broker?.kind === 'external' ? clock() - limits.offlineAfterMs : null);
@@ -93,7 +96,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const ingestor = new ReportIngestor(store, limits, log.child({ component: 'ingest' }), metrics, clock);
   const endpoints: ServerContext['endpoints'] = {};
   const publicUrl = () => opts.publicUrl ?? endpoints.api ?? 'http://127.0.0.1:8080';
-  const offers = new OfferBuilder(store, keys, limits, publicUrl, metrics);
+  const offers = new OfferBuilder(store, keys, limits, publicUrl, urlSigner, metrics);
   let transport: DeviceTransport | null = null;
   const runner = new RolloutRunner(
     store,
@@ -121,6 +124,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   ingestor.onApplied((applied) => {
     runner.afterReports();
     for (const { report, fresh } of applied) {
+      if (report.channel === 'events' && fresh && report.message.kind === 'offer-refresh')
+        if (report.message.deploymentId) runner.refreshOffer(report.deviceId, report.message.deploymentId);
       if (report.channel === 'events' && fresh && report.message.kind === 'rolled-back')
         metrics.countRollback(report.message.reason?.code);
       if (report.channel === 'events' && fresh)
@@ -144,6 +149,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const ctx: ServerContext = {
     store,
     artifacts,
+    urlSigner,
     keys,
     bus,
     log,
@@ -159,6 +165,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     dashboardDir: opts.dashboardDir ?? resolve(new URL('../dashboard', import.meta.url).pathname),
     endpoints,
     clock,
+    failedLogins: new FailedLoginLimiter(limits.maxFailedLogins, limits.failedLoginWindowMs),
   };
 
   let bootstrapToken: string | null = null;

@@ -59,10 +59,14 @@ describe('rollouts drive signed offers over MQTT', () => {
     expect(fleet.filter((d) => d !== canary.d).every((d) => d.commands.length === 0)).toBe(true);
 
     // The delta the offer names rebuilds exactly the release image from the device's image.
+    // Fetched with the URL exactly as signed into the offer (path and ?aud=&exp=&sig=).
+    const signedUrl = new URL(canary.cmd.offer.signed.delta!.url);
+    expect(signedUrl.searchParams.get('aud')).toBe(canary.d.id);
     const deltaBytes = await server!.app.inject({
       method: 'GET',
-      url: new URL(canary.cmd.offer.signed.delta!.url).pathname,
+      url: `${signedUrl.pathname}${signedUrl.search}`,
     });
+    expect(deltaBytes.statusCode).toBe(200);
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-apply-'));
     const base = join(dir, 'base.img');
     const out = join(dir, 'out.img');

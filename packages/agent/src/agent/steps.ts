@@ -111,7 +111,14 @@ export const STEPS: Record<AgentState, Step> = {
         ...(a.deps.faults ? { faults: a.deps.faults } : {}),
       });
       try {
-        await download({ ...common, url: d.delta.url, offset: 0, size: d.delta.size, sink: spool });
+        await download({
+          ...common,
+          url: d.delta.url,
+          offset: 0,
+          size: d.delta.size,
+          sink: spool,
+          ...(d.origin === 'server' ? { refreshUrl: () => a.refreshArtifactUrl('delta') } : {}),
+        });
         await spool.complete();
       } finally {
         await spool.close();
@@ -136,6 +143,7 @@ export const STEPS: Record<AgentState, Step> = {
           offset: d.full.offset ?? 0,
           size: d.full.size,
           sink: cw,
+          ...(d.origin === 'server' ? { refreshUrl: () => a.refreshArtifactUrl('full') } : {}),
         });
         await cw.finish();
       } finally {

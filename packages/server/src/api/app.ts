@@ -40,7 +40,7 @@ export async function buildApp(
   app.setNotFoundHandler((req) => {
     throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`);
   });
-  app.addHook('onRequest', authHook(ctx.store, ctx.clock));
+  app.addHook('onRequest', authHook(ctx));
   app.addHook('onResponse', async (_req, reply) => {
     ctx.metrics.httpRequests.inc({ status: `${Math.floor(reply.statusCode / 100)}xx` });
   });
