@@ -39,6 +39,8 @@ export interface ServerContext {
   /** Addresses shown by GET /api/v1/server (filled in once listening). */
   endpoints: { api?: string; mqtt?: string; mqtts?: string; ws?: string };
   clock: () => number;
+  /** The scrape token GET /metrics needs (null: /metrics is public, for a scraper on a private network). */
+  metricsToken: string | null;
   /** Failed API-token and MQTT logins per source address (rate limit). */
   failedLogins: FailedLoginLimiter;
 }

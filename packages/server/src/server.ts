@@ -47,6 +47,8 @@ export interface ServerOptions {
   /** Secret of the first admin token when the store has none (else one is generated and written to dataDir/admin-token). */
   adminToken?: string;
   dashboardDir?: string;
+  /** When set, GET /metrics needs `Authorization: Bearer <metricsToken>` (or any API token). */
+  metricsToken?: string;
   /** PEM certificate and key: the API is served over HTTPS (and MQTT over TLS is offered by startServer). */
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
   logger?: Logger;
@@ -165,6 +167,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     dashboardDir: opts.dashboardDir ?? resolve(new URL('../dashboard', import.meta.url).pathname),
     endpoints,
     clock,
+    metricsToken: opts.metricsToken ?? null,
     failedLogins: new FailedLoginLimiter(limits.maxFailedLogins, limits.failedLoginWindowMs),
   };
 
@@ -200,6 +203,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       log: log.child({ component: 'mqtt' }),
       metrics,
       onDeviceReachable: (id) => runner.resendFor(id),
+      failedLogins: ctx.failedLogins,
+      clock,
     });
     transport = broker;
     // A revoked key must not keep a connection it opened while it was accepted.

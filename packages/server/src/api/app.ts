@@ -5,6 +5,7 @@ import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import { authHook } from './auth.js';
 import { errorHandler } from './error-handler.js';
+import { securityHeaders } from './security-headers.js';
 import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
@@ -41,6 +42,7 @@ export async function buildApp(
     throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`);
   });
   app.addHook('onRequest', authHook(ctx));
+  app.addHook('onSend', securityHeaders(ctx.dashboardDir));
   app.addHook('onResponse', async (_req, reply) => {
     ctx.metrics.httpRequests.inc({ status: `${Math.floor(reply.statusCode / 100)}xx` });
   });
