@@ -14,7 +14,6 @@ import {
   HttpFetcher,
   type Logger,
   MemorySlotDevice,
-  systemClock,
 } from '../src/index.js';
 import { makeImage, manifestFor, Rig, signedRelease } from './helpers.js';
 

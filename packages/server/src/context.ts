@@ -9,9 +9,9 @@ import type { ServerKeys } from './keys/server-keys.js';
 import type { ServerLimits } from './limits.js';
 import type { Metrics } from './metrics.js';
 import type { DeviceTransport } from './mqtt/transport.js';
-import type { FailedLoginLimiter } from './security/failed-logins.js';
 import type { ReleaseService } from './releases/release-service.js';
 import type { Retention } from './retention/retention.js';
+import type { FailedLoginLimiter } from './security/failed-logins.js';
 import type { FleetStats } from './store/fleet-stats.js';
 import type { Store } from './store/store.js';
 

@@ -24,8 +24,8 @@ import { PasswordVerifier } from './mqtt/password-verifier.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
-import { FleetStats } from './store/fleet-stats.js';
 import { FailedLoginLimiter } from './security/failed-logins.js';
+import { FleetStats } from './store/fleet-stats.js';
 import { Store } from './store/store.js';
 
 export const DEFAULT_DATA_DIR = join('.flotilla', 'server');

@@ -411,7 +411,12 @@ describe('API: devices, releases, artifacts', () => {
   it('refuses a URL signed for one artifact when it asks for another (signature bound to the sha256)', async () => {
     const rel = server.ctx.store.releases.get('1.0.0')!;
     const other = 'f'.repeat(64);
-    const query = server.ctx.urlSigner.sign(`/api/v1/artifacts/${other}`, other, 'dev-1', Date.now() + 60_000);
+    const query = server.ctx.urlSigner.sign(
+      `/api/v1/artifacts/${other}`,
+      other,
+      'dev-1',
+      Date.now() + 60_000,
+    );
     expectError(
       await server.app.inject({ method: 'GET', url: `/api/v1/artifacts/${rel.imageSha256}?${query}` }),
       403,
@@ -436,7 +441,11 @@ describe('API: devices, releases, artifacts', () => {
     const rel = server.ctx.store.releases.get('1.0.0')!;
     const path = `/api/v1/artifacts/${rel.imageSha256}`;
     const query = server.ctx.urlSigner.sign(path, rel.imageSha256, 'dev-1', Date.now() - 1000);
-    const res = await server.app.inject({ method: 'GET', url: `${path}?${query}`, headers: { range: 'bytes=100-' } });
+    const res = await server.app.inject({
+      method: 'GET',
+      url: `${path}?${query}`,
+      headers: { range: 'bytes=100-' },
+    });
     expectError(res, 403, 'FLOTILLA_ERR_SERVER_URL_EXPIRED');
   });
 

@@ -59,12 +59,22 @@ describe('hardening a user expects', () => {
     const s = await apiServer();
     for (const scheme of ['Bearer', 'bearer', 'BEARER'])
       expect(
-        (await s.app.inject({ method: 'GET', url: '/api/v1/devices', headers: { authorization: `${scheme} ${TEST_ADMIN}` } }))
-          .statusCode,
+        (
+          await s.app.inject({
+            method: 'GET',
+            url: '/api/v1/devices',
+            headers: { authorization: `${scheme} ${TEST_ADMIN}` },
+          })
+        ).statusCode,
       ).toBe(200);
     expect(
-      (await s.app.inject({ method: 'GET', url: '/api/v1/devices', headers: { authorization: `Basic ${TEST_ADMIN}` } }))
-        .statusCode,
+      (
+        await s.app.inject({
+          method: 'GET',
+          url: '/api/v1/devices',
+          headers: { authorization: `Basic ${TEST_ADMIN}` },
+        })
+      ).statusCode,
     ).toBe(401);
   });
 
@@ -72,7 +82,8 @@ describe('hardening a user expects', () => {
     const s = await apiServer({ limits: { maxFailedLogins: 5, failedLoginWindowMs: 60_000 } });
     const attempt = (token: string, ip: string) =>
       s.app.inject({ method: 'GET', url: '/api/v1/devices', headers: auth(token), remoteAddress: ip });
-    for (let i = 0; i < 5; i++) expect((await attempt(`guess-${i}-xxxxxxxx`, '10.0.0.1')).statusCode).toBe(401);
+    for (let i = 0; i < 5; i++)
+      expect((await attempt(`guess-${i}-xxxxxxxx`, '10.0.0.1')).statusCode).toBe(401);
     const blocked = await attempt(`guess-6-xxxxxxxx`, '10.0.0.1');
     expect(blocked.statusCode).toBe(429);
     expect(blocked.json().error.code).toBe('FLOTILLA_ERR_SERVER_RATE_LIMITED');
@@ -86,7 +97,11 @@ describe('hardening a user expects', () => {
   it('puts /metrics behind a token when one is configured (scrape data is not public)', async () => {
     const s = await apiServer({ metricsToken: 'TEST-ONLY-metrics-token' });
     expect((await s.app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
-    const ok = await s.app.inject({ method: 'GET', url: '/metrics', headers: auth('TEST-ONLY-metrics-token') });
+    const ok = await s.app.inject({
+      method: 'GET',
+      url: '/metrics',
+      headers: auth('TEST-ONLY-metrics-token'),
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.body).toContain('flotilla_');
     expect((await s.app.inject({ method: 'GET', url: '/metrics', headers: auth() })).statusCode).toBe(200);

@@ -518,7 +518,9 @@ export class Agent {
     this.urlWaiters.add(woken);
     try {
       await this.event('offer-refresh', { deploymentId: d.id, version: d.version }, false);
-      await this.deps.clock.sleep(this.limits.download.urlRefreshTimeoutMs, wait.signal).catch(() => undefined);
+      await this.deps.clock
+        .sleep(this.limits.download.urlRefreshTimeoutMs, wait.signal)
+        .catch(() => undefined);
     } finally {
       this.urlWaiters.delete(woken);
       this.signal.removeEventListener('abort', onOuter);

@@ -74,7 +74,10 @@ export async function download(o: DownloadOptions): Promise<void> {
       if (isKilled(err) || o.signal.aborted) throw err;
       if ((err as { expired?: boolean }).expired && o.refreshUrl && attempts < o.limits.maxAttempts) {
         // Not the server's fault nor ours: a fresh URL, then Range resumes from the same byte.
-        o.log?.info({ url: url.split('?')[0], attempt: attempts, at: pos }, 'download URL expired; asking for a fresh one');
+        o.log?.info(
+          { url: url.split('?')[0], attempt: attempts, at: pos },
+          'download URL expired; asking for a fresh one',
+        );
         url = await o.refreshUrl();
         continue;
       }

@@ -5,7 +5,6 @@ import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import { authHook } from './auth.js';
 import { errorHandler } from './error-handler.js';
-import { securityHeaders } from './security-headers.js';
 import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
@@ -13,6 +12,7 @@ import { fleetRoutes } from './routes/fleet.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
+import { securityHeaders } from './security-headers.js';
 import { validatorFactory } from './validators.js';
 
 /**

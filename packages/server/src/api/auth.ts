@@ -42,13 +42,21 @@ export interface TokenAuth {
  * many failed logins gets FLOTILLA_ERR_SERVER_RATE_LIMITED (429, Retry-After) before its token is
  * even looked up; a wrong or missing token counts as a failure, a valid one never does.
  */
-export function requireToken(auth: TokenAuth, req: FastifyRequest, reply: FastifyReply, access: TokenRole): void {
+export function requireToken(
+  auth: TokenAuth,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  access: TokenRole,
+): void {
   const now = auth.clock();
   const source = req.ip;
   const wait = auth.failedLogins.blockedFor(source, now);
   if (wait > 0) {
     void reply.header('retry-after', Math.ceil(wait / 1000));
-    throw new ServerError('FLOTILLA_ERR_SERVER_RATE_LIMITED', `${source}: retry in ${Math.ceil(wait / 1000)} s`);
+    throw new ServerError(
+      'FLOTILLA_ERR_SERVER_RATE_LIMITED',
+      `${source}: retry in ${Math.ceil(wait / 1000)} s`,
+    );
   }
   const secret = bearerToken(req.headers.authorization);
   const token = secret ? auth.store.tokens.authenticate(secret, now) : undefined;

@@ -32,7 +32,9 @@ export function securityHeaders(dashboardDir: string | null) {
     "frame-ancestors 'none'",
   ];
   const strict = [...common, `script-src 'self' ${hashes.join(' ')}`.trim(), "style-src 'self'"].join('; ');
-  const docs = [...common, "script-src 'self' 'unsafe-inline'", "style-src 'self' 'unsafe-inline'"].join('; ');
+  const docs = [...common, "script-src 'self' 'unsafe-inline'", "style-src 'self' 'unsafe-inline'"].join(
+    '; ',
+  );
   return async (req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> => {
     const isDocs = req.routeOptions.url?.startsWith('/docs') === true;
     reply.header('content-security-policy', isDocs ? docs : strict);

@@ -33,7 +33,10 @@ export class UrlSigner {
     chmodSync(path, 0o600);
     const text = readFileSync(path, 'utf8').trim();
     if (!/^[0-9a-f]{64,128}$/.test(text))
-      throw new ServerError('FLOTILLA_ERR_SERVER_KEYS', `${path} is not a URL-signing secret (64+ hex digits)`);
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_KEYS',
+        `${path} is not a URL-signing secret (64+ hex digits)`,
+      );
     return new UrlSigner(Buffer.from(text, 'hex'));
   }
 
@@ -59,7 +62,12 @@ export class UrlSigner {
    * FLOTILLA_ERR_SERVER_URL_EXPIRED for a genuine one past its expiry: the agent then asks for a
    * fresh offer and resumes where it stopped.
    */
-  verify(path: string, sha256: string, q: Partial<Record<keyof SignedUrlParams, string>>, nowMs: number): string {
+  verify(
+    path: string,
+    sha256: string,
+    q: Partial<Record<keyof SignedUrlParams, string>>,
+    nowMs: number,
+  ): string {
     const aud = q.aud ?? '';
     const expText = q.exp ?? '';
     const given = Buffer.from(q.sig ?? '', 'base64url');

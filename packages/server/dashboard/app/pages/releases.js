@@ -80,7 +80,9 @@ export function ReleasesPage() {
                 <td>
                   ${
                     r.sbom?.sha256
-                      ? html`<a href=${api.artifactUrl(r.sbom.sha256)} download=${`sbom-${r.version}.json`} onClick=${(e) => {
+                      ? html`<a href=${api.artifactUrl(r.sbom.sha256)} download=${`sbom-${r.version}.json`} onClick=${(
+                          e,
+                        ) => {
                           e.preventDefault();
                           api
                             .downloadArtifact(r.sbom.sha256, `sbom-${r.version}.json`)

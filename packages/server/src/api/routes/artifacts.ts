@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../../context.js';
-import { ServerError } from '../../errors.js';
 import { artifactPath } from '../../deploy/offers.js';
+import { ServerError } from '../../errors.js';
 import { countedStream } from '../../metrics/counted-stream.js';
 import type { ArtifactKind } from '../../metrics.js';
 import { requireToken } from '../auth.js';
