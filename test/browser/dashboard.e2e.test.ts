@@ -87,6 +87,12 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     b = await openBrowser(w.origin);
     page = b.page;
     page.on('pageerror', (e) => pageErrors.push(String(e)));
+    // Every Content-Security-Policy violation lands in pageErrors (asserted empty at the end).
+    await page.addInitScript(() =>
+      document.addEventListener('securitypolicyviolation', (e) =>
+        console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`),
+      ),
+    );
     page.on('console', (m) => {
       // Chrome logs every non-2xx answer; the expected 401/403/404s are asserted where they happen.
       if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text());
@@ -215,7 +221,11 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     await go('#/releases');
     for (const v of ['1.0.0', '1.1.0', '1.2.0-bad']) await page.locator(`tr[data-version="${v}"]`).waitFor();
     expect(await page.locator('tr[data-version="1.1.0"]').textContent()).toMatch(/1 signature/);
-    expect(await page.getByRole('link', { name: /Download the SBOM of 1\.1\.0/ }).count()).toBe(1);
+    const sbomLink = page.getByRole('link', { name: /Download the SBOM of 1\.1\.0/ });
+    expect(await sbomLink.count()).toBe(1);
+    // Artifacts need a credential: the link fetches with the signed-in token and saves the file.
+    const [download] = await Promise.all([page.waitForEvent('download'), sbomLink.click()]);
+    expect(download.suggestedFilename()).toBe('sbom-1.1.0.json');
     await shot('09-releases');
   });
 

@@ -34,6 +34,14 @@ export const AGENT_ERRORS = {
     message: 'download failed after all retries',
     hint: 'check the network; the next attempt resumes where this one stopped',
   },
+  FLOTILLA_ERR_AGENT_URL_EXPIRED: {
+    message: 'the signed download URL expired and no fresh one came',
+    hint: 'check that the server is reachable over MQTT and the device clock; the next try resumes',
+  },
+  FLOTILLA_ERR_AGENT_DOWNLOAD_TRUNCATED: {
+    message: 'download ended before the signed size',
+    hint: 'the object on the server, CDN or USB stick is cut short; replace it (the next try resumes)',
+  },
   FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE: {
     message: 'download is larger than the signed size',
     hint: 'the server sent more bytes than the manifest allows (endless-data attack?)',

@@ -32,6 +32,8 @@ export const AGENT_LIMITS = {
     rateWindowMs: 30_000,
     /** Progress events at most this often. */
     progressEveryMs: 2000,
+    /** A signed URL expired: how long to wait for the fresh offer asked for. */
+    urlRefreshTimeoutMs: 60_000,
   },
   hooks: {
     timeoutMs: 5 * 60_000,

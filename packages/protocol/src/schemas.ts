@@ -245,6 +245,8 @@ export const EventKind = Type.Union(
     'local-install',
     'hook-output',
     'log',
+    // The signed artifact URL expired mid-download: the device asks for a fresh offer.
+    'offer-refresh',
   ].map((s) => Type.Literal(s)),
 );
 export type EventKind = Static<typeof EventKind>;

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ArtifactStore } from './artifacts/artifact-store.js';
+import type { UrlSigner } from './artifacts/url-signer.js';
 import type { DeltaService } from './deltas/delta-service.js';
 import type { RolloutRunner } from './deploy/rollout-runner.js';
 import type { DeviceRegistry } from './devices/registry.js';
@@ -10,6 +11,7 @@ import type { Metrics } from './metrics.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import type { ReleaseService } from './releases/release-service.js';
 import type { Retention } from './retention/retention.js';
+import type { FailedLoginLimiter } from './security/failed-logins.js';
 import type { FleetStats } from './store/fleet-stats.js';
 import type { Store } from './store/store.js';
 
@@ -17,6 +19,8 @@ import type { Store } from './store/store.js';
 export interface ServerContext {
   store: Store;
   artifacts: ArtifactStore;
+  /** Signs and checks the short-lived artifact URLs put into offers. */
+  urlSigner: UrlSigner;
   keys: ServerKeys;
   bus: EventBus;
   log: Logger;
@@ -35,4 +39,8 @@ export interface ServerContext {
   /** Addresses shown by GET /api/v1/server (filled in once listening). */
   endpoints: { api?: string; mqtt?: string; mqtts?: string; ws?: string };
   clock: () => number;
+  /** The scrape token GET /metrics needs (null: /metrics is public, for a scraper on a private network). */
+  metricsToken: string | null;
+  /** Failed API-token and MQTT logins per source address (rate limit). */
+  failedLogins: FailedLoginLimiter;
 }

@@ -56,6 +56,21 @@ export const SERVER_ERRORS = {
     message: 'upload is not a valid file of the expected kind',
     hint: 'upload a rootfs tarball, a partition image or a .flot bundle',
   },
+  FLOTILLA_ERR_SERVER_URL_EXPIRED: {
+    status: 403,
+    message: 'signed artifact URL has expired',
+    hint: 'ask for a fresh offer (the agent does so by itself) and resume the Range download',
+  },
+  FLOTILLA_ERR_SERVER_URL_SIGNATURE: {
+    status: 403,
+    message: 'signed artifact URL is not valid for this artifact',
+    hint: 'use the URL from a current offer unchanged, or fetch with an operator API token',
+  },
+  FLOTILLA_ERR_SERVER_RATE_LIMITED: {
+    status: 429,
+    message: 'too many failed logins from this address',
+    hint: 'wait for the time in Retry-After, then use a valid token',
+  },
   FLOTILLA_ERR_SERVER_RANGE: {
     status: 416,
     message: 'requested range is not satisfiable',

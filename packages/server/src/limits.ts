@@ -20,6 +20,15 @@ export const DEFAULT_LIMITS = {
   ingestMaxQueue: 200_000,
   /** Offers are short-lived: a device must start on them quickly or get a fresh one. */
   offerTtlMs: 60 * 60 * 1000,
+  /**
+   * Artifact URLs in offers are signed for one device and expire after this long; an agent whose
+   * URL expired mid-download asks for a fresh offer and resumes with Range.
+   */
+  artifactUrlTtlMs: 15 * 60 * 1000,
+  /** Failed logins (API tokens, MQTT CONNECT) one source address may make per window… */
+  maxFailedLogins: 20,
+  /** …before its further attempts are refused with 429 / a CONNACK refusal until the window ends. */
+  failedLoginWindowMs: 60 * 1000,
   /** Delta descriptors live as long as their cache entry is trusted. */
   deltaTtlDays: 30,
   /** A delta descriptor with less validity left than this (or the offer TTL) is re-issued when offered. */

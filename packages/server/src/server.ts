@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import { ArtifactStore } from './artifacts/artifact-store.js';
+import { UrlSigner } from './artifacts/url-signer.js';
 import type { ServerContext } from './context.js';
 import { DeltaService } from './deltas/delta-service.js';
 import { OfferBuilder } from './deploy/offers.js';
@@ -23,6 +24,7 @@ import { PasswordVerifier } from './mqtt/password-verifier.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
+import { FailedLoginLimiter } from './security/failed-logins.js';
 import { FleetStats } from './store/fleet-stats.js';
 import { Store } from './store/store.js';
 
@@ -45,6 +47,8 @@ export interface ServerOptions {
   /** Secret of the first admin token when the store has none (else one is generated and written to dataDir/admin-token). */
   adminToken?: string;
   dashboardDir?: string;
+  /** When set, GET /metrics needs `Authorization: Bearer <metricsToken>` (or any API token). */
+  metricsToken?: string;
   /** PEM certificate and key: the API is served over HTTPS (and MQTT over TLS is offered by startServer). */
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
   logger?: Logger;
@@ -79,6 +83,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const store = Store.open(join(dataDir, 'server.db'));
   store.devices.markAllOffline();
   const artifacts = new ArtifactStore(join(dataDir, 'artifacts'));
+  const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
   // External brokers report no disconnects: there a device is online only if seen recently.
   const onlineSince = () => (opts.broker?.kind === 'external' ? clock() - limits.offlineAfterMs : null);
@@ -93,7 +98,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const ingestor = new ReportIngestor(store, limits, log.child({ component: 'ingest' }), metrics, clock);
   const endpoints: ServerContext['endpoints'] = {};
   const publicUrl = () => opts.publicUrl ?? endpoints.api ?? 'http://127.0.0.1:8080';
-  const offers = new OfferBuilder(store, keys, limits, publicUrl, metrics);
+  const offers = new OfferBuilder(store, keys, limits, publicUrl, urlSigner, metrics);
   let transport: DeviceTransport | null = null;
   const runner = new RolloutRunner(
     store,
@@ -121,6 +126,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   ingestor.onApplied((applied) => {
     runner.afterReports();
     for (const { report, fresh } of applied) {
+      if (report.channel === 'events' && fresh && report.message.kind === 'offer-refresh')
+        if (report.message.deploymentId) runner.refreshOffer(report.deviceId, report.message.deploymentId);
       if (report.channel === 'events' && fresh && report.message.kind === 'rolled-back')
         metrics.countRollback(report.message.reason?.code);
       if (report.channel === 'events' && fresh)
@@ -144,6 +151,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const ctx: ServerContext = {
     store,
     artifacts,
+    urlSigner,
     keys,
     bus,
     log,
@@ -159,6 +167,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     dashboardDir: opts.dashboardDir ?? resolve(new URL('../dashboard', import.meta.url).pathname),
     endpoints,
     clock,
+    metricsToken: opts.metricsToken ?? null,
+    failedLogins: new FailedLoginLimiter(limits.maxFailedLogins, limits.failedLoginWindowMs),
   };
 
   let bootstrapToken: string | null = null;
@@ -193,6 +203,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       log: log.child({ component: 'mqtt' }),
       metrics,
       onDeviceReachable: (id) => runner.resendFor(id),
+      failedLogins: ctx.failedLogins,
+      clock,
     });
     transport = broker;
     // A revoked key must not keep a connection it opened while it was accepted.

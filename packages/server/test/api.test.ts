@@ -325,7 +325,7 @@ describe('API: devices, releases, artifacts', () => {
     ).toBe(200);
     const prod = await inject('POST', '/api/v1/releases/1.0.0/promote', { channel: 'prod' }, operator);
     expect(prod.json().channels.sort()).toEqual(['dev', 'prod', 'staging']);
-    const manifest = await inject('GET', '/api/v1/releases/1.0.0/manifest', undefined, null);
+    const manifest = await inject('GET', '/api/v1/releases/1.0.0/manifest', undefined, viewer);
     expect(manifest.json().signatures[0].keyid).toBe(server.ctx.keys.release!.keyId);
   });
 
@@ -342,7 +342,12 @@ describe('API: devices, releases, artifacts', () => {
 
   it('serves an artifact with ETag, Range, If-None-Match and 416', async () => {
     const rel = server.ctx.store.releases.get('1.0.0')!;
-    const url = `/api/v1/artifacts/${rel.imageSha256}`;
+    const url = `/api/v1/artifacts/${rel.imageSha256}?${server.ctx.urlSigner.sign(
+      `/api/v1/artifacts/${rel.imageSha256}`,
+      rel.imageSha256,
+      'dev-1',
+      Date.now() + 60_000,
+    )}`;
     const full = await server.app.inject({ method: 'GET', url });
     expect(full.statusCode).toBe(200);
     expect(full.headers.etag).toBe(`"${rel.imageSha256}"`);
@@ -373,6 +378,82 @@ describe('API: devices, releases, artifacts', () => {
     expectError(bad, 416, 'FLOTILLA_ERR_SERVER_RANGE');
     const head = await server.app.inject({ method: 'HEAD', url });
     expect(head.headers['content-length']).toBe(String(rel.imageSize));
+  });
+
+  it('refuses anonymous downloads of images and the release manifest (confidential firmware)', async () => {
+    const rel = server.ctx.store.releases.get('1.0.0')!;
+    for (const method of ['GET', 'HEAD'] as const) {
+      const res = await server.app.inject({ method, url: `/api/v1/artifacts/${rel.imageSha256}` });
+      expect(res.statusCode).toBe(401);
+      expect(res.rawPayload.length).toBeLessThan(1000); // no image bytes
+    }
+    expectError(
+      await inject('GET', '/api/v1/releases/1.0.0/manifest', undefined, null),
+      401,
+      'FLOTILLA_ERR_SERVER_UNAUTHENTICATED',
+    );
+  });
+
+  it('lets an operator token download an artifact, not a viewer token', async () => {
+    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const url = `/api/v1/artifacts/${rel.imageSha256}`;
+    const ok = await server.app.inject({ method: 'GET', url, headers: auth(operator) });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.rawPayload.length).toBe(rel.imageSize);
+    expect(ok.headers['cache-control']).toMatch(/^private/);
+    expectError(
+      await server.app.inject({ method: 'GET', url, headers: auth(viewer) }),
+      403,
+      'FLOTILLA_ERR_SERVER_FORBIDDEN',
+    );
+  });
+
+  it('refuses a URL signed for one artifact when it asks for another (signature bound to the sha256)', async () => {
+    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const other = 'f'.repeat(64);
+    const query = server.ctx.urlSigner.sign(
+      `/api/v1/artifacts/${other}`,
+      other,
+      'dev-1',
+      Date.now() + 60_000,
+    );
+    expectError(
+      await server.app.inject({ method: 'GET', url: `/api/v1/artifacts/${rel.imageSha256}?${query}` }),
+      403,
+      'FLOTILLA_ERR_SERVER_URL_SIGNATURE',
+    );
+    // A valid signature with another audience or a later expiry pasted in is refused too.
+    const good = server.ctx.urlSigner.sign(
+      `/api/v1/artifacts/${rel.imageSha256}`,
+      rel.imageSha256,
+      'dev-1',
+      Date.now() + 60_000,
+    );
+    for (const forged of [good.replace('aud=dev-1', 'aud=dev-2'), good.replace(/exp=\d+/, 'exp=99999999999')])
+      expectError(
+        await server.app.inject({ method: 'GET', url: `/api/v1/artifacts/${rel.imageSha256}?${forged}` }),
+        403,
+        'FLOTILLA_ERR_SERVER_URL_SIGNATURE',
+      );
+  });
+
+  it('answers an expired signed URL with FLOTILLA_ERR_SERVER_URL_EXPIRED (403) the agent recognises', async () => {
+    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const path = `/api/v1/artifacts/${rel.imageSha256}`;
+    const query = server.ctx.urlSigner.sign(path, rel.imageSha256, 'dev-1', Date.now() - 1000);
+    const res = await server.app.inject({
+      method: 'GET',
+      url: `${path}?${query}`,
+      headers: { range: 'bytes=100-' },
+    });
+    expectError(res, 403, 'FLOTILLA_ERR_SERVER_URL_EXPIRED');
+  });
+
+  it('keeps the URL-signing secret in the data dir, readable by the server only (0600)', async () => {
+    const { statSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dir = (server.ctx.store.db as unknown as { name: string }).name.replace(/server\.db$/, '');
+    expect(statSync(join(dir, 'url-signing.key')).mode & 0o777).toBe(0o600);
   });
 
   it('records every change in the audit log', async () => {

@@ -28,7 +28,13 @@ beforeAll(async () => {
   to = (await uploadRelease(server, '1.1.0', testImage(1, 256 * 1024))).image.sha256;
   server.ctx.deltas.want([from], to);
   await waitFor(() => server.ctx.store.deltas.get(from, to)?.status === 'ready', 20_000, 'delta built');
-  offers = new OfferBuilder(server.ctx.store, server.ctx.keys, server.ctx.limits, () => 'http://127.0.0.1:1');
+  offers = new OfferBuilder(
+    server.ctx.store,
+    server.ctx.keys,
+    server.ctx.limits,
+    () => 'http://127.0.0.1:1',
+    server.ctx.urlSigner,
+  );
 });
 afterAll(async () => {
   await server.close();

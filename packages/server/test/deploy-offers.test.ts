@@ -59,10 +59,14 @@ describe('rollouts drive signed offers over MQTT', () => {
     expect(fleet.filter((d) => d !== canary.d).every((d) => d.commands.length === 0)).toBe(true);
 
     // The delta the offer names rebuilds exactly the release image from the device's image.
+    // Fetched with the URL exactly as signed into the offer (path and ?aud=&exp=&sig=).
+    const signedUrl = new URL(canary.cmd.offer.signed.delta!.url);
+    expect(signedUrl.searchParams.get('aud')).toBe(canary.d.id);
     const deltaBytes = await server!.app.inject({
       method: 'GET',
-      url: new URL(canary.cmd.offer.signed.delta!.url).pathname,
+      url: `${signedUrl.pathname}${signedUrl.search}`,
     });
+    expect(deltaBytes.statusCode).toBe(200);
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-apply-'));
     const base = join(dir, 'base.img');
     const out = join(dir, 'out.img');
@@ -131,4 +135,33 @@ describe('rollouts drive signed offers over MQTT', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(server!.ctx.store.deployments.find(rolloutId, canary.d.id)?.state).toBe('offered');
   }, 90_000);
+
+  it('answers an offer-refresh (signed URL expired mid-download) with a fresh offer of the same deployment, once per interval', async () => {
+    await setup(1);
+    const res = await createRollout(server!, { target: {}, phases: [{ percent: 100 }] });
+    expect(res.statusCode, res.body).toBe(201);
+    const { d, cmd } = await firstOffered(fleet);
+    const deploymentId = cmd.offer.signed.deploymentId;
+    await d.event('offer-accepted', deploymentId);
+    await d.event('download-progress', deploymentId, { progress: { done: 1, total: 2 } });
+    await d.event('offer-refresh', deploymentId);
+    const fresh = await d.nextOffer();
+    expect(fresh.offer.signed.deploymentId).toBe(deploymentId);
+    expect(fresh.commandId).not.toBe(cmd.commandId);
+    expect(fresh.offer.signed.full.sha256).toBe(cmd.offer.signed.full.sha256);
+    const url = new URL(fresh.offer.signed.full.url);
+    expect(url.searchParams.get('aud')).toBe(d.id);
+    const got = await server!.app.inject({ method: 'GET', url: `${url.pathname}${url.search}` });
+    expect(got.statusCode).toBe(200);
+    // A second request right away is not answered: one device cannot make the server sign in a loop.
+    await d.event('offer-refresh', deploymentId);
+    await d.event('offer-refresh', 'not-my-deployment');
+    await d.event('log', deploymentId); // ordered after the refreshes: once it is stored, they were handled
+    await waitFor(
+      () => server!.ctx.store.events.byDeployment(deploymentId).some((e) => e.kind === 'log'),
+      10_000,
+      'the log event stored',
+    );
+    expect(d.commands.filter((c) => c.type === 'offer')).toHaveLength(0);
+  });
 });

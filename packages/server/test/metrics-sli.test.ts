@@ -192,7 +192,7 @@ describe('artifact bytes, builds and signing', () => {
     await setup(0);
     const v1 = server!.ctx.store.releases.get('1.0.0')!;
     const get = (sha: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') =>
-      server!.app.inject({ method, url: `/api/v1/artifacts/${sha}`, headers });
+      server!.app.inject({ method, url: `/api/v1/artifacts/${sha}`, headers: { ...auth(), ...headers } });
     const bytes = async (kind: string) =>
       (await scrape(server!)).value('flotilla_artifact_bytes_served_total', { kind });
     for (const kind of ['full', 'delta', 'sbom', 'bundle']) expect(await bytes(kind)).toBe(0);

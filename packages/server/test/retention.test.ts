@@ -75,7 +75,11 @@ describe('retention', () => {
     ).toEqual(['1.0.0', '1.2.0', '1.4.0']);
     expect(server.ctx.artifacts.has(sha['1.1.0']!)).toBe(false);
     expect(server.ctx.artifacts.has(sha['1.0.0']!)).toBe(true);
-    const gone = await server.app.inject({ method: 'GET', url: `/api/v1/artifacts/${sha['1.3.0']}` });
+    const gone = await server.app.inject({
+      method: 'GET',
+      url: `/api/v1/artifacts/${sha['1.3.0']}`,
+      headers: auth(),
+    });
     expect(gone.statusCode).toBe(404);
     expect(
       server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 100).some((e) => e.action === 'retention.prune'),

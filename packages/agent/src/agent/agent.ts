@@ -499,12 +499,80 @@ export class Agent {
     }
   }
 
+  /** Woken when a fresh offer for the running deployment replaced its artifact URLs. */
+  private readonly urlWaiters = new Set<() => void>();
+
+  /**
+   * A signed artifact URL expired mid-download: ask the server for a fresh offer of the same
+   * deployment (`offer-refresh`) and wait, bounded, until it arrives and was verified. Returns the
+   * new URL; the download then resumes with Range from where it stopped.
+   */
+  async refreshArtifactUrl(which: 'full' | 'delta'): Promise<string> {
+    const d = this.deployment;
+    const current = () => (which === 'full' ? d.full.url : (d.delta?.url ?? ''));
+    const before = current();
+    const wait = new AbortController();
+    const onOuter = () => wait.abort(this.signal.reason);
+    this.signal.addEventListener('abort', onOuter, { once: true });
+    const woken = () => wait.abort();
+    this.urlWaiters.add(woken);
+    try {
+      await this.event('offer-refresh', { deploymentId: d.id, version: d.version }, false);
+      await this.deps.clock
+        .sleep(this.limits.download.urlRefreshTimeoutMs, wait.signal)
+        .catch(() => undefined);
+    } finally {
+      this.urlWaiters.delete(woken);
+      this.signal.removeEventListener('abort', onOuter);
+    }
+    this.signal.throwIfAborted();
+    if (current() === before)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_URL_EXPIRED',
+        `no fresh offer for ${d.id} within ${this.limits.download.urlRefreshTimeoutMs} ms`,
+        { component: 'downloader' },
+      );
+    return current();
+  }
+
+  /**
+   * A re-sent offer for the deployment under way: verified like any offer, and if it names the
+   * same payloads, its (freshly signed) URLs replace the old ones. Anything else is ignored.
+   */
+  private async refreshFromOffer(envelope: unknown): Promise<void> {
+    const d = this.rec.deployment;
+    if (!d || d.origin !== 'server' || (this.rec.state !== 'Offered' && this.rec.state !== 'Downloading'))
+      return;
+    let offer: ReturnType<typeof verifyOffer>['offer'];
+    try {
+      offer = verifyOffer(envelope, {
+        root: this.root,
+        now: this.deps.clock.now(),
+        deviceId: this.config.deviceId,
+        device: { hardware: this.config.hardware, securityVersion: this.rec.securityVersion },
+        activeImageSha256: d.delta?.fromImageSha256 ?? null,
+      }).offer;
+    } catch (err) {
+      if (!(d.deltaRefused && isFlotillaError(err, 'FLOTILLA_ERR_DELTA_BASE_MISMATCH'))) {
+        this.log.warn({ err: (err as Error).message }, 'refreshed offer refused');
+        return;
+      }
+      offer = (envelope as { signed: ReturnType<typeof verifyOffer>['offer'] }).signed;
+    }
+    if (offer.full.sha256 !== d.full.sha256 || offer.full.size !== d.full.size) return;
+    d.full = { ...d.full, url: offer.full.url };
+    if (d.delta && offer.delta) d.delta = { ...d.delta, url: offer.delta.url };
+    d.offerFile = await this.storeJson('offers', d.id, envelope);
+    await this.checkpoint(() => undefined);
+    for (const w of this.urlWaiters) w();
+  }
+
   /** Verifies an offer completely before anything is stored or downloaded. */
   async acceptOffer(envelope: unknown): Promise<void> {
     const signed = (envelope as { signed?: { deploymentId?: unknown } })?.signed;
     const claimedId = typeof signed?.deploymentId === 'string' ? signed.deploymentId.slice(0, 64) : null;
     if (this.rec.state !== 'Idle') {
-      if (claimedId && claimedId === this.rec.deployment?.id) return;
+      if (claimedId && claimedId === this.rec.deployment?.id) return this.refreshFromOffer(envelope);
       return this.rejectOffer(
         claimedId,
         new AgentError('FLOTILLA_ERR_AGENT_BUSY', `in state ${this.rec.state}`),

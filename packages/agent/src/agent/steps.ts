@@ -95,6 +95,7 @@ export const STEPS: Record<AgentState, Step> = {
       limits: a.limits.download,
       signal: a.signal,
       onProgress: progress,
+      log: a.log,
       ...(a.deps.random ? { random: a.deps.random } : {}),
     };
     if (d.method === 'delta' && d.delta) {
@@ -110,7 +111,14 @@ export const STEPS: Record<AgentState, Step> = {
         ...(a.deps.faults ? { faults: a.deps.faults } : {}),
       });
       try {
-        await download({ ...common, url: d.delta.url, offset: 0, size: d.delta.size, sink: spool });
+        await download({
+          ...common,
+          url: d.delta.url,
+          offset: 0,
+          size: d.delta.size,
+          sink: spool,
+          ...(d.origin === 'server' ? { refreshUrl: () => a.refreshArtifactUrl('delta') } : {}),
+        });
         await spool.complete();
       } finally {
         await spool.close();
@@ -135,6 +143,7 @@ export const STEPS: Record<AgentState, Step> = {
           offset: d.full.offset ?? 0,
           size: d.full.size,
           sink: cw,
+          ...(d.origin === 'server' ? { refreshUrl: () => a.refreshArtifactUrl('full') } : {}),
         });
         await cw.finish();
       } finally {

@@ -123,6 +123,10 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         io.err('install needs a bundle file');
         return 2;
       }
+      // SIGTERM during an install stops the agent like the daemon: the download or wait under way
+      // is cancelled and the persisted state stays resumable (the next start continues it).
+      const onSignal = () => void agent.stop();
+      signal?.addEventListener('abort', onSignal, { once: true });
       try {
         await agent.settled();
         const bundle = await openLocalBundle(path, agent.root, new Date(), {
@@ -139,6 +143,7 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         );
         throw err;
       } finally {
+        signal?.removeEventListener('abort', onSignal);
         await agent.stop();
       }
       const st = await agent.status();

@@ -1,6 +1,7 @@
 import { backoffMs, type Clock } from '../clock.js';
 import { AgentError, errorCodeOf, isKilled } from '../errors.js';
 import type { AgentLimits } from '../limits.js';
+import type { Logger } from '../logger.js';
 import type { Fetcher } from './fetcher.js';
 
 /** Where downloaded bytes go. `restart` returns the byte to resume from and drops any partial chunk. */
@@ -21,7 +22,17 @@ export interface DownloadOptions {
   signal: AbortSignal;
   onProgress?: (bytes: number) => void;
   random?: () => number;
+  /** Each failed attempt is logged here (one warn line per retry). */
+  log?: Logger;
+  /**
+   * The signed URL expired (the server's coded 403): get a fresh one (a re-sent offer). Without
+   * it an expired URL ends the download.
+   */
+  refreshUrl?: () => Promise<string>;
 }
+
+/** The server's code for a genuine signed URL past its expiry (FLOTILLA_ERR_SERVER_URL_EXPIRED). */
+const URL_EXPIRED = 'FLOTILLA_ERR_SERVER_URL_EXPIRED';
 
 /**
  * Errors another attempt cannot fix: the signed size was exceeded, or the bytes contradict the
@@ -42,16 +53,34 @@ export async function download(o: DownloadOptions): Promise<void> {
   let failures = 0;
   let attempts = 0;
   let lastError: unknown;
+  let url = o.url;
   while (true) {
     o.signal.throwIfAborted();
     const pos = await o.sink.restart();
     if (pos >= o.size) return;
     attempts++;
     try {
-      await attempt(o, pos);
-      continue; // the body ended: the loop checks whether everything arrived
+      await attempt(o, url, pos);
+      // The body ended. Short of the signed size (a truncated object, a proxy that closed early)
+      // is a failed attempt like any other: counted, backed off, bounded — never a hot loop.
+      const reached = await o.sink.restart();
+      if (reached >= o.size) return;
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_DOWNLOAD_TRUNCATED',
+        `${url.split('?')[0]}: the body ended at byte ${reached} of ${o.size}`,
+        { component: 'downloader' },
+      );
     } catch (err) {
       if (isKilled(err) || o.signal.aborted) throw err;
+      if ((err as { expired?: boolean }).expired && o.refreshUrl && attempts < o.limits.maxAttempts) {
+        // Not the server's fault nor ours: a fresh URL, then Range resumes from the same byte.
+        o.log?.info(
+          { url: url.split('?')[0], attempt: attempts, at: pos },
+          'download URL expired; asking for a fresh one',
+        );
+        url = await o.refreshUrl();
+        continue;
+      }
       if (FATAL.has(errorCodeOf(err) ?? '') || (err as { fatal?: boolean }).fatal) throw err;
       lastError = err;
     }
@@ -62,28 +91,37 @@ export async function download(o: DownloadOptions): Promise<void> {
       if (code.startsWith('FLOTILLA_ERR_')) throw lastError;
       throw new AgentError(
         'FLOTILLA_ERR_AGENT_DOWNLOAD_FAILED',
-        `${o.url}: ${(lastError as Error)?.message}`,
+        `${url.split('?')[0]}: ${(lastError as Error)?.message}`,
         {
           cause: lastError,
           component: 'downloader',
         },
       );
     }
-    await o.clock.sleep(
-      backoffMs(failures - 1, o.limits.backoffBaseMs, o.limits.backoffMaxMs, o.random),
-      o.signal,
+    const waitMs = backoffMs(failures - 1, o.limits.backoffBaseMs, o.limits.backoffMaxMs, o.random);
+    o.log?.warn(
+      {
+        url: url.split('?')[0],
+        attempt: attempts,
+        failures,
+        waitMs,
+        code: errorCodeOf(lastError) ?? null,
+        err: (lastError as Error)?.message,
+      },
+      'download attempt failed; retrying',
     );
+    await o.clock.sleep(waitMs, o.signal);
   }
 }
 
-async function attempt(o: DownloadOptions, pos: number): Promise<void> {
+async function attempt(o: DownloadOptions, url: string, pos: number): Promise<void> {
   const ac = new AbortController();
   const onOuter = () => ac.abort(o.signal.reason);
   o.signal.addEventListener('abort', onOuter, { once: true });
   let idleTimer: NodeJS.Timeout | undefined;
   let res: Awaited<ReturnType<Fetcher['get']>> | undefined;
   try {
-    res = await o.fetcher.get(o.url, {
+    res = await o.fetcher.get(url, {
       start: o.offset + pos,
       signal: ac.signal,
       timeoutMs: o.limits.connectTimeoutMs,
@@ -99,8 +137,15 @@ async function attempt(o: DownloadOptions, pos: number): Promise<void> {
     } else if (res.status === 200) {
       skip = o.offset + pos; // the server ignored Range: read past what we already have
     } else {
+      const where = url.split('?')[0]; // the signature stays out of logs and reports
+      if (res.status === 403 && (await errorCodeOfBody(res.body)) === URL_EXPIRED) {
+        const err = new AgentError('FLOTILLA_ERR_AGENT_URL_EXPIRED', `${where} (HTTP 403 ${URL_EXPIRED})`, {
+          component: 'downloader',
+        });
+        throw Object.assign(err, { expired: true, fatal: !o.refreshUrl });
+      }
       const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
-      const err = new AgentError('FLOTILLA_ERR_AGENT_DOWNLOAD_HTTP', `HTTP ${res.status} for ${o.url}`, {
+      const err = new AgentError('FLOTILLA_ERR_AGENT_DOWNLOAD_HTTP', `HTTP ${res.status} for ${where}`, {
         component: 'downloader',
       });
       throw Object.assign(err, { fatal: !retryable });
@@ -162,5 +207,24 @@ async function attempt(o: DownloadOptions, pos: number): Promise<void> {
     clearTimeout(idleTimer);
     o.signal.removeEventListener('abort', onOuter);
     res?.destroy();
+  }
+}
+
+/** The `error.code` of a server error body (read at most 4 KiB), or null. */
+async function errorCodeOfBody(body: AsyncIterable<Uint8Array>): Promise<string | null> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const piece of body) {
+    parts.push(piece);
+    total += piece.length;
+    if (total >= 4096) break;
+  }
+  try {
+    const parsed = JSON.parse(Buffer.concat(parts).subarray(0, 4096).toString('utf8')) as {
+      error?: { code?: unknown };
+    };
+    return typeof parsed.error?.code === 'string' ? parsed.error.code : null;
+  } catch {
+    return null;
   }
 }

@@ -32,6 +32,10 @@ export function registerServerCommands(program: Command): void {
     )
     .option('--auto-accept', 'accept new devices without an operator (default: they wait in pending)')
     .option('--public-url <url>', 'base URL devices download artifacts from (default: the API address)')
+    .option(
+      '--metrics-token-file <file>',
+      'GET /metrics needs `Authorization: Bearer <the token in this file>` (or an API token)',
+    )
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--json', 'print the addresses as one JSON line')
     .action(
@@ -46,6 +50,7 @@ export function registerServerCommands(program: Command): void {
         importKeys?: string;
         autoAccept?: boolean;
         publicUrl?: string;
+        metricsTokenFile?: string;
         logLevel: string;
         json?: boolean;
       }) => {
@@ -68,6 +73,9 @@ export function registerServerCommands(program: Command): void {
           ...(opts.importKeys ? { importKeysFrom: resolve(opts.importKeys) } : {}),
           autoAccept: Boolean(opts.autoAccept),
           ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
+          ...(opts.metricsTokenFile
+            ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
+            : {}),
           logLevel: opts.logLevel,
         });
         const keys = server.ctx.keys;

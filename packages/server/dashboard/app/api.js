@@ -101,4 +101,28 @@ export const api = {
   releases: releasesWithManifests,
   deltas: () => request('GET', '/deltas'),
   artifactUrl: (sha256) => `${BASE}/artifacts/${enc(sha256)}`,
+  downloadArtifact,
 };
+
+/**
+ * Artifacts need a credential (a plain link would be refused): fetched with the operator token,
+ * then saved from a blob under `filename`.
+ */
+async function downloadArtifact(sha256, filename) {
+  const token = tokenStore.get();
+  const res = await fetch(`${BASE}/artifacts/${enc(sha256)}`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  if (!res.ok) {
+    const e = (await res.json().catch(() => null))?.error;
+    throw new ApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? res.statusText, e?.hint);
+  }
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}

@@ -12,6 +12,7 @@ import { fleetRoutes } from './routes/fleet.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
+import { securityHeaders } from './security-headers.js';
 import { validatorFactory } from './validators.js';
 
 /**
@@ -40,7 +41,8 @@ export async function buildApp(
   app.setNotFoundHandler((req) => {
     throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`);
   });
-  app.addHook('onRequest', authHook(ctx.store, ctx.clock));
+  app.addHook('onRequest', authHook(ctx));
+  app.addHook('onSend', securityHeaders(ctx.dashboardDir));
   app.addHook('onResponse', async (_req, reply) => {
     ctx.metrics.httpRequests.inc({ status: `${Math.floor(reply.statusCode / 100)}xx` });
   });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type DeviceCommand, type Offer, SCHEMA_VERSION, type SignedOffer } from '@flotilla/protocol';
+import type { UrlSigner } from '../artifacts/url-signer.js';
 import { descriptorNeedsRenewal, renewDescriptor } from '../deltas/descriptor.js';
 import { signDocumentFast } from '../keys/fast-sign.js';
 import type { ServerKeys } from '../keys/server-keys.js';
@@ -7,6 +8,11 @@ import type { ServerLimits } from '../limits.js';
 import { countSigning, type Metrics } from '../metrics.js';
 import type { Release } from '../store/repos/releases.js';
 import type { Store } from '../store/store.js';
+
+/** The path artifacts are served under; signatures cover it. */
+export function artifactPath(sha256: string): string {
+  return `/api/v1/artifacts/${sha256}`;
+}
 
 function iso(ms: number): string {
   return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
@@ -23,11 +29,15 @@ export class OfferBuilder {
     private readonly keys: ServerKeys,
     private readonly limits: ServerLimits,
     private readonly publicUrl: () => string,
+    private readonly signer: UrlSigner,
     private readonly metrics?: Metrics,
   ) {}
 
-  artifactUrl(sha256: string): string {
-    return `${this.publicUrl()}/api/v1/artifacts/${sha256}`;
+  /** The artifact's URL signed for one device, valid for `artifactUrlTtlMs` (docs/protocol.md). */
+  artifactUrl(sha256: string, deviceId: string, now: number): string {
+    const path = artifactPath(sha256);
+    const query = this.signer.sign(path, sha256, deviceId, now + this.limits.artifactUrlTtlMs);
+    return `${this.publicUrl()}${path}?${query}`;
   }
 
   build(p: {
@@ -46,13 +56,13 @@ export class OfferBuilder {
       expires: iso(p.now + this.limits.offerTtlMs),
       release: p.release.manifest,
       full: {
-        url: this.artifactUrl(p.release.imageSha256),
+        url: this.artifactUrl(p.release.imageSha256, p.deviceId, p.now),
         size: p.release.imageSize,
         sha256: p.release.imageSha256,
       },
     };
     if (p.deviceImageSha256 && p.deviceImageSha256 !== p.release.imageSha256) {
-      const delta = this.deltaFor(p.deviceImageSha256, p.release.imageSha256, p.now);
+      const delta = this.deltaFor(p.deviceImageSha256, p.release.imageSha256, p.deviceId, p.now);
       if (delta) offer.delta = delta;
     }
     return countSigning(this.metrics, 'offer', () => signDocumentFast(offer, this.keys.delta));
@@ -64,7 +74,7 @@ export class OfferBuilder {
    * on the offer) or is signed by a retired delta key is re-issued with the current delta key
    * and stored, rather than the device falling back to the full image.
    */
-  private deltaFor(from: string, to: string, now: number): Offer['delta'] | null {
+  private deltaFor(from: string, to: string, deviceId: string, now: number): Offer['delta'] | null {
     const d = this.store.deltas.get(from, to);
     if (d?.status !== 'ready' || !d.descriptor || !d.deltaSha256) return null;
     let descriptor = d.descriptor;
@@ -75,7 +85,7 @@ export class OfferBuilder {
       this.store.deltas.setDescriptor(from, to, renewed, now);
       descriptor = renewed;
     }
-    return { url: this.artifactUrl(d.deltaSha256), descriptor };
+    return { url: this.artifactUrl(d.deltaSha256, deviceId, now), descriptor };
   }
 
   command(offer: SignedOffer): DeviceCommand {

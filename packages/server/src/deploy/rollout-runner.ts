@@ -48,6 +48,8 @@ const AUDITED = new Set([
  * device reports, downloads and the API keep being served; the next pass sees every event since.
  */
 const PASS_GAP_FACTOR = 3;
+/** A device gets at most one refreshed offer (fresh artifact URLs) per deployment this often. */
+const REFRESH_MIN_INTERVAL_MS = 5000;
 
 /** Something to send once the transaction that decided it committed. */
 type Outbox = { deviceId: string; command: DeviceCommand }[];
@@ -363,6 +365,43 @@ export class RolloutRunner {
     const outbox: Outbox = [];
     for (const dep of this.store.deployments.forDevice(deviceId)) this.collectResend(dep, now, outbox);
     void this.send(outbox);
+  }
+
+  /** Last refresh per deployment: one device cannot make the server sign offers in a loop. */
+  private readonly refreshedAt = new Map<string, number>();
+
+  /**
+   * A device whose signed artifact URL expired mid-download asks again (`offer-refresh` event): it
+   * gets a fresh offer, with fresh URLs, for the same deployment while that is still offered or
+   * downloading. At most one per deployment per `REFRESH_MIN_INTERVAL_MS`.
+   */
+  refreshOffer(deviceId: string, deploymentId: string): void {
+    const rollback = deploymentId.endsWith(ROLLBACK_SUFFIX);
+    const dep = this.store.deployments.get(
+      rollback ? deploymentId.slice(0, -ROLLBACK_SUFFIX.length) : deploymentId,
+    );
+    if (!dep || dep.deviceId !== deviceId) return;
+    const state = rollback ? dep.rollback?.state : dep.state;
+    if (state !== 'offered' && state !== 'downloading') return;
+    const row = this.store.rollouts.get(dep.rolloutId);
+    if (!row || row.status === 'completed' || (!rollback && row.status === 'aborted')) return;
+    const now = this.clock();
+    const last = this.refreshedAt.get(deploymentId);
+    if (last !== undefined && now - last < REFRESH_MIN_INTERVAL_MS) return;
+    if (this.refreshedAt.size >= 10_000) this.refreshedAt.clear();
+    this.refreshedAt.set(deploymentId, now);
+    const rel = rollback
+      ? this.store.releases.get(dep.rollback!.toVersion)
+      : this.store.releases.get(row.releaseId);
+    if (!rel) return;
+    const offer = this.offers.build({
+      deploymentId,
+      deviceId,
+      release: rel,
+      deviceImageSha256: this.store.devices.get(deviceId)?.imageSha256 ?? null,
+      now,
+    });
+    void this.send([{ deviceId, command: this.offers.command(offer) }]);
   }
 
   private resendOffered(): void {

@@ -18,6 +18,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Report, ReportIngestor } from '../ingest/report-ingestor.js';
 import type { ServerLimits } from '../limits.js';
 import type { Metrics } from '../metrics.js';
+import type { FailedLoginLimiter } from '../security/failed-logins.js';
 import type { AuthResult, DeviceAuthenticator } from './device-auth.js';
 import { guardFrames } from './frame-guard.js';
 import type { DeviceTransport } from './transport.js';
@@ -29,6 +30,9 @@ const FRAME_OVERHEAD = 1024;
 
 export interface EmbeddedBrokerDeps {
   auth: DeviceAuthenticator;
+  /** Failed CONNECTs per source address; a blocked address is refused before any signature check. */
+  failedLogins?: FailedLoginLimiter;
+  clock?: () => number;
   ingestor: ReportIngestor;
   limits: ServerLimits;
   log: Logger;
@@ -77,7 +81,9 @@ export class EmbeddedBroker implements DeviceTransport {
       authorizeSubscribe: (client, sub, done) => {
         const id = (client as FlotillaClient).flotilla;
         if (id && maySubscribe(id, sub.topic)) {
-          done(null, { ...sub, qos: Math.min(sub.qos, 1) as 0 | 1 });
+          // Lowered in place: the SUBACK, the live subscription and the persisted one all say ≤ 1.
+          sub.qos = Math.min(sub.qos, 1) as 0 | 1;
+          done(null, sub);
           return;
         }
         deps.metrics.mqttDenied.inc({ kind: 'subscribe' });
@@ -116,6 +122,14 @@ export class EmbeddedBroker implements DeviceTransport {
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
     client.revocationsAtAuth = this.revocations;
+    const source = sourceAddress(client);
+    const now = (this.deps.clock ?? Date.now)();
+    if (this.deps.failedLogins && this.deps.failedLogins.blockedFor(source, now) > 0) {
+      this.deps.metrics.mqttAuth.inc({ result: 'rate-limited' });
+      this.deps.log.warn({ clientId: client.id, source }, 'mqtt login refused: too many failed logins');
+      done(authError(5, 'too many failed logins from this address; retry later'), false);
+      return;
+    }
     this.deps.auth.authenticate(username, password).then(
       (result) => this.authenticated(client, username, result, done),
       (err: unknown) => {
@@ -138,6 +152,9 @@ export class EmbeddedBroker implements DeviceTransport {
       return;
     }
     if (!result.ok) {
+      // A server too busy to check is not the client's fault; everything else counts.
+      if (result.reason !== 'busy')
+        this.deps.failedLogins?.fail(sourceAddress(client), (this.deps.clock ?? Date.now)());
       this.deps.metrics.mqttAuth.inc({ result: result.reason });
       this.deps.log.warn(
         { clientId: client.id, username, reason: result.reason, detail: result.detail },
@@ -327,6 +344,15 @@ export class EmbeddedBroker implements DeviceTransport {
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await this.deps.auth.close();
   }
+}
+
+/** The client's IP address (TCP, TLS or WebSocket), for the failed-login limit. */
+function sourceAddress(client: Client): string {
+  const c = client as unknown as {
+    conn?: { remoteAddress?: string; socket?: { remoteAddress?: string } };
+    req?: IncomingMessage;
+  };
+  return c.conn?.remoteAddress ?? c.req?.socket.remoteAddress ?? c.conn?.socket?.remoteAddress ?? 'unknown';
 }
 
 function authError(code: 2 | 3 | 4 | 5, message: string): AuthenticateError {

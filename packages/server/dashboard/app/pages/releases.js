@@ -80,7 +80,14 @@ export function ReleasesPage() {
                 <td>
                   ${
                     r.sbom?.sha256
-                      ? html`<a href=${api.artifactUrl(r.sbom.sha256)} download=${`sbom-${r.version}.json`} aria-label=${`Download the SBOM of ${r.version} (${m?.sbom?.format ?? 'CycloneDX'}, ${bytes(m?.sbom?.size)})`}>${m?.sbom?.format ?? 'SBOM'}</a> <span class="muted">${bytes(m?.sbom?.size)}</span>`
+                      ? html`<a href=${api.artifactUrl(r.sbom.sha256)} download=${`sbom-${r.version}.json`} onClick=${(
+                          e,
+                        ) => {
+                          e.preventDefault();
+                          api
+                            .downloadArtifact(r.sbom.sha256, `sbom-${r.version}.json`)
+                            .catch((err) => window.alert(`${err.code}: ${err.message}`));
+                        }} aria-label=${`Download the SBOM of ${r.version} (${m?.sbom?.format ?? 'CycloneDX'}, ${bytes(m?.sbom?.size)})`}>${m?.sbom?.format ?? 'SBOM'}</a> <span class="muted">${bytes(m?.sbom?.size)}</span>`
                       : '—'
                   }
                 </td>

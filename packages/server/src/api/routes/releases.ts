@@ -49,7 +49,7 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
 
   app.get(
     '/releases/:version/manifest',
-    { config: { access: 'public' }, schema: { tags: ['releases'], params: VersionParams } },
+    { config: { access: 'viewer' }, schema: { tags: ['releases'], params: VersionParams } },
     async (req) => get((req.params as { version: string }).version).manifest,
   );
 

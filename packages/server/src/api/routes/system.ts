@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import type {} from '@fastify/swagger';
@@ -5,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import type { ServerEvent } from '../../events/bus.js';
+import { bearerToken, requireToken } from '../auth.js';
 
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -16,6 +18,13 @@ const MIME: Record<string, string> = {
   '.ico': 'image/x-icon',
 };
 
+/** Constant-time comparison of a presented secret with the expected one. */
+function sameSecret(given: string | null, expected: string): boolean {
+  if (given === null) return false;
+  const digest = (t: string) => createHash('sha256').update(t).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
 /** Health, metrics, the trust root, server info, the live event stream and the dashboard files. */
 export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['system'] } }, async () => {
@@ -25,8 +34,10 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
 
   app.get(
     '/metrics',
-    { config: { access: 'public' }, schema: { tags: ['system'], hide: true } },
-    async (_req, reply) => {
+    { config: { access: 'route' }, schema: { tags: ['system'], hide: true } },
+    async (req, reply) => {
+      if (ctx.metricsToken !== null && !sameSecret(bearerToken(req.headers.authorization), ctx.metricsToken))
+        requireToken(ctx, req, reply, 'viewer');
       reply.header('content-type', ctx.metrics.registry.contentType);
       return ctx.metrics.registry.metrics();
     },
