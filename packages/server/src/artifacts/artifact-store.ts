@@ -10,7 +10,7 @@ import {
 } from 'node:fs';
 import { copyFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { ServerError } from '../errors.js';
 import { type ArtifactFs, nodeArtifactFs } from './artifact-fs.js';
@@ -72,35 +72,49 @@ export class ArtifactStore {
     return join(this.tmp, `${randomBytes(8).toString('hex')}${suffix}`);
   }
 
-  /** A new temporary file written through the store's file system boundary. */
+  /**
+   * A new temporary file written through the store's file system boundary. It is created at the
+   * first write (a refused upload leaves nothing), and `discard` waits for the stream to close.
+   */
   openTemp(suffix = ''): TempFile {
     const path = this.tempPath(suffix);
-    const out = this.fs.createWriteStream(path);
+    let out: Writable | null = null;
     let failure: unknown = null;
-    // An error with no write waiting (e.g. while closing) must not crash the process.
-    out.on('error', (err) => {
-      failure ??= err;
-    });
     const fault = (err: unknown) => storageFault(err, 'writing an artifact') ?? err;
+    const stream = (): Writable => {
+      if (out) return out;
+      out = this.fs.createWriteStream(path);
+      // An error with no write waiting (e.g. while closing) must not crash the process.
+      out.on('error', (err) => {
+        failure ??= err;
+      });
+      return out;
+    };
     return {
       path,
       async write(data) {
+        const w = stream();
         if (failure) throw fault(failure);
         try {
-          if (!out.write(data)) await once(out, 'drain');
+          if (!w.write(data)) await once(w, 'drain');
         } catch (err) {
           throw fault(err);
         }
       },
       async close() {
+        const w = stream();
         if (failure) throw fault(failure);
-        out.end();
-        await finished(out).catch((err) => {
+        w.end();
+        await finished(w).catch((err) => {
           throw fault(err);
         });
       },
       async discard() {
-        out.destroy();
+        if (out && !out.closed) {
+          const closed = once(out, 'close').catch(() => {});
+          out.destroy();
+          await closed;
+        }
         await rm(path, { force: true });
       },
     };
