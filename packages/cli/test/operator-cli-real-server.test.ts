@@ -86,16 +86,51 @@ describe('release create / list / promote against the real server', () => {
     writeFileSync(image, testImage(variant, 256 * 1024));
     const out = join(relDir, `TEST-ONLY-${version}.flot`);
     const made = await cli([
-      'bundle', 'create', '--out', out, '--rootfs', image, '--format', 'raw', '--size', String(256 * 1024),
-      '--name', 'TEST-ONLY-os', '--version', version, '--security-version', '1',
-      '--compatible', 'TEST-ONLY-board', '--keys', keysDir, '--chunk-size', '64K', '--json',
+      'bundle',
+      'create',
+      '--out',
+      out,
+      '--rootfs',
+      image,
+      '--format',
+      'raw',
+      '--size',
+      String(256 * 1024),
+      '--name',
+      'TEST-ONLY-os',
+      '--version',
+      version,
+      '--security-version',
+      '1',
+      '--compatible',
+      'TEST-ONLY-board',
+      '--keys',
+      keysDir,
+      '--chunk-size',
+      '64K',
+      '--json',
     ]);
     expect(made.code, made.stderr + made.stdout).toBe(0);
     return out;
   };
 
   beforeAll(async () => {
-    const init = await startFlotilla(['keys', 'init', '--dir', keysDir, '--root-keys', '1', '--root-threshold', '1', '--label', 'TEST-ONLY', '--json'], {}).done;
+    const init = await startFlotilla(
+      [
+        'keys',
+        'init',
+        '--dir',
+        keysDir,
+        '--root-keys',
+        '1',
+        '--root-threshold',
+        '1',
+        '--label',
+        'TEST-ONLY',
+        '--json',
+      ],
+      {},
+    ).done;
     expect(init.code, init.stderr).toBe(0);
     rel = await startServer({
       dataDir,

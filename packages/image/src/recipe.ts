@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type ImageFormat, isReleaseName, isReleaseVersion, parseJson, type ReleaseKind } from '@flotilla/protocol';
+import {
+  type ImageFormat,
+  isReleaseName,
+  isReleaseVersion,
+  parseJson,
+  type ReleaseKind,
+} from '@flotilla/protocol';
 import { IMAGE_FORMATS } from './build-image.js';
 import { ImageError } from './errors.js';
 import type { BuildReleaseOptions } from './release.js';

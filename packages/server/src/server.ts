@@ -24,8 +24,8 @@ import { PasswordVerifier } from './mqtt/password-verifier.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
-import { FleetStats } from './store/fleet-stats.js';
 import { openServerStore } from './store/data-dir.js';
+import { FleetStats } from './store/fleet-stats.js';
 
 export const DEFAULT_DATA_DIR = join('.flotilla', 'server');
 

@@ -11,16 +11,30 @@ import { cleanupDirs, silent, tempDir } from './helpers.js';
 
 afterAll(() => cleanupDirs());
 
+/** The server is only created, never started: no broker is ever connected to. */
+const NO_BROKER = {
+  kind: 'external' as const,
+  connect: { url: 'mqtt://127.0.0.1:1', username: 'TEST-ONLY', password: 'TEST-ONLY' },
+};
+
 /** Runs a server once on `dataDir` (it writes keys, server.db and admin-token) and stops it. */
 async function runOnce(dataDir: string): Promise<string> {
-  const s = await createServer({ dataDir, logger: silent, broker: { kind: 'external', connect: { url: 'mqtt://127.0.0.1:1' } } });
+  const s = await createServer({
+    dataDir,
+    logger: silent,
+    broker: NO_BROKER,
+  });
   await s.close();
   return readFileSync(join(dataDir, 'admin-token'), 'utf8');
 }
 
 async function startError(dataDir: string): Promise<{ code?: string; message: string; hint?: string }> {
   try {
-    const s = await createServer({ dataDir, logger: silent, broker: { kind: 'external', connect: { url: 'mqtt://127.0.0.1:1' } } });
+    const s = await createServer({
+      dataDir,
+      logger: silent,
+      broker: NO_BROKER,
+    });
     await s.close();
   } catch (err) {
     return err as { code?: string; message: string; hint?: string };

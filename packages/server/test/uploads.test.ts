@@ -111,7 +111,10 @@ describe('release names and versions (path traversal)', () => {
     const build = await post(s, buildUrl({ version: '1.0.0/../../x' }), testImage(2));
     expect(build.statusCode).toBe(400);
     for (const v of ['1.0', '01.0.0', '1.0.0_x', '1.0.0+a/b'])
-      expect((await s.app.inject({ url: `/api/v1/releases/${encodeURIComponent(v)}`, headers: auth() })).statusCode).toBe(400);
+      expect(
+        (await s.app.inject({ url: `/api/v1/releases/${encodeURIComponent(v)}`, headers: auth() }))
+          .statusCode,
+      ).toBe(400);
   });
 });
 
@@ -143,7 +146,10 @@ describe('bundle uploads are checked as the bytes arrive', () => {
     const s = await server();
     const stranger = writeTrustDir(tempDir('flotilla-upload-stranger-'));
     const forged = readFileSync(
-      await makeBundle(tempDir('flotilla-upload-forged-'), stranger, { version: '2.0.1', image: testImage(3) }),
+      await makeBundle(tempDir('flotilla-upload-forged-'), stranger, {
+        version: '2.0.1',
+        image: testImage(3),
+      }),
     );
     const headerEnd = 10 + forged.readUInt32BE(6);
     const upload = counted(forged.subarray(0, headerEnd), 256 * MiB);
@@ -216,7 +222,10 @@ describe('a full disk (ENOSPC from /dev/full)', () => {
 
     const res = await post(s, '/api/v1/releases/bundle', bundleBytes);
     expect(res.statusCode, res.body).toBe(507);
-    expect(res.json().error).toMatchObject({ code: 'FLOTILLA_ERR_SERVER_STORAGE_FULL', hint: expect.any(String) });
+    expect(res.json().error).toMatchObject({
+      code: 'FLOTILLA_ERR_SERVER_STORAGE_FULL',
+      hint: expect.any(String),
+    });
     const build = await post(s, buildUrl({}), testImage(2));
     expect(build.statusCode, build.body).toBe(507);
     expect(build.json().error.code).toBe('FLOTILLA_ERR_SERVER_STORAGE_FULL');

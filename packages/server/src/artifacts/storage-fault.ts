@@ -21,12 +21,16 @@ function codesOf(err: unknown): string[] {
  * else is not a storage fault (null), so callers keep the error they had.
  */
 export function storageFault(err: unknown, where: string): ServerError | null {
-  if (err instanceof ServerError && (err.code === 'FLOTILLA_ERR_SERVER_STORAGE_FULL' || err.code === 'FLOTILLA_ERR_SERVER_STORE'))
+  if (
+    err instanceof ServerError &&
+    (err.code === 'FLOTILLA_ERR_SERVER_STORAGE_FULL' || err.code === 'FLOTILLA_ERR_SERVER_STORE')
+  )
     return err;
   const codes = codesOf(err);
   const full = codes.find((c) => FULL_CODES.has(c));
   if (full) return new ServerError('FLOTILLA_ERR_SERVER_STORAGE_FULL', `${where}: ${full}`, { cause: err });
   const ro = codes.find((c) => READ_ONLY_CODES.has(c));
-  if (ro) return new ServerError('FLOTILLA_ERR_SERVER_STORE', `${where}: ${ro} (cannot write)`, { cause: err });
+  if (ro)
+    return new ServerError('FLOTILLA_ERR_SERVER_STORE', `${where}: ${ro} (cannot write)`, { cause: err });
   return null;
 }

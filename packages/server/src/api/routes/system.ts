@@ -29,9 +29,13 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     } catch (err) {
       const e =
         storageFault(err, 'health probe') ??
-        new ServerError('FLOTILLA_ERR_SERVER_STORE', `health probe: ${(err as Error).message}`, { cause: err });
+        new ServerError('FLOTILLA_ERR_SERVER_STORE', `health probe: ${(err as Error).message}`, {
+          cause: err,
+        });
       ctx.log.warn({ err, code: e.code }, 'health check: the artifact store cannot write');
-      return reply.code(503).send({ ok: false, mqtt, error: { code: e.code, message: e.message, hint: e.hint } });
+      return reply
+        .code(503)
+        .send({ ok: false, mqtt, error: { code: e.code, message: e.message, hint: e.hint } });
     }
     return { ok: true, mqtt };
   });
