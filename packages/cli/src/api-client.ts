@@ -221,10 +221,13 @@ export class ApiClient {
     );
   }
 
-  /** Uploads a release bundle (`.flot`, made by `flotilla bundle`/the image builder). */
-  async createRelease(bundlePath: string, channel?: string): Promise<ReleaseInfo> {
+  /**
+   * Uploads a release bundle (`.flot`, made by `flotilla bundle create`) to `POST /releases/bundle`;
+   * the server verifies it as it streams in. New releases land in `dev`.
+   */
+  async createRelease(bundlePath: string): Promise<ReleaseInfo> {
     const upload = await fileUpload(bundlePath);
-    const out = await this.request<unknown>('POST', `releases${query({ channel })}`, undefined, upload);
+    const out = await this.request<unknown>('POST', 'releases/bundle', undefined, upload);
     return unwrap<ReleaseInfo>(out, 'release');
   }
 
@@ -407,7 +410,7 @@ async function fileUpload(path: string): Promise<Upload> {
   if (!st.isFile()) throw ApiClientError.of('FLOTILLA_ERR_CLI_BUNDLE', `${path}: not a file`);
   return {
     size: st.size,
-    contentType: 'application/octet-stream',
+    contentType: 'application/vnd.flotilla.bundle',
     stream: () => Readable.toWeb(createReadStream(path)) as ReadableStream,
   };
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningServer, startServer } from '@flotilla/server';
@@ -68,6 +68,128 @@ describe('operator CLI against the real server', () => {
     expect(r.json().error.code).toMatch(/^FLOTILLA_ERR_(SERVER_VALIDATION|ROLLOUT_POLICY_INVALID)$/);
     const list = await flotilla(['rollout', 'list', '--json']);
     expect(list.json().rollouts).toEqual([]);
+  });
+});
+
+// Releases through the CLI as an operator makes them: `keys init`, `bundle create`, then
+// `release create FILE.flot` against a real server that imported those keys (issue 13, item 10:
+// the CLI posted to a route the server does not have, and a stub of the server agreed with it).
+describe('release create / list / promote against the real server', () => {
+  let rel: RunningServer;
+  const relDir = mkdtempSync(join(tmpdir(), 'flotilla-cli-release-'));
+  const keysDir = join(relDir, 'keys');
+  const dataDir = join(relDir, 'data');
+  const cli = (args: string[]) =>
+    startFlotilla(args, { FLOTILLA_SERVER: rel.addresses.api, FLOTILLA_TOKEN: TOKEN }, 60_000).done;
+  const bundleOf = async (version: string, variant: number) => {
+    const image = join(relDir, `image-${version}.img`);
+    writeFileSync(image, testImage(variant, 256 * 1024));
+    const out = join(relDir, `TEST-ONLY-${version}.flot`);
+    const made = await cli([
+      'bundle',
+      'create',
+      '--out',
+      out,
+      '--rootfs',
+      image,
+      '--format',
+      'raw',
+      '--size',
+      String(256 * 1024),
+      '--name',
+      'TEST-ONLY-os',
+      '--version',
+      version,
+      '--security-version',
+      '1',
+      '--compatible',
+      'TEST-ONLY-board',
+      '--keys',
+      keysDir,
+      '--chunk-size',
+      '64K',
+      '--json',
+    ]);
+    expect(made.code, made.stderr + made.stdout).toBe(0);
+    return out;
+  };
+
+  beforeAll(async () => {
+    const init = await startFlotilla(
+      [
+        'keys',
+        'init',
+        '--dir',
+        keysDir,
+        '--root-keys',
+        '1',
+        '--root-threshold',
+        '1',
+        '--label',
+        'TEST-ONLY',
+        '--json',
+      ],
+      {},
+    ).done;
+    expect(init.code, init.stderr).toBe(0);
+    rel = await startServer({
+      dataDir,
+      importKeysFrom: keysDir,
+      adminToken: TOKEN,
+      port: 0,
+      mqttPort: null,
+      logLevel: 'silent',
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await rel?.close();
+    rmSync(relDir, { recursive: true, force: true });
+  });
+
+  it('release create FILE.flot uploads a signed bundle, and it is listed in dev', async () => {
+    const file = await bundleOf('1.2.0', 1);
+    const r = await cli(['release', 'create', file, '--json']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.json()).toMatchObject({
+      ok: true,
+      release: { version: '1.2.0', name: 'TEST-ONLY-os', channels: ['dev'] },
+    });
+    const list = await cli(['release', 'list', '--json']);
+    expect(list.json().releases.map((x: { version: string }) => x.version)).toEqual(['1.2.0']);
+    const human = await cli(['release', 'list']);
+    expect(human.stdout).toMatch(/1\.2\.0\s+release/);
+  });
+
+  it('release create --channel staging promotes the new release one channel at a time', async () => {
+    const file = await bundleOf('1.3.0', 2);
+    const r = await cli(['release', 'create', file, '--channel', 'staging', '--json']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.json().release.channels).toEqual(['dev', 'staging']);
+    const p = await cli(['release', 'promote', '1.3.0', '--to', 'prod', '--json']);
+    expect(p.code, p.stderr).toBe(0);
+    expect([...p.json().release.channels].sort()).toEqual(['dev', 'prod', 'staging']);
+  });
+
+  it('a file that is not a bundle is refused by the server at its first bytes, with the code', async () => {
+    const file = join(relDir, 'zeros.flot');
+    writeFileSync(file, Buffer.alloc(32 * 1024 * 1024));
+    const r = await cli(['release', 'create', file, '--json']);
+    expect(r.code).toBe(1);
+    expect(r.json().error.code).toBe('FLOTILLA_ERR_SERVER_UPLOAD_INVALID');
+    expect(readdirSync(join(dataDir, 'artifacts', 'tmp'))).toEqual([]);
+  });
+
+  it('a version outside the grammar is refused by the CLI before any request', async () => {
+    const r = await cli(['release', 'promote', '../1.2.0', '--to', 'staging', '--json']);
+    expect(r.code).toBe(1);
+    expect(r.json().error.code).toBe('FLOTILLA_ERR_RELEASE_VERSION');
+  });
+
+  it('release create of a missing file fails before any request', async () => {
+    const r = await cli(['release', 'create', join(relDir, 'nope.flot'), '--json']);
+    expect(r.code).toBe(1);
+    expect(r.json().error.code).toBe('FLOTILLA_ERR_CLI_BUNDLE');
   });
 });
 

@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type ImageFormat, parseJson, type ReleaseKind } from '@flotilla/protocol';
+import {
+  type ImageFormat,
+  isReleaseName,
+  isReleaseVersion,
+  parseJson,
+  type ReleaseKind,
+} from '@flotilla/protocol';
 import { IMAGE_FORMATS } from './build-image.js';
 import { ImageError } from './errors.js';
 import type { BuildReleaseOptions } from './release.js';
@@ -132,8 +138,8 @@ export async function loadRecipe(file: string, depth = 0): Promise<Recipe> {
   return {
     file: path,
     id: dir.split('/').pop()!,
-    name: pick('name', isStr),
-    version: pick('version', isStr),
+    name: pick('name', isReleaseName),
+    version: pick('version', isReleaseVersion),
     kind,
     securityVersion: pick('securityVersion', isInt),
     compatible: pick('compatible', strList),

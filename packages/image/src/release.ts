@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
+  checkReleaseName,
+  checkReleaseVersion,
   isoAfter,
   type ReleaseKind,
   ReleaseManifest,
@@ -43,7 +45,10 @@ export interface ReleaseMeta {
 
 export interface BuildReleaseOptions extends Omit<BuildImageOptions, 'output' | 'onProgress'> {
   outDir: string;
-  /** File names start with this; default `<name>-<version>`. */
+  /**
+   * File names start with this; default `<name>-<version>` (both checked against protocol's
+   * grammar, so neither can climb out of `outDir`). Callers handling requests pass a fixed one.
+   */
   baseName?: string;
   meta: ReleaseMeta;
   signingKey: SigningKey;
@@ -72,6 +77,7 @@ export async function buildRelease(opts: BuildReleaseOptions): Promise<BuiltRele
   checkKeyRole(kind, opts.signingKey);
   checkMeta(opts.meta);
   const base = opts.baseName ?? `${opts.meta.name}-${opts.meta.version}`;
+  checkBaseName(base);
   await mkdir(opts.outDir, { recursive: true }).catch((err) => {
     throw ioError(`cannot create ${opts.outDir}`, err);
   });
@@ -175,10 +181,19 @@ function checkKeyRole(kind: ReleaseKind, key: SigningKey): void {
 }
 
 function checkMeta(meta: ReleaseMeta): void {
+  // Protocol's coded errors (FLOTILLA_ERR_RELEASE_NAME / _VERSION) carry the grammar as their hint.
+  checkReleaseName(meta.name);
+  checkReleaseVersion(meta.version);
   if (!Number.isSafeInteger(meta.securityVersion) || meta.securityVersion < 0)
     throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `securityVersion ${meta.securityVersion}`);
   if (!meta.compatible.length)
     throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', 'at least one compatible hardware id');
+}
+
+/** Output files stay inside `outDir`: a base name is one plain file-name component. */
+function checkBaseName(base: string): void {
+  if (basename(base) !== base || base.startsWith('.') || base.includes('\0'))
+    throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `output base name ${JSON.stringify(base)}`);
 }
 
 function sha256Of(b: Buffer): string {

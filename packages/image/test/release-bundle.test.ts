@@ -178,6 +178,28 @@ describe('release manifest and SBOM', () => {
       }),
     ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_IMAGE_KEY_ROLE' });
   });
+
+  it('refuses a release name or version that climbs out of the output directory (path traversal)', async () => {
+    const outDir = join(work.dir, 'traversal', 'a', 'out');
+    const common = {
+      input: join(work.dir, 'rootfs'),
+      format: 'ext4' as const,
+      partitionSize: 2 * 1024 * 1024,
+      outDir,
+      signingKey: { key: trust.keys.release, role: 'release' as const },
+    };
+    const meta = { name: 'demo', version: '1.0.0', securityVersion: 1, compatible: ['board-a'] };
+    await expect(
+      buildRelease({ ...common, meta: { ...meta, name: '../../TEST-ONLY-escape' } }),
+    ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_RELEASE_NAME' });
+    await expect(
+      buildRelease({ ...common, meta: { ...meta, version: '1.0.0/../../../x' } }),
+    ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_RELEASE_VERSION' });
+    await expect(buildRelease({ ...common, meta, baseName: '../TEST-ONLY-escape' })).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_IMAGE_BAD_ARGUMENT',
+    });
+    await expect(stat(join(work.dir, 'traversal'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
 });
 
 describe('.flot bundle', () => {
@@ -209,6 +231,24 @@ describe('.flot bundle', () => {
     expect(parts).toEqual([]);
     const headerEnd = 10 + bad.readUInt32BE(6);
     expect(src.pulled()).toBeLessThanOrEqual(headerEnd + 512);
+  });
+
+  it('refuses a bundle whose signed header names a release that climbs out of a directory (name grammar)', async () => {
+    // Signed by the real release key: the grammar, not the signature, must stop it.
+    for (const [field, value] of [
+      ['name', '../../TEST-ONLY-escape'],
+      ['version', '1.0.0/../../x'],
+    ] as const) {
+      const forged = signDocument({ ...release.manifest.signed, [field]: value }, [trust.keys.release]);
+      const bad = assemble(headerFor(forged), release.sbom, await readFile(release.imagePath));
+      const src = source(bad, 512);
+      const err = await (async () => {
+        for await (const _ of readBundle(src.stream, { root, now })) {
+        }
+      })().catch((e) => e);
+      expect(err).toMatchObject({ code: 'FLOTILLA_ERR_BUNDLE_HEADER_INVALID' });
+      expect(src.pulled()).toBeLessThanOrEqual(10 + bad.readUInt32BE(6) + 512);
+    }
   });
 
   it('refuses a recovery bundle unless recovery is allowed, and a release signed with an unknown key', async () => {

@@ -119,6 +119,17 @@ export const ERRORS = {
     message: 'device id is invalid',
     hint: 'use 1-64 characters of [A-Za-z0-9._-]',
   },
+  // release names and versions
+  FLOTILLA_ERR_RELEASE_NAME: {
+    status: 400,
+    message: 'not a valid release name',
+    hint: 'use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit (no "/")',
+  },
+  FLOTILLA_ERR_RELEASE_VERSION: {
+    status: 400,
+    message: 'not a valid release version',
+    hint: 'use a semantic version such as 1.2.3 or 1.2.3-rc.1 (at most 64 characters)',
+  },
   // generic
   FLOTILLA_ERR_INTERNAL: { status: 500, message: 'internal error', hint: 'see the log for details' },
 } as const satisfies Record<string, ErrorEntry>;

@@ -4,6 +4,7 @@ export * from './device-auth.js';
 export * from './errors.js';
 export * from './key-file.js';
 export * from './limits.js';
+export * from './names.js';
 export * from './root-builder.js';
 export * from './schemas.js';
 export * from './signing.js';

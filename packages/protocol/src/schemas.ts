@@ -1,5 +1,6 @@
 import { type Static, type TProperties, type TSchema, Type } from '@sinclair/typebox';
 import { LIMITS } from './limits.js';
+import { ReleaseName, SemVer } from './names.js';
 
 /**
  * One source of truth for every document and message: TypeBox schemas are plain JSON Schema
@@ -19,14 +20,9 @@ export const Timestamp = Type.String({
   pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,3})?Z$',
   description: 'UTC ISO-8601 time',
 });
-export const SemVer = Type.String({
-  pattern: '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(-[0-9A-Za-z.-]+)?(\\+[0-9A-Za-z.-]+)?$',
-  maxLength: 64,
-});
 export const DeviceId = Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' });
 export const HardwareId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' });
 export const Uint = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
-const Name = Type.String({ minLength: 1, maxLength: 128 });
 const ShortText = Type.String({ maxLength: 1024 });
 const Url = Type.String({ maxLength: 2048 });
 
@@ -132,7 +128,7 @@ export type ReleaseKind = Static<typeof ReleaseKind>;
 
 export const ReleaseManifest = DocumentSchema('release', {
   kind: ReleaseKind,
-  name: Name,
+  name: ReleaseName,
   version: SemVer,
   securityVersion: Uint,
   compatible: Type.Array(HardwareId, { minItems: 1, maxItems: 256 }),

@@ -109,7 +109,22 @@ export const SERVER_ERRORS = {
   FLOTILLA_ERR_SERVER_STORE: {
     status: 500,
     message: 'storage error',
-    hint: 'see the server log; the database is left consistent',
+    hint: 'the message names the file or directory: restore server.db from a backup, or make the data directory writable; the server never starts over on a data directory that holds keys, artifacts or a token',
+  },
+  FLOTILLA_ERR_SERVER_STORAGE_FULL: {
+    status: 507,
+    message: 'the disk of the data directory is full',
+    hint: 'free space on the data directory (POST /api/v1/retention/prune removes old releases) and retry',
+  },
+  FLOTILLA_ERR_SERVER_UPLOADS_BUSY: {
+    status: 503,
+    message: 'too many uploads at once',
+    hint: 'retry when the running uploads finish (limits.maxConcurrentUploads)',
+  },
+  FLOTILLA_ERR_SERVER_UPLOAD_SPACE: {
+    status: 507,
+    message: 'uploads in progress would pass the temporary space limit',
+    hint: 'retry when the running uploads finish, or raise limits.maxUploadTempBytes',
   },
   FLOTILLA_ERR_SERVER_BROKER: {
     status: 502,

@@ -4,6 +4,13 @@ import { LIMITS as PROTOCOL_LIMITS } from '@flotilla/protocol';
 export const DEFAULT_LIMITS = {
   /** Largest upload (rootfs tarball, image or bundle). */
   maxUploadBytes: 4 * 1024 * 1024 * 1024,
+  /** Uploads (bundles and builds) received at once; more are refused with 503, not queued. */
+  maxConcurrentUploads: 2,
+  /**
+   * Temporary bytes all running uploads may hold together: the bytes received plus, for a
+   * build, the partition image it writes. Past it an upload is refused with 507.
+   */
+  maxUploadTempBytes: 16 * 1024 * 1024 * 1024,
   /** Largest JSON request body. */
   maxJsonBodyBytes: 1024 * 1024,
   /** Largest MQTT payload a device may publish (the frame guard allows the topic on top). */

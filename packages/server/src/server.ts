@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
+import type { ArtifactFs } from './artifacts/artifact-fs.js';
 import { ArtifactStore } from './artifacts/artifact-store.js';
 import { UrlSigner } from './artifacts/url-signer.js';
 import type { ServerContext } from './context.js';
@@ -25,8 +26,8 @@ import type { DeviceTransport } from './mqtt/transport.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
 import { FailedLoginLimiter } from './security/failed-logins.js';
+import { openServerStore } from './store/data-dir.js';
 import { FleetStats } from './store/fleet-stats.js';
-import { Store } from './store/store.js';
 
 export const DEFAULT_DATA_DIR = join('.flotilla', 'server');
 
@@ -54,6 +55,8 @@ export interface ServerOptions {
   logger?: Logger;
   logLevel?: string;
   clock?: () => number;
+  /** The file system artifacts are written through (default the real one; tests inject a full disk). */
+  artifactFs?: ArtifactFs;
 }
 
 export interface FlotillaServer {
@@ -76,13 +79,20 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const clock = opts.clock ?? Date.now;
   const limits = { ...resolveLimits(opts.limits), deltaWaitMs: opts.limits?.deltaWaitMs ?? 0 };
   const log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } });
+  // First: a lost database must stop the start before anything in the data dir is (re)created.
+  const store = openServerStore(dataDir);
   const keysDir = join(dataDir, 'keys');
-  if (opts.importKeysFrom && !existsSync(join(keysDir, 'root.json')))
-    importKeys(opts.importKeysFrom, keysDir);
-  const keys = loadOrCreateServerKeys(keysDir);
-  const store = Store.open(join(dataDir, 'server.db'));
+  let keys: ReturnType<typeof loadOrCreateServerKeys>;
+  try {
+    if (opts.importKeysFrom && !existsSync(join(keysDir, 'root.json')))
+      importKeys(opts.importKeysFrom, keysDir);
+    keys = loadOrCreateServerKeys(keysDir);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   store.devices.markAllOffline();
-  const artifacts = new ArtifactStore(join(dataDir, 'artifacts'));
+  const artifacts = new ArtifactStore(join(dataDir, 'artifacts'), opts.artifactFs);
   const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
   // External brokers report no disconnects: there a device is online only if seen recently.

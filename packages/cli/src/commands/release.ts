@@ -1,6 +1,17 @@
+import { checkReleaseVersion } from '@flotilla/protocol';
 import type { Command } from 'commander';
 import { addServerOptions, clientFor, type ReleaseInfo, table, wantsJson, when } from '../api-client.js';
+import { CliError } from '../errors.js';
 import { printResult } from '../output.js';
+
+/** The server's channels in promotion order; a new release lands in the first. */
+const CHANNELS = ['dev', 'staging', 'prod'];
+
+function channelIndex(name: string): number {
+  const i = CHANNELS.indexOf(name);
+  if (i < 0) throw new CliError('FLOTILLA_ERR_CLI_USAGE', `--channel ${name} (dev, staging or prod)`);
+  return i;
+}
 
 function size(n: number | undefined): string | null {
   if (n === undefined) return null;
@@ -27,10 +38,14 @@ export function registerReleaseCommands(program: Command): void {
     .command('create')
     .description('upload a signed release bundle (.flot); the server verifies it before storing')
     .argument('<bundle>', 'bundle file')
-    .option('--channel <name>', 'also publish it on this channel (e.g. dev)')
+    .option('--channel <name>', 'then promote it, one channel at a time, up to this one (staging, prod)')
     .option('--json', 'print JSON')
     .action(async (bundle: string, o: { channel?: string }, cmd: Command) => {
-      const r = await clientFor(cmd).createRelease(bundle, o.channel);
+      const upTo = o.channel === undefined ? 0 : channelIndex(o.channel);
+      const client = clientFor(cmd);
+      let r = await client.createRelease(bundle);
+      for (const channel of CHANNELS.slice(1, upTo + 1))
+        if (!(r.channels ?? []).includes(channel)) r = await client.promoteRelease(r.version, channel);
       printResult(wantsJson(cmd), { ok: true, release: r }, () => `created ${renderRelease(r)}`);
     });
 
@@ -66,6 +81,8 @@ export function registerReleaseCommands(program: Command): void {
     .requiredOption('--to <channel>', 'target channel')
     .option('--json', 'print JSON')
     .action(async (version: string, o: { to: string }, cmd: Command) => {
+      checkReleaseVersion(version);
+      channelIndex(o.to);
       const r = await clientFor(cmd).promoteRelease(version, o.to);
       printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
     });

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { storageFault } from '../artifacts/storage-fault.js';
 
 interface Coded {
   code?: unknown;
@@ -21,7 +22,9 @@ export interface ErrorBody {
  * 500 with no internals leaked (the log has them).
  */
 export function errorHandler(log: Logger) {
-  return (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+  return (thrown: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+    // A full disk met anywhere (artifact write, SQLite) is 507 with its code, not an opaque 500.
+    const err = (isCoded(thrown) ? null : storageFault(thrown, 'storage')) ?? thrown;
     const e = err as unknown as Coded;
     let status = 500;
     let body: ErrorBody;
@@ -64,8 +67,13 @@ export function errorHandler(log: Logger) {
         },
       };
     }
-    if (status >= 500) log.error({ err, url: req.url }, 'request failed');
+    if (status >= 500) log.error({ err: thrown, url: req.url }, 'request failed');
     else req.log.debug({ code: body.error.code, url: req.url }, body.error.message);
     void reply.code(status).send(body);
   };
+}
+
+function isCoded(err: unknown): boolean {
+  const code = (err as Coded | null)?.code;
+  return typeof code === 'string' && code.startsWith('FLOTILLA_ERR_');
 }

@@ -1,13 +1,11 @@
-import { DeviceId, Sha256 } from '@flotilla/protocol';
+import { DeviceId, SemVer, Sha256 } from '@flotilla/protocol';
 import { Type } from '@sinclair/typebox';
 
 /** Request schemas shared by the routes (message and document schemas come from protocol). */
 export const IdParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
 export const Sha256Params = Type.Object({ sha256: Sha256 }, { additionalProperties: false });
-export const VersionParams = Type.Object(
-  { version: Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Za-z.+-]+$' }) },
-  { additionalProperties: false },
-);
+/** Release versions in paths and bodies follow protocol's one grammar (SemVer). */
+export const VersionParams = Type.Object({ version: SemVer }, { additionalProperties: false });
 export const RolloutParams = Type.Object(
   { id: Type.String({ pattern: '^ro_[0-9a-f]{16}$' }) },
   { additionalProperties: false },

@@ -1,8 +1,5 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { type BuiltRelease, buildRelease, readBundle } from '@flotilla/image';
 import {
   canonicalize,
@@ -14,6 +11,8 @@ import {
   verifyRelease,
 } from '@flotilla/protocol';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { storageFault } from '../artifacts/storage-fault.js';
+import { UploadBudget } from '../artifacts/upload-budget.js';
 import { ServerError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { ServerKeys } from '../keys/server-keys.js';
@@ -21,6 +20,7 @@ import type { ServerLimits } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import { CHANNELS, type Channel, type Release } from '../store/repos/releases.js';
 import type { Store } from '../store/store.js';
+import { leadingBytesCheck, meterUpload } from './upload-meter.js';
 
 export interface BuildParams {
   name: string;
@@ -43,6 +43,8 @@ export interface BuildParams {
  * stored content-addressed and the release lands in the `dev` channel. Versions are immutable.
  */
 export class ReleaseService {
+  private readonly uploads: UploadBudget;
+
   constructor(
     private readonly store: Store,
     private readonly artifacts: ArtifactStore,
@@ -51,67 +53,94 @@ export class ReleaseService {
     private readonly limits: ServerLimits,
     private readonly clock: () => number = Date.now,
     private readonly metrics?: Metrics,
-  ) {}
+  ) {
+    this.uploads = new UploadBudget(limits);
+  }
 
-  async uploadBundle(body: Readable, actor: string): Promise<{ release: Release; created: boolean }> {
-    const received = await this.artifacts.receive(body, this.limits.maxUploadBytes);
-    const imageTmp = this.artifacts.tempPath('.img');
+  /** Uploads running now (bounded by limits.maxConcurrentUploads). */
+  get uploadsInFlight(): number {
+    return this.uploads.inFlight;
+  }
+
+  /**
+   * A bundle is verified as it streams in: the magic and header first, then the signed manifest
+   * against the trust root, then each chunk against its signed hash. Only verified chunks reach
+   * the disk, and the request stops at the first bad byte (the rest is never read).
+   */
+  async uploadBundle(
+    body: AsyncIterable<Buffer>,
+    actor: string,
+    declaredBytes?: number,
+  ): Promise<{ release: Release; created: boolean }> {
+    this.checkDeclared(declaredBytes);
+    const ticket = this.uploads.admit();
+    const image = this.artifacts.openTemp('.img');
+    let sbomPath: string | null = null;
     try {
       let manifest: ReleaseManifest | undefined;
       let signed: SignedRelease | undefined;
       let sbom: Buffer | undefined;
-      const out = createWriteStream(imageTmp, { flags: 'wx' });
-      try {
-        for await (const part of readBundle(createReadStream(received.path), {
-          root: this.keys.rootMeta,
-          now: new Date(this.clock()),
-          allowKinds: ['release', 'recovery'],
-        })) {
-          if (part.type === 'manifest') {
-            manifest = part.manifest;
-            signed = part.signed;
-            this.checkImmutable(manifest, signed);
-          } else if (part.type === 'sbom') sbom = part.bytes;
-          else if (part.type === 'chunk') {
-            if (!out.write(part.data)) await new Promise<void>((r) => out.once('drain', () => r()));
-          }
-        }
-      } finally {
-        out.end();
-        await finished(out).catch(() => {});
+      let ended = false;
+      const source = meterUpload(body, { maxBytes: this.limits.maxUploadBytes, ticket });
+      for await (const part of readBundle(source, {
+        root: this.keys.rootMeta,
+        now: new Date(this.clock()),
+        allowKinds: ['release', 'recovery'],
+      })) {
+        if (part.type === 'manifest') {
+          manifest = part.manifest;
+          signed = part.signed;
+          this.checkImmutable(manifest, signed);
+        } else if (part.type === 'sbom') sbom = part.bytes;
+        else if (part.type === 'chunk') await image.write(part.data);
+        else ended = true;
       }
-      if (!manifest || !signed || !sbom)
+      await image.close();
+      if (!manifest || !signed || !sbom || !ended)
         throw new ServerError('FLOTILLA_ERR_SERVER_UPLOAD_INVALID', 'bundle ended early');
-      this.artifacts.commit(imageTmp, manifest.image.sha256);
-      const sbomPath = this.artifacts.tempPath('.sbom');
-      await writeFile(sbomPath, sbom);
+      this.artifacts.commit(image.path, manifest.image.sha256);
+      sbomPath = await this.artifacts.writeTemp(sbom, '.sbom');
       this.artifacts.commit(sbomPath, manifest.sbom.sha256);
       return this.record(manifest, signed, actor, 'bundle');
     } catch (err) {
       throw asUploadError(err);
     } finally {
-      await rm(received.path, { force: true });
-      await rm(imageTmp, { force: true });
+      ticket.release();
+      await image.discard();
+      if (sbomPath) await rm(sbomPath, { force: true });
     }
   }
 
   async buildFromUpload(
-    body: Readable,
+    body: AsyncIterable<Buffer>,
     p: BuildParams,
     actor: string,
+    declaredBytes?: number,
   ): Promise<{ release: Release; created: boolean }> {
     const key = p.kind === 'recovery' ? this.keys.recovery : this.keys.release;
     if (!key) throw new ServerError('FLOTILLA_ERR_SERVER_NO_RELEASE_KEY', `no ${p.kind ?? 'release'} key`);
     if (this.store.releases.get(p.version))
       throw new ServerError('FLOTILLA_ERR_SERVER_RELEASE_EXISTS', `version ${p.version}`);
-    const received = await this.artifacts.receive(body, this.limits.maxUploadBytes);
-    if (received.size === 0) {
-      // An empty raw image would otherwise be padded into a signed all-zero partition.
-      await rm(received.path, { force: true });
-      throw new ServerError('FLOTILLA_ERR_SERVER_UPLOAD_INVALID', 'the upload is empty');
-    }
-    const work = await mkdtemp(join(this.artifacts.dir, 'tmp', 'build-'));
+    this.checkDeclared(declaredBytes);
+    const ticket = this.uploads.admit();
+    let work: string | null = null;
+    let receivedPath: string | null = null;
     try {
+      // The partition image the build writes is temporary space too, claimed before any byte is read.
+      ticket.reserve(p.partitionSize);
+      const received = await this.artifacts.receive(
+        meterUpload(body, {
+          maxBytes: this.limits.maxUploadBytes,
+          ticket,
+          leading: leadingBytesCheck(p.input),
+        }),
+      );
+      receivedPath = received.path;
+      // An empty raw image would otherwise be padded into a signed all-zero partition.
+      if (received.size === 0)
+        throw new ServerError('FLOTILLA_ERR_SERVER_UPLOAD_INVALID', 'the upload is empty');
+      work = await mkdtemp(join(this.artifacts.dir, 'tmp', 'build-'));
+      // Every path is fixed here: nothing of the request (name, version) names a file.
       const input = join(work, p.input === 'image' ? 'input.img' : `rootfs.${p.input}`);
       await rename(received.path, input);
       const now = new Date(this.clock());
@@ -120,6 +149,7 @@ export class ReleaseService {
         format: p.input === 'image' ? 'raw' : p.format,
         partitionSize: p.partitionSize,
         outDir: join(work, 'out'),
+        baseName: 'release',
         tmpDir: work,
         meta: {
           name: p.name,
@@ -142,9 +172,19 @@ export class ReleaseService {
     } catch (err) {
       throw asUploadError(err);
     } finally {
-      await rm(received.path, { force: true });
-      await rm(work, { recursive: true, force: true });
+      ticket.release();
+      if (receivedPath) await rm(receivedPath, { force: true });
+      if (work) await rm(work, { recursive: true, force: true });
     }
+  }
+
+  /** A declared Content-Length over the cap is refused before a byte is read. */
+  private checkDeclared(declaredBytes: number | undefined): void {
+    if (declaredBytes !== undefined && declaredBytes > this.limits.maxUploadBytes)
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_UPLOAD_TOO_LARGE',
+        `${declaredBytes} bytes declared, at most ${this.limits.maxUploadBytes}`,
+      );
   }
 
   /**
@@ -228,9 +268,14 @@ export class ReleaseService {
   }
 }
 
-/** Image and protocol errors about the upload become 4xx answers; our own errors pass unchanged. */
+/**
+ * A full disk is 507 whatever layer saw it; image and protocol errors about the upload become 4xx
+ * answers; our own errors pass unchanged.
+ */
 function asUploadError(err: unknown): unknown {
   if (err instanceof ServerError) return err;
+  const fault = storageFault(err, 'storing the upload');
+  if (fault) return fault;
   if (isFlotillaError(err)) {
     const e = err as Error & { code: string };
     const trust = /SIGNATURE|KEY_|THRESHOLD|EXPIRED|WRONG_DOCUMENT/.test(e.code);

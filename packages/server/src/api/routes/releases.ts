@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
-import { HardwareId, ImageFormat, SemVer } from '@flotilla/protocol';
+import { HardwareId, ImageFormat, ReleaseName, SemVer } from '@flotilla/protocol';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import type { Channel as ChannelName } from '../../store/repos/releases.js';
@@ -20,6 +20,30 @@ export const UPLOAD_TYPES = [
   'application/x-xz',
   'application/vnd.flotilla.bundle',
 ];
+
+/**
+ * The request body as bytes, read by the upload checks. Stopping early must not destroy the
+ * request (that would reset the socket before the coded error is sent): `stopOnError` closes the
+ * connection after the answer instead, so the unread rest is never received.
+ */
+function uploadBody(body: unknown): AsyncIterable<Buffer> {
+  return (body as Readable).iterator({ destroyOnReturn: false });
+}
+
+function declaredLength(headers: Record<string, unknown>): number | undefined {
+  const n = Number(headers['content-length']);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** A refused upload's connection is closed after the answer: the client stops sending. */
+async function stopOnError<T>(reply: FastifyReply, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    void reply.header('connection', 'close');
+    throw err;
+  }
+}
 
 export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   const get = (version: string) => {
@@ -67,7 +91,9 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
       },
     },
     async (req, reply) => {
-      const r = await ctx.releases.uploadBundle(req.body as Readable, actorOf(req));
+      const r = await stopOnError(reply, () =>
+        ctx.releases.uploadBundle(uploadBody(req.body), actorOf(req), declaredLength(req.headers)),
+      );
       return reply.code(r.created ? 201 : 200).send(presentRelease(r.release));
     },
   );
@@ -82,7 +108,7 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
           'Upload a rootfs tarball or partition image; the server builds, hashes, writes the SBOM and signs',
         querystring: Type.Object(
           {
-            name: Type.String({ minLength: 1, maxLength: 128 }),
+            name: ReleaseName,
             version: SemVer,
             securityVersion: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
             compatible: Type.Array(HardwareId, { minItems: 1, maxItems: 256 }),
@@ -99,10 +125,13 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
     },
     async (req, reply) => {
       const q = req.query as Parameters<typeof ctx.releases.buildFromUpload>[1];
-      const r = await ctx.releases.buildFromUpload(
-        req.body as Readable,
-        { ...q, format: q.format ?? 'ext4' },
-        actorOf(req),
+      const r = await stopOnError(reply, () =>
+        ctx.releases.buildFromUpload(
+          uploadBody(req.body),
+          { ...q, format: q.format ?? 'ext4' },
+          actorOf(req),
+          declaredLength(req.headers),
+        ),
       );
       return reply.code(201).send(presentRelease(r.release));
     },

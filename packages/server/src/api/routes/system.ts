@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import type {} from '@fastify/swagger';
 import type { FastifyInstance } from 'fastify';
+import { storageFault } from '../../artifacts/storage-fault.js';
 import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import type { ServerEvent } from '../../events/bus.js';
@@ -27,9 +28,25 @@ function sameSecret(given: string | null, expected: string): boolean {
 
 /** Health, metrics, the trust root, server info, the live event stream and the dashboard files. */
 export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['system'] } }, async () => {
+  // Healthy means able to serve *and* store: a full or read-only disk fails the check (503) with
+  // the coded reason, before the next upload finds out.
+  app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['system'] } }, async (_req, reply) => {
     ctx.store.db.prepare('SELECT 1').get();
-    return { ok: true, mqtt: ctx.transport()?.kind ?? null };
+    const mqtt = ctx.transport()?.kind ?? null;
+    try {
+      await ctx.artifacts.probeWritable();
+    } catch (err) {
+      const e =
+        storageFault(err, 'health probe') ??
+        new ServerError('FLOTILLA_ERR_SERVER_STORE', `health probe: ${(err as Error).message}`, {
+          cause: err,
+        });
+      ctx.log.warn({ err, code: e.code }, 'health check: the artifact store cannot write');
+      return reply
+        .code(503)
+        .send({ ok: false, mqtt, error: { code: e.code, message: e.message, hint: e.hint } });
+    }
+    return { ok: true, mqtt };
   });
 
   app.get(
