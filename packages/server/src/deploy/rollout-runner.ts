@@ -39,6 +39,9 @@ const AUDITED = new Set([
   'phase-succeeded',
   'pause',
   'complete',
+  'fail',
+  'wait-window',
+  'stop-waiting',
 ]);
 
 /**
@@ -69,6 +72,7 @@ export class RolloutRunner {
   private readonly lastPass = new Map<string, { end: number; cost: number }>();
   private readonly deferred = new Map<string, NodeJS.Timeout>();
   private readonly outcomes: UpdateOutcomes;
+  private readonly releaseVersions = new Map<string, string>();
   /** Asks for deltas from the images the targeted devices run (set by the delta service). */
   wantDeltas: ((from: string[], toImageSha256: string) => void) | null = null;
   /** True while deltas this rollout's first offers could use are still being built. */
@@ -201,11 +205,23 @@ export class RolloutRunner {
     // An event of the forward offer must not move the rollback record, nor the other way round.
     if (rollback !== (dep.rollback !== null)) return;
     const reason = event.reason ? `${event.reason.code}: ${event.reason.message}` : null;
-    const next = applyDeviceEvent(dep, event.kind, now, reason);
+    const release = this.releaseVersionOf(dep.rolloutId);
+    if (release === null) return;
+    const next = applyDeviceEvent(dep, { kind: event.kind, at: now, reason, version: event.version }, release);
     if (!next) return;
     this.store.deployments.save({ ...dep, ...next });
     if (!rollback) this.outcomes.moved(dep, next, now);
     this.dirty.add(dep.rolloutId);
+  }
+
+  /** The version a rollout delivers (fixed for its life, so remembered: this runs per device event). */
+  private releaseVersionOf(rolloutId: string): string | null {
+    const known = this.releaseVersions.get(rolloutId);
+    if (known !== undefined) return known;
+    const row = this.store.rollouts.get(rolloutId);
+    const version = row ? (this.store.releases.get(row.releaseId)?.version ?? null) : null;
+    if (version !== null) this.releaseVersions.set(rolloutId, version);
+    return version;
   }
 
   /** After reports committed: re-run the rollouts they touched. */
@@ -261,7 +277,7 @@ export class RolloutRunner {
       this.store.tx(() => {
         const row = this.store.rollouts.get(id);
         // An aborted rollout still runs: it cancels pending devices and may roll devices back.
-        if (!row || row.status === 'completed') return;
+        if (!row || row.status === 'completed' || row.status === 'failed') return;
         const snap = this.snapshot(row);
         if (row.runtime.startedAt === null && this.waitForDeltas(row, snap, now)) return;
         decisions = decide(row.policy, snap, now);
@@ -377,7 +393,7 @@ export class RolloutRunner {
 
   private collectResend(dep: DeploymentRow, now: number, outbox: Outbox): void {
     const row = this.store.rollouts.get(dep.rolloutId);
-    if (!row || row.status === 'completed') return;
+    if (!row || row.status === 'completed' || row.status === 'failed') return;
     const rollback = dep.rollback?.state === 'offered';
     if (!rollback && (dep.state !== 'offered' || row.status === 'aborted')) return;
     const rel = rollback
@@ -418,7 +434,11 @@ export class RolloutRunner {
     const release = this.store.releases.get(row.releaseId);
     return {
       rolloutId: row.id,
-      release: { version: release?.version ?? row.releaseId, compatible: release?.compatible ?? [] },
+      release: {
+        version: release?.version ?? row.releaseId,
+        compatible: release?.compatible ?? [],
+        securityVersion: release?.securityVersion ?? 0,
+      },
       runtime: row.runtime,
       devices,
       deployments: this.store.deployments.forRollout(row.id),
@@ -443,6 +463,7 @@ export class RolloutRunner {
           : d.online && d.lastSeen !== null && d.lastSeen >= staleBefore,
       lastSeen: d.lastSeen,
       busy: busy(d.id),
+      securityVersion: d.securityVersion,
     }));
   }
 

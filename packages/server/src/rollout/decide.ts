@@ -2,11 +2,11 @@ import { applyDecision, WorkingState } from './apply.js';
 import { canRetry, countPhases, isInFlight, judgePhase, retriesAllowed } from './counting.js';
 import type { RolloutPolicy } from './policy.js';
 import { rateAllowance, ratePerMinute } from './rate.js';
-import { compareDevices, matchesTarget, phaseSizes } from './selection.js';
+import { compareDevices, matchesTarget, mayDeliver, phaseSizes } from './selection.js';
 import type { Decision, DeploymentRecord, DeviceSnapshot, RolloutSnapshot } from './types.js';
 import { inMaintenanceWindow } from './window.js';
 
-const ACTIVE = new Set(['running', 'soaking', 'waiting-approval']);
+const ACTIVE = new Set(['running', 'waiting', 'soaking', 'waiting-approval']);
 
 /**
  * The rollout engine: what to do now, given the policy and the fleet as the store sees it.
@@ -22,7 +22,7 @@ export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: nu
     out.push(d);
     applyDecision(w, d, now);
   };
-  if (rt.status === 'completed') return out;
+  if (rt.status === 'completed' || rt.status === 'failed') return out;
 
   const devices = new Map<string, DeviceSnapshot>(snapshot.devices.map((d) => [d.id, d]));
   const order = compareDevices(snapshot.rolloutId);
@@ -103,7 +103,14 @@ export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: nu
   // 4. The phase frontier: judge the current phase, soak it, then start (or wait to approve) the next.
   advancePhases(policy, w, present, now, emit);
 
-  // 5. Done when every phase succeeded and every device finished (a static rollout only: a dynamic
+  // 5. A static rollout whose current phase can no longer succeed ends `failed` instead of running
+  //    for ever: every device of the phase is final, none will be retried, and it fell short.
+  if (ACTIVE.has(rt.status) && policy.target.membership === 'static') {
+    const failure = phaseStuck(policy, w, present);
+    if (failure) emit({ type: 'fail', failure });
+  }
+
+  // 6. Done when every phase succeeded and every device finished (a static rollout only: a dynamic
   //    one keeps taking joiners until an operator ends it).
   if (
     ACTIVE.has(rt.status) &&
@@ -114,9 +121,45 @@ export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: nu
     emit({ type: 'complete' });
   }
 
-  // 6. Offers, within maxConcurrent, the rate and the maintenance windows.
+  // 7. Offers, within maxConcurrent, the rate and the maintenance windows (status `waiting` while
+  //    devices wait for a window to open).
+  followWindow(policy, w, now, emit);
   makeOffers(policy, snapshot, w, devices, order, now, emit);
   return out;
+}
+
+/** The current phase, when it started, has not succeeded and nothing in it can still change. */
+function phaseStuck(
+  policy: RolloutPolicy,
+  w: WorkingState,
+  present: (id: string) => boolean,
+): Extract<Decision, { type: 'fail' }>['failure'] | null {
+  const rt = w.runtime;
+  const p = rt.currentPhase;
+  if (p < 0 || w.phase(p).succeededAt !== null) return null;
+  const spec = policy.phases[p]!;
+  const c = countPhases(policy, rt, w.records.values(), present)[p]!;
+  if (c.total === 0 || c.notStarted > 0 || c.inFlight > 0 || c.retrying > 0) return null;
+  if (judgePhase(spec, w.phase(p), c).successMet) return null;
+  return { phase: p, healthy: c.healthy, total: c.total, successThreshold: spec.successThreshold };
+}
+
+/**
+ * `waiting` while a started phase has devices to offer and no maintenance window is open;
+ * `running` again once one opens (or nothing waits any more).
+ */
+function followWindow(policy: RolloutPolicy, w: WorkingState, now: number, emit: Emit): void {
+  const rt = w.runtime;
+  if (rt.status !== 'running' && rt.status !== 'waiting') return;
+  let waiting = false;
+  if (!inMaintenanceWindow(policy.maintenanceWindows, now))
+    for (const r of w.records.values())
+      if (r.state === 'pending' && w.phase(r.phase).startedAt !== null) {
+        waiting = true;
+        break;
+      }
+  if (waiting && rt.status === 'running') emit({ type: 'wait-window' });
+  else if (!waiting && rt.status === 'waiting') emit({ type: 'stop-waiting' });
 }
 
 function isTerminal(r: DeploymentRecord): boolean {
@@ -133,7 +176,12 @@ function assignInitial(
   emit: Emit,
 ): void {
   const matching = snapshot.devices
-    .filter((d) => !w.records.has(d.id) && matchesTarget(policy.target, snapshot.release, d))
+    .filter(
+      (d) =>
+        !w.records.has(d.id) &&
+        matchesTarget(policy.target, snapshot.release, d) &&
+        mayDeliver(policy, snapshot.release, d),
+    )
     .sort((a, b) => order(a.id, b.id));
   const sizes = phaseSizes(policy, matching.length);
   let next = 0;
@@ -157,7 +205,12 @@ function assignJoiners(
   // The phase in progress: the latest started one (or the first before any started).
   const phase = policy.target.joinPhase === 'last' ? last : Math.max(0, rt.currentPhase);
   const joiners = snapshot.devices
-    .filter((d) => !w.records.has(d.id) && matchesTarget(policy.target, snapshot.release, d))
+    .filter(
+      (d) =>
+        !w.records.has(d.id) &&
+        matchesTarget(policy.target, snapshot.release, d) &&
+        mayDeliver(policy, snapshot.release, d),
+    )
     .sort((a, b) => order(a.id, b.id));
   for (const d of joiners) emit({ type: 'assign', deviceId: d.id, phase, fromVersion: d.currentVersion });
 }
