@@ -81,6 +81,21 @@ export const SERVER_ERRORS = {
     message: 'rollout is not in a state that allows this',
     hint: 'check the rollout status',
   },
+  FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY: {
+    status: 422,
+    message: 'a recovery release cannot be rolled out',
+    hint: 'recovery releases are installed on the device itself (`flotilla-agent install <bundle>`); roll out a release-kind build',
+  },
+  FLOTILLA_ERR_SERVER_ROLLOUT_DOWNGRADE: {
+    status: 409,
+    message: 'the rollout would take devices down to an older version',
+    hint: 'target only older devices, or set policy.allowDowngrade.reason (CLI: --allow-downgrade --reason "...")',
+  },
+  FLOTILLA_ERR_SERVER_ROLLOUT_SECURITY_FLOOR: {
+    status: 409,
+    message: "the release is below targeted devices' security floor",
+    hint: 'devices refuse releases under their securityVersion floor, downgrade or not: build the fix with a securityVersion at least their floor, or leave those devices out of the target',
+  },
   FLOTILLA_ERR_SERVER_DELTA: {
     status: 500,
     message: 'delta generation failed',

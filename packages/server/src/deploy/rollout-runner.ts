@@ -12,10 +12,12 @@ import {
   applyDecisions,
   applyDeviceEvent,
   approvePhase,
+  compareVersions,
   type Decision,
   type DeviceSnapshot,
   decide,
   initialRuntime,
+  matchesTarget,
   normalizePolicy,
   pauseRollout,
   phaseAwaitingApproval,
@@ -27,6 +29,7 @@ import {
   summarize,
 } from '../rollout/index.js';
 import { type DeploymentRow, ROLLBACK_SUFFIX } from '../store/repos/deployments.js';
+import type { Release } from '../store/repos/releases.js';
 import type { RolloutRow } from '../store/repos/rollouts.js';
 import type { Store } from '../store/store.js';
 import type { OfferBuilder } from './offers.js';
@@ -112,9 +115,18 @@ export class RolloutRunner {
     const policy = normalizePolicy(input.policy);
     const release = this.store.releases.get(input.release);
     if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
+    const downgrades = this.checkDeliverable(policy, release);
     const now = this.clock();
     const id = `ro_${randomBytes(8).toString('hex')}`;
     this.store.tx(() => {
+      if (policy.allowDowngrade)
+        this.store.audit.record(
+          actor,
+          'rollout.allow-downgrade',
+          id,
+          { release: release.id, reason: policy.allowDowngrade.reason, devices: downgrades },
+          now,
+        );
       this.store.rollouts.insert({
         id,
         name: input.name ?? `${release.version} rollout`,
@@ -131,6 +143,39 @@ export class RolloutRunner {
     this.bus.emit('rollout.created', { rolloutId: id, release: release.id });
     this.schedule(id);
     return row;
+  }
+
+  /**
+   * Refuses what must not be rolled out, before anything is stored: a recovery release (devices
+   * refuse it from a server), a release below a targeted device's security floor (refused on the
+   * device, downgrade flag or not), and a downgrade of targeted devices unless the policy names a
+   * reason in `allowDowngrade`. Returns how many targeted devices the rollout takes down.
+   */
+  private checkDeliverable(policy: RolloutPolicy, release: Release): number {
+    if (release.kind !== 'release')
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY',
+        `release ${release.version} is of kind ${release.kind}`,
+      );
+    const ref = { version: release.version, compatible: release.compatible };
+    const targeted = this.fleet(() => false).filter((d) => matchesTarget(policy.target, ref, d));
+    const name = (ids: string[]) =>
+      `${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''}`;
+    const belowFloor = targeted.filter((d) => (d.securityVersion ?? 0) > release.securityVersion);
+    if (belowFloor.length > 0)
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_ROLLOUT_SECURITY_FLOOR',
+        `release ${release.version} has securityVersion ${release.securityVersion}; ${name(belowFloor.map((d) => d.id))} ${belowFloor.length === 1 ? 'has' : 'have'} a higher floor`,
+      );
+    const newer = targeted.filter(
+      (d) => d.currentVersion !== null && compareVersions(d.currentVersion, release.version) > 0,
+    );
+    if (newer.length > 0 && !policy.allowDowngrade)
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_ROLLOUT_DOWNGRADE',
+        `${name(newer.map((d) => `${d.id} (${d.currentVersion})`))} ${newer.length === 1 ? 'runs' : 'run'} a newer version than ${release.version}`,
+      );
+    return newer.length;
   }
 
   /** Operator actions: change the runtime, audit, re-run. */
@@ -207,7 +252,11 @@ export class RolloutRunner {
     const reason = event.reason ? `${event.reason.code}: ${event.reason.message}` : null;
     const release = this.releaseVersionOf(dep.rolloutId);
     if (release === null) return;
-    const next = applyDeviceEvent(dep, { kind: event.kind, at: now, reason, version: event.version }, release);
+    const next = applyDeviceEvent(
+      dep,
+      { kind: event.kind, at: now, reason, version: event.version },
+      release,
+    );
     if (!next) return;
     this.store.deployments.save({ ...dep, ...next });
     if (!rollback) this.outcomes.moved(dep, next, now);

@@ -9,14 +9,7 @@ import {
   type RolloutRuntime,
 } from './types.js';
 
-export type Bucket =
-  | 'notStarted'
-  | 'inFlight'
-  | 'healthy'
-  | 'failed'
-  | 'retrying'
-  | 'cancelled'
-  | 'aborted';
+export type Bucket = 'notStarted' | 'inFlight' | 'healthy' | 'failed' | 'retrying' | 'cancelled' | 'aborted';
 
 const IN_FLIGHT = new Set<DeploymentState>(IN_FLIGHT_STATES);
 export const isInFlight = (state: DeploymentState): boolean => IN_FLIGHT.has(state);

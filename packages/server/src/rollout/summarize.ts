@@ -67,8 +67,7 @@ export function summarize(policy: RolloutPolicy, snapshot: RolloutSnapshot, now:
 
   const sum = (
     k: 'total' | 'healthy' | 'failed' | 'inFlight' | 'notStarted' | 'cancelled' | 'aborted' | 'reverted',
-  ) =>
-    counts.reduce((a, c) => a + c[k], 0);
+  ) => counts.reduce((a, c) => a + c[k], 0);
   return {
     rolloutId: snapshot.rolloutId,
     release: snapshot.release.version,
