@@ -76,6 +76,16 @@ export const SERVER_ERRORS = {
     message: 'provisioning token is unknown, expired or already used',
     hint: 'create a new one with POST /api/v1/provisioning-tokens',
   },
+  FLOTILLA_ERR_SERVER_PENDING_FULL: {
+    status: 503,
+    message: 'too many devices are waiting for acceptance',
+    hint: 'accept or reject pending devices (GET /api/v1/devices?status=pending), register with a provisioning token, or raise limits.maxPendingDevices',
+  },
+  FLOTILLA_ERR_SERVER_REGISTER_RATE_LIMITED: {
+    status: 429,
+    message: 'too many registration attempts from this address',
+    hint: 'wait a minute and retry; register with a provisioning token (accepted registrations are not limited) or raise limits.registerPerSourcePerMinute',
+  },
   FLOTILLA_ERR_SERVER_ROLLOUT_STATE: {
     status: 409,
     message: 'rollout is not in a state that allows this',

@@ -87,7 +87,13 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const registry = new DeviceRegistry(
     store,
     bus,
-    { autoAccept: opts.autoAccept ?? false, authWindowMs: limits.authWindowMs },
+    {
+      autoAccept: opts.autoAccept ?? false,
+      authWindowMs: limits.authWindowMs,
+      maxPendingDevices: limits.maxPendingDevices,
+      registerPerSourcePerMinute: limits.registerPerSourcePerMinute,
+      registerTrackedSources: limits.registerTrackedSources,
+    },
     clock,
   );
   const ingestor = new ReportIngestor(store, limits, log.child({ component: 'ingest' }), metrics, clock);
