@@ -206,6 +206,23 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   }
   let offlineSweep: NodeJS.Timeout | null = null;
   let started = false;
+  // Every start is audited; a restart says whether the run before it ended cleanly (a
+  // `server.stop`) or not (killed, crashed, power lost: its last entry is its `server.start`).
+  const recordStart = () => {
+    const last = store.audit.lastOf('server', ['server.start', 'server.restart', 'server.stop']);
+    store.audit.record(
+      'server',
+      last ? 'server.restart' : 'server.start',
+      null,
+      {
+        pid: process.pid,
+        broker: brokerOpts.kind,
+        autoAccept: opts.autoAccept ?? false,
+        ...(last ? { previousRun: last.action === 'server.stop' ? 'stopped' : 'ended-unclean' } : {}),
+      },
+      clock(),
+    );
+  };
 
   const server: FlotillaServer = {
     ctx,
@@ -241,9 +258,11 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       }
       deltas.start();
       ctx.retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel });
+      recordStart();
       runner.start();
     },
     async close() {
+      if (started) store.audit.record('server', 'server.stop', null, { pid: process.pid }, clock());
       runner.stop();
       ctx.retention.unschedule();
       if (offlineSweep) clearInterval(offlineSweep);
