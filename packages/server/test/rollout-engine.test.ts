@@ -869,9 +869,9 @@ describe('final states: a device cannot turn its own failure into success', () =
     const p = policy({ retries: { failed: 1 } });
     let { s } = tick(p, snapshot(p, fleet(1)), T0);
     s = report(s, 'd000', 'failed', T0 + 1);
-    let d: ReturnType<typeof decide>;
-    ({ s, d } = tick(p, s, T0 + 2));
-    expect(d.map((x) => x.type)).toEqual(['retry', 'offer']);
+    const retried = tick(p, s, T0 + 2);
+    s = retried.s;
+    expect(retried.d.map((x) => x.type)).toEqual(['retry', 'offer']);
     s = report(s, 'd000', 'healthy', T0 + 3);
     expect(s.deployments[0]).toMatchObject({ state: 'healthy', attempts: 2 });
   });
@@ -910,9 +910,11 @@ describe('a static rollout that can no longer succeed ends failed', () => {
     const p = policy({ phases: [{ errorThreshold: 100 }] });
     let { s } = tick(p, snapshot(p, fleet(3)), T0);
     for (const id of inPhase(s, 0)) s = report(s, id, 'failed', T0 + 1);
-    let d: ReturnType<typeof decide>;
-    ({ s, d } = tick(p, s, T0 + 2));
-    expect(d).toEqual([{ type: 'fail', failure: { phase: 0, healthy: 0, total: 3, successThreshold: 100 } }]);
+    const ended = tick(p, s, T0 + 2);
+    s = ended.s;
+    expect(ended.d).toEqual([
+      { type: 'fail', failure: { phase: 0, healthy: 0, total: 3, successThreshold: 100 } },
+    ]);
     expect(s.runtime).toMatchObject({ status: 'failed', finishedAt: T0 + 2 });
     expect(summarize(p, s, T0 + 2)).toMatchObject({
       status: 'failed',

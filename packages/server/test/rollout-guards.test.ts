@@ -11,7 +11,6 @@ let server: RunningServer;
 let fleet: SimDevice[] = [];
 let v1: Awaited<ReturnType<typeof uploadRelease>>;
 let v2: Awaited<ReturnType<typeof uploadRelease>>;
-const ids = (n: number) => Array.from({ length: n }, (_, i) => `TEST-ONLY-guard-${i}`);
 
 beforeAll(async () => {
   server = await startTestServer();
@@ -30,7 +29,7 @@ afterAll(async () => {
   cleanupDirs();
 });
 
-const create = (payload: unknown) =>
+const create = (payload: object) =>
   server.app.inject({ method: 'POST', url: '/api/v1/rollouts', headers: auth(), payload });
 const rolloutCount = () => server.ctx.store.rollouts.list(1000, 0).length;
 
