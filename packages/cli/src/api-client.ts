@@ -110,7 +110,17 @@ export interface RolloutInfo {
     pause: Record<string, unknown> | null;
     rollingBack?: boolean;
     phases: PhaseProgress[];
-    totals: { devices: number; healthy: number; failed: number; inFlight: number; notStarted: number };
+    totals: {
+      devices: number;
+      healthy: number;
+      failed: number;
+      inFlight: number;
+      notStarted: number;
+      /** In flight when the rollout was aborted (not failures). */
+      aborted?: number;
+    };
+    /** Why a `failed` rollout ended. */
+    failure?: { phase: number; healthy: number; total: number; successThreshold: number } | null;
   };
   [k: string]: unknown;
 }

@@ -331,7 +331,25 @@ describe('operator CLI over HTTP', () => {
     expect(seen).toEqual([]); // dry run sends nothing
   });
 
+  it('rollout create --allow-downgrade --reason puts the reason into the policy', async () => {
+    const r = await flotilla([
+      'rollout',
+      'create',
+      '--release',
+      '1.0.0',
+      '--allow-downgrade',
+      '--reason',
+      'TEST-ONLY 1.1.0 drops the modem',
+      '--dry-run',
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.json().request.policy.allowDowngrade).toEqual({ reason: 'TEST-ONLY 1.1.0 drops the modem' });
+  });
+
   it.each([
+    ['--allow-downgrade without a reason', ['--allow-downgrade'], 'FLOTILLA_ERR_CLI_USAGE'],
+    ['--reason without --allow-downgrade', ['--reason', 'x'], 'FLOTILLA_ERR_CLI_USAGE'],
     ['a phase size that is not a number', ['--phases', '1,lots,*'], 'FLOTILLA_ERR_CLI_USAGE'],
     ["'*' before the last phase", ['--phases', '*,1'], 'FLOTILLA_ERR_CLI_USAGE'],
     ['a threshold that is not a number', ['--error', 'ten'], 'FLOTILLA_ERR_CLI_USAGE'],
@@ -386,5 +404,55 @@ describe('operator CLI over HTTP', () => {
     expect(lines.map((l) => l.rollout.summary.totals.healthy)).toEqual([3, 6, 9]);
     // Woken by the SSE events, not by the 5 s polling interval.
     expect(seen.some((s) => s.url === '/api/v1/events')).toBe(true);
+  });
+});
+
+describe('rollout status shows the states a rollout can end or wait in', () => {
+  const phase = {
+    index: 0,
+    name: 'canary',
+    total: 3,
+    healthy: 0,
+    failed: 3,
+    inFlight: 0,
+    notStarted: 0,
+    successThreshold: 100,
+    errorThreshold: 100,
+    successPercent: 0,
+    errorPercent: 100,
+    status: 'running',
+  };
+  const totals = { devices: 3, healthy: 0, failed: 3, inFlight: 0, notStarted: 0 };
+
+  it('says why a rollout failed and that a waiting one waits for a maintenance window', async () => {
+    const { renderRollout } = await import('../src/commands/rollout.js');
+    const failed = renderRollout({
+      id: 'r1',
+      release: '1.1.0',
+      status: 'failed',
+      summary: {
+        status: 'failed',
+        currentPhase: 0,
+        pause: null,
+        phases: [phase],
+        totals,
+        failure: { phase: 0, healthy: 0, total: 3, successThreshold: 100 },
+      },
+    });
+    expect(failed).toContain('failed: every device of canary finished, 0/3 healthy');
+    const waiting = renderRollout({
+      id: 'r2',
+      release: '1.1.0',
+      status: 'waiting',
+      summary: {
+        status: 'waiting',
+        currentPhase: 0,
+        pause: null,
+        phases: [phase],
+        totals: { ...totals, aborted: 2 },
+      },
+    });
+    expect(waiting).toContain('waiting for a maintenance window');
+    expect(waiting).toContain('2 stopped by the abort');
   });
 });

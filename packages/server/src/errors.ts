@@ -91,10 +91,35 @@ export const SERVER_ERRORS = {
     message: 'provisioning token is unknown, expired or already used',
     hint: 'create a new one with POST /api/v1/provisioning-tokens',
   },
+  FLOTILLA_ERR_SERVER_PENDING_FULL: {
+    status: 503,
+    message: 'too many devices are waiting for acceptance',
+    hint: 'accept or reject pending devices (GET /api/v1/devices?status=pending), register with a provisioning token, or raise limits.maxPendingDevices',
+  },
+  FLOTILLA_ERR_SERVER_REGISTER_RATE_LIMITED: {
+    status: 429,
+    message: 'too many registration attempts from this address',
+    hint: 'wait a minute and retry; register with a provisioning token (accepted registrations are not limited) or raise limits.registerPerSourcePerMinute',
+  },
   FLOTILLA_ERR_SERVER_ROLLOUT_STATE: {
     status: 409,
     message: 'rollout is not in a state that allows this',
     hint: 'check the rollout status',
+  },
+  FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY: {
+    status: 422,
+    message: 'a recovery release cannot be rolled out',
+    hint: 'recovery releases are installed on the device itself (`flotilla-agent install <bundle>`); roll out a release-kind build',
+  },
+  FLOTILLA_ERR_SERVER_ROLLOUT_DOWNGRADE: {
+    status: 409,
+    message: 'the rollout would take devices down to an older version',
+    hint: 'target only older devices, or set policy.allowDowngrade.reason (CLI: --allow-downgrade --reason "...")',
+  },
+  FLOTILLA_ERR_SERVER_ROLLOUT_SECURITY_FLOOR: {
+    status: 409,
+    message: "the release is below targeted devices' security floor",
+    hint: 'devices refuse releases under their securityVersion floor, downgrade or not: build the fix with a securityVersion at least their floor, or leave those devices out of the target',
   },
   FLOTILLA_ERR_SERVER_DELTA: {
     status: 500,

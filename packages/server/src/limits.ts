@@ -63,6 +63,19 @@ export const DEFAULT_LIMITS = {
    * 1, 3, 7 s… and downloads timed out.
    */
   listenBacklog: 65535,
+  /**
+   * Most devices waiting in `pending` for an operator. Past it, registrations without a
+   * provisioning token are refused (FLOTILLA_ERR_SERVER_PENDING_FULL) until some are accepted or
+   * rejected: unproven claims cannot grow the table without bound.
+   */
+  maxPendingDevices: 1000,
+  /**
+   * Registration attempts per source address and minute that leave a pending claim or fail
+   * (FLOTILLA_ERR_SERVER_REGISTER_RATE_LIMITED past it). Registrations that end accepted do not count.
+   */
+  registerPerSourcePerMinute: 30,
+  /** Source addresses the registration limit tracks at once (oldest dropped first). */
+  registerTrackedSources: 10_000,
   /** Most devices one bulk pre-registration request may carry (~150 KiB of JSON at 1,000). */
   maxBulkRegister: 1000,
   /** Most items a list route returns. */

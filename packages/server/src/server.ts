@@ -102,7 +102,13 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const registry = new DeviceRegistry(
     store,
     bus,
-    { autoAccept: opts.autoAccept ?? false, authWindowMs: limits.authWindowMs },
+    {
+      autoAccept: opts.autoAccept ?? false,
+      authWindowMs: limits.authWindowMs,
+      maxPendingDevices: limits.maxPendingDevices,
+      registerPerSourcePerMinute: limits.registerPerSourcePerMinute,
+      registerTrackedSources: limits.registerTrackedSources,
+    },
     clock,
   );
   const ingestor = new ReportIngestor(store, limits, log.child({ component: 'ingest' }), metrics, clock);
@@ -222,6 +228,23 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   }
   let offlineSweep: NodeJS.Timeout | null = null;
   let started = false;
+  // Every start is audited; a restart says whether the run before it ended cleanly (a
+  // `server.stop`) or not (killed, crashed, power lost: its last entry is its `server.start`).
+  const recordStart = () => {
+    const last = store.audit.lastOf('server', ['server.start', 'server.restart', 'server.stop']);
+    store.audit.record(
+      'server',
+      last ? 'server.restart' : 'server.start',
+      null,
+      {
+        pid: process.pid,
+        broker: brokerOpts.kind,
+        autoAccept: opts.autoAccept ?? false,
+        ...(last ? { previousRun: last.action === 'server.stop' ? 'stopped' : 'ended-unclean' } : {}),
+      },
+      clock(),
+    );
+  };
 
   const server: FlotillaServer = {
     ctx,
@@ -257,9 +280,11 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       }
       deltas.start();
       ctx.retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel });
+      recordStart();
       runner.start();
     },
     async close() {
+      if (started) store.audit.record('server', 'server.stop', null, { pid: process.pid }, clock());
       runner.stop();
       ctx.retention.unschedule();
       if (offlineSweep) clearInterval(offlineSweep);

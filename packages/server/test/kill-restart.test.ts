@@ -107,7 +107,9 @@ describe('a server killed with SIGKILL mid-rollout', () => {
     for (const kind of ['offer-accepted', 'downloaded', 'installed', 'rebooting', 'healthy'])
       await canary.publishAsync(
         `flotilla/v1/devices/${canaryId}/events`,
-        JSON.stringify(eventMessage(`canary-${kind}`, ++seq, kind, { deploymentId: canaryDep })),
+        JSON.stringify(
+          eventMessage(`canary-${kind}`, ++seq, kind, { deploymentId: canaryDep, version: '1.1.0' }),
+        ),
         { qos: 1 },
       );
     await waitFor(() => offers.size === devs.length, 15_000, 'offers to the rest after restart');
@@ -117,7 +119,7 @@ describe('a server killed with SIGKILL mid-rollout', () => {
       for (const kind of ['installed', 'healthy'])
         await c.publishAsync(
           `flotilla/v1/devices/${id}/events`,
-          JSON.stringify(eventMessage(`${id}-${kind}`, ++seq, kind, { deploymentId: dep })),
+          JSON.stringify(eventMessage(`${id}-${kind}`, ++seq, kind, { deploymentId: dep, version: '1.1.0' })),
           {
             qos: 1,
           },

@@ -107,9 +107,11 @@ describe('update SLIs', () => {
 
   it('counts a rolled-back canary, its rollback reason code once per stored event, the automatic pause, and an operator pause', async () => {
     await setup(2);
+    // successThreshold 0: after the resume the canary phase still succeeds and the rollout goes on
+    // (at 100 % it could never succeed again, and the rollout would end `failed`).
     const rolloutId = await createRollout({
       target: {},
-      phases: [{ count: 1, errorThreshold: 0 }, { percent: 100 }],
+      phases: [{ count: 1, errorThreshold: 0, successThreshold: 0 }, { percent: 100 }],
     });
     const canary = await firstOffered(fleet);
     const depId = canary.cmd.offer.signed.deploymentId;

@@ -575,7 +575,11 @@ describe('approvals and soak time', () => {
   });
 
   it('a phase must stay successful for its soak time; a relapse restarts the soak', () => {
-    const p = policy({ phases: [{ count: 2, successThreshold: 100, errorThreshold: 100 }, {}], ...{} });
+    // A retry keeps the relapse from being final (a final shortfall ends the rollout `failed`).
+    const p = policy({
+      phases: [{ count: 2, successThreshold: 100, errorThreshold: 100 }, {}],
+      retries: { rolledBack: 1 },
+    });
     p.phases[0]!.soakSeconds = 600;
     let { s } = tick(p, snapshot(p, fleet(4)), T0);
     s = finish(s, 'healthy');
@@ -585,9 +589,12 @@ describe('approvals and soak time', () => {
     expect(s.runtime.status).toBe('soaking');
     expect(decide(p, s, T0 + 1000 + 599_999)).toEqual([]);
     // One canary falls back during the soak: success is lost, the soak starts over later.
-    const relapsed = setState(s, [inPhase(s, 0)[0]!], 'rolled-back');
+    const canary = inPhase(s, 0)[0]!;
+    const relapsed = setDevices(setState(s, [canary], 'rolled-back'), (x) =>
+      x.id === canary ? { ...x, currentVersion: '1.0.0' } : x,
+    );
     ({ d } = tick(p, relapsed, T0 + 2000));
-    expect(d.map((x) => x.type)).toEqual(['soak-reset']);
+    expect(d.map((x) => x.type)).toEqual(['retry', 'soak-reset', 'offer']);
     ({ s, d } = tick(p, s, T0 + 1000 + 600_000));
     expect(d.map((x) => x.type)).toEqual(['phase-succeeded', 'phase-started', 'offer', 'offer']);
   });
@@ -813,5 +820,206 @@ describe('summary', () => {
     });
     expect(sum.phases[1]).toMatchObject({ total: 6, notStarted: 6, status: 'not-started' });
     expect(sum.totals).toMatchObject({ devices: 10, healthy: 1, failed: 1, inFlight: 2, notStarted: 6 });
+  });
+});
+
+describe('final states: a device cannot turn its own failure into success', () => {
+  const offeredOne = () => {
+    const p = policy({ phases: [{ count: 1, errorThreshold: 100 }, {}] });
+    const { s } = tick(p, snapshot(p, fleet(3)), T0);
+    return { p, s, id: inPhase(s, 0)[0]! };
+  };
+
+  it('ignores healthy after failed (failed → healthy was accepted)', () => {
+    const { s: s0, id } = offeredOne();
+    let s = report(s0, id, 'failed', T0 + 1);
+    s = report(s, id, 'healthy', T0 + 2);
+    expect(s.deployments.find((r) => r.deviceId === id)!.state).toBe('failed');
+  });
+
+  it.each([
+    ['failed', 'rolled-back'],
+    ['rolled-back', 'healthy'],
+    ['rolled-back', 'failed'],
+  ])('keeps a %s deployment %s-proof', (final, kind) => {
+    const { s: s0, id } = offeredOne();
+    const s = report(report(s0, id, final, T0 + 1), id, kind, T0 + 2);
+    expect(s.deployments.find((r) => r.deviceId === id)!.state).toBe(final);
+  });
+
+  it('a paused rollout does not count a failed device that later claims healthy', () => {
+    const { p, s: s0, id } = offeredOne();
+    let s = report(s0, id, 'failed', T0 + 1);
+    s = { ...s, runtime: pauseRollout(s.runtime, T0 + 2, 'op') };
+    s = report(s, id, 'healthy', T0 + 3);
+    expect(summarize(p, s, T0 + 3).totals).toMatchObject({ healthy: 0, failed: 1 });
+  });
+
+  it('believes healthy only when the device names the deployment release (not its old version)', () => {
+    const { p, s: s0, id } = offeredOne();
+    const s = report(s0, id, 'healthy', T0 + 1, '1.0.0');
+    expect(s.deployments.find((r) => r.deviceId === id)!.state).toBe('offered');
+    expect(summarize(p, s, T0 + 1).totals.healthy).toBe(0);
+    expect(report(s, id, 'healthy', T0 + 2).deployments.find((r) => r.deviceId === id)!.state).toBe(
+      'healthy',
+    );
+  });
+
+  it('a retry is a new attempt: the device may then succeed', () => {
+    const p = policy({ retries: { failed: 1 } });
+    let { s } = tick(p, snapshot(p, fleet(1)), T0);
+    s = report(s, 'd000', 'failed', T0 + 1);
+    const retried = tick(p, s, T0 + 2);
+    s = retried.s;
+    expect(retried.d.map((x) => x.type)).toEqual(['retry', 'offer']);
+    s = report(s, 'd000', 'healthy', T0 + 3);
+    expect(s.deployments[0]).toMatchObject({ state: 'healthy', attempts: 2 });
+  });
+});
+
+describe('abort: devices stopped in flight are aborted, not failed', () => {
+  it('the cancellation a stopped device reports does not inflate the failure count', () => {
+    const p = policy({ maxConcurrent: 2, phases: [{ errorThreshold: 100 }] });
+    let { s } = tick(p, snapshot(p, fleet(4)), T0);
+    const offered = s.deployments.filter((r) => r.state === 'offered').map((r) => r.deviceId);
+    s = report(s, offered[1]!, 'download-progress', T0 + 1);
+    s = { ...s, runtime: abortRollout(p, s.runtime, T0 + 2) };
+    ({ s } = tick(p, s, T0 + 3));
+    // The agents stop and say why: FLOTILLA_ERR_AGENT_CANCELLED arrives as `failed`.
+    for (const id of offered) s = report(s, id, 'failed', T0 + 4);
+    expect(offered.map((id) => s.deployments.find((r) => r.deviceId === id)!.state)).toEqual([
+      'aborted',
+      'aborted',
+    ]);
+    expect(summarize(p, s, T0 + 4).totals).toMatchObject({ failed: 0, aborted: 2, cancelled: 2 });
+  });
+
+  it('a device past the point of no return when the cancel came is believed healthy on the release', () => {
+    const p = policy();
+    let { s } = tick(p, snapshot(p, fleet(1)), T0);
+    s = { ...s, runtime: abortRollout(p, s.runtime, T0 + 1) };
+    ({ s } = tick(p, s, T0 + 2));
+    expect(s.deployments[0]!.state).toBe('aborted');
+    expect(report(s, 'd000', 'healthy', T0 + 3, '1.0.0').deployments[0]!.state).toBe('aborted');
+    expect(report(s, 'd000', 'healthy', T0 + 3).deployments[0]!.state).toBe('healthy');
+  });
+});
+
+describe('a static rollout that can no longer succeed ends failed', () => {
+  it('ends failed when every device failed under the error threshold (it stayed running for ever)', () => {
+    const p = policy({ phases: [{ errorThreshold: 100 }] });
+    let { s } = tick(p, snapshot(p, fleet(3)), T0);
+    for (const id of inPhase(s, 0)) s = report(s, id, 'failed', T0 + 1);
+    const ended = tick(p, s, T0 + 2);
+    s = ended.s;
+    expect(ended.d).toEqual([
+      { type: 'fail', failure: { phase: 0, healthy: 0, total: 3, successThreshold: 100 } },
+    ]);
+    expect(s.runtime).toMatchObject({ status: 'failed', finishedAt: T0 + 2 });
+    expect(summarize(p, s, T0 + 2)).toMatchObject({
+      status: 'failed',
+      failure: { at: T0 + 2, phase: 0, healthy: 0, total: 3 },
+    });
+    expect(decide(p, s, T0 + 3)).toEqual([]);
+    expect(() => pauseRollout(s.runtime, T0 + 3)).toThrow(
+      expect.objectContaining({ code: 'FLOTILLA_ERR_ROLLOUT_STATE' }),
+    );
+  });
+
+  it('a short-fallen canary phase ends it too: later phases never start', () => {
+    const p = policy({ phases: [{ count: 2, successThreshold: 100, errorThreshold: 50 }, {}] });
+    let { s } = tick(p, snapshot(p, fleet(6)), T0);
+    const [a, b] = inPhase(s, 0) as [string, string];
+    s = report(report(s, a, 'healthy', T0 + 1), b, 'rolled-back', T0 + 1);
+    const { d } = tick(p, s, T0 + 2);
+    expect(ofType(d, 'fail')).toHaveLength(1);
+    expect(ofType(d, 'phase-started')).toEqual([]);
+  });
+
+  it('keeps running while a failure can still be retried or a device has not been offered', () => {
+    const retrying = policy({ phases: [{ errorThreshold: 100 }], retries: { failed: 1 } });
+    let { s } = tick(retrying, snapshot(retrying, fleet(2)), T0);
+    for (const id of inPhase(s, 0)) s = report(s, id, 'failed', T0 + 1);
+    expect(ofType(decide(retrying, s, T0 + 2), 'fail')).toEqual([]);
+
+    const p = policy({ phases: [{ errorThreshold: 100 }] });
+    ({ s } = tick(p, snapshot(p, fleet(2, { online: false })), T0));
+    expect(s.deployments.every((r) => r.state === 'pending')).toBe(true);
+    expect(decide(p, s, T0 + 1)).toEqual([]);
+  });
+
+  it('a dynamic rollout keeps taking joiners instead', () => {
+    const p = policy({ target: { membership: 'dynamic' }, phases: [{ errorThreshold: 100 }] });
+    let { s } = tick(p, snapshot(p, fleet(2)), T0);
+    for (const id of inPhase(s, 0)) s = report(s, id, 'failed', T0 + 1);
+    expect(ofType(decide(p, s, T0 + 2), 'fail')).toEqual([]);
+  });
+});
+
+describe('policy.target defaults to every device', () => {
+  it('accepts a policy without target (the docs say it defaults to any) and targets the whole fleet', () => {
+    const p = normalizePolicy({ phases: [{}] });
+    expect(p.target).toEqual({ membership: 'static', joinPhase: 'current' });
+    const { s } = tick(p, snapshot(p, fleet(4)), T0);
+    expect(s.deployments).toHaveLength(4);
+  });
+});
+
+describe('maintenance-window wait is visible', () => {
+  // T0 is Monday 10:00 UTC; the only window opens Tuesday 02:00 for an hour.
+  const windows = [{ days: ['tue'], start: '02:00', durationMinutes: 60 }];
+
+  it('shows waiting (not running) while devices wait for a window, running again when it opens', () => {
+    const p = policy({ maintenanceWindows: windows });
+    let { s, d } = tick(p, snapshot(p, fleet(2)), T0);
+    expect(d.map((x) => x.type)).toContain('wait-window');
+    expect(s.runtime.status).toBe('waiting');
+    expect(summarize(p, s, T0).status).toBe('waiting');
+    expect(decide(p, s, T0 + MIN)).toEqual([]);
+    const tuesday = T0 + 16.5 * 60 * MIN;
+    ({ s, d } = tick(p, s, tuesday));
+    expect(d.map((x) => x.type)).toEqual(['stop-waiting', 'offer', 'offer']);
+    expect(s.runtime.status).toBe('running');
+  });
+
+  it('an operator can pause a waiting rollout and resume it', () => {
+    const p = policy({ maintenanceWindows: windows });
+    let { s } = tick(p, snapshot(p, fleet(1)), T0);
+    s = { ...s, runtime: pauseRollout(s.runtime, T0 + 1) };
+    s = { ...s, runtime: resumeRollout(p, s) };
+    ({ s } = tick(p, s, T0 + 2));
+    expect(s.runtime.status).toBe('waiting');
+  });
+});
+
+describe('downgrades and security floors', () => {
+  const mixed = () => [
+    device('old', { currentVersion: '1.0.0' }),
+    device('newer', { currentVersion: '1.2.0' }),
+    device('pre', { currentVersion: '1.1.0-rc.1' }),
+    device('floor', { currentVersion: '1.0.0', securityVersion: 5 }),
+  ];
+  const at = (p: ReturnType<typeof policy>) => {
+    const s = snapshot(p, mixed());
+    return tick(p, { ...s, release: { ...s.release, securityVersion: 3 } }, T0).s;
+  };
+
+  it('never takes a device running a newer version down to the release (1.1.0 onto 1.2.0)', () => {
+    const s = at(policy());
+    expect(s.deployments.map((r) => r.deviceId).sort()).toEqual(['old', 'pre']);
+  });
+
+  it('downgrades with allowDowngrade, but never below a device security floor', () => {
+    const s = at(policy({ allowDowngrade: { reason: 'TEST-ONLY 1.2.0 bricks the modem' } }));
+    expect(s.deployments.map((r) => r.deviceId).sort()).toEqual(['newer', 'old', 'pre']);
+  });
+
+  it('refuses allowDowngrade without a reason', () => {
+    expect(() => policy({ allowDowngrade: {} })).toThrow(
+      expect.objectContaining({ code: 'FLOTILLA_ERR_ROLLOUT_POLICY_INVALID' }),
+    );
+    expect(() => policy({ allowDowngrade: { reason: '   ' } })).toThrow(
+      expect.objectContaining({ code: 'FLOTILLA_ERR_ROLLOUT_POLICY_INVALID' }),
+    );
   });
 });

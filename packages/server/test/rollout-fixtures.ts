@@ -79,16 +79,25 @@ export function setState(
   };
 }
 
-/** A device reports an event through the same mapping the server uses. */
-export function report(s: RolloutSnapshot, id: string, kind: string, at: number): RolloutSnapshot {
+/**
+ * A device reports an event through the same mapping the server uses. Like the agent, it names
+ * the version it is being given (`version` overrides that: a device lying or confused).
+ */
+export function report(
+  s: RolloutSnapshot,
+  id: string,
+  kind: string,
+  at: number,
+  version?: string,
+): RolloutSnapshot {
   const rec = s.deployments.find((r) => r.deviceId === id);
-  const version = kind === 'healthy' ? (rec?.rollback ? rec.rollback.toVersion : s.release.version) : null;
+  const named = version ?? (rec?.rollback ? rec.rollback.toVersion : s.release.version);
+  const next = rec ? applyDeviceEvent(rec, { kind, at, version: named }, s.release.version) : null;
+  const runs = kind === 'healthy' && next ? named : null;
   return {
     ...s,
-    devices: version
-      ? s.devices.map((d) => (d.id === id ? { ...d, currentVersion: version } : d))
-      : s.devices,
-    deployments: s.deployments.map((r) => (r.deviceId === id ? (applyDeviceEvent(r, kind, at) ?? r) : r)),
+    devices: runs ? s.devices.map((d) => (d.id === id ? { ...d, currentVersion: runs } : d)) : s.devices,
+    deployments: s.deployments.map((r) => (r.deviceId === id ? (next ?? r) : r)),
   };
 }
 

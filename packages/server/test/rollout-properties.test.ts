@@ -117,7 +117,9 @@ function deviceEvents(s: RolloutSnapshot, moves: string[], now: number): Rollout
     if (!IN_FLIGHT_STATES.includes(state)) return r;
     const move = moves[i++ % Math.max(1, moves.length)] ?? 'nothing';
     const kind = move === 'progress' ? NEXT_KIND[state] : move === 'nothing' ? undefined : move;
-    return kind ? (applyDeviceEvent(r, kind, now) ?? r) : r;
+    // Like the agent, the device names the version it is being given.
+    const version = r.rollback ? r.rollback.toVersion : s.release.version;
+    return kind ? (applyDeviceEvent(r, { kind, at: now, version }, s.release.version) ?? r) : r;
   });
   return { ...s, deployments };
 }

@@ -14,7 +14,7 @@ import { CliError } from '../errors.js';
 import { printResult } from '../output.js';
 import { createProgress } from '../progress.js';
 
-const FINISHED = new Set(['completed', 'aborted']);
+const FINISHED = new Set(['completed', 'failed', 'aborted']);
 const BAR_WIDTH = 30;
 
 /** `[#####-----x...]`: healthy (#), failed (x), in flight (~), not started (.). */
@@ -49,6 +49,14 @@ export function renderRollout(r: RolloutInfo): string {
   if (!s) return lines.join('\n');
   const pause = pauseText(s.pause, s.phases);
   if (pause) lines.push(`  ${pause}`);
+  if (s.status === 'waiting')
+    lines.push('  waiting for a maintenance window to open (no new offers until then)');
+  if (s.failure) {
+    const name = s.phases[s.failure.phase]?.name ?? `phase ${s.failure.phase + 1}`;
+    lines.push(
+      `  failed: every device of ${name} finished, ${s.failure.healthy}/${s.failure.total} healthy, below its ${s.failure.successThreshold} % success threshold`,
+    );
+  }
   if (s.rollingBack) lines.push('  rolling back: devices this rollout updated get their previous release');
   for (const p of s.phases) {
     const mark = p.index === s.currentPhase && !FINISHED.has(s.status) ? '>' : ' ';
@@ -60,7 +68,8 @@ export function renderRollout(r: RolloutInfo): string {
   }
   const t = s.totals;
   lines.push(
-    `  total: ${t.healthy}/${t.devices} healthy, ${t.failed} failed, ${t.inFlight} in flight, ${t.notStarted} waiting`,
+    `  total: ${t.healthy}/${t.devices} healthy, ${t.failed} failed, ${t.inFlight} in flight, ${t.notStarted} waiting` +
+      (t.aborted ? `, ${t.aborted} stopped by the abort` : ''),
   );
   return lines.join('\n');
 }
@@ -124,6 +133,16 @@ export function policyFromFlags(
     policy.retries = { failed: n, rolledBack: 0, timedOut: n };
   }
   if (o.autoRollback) policy.autoRollback = true;
+  if (o.allowDowngrade) {
+    const reason = typeof o.reason === 'string' ? o.reason.trim() : '';
+    if (!reason)
+      throw new CliError(
+        'FLOTILLA_ERR_CLI_USAGE',
+        '--allow-downgrade needs --reason "<why>" (it goes into the audit log)',
+      );
+    policy.allowDowngrade = { reason };
+  } else if (o.reason !== undefined)
+    throw new CliError('FLOTILLA_ERR_CLI_USAGE', '--reason goes with --allow-downgrade');
   if (o.startAt) policy.startAt = new Date(String(o.startAt)).toISOString();
   return policy;
 }
@@ -170,6 +189,11 @@ export function registerRolloutCommands(program: Command): void {
     .option('--timeout <seconds>', 'per-device time from offer to a final state')
     .option('--retries <n>', 're-offers after a failure or a timeout')
     .option('--auto-rollback', 'on an error pause or abort, give updated devices their previous release back')
+    .option(
+      '--allow-downgrade',
+      'let the rollout take devices on a newer version down to this release (never below their security floor; needs --reason)',
+    )
+    .option('--reason <text>', 'why the downgrade is needed (audited)')
     .option('--hardware <ids>', 'target hardware ids (comma list)')
     .option('--tag <tag>', 'target devices with this tag (repeatable: all must match)', collect)
     .option('--group <groups>', 'target device groups (comma list)')

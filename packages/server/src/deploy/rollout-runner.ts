@@ -12,10 +12,12 @@ import {
   applyDecisions,
   applyDeviceEvent,
   approvePhase,
+  compareVersions,
   type Decision,
   type DeviceSnapshot,
   decide,
   initialRuntime,
+  matchesTarget,
   normalizePolicy,
   pauseRollout,
   phaseAwaitingApproval,
@@ -27,6 +29,7 @@ import {
   summarize,
 } from '../rollout/index.js';
 import { type DeploymentRow, ROLLBACK_SUFFIX } from '../store/repos/deployments.js';
+import type { Release } from '../store/repos/releases.js';
 import type { RolloutRow } from '../store/repos/rollouts.js';
 import type { Store } from '../store/store.js';
 import type { OfferBuilder } from './offers.js';
@@ -39,6 +42,9 @@ const AUDITED = new Set([
   'phase-succeeded',
   'pause',
   'complete',
+  'fail',
+  'wait-window',
+  'stop-waiting',
 ]);
 
 /**
@@ -71,6 +77,7 @@ export class RolloutRunner {
   private readonly lastPass = new Map<string, { end: number; cost: number }>();
   private readonly deferred = new Map<string, NodeJS.Timeout>();
   private readonly outcomes: UpdateOutcomes;
+  private readonly releaseVersions = new Map<string, string>();
   /** Asks for deltas from the images the targeted devices run (set by the delta service). */
   wantDeltas: ((from: string[], toImageSha256: string) => void) | null = null;
   /** True while deltas this rollout's first offers could use are still being built. */
@@ -110,9 +117,18 @@ export class RolloutRunner {
     const policy = normalizePolicy(input.policy);
     const release = this.store.releases.get(input.release);
     if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
+    const downgrades = this.checkDeliverable(policy, release);
     const now = this.clock();
     const id = `ro_${randomBytes(8).toString('hex')}`;
     this.store.tx(() => {
+      if (policy.allowDowngrade)
+        this.store.audit.record(
+          actor,
+          'rollout.allow-downgrade',
+          id,
+          { release: release.id, reason: policy.allowDowngrade.reason, devices: downgrades },
+          now,
+        );
       this.store.rollouts.insert({
         id,
         name: input.name ?? `${release.version} rollout`,
@@ -129,6 +145,39 @@ export class RolloutRunner {
     this.bus.emit('rollout.created', { rolloutId: id, release: release.id });
     this.schedule(id);
     return row;
+  }
+
+  /**
+   * Refuses what must not be rolled out, before anything is stored: a recovery release (devices
+   * refuse it from a server), a release below a targeted device's security floor (refused on the
+   * device, downgrade flag or not), and a downgrade of targeted devices unless the policy names a
+   * reason in `allowDowngrade`. Returns how many targeted devices the rollout takes down.
+   */
+  private checkDeliverable(policy: RolloutPolicy, release: Release): number {
+    if (release.kind !== 'release')
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY',
+        `release ${release.version} is of kind ${release.kind}`,
+      );
+    const ref = { version: release.version, compatible: release.compatible };
+    const targeted = this.fleet(() => false).filter((d) => matchesTarget(policy.target, ref, d));
+    const name = (ids: string[]) =>
+      `${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''}`;
+    const belowFloor = targeted.filter((d) => (d.securityVersion ?? 0) > release.securityVersion);
+    if (belowFloor.length > 0)
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_ROLLOUT_SECURITY_FLOOR',
+        `release ${release.version} has securityVersion ${release.securityVersion}; ${name(belowFloor.map((d) => d.id))} ${belowFloor.length === 1 ? 'has' : 'have'} a higher floor`,
+      );
+    const newer = targeted.filter(
+      (d) => d.currentVersion !== null && compareVersions(d.currentVersion, release.version) > 0,
+    );
+    if (newer.length > 0 && !policy.allowDowngrade)
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_ROLLOUT_DOWNGRADE',
+        `${name(newer.map((d) => `${d.id} (${d.currentVersion})`))} ${newer.length === 1 ? 'runs' : 'run'} a newer version than ${release.version}`,
+      );
+    return newer.length;
   }
 
   /** Operator actions: change the runtime, audit, re-run. */
@@ -203,11 +252,27 @@ export class RolloutRunner {
     // An event of the forward offer must not move the rollback record, nor the other way round.
     if (rollback !== (dep.rollback !== null)) return;
     const reason = event.reason ? `${event.reason.code}: ${event.reason.message}` : null;
-    const next = applyDeviceEvent(dep, event.kind, now, reason);
+    const release = this.releaseVersionOf(dep.rolloutId);
+    if (release === null) return;
+    const next = applyDeviceEvent(
+      dep,
+      { kind: event.kind, at: now, reason, version: event.version },
+      release,
+    );
     if (!next) return;
     this.store.deployments.save({ ...dep, ...next });
     if (!rollback) this.outcomes.moved(dep, next, now);
     this.dirty.add(dep.rolloutId);
+  }
+
+  /** The version a rollout delivers (fixed for its life, so remembered: this runs per device event). */
+  private releaseVersionOf(rolloutId: string): string | null {
+    const known = this.releaseVersions.get(rolloutId);
+    if (known !== undefined) return known;
+    const row = this.store.rollouts.get(rolloutId);
+    const version = row ? (this.store.releases.get(row.releaseId)?.version ?? null) : null;
+    if (version !== null) this.releaseVersions.set(rolloutId, version);
+    return version;
   }
 
   /** After reports committed: re-run the rollouts they touched. */
@@ -263,7 +328,7 @@ export class RolloutRunner {
       this.store.tx(() => {
         const row = this.store.rollouts.get(id);
         // An aborted rollout still runs: it cancels pending devices and may roll devices back.
-        if (!row || row.status === 'completed') return;
+        if (!row || row.status === 'completed' || row.status === 'failed') return;
         const snap = this.snapshot(row);
         if (row.runtime.startedAt === null && this.waitForDeltas(row, snap, now)) return;
         decisions = decide(row.policy, snap, now);
@@ -416,7 +481,7 @@ export class RolloutRunner {
 
   private collectResend(dep: DeploymentRow, now: number, outbox: Outbox): void {
     const row = this.store.rollouts.get(dep.rolloutId);
-    if (!row || row.status === 'completed') return;
+    if (!row || row.status === 'completed' || row.status === 'failed') return;
     const rollback = dep.rollback?.state === 'offered';
     if (!rollback && (dep.state !== 'offered' || row.status === 'aborted')) return;
     const rel = rollback
@@ -457,7 +522,11 @@ export class RolloutRunner {
     const release = this.store.releases.get(row.releaseId);
     return {
       rolloutId: row.id,
-      release: { version: release?.version ?? row.releaseId, compatible: release?.compatible ?? [] },
+      release: {
+        version: release?.version ?? row.releaseId,
+        compatible: release?.compatible ?? [],
+        securityVersion: release?.securityVersion ?? 0,
+      },
       runtime: row.runtime,
       devices,
       deployments: this.store.deployments.forRollout(row.id),
@@ -482,6 +551,7 @@ export class RolloutRunner {
           : d.online && d.lastSeen !== null && d.lastSeen >= staleBefore,
       lastSeen: d.lastSeen,
       busy: busy(d.id),
+      securityVersion: d.securityVersion,
     }));
   }
 

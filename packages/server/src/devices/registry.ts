@@ -7,7 +7,9 @@ import {
 import { ServerError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { Device, DeviceStatus } from '../store/repos/devices.js';
+import { authNonceKey } from '../store/repos/nonces.js';
 import type { Store } from '../store/store.js';
+import { RegistrationLimiter } from './registration-limiter.js';
 
 /** Issues and revokes static MQTT credentials where the broker cannot verify device signatures. */
 export interface CredentialIssuer {
@@ -39,44 +41,90 @@ export class DeviceRegistry {
   constructor(
     private readonly store: Store,
     private readonly bus: EventBus,
-    private readonly opts: { autoAccept: boolean; authWindowMs: number },
+    private readonly opts: {
+      autoAccept: boolean;
+      authWindowMs: number;
+      maxPendingDevices: number;
+      registerPerSourcePerMinute: number;
+      registerTrackedSources: number;
+    },
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.limiter = new RegistrationLimiter(opts.registerPerSourcePerMinute, opts.registerTrackedSources);
+  }
+
+  private readonly limiter: RegistrationLimiter;
 
   authInfo(id: string): { publicKey: string; status: DeviceStatus } | undefined {
     return this.store.devices.authInfo(id);
   }
 
+  /**
+   * A device registers its key with a proof of possession (a device password). `source` is the
+   * caller's address: attempts that leave an unproven pending claim or fail are rate-limited per
+   * source, and pending claims are bounded in number. The proof's nonce is recorded where MQTT
+   * logins record theirs, so a captured proof is neither a second registration nor a login.
+   */
   async register(
     req: RegisterRequest,
+    source = 'unknown',
   ): Promise<{ device: Device; mqtt?: { username: string; password: string } }> {
     const now = this.clock();
+    if (this.limiter.exhausted(source, now))
+      throw new ServerError('FLOTILLA_ERR_SERVER_REGISTER_RATE_LIMITED', `from ${source}`);
+    let device: Device;
+    try {
+      device = this.registerNow(req, now);
+    } catch (err) {
+      this.limiter.charge(source, now);
+      throw err;
+    }
+    if (device.status !== 'accepted') this.limiter.charge(source, now);
+    if (device.status === 'accepted' && this.credentials)
+      return { device, mqtt: await this.credentials.issue(device.id) };
+    return { device };
+  }
+
+  private registerNow(req: RegisterRequest, now: number): Device {
     if (!isValidDeviceId(req.deviceId))
       throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', 'invalid device id');
     if (!req.proof.startsWith(`${DEVICE_AUTH_PREFIX}.`))
       throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', 'proof must be a device password');
+    let nonce: string;
     try {
-      verifyDevicePassword(req.proof, req.deviceId, req.publicKey, new Date(now), this.opts.authWindowMs);
+      nonce = verifyDevicePassword(
+        req.proof,
+        req.deviceId,
+        req.publicKey,
+        new Date(now),
+        this.opts.authWindowMs,
+      ).nonce;
     } catch (err) {
       throw new ServerError(
         'FLOTILLA_ERR_SERVER_UNAUTHENTICATED',
         `proof of key possession failed: ${isFlotillaError(err) ? err.message : 'bad proof'}`,
       );
     }
-    const device = this.store.tx(() => {
+    return this.store.tx(() => {
+      // Kept as long as a login nonce (the password verifies ±window around its timestamp).
+      const until = now + 2 * this.opts.authWindowMs;
+      if (!this.store.nonces.add(authNonceKey(req.deviceId, nonce), until, now))
+        throw new ServerError(
+          'FLOTILLA_ERR_SERVER_UNAUTHENTICATED',
+          'proof of key possession was already used; sign a fresh one',
+        );
       const r = this.upsert(req.deviceId, req.publicKey, req.hardware ?? null, req.provisioningToken, now);
       if (!r.ok)
         throw new ServerError(
           r.code === 'token'
             ? 'FLOTILLA_ERR_SERVER_PROVISIONING_TOKEN'
-            : 'FLOTILLA_ERR_SERVER_DEVICE_KEY_MISMATCH',
+            : r.code === 'full'
+              ? 'FLOTILLA_ERR_SERVER_PENDING_FULL'
+              : 'FLOTILLA_ERR_SERVER_DEVICE_KEY_MISMATCH',
           r.detail,
         );
       return this.store.devices.get(req.deviceId)!;
     });
-    if (device.status === 'accepted' && this.credentials)
-      return { device, mqtt: await this.credentials.issue(device.id) };
-    return { device };
   }
 
   /**
@@ -157,32 +205,53 @@ export class DeviceRegistry {
     }
   }
 
+  /**
+   * Creates or updates the device record. First come keeps the id against another key, except
+   * that a valid provisioning token replaces a `pending` claim: an unproven claim (anyone can
+   * sign one for any id) must not lock out the real device the operator issued a token for.
+   */
   private upsert(
     id: string,
     publicKey: string,
     hardware: string | null,
     token: string | undefined,
     now: number,
-  ): { ok: true } | { ok: false; code: 'token' | 'key'; detail: string } {
+  ): { ok: true } | { ok: false; code: 'token' | 'key' | 'full'; detail: string } {
     const existing = this.store.devices.get(id);
     if (existing && existing.publicKey === publicKey && existing.status !== 'decommissioned' && !token)
       return { ok: true };
-    if (existing && existing.publicKey !== publicKey && existing.status !== 'decommissioned')
+    const live = existing && existing.status !== 'decommissioned';
+    const claimed = live && existing.publicKey !== publicKey;
+    if (claimed && (!token || existing.status !== 'pending'))
       return { ok: false, code: 'key', detail: `device ${id} is registered with another key` };
     let status: DeviceStatus = this.opts.autoAccept ? 'accepted' : 'pending';
     if (token) {
       const t = this.store.provisioning.consume(token, id, now);
       if (!t) return { ok: false, code: 'token', detail: 'provisioning token is unknown, expired or used' };
       status = t.autoAccept ? 'accepted' : 'pending';
-    }
+    } else if (
+      status === 'pending' &&
+      this.store.devices.countByStatus('pending') >= this.opts.maxPendingDevices
+    )
+      return {
+        ok: false,
+        code: 'full',
+        detail: `${this.opts.maxPendingDevices} devices already wait for acceptance`,
+      };
     if (existing && existing.publicKey === publicKey && existing.status === 'accepted') return { ok: true };
-    if (existing) this.store.devices.replaceKey(id, publicKey, status, now);
+    if (claimed) this.store.devices.replaceClaim(id, publicKey, status, hardware, now);
+    else if (existing) this.store.devices.replaceKey(id, publicKey, status, now);
     else this.store.devices.insert({ id, publicKey, status, hardware, now });
     this.store.audit.record(
       `device:${id}`,
       'device.register',
       id,
-      { status, via: token ? 'token' : 'key' },
+      {
+        status,
+        via: token ? 'token' : 'key',
+        // The unproven pending claim the token displaced (its key, for the investigation).
+        ...(claimed ? { replacedPendingKey: existing.publicKey } : {}),
+      },
       now,
     );
     this.bus.emit('device.registered', { deviceId: id, status });

@@ -6,6 +6,7 @@ import {
 } from '@flotilla/protocol';
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { ServerLimits } from '../limits.js';
+import { authNonceKey } from '../store/repos/nonces.js';
 import { checkPassword, type PasswordVerifier } from './password-verifier.js';
 
 export type AuthResult =
@@ -162,7 +163,7 @@ export class DeviceAuthenticator {
     if (!verdict.ok) return { ok: false, reason: 'bad-credentials', detail: verdict.detail };
     if (device.status !== 'accepted')
       return { ok: false, reason: 'not-authorized', detail: `device is ${device.status}` };
-    const seen = await this.nonces.add(`${username}:${verdict.nonce}`, now);
+    const seen = await this.nonces.add(authNonceKey(username, verdict.nonce), now);
     if (seen === 'replay') return { ok: false, reason: 'replay', detail: 'password already used' };
     if (seen === 'full') return { ok: false, reason: 'busy', detail: 'nonce cache full' };
     if (seen === 'busy') return { ok: false, reason: 'busy', detail: 'nonce could not be recorded' };

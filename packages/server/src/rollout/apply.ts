@@ -31,6 +31,7 @@ export function cloneRuntime(rt: RolloutRuntime): RolloutRuntime {
     ...rt,
     phases: rt.phases.map((p) => ({ ...p })),
     pause: rt.pause ? { ...rt.pause } : null,
+    failure: rt.failure ? { ...rt.failure } : null,
     rateWindow: rt.rateWindow ? { ...rt.rateWindow } : null,
   };
 }
@@ -111,8 +112,20 @@ export function applyDecision(w: WorkingState, d: Decision, now: number): void {
       rt.status = 'completed';
       rt.finishedAt = now;
       return;
+    case 'fail':
+      rt.status = 'failed';
+      rt.finishedAt = now;
+      rt.failure = { at: now, ...d.failure };
+      return;
+    case 'wait-window':
+      rt.status = 'waiting';
+      return;
+    case 'stop-waiting':
+      rt.status = 'running';
+      return;
     case 'cancel':
-      w.update(d.deviceId, { state: 'cancelled', updatedAt: now });
+      // Told to stop mid-flight: aborted (not a failure); never offered: cancelled.
+      w.update(d.deviceId, { state: d.notify ? 'aborted' : 'cancelled', updatedAt: now });
       return;
     case 'rollback-offer':
       w.update(d.deviceId, {

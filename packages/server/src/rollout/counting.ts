@@ -9,14 +9,19 @@ import {
   type RolloutRuntime,
 } from './types.js';
 
-export type Bucket = 'notStarted' | 'inFlight' | 'healthy' | 'failed' | 'retrying' | 'cancelled';
+export type Bucket = 'notStarted' | 'inFlight' | 'healthy' | 'failed' | 'retrying' | 'cancelled' | 'aborted';
 
 const IN_FLIGHT = new Set<DeploymentState>(IN_FLIGHT_STATES);
 export const isInFlight = (state: DeploymentState): boolean => IN_FLIGHT.has(state);
 
 /** Retries stop once the rollout rolls back, is aborted or is done: never push a bad release. */
 export function retriesAllowed(runtime: RolloutRuntime): boolean {
-  return !runtime.rollingBack && runtime.status !== 'aborted' && runtime.status !== 'completed';
+  return (
+    !runtime.rollingBack &&
+    runtime.status !== 'aborted' &&
+    runtime.status !== 'completed' &&
+    runtime.status !== 'failed'
+  );
 }
 
 /** Is another offer allowed after this failure? `attempts` counts offers made so far. */
@@ -40,6 +45,8 @@ export function bucketOf(policy: RolloutPolicy, runtime: RolloutRuntime, record:
       return 'healthy';
     case 'cancelled':
       return 'cancelled';
+    case 'aborted':
+      return 'aborted';
     case 'failed':
     case 'rolled-back':
     case 'timed-out':
@@ -60,6 +67,7 @@ export function emptyCounts(): PhaseCounts {
     inFlight: 0,
     notStarted: 0,
     cancelled: 0,
+    aborted: 0,
     reverted: 0,
   };
 }

@@ -2,7 +2,7 @@ import { applyDecisions } from './apply.js';
 import { canRetry, countPhases, isInFlight, judgePhase, retriesAllowed } from './counting.js';
 import type { RolloutPolicy } from './policy.js';
 import { countOffer, rateAllowance, ratePerMinute } from './rate.js';
-import { compareDevices, matchesTarget, phaseSizes } from './selection.js';
+import { compareDevices, matchesTarget, mayDeliver, phaseSizes } from './selection.js';
 import type {
   Decision,
   DeploymentRecord,
@@ -12,7 +12,7 @@ import type {
 } from './types.js';
 import { inMaintenanceWindow } from './window.js';
 
-const ACTIVE = new Set(['running', 'soaking', 'waiting-approval']);
+const ACTIVE = new Set(['running', 'waiting', 'soaking', 'waiting-approval']);
 const RETRYABLE = new Set<DeploymentState>(['failed', 'rolled-back', 'timed-out']);
 
 /** What one rule reads: the snapshot as the decisions of the earlier rules left it. */
@@ -36,7 +36,7 @@ type Rule = (input: RuleInput) => Decision[];
  */
 export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: number): Decision[] {
   const status = snapshot.runtime.status;
-  if (status === 'completed') return [];
+  if (status === 'completed' || status === 'failed') return [];
   if (status === 'scheduled' && policy.startAt !== undefined && now < Date.parse(policy.startAt)) return [];
 
   const decisions: Decision[] = [];
@@ -64,7 +64,9 @@ export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: nu
     take(move);
     if (move[0]!.type !== 'phase-started' && move[0]!.type !== 'phase-succeeded') break;
   }
+  take(stuckPhase(input));
   take(completion(input));
+  take(followWindow(input));
   take(offers(input));
   return decisions;
 }
@@ -76,7 +78,12 @@ const startAndAssign: Rule = ({ policy, snapshot, order }) => {
   if (status !== 'scheduled' && (!dynamic || status === 'aborted')) return [];
   const assigned = new Set(snapshot.deployments.map((r) => r.deviceId));
   const newcomers = snapshot.devices
-    .filter((d) => !assigned.has(d.id) && matchesTarget(policy.target, snapshot.release, d))
+    .filter(
+      (d) =>
+        !assigned.has(d.id) &&
+        matchesTarget(policy.target, snapshot.release, d) &&
+        mayDeliver(policy, snapshot.release, d),
+    )
     .sort((a, b) => order(a.id, b.id));
   if (status !== 'scheduled') {
     // Joiners go to the phase in progress: the latest started one (or the first before any started).
@@ -184,7 +191,24 @@ const nextPhaseMove: Rule = ({ policy, snapshot, devices, now }) => {
 };
 
 /**
- * 5. Done when every phase succeeded and every device finished (a static rollout only: a dynamic
+ * 5. A static rollout whose current phase can no longer succeed ends `failed` instead of running
+ *    for ever: every device of the phase is final, none will be retried, and it fell short.
+ */
+const stuckPhase: Rule = ({ policy, snapshot, devices }) => {
+  const runtime = snapshot.runtime;
+  if (!ACTIVE.has(runtime.status) || policy.target.membership !== 'static') return [];
+  const p = runtime.currentPhase;
+  if (p < 0 || runtime.phases[p]!.succeededAt !== null) return [];
+  const spec = policy.phases[p]!;
+  const counts = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id))[p]!;
+  if (counts.total === 0 || counts.notStarted > 0 || counts.inFlight > 0 || counts.retrying > 0) return [];
+  if (judgePhase(spec, runtime.phases[p]!, counts).successMet) return [];
+  const failure = { phase: p, healthy: counts.healthy, total: counts.total, successThreshold: spec.successThreshold };
+  return [{ type: 'fail', failure }];
+};
+
+/**
+ * 6. Done when every phase succeeded and every device finished (a static rollout only: a dynamic
  *    one keeps taking joiners until an operator ends it).
  */
 const completion: Rule = ({ policy, snapshot, devices }) => {
@@ -201,7 +225,22 @@ function isTerminal(r: DeploymentRecord): boolean {
   return r.state !== 'pending' && !isInFlight(r.state) && !(r.rollback && isInFlight(r.rollback.state));
 }
 
-/** 6. Offers, within maxConcurrent, the rate and the maintenance windows. */
+/**
+ * 7. `waiting` while a started phase has devices to offer and no maintenance window is open;
+ *    `running` again once one opens (or nothing waits any more).
+ */
+const followWindow: Rule = ({ policy, snapshot, now }) => {
+  const runtime = snapshot.runtime;
+  if (runtime.status !== 'running' && runtime.status !== 'waiting') return [];
+  const waiting =
+    !inMaintenanceWindow(policy.maintenanceWindows, now) &&
+    snapshot.deployments.some((r) => r.state === 'pending' && runtime.phases[r.phase]!.startedAt !== null);
+  if (waiting && runtime.status === 'running') return [{ type: 'wait-window' }];
+  if (!waiting && runtime.status === 'waiting') return [{ type: 'stop-waiting' }];
+  return [];
+};
+
+/** 8. Offers, within maxConcurrent, the rate and the maintenance windows. */
 const offers: Rule = ({ policy, snapshot, devices, order, now }) => {
   const runtime = snapshot.runtime;
   const forward = ACTIVE.has(runtime.status);

@@ -18,4 +18,5 @@ export { RATE_WINDOW_MS, ratePerMinute } from './rate.js';
 export { matchesTarget, orderKey, phaseSizes } from './selection.js';
 export { summarize } from './summarize.js';
 export * from './types.js';
+export { compareVersions } from './version-order.js';
 export { inMaintenanceWindow } from './window.js';

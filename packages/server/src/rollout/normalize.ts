@@ -1,6 +1,6 @@
 import { Value } from '@sinclair/typebox/value';
 import { RolloutError } from './errors.js';
-import { type RolloutPolicy, RolloutPolicy as RolloutPolicySchema } from './policy.js';
+import { type RolloutPolicy, RolloutPolicy as RolloutPolicySchema, TargetSelector } from './policy.js';
 
 const DEFAULT_RETRIES = { failed: 0, rolledBack: 0, timedOut: 0 } as const;
 
@@ -18,6 +18,8 @@ export function normalizePolicy(input: unknown): RolloutPolicy {
     );
   }
   const policy = value as RolloutPolicy;
+  // No target: every device (docs/rollouts.md), with the selector's own defaults.
+  policy.target ??= Value.Default(TargetSelector, {}) as RolloutPolicy['target'];
   policy.retries = { ...DEFAULT_RETRIES, ...(policy.retries ?? {}) };
   if (policy.rate?.kind === 'exponential' && policy.rate.maxPerMinute === undefined) {
     policy.rate.maxPerMinute = 1000;

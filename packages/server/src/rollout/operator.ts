@@ -23,10 +23,11 @@ export function initialRuntime(policy: RolloutPolicy): RolloutRuntime {
     rateWindow: null,
     startedAt: null,
     finishedAt: null,
+    failure: null,
   };
 }
 
-const FINISHED = new Set(['completed', 'aborted']);
+const FINISHED = new Set(['completed', 'failed', 'aborted']);
 
 export function pauseRollout(
   runtime: RolloutRuntime,

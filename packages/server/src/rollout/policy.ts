@@ -32,7 +32,8 @@ export const TargetSelector = Type.Object(
     /** Where a dynamic joiner goes: the phase now in progress, or always the last phase. */
     joinPhase: Type.Union([Type.Literal('current'), Type.Literal('last')], { default: 'current' }),
   },
-  strict,
+  // Left out, the target is every accepted device the release is built for.
+  { ...strict, default: {} },
 );
 export type TargetSelector = Static<typeof TargetSelector>;
 
@@ -113,9 +114,20 @@ export const RetrySpec = Type.Object(
 );
 export type RetrySpec = Static<typeof RetrySpec>;
 
+/**
+ * Lets the rollout take devices running a newer version down to this release. Never below a
+ * device's security floor. The reason is required and lands in the audit log with the policy.
+ */
+export const AllowDowngrade = Type.Object(
+  { reason: Type.String({ minLength: 3, maxLength: 500, pattern: '\\S' }) },
+  strict,
+);
+export type AllowDowngrade = Static<typeof AllowDowngrade>;
+
 export const RolloutPolicy = Type.Object(
   {
-    target: TargetSelector,
+    /** Which devices (absent = every accepted device the release is built for). */
+    target: Type.Optional(TargetSelector),
     phases: Type.Array(PhaseSpec, { minItems: 1, maxItems: 32 }),
     /** Most devices in flight at once (offered, downloading, installing, installed, rebooting). */
     maxConcurrent: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 50 }),
@@ -132,11 +144,13 @@ export const RolloutPolicy = Type.Object(
     startAt: Type.Optional(
       Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,3})?Z$' }),
     ),
+    /** Downgrades are refused unless this names why (see AllowDowngrade). */
+    allowDowngrade: Type.Optional(AllowDowngrade),
   },
   strict,
 );
 /** A policy after `normalizePolicy`: every default filled in. */
-export type RolloutPolicy = Static<typeof RolloutPolicy> & { retries: RetrySpec };
+export type RolloutPolicy = Static<typeof RolloutPolicy> & { retries: RetrySpec; target: TargetSelector };
 /** What an operator may send: defaults may be left out. */
 export type RolloutPolicyInput = DeepPartialDefaults<Static<typeof RolloutPolicy>>;
 

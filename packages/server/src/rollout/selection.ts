@@ -1,6 +1,7 @@
 import { basisPoints } from './normalize.js';
 import type { RolloutPolicy, TargetSelector } from './policy.js';
 import type { DeviceSnapshot, ReleaseRef } from './types.js';
+import { compareVersions } from './version-order.js';
 
 const some = (list: readonly string[] | undefined, pred: (s: string) => boolean): boolean =>
   list === undefined || list.length === 0 || list.some(pred);
@@ -20,6 +21,17 @@ export function matchesTarget(target: TargetSelector, release: ReleaseRef, devic
     some(target.channels, (c) => c === device.channel) &&
     some(target.devices, (d) => d === device.id)
   );
+}
+
+/**
+ * May the rollout deliver its release to this device at all? Never below the device's security
+ * floor (the device would refuse it), and never to a device running a newer version unless the
+ * policy carries `allowDowngrade` (an operator's explicit, audited choice).
+ */
+export function mayDeliver(policy: RolloutPolicy, release: ReleaseRef, device: DeviceSnapshot): boolean {
+  if ((device.securityVersion ?? 0) > (release.securityVersion ?? 0)) return false;
+  if (policy.allowDowngrade || device.currentVersion === null) return true;
+  return compareVersions(device.currentVersion, release.version) <= 0;
 }
 
 /**

@@ -45,6 +45,7 @@ export function summarize(policy: RolloutPolicy, snapshot: RolloutSnapshot, now:
       inFlight: c.inFlight,
       notStarted: c.notStarted,
       cancelled: c.cancelled,
+      aborted: c.aborted,
       reverted: c.reverted,
       executed: j.executed,
       minExecuted: j.minExecuted,
@@ -64,8 +65,9 @@ export function summarize(policy: RolloutPolicy, snapshot: RolloutSnapshot, now:
     };
   });
 
-  const sum = (k: 'total' | 'healthy' | 'failed' | 'inFlight' | 'notStarted' | 'cancelled' | 'reverted') =>
-    counts.reduce((a, c) => a + c[k], 0);
+  const sum = (
+    k: 'total' | 'healthy' | 'failed' | 'inFlight' | 'notStarted' | 'cancelled' | 'aborted' | 'reverted',
+  ) => counts.reduce((a, c) => a + c[k], 0);
   return {
     rolloutId: snapshot.rolloutId,
     release: snapshot.release.version,
@@ -83,7 +85,9 @@ export function summarize(policy: RolloutPolicy, snapshot: RolloutSnapshot, now:
       inFlight: sum('inFlight') + rollbackInFlight,
       notStarted: sum('notStarted'),
       cancelled: sum('cancelled'),
+      aborted: sum('aborted'),
       reverted: sum('reverted'),
     },
+    failure: rt.failure ?? null,
   };
 }

@@ -6,10 +6,18 @@
 export type RolloutStatus =
   | 'scheduled'
   | 'running'
+  /** Devices wait for an offer but no maintenance window is open (running again when one opens). */
+  | 'waiting'
   | 'waiting-approval'
   | 'soaking'
   | 'paused'
   | 'completed'
+  /**
+   * Ended (static rollouts): every device of the current phase finished, none can be retried, and
+   * the phase is below its success threshold without crossing its error threshold — nothing could
+   * change any more. `runtime.failure` says which phase and by how much.
+   */
+  | 'failed'
   | 'aborted';
 
 export type DeploymentState =
@@ -23,7 +31,10 @@ export type DeploymentState =
   | 'failed'
   | 'rolled-back'
   | 'timed-out'
-  | 'cancelled';
+  /** Never offered: the rollout was aborted before this device's turn. */
+  | 'cancelled'
+  /** In flight when the rollout was aborted and told to stop: not a failure of the release. */
+  | 'aborted';
 
 /** Devices the server is waiting on: they hold a concurrency slot. `installed` is NOT success. */
 export const IN_FLIGHT_STATES: readonly DeploymentState[] = [
@@ -41,7 +52,13 @@ export const TERMINAL_STATES: readonly DeploymentState[] = [
   'rolled-back',
   'timed-out',
   'cancelled',
+  'aborted',
 ];
+/**
+ * Final for the deployment attempt: no later device event of the attempt changes them (a device
+ * cannot turn its own failure into success). Only the engine's retry starts a new attempt.
+ */
+export const FINAL_STATES: readonly DeploymentState[] = ['failed', 'rolled-back', 'cancelled', 'aborted'];
 
 export interface DeviceSnapshot {
   id: string;
@@ -56,6 +73,8 @@ export interface DeviceSnapshot {
   lastSeen: number | null;
   /** The device has an unfinished deployment of another rollout: it is not offered meanwhile. */
   busy?: boolean;
+  /** The anti-rollback floor the device reported (it refuses releases below it); absent = 0. */
+  securityVersion?: number;
 }
 
 /** The second deployment a device gets when the rollout rolls back: the previous release. */
@@ -120,12 +139,26 @@ export interface RolloutRuntime {
   rateWindow: { start: number; count: number } | null;
   startedAt: number | null;
   finishedAt: number | null;
+  /** Why the rollout ended `failed` (absent otherwise, and in runtimes stored before it existed). */
+  failure?: RolloutFailure | null;
+}
+
+/** The phase that could no longer reach its success threshold. */
+export interface RolloutFailure {
+  at: number;
+  phase: number;
+  healthy: number;
+  total: number;
+  /** The phase's success threshold (percent) that was not met. */
+  successThreshold: number;
 }
 
 export interface ReleaseRef {
   version: string;
   /** Hardware ids the release is built for (empty = any). Devices of other hardware never join. */
   compatible: readonly string[];
+  /** Devices whose security floor is above this never join (absent = 0). */
+  securityVersion?: number;
 }
 
 export interface RolloutSnapshot {
@@ -158,7 +191,13 @@ export type Decision =
   | { type: 'phase-succeeded'; phase: number }
   | { type: 'pause'; reason: PauseReason; rollback: boolean }
   | { type: 'complete' }
-  /** notify: send a cancel command (the device was offered or is downloading). */
+  /** Static rollout: every device of the phase is final and it fell short of its success threshold. */
+  | { type: 'fail'; failure: Omit<RolloutFailure, 'at'> }
+  /** Devices wait for an offer and no maintenance window is open: status `waiting`. */
+  | { type: 'wait-window' }
+  /** A window opened (or nothing waits any more): back to `running`. */
+  | { type: 'stop-waiting' }
+  /** notify: send a cancel command (the device was offered or is downloading; it ends `aborted`). */
   | { type: 'cancel'; deviceId: string; phase: number; notify: boolean }
   | { type: 'rollback-offer'; deviceId: string; phase: number; toVersion: string }
   | { type: 'rollback-timed-out'; deviceId: string; phase: number };
@@ -179,6 +218,8 @@ export interface PhaseCounts {
   /** Pending and never offered (offline devices stay here). */
   notStarted: number;
   cancelled: number;
+  /** In flight when the rollout was aborted (stopped, not failed): never counted as failures. */
+  aborted: number;
   /** Devices the rollout took back to their previous release. */
   reverted: number;
 }
@@ -222,6 +263,9 @@ export interface RolloutSummary {
     inFlight: number;
     notStarted: number;
     cancelled: number;
+    aborted: number;
     reverted: number;
   };
+  /** Why a `failed` rollout ended (null otherwise). */
+  failure: RolloutFailure | null;
 }

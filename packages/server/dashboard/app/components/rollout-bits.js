@@ -24,6 +24,7 @@ export function phaseSegments(p) {
     { name: 'failed', value: p.failed, tone: 'bad' },
     { name: 'not started', value: p.notStarted, tone: 'neutral' },
     { name: 'cancelled', value: p.cancelled, tone: 'muted' },
+    { name: 'stopped by abort', value: p.aborted ?? 0, tone: 'muted' },
   ];
 }
 
@@ -37,6 +38,7 @@ export function TotalsBar({ totals, label }) {
       { name: 'failed', value: totals.failed, tone: 'bad' },
       { name: 'not started', value: totals.notStarted, tone: 'neutral' },
       { name: 'cancelled', value: totals.cancelled, tone: 'muted' },
+      { name: 'stopped by abort', value: totals.aborted ?? 0, tone: 'muted' },
     ]}
   />`;
 }

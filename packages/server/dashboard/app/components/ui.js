@@ -25,6 +25,7 @@ const TONE = {
   Rebooting: 'info',
   Verifying: 'info',
   'waiting-approval': 'warn',
+  waiting: 'warn',
   paused: 'warn',
   pending: 'warn',
   scheduled: 'warn',
@@ -39,9 +40,15 @@ const TONE = {
   RollingBack: 'bad',
 };
 
+/** Status words that need more than their value to be understood. */
+const WORDS = {
+  'waiting-approval': 'waiting for approval',
+  waiting: 'waiting for a maintenance window',
+};
+
 export function Badge({ value, label }) {
   const tone = TONE[value] ?? 'neutral';
-  const text = label ?? (value === 'waiting-approval' ? 'waiting for approval' : value?.replaceAll('-', ' '));
+  const text = label ?? WORDS[value] ?? value?.replaceAll('-', ' ');
   return html`<span class=${`badge badge-${tone}`} data-value=${value}>${text ?? '—'}</span>`;
 }
 

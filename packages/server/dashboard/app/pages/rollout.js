@@ -14,7 +14,7 @@ function rulesText(p) {
   return `${success}; ${error}; judged after ${p.minExecuted} finished (${p.executed} so far).`;
 }
 
-const ACTIVE = ['scheduled', 'running', 'waiting-approval', 'soaking'];
+const ACTIVE = ['scheduled', 'running', 'waiting', 'waiting-approval', 'soaking'];
 
 function Phase({ p, session, rolloutId, reload, waitingOn }) {
   const descId = `phase-${p.index}-rules`;
@@ -82,7 +82,7 @@ export function RolloutPage({ session, id }) {
           <dl class="facts">
             <div><dt>Status</dt><dd data-field="status"><${Badge} value=${s.status} /></dd></div>
             <div><dt>Release</dt><dd>${r.release}</dd></div>
-            <div><dt>Devices</dt><dd>${s.totals.healthy} of ${s.totals.devices} healthy, ${s.totals.failed} failed</dd></div>
+            <div><dt>Devices</dt><dd>${s.totals.healthy} of ${s.totals.devices} healthy, ${s.totals.failed} failed${s.totals.aborted ? `, ${s.totals.aborted} stopped by the abort` : ''}</dd></div>
             <div><dt>Rate</dt><dd>${s.ratePerMinute ? `${s.ratePerMinute} offers/min` : 'no limit'}${s.inMaintenanceWindow ? '' : ' · outside maintenance window'}</dd></div>
             <div><dt>Created</dt><dd><${Time} t=${r.created} />${r.createdBy ? ` by ${actorName(r.createdBy)}` : ''}</dd></div>
           </dl>
@@ -90,6 +90,8 @@ export function RolloutPage({ session, id }) {
           ${s.pause ? html`<div class="callout callout-warn" role="note" data-testid="pause-reason">${pauseText(s.pause, s.phases)}</div>` : null}
           ${s.rollingBack ? html`<div class="callout callout-bad" role="note">Rolling back: devices this rollout updated are offered their previous release.</div>` : null}
           ${s.status === 'waiting-approval' ? html`<div class="callout callout-warn" role="note">Waiting for an operator to approve phase ${(waitingOn ?? 0) + 1}.</div>` : null}
+          ${s.status === 'waiting' ? html`<div class="callout callout-warn" role="note" data-testid="waiting-window">Waiting for a maintenance window to open: no new offers until then; devices already updating carry on.</div>` : null}
+          ${s.failure ? html`<div class="callout callout-bad" role="note" data-testid="failure-reason">Failed: every device of phase ${s.failure.phase + 1} finished and ${s.failure.healthy} of ${s.failure.total} are healthy, below its ${pct(s.failure.successThreshold)} success threshold. Nothing could change any more.</div>` : null}
           <div class="actions" role="group" aria-label="Rollout actions">
             ${ACTIVE.includes(s.status) ? html`<${ActionButton} session=${session} label="Pause rollout" onAction=${() => api.pauseRollout(id).then(reload)} />` : null}
             ${s.status === 'paused' ? html`<${ActionButton} session=${session} label="Resume rollout" onAction=${() => api.resumeRollout(id).then(reload)} />` : null}

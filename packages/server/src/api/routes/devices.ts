@@ -39,7 +39,7 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     },
     async (req) => {
       const body = req.body as Parameters<typeof registry.register>[0];
-      const r = await registry.register(body);
+      const r = await registry.register(body, req.ip);
       return { device: presentDevice(r.device), ...(r.mqtt ? { mqtt: r.mqtt } : {}) };
     },
   );

@@ -69,7 +69,7 @@ export class DeploymentsRepo {
       ),
       busyDevices: db.prepare<[string], { device_id: string }>(
         `SELECT DISTINCT d.device_id FROM deployments d JOIN rollouts r ON r.id = d.rollout_id
-         WHERE d.rollout_id != ? AND r.status IN ('scheduled','running','waiting-approval','soaking','paused')
+         WHERE d.rollout_id != ? AND r.status IN ('scheduled','running','waiting','waiting-approval','soaking','paused')
            AND d.state IN ('offered','downloading','installing','installed','rebooting')`,
       ),
       releasesOnDevices: db.prepare<[], { release_id: string }>(

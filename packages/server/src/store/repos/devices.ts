@@ -109,6 +109,10 @@ export class DevicesRepo {
       ),
       setStatus: db.prepare('UPDATE devices SET status = ?, updated = ? WHERE id = ?'),
       setKey: db.prepare('UPDATE devices SET public_key = ?, status = ?, updated = ? WHERE id = ?'),
+      setClaim: db.prepare(
+        'UPDATE devices SET public_key = ?, status = ?, hardware = ?, updated = ? WHERE id = ?',
+      ),
+      countStatus: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM devices WHERE status = ?'),
       setPlacement: db.prepare(
         'UPDATE devices SET tags = @tags, grp = @group, channel = @channel, updated = @now WHERE id = @id',
       ),
@@ -187,6 +191,21 @@ export class DevicesRepo {
 
   replaceKey(id: string, publicKey: string, status: DeviceStatus, now: number): void {
     this.s.setKey.run(publicKey, status, now, id);
+  }
+
+  /** Another key takes over an unproven claim: nothing the claimant said about itself stays. */
+  replaceClaim(
+    id: string,
+    publicKey: string,
+    status: DeviceStatus,
+    hardware: string | null,
+    now: number,
+  ): void {
+    this.s.setClaim.run(publicKey, status, hardware, now, id);
+  }
+
+  countByStatus(status: DeviceStatus): number {
+    return this.s.countStatus.get(status)!.n;
   }
 
   setPlacement(id: string, p: { tags: string[]; group: string | null; channel: string }, now: number): void {

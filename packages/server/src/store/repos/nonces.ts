@@ -1,6 +1,12 @@
 import type { Db } from '../db.js';
 
 /**
+ * The key a device password's nonce is recorded under: the same for an MQTT login and for the
+ * proof of a registration, so neither can be replayed as the other.
+ */
+export const authNonceKey = (deviceId: string, nonce: string): string => `${deviceId}:${nonce}`;
+
+/**
  * Nonces of device passwords the server accepted, kept until a password carrying them can no
  * longer verify. Persisted so that a restart does not open a replay window (the in-memory cache
  * is the fast path; this table is what survives).

@@ -37,7 +37,7 @@ const toRollout = (r: Row): RolloutRow => ({
   updated: r.updated,
 });
 
-const ACTIVE = `('scheduled','running','waiting-approval','soaking','paused')`;
+const ACTIVE = `('scheduled','running','waiting','waiting-approval','soaking','paused')`;
 
 /** Rollouts: the policy as created and the engine's runtime document (one JSON column, written atomically). */
 export class RolloutsRepo {
