@@ -577,37 +577,58 @@ export class Agent {
 
   /**
    * A local install (USB stick): the same checks as an offer minus the offer itself, then the same
-   * state machine. Resolves when the machine rests (halted for the reboot, or back in Idle).
+   * state machine. Resolves with the deployment id when the machine rests (halted for the reboot,
+   * or back in Idle); rejects when the install is refused (busy, stranded, bad signature…).
    */
   async installLocal(bundle: {
     path: string;
     manifest: unknown;
     imageOffset: number;
     imageSize: number;
-  }): Promise<void> {
+  }): Promise<string> {
+    // enqueue() logs and swallows a command's failure; a local install must surface its refusal.
+    let refused: unknown = null;
+    let id = '';
     await this.enqueue(async () => {
-      if (this.rec.state !== 'Idle')
-        throw new AgentError('FLOTILLA_ERR_AGENT_BUSY', `an update is in state ${this.rec.state}`);
-      if (this.booted !== this.rec.committedSlot) throw this.strandedError();
-      const now = this.deps.clock.now();
-      const release = verifyRelease(bundle.manifest, this.root, now, { allowKinds: ['release', 'recovery'] });
-      checkInstallable(release, {
-        hardware: this.config.hardware,
-        securityVersion: this.rec.securityVersion,
-      });
-      if (bundle.imageSize !== release.image.size)
-        throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE', 'image section size differs from the manifest');
-      const id = `local-${release.image.sha256.slice(0, 16)}-${now.getTime()}`;
-      const dep = await this.newDeployment('local', id, bundle.manifest, release, {
-        url: new URL(`file://${bundle.path}`).href,
-        size: release.image.size,
-        sha256: release.image.sha256,
-        offset: bundle.imageOffset,
-      });
-      await this.begin(dep);
+      try {
+        id = await this.beginLocal(bundle);
+      } catch (err) {
+        if (isKilled(err)) throw err;
+        refused = err;
+      }
     });
     // Surface a refusal to the caller (the CLI prints it and exits non-zero).
+    if (refused) throw refused;
     await this.settled();
+    return id;
+  }
+
+  private async beginLocal(bundle: {
+    path: string;
+    manifest: unknown;
+    imageOffset: number;
+    imageSize: number;
+  }): Promise<string> {
+    if (this.rec.state !== 'Idle')
+      throw new AgentError('FLOTILLA_ERR_AGENT_BUSY', `an update is in state ${this.rec.state}`);
+    if (this.booted !== this.rec.committedSlot) throw this.strandedError();
+    const now = this.deps.clock.now();
+    const release = verifyRelease(bundle.manifest, this.root, now, { allowKinds: ['release', 'recovery'] });
+    checkInstallable(release, {
+      hardware: this.config.hardware,
+      securityVersion: this.rec.securityVersion,
+    });
+    if (bundle.imageSize !== release.image.size)
+      throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE', 'image section size differs from the manifest');
+    const id = `local-${release.image.sha256.slice(0, 16)}-${now.getTime()}`;
+    const dep = await this.newDeployment('local', id, bundle.manifest, release, {
+      url: new URL(`file://${bundle.path}`).href,
+      size: release.image.size,
+      sha256: release.image.sha256,
+      offset: bundle.imageOffset,
+    });
+    await this.begin(dep);
+    return id;
   }
 
   private async newDeployment(
