@@ -4,12 +4,25 @@ import {
   type RolloutView,
   startWorld,
   type World,
+  type WorldOptions,
   watchRollout,
 } from '@flotilla/fleet-simulator';
 
 /** A small world for one e2e test: real server, real agents, small ext4 images, fast timings. */
-export async function smallWorld(devices: number, faults: FaultProfile[] = [], seed = 7): Promise<World> {
-  const world = await startWorld({ devices, faults, seed, timeScale: 0.05, size: 'standard' });
+export async function smallWorld(
+  devices: number,
+  faults: FaultProfile[] = [],
+  seed = 7,
+  server?: WorldOptions['server'],
+): Promise<World> {
+  const world = await startWorld({
+    devices,
+    faults,
+    seed,
+    timeScale: 0.05,
+    size: 'standard',
+    ...(server ? { server } : {}),
+  });
   try {
     await world.fleet.powerOn();
     await world.fleet.waitFor(
