@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  MemoryHub,
-  MemoryOutbox,
-  type OutboxItem,
-  Reporter,
-  silentLogger,
-  systemClock,
-} from '../src/index.js';
+import { MemoryHub, MemoryOutbox, Reporter, silentLogger, systemClock } from '../src/index.js';
+import type { OutboxItem } from '../src/report/outbox.js';
 
 /**
  * An outbox whose reads can be held: `list()` takes its snapshot when called and answers when
