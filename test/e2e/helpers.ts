@@ -44,6 +44,8 @@ export async function rollOut(
     maxConcurrent?: number;
     deviceTimeoutSeconds?: number;
     retries?: { failed?: number; rolledBack?: number; timedOut?: number };
+    /** How long the rollout may take to end (a generous budget: the machine may be busy). */
+    timeoutMs?: number;
   } = {},
   during?: (id: string) => Promise<void>,
 ): Promise<{ id: string; view: RolloutView }> {
@@ -59,7 +61,7 @@ export async function rollOut(
   await during?.(id);
   const view = await watchRollout(world.server, world.fleet, id, {
     until: isTerminalRollout,
-    timeoutMs: 150_000,
+    timeoutMs: opts.timeoutMs ?? 150_000,
   });
   if (!isTerminalRollout(view)) {
     // Say what is stuck, so a failure explains itself.
