@@ -165,17 +165,16 @@ export function loadOrCreateServerKeys(dir: string, setup: KeySetup = {}): Serve
   }
   const root = applyDroppedRoots(dir, readRoot(join(dir, ROOT_FILE)), now);
   const byRole = new Map<Role, KeyPair[]>();
+  const rootKeyFiles: string[] = [];
   for (const name of readdirSync(dir).sort()) {
     if (!name.endsWith('.key')) continue;
     const { key, role } = decodeKeyFile(readFileSync(join(dir, name), 'utf8'));
     byRole.set(role, [...(byRole.get(role) ?? []), key]);
+    if (role === 'root') rootKeyFiles.push(join(dir, name));
   }
-  const holdsRootKeys = (byRole.get('root') ?? []).length > 0;
+  const holdsRootKeys = rootKeyFiles.length > 0;
   if (holdsRootKeys && !setup.devKeys)
-    throw new ServerError(
-      'FLOTILLA_ERR_SERVER_ROOT_KEY_ONLINE',
-      `${dir} holds a root private key (${[...readdirSync(dir)].filter((n) => n.startsWith('root') && n.endsWith('.key')).join(', ')})`,
-    );
+    throw new ServerError('FLOTILLA_ERR_SERVER_ROOT_KEY_ONLINE', rootKeyFiles.join(', '));
   const pick = (role: Role): KeyPair | null =>
     (byRole.get(role) ?? []).find((k) => root.signed.roles[role].keyids.includes(k.keyId)) ?? null;
   const delta = pick('delta');
