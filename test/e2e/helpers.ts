@@ -4,12 +4,25 @@ import {
   type RolloutView,
   startWorld,
   type World,
+  type WorldOptions,
   watchRollout,
 } from '@flotilla/fleet-simulator';
 
 /** A small world for one e2e test: real server, real agents, small ext4 images, fast timings. */
-export async function smallWorld(devices: number, faults: FaultProfile[] = [], seed = 7): Promise<World> {
-  const world = await startWorld({ devices, faults, seed, timeScale: 0.05, size: 'standard' });
+export async function smallWorld(
+  devices: number,
+  faults: FaultProfile[] = [],
+  seed = 7,
+  server?: WorldOptions['server'],
+): Promise<World> {
+  const world = await startWorld({
+    devices,
+    faults,
+    seed,
+    timeScale: 0.05,
+    size: 'standard',
+    ...(server ? { server } : {}),
+  });
   try {
     await world.fleet.powerOn();
     await world.fleet.waitFor(
@@ -31,6 +44,8 @@ export async function rollOut(
     maxConcurrent?: number;
     deviceTimeoutSeconds?: number;
     retries?: { failed?: number; rolledBack?: number; timedOut?: number };
+    /** How long the rollout may take to end (a generous budget: the machine may be busy). */
+    timeoutMs?: number;
   } = {},
   during?: (id: string) => Promise<void>,
 ): Promise<{ id: string; view: RolloutView }> {
@@ -46,7 +61,7 @@ export async function rollOut(
   await during?.(id);
   const view = await watchRollout(world.server, world.fleet, id, {
     until: isTerminalRollout,
-    timeoutMs: 150_000,
+    timeoutMs: opts.timeoutMs ?? 150_000,
   });
   if (!isTerminalRollout(view)) {
     // Say what is stuck, so a failure explains itself.

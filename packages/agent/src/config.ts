@@ -26,6 +26,8 @@ export const AgentConfigFile = Type.Object(
           deviceKeyFile: Type.Optional(Path),
           provisioningTokenFile: Type.Optional(Path),
           artifactTokenFile: Type.Optional(Path),
+          /** The server's root metadata (`<rootUrl>/<N>.json`), fetched on connect; offers also name it. */
+          rootUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
           stateIntervalMs: Type.Optional(
             Type.Integer({ minimum: STATE_REPORT.minIntervalMs, maximum: STATE_REPORT.maxIntervalMs }),
           ),

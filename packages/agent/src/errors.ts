@@ -95,6 +95,14 @@ export const AGENT_ERRORS = {
     message: 'bundle file is invalid',
     hint: 'use a .flot made by `flotilla bundle`',
   },
+  FLOTILLA_ERR_AGENT_BUNDLE_UNREADABLE: {
+    message: 'bundle file cannot be read',
+    hint: 'check the path (is the USB stick mounted?) and that the agent may read it',
+  },
+  FLOTILLA_ERR_AGENT_TRUST_FETCH: {
+    message: 'newer trust root metadata could not be fetched',
+    hint: 'check the server address; the device keeps its current root and tries again with the next offer',
+  },
   FLOTILLA_ERR_AGENT_CANCELLED: { message: 'deployment was cancelled', hint: 'none needed' },
   FLOTILLA_ERR_AGENT_ALREADY_INSTALLED: {
     message: 'this image is already the committed one',

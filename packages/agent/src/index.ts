@@ -47,4 +47,5 @@ export { FileStateStore, MemoryStateStore, type StateStore } from './state/store
 export { MemoryHub, MemoryTransport } from './transport/memory-transport.js';
 export { type MqttAuth, MqttTransport, type MqttTransportOptions } from './transport/mqtt-transport.js';
 export type { Transport, TransportHandlers } from './transport/types.js';
+export { HttpRootSource, type RootSource } from './trust/root-source.js';
 export { FileTrustStore, MemoryTrustStore, type TrustStore } from './trust/trust-store.js';

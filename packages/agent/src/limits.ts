@@ -48,6 +48,8 @@ export const AGENT_LIMITS = {
   outbox: { maxEvents: 1000, maxBytes: 4 * 1024 * 1024 },
   mqtt: { backoffBaseMs: 1000, backoffMaxMs: 120_000, connectTimeoutMs: 20_000, keepaliveSeconds: 60 },
   drift: { intervalMs: 24 * 3600_000 },
+  /** Root metadata fetched from the server (TUF root update): size, count per update, wait. */
+  trust: { maxRootBytes: 1024 * 1024, maxRootsPerUpdate: 64, fetchTimeoutMs: 15_000 },
 } as const;
 
 /**

@@ -26,6 +26,7 @@ import { FileStateStore } from './state/store.js';
 import { mqttAuthFromConfig } from './transport/device-identity.js';
 import { MqttTransport } from './transport/mqtt-transport.js';
 import type { Transport } from './transport/types.js';
+import { HttpRootSource } from './trust/root-source.js';
 import { FileTrustStore } from './trust/trust-store.js';
 
 export function bootloaderFromConfig(c: AgentConfigFile['bootloader']): Bootloader {
@@ -97,6 +98,7 @@ export async function depsFromConfig(
     ...(file.server?.stateIntervalMs !== undefined ? { stateIntervalMs: file.server.stateIntervalMs } : {}),
     limits: (file.limits ?? {}) as AgentLimitsOverride,
   };
+  const fetcher = new HttpFetcher({ ...(ca ? { ca } : {}), ...(bearer ? { bearerToken: bearer } : {}) });
   const deps: AgentDeps = {
     store: new FileStateStore(join(file.dataDir, 'state.json')),
     bootloader: bootloaderFromConfig(file.bootloader),
@@ -105,10 +107,13 @@ export async function depsFromConfig(
       B: new FileSlotDevice('B', file.slots.B.path, file.slots.B.size),
     }),
     transport,
-    fetcher: new HttpFetcher({ ...(ca ? { ca } : {}), ...(bearer ? { bearerToken: bearer } : {}) }),
+    fetcher,
     clock: systemClock,
     reboot: new CommandReboot(file.reboot.command),
     trust: new FileTrustStore(file.trustDir),
+    ...(file.server?.rootUrl && !opts.offline
+      ? { rootSource: new HttpRootSource(file.server.rootUrl, fetcher, limits.trust) }
+      : {}),
     outbox: new FileOutbox(join(file.dataDir, 'outbox'), limits.outbox),
     health,
     logger: opts.logger,

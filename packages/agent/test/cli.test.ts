@@ -125,6 +125,28 @@ describe('flotilla-agent CLI', () => {
     expect(await rig.dev.bootloader.read()).toMatchObject({ primary: 'A', trial: false });
   });
 
+  it('refuses a bundle file that does not exist with a coded error and a non-zero exit (no ENOENT as internal)', async () => {
+    const config = await setup();
+    const r = await cli(['install', join(rig.dev.dir, 'no-such-update.flot'), '--config', config]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain('FLOTILLA_ERR_AGENT_BUNDLE_UNREADABLE');
+    expect(r.err).not.toContain('FLOTILLA_ERR_INTERNAL');
+    expect(await rig.dev.bootloader.read()).toMatchObject({ primary: 'A', trial: false });
+  });
+
+  it('refuses a second install while the first waits for its reboot, and exits non-zero (FLOTILLA_ERR_AGENT_BUSY)', async () => {
+    const config = await setup();
+    const first = await bundle(makeImage(24, rig.factory.length), { version: '1.1.0', securityVersion: 2 });
+    expect((await cli(['install', first, '--config', config])).code).toBe(0);
+    const second = await bundle(makeImage(25, rig.factory.length), { version: '1.2.0', securityVersion: 2 });
+    const r = await cli(['install', second, '--config', config]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain('FLOTILLA_ERR_AGENT_BUSY');
+    // The first update is still the one armed for the reboot.
+    const s = await cli(['status', '--json', '--config', config]);
+    expect(JSON.parse(s.out).agent.deployment.version).toBe('1.1.0');
+  });
+
   it('prints usage and exits 2 without a command', async () => {
     const r = await cli([]);
     expect(r.code).toBe(2);

@@ -18,6 +18,7 @@ let server: RunningServer;
 beforeAll(async () => {
   server = await startServer({
     dataDir: dir,
+    devKeys: true,
     adminToken: TOKEN,
     port: 0,
     mqttPort: null,
@@ -204,6 +205,7 @@ describe('rollout status --watch against a live rollout', () => {
   beforeAll(async () => {
     live = await startServer({
       dataDir: liveDir,
+      devKeys: true,
       adminToken: TEST_ADMIN,
       port: 0,
       mqttPort: 0,

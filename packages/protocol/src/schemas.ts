@@ -295,6 +295,12 @@ const CommandId = Type.String({ minLength: 1, maxLength: 64 });
 export const OfferCommand = MessageSchema('offer', {
   commandId: CommandId,
   offer: SignedOffer,
+  /**
+   * Where the server publishes its root metadata (`<rootUrl>/<N>.json`): the device fetches
+   * root N+1… from there and rotates before it verifies the offer. Outside the signed offer on
+   * purpose: every root is verified against the previous one, so the address needs no trust.
+   */
+  rootUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
 });
 export const CancelCommand = MessageSchema('cancel', {
   commandId: CommandId,

@@ -74,21 +74,32 @@ export function checkNotExpired(expires: string, now: Date, what: string): void 
     throw new FlotillaError('FLOTILLA_ERR_EXPIRED', `${what} expired at ${expires}`);
 }
 
-/** A device's initial root: must be self-signed by a threshold of its own root keys and unexpired. */
-export function verifyInitialRoot(envelope: unknown, now: Date): RootMetadata {
+/**
+ * The root a device already trusts (its stored root.json): self-signed by a threshold of its own
+ * root keys. Expiry is *not* checked here: a device offline past its root's expiry must still be
+ * able to load it and rotate to a newer one (TUF checks expiry only on the final root).
+ */
+export function verifyTrustedRoot(envelope: unknown): RootMetadata {
   const env = validate(SignedRootSchema, envelope, 'root metadata') as SignedRoot;
   checkRootConsistency(env.signed);
   verifyThreshold(env, { root: env.signed, role: 'root' });
-  checkNotExpired(env.signed.expires, now, 'root metadata');
   return env.signed;
 }
 
+/** A device's initial root: must be self-signed by a threshold of its own root keys and unexpired. */
+export function verifyInitialRoot(envelope: unknown, now: Date): RootMetadata {
+  const root = verifyTrustedRoot(envelope);
+  checkNotExpired(root.expires, now, 'root metadata');
+  return root;
+}
+
 /**
- * Root rotation: version must be exactly trusted+1 and the new root must be signed by a threshold
- * of the *old* root keys and a threshold of the *new* root keys (so neither a stolen old key set
- * nor keys the attacker just made up can rotate alone).
+ * One step of the root chain: version must be exactly trusted+1 and the new root must be signed
+ * by a threshold of the *old* root keys and a threshold of the *new* root keys (so neither a
+ * stolen old key set nor keys the attacker just made up can rotate alone). No expiry check: an
+ * intermediate root may long have expired (TUF), only the last one of a chain must be current.
  */
-export function verifyRootRotation(trusted: RootMetadata, envelope: unknown, now: Date): RootMetadata {
+export function verifyRootStep(trusted: RootMetadata, envelope: unknown): RootMetadata {
   const env = validate(SignedRootSchema, envelope, 'root metadata') as SignedRoot;
   const next = env.signed;
   checkRootConsistency(next);
@@ -101,8 +112,26 @@ export function verifyRootRotation(trusted: RootMetadata, envelope: unknown, now
   } catch (cause) {
     throw new FlotillaError('FLOTILLA_ERR_ROOT_ROTATION', (cause as Error).message, { cause });
   }
+  return next;
+}
+
+/** Rotation to a root that becomes the final one: a chain step, and the new root is unexpired. */
+export function verifyRootRotation(trusted: RootMetadata, envelope: unknown, now: Date): RootMetadata {
+  const next = verifyRootStep(trusted, envelope);
   checkNotExpired(next.expires, now, 'root metadata');
   return next;
+}
+
+/**
+ * TUF's root update as one pure function: the trusted root (signatures only), then each newer
+ * root in order (version +1, old and new thresholds), then expiry of the *final* root alone.
+ * Returns the final root; throws on the first bad link (the caller keeps what it trusted).
+ */
+export function verifyRootChain(trusted: unknown, newer: readonly unknown[], now: Date): RootMetadata {
+  let root = verifyTrustedRoot(trusted);
+  for (const next of newer) root = verifyRootStep(root, next);
+  checkNotExpired(root.expires, now, 'root metadata');
+  return root;
 }
 
 function checkRootConsistency(root: RootMetadata): void {

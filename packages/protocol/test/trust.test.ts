@@ -16,6 +16,7 @@ import {
   verifyInitialRoot,
   verifyOffer,
   verifyRelease,
+  verifyRootChain,
   verifyRootRotation,
 } from '../src/index.js';
 import { makeKeys, makeManifest, NOW, signedRelease } from './fixtures.js';
@@ -220,6 +221,40 @@ describe('root metadata and rotation', () => {
       const env = signDocument(next.rootMeta, [...old.root, ...next.root]);
       expect(() => verifyRootRotation(old.rootMeta, env, NOW)).toThrow(code('FLOTILLA_ERR_ROOT_VERSION'));
     }
+  });
+});
+
+describe('root chain (TUF: expiry only on the final root)', () => {
+  /** Roots 1..n, each signed by the previous root's keys and its own; expiry per version. */
+  const chain = (expiresDays: number[]) => {
+    const sets = expiresDays.map((d, i) => makeKeys({ version: i + 1, expiresDays: d }));
+    const envs = sets.map((k, i) =>
+      signDocument(k.rootMeta, [...(i > 0 ? sets[i - 1]!.root : []), ...k.root]),
+    );
+    return { sets, envs };
+  };
+
+  it('a device offline past its root expiry rotates: expired root.json + valid root 2 gives root 2', () => {
+    const { envs } = chain([-30, 365]);
+    expect(verifyRootChain(envs[0], envs.slice(1), NOW).version).toBe(2);
+  });
+
+  it('does not check expiry of intermediate roots (1 expired, 2 expired, 3 valid)', () => {
+    const { envs } = chain([-60, -30, 365]);
+    expect(verifyRootChain(envs[0], envs.slice(1), NOW).version).toBe(3);
+  });
+
+  it('refuses a chain whose final root expired (freeze attack)', () => {
+    const { envs } = chain([-60, -1]);
+    expect(() => verifyRootChain(envs[0], envs.slice(1), NOW)).toThrow(code('FLOTILLA_ERR_EXPIRED'));
+    expect(() => verifyRootChain(envs[0], [], NOW)).toThrow(code('FLOTILLA_ERR_EXPIRED'));
+  });
+
+  it('refuses a chain with a skipped version or a link not signed by the old keys', () => {
+    const { envs, sets } = chain([365, 365, 365]);
+    expect(() => verifyRootChain(envs[0], [envs[2]], NOW)).toThrow(code('FLOTILLA_ERR_ROOT_VERSION'));
+    const selfOnly = signDocument(sets[1]!.rootMeta, sets[1]!.root);
+    expect(() => verifyRootChain(envs[0], [selfOnly], NOW)).toThrow(code('FLOTILLA_ERR_ROOT_ROTATION'));
   });
 });
 

@@ -131,6 +131,16 @@ export const SERVER_ERRORS = {
     message: 'server keys are missing or invalid',
     hint: 'import a root.json and role keys made by `flotilla keys init`, or start on an empty keys directory',
   },
+  FLOTILLA_ERR_SERVER_ROOT_KEY_ONLINE: {
+    status: 500,
+    message: 'the keys directory holds a root private key',
+    hint: 'root keys are offline material and the server never uses them: move keys/root*.key to offline storage and start again (a throw-away test server may use --dev-keys)',
+  },
+  FLOTILLA_ERR_SERVER_ROOT_REFUSED: {
+    status: 409,
+    message: 'new root metadata refused',
+    hint: "publish root N+1 made by `flotilla keys rotate` (signed by the old and the new root keys, unexpired) that still names the server's delta key",
+  },
   FLOTILLA_ERR_SERVER_STORE: {
     status: 500,
     message: 'storage error',

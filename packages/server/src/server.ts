@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -14,7 +14,7 @@ import { RolloutRunner } from './deploy/rollout-runner.js';
 import { DeviceRegistry } from './devices/registry.js';
 import { EventBus } from './events/bus.js';
 import { ReportIngestor } from './ingest/report-ingestor.js';
-import { importKeys, loadOrCreateServerKeys } from './keys/server-keys.js';
+import { loadOrCreateServerKeys } from './keys/server-keys.js';
 import { resolveLimits, type ServerLimits } from './limits.js';
 import { createMetrics } from './metrics.js';
 import { DeviceAuthenticator } from './mqtt/device-auth.js';
@@ -36,6 +36,14 @@ export interface ServerOptions {
   dataDir?: string;
   /** Import root.json and online role keys made by `flotilla keys init` (first start only). */
   importKeysFrom?: string;
+  /**
+   * TEST-ONLY dev keys (first start without importKeysFrom): a whole set, root key included,
+   * kept in the data directory and logged as such. Never for a real fleet. Without it (and
+   * without importKeysFrom) a first start makes the root keys in `offlineKeysDir` to be moved offline.
+   */
+  devKeys?: boolean;
+  /** Where a plain first start writes the new root keys (default `<dataDir>.offline-keys`, beside the data dir). */
+  offlineKeysDir?: string;
   /** Accept new devices without an operator (default false: they wait in `pending`). */
   autoAccept?: boolean;
   /** Base URL devices download artifacts from (default: the API address once listening). */
@@ -81,16 +89,24 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } });
   // First: a lost database must stop the start before anything in the data dir is (re)created.
   const store = openServerStore(dataDir);
-  const keysDir = join(dataDir, 'keys');
   let keys: ReturnType<typeof loadOrCreateServerKeys>;
   try {
-    if (opts.importKeysFrom && !existsSync(join(keysDir, 'root.json')))
-      importKeys(opts.importKeysFrom, keysDir);
-    keys = loadOrCreateServerKeys(keysDir);
+    keys = loadOrCreateServerKeys(join(dataDir, 'keys'), {
+      ...(opts.importKeysFrom ? { importFrom: opts.importKeysFrom } : {}),
+      ...(opts.devKeys ? { devKeys: true } : {}),
+      ...(opts.offlineKeysDir ? { offlineKeysDir: opts.offlineKeysDir } : {}),
+    });
   } catch (err) {
     store.close();
     throw err;
   }
+  if (keys.holdsRootKeys)
+    log.warn({ keysDir: keys.dir }, 'TEST-ONLY dev keys: the root private key is online in the data directory');
+  if (keys.offlineKeysDir)
+    log.warn(
+      { offlineKeysDir: keys.offlineKeysDir },
+      'new root keys written outside the data directory: move them offline now',
+    );
   store.devices.markAllOffline();
   const artifacts = new ArtifactStore(join(dataDir, 'artifacts'), opts.artifactFs);
   const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));

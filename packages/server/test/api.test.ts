@@ -8,7 +8,7 @@ let viewer: string;
 let operator: string;
 
 beforeAll(async () => {
-  server = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN });
+  server = await createServer({ dataDir: tempDir(), devKeys: true, logger: silent, adminToken: TEST_ADMIN });
   const mk = async (role: string) =>
     (
       await server.app.inject({

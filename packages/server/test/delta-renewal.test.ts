@@ -20,6 +20,7 @@ beforeAll(async () => {
     throw new Error(`run \`npx tsc -b\` first: ${deltaWorkerPath()} is missing`);
   server = await createServer({
     dataDir: tempDir(),
+    devKeys: true,
     logger: silent,
     adminToken: TEST_ADMIN,
     clock: () => now,

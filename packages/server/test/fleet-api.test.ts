@@ -12,7 +12,13 @@ afterEach(async () => {
 });
 
 async function start(opts: { dashboardDir?: string } = {}) {
-  server = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN, ...opts });
+  server = await createServer({
+    dataDir: tempDir(),
+    devKeys: true,
+    logger: silent,
+    adminToken: TEST_ADMIN,
+    ...opts,
+  });
   return server;
 }
 

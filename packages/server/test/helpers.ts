@@ -28,6 +28,7 @@ export async function startTestServer(opts: Partial<ListenOptions> = {}): Promis
     mqttPort: 0,
     logger: silent,
     adminToken: TEST_ADMIN,
+    devKeys: true,
     ...opts,
     // Timed retention stays off in tests unless a test sets it.
     limits: { retentionIntervalMs: 0, ...opts.limits },

@@ -37,6 +37,7 @@ describe('fleet gauges', () => {
     let now = Date.parse('2026-01-10T00:00:00Z');
     server = await createServer({
       dataDir: tempDir(),
+      devKeys: true,
       logger: silent,
       adminToken: TEST_ADMIN,
       clock: () => now,
@@ -117,6 +118,7 @@ describe('fleet gauges', () => {
     const now = Date.now();
     server = await createServer({
       dataDir: tempDir(),
+      devKeys: true,
       logger: silent,
       adminToken: TEST_ADMIN,
       clock: () => now,

@@ -17,7 +17,7 @@ let server: FlotillaServer;
 const sha: Record<string, string> = {};
 
 beforeAll(async () => {
-  server = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN });
+  server = await createServer({ dataDir: tempDir(), devKeys: true, logger: silent, adminToken: TEST_ADMIN });
   for (const [i, v] of ['1.0.0', '1.1.0', '1.2.0', '1.3.0', '1.4.0'].entries())
     sha[v] = (await uploadRelease(server, v, testImage(i, 256 * 1024))).image.sha256;
   // A device still runs 1.0.0; an unfinished rollout targets 1.2.0.
@@ -105,7 +105,12 @@ function fakeTimers() {
 
 describe('retention on a timer', () => {
   it('prunes like the API call each time the interval fires, audited as the timer, until unscheduled', async () => {
-    const s = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN });
+    const s = await createServer({
+      dataDir: tempDir(),
+      devKeys: true,
+      logger: silent,
+      adminToken: TEST_ADMIN,
+    });
     try {
       for (const [i, v] of ['2.0.0', '2.1.0', '2.2.0'].entries())
         await uploadRelease(s, v, testImage(i, 256 * 1024));
@@ -127,7 +132,12 @@ describe('retention on a timer', () => {
   });
 
   it('schedules nothing when the interval is 0', async () => {
-    const s = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN });
+    const s = await createServer({
+      dataDir: tempDir(),
+      devKeys: true,
+      logger: silent,
+      adminToken: TEST_ADMIN,
+    });
     try {
       const { timers, scheduled } = fakeTimers();
       s.ctx.retention.schedule(0, { keepPerChannel: 1 }, timers);

@@ -32,6 +32,7 @@ import {
 } from '../state/record.js';
 import { FileSecurityFloor, type SecurityFloorStore } from '../state/security-floor.js';
 import { FileStateStore } from '../state/store.js';
+import { HttpRootSource, type RootSource } from '../trust/root-source.js';
 import type { AgentConfig, AgentDeps } from './deps.js';
 import { STEPS, type StepOutcome } from './steps.js';
 
@@ -110,7 +111,9 @@ export class Agent {
   async start(): Promise<void> {
     try {
       await mkdir(this.config.dataDir, { recursive: true });
-      this.root = await this.deps.trust.load(this.deps.clock.now());
+      // Expired or not: a device offline past its root's expiry must still start, connect and
+      // fetch the newer root; expiry is enforced before an offer or a local install is trusted.
+      this.root = await this.deps.trust.loadTrusted();
       this.booted = await this.deps.bootloader.bootedSlot();
       let recoveredFrom: AgentState | null = null;
       let corrupt: ErrorReport | null = null;
@@ -431,6 +434,42 @@ export class Agent {
   private onConnect(): void {
     this.reporter.onConnect();
     for (const w of this.onlineWaiters) w();
+    // TUF: fetch newer roots when the server is reachable (queued: never during an offer's checks).
+    if (this.deps.rootSource && !this.stopped)
+      void this.enqueue(async () => {
+        await this.refreshTrust(this.deps.rootSource!).catch(() => undefined);
+      });
+  }
+
+  /**
+   * The TUF root update: root N+1, N+2… from the server, each verified and kept, then the final
+   * root must be unexpired. A server that cannot be reached or serves a root that does not verify
+   * leaves the device on the root it has (reported); an expired final root throws.
+   */
+  async refreshTrust(source: RootSource | null): Promise<RootMetadata> {
+    const now = this.deps.clock.now();
+    if (source) {
+      try {
+        this.root = await this.deps.trust.update(now, source, this.lifetime.signal);
+        return this.root;
+      } catch (err) {
+        if (isKilled(err)) throw err;
+        if (!isFlotillaError(err, 'FLOTILLA_ERR_EXPIRED')) {
+          const reason = toErrorReport(err);
+          this.log.warn(
+            { code: reason.code, err: reason.message },
+            'root update failed; keeping the current root',
+          );
+          await this.event(
+            'log',
+            { deploymentId: null, reason, detail: { trust: 'root update failed' } },
+            false,
+          );
+        }
+      }
+    }
+    this.root = await this.deps.trust.update(now);
+    return this.root;
   }
 
   waitOnline(ms: number): Promise<boolean> {
@@ -476,7 +515,7 @@ export class Agent {
     if (this.stopped) return;
     if (this.rec.recentCommands.includes(cmd.commandId)) return; // QoS 1 redelivery
     this.rec.recentCommands = [...this.rec.recentCommands, cmd.commandId].slice(-16);
-    if (cmd.type === 'offer') return this.acceptOffer(cmd.offer);
+    if (cmd.type === 'offer') return this.acceptOffer(cmd.offer, cmd.rootUrl);
     if (cmd.type === 'cancel') {
       const d = this.rec.deployment;
       if (
@@ -568,7 +607,7 @@ export class Agent {
   }
 
   /** Verifies an offer completely before anything is stored or downloaded. */
-  async acceptOffer(envelope: unknown): Promise<void> {
+  async acceptOffer(envelope: unknown, rootUrl?: string): Promise<void> {
     const signed = (envelope as { signed?: { deploymentId?: unknown } })?.signed;
     const claimedId = typeof signed?.deploymentId === 'string' ? signed.deploymentId.slice(0, 64) : null;
     if (this.rec.state !== 'Idle') {
@@ -579,10 +618,21 @@ export class Agent {
       );
     }
     if (this.booted !== this.rec.committedSlot) return this.rejectOffer(claimedId, this.strandedError());
+    // Rotate first (TUF): the offer may be signed by keys only a newer root names.
+    const source =
+      this.deps.rootSource ??
+      (rootUrl ? new HttpRootSource(rootUrl, this.deps.fetcher, this.limits.trust) : null);
+    let root: RootMetadata;
+    try {
+      root = await this.refreshTrust(source);
+    } catch (err) {
+      if (isKilled(err)) throw err;
+      return this.rejectOffer(claimedId, err);
+    }
     const now = this.deps.clock.now();
     const active = this.rec.slots[this.booted];
     const ctx = {
-      root: this.root,
+      root,
       now,
       deviceId: this.config.deviceId,
       device: { hardware: this.config.hardware, securityVersion: this.rec.securityVersion },
@@ -600,7 +650,7 @@ export class Agent {
       ) {
         deltaRefused = toErrorReport(err);
         const offer = (envelope as { signed: ReturnType<typeof verifyOffer>['offer'] }).signed;
-        verified = { offer, release: verifyRelease(offer.release, this.root, now) };
+        verified = { offer, release: verifyRelease(offer.release, root, now) };
       } else {
         return this.rejectOffer(claimedId, err);
       }
@@ -645,37 +695,59 @@ export class Agent {
 
   /**
    * A local install (USB stick): the same checks as an offer minus the offer itself, then the same
-   * state machine. Resolves when the machine rests (halted for the reboot, or back in Idle).
+   * state machine. Resolves with the deployment id when the machine rests (halted for the reboot,
+   * or back in Idle); rejects when the install is refused (busy, stranded, bad signature…).
    */
   async installLocal(bundle: {
     path: string;
     manifest: unknown;
     imageOffset: number;
     imageSize: number;
-  }): Promise<void> {
+  }): Promise<string> {
+    // enqueue() logs and swallows a command's failure; a local install must surface its refusal.
+    let refused: unknown = null;
+    let id = '';
     await this.enqueue(async () => {
-      if (this.rec.state !== 'Idle')
-        throw new AgentError('FLOTILLA_ERR_AGENT_BUSY', `an update is in state ${this.rec.state}`);
-      if (this.booted !== this.rec.committedSlot) throw this.strandedError();
-      const now = this.deps.clock.now();
-      const release = verifyRelease(bundle.manifest, this.root, now, { allowKinds: ['release', 'recovery'] });
-      checkInstallable(release, {
-        hardware: this.config.hardware,
-        securityVersion: this.rec.securityVersion,
-      });
-      if (bundle.imageSize !== release.image.size)
-        throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE', 'image section size differs from the manifest');
-      const id = `local-${release.image.sha256.slice(0, 16)}-${now.getTime()}`;
-      const dep = await this.newDeployment('local', id, bundle.manifest, release, {
-        url: new URL(`file://${bundle.path}`).href,
-        size: release.image.size,
-        sha256: release.image.sha256,
-        offset: bundle.imageOffset,
-      });
-      await this.begin(dep);
+      try {
+        id = await this.beginLocal(bundle);
+      } catch (err) {
+        if (isKilled(err)) throw err;
+        refused = err;
+      }
     });
     // Surface a refusal to the caller (the CLI prints it and exits non-zero).
+    if (refused) throw refused;
     await this.settled();
+    return id;
+  }
+
+  private async beginLocal(bundle: {
+    path: string;
+    manifest: unknown;
+    imageOffset: number;
+    imageSize: number;
+  }): Promise<string> {
+    if (this.rec.state !== 'Idle')
+      throw new AgentError('FLOTILLA_ERR_AGENT_BUSY', `an update is in state ${this.rec.state}`);
+    if (this.booted !== this.rec.committedSlot) throw this.strandedError();
+    const root = await this.refreshTrust(null); // local roots only (offline), final one unexpired
+    const now = this.deps.clock.now();
+    const release = verifyRelease(bundle.manifest, root, now, { allowKinds: ['release', 'recovery'] });
+    checkInstallable(release, {
+      hardware: this.config.hardware,
+      securityVersion: this.rec.securityVersion,
+    });
+    if (bundle.imageSize !== release.image.size)
+      throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE', 'image section size differs from the manifest');
+    const id = `local-${release.image.sha256.slice(0, 16)}-${now.getTime()}`;
+    const dep = await this.newDeployment('local', id, bundle.manifest, release, {
+      url: new URL(`file://${bundle.path}`).href,
+      size: release.image.size,
+      sha256: release.image.sha256,
+      offset: bundle.imageOffset,
+    });
+    await this.begin(dep);
+    return id;
   }
 
   private async newDeployment(

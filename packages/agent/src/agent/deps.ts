@@ -13,6 +13,7 @@ import type { AgentState, StepEvent } from '../state/machine.js';
 import type { SecurityFloorStore } from '../state/security-floor.js';
 import type { StateStore } from '../state/store.js';
 import type { Transport } from '../transport/types.js';
+import type { RootSource } from '../trust/root-source.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { RebootAction } from './reboot.js';
 
@@ -52,6 +53,11 @@ export interface AgentDeps {
   clock: Clock;
   reboot: RebootAction;
   trust: TrustStore;
+  /**
+   * The server's root metadata (TUF root update on connect and before each offer). Without it
+   * the agent uses the `rootUrl` an offer names; with neither, only local roots rotate.
+   */
+  rootSource?: RootSource;
   outbox: Outbox;
   /** The anti-rollback floor's own store; default: `<dataDir>/security-floor.json`. */
   securityFloor?: SecurityFloorStore;

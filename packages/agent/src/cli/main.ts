@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { access, constants, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseJson } from '@flotilla/protocol';
 import { createAgent } from '../agent/agent.js';
 import { loadConfigFile } from '../config.js';
-import { toErrorReport } from '../errors.js';
+import { AgentError, toErrorReport } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { FileTrustStore } from '../trust/trust-store.js';
 import { depsFromConfig } from '../wiring.js';
@@ -105,6 +105,13 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       io.err(`unknown command '${cmd}'\n\n${USAGE}`);
       return 2;
     }
+    const bundlePath = cmd === 'install' && rest[0] ? resolve(rest[0]) : null;
+    if (cmd === 'install' && !bundlePath) {
+      io.err('install needs a bundle file');
+      return 2;
+    }
+    // Before the agent starts: a missing file is the user's mistake, not an internal error.
+    if (bundlePath) await checkReadable(bundlePath);
     const release = await acquireAgentLock(join(file.dataDir, 'agent.pid'));
     try {
       const { config, deps } = await depsFromConfig(file, { logger, offline: cmd === 'install' });
@@ -118,11 +125,8 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         await agent.stop();
         return 0;
       }
-      const path = resolve(rest[0] ?? '');
-      if (!rest[0]) {
-        io.err('install needs a bundle file');
-        return 2;
-      }
+      const path = bundlePath!;
+      let deploymentId: string;
       // SIGTERM during an install stops the agent like the daemon: the download or wait under way
       // is cancelled and the persisted state stays resumable (the next start continues it).
       const onSignal = () => void agent.stop();
@@ -133,7 +137,7 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
           hardware: config.hardware,
           securityVersion: agent.rec.securityVersion,
         });
-        await agent.installLocal(bundle);
+        deploymentId = await agent.installLocal(bundle);
       } catch (err) {
         // Refused before the state machine took it: still tell the server when next online.
         await agent.event(
@@ -155,13 +159,29 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
           lastDeployment: st.lastDeployment,
         }),
       );
-      return st.halted || st.lastDeployment?.outcome === 'Committed' ? 0 : 1;
+      // Success is this install's own: halted for its reboot, or committed (a resumed older
+      // update that halts again is not).
+      const ours =
+        (st.halted && st.deployment?.id === deploymentId) ||
+        (st.lastDeployment?.id === deploymentId && st.lastDeployment.outcome === 'Committed');
+      return ours ? 0 : 1;
     } finally {
       await release();
     }
   } catch (err) {
     const r = toErrorReport(err);
-    io.err(`${r.code}: ${r.message}`);
+    const hint = (err as { hint?: unknown }).hint;
+    io.err(`${r.code}: ${r.message}${typeof hint === 'string' ? `\n  fix: ${hint}` : ''}`);
     return 1;
+  }
+}
+
+async function checkReadable(path: string): Promise<void> {
+  try {
+    await access(path, constants.R_OK);
+    if (!(await stat(path)).isFile()) throw new Error('not a regular file');
+  } catch (cause) {
+    const why = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
+    throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE_UNREADABLE', `${path}: ${why}`, { cause });
   }
 }

@@ -32,6 +32,8 @@ export class Reporter {
   private readonly bootNonce = randomBytes(4).toString('hex');
   private counter = 0;
   private flushing: Promise<void> | null = null;
+  /** A flush was asked for since the running pass began reading the outbox. */
+  private flushAgain = false;
   private latestState: DeviceStateMessage | null = null;
   private latestInventory: InventoryMessage | null = null;
 
@@ -115,17 +117,31 @@ export class Reporter {
     void this.flush();
   }
 
-  /** Sends the outbox oldest first; stops at the first failure (offline) and tries again later. */
+  /**
+   * Sends the outbox oldest first; stops at the first failure (offline) and tries again later.
+   * A flush asked for while one runs makes that one pass over the outbox again: the running pass
+   * may already have read an empty outbox before the new event was written, and the event —
+   * often an update's last, `healthy` — would otherwise wait for the next reconnect.
+   */
   flush(): Promise<void> {
+    this.flushAgain = true;
     if (this.flushing) return this.flushing;
     // `.finally` runs after the assignment even when the body finishes synchronously (offline).
-    this.flushing = this.sendOutbox().finally(() => {
+    this.flushing = this.flushPasses().finally(() => {
       this.flushing = null;
     });
     return this.flushing;
   }
 
-  private async sendOutbox(): Promise<void> {
+  private async flushPasses(): Promise<void> {
+    while (this.flushAgain) {
+      this.flushAgain = false;
+      if (!(await this.sendOutbox())) return; // offline: the next connect flushes
+    }
+  }
+
+  /** One pass; false when it stopped on a failure (offline). */
+  private async sendOutbox(): Promise<boolean> {
     try {
       while (this.transport.connected()) {
         const items = await this.outbox.list();
@@ -137,8 +153,10 @@ export class Reporter {
       }
       const dropped = this.outbox.takeDropped();
       if (dropped > 0) this.log.warn({ dropped }, 'outbox overflowed: oldest events dropped');
+      return this.transport.connected();
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'outbox flush stopped');
+      return false;
     }
   }
 }

@@ -30,6 +30,14 @@ export function registerServerCommands(program: Command): void {
       '--import-keys <dir>',
       'on first start, import root.json and the online role keys made by `flotilla keys init`',
     )
+    .option(
+      '--dev-keys',
+      'TEST-ONLY: on first start make a throw-away key set and keep its root key in the data dir',
+    )
+    .option(
+      '--offline-keys-dir <dir>',
+      'on first start without --import-keys: where the new root keys go (default <data-dir>.offline-keys); move it offline',
+    )
     .option('--auto-accept', 'accept new devices without an operator (default: they wait in pending)')
     .option('--public-url <url>', 'base URL devices download artifacts from (default: the API address)')
     .option(
@@ -48,6 +56,8 @@ export function registerServerCommands(program: Command): void {
         tlsCert?: string;
         tlsKey?: string;
         importKeys?: string;
+        devKeys?: boolean;
+        offlineKeysDir?: string;
         autoAccept?: boolean;
         publicUrl?: string;
         metricsTokenFile?: string;
@@ -60,6 +70,11 @@ export function registerServerCommands(program: Command): void {
           opts.tlsCert && opts.tlsKey
             ? { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) }
             : undefined;
+        if (opts.devKeys && (opts.importKeys || opts.offlineKeysDir))
+          throw new CliError(
+            'FLOTILLA_ERR_CLI_USAGE',
+            '--dev-keys makes its own keys: drop --import-keys / --offline-keys-dir',
+          );
         const dataDir = resolve(opts.dataDir);
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
         const { startServer } = await import('@flotilla/server');
@@ -71,6 +86,8 @@ export function registerServerCommands(program: Command): void {
           mqttsPort: tls ? port(opts.mqttsPort, '--mqtts-port') : null,
           ...(tls ? { tls } : {}),
           ...(opts.importKeys ? { importKeysFrom: resolve(opts.importKeys) } : {}),
+          ...(opts.devKeys ? { devKeys: true } : {}),
+          ...(opts.offlineKeysDir ? { offlineKeysDir: resolve(opts.offlineKeysDir) } : {}),
           autoAccept: Boolean(opts.autoAccept),
           ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
           ...(opts.metricsTokenFile
@@ -91,6 +108,8 @@ export function registerServerCommands(program: Command): void {
           keysDir: keys.dir,
           root: join(keys.dir, 'root.json'),
           keysCreated: keys.created,
+          devKeys: keys.holdsRootKeys,
+          offlineKeysDir: keys.offlineKeysDir,
           adminTokenFile: server.bootstrapToken ? join(dataDir, 'admin-token') : null,
         };
         printResult(Boolean(opts.json), summary, () =>
@@ -101,8 +120,16 @@ export function registerServerCommands(program: Command): void {
             `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
             `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
             `  trust root ${summary.root} (ship it on every device)`,
+            ...(keys.offlineKeysDir
+              ? [
+                  `  ROOT KEYS  ${keys.offlineKeysDir} (made now; the server does not keep them)`,
+                  '             MOVE THIS DIRECTORY OFFLINE NOW: it is needed only to rotate the trust root',
+                ]
+              : []),
             ...(keys.holdsRootKeys
-              ? ['  note: the keys directory holds the root key; move it offline for production']
+              ? [
+                  '  TEST-ONLY  dev keys: the root private key is online in the data dir; never use for a real fleet',
+                ]
               : []),
             ...(server.bootstrapToken
               ? [`  admin API token written to ${summary.adminTokenFile} (mode 0600)`]

@@ -12,6 +12,7 @@ import { fleetRoutes } from './routes/fleet.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
+import { trustRoutes } from './routes/trust.js';
 import { securityHeaders } from './security-headers.js';
 import { validatorFactory } from './validators.js';
 
@@ -64,6 +65,7 @@ export async function buildApp(
       await rolloutRoutes(api, ctx);
       await adminRoutes(api, ctx);
       await fleetRoutes(api, ctx);
+      await trustRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );

@@ -88,12 +88,18 @@ export class OfferBuilder {
     return { url: this.artifactUrl(d.deltaSha256, deviceId, now), descriptor };
   }
 
+  /** Where devices fetch root metadata (`<rootUrl>/<N>.json`) to rotate before they verify an offer. */
+  rootUrl(): string {
+    return `${this.publicUrl()}/api/v1/trust/root`;
+  }
+
   command(offer: SignedOffer): DeviceCommand {
     return {
       schemaVersion: SCHEMA_VERSION,
       type: 'offer',
       commandId: `cmd_${randomBytes(8).toString('hex')}`,
       offer,
+      rootUrl: this.rootUrl(),
     };
   }
 
