@@ -12,6 +12,7 @@ import { RolloutRunner } from './deploy/rollout-runner.js';
 import { DeviceRegistry } from './devices/registry.js';
 import { EventBus } from './events/bus.js';
 import { ReportIngestor } from './ingest/report-ingestor.js';
+import { checkImportTarget } from './keys/import-check.js';
 import { importKeys, loadOrCreateServerKeys } from './keys/server-keys.js';
 import { resolveLimits, type ServerLimits } from './limits.js';
 import { createMetrics } from './metrics.js';
@@ -73,6 +74,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const limits = { ...resolveLimits(opts.limits), deltaWaitMs: opts.limits?.deltaWaitMs ?? 0 };
   const log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } });
   const keysDir = join(dataDir, 'keys');
+  if (opts.importKeysFrom) checkImportTarget(opts.importKeysFrom, keysDir);
   if (opts.importKeysFrom && !existsSync(join(keysDir, 'root.json')))
     importKeys(opts.importKeysFrom, keysDir);
   const keys = loadOrCreateServerKeys(keysDir);

@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { printResult } from '../output.js';
+import { loadServerConfig, mergeServerOptions } from '../server-config.js';
+import { describeTrustOrigin } from './trust-origin.js';
 
 function port(text: string, what: string): number {
   const n = Number(text);
@@ -16,9 +18,10 @@ const DEFAULT_DATA_DIR = join('.flotilla', 'server');
 
 /** `flotilla server`: the whole control plane in one process (aedes + SQLite + local artifacts), no set-up. */
 export function registerServerCommands(program: Command): void {
-  program
+  const command = program
     .command('server')
     .description('run the Flotilla server: HTTP API, embedded MQTT broker, store, deltas, rollouts')
+    .option('--config <file>', 'JSON config file (docs/install.md); flags given here win over it')
     .option('--data-dir <dir>', 'database, artifacts and keys', DEFAULT_DATA_DIR)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'HTTP API port (MQTT over WebSocket at /mqtt on it)', '8080')
@@ -36,6 +39,7 @@ export function registerServerCommands(program: Command): void {
     .option('--json', 'print the addresses as one JSON line')
     .action(
       async (opts: {
+        config?: string;
         dataDir: string;
         host: string;
         port: string;
@@ -49,6 +53,16 @@ export function registerServerCommands(program: Command): void {
         logLevel: string;
         json?: boolean;
       }) => {
+        // The file fills in what the command line does not say (flags win over the file).
+        if (opts.config)
+          Object.assign(
+            opts,
+            mergeServerOptions(
+              opts,
+              (key) => command.getOptionValueSource(key),
+              loadServerConfig(resolve(opts.config)),
+            ),
+          );
         if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
           throw new CliError('FLOTILLA_ERR_CLI_USAGE', '--tls-cert and --tls-key go together');
         const tls =
@@ -56,6 +70,7 @@ export function registerServerCommands(program: Command): void {
             ? { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) }
             : undefined;
         const dataDir = resolve(opts.dataDir);
+        const keysExisted = existsSync(join(dataDir, 'keys', 'root.json'));
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
         const { startServer } = await import('@flotilla/server');
         const server = await startServer({
@@ -71,6 +86,13 @@ export function registerServerCommands(program: Command): void {
           logLevel: opts.logLevel,
         });
         const keys = server.ctx.keys;
+        const trustRoot = describeTrustOrigin({
+          keysDir: keys.dir,
+          existedBefore: keysExisted,
+          importedFrom: opts.importKeys ? resolve(opts.importKeys) : null,
+          holdsRootKeys: keys.holdsRootKeys,
+          rootVersion: keys.rootMeta.version,
+        });
         const summary = {
           ok: true,
           api: server.addresses.api,
@@ -83,6 +105,7 @@ export function registerServerCommands(program: Command): void {
           keysDir: keys.dir,
           root: join(keys.dir, 'root.json'),
           keysCreated: keys.created,
+          trustRoot,
           adminTokenFile: server.bootstrapToken ? join(dataDir, 'admin-token') : null,
         };
         printResult(Boolean(opts.json), summary, () =>
@@ -92,7 +115,8 @@ export function registerServerCommands(program: Command): void {
             `  dashboard  ${summary.dashboard}`,
             `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
             `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
-            `  trust root ${summary.root} (ship it on every device)`,
+            `  trust root ${trustRoot.text}`,
+            '             ship root.json on every device',
             ...(keys.holdsRootKeys
               ? ['  note: the keys directory holds the root key; move it offline for production']
               : []),
