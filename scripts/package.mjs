@@ -94,6 +94,8 @@ const names = new Set(dirs.map(({ manifest }) => manifest.name));
 for (const name of tarballs) {
   const pkg = checkTarball(join(out, name), names);
   const bins = Object.keys(pkg.bin ?? {});
-  console.log(`dist-packages/${name}  ${pkg.name}@${pkg.version}${bins.length ? `  bin: ${bins.join(', ')}` : ''}`);
+  console.log(
+    `dist-packages/${name}  ${pkg.name}@${pkg.version}${bins.length ? `  bin: ${bins.join(', ')}` : ''}`,
+  );
 }
 console.log(`install: npm install -g --prefix DIR dist-packages/*.tgz (all of them in one command)`);

@@ -366,6 +366,12 @@ describe('operator CLI over HTTP', () => {
     [['rollout', 'approve', 'r1'], 'POST', '/api/v1/rollouts/r1/approve', {}],
     [['devices', 'accept', 'dev-1'], 'POST', '/api/v1/devices/dev-1/accept', {}],
     [
+      ['release', 'promote', '1.1.0', '--channel', 'staging'],
+      'POST',
+      '/api/v1/releases/1.1.0/promote',
+      { channel: 'staging' },
+    ],
+    [
       ['release', 'promote', '1.1.0', '--to', 'staging'],
       'POST',
       '/api/v1/releases/1.1.0/promote',

@@ -78,10 +78,16 @@ export async function attachFleet(o: AttachOptions): Promise<AttachedFleet> {
   const info = await json<ServerInfo>('/api/v1/server');
   const mqttUrl = o.mqtt ?? info.endpoints.mqtt;
   if (!mqttUrl)
-    throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', 'the server announces no MQTT listener; pass --mqtt URL');
+    throw new SimError(
+      'FLOTILLA_ERR_SIM_BAD_ARGUMENT',
+      'the server announces no MQTT listener; pass --mqtt URL',
+    );
   const mqtt = new URL(mqttUrl);
   if (mqtt.protocol !== 'mqtt:')
-    throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `--mqtt ${mqttUrl}: simulated devices speak plain mqtt://`);
+    throw new SimError(
+      'FLOTILLA_ERR_SIM_BAD_ARGUMENT',
+      `--mqtt ${mqttUrl}: simulated devices speak plain mqtt://`,
+    );
   const root = await json<SignedRoot>('/api/v1/root');
 
   const version = o.release ?? (await newestRelease(json));
@@ -150,7 +156,9 @@ async function newestRelease(json: <T>(path: string) => Promise<T>): Promise<str
   const { items } = await json<{ items: { version: string; kind: string; created: string }[] }>(
     '/api/v1/releases',
   );
-  const releases = items.filter((r) => r.kind === 'release').sort((a, b) => a.created.localeCompare(b.created));
+  const releases = items
+    .filter((r) => r.kind === 'release')
+    .sort((a, b) => a.created.localeCompare(b.created));
   const newest = releases.at(-1);
   if (!newest)
     throw new SimError(
@@ -175,7 +183,8 @@ async function download(
   body.on('data', (chunk: Buffer) => {
     size += chunk.length;
     hash.update(chunk);
-    if (size > image.size) body.destroy(new SimError('FLOTILLA_ERR_SIM_SERVER', `${path}: larger than signed`));
+    if (size > image.size)
+      body.destroy(new SimError('FLOTILLA_ERR_SIM_SERVER', `${path}: larger than signed`));
   });
   await pipeline(body, createWriteStream(to));
   if (size !== image.size || hash.digest('hex') !== image.sha256)
