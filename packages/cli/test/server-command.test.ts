@@ -100,3 +100,11 @@ describe('flotilla server --config FILE', () => {
     expect(r.stderr).toContain('FLOTILLA_ERR_CLI_CONFIG_NOT_FOUND');
   });
 });
+
+describe('the example server config shipped with the systemd unit', () => {
+  it('passes the config schema', async () => {
+    const { loadServerConfig } = await import('../src/server-config.js');
+    const example = new URL('../../server/systemd/server.json', import.meta.url).pathname;
+    expect(loadServerConfig(example)).toMatchObject({ port: 8080, importKeys: '/etc/flotilla/server-keys' });
+  });
+});
