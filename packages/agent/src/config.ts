@@ -105,7 +105,14 @@ export async function loadConfigFile(path: string): Promise<AgentConfigFile> {
   try {
     text = await readFile(path);
   } catch (cause) {
-    throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${path}`, { cause });
+    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new AgentError(
+      missing ? 'FLOTILLA_ERR_AGENT_CONFIG_NOT_FOUND' : 'FLOTILLA_ERR_AGENT_CONFIG',
+      `cannot read ${path}`,
+      {
+        cause,
+      },
+    );
   }
   try {
     return validate(AgentConfigFile, parseJson(text, { maxBytes: 256 * 1024 }), 'agent config');

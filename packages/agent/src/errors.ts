@@ -109,6 +109,30 @@ export const AGENT_ERRORS = {
     hint: 'nothing to do',
   },
   FLOTILLA_ERR_AGENT_REBOOT: { message: 'reboot command failed', hint: 'check reboot.command' },
+  FLOTILLA_ERR_AGENT_USAGE: {
+    message: 'invalid arguments',
+    hint: 'see `flotilla-agent --help` (and `flotilla-agent init` without arguments)',
+  },
+  FLOTILLA_ERR_AGENT_INIT_EXISTS: {
+    message: 'the config file already exists',
+    hint: 'pass --force to write it again (the device key and bootloader variables already set are kept), or --config another path',
+  },
+  FLOTILLA_ERR_AGENT_CONFIG_NOT_FOUND: {
+    message: 'agent config file not found',
+    hint: '`flotilla-agent init` writes one; or pass --config FILE / set FLOTILLA_AGENT_CONFIG',
+  },
+  FLOTILLA_ERR_AGENT_BOOTENV_NOT_FOUND: {
+    message: 'bootloader environment not found',
+    hint: '`flotilla-agent init --bootloader file|grub|uboot` writes it; formats in docs/agent.md (Bootloader environment files)',
+  },
+  FLOTILLA_ERR_AGENT_DEVICE_KEY_NOT_FOUND: {
+    message: 'device key not found',
+    hint: '`flotilla-agent init` makes one at <dataDir>/device-key.json (the default of server.deviceKeyFile), or set server.provisioningTokenFile to have the agent make it on first login',
+  },
+  FLOTILLA_ERR_AGENT_FILE_NOT_FOUND: {
+    message: 'a file the config names does not exist',
+    hint: 'check the path named in the message (config fields: trustDir, slots, factoryReleaseFile, server.*File)',
+  },
   FLOTILLA_ERR_AGENT_KILLED: {
     message: 'agent was killed (fault injection)',
     hint: 'only tests and the simulator raise this',

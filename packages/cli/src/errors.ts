@@ -23,6 +23,16 @@ export const CLI_ERRORS = {
   },
   FLOTILLA_ERR_CLI_INPUT: { status: 400, message: 'cannot read the input file', hint: 'check the path' },
   FLOTILLA_ERR_CLI_USAGE: { status: 400, message: 'invalid arguments', hint: 'see --help' },
+  FLOTILLA_ERR_CLI_CONFIG: {
+    status: 400,
+    message: 'invalid config file',
+    hint: 'fix the named field; docs/install.md lists every field of the server config file',
+  },
+  FLOTILLA_ERR_CLI_CONFIG_NOT_FOUND: {
+    status: 404,
+    message: 'config file not found',
+    hint: 'check the --config path (packages/server/systemd/server.json is an example to copy)',
+  },
   // talking to the server's operator API
   FLOTILLA_ERR_CLI_SERVER_UNREACHABLE: {
     status: 503,

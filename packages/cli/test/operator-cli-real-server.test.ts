@@ -167,7 +167,7 @@ describe('release create / list / promote against the real server', () => {
     const r = await cli(['release', 'create', file, '--channel', 'staging', '--json']);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.json().release.channels).toEqual(['dev', 'staging']);
-    const p = await cli(['release', 'promote', '1.3.0', '--to', 'prod', '--json']);
+    const p = await cli(['release', 'promote', '1.3.0', '--channel', 'prod', '--json']);
     expect(p.code, p.stderr).toBe(0);
     expect([...p.json().release.channels].sort()).toEqual(['dev', 'prod', 'staging']);
   });

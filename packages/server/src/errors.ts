@@ -171,6 +171,11 @@ export const SERVER_ERRORS = {
     message: 'release is deployed or referenced and cannot be pruned',
     hint: 'abort the rollout or move the devices first',
   },
+  FLOTILLA_ERR_SERVER_KEYS_CONFLICT: {
+    status: 409,
+    message: 'the data directory already holds other keys than --import-keys names',
+    hint: 'start with a new --data-dir to use the imported keys, or drop --import-keys to keep the existing ones (devices trust only one of the two roots)',
+  },
   FLOTILLA_ERR_SERVER_INTERNAL: { status: 500, message: 'internal error', hint: 'see the server log' },
 } as const satisfies Record<string, ErrorEntry>;
 

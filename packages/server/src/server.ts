@@ -14,6 +14,7 @@ import { RolloutRunner } from './deploy/rollout-runner.js';
 import { DeviceRegistry } from './devices/registry.js';
 import { EventBus } from './events/bus.js';
 import { ReportIngestor } from './ingest/report-ingestor.js';
+import { checkImportTarget } from './keys/import-check.js';
 import { loadOrCreateServerKeys } from './keys/server-keys.js';
 import { resolveLimits, type ServerLimits } from './limits.js';
 import { createMetrics } from './metrics.js';
@@ -91,6 +92,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const store = openServerStore(dataDir);
   let keys: ReturnType<typeof loadOrCreateServerKeys>;
   try {
+    if (opts.importKeysFrom) checkImportTarget(opts.importKeysFrom, join(dataDir, 'keys'));
     keys = loadOrCreateServerKeys(join(dataDir, 'keys'), {
       ...(opts.importKeysFrom ? { importFrom: opts.importKeysFrom } : {}),
       ...(opts.devKeys ? { devKeys: true } : {}),

@@ -620,10 +620,15 @@ describe('pause, resume, abort', () => {
       'abort an aborted rollout',
       (s: RolloutSnapshot) => abortRollout(policy(), abortRollout(policy(), s.runtime, T0), T0),
     ],
-  ])('refuses to %s with FLOTILLA_ERR_ROLLOUT_STATE', (_name, act) => {
+  ])('refuses to %s with FLOTILLA_ERR_ROLLOUT_STATE, in correct grammar', (name, act) => {
     const p = policy();
     const { s } = tick(p, snapshot(p, fleet(1)), T0);
-    expect(() => act(s)).toThrow(expect.objectContaining({ code: 'FLOTILLA_ERR_ROLLOUT_STATE' }));
+    expect(() => act(s)).toThrow(
+      expect.objectContaining({
+        code: 'FLOTILLA_ERR_ROLLOUT_STATE',
+        message: expect.stringContaining(`cannot ${name}`),
+      }),
+    );
   });
 
   it('resuming after an error pause acknowledges the failures seen: only new ones are judged', () => {

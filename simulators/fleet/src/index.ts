@@ -3,6 +3,7 @@
  * with file-backed A/B slots, the file bootloader, simulated reboots and fault injection.
  */
 export { createAgentLauncher, simLimits, type TransportFactory } from './agent-wiring.js';
+export { type AttachedFleet, type AttachOptions, attachFleet } from './attach.js';
 export { BehaviourReader, parseBehaviour, type SimBehaviour } from './behaviour.js';
 export { type DemoArgs, parseDemoArgs } from './demo-args.js';
 export { type DemoResult, type DemoSummaryJson, runDemo } from './demo-run.js';

@@ -8,12 +8,16 @@ import { AgentError, toErrorReport } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { FileTrustStore } from '../trust/trust-store.js';
 import { depsFromConfig } from '../wiring.js';
+import { INIT_USAGE, runInit } from './init.js';
 import { openLocalBundle } from './local-bundle.js';
+import { checkConfiguredFiles } from './preflight.js';
 import { acquireAgentLock } from './process-lock.js';
 
 const USAGE = `flotilla-agent — the Flotilla device agent
 
 Usage:
+  flotilla-agent init --device-id ID --hardware HW --root ROOT.json --slot-a P --slot-b P --bootloader file|uboot|grub
+                                                     set up a device (see \`flotilla-agent init --help\`)
   flotilla-agent run [--config FILE]                 run the agent (systemd service)
   flotilla-agent install FILE.flot [--config FILE]   install a signed bundle from a file (USB stick)
   flotilla-agent status [--json] [--config FILE]     slots, versions, bootloader and agent state
@@ -28,6 +32,9 @@ export interface CliIo {
 
 /** Returns the process exit code; never calls process.exit (the bin does). */
 export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Promise<number> {
+  const defaultConfig = process.env.FLOTILLA_AGENT_CONFIG ?? '/etc/flotilla/agent.json';
+  // init has options of its own and reads no config: it writes one.
+  if (argv[0] === 'init') return init(argv.slice(1), defaultConfig, io);
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -38,11 +45,10 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
     io.out(USAGE);
     return cmd || values.help ? 0 : 2;
   }
-  const configPath = resolve(
-    values.config ?? process.env.FLOTILLA_AGENT_CONFIG ?? '/etc/flotilla/agent.json',
-  );
+  const configPath = resolve(values.config ?? defaultConfig);
   try {
     const file = await loadConfigFile(configPath);
+    await checkConfiguredFiles(file);
     const logger = await createLogger(file.logLevel);
     if (cmd === 'status') {
       const { config, deps } = await depsFromConfig(file, { logger, offline: true });
@@ -183,5 +189,32 @@ async function checkReadable(path: string): Promise<void> {
   } catch (cause) {
     const why = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
     throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE_UNREADABLE', `${path}: ${why}`, { cause });
+  }
+}
+
+async function init(argv: string[], defaultConfig: string, io: CliIo): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.out(INIT_USAGE);
+    return 0;
+  }
+  try {
+    const result = await runInit(argv, defaultConfig);
+    if (argv.includes('--json')) io.out(JSON.stringify(result));
+    else
+      io.out(
+        [
+          `wrote ${result.config} (device ${result.deviceId})`,
+          `  device key  ${result.deviceKeyFile} (public ${String(result.publicKey).slice(0, 16)}…; register it with the server)`,
+          `  trust root  ${(result.trustRoot as { file: string }).file}`,
+          `  bootloader  ${JSON.stringify(result.bootloader)}`,
+        ].join('\n'),
+      );
+    return 0;
+  } catch (err) {
+    const r = toErrorReport(err);
+    const hint = (err as { hint?: unknown }).hint;
+    io.err(`${r.code}: ${r.message}${typeof hint === 'string' ? `\n  fix: ${hint}` : ''}`);
+    if (r.code === 'FLOTILLA_ERR_AGENT_USAGE') io.err(INIT_USAGE);
+    return r.code === 'FLOTILLA_ERR_AGENT_USAGE' ? 2 : 1;
   }
 }

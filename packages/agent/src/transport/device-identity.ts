@@ -87,10 +87,8 @@ export async function mqttAuthFromConfig(file: AgentConfigFile): Promise<MqttAut
   const key = await readDeviceKey(keyPath);
   if (!key)
     throw new AgentError(
-      'FLOTILLA_ERR_AGENT_CONFIG',
-      s.deviceKeyFile
-        ? `device key file ${s.deviceKeyFile} does not exist`
-        : 'server needs deviceKeyFile or provisioningTokenFile',
+      'FLOTILLA_ERR_AGENT_DEVICE_KEY_NOT_FOUND',
+      `${keyPath}${s.deviceKeyFile ? ' (server.deviceKeyFile)' : ' (the default of server.deviceKeyFile)'}`,
     );
   return { kind: 'device-key', key };
 }

@@ -78,12 +78,15 @@ export function registerReleaseCommands(program: Command): void {
     .command('promote')
     .description('publish a release on the next channel (dev → staging → prod)')
     .argument('<version>', 'release version')
-    .requiredOption('--to <channel>', 'target channel')
+    .option('--channel <channel>', 'target channel (as in `release create --channel`)')
+    .option('--to <channel>', 'the same as --channel')
     .option('--json', 'print JSON')
-    .action(async (version: string, o: { to: string }, cmd: Command) => {
+    .action(async (version: string, o: { channel?: string; to?: string }, cmd: Command) => {
+      const channel = o.channel ?? o.to;
+      if (!channel) throw new CliError('FLOTILLA_ERR_CLI_USAGE', 'release promote needs --channel <channel>');
       checkReleaseVersion(version);
-      channelIndex(o.to);
-      const r = await clientFor(cmd).promoteRelease(version, o.to);
+      channelIndex(channel);
+      const r = await clientFor(cmd).promoteRelease(version, channel);
       printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
     });
 }

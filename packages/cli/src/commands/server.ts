@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { printResult } from '../output.js';
+import { loadServerConfig, mergeServerOptions } from '../server-config.js';
+import { describeTrustOrigin } from './trust-origin.js';
 
 function port(text: string, what: string): number {
   const n = Number(text);
@@ -16,9 +18,10 @@ const DEFAULT_DATA_DIR = join('.flotilla', 'server');
 
 /** `flotilla server`: the whole control plane in one process (aedes + SQLite + local artifacts), no set-up. */
 export function registerServerCommands(program: Command): void {
-  program
+  const command = program
     .command('server')
     .description('run the Flotilla server: HTTP API, embedded MQTT broker, store, deltas, rollouts')
+    .option('--config <file>', 'JSON config file (docs/install.md); flags given here win over it')
     .option('--data-dir <dir>', 'database, artifacts and keys', DEFAULT_DATA_DIR)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'HTTP API port (MQTT over WebSocket at /mqtt on it)', '8080')
@@ -48,6 +51,7 @@ export function registerServerCommands(program: Command): void {
     .option('--json', 'print the addresses as one JSON line')
     .action(
       async (opts: {
+        config?: string;
         dataDir: string;
         host: string;
         port: string;
@@ -64,6 +68,16 @@ export function registerServerCommands(program: Command): void {
         logLevel: string;
         json?: boolean;
       }) => {
+        // The file fills in what the command line does not say (flags win over the file).
+        if (opts.config)
+          Object.assign(
+            opts,
+            mergeServerOptions(
+              opts,
+              (key) => command.getOptionValueSource(key),
+              loadServerConfig(resolve(opts.config)),
+            ),
+          );
         if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
           throw new CliError('FLOTILLA_ERR_CLI_USAGE', '--tls-cert and --tls-key go together');
         const tls =
@@ -76,6 +90,7 @@ export function registerServerCommands(program: Command): void {
             '--dev-keys makes its own keys: drop --import-keys / --offline-keys-dir',
           );
         const dataDir = resolve(opts.dataDir);
+        const keysExisted = existsSync(join(dataDir, 'keys', 'root.json'));
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
         const { startServer } = await import('@flotilla/server');
         const server = await startServer({
@@ -96,6 +111,14 @@ export function registerServerCommands(program: Command): void {
           logLevel: opts.logLevel,
         });
         const keys = server.ctx.keys;
+        const trustRoot = describeTrustOrigin({
+          keysDir: keys.dir,
+          existedBefore: keysExisted,
+          importedFrom: opts.importKeys ? resolve(opts.importKeys) : null,
+          holdsRootKeys: keys.holdsRootKeys,
+          offlineKeysDir: keys.offlineKeysDir ?? null,
+          rootVersion: keys.rootMeta.version,
+        });
         const summary = {
           ok: true,
           api: server.addresses.api,
@@ -110,6 +133,7 @@ export function registerServerCommands(program: Command): void {
           keysCreated: keys.created,
           devKeys: keys.holdsRootKeys,
           offlineKeysDir: keys.offlineKeysDir,
+          trustRoot,
           adminTokenFile: server.bootstrapToken ? join(dataDir, 'admin-token') : null,
         };
         printResult(Boolean(opts.json), summary, () =>
@@ -119,7 +143,8 @@ export function registerServerCommands(program: Command): void {
             `  dashboard  ${summary.dashboard}`,
             `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
             `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
-            `  trust root ${summary.root} (ship it on every device)`,
+            `  trust root ${trustRoot.text}`,
+            '             ship root.json on every device',
             ...(keys.offlineKeysDir
               ? [
                   `  ROOT KEYS  ${keys.offlineKeysDir} (made now; the server does not keep them)`,

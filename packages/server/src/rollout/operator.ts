@@ -36,7 +36,10 @@ export function pauseRollout(
   note: string | null = null,
 ): RolloutRuntime {
   if (FINISHED.has(runtime.status) || runtime.status === 'paused') {
-    throw new RolloutError('FLOTILLA_ERR_ROLLOUT_STATE', `cannot pause a ${runtime.status} rollout`);
+    throw new RolloutError(
+      'FLOTILLA_ERR_ROLLOUT_STATE',
+      `cannot pause ${withArticle(runtime.status)} rollout`,
+    );
   }
   const rt = cloneRuntime(runtime);
   rt.status = 'paused';
@@ -52,7 +55,10 @@ export function pauseRollout(
 export function resumeRollout(policy: RolloutPolicy, snapshot: RolloutSnapshot): RolloutRuntime {
   const runtime = snapshot.runtime;
   if (runtime.status !== 'paused') {
-    throw new RolloutError('FLOTILLA_ERR_ROLLOUT_STATE', `cannot resume a ${runtime.status} rollout`);
+    throw new RolloutError(
+      'FLOTILLA_ERR_ROLLOUT_STATE',
+      `cannot resume ${withArticle(runtime.status)} rollout`,
+    );
   }
   if (runtime.rollingBack) {
     throw new RolloutError(
@@ -91,7 +97,10 @@ export function abortRollout(
   opts: { rollback?: boolean } = {},
 ): RolloutRuntime {
   if (FINISHED.has(runtime.status)) {
-    throw new RolloutError('FLOTILLA_ERR_ROLLOUT_STATE', `cannot abort a ${runtime.status} rollout`);
+    throw new RolloutError(
+      'FLOTILLA_ERR_ROLLOUT_STATE',
+      `cannot abort ${withArticle(runtime.status)} rollout`,
+    );
   }
   const rt = cloneRuntime(runtime);
   rt.status = 'aborted';
@@ -111,7 +120,7 @@ export function approvePhase(
   if (FINISHED.has(runtime.status)) {
     throw new RolloutError(
       'FLOTILLA_ERR_ROLLOUT_STATE',
-      `cannot approve a phase of a ${runtime.status} rollout`,
+      `cannot approve a phase of ${withArticle(runtime.status)} rollout`,
     );
   }
   const spec = policy.phases[phase];
@@ -135,4 +144,9 @@ export function approvePhase(
 /** The phase waiting for approval now, if any (what `flotilla rollout approve <id>` approves by default). */
 export function phaseAwaitingApproval(runtime: RolloutRuntime): number | null {
   return runtime.status === 'waiting-approval' ? runtime.currentPhase + 1 : null;
+}
+
+/** "a paused", "an aborted": statuses go into messages people read. */
+function withArticle(word: string): string {
+  return `${/^[aeiou]/i.test(word) ? 'an' : 'a'} ${word}`;
 }

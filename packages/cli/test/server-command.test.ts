@@ -1,0 +1,110 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliProcess, runFlotilla, startFlotilla } from './run-cli.js';
+
+/** `flotilla server` as a process: its first-start output, its config file and its refusals. */
+let work: string;
+const running: CliProcess[] = [];
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'flotilla-server-cmd-'));
+});
+afterAll(async () => {
+  for (const p of running) p.child.kill('SIGKILL');
+  await rm(work, { recursive: true, force: true });
+});
+
+const PORTS = ['--port', '0', '--mqtt-port', '0', '--log-level', 'warn', '--json'];
+
+/** Starts the server; resolves with its JSON summary, or with the exit when it refuses to start. */
+async function serve(args: string[]) {
+  const p = startFlotilla(['server', ...args], {}, 60_000);
+  running.push(p);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const line = p.output.stdout.split('\n').find((l) => l.startsWith('{"ok":true'));
+    if (line) {
+      p.child.kill('SIGTERM');
+      await p.done;
+      return { started: true as const, summary: JSON.parse(line) };
+    }
+    if (p.child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const r = await p.done;
+  return { started: false as const, code: r.code, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('flotilla server: where the trust root came from', () => {
+  it('says a first start with --import-keys imported them, and a restart with the same set uses what is there', async () => {
+    const keys = join(work, 'ops-keys');
+    expect(runFlotilla(['keys', 'init', '--dir', keys]).code).toBe(0);
+    const dataDir = join(work, 'imported');
+    const first = await serve(['--data-dir', dataDir, '--import-keys', keys, ...PORTS]);
+    expect(first.started && first.summary.trustRoot.origin).toBe('imported');
+    expect(first.started && first.summary.trustRoot.text).toContain(keys);
+    const again = await serve(['--data-dir', dataDir, '--import-keys', keys, ...PORTS]);
+    expect(again.started && again.summary.trustRoot.origin).toBe('existing');
+  });
+
+  it('says a plain first start made its own root, which bundles signed elsewhere will not match', async () => {
+    const r = await serve(['--data-dir', join(work, 'plain'), ...PORTS]);
+    expect(r.started && r.summary.trustRoot.origin).toBe('generated');
+    expect(r.started && r.summary.trustRoot.text).toContain('--import-keys');
+  });
+
+  it('refuses --import-keys on a data dir that holds other keys instead of ignoring it without a word', async () => {
+    const dataDir = join(work, 'own-keys');
+    expect((await serve(['--data-dir', dataDir, ...PORTS])).started).toBe(true);
+    const keys = join(work, 'other-keys');
+    expect(runFlotilla(['keys', 'init', '--dir', keys]).code).toBe(0);
+    const r = await serve(['--data-dir', dataDir, '--import-keys', keys, ...PORTS]);
+    if (r.started) throw new Error('the server started with another trust root than --import-keys named');
+    expect(r.code).toBe(1);
+    const { error } = JSON.parse(r.stdout.trim());
+    expect(error.code).toBe('FLOTILLA_ERR_SERVER_KEYS_CONFLICT');
+    expect(error.hint).toContain('start with a new --data-dir');
+  });
+});
+
+describe('flotilla server --config FILE', () => {
+  it('starts from the file, resolving its paths from the file, and a flag on the command line wins', async () => {
+    const dir = join(work, 'etc');
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    const config = join(dir, 'server.json');
+    await writeFile(config, JSON.stringify({ dataDir: 'data', port: 0, mqttPort: 0, logLevel: 'warn' }));
+    const fromFile = await serve(['--config', config, '--json']);
+    expect(fromFile.started && fromFile.summary.dataDir).toBe(join(dir, 'data'));
+    const overridden = await serve(['--config', config, '--data-dir', join(work, 'flag-data'), '--json']);
+    expect(overridden.started && overridden.summary.dataDir).toBe(join(work, 'flag-data'));
+  });
+
+  it('refuses a bad field with a coded error naming the field', async () => {
+    const config = join(work, 'bad.json');
+    await writeFile(config, JSON.stringify({ port: 'eighty' }));
+    const bad = runFlotilla(['server', '--config', config]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('FLOTILLA_ERR_CLI_CONFIG');
+    expect(bad.stderr).toContain('"port"');
+    await writeFile(config, JSON.stringify({ prot: 8080 }));
+    const unknown = runFlotilla(['server', '--config', config]);
+    expect(unknown.stderr).toContain('field "prot"');
+  });
+
+  it('says a missing config file is not found (not an internal error)', () => {
+    const r = runFlotilla(['server', '--config', join(work, 'nope.json')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('FLOTILLA_ERR_CLI_CONFIG_NOT_FOUND');
+  });
+});
+
+describe('the example server config shipped with the systemd unit', () => {
+  it('passes the config schema', async () => {
+    const { loadServerConfig } = await import('../src/server-config.js');
+    const example = new URL('../../server/systemd/server.json', import.meta.url).pathname;
+    expect(loadServerConfig(example)).toMatchObject({ port: 8080, importKeys: '/etc/flotilla/server-keys' });
+  });
+});

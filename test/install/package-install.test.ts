@@ -1,0 +1,137 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * What a new operator does on a fresh machine: `pnpm package`, then `npm install -g --prefix DIR
+ * dist-packages/*.tgz` (a temporary prefix and npm cache: @flotilla/* must come from the tarballs,
+ * everything else from the npm registry, better-sqlite3 compiled there), then the three commands
+ * from a directory that is not the checkout. Slow (npm compiles better-sqlite3): one file, one
+ * install, a generous budget.
+ */
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const DIST = join(ROOT, 'dist-packages');
+const INSTALL_BUDGET_MS = 15 * 60_000;
+
+let work: string;
+let prefix: string;
+let cwd: string;
+const children: ChildProcess[] = [];
+
+const bin = (name: string) => join(prefix, 'bin', name);
+/** Runs an installed command from the temp cwd with a PATH that has no checkout in it. */
+const runInstalled = (name: string, args: string[]) =>
+  run(bin(name), args, {
+    cwd,
+    timeout: 120_000,
+    env: { PATH: `${join(prefix, 'bin')}:${process.env.PATH}`, HOME: work },
+  });
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'flotilla-install-'));
+  prefix = join(work, 'prefix');
+  cwd = join(work, 'elsewhere');
+  await mkdir(cwd);
+  await run('npx', ['-y', 'pnpm@12.4.2', 'package'], { cwd: ROOT, timeout: 300_000 });
+  const tarballs = readdirSync(DIST)
+    .filter((n) => n.endsWith('.tgz'))
+    .map((n) => join(DIST, n));
+  await run(
+    'npm',
+    [
+      'install',
+      '-g',
+      '--prefix',
+      prefix,
+      '--cache',
+      join(work, 'npm-cache'),
+      '--no-audit',
+      '--no-fund',
+      '--loglevel',
+      'error',
+      ...tarballs,
+    ],
+    {
+      cwd,
+      timeout: INSTALL_BUDGET_MS,
+      env: { ...process.env, HOME: work, npm_config_userconfig: join(work, 'npmrc') },
+    },
+  );
+}, INSTALL_BUDGET_MS + 300_000);
+
+afterAll(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('installed from the tarballs of `pnpm package`', () => {
+  it('gives flotilla, flotilla-agent and flotilla-sim in DIR/bin', () => {
+    for (const name of ['flotilla', 'flotilla-agent', 'flotilla-sim'])
+      expect(existsSync(bin(name))).toBe(true);
+  });
+
+  it('resolves every @flotilla/* dependency from the tarballs, none from the registry', () => {
+    const scope = join(prefix, 'lib', 'node_modules', '@flotilla');
+    const installed = readdirSync(scope).sort();
+    expect(installed).toEqual(['agent', 'cli', 'delta', 'fleet-simulator', 'image', 'protocol', 'server']);
+    for (const name of installed) {
+      const pkg = JSON.parse(readFileSync(join(scope, name, 'package.json'), 'utf8'));
+      expect(JSON.stringify(pkg.dependencies ?? {})).not.toContain('workspace:');
+      // nothing nested: a nested @flotilla copy would have come from somewhere else
+      expect(existsSync(join(scope, name, 'node_modules', '@flotilla'))).toBe(false);
+    }
+  });
+
+  it('runs flotilla --help and flotilla keys init outside the checkout', async () => {
+    const help = await runInstalled('flotilla', ['--help']);
+    expect(help.stdout).toContain('Usage: flotilla');
+    await runInstalled('flotilla', ['keys', 'init', '--dir', 'keys']);
+    const root = JSON.parse(readFileSync(join(cwd, 'keys', 'root.json'), 'utf8'));
+    expect(root.signed._type).toBe('root');
+  });
+
+  it('runs flotilla-agent --help and flotilla-sim --help outside the checkout', async () => {
+    expect((await runInstalled('flotilla-agent', ['--help'])).stdout).toContain('flotilla-agent');
+    expect((await runInstalled('flotilla-sim', ['--help'])).stdout).toContain('--server URL');
+  });
+
+  it('starts flotilla server with the natively built better-sqlite3 and serves /healthz', async () => {
+    const child = spawn(
+      bin('flotilla'),
+      ['server', '--data-dir', 'data', '--port', '0', '--mqtt-port', '0', '--json', '--log-level', 'warn'],
+      { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: work } },
+    );
+    children.push(child);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (c) => {
+      out += c;
+    });
+    child.stderr!.on('data', (c) => {
+      err += c;
+    });
+    const summary = await new Promise<{ api: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no server summary; stderr: ${err}`)), 120_000);
+      const check = () => {
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) {
+          clearTimeout(timer);
+          resolve(JSON.parse(line));
+        }
+      };
+      child.stdout!.on('data', check);
+      child.once('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
+    });
+    const health = await fetch(`${summary.api}/healthz`);
+    expect(health.status).toBe(200);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  });
+});
