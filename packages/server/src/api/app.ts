@@ -12,6 +12,8 @@ import { fleetRoutes } from './routes/fleet.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
+import { policyRoutes } from './routes/policy.js';
+import { vulnerabilityRoutes } from './routes/vulnerabilities.js';
 import { validatorFactory } from './validators.js';
 
 /**
@@ -62,6 +64,8 @@ export async function buildApp(
       await rolloutRoutes(api, ctx);
       await adminRoutes(api, ctx);
       await fleetRoutes(api, ctx);
+      await vulnerabilityRoutes(api, ctx);
+      await policyRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );
