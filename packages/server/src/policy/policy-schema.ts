@@ -42,7 +42,7 @@ export const Waiver = Type.Object(
     reason: Type.String({ minLength: 3, maxLength: 2000 }),
     approvedBy: Type.String({ minLength: 1, maxLength: 200 }),
     /** RFC 3339; the waiver stops applying at this instant. */
-    expires: Type.String({ format: 'date-time' }),
+    expires: Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' }),
     /** Channels the waiver applies to (default: all). */
     channels: Type.Optional(Type.Array(Type.String({ pattern: '^(dev|staging|prod)$' }), { maxItems: 3 })),
   },
