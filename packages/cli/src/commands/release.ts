@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { addServerOptions, clientFor, type ReleaseInfo, table, wantsJson, when } from '../api-client.js';
 import { printResult } from '../output.js';
+import { printReleaseVulns } from './vulns.js';
 
 function size(n: number | undefined): string | null {
   if (n === undefined) return null;
@@ -64,9 +65,22 @@ export function registerReleaseCommands(program: Command): void {
     .description('publish a release on the next channel (dev → staging → prod)')
     .argument('<version>', 'release version')
     .requiredOption('--to <channel>', 'target channel')
+    .option('--override-reason <text>', 'admin only: promote despite policy violations (audited)')
     .option('--json', 'print JSON')
-    .action(async (version: string, o: { to: string }, cmd: Command) => {
-      const r = await clientFor(cmd).promoteRelease(version, o.to);
+    .action(async (version: string, o: { to: string; overrideReason?: string }, cmd: Command) => {
+      const r = o.overrideReason
+        ? await clientFor(cmd).request<ReleaseInfo>('POST', `releases/${encodeURIComponent(version)}/promote`, {
+            channel: o.to,
+            overrideReason: o.overrideReason,
+          })
+        : await clientFor(cmd).promoteRelease(version, o.to);
       printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
     });
+
+  release
+    .command('vulns')
+    .description("list a release's known vulnerabilities (package, installed, fixed, ids, severity)")
+    .argument('<version>', 'release version')
+    .option('--json', 'print JSON: {"version","vulnerabilities":[{"id","aliases","package","installed","fixed","severity"}]}')
+    .action(async (version: string, _o: unknown, cmd: Command) => printReleaseVulns(version, cmd));
 }
