@@ -2,7 +2,7 @@
 // deb packages, 1 in 10 of them named by some record. Prints the index build and the match time
 // (median of runs). Usage: node bench/vulns/match.mjs [--records 10000] [--packages 5000] [--runs 5]
 import { parseArgs } from 'node:util';
-import { VulnIndex, parseOsvRecord } from '@flotilla/server';
+import { parseOsvRecord, VulnIndex } from '@flotilla/server';
 
 const { values } = parseArgs({
   options: {
@@ -28,11 +28,19 @@ for (let i = 0; i < RECORDS; i++) {
     affected: [
       {
         package: { ecosystem: 'Debian:12', name: sources[(i * 7) % sources.length] },
-        ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: `1.${i % 50}.0-${(i % 5) + 1}+deb12u1` }] }],
+        ranges: [
+          {
+            type: 'ECOSYSTEM',
+            events: [{ introduced: '0' }, { fixed: `1.${i % 50}.0-${(i % 5) + 1}+deb12u1` }],
+          },
+        ],
       },
     ],
   };
-  records.push(parseOsvRecord(`${osv.id}.json`, Buffer.from(JSON.stringify(osv)), { skipUnknownEcosystems: false }).record);
+  records.push(
+    parseOsvRecord(`${osv.id}.json`, Buffer.from(JSON.stringify(osv)), { skipUnknownEcosystems: false })
+      .record,
+  );
 }
 const packages = Array.from({ length: PACKAGES }, (_, i) => ({
   family: 'deb',
@@ -59,5 +67,9 @@ for (let r = 0; r < RUNS; r++) {
 times.sort((a, b) => a - b);
 const median = times[Math.floor(times.length / 2)];
 console.log(`records ${RECORDS}  packages ${PACKAGES}  findings ${findings}`);
-console.log(`index build ${buildMs.toFixed(1)} ms  match median ${median.toFixed(1)} ms  (min ${times[0].toFixed(1)}, max ${times.at(-1).toFixed(1)}, ${RUNS} runs)`);
-console.log(`index + match ${(buildMs + median).toFixed(1)} ms  ${buildMs + median < 1000 ? 'under' : 'OVER'} the 1 s target`);
+console.log(
+  `index build ${buildMs.toFixed(1)} ms  match median ${median.toFixed(1)} ms  (min ${times[0].toFixed(1)}, max ${times.at(-1).toFixed(1)}, ${RUNS} runs)`,
+);
+console.log(
+  `index + match ${(buildMs + median).toFixed(1)} ms  ${buildMs + median < 1000 ? 'under' : 'OVER'} the 1 s target`,
+);

@@ -14,13 +14,21 @@ const dir = mkdtempSync(join(tmpdir(), 'flotilla-cli-vulns-'));
 let server: RunningServer;
 
 beforeAll(async () => {
-  server = await startServer({ dataDir: join(dir, 'data'), adminToken: TOKEN, port: 0, mqttPort: null, logLevel: 'silent' });
+  server = await startServer({
+    dataDir: join(dir, 'data'),
+    adminToken: TOKEN,
+    port: 0,
+    mqttPort: null,
+    logLevel: 'silent',
+  });
   const res = await fetch(
     `${server.addresses.api}/api/v1/releases/build?name=TEST-ONLY-os&version=2.0.0&securityVersion=1&compatible=TEST-ONLY-board&format=ext4&partitionSize=4194304&input=tar`,
     {
       method: 'POST',
       headers: { ...auth(TOKEN), 'content-type': 'application/x-tar' },
-      body: rootfsTar(join(dir, 'tar'), [{ name: 'libssl3', version: '3.0.11-1~deb12u2', source: 'openssl' }]),
+      body: new Uint8Array(
+        rootfsTar(join(dir, 'tar'), [{ name: 'libssl3', version: '3.0.11-1~deb12u2', source: 'openssl' }]),
+      ),
     },
   );
   expect(res.status, await res.text()).toBe(201);
@@ -40,9 +48,20 @@ describe('vulnerability commands', () => {
     mkdirSync(join(osv, 'sub'), { recursive: true });
     writeFileSync(
       join(osv, 'DSA-5001.json'),
-      JSON.stringify(osvRecord({ id: 'DSA-5001', aliases: ['CVE-2026-0001'], name: 'openssl', fixed: '3.0.13-1~deb12u1', cvss: CRITICAL })),
+      JSON.stringify(
+        osvRecord({
+          id: 'DSA-5001',
+          aliases: ['CVE-2026-0001'],
+          name: 'openssl',
+          fixed: '3.0.13-1~deb12u1',
+          cvss: CRITICAL,
+        }),
+      ),
     );
-    writeFileSync(join(osv, 'sub', 'DSA-5002.json'), JSON.stringify(osvRecord({ id: 'DSA-5002', name: 'zlib', fixed: '1:1.3' })));
+    writeFileSync(
+      join(osv, 'sub', 'DSA-5002.json'),
+      JSON.stringify(osvRecord({ id: 'DSA-5002', name: 'zlib', fixed: '1:1.3' })),
+    );
     const imported = await flotilla(['vulns', 'import', osv, '--json']);
     expect(imported.code, imported.stderr + imported.stdout).toBe(0);
     expect(imported.json().import).toMatchObject({ files: 2, added: 2 });
@@ -56,14 +75,28 @@ describe('vulnerability commands', () => {
     expect(vulns.json()).toEqual({
       version: '2.0.0',
       vulnerabilities: [
-        { id: 'DSA-5001', aliases: ['CVE-2026-0001'], package: 'libssl3', installed: '3.0.11-1~deb12u2', fixed: '3.0.13-1~deb12u1', severity: 'critical' },
+        {
+          id: 'DSA-5001',
+          aliases: ['CVE-2026-0001'],
+          package: 'libssl3',
+          installed: '3.0.11-1~deb12u2',
+          fixed: '3.0.13-1~deb12u1',
+          severity: 'critical',
+        },
       ],
     });
   });
 
   it('an invalid OSV file is refused with the file and field named', async () => {
     const bad = join(dir, 'bad.json');
-    writeFileSync(bad, JSON.stringify({ id: 'BAD-1', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'npm' } }] }));
+    writeFileSync(
+      bad,
+      JSON.stringify({
+        id: 'BAD-1',
+        modified: '2026-01-01T00:00:00Z',
+        affected: [{ package: { ecosystem: 'npm' } }],
+      }),
+    );
     const r = await flotilla(['vulns', 'import', bad, '--json']);
     expect(r.code).toBe(1);
     expect(r.json().error.code).toBe('FLOTILLA_ERR_VULNS_IMPORT_INVALID');
@@ -84,7 +117,16 @@ describe('vulnerability commands', () => {
     expect(refused.code).toBe(1);
     expect(refused.json().error.code).toBe('FLOTILLA_ERR_POLICY_VIOLATION');
     expect(refused.json().error.message).toMatch(/DSA-5001 in libssl3/);
-    const forced = await flotilla(['release', 'promote', '2.0.0', '--to', 'prod', '--override-reason', 'TEST-ONLY hotfix window', '--json']);
+    const forced = await flotilla([
+      'release',
+      'promote',
+      '2.0.0',
+      '--to',
+      'prod',
+      '--override-reason',
+      'TEST-ONLY hotfix window',
+      '--json',
+    ]);
     expect(forced.code, forced.stderr + forced.stdout).toBe(0);
   });
 });

@@ -27,8 +27,20 @@ describe('SBOM source packages (dpkg Source: field)', () => {
   it('records the source package and, when it differs, the source version', () => {
     const pkgs = parseControlDb(STATUS, 'deb', '/var/lib/dpkg/status', 'debian', '12');
     expect(pkgs.map((p) => [p.name, p.sourceName, p.sourceVersion, p.distro, p.purl])).toEqual([
-      ['libssl3', 'openssl', undefined, 'debian-12', 'pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&upstream=openssl'],
-      ['libc6', 'glibc', '2.36-9+deb12u4', 'debian-12', 'pkg:deb/debian/libc6@2.36-9%2Bdeb12u4%2Bb1?arch=amd64&upstream=glibc'],
+      [
+        'libssl3',
+        'openssl',
+        undefined,
+        'debian-12',
+        'pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&upstream=openssl',
+      ],
+      [
+        'libc6',
+        'glibc',
+        '2.36-9+deb12u4',
+        'debian-12',
+        'pkg:deb/debian/libc6@2.36-9%2Bdeb12u4%2Bb1?arch=amd64&upstream=glibc',
+      ],
       ['bash', undefined, undefined, 'debian-12', 'pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64'],
     ]);
   });

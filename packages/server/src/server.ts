@@ -151,13 +151,17 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     releases: () =>
       store.releases.list().map((r) => {
         const bySeverity: Record<string, number> = {};
-        for (const f of store.vulns.scan(r.id)?.findings ?? []) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
+        for (const f of store.vulns.scan(r.id)?.findings ?? [])
+          bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
         const channel = ['prod', 'staging', 'dev'].find((c) => r.channels.includes(c as 'prod')) ?? 'none';
         return { version: r.version, channel, bySeverity };
       }),
     devicesExposed: () => vulns.fleetExposure().devicesExposed,
     prodFailures: () => policy.prodFailures().length,
-    records: () => ({ records: store.vulns.counts().records, lastImportTs: store.vulns.imports(1)[0]?.ts ?? null }),
+    records: () => ({
+      records: store.vulns.counts().records,
+      lastImportTs: store.vulns.imports(1)[0]?.ts ?? null,
+    }),
     clock,
   });
 

@@ -15,8 +15,11 @@ export function registerPolicyCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (_o: unknown, cmd: Command) => {
       const p = await clientFor(cmd).request<{ version: number; document: unknown }>('GET', 'policy');
-      printResult(wantsJson(cmd), { ok: true, policy: p }, () =>
-        `# policy version ${p.version}${p.version === 0 ? ' (default)' : ''}\n${JSON.stringify(p.document, null, 2)}`,
+      printResult(
+        wantsJson(cmd),
+        { ok: true, policy: p },
+        () =>
+          `# policy version ${p.version}${p.version === 0 ? ' (default)' : ''}\n${JSON.stringify(p.document, null, 2)}`,
       );
     });
 
@@ -33,7 +36,9 @@ export function registerPolicyCommands(program: Command): void {
       try {
         doc = JSON.parse(text);
       } catch (err) {
-        throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${file}: not JSON (${(err as Error).message})`, { cause: err });
+        throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${file}: not JSON (${(err as Error).message})`, {
+          cause: err,
+        });
       }
       const p = await clientFor(cmd).request<{ version: number }>('PUT', 'policy', doc);
       printResult(wantsJson(cmd), { ok: true, policy: p }, () => `policy version ${p.version} stored`);

@@ -69,10 +69,14 @@ export function registerReleaseCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (version: string, o: { to: string; overrideReason?: string }, cmd: Command) => {
       const r = o.overrideReason
-        ? await clientFor(cmd).request<ReleaseInfo>('POST', `releases/${encodeURIComponent(version)}/promote`, {
-            channel: o.to,
-            overrideReason: o.overrideReason,
-          })
+        ? await clientFor(cmd).request<ReleaseInfo>(
+            'POST',
+            `releases/${encodeURIComponent(version)}/promote`,
+            {
+              channel: o.to,
+              overrideReason: o.overrideReason,
+            },
+          )
         : await clientFor(cmd).promoteRelease(version, o.to);
       printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
     });
@@ -81,6 +85,9 @@ export function registerReleaseCommands(program: Command): void {
     .command('vulns')
     .description("list a release's known vulnerabilities (package, installed, fixed, ids, severity)")
     .argument('<version>', 'release version')
-    .option('--json', 'print JSON: {"version","vulnerabilities":[{"id","aliases","package","installed","fixed","severity"}]}')
+    .option(
+      '--json',
+      'print JSON: {"version","vulnerabilities":[{"id","aliases","package","installed","fixed","severity"}]}',
+    )
     .action(async (version: string, _o: unknown, cmd: Command) => printReleaseVulns(version, cmd));
 }

@@ -36,7 +36,10 @@ async function osvArchive(path: string): Promise<Uint8Array> {
     await walk(path);
   }
   if (Object.keys(files).length === 0)
-    throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${path}: no .json OSV records (give a directory, a .json or a .zip)`);
+    throw new CliError(
+      'FLOTILLA_ERR_CLI_INPUT',
+      `${path}: no .json OSV records (give a directory, a .json or a .zip)`,
+    );
   return zipSync(files, { level: 6 });
 }
 
@@ -49,16 +52,24 @@ export function registerVulnsCommands(program: Command): void {
     .command('import')
     .description('import OSV records: a directory of .json files, one .json, or a .zip (all or nothing)')
     .argument('<path>', 'directory, .json or .zip')
-    .option('--skip-unknown-ecosystems', 'record entries of ecosystems Flotilla cannot match as skipped instead of refusing the import')
+    .option(
+      '--skip-unknown-ecosystems',
+      'record entries of ecosystems Flotilla cannot match as skipped instead of refusing the import',
+    )
     .option('--json', 'print JSON')
     .action(async (path: string, o: { skipUnknownEcosystems?: boolean }, cmd: Command) => {
       const zip = await osvArchive(path);
       const q = o.skipUnknownEcosystems ? '?skipUnknownEcosystems=true' : '';
-      const r = await clientFor(cmd).request<Record<string, unknown>>('POST', `vulnerabilities/import${q}`, undefined, {
-        size: zip.length,
-        contentType: 'application/zip',
-        stream: () => new Blob([zip]).stream(),
-      });
+      const r = await clientFor(cmd).request<Record<string, unknown>>(
+        'POST',
+        `vulnerabilities/import${q}`,
+        undefined,
+        {
+          size: zip.length,
+          contentType: 'application/zip',
+          stream: () => new Blob([zip]).stream(),
+        },
+      );
       printResult(
         wantsJson(cmd),
         { ok: true, import: r },
@@ -122,7 +133,14 @@ export async function printReleaseVulns(version: string, cmd: Command): Promise<
       ? `release ${r.version}: no known vulnerabilities`
       : table(
           ['SEVERITY', 'ID', 'PACKAGE', 'INSTALLED', 'FIXED', 'ALIASES'],
-          vulnerabilities.map((v) => [v.severity, v.id, v.package, v.installed, v.fixed ?? '–', v.aliases.join(',')]),
+          vulnerabilities.map((v) => [
+            v.severity,
+            v.id,
+            v.package,
+            v.installed,
+            v.fixed ?? '–',
+            v.aliases.join(','),
+          ]),
         ),
   );
 }

@@ -9,10 +9,10 @@ import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
 import { fleetRoutes } from './routes/fleet.js';
+import { policyRoutes } from './routes/policy.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
-import { policyRoutes } from './routes/policy.js';
 import { vulnerabilityRoutes } from './routes/vulnerabilities.js';
 import { validatorFactory } from './validators.js';
 

@@ -50,8 +50,7 @@ export function evaluatePolicy(
   for (const f of findings) {
     const reasons: string[] = [];
     const rank = severityRank(f.severity);
-    if (rank > maxRank)
-      reasons.push(`${f.severity} exceeds ${channel}'s maximum ${rules.maxSeverity}`);
+    if (rank > maxRank) reasons.push(`${f.severity} exceeds ${channel}'s maximum ${rules.maxSeverity}`);
     if (rules.noHighWithFix && f.severity === 'high' && f.fixed)
       reasons.push(`high with a fix available (${f.fixed})`);
     if (rules.failOnUnknownSeverity && f.severity === 'unknown') reasons.push('unknown severity');
@@ -71,8 +70,13 @@ export function evaluatePolicy(
     else {
       if (rules.provenance?.builderId && p.builder !== rules.provenance.builderId)
         violations.push(`provenance builder '${p.builder}' is not '${rules.provenance.builderId}'`);
-      if (rules.provenance?.sourceRepository && !p.sourceRevision.startsWith(rules.provenance.sourceRepository))
-        violations.push(`provenance source '${p.sourceRevision}' is not from '${rules.provenance.sourceRepository}'`);
+      if (
+        rules.provenance?.sourceRepository &&
+        !p.sourceRevision.startsWith(rules.provenance.sourceRepository)
+      )
+        violations.push(
+          `provenance source '${p.sourceRevision}' is not from '${rules.provenance.sourceRepository}'`,
+        );
     }
   }
   return { channel, pass: violations.length === 0, violations, waived };

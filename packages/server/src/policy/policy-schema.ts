@@ -3,7 +3,9 @@ import { type Static, Type } from '@sinclair/typebox';
 const strict = { additionalProperties: false } as const;
 
 /** Highest severity a channel allows; `none` allows no finding of known severity at all. */
-export const MaxSeverity = Type.Union(['none', 'low', 'medium', 'high', 'critical'].map((s) => Type.Literal(s)));
+export const MaxSeverity = Type.Union(
+  ['none', 'low', 'medium', 'high', 'critical'].map((s) => Type.Literal(s)),
+);
 
 export const ChannelPolicy = Type.Object(
   {
@@ -16,7 +18,9 @@ export const ChannelPolicy = Type.Object(
     /** The image may be at most this old (days since the manifest's `created`). */
     maxImageAgeDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 36500 })),
     /** Attestations the release must carry: `provenance` (signed SLSA provenance in the manifest). */
-    requiredAttestations: Type.Optional(Type.Array(Type.Literal('provenance'), { maxItems: 1, uniqueItems: true })),
+    requiredAttestations: Type.Optional(
+      Type.Array(Type.Literal('provenance'), { maxItems: 1, uniqueItems: true }),
+    ),
     /** What the provenance must say (checked on the signed manifest). */
     provenance: Type.Optional(
       Type.Object(
@@ -42,7 +46,9 @@ export const Waiver = Type.Object(
     reason: Type.String({ minLength: 3, maxLength: 2000 }),
     approvedBy: Type.String({ minLength: 1, maxLength: 200 }),
     /** RFC 3339; the waiver stops applying at this instant. */
-    expires: Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' }),
+    expires: Type.String({
+      pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$',
+    }),
     /** Channels the waiver applies to (default: all). */
     channels: Type.Optional(Type.Array(Type.String({ pattern: '^(dev|staging|prod)$' }), { maxItems: 3 })),
   },

@@ -13,7 +13,13 @@ export interface GateResult {
   evaluation: Evaluation;
   policyVersion: number;
   /** The scan attestation's summary: which records (import id), when, result. */
-  scan: { importId: number | null; scannedAt: number; packages: number; findings: number; bySeverity: Record<string, number> };
+  scan: {
+    importId: number | null;
+    scannedAt: number;
+    packages: number;
+    findings: number;
+    bySeverity: Record<string, number>;
+  };
 }
 
 export function releaseFacts(r: Release): ReleaseFacts {
@@ -22,7 +28,9 @@ export function releaseFacts(r: Release): ReleaseFacts {
   return {
     version: r.version,
     created: Number.isNaN(created) ? r.created : created,
-    provenance: m.provenance ? { builder: m.provenance.builder, sourceRevision: m.provenance.sourceRevision } : null,
+    provenance: m.provenance
+      ? { builder: m.provenance.builder, sourceRevision: m.provenance.sourceRevision }
+      : null,
   };
 }
 
@@ -50,16 +58,28 @@ export class PolicyService {
   set(document: unknown, actor: string, source = 'policy'): { version: number; document: PolicyDocument } {
     if (!Value.Check(PolicyDocument, document)) {
       const first = Value.Errors(PolicyDocument, document).First();
-      throw new PolicyError('FLOTILLA_ERR_POLICY_INVALID', `${source}: field ${first?.path || '/'}: ${first?.message}`);
+      throw new PolicyError(
+        'FLOTILLA_ERR_POLICY_INVALID',
+        `${source}: field ${first?.path || '/'}: ${first?.message}`,
+      );
     }
     for (const [i, w] of (document.waivers ?? []).entries())
       if (Number.isNaN(Date.parse(w.expires)))
-        throw new PolicyError('FLOTILLA_ERR_POLICY_INVALID', `${source}: field /waivers/${i}/expires: not a time`);
+        throw new PolicyError(
+          'FLOTILLA_ERR_POLICY_INVALID',
+          `${source}: field /waivers/${i}/expires: not a time`,
+        );
     const now = this.clock();
     return this.store.tx(() => {
       const version = this.current().version + 1;
       this.store.policies.insert(version, document, actor, now);
-      this.store.audit.record(actor, 'policy.set', `policy:${version}`, { version, waivers: document.waivers?.length ?? 0 }, now);
+      this.store.audit.record(
+        actor,
+        'policy.set',
+        `policy:${version}`,
+        { version, waivers: document.waivers?.length ?? 0 },
+        now,
+      );
       return { version, document };
     });
   }
@@ -73,7 +93,13 @@ export class PolicyService {
     return {
       evaluation: evaluatePolicy(policy.document, channel, releaseFacts(release), scan.findings, now),
       policyVersion: policy.version,
-      scan: { importId: scan.importId, scannedAt: scan.ts, packages: scan.packages, findings: scan.findings.length, bySeverity },
+      scan: {
+        importId: scan.importId,
+        scannedAt: scan.ts,
+        packages: scan.packages,
+        findings: scan.findings.length,
+        bySeverity,
+      },
     };
   }
 
@@ -100,13 +126,24 @@ export class PolicyService {
       caller.actor,
       'policy.override',
       release.version,
-      { to, reason: overrideReason, violations: gate.evaluation.violations, policyVersion: gate.policyVersion },
+      {
+        to,
+        reason: overrideReason,
+        violations: gate.evaluation.violations,
+        policyVersion: gate.policyVersion,
+      },
       this.clock(),
     );
     return { ...gate, overrideReason };
   }
 
-  recordPromotion(release: Release, from: string | null, to: string, actor: string, gate: GateResult & { overrideReason: string | null }): void {
+  recordPromotion(
+    release: Release,
+    from: string | null,
+    to: string,
+    actor: string,
+    gate: GateResult & { overrideReason: string | null },
+  ): void {
     this.store.policies.recordPromotion({
       releaseId: release.id,
       from,
@@ -114,7 +151,11 @@ export class PolicyService {
       actor,
       ts: this.clock(),
       policyVersion: gate.policyVersion,
-      scan: { ...gate.scan, result: gate.evaluation.pass ? 'pass' : 'fail', waived: gate.evaluation.waived.length },
+      scan: {
+        ...gate.scan,
+        result: gate.evaluation.pass ? 'pass' : 'fail',
+        waived: gate.evaluation.waived.length,
+      },
       violations: gate.evaluation.violations,
       overrideReason: gate.overrideReason,
     });
@@ -129,7 +170,10 @@ export class PolicyService {
       (ALL_CHANNELS as readonly string[]).includes(c),
     );
     const overridden = new Set(
-      this.store.policies.promotions(release.id).filter((p) => p.overrideReason).map((p) => p.to),
+      this.store.policies
+        .promotions(release.id)
+        .filter((p) => p.overrideReason)
+        .map((p) => p.to),
     );
     const violations: string[] = [];
     for (const channel of targets) {
@@ -138,7 +182,10 @@ export class PolicyService {
       for (const v of gate.evaluation.violations) violations.push(`${channel}: ${v}`);
     }
     if (violations.length)
-      throw new PolicyError('FLOTILLA_ERR_POLICY_VIOLATION', `rollout of ${release.version}: ${violations.join(' | ')}`);
+      throw new PolicyError(
+        'FLOTILLA_ERR_POLICY_VIOLATION',
+        `rollout of ${release.version}: ${violations.join(' | ')}`,
+      );
   }
 
   /** Releases in prod that fail prod's policy now (from the stored scans): the alert's source. */

@@ -6,12 +6,12 @@ import { DeploymentsRepo } from './repos/deployments.js';
 import { DevicesRepo } from './repos/devices.js';
 import { EventsRepo } from './repos/events.js';
 import { NoncesRepo } from './repos/nonces.js';
+import { PoliciesRepo } from './repos/policies.js';
 import { ProvisioningRepo } from './repos/provisioning.js';
 import { ReleasesRepo } from './repos/releases.js';
 import { RolloutsRepo } from './repos/rollouts.js';
 import { TokensRepo } from './repos/tokens.js';
 import { VulnsRepo } from './repos/vulns.js';
-import { PoliciesRepo } from './repos/policies.js';
 
 /** The SQLite store: one repository per aggregate over one connection (SQLite has a single writer anyway). */
 export class Store {

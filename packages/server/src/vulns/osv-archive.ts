@@ -33,7 +33,9 @@ export async function readOsvZip(path: string, limits: ArchiveLimits): Promise<A
   const unzip = new Unzip((file) => {
     if (failure || file.name.endsWith('/') || !file.name.toLowerCase().endsWith('.json')) return;
     if (++entries > limits.maxOsvRecords) {
-      fail(new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_TOO_LARGE', `more than ${limits.maxOsvRecords} records`));
+      fail(
+        new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_TOO_LARGE', `more than ${limits.maxOsvRecords} records`),
+      );
       return;
     }
     if (file.compression !== 0 && file.compression !== 8) {
@@ -83,7 +85,9 @@ export async function readOsvZip(path: string, limits: ArchiveLimits): Promise<A
     }
     if (!failure) unzip.push(new Uint8Array(0), true);
   } catch (err) {
-    fail(new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_INVALID', `not a readable zip: ${(err as Error).message}`));
+    fail(
+      new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_INVALID', `not a readable zip: ${(err as Error).message}`),
+    );
   }
   if (failure) throw failure;
   if (!sawData || out.length === 0)

@@ -24,9 +24,12 @@ const OsvSchema = Type.Object({
   aliases: Type.Optional(Type.Array(Type.String({ maxLength: 128 }), { maxItems: 256 })),
   summary: Type.Optional(Type.String({ maxLength: 4096 })),
   severity: Type.Optional(
-    Type.Array(Type.Object({ type: Type.String({ maxLength: 32 }), score: Type.String({ maxLength: 256 }) }), {
-      maxItems: 16,
-    }),
+    Type.Array(
+      Type.Object({ type: Type.String({ maxLength: 32 }), score: Type.String({ maxLength: 256 }) }),
+      {
+        maxItems: 16,
+      },
+    ),
   ),
   affected: Type.Optional(
     Type.Array(
@@ -109,7 +112,10 @@ const timeField = (file: string, field: string, value: string | undefined): numb
   if (value === undefined) return null;
   const t = Date.parse(value);
   if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(t))
-    throw new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_INVALID', `${file}: field ${field}: not an RFC 3339 time`);
+    throw new VulnsError(
+      'FLOTILLA_ERR_VULNS_IMPORT_INVALID',
+      `${file}: field ${field}: not an RFC 3339 time`,
+    );
   return t;
 };
 
@@ -123,7 +129,10 @@ export function parseOsvRecord(
   try {
     doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (err) {
-    throw new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_INVALID', `${file}: not JSON (${(err as Error).message})`);
+    throw new VulnsError(
+      'FLOTILLA_ERR_VULNS_IMPORT_INVALID',
+      `${file}: not JSON (${(err as Error).message})`,
+    );
   }
   if (!Value.Check(OsvSchema, doc)) {
     const first = Value.Errors(OsvSchema, doc).First();
@@ -152,12 +161,17 @@ export function parseOsvRecord(
       );
     }
     // A per-package severity (some feeds put it there) counts when the record has none.
-    if (severity.severity === 'unknown' && a.severity)
-      severity = recordSeverity({ severity: a.severity });
+    if (severity.severity === 'unknown' && a.severity) severity = recordSeverity({ severity: a.severity });
     const ranges = (a.ranges ?? [])
       .filter((r) => r.type !== 'GIT')
       .map((r) => r.events.filter((e): e is RangeEvent => !('limit' in e)));
-    affected.push({ ...fam, ecosystem: a.package.ecosystem, name: a.package.name, ranges, versions: a.versions ?? [] });
+    affected.push({
+      ...fam,
+      ecosystem: a.package.ecosystem,
+      name: a.package.name,
+      ranges,
+      versions: a.versions ?? [],
+    });
   }
   return {
     record: {

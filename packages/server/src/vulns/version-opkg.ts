@@ -1,4 +1,4 @@
-import { type DebianVersion, compareParsedDebian, VersionSyntaxError } from './version-dpkg.js';
+import { compareParsedDebian, type DebianVersion, VersionSyntaxError } from './version-dpkg.js';
 
 /**
  * opkg's ordering (libopkg pkg.c, `pkg_compare_versions`): the same epoch / `verrevcmp(version)` /

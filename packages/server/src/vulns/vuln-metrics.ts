@@ -19,7 +19,8 @@ export function registerVulnGauges(registry: Registry, source: VulnMetricsSource
     collect() {
       this.reset();
       for (const r of source.releases())
-        for (const [severity, n] of Object.entries(r.bySeverity)) this.set({ version: r.version, channel: r.channel, severity }, n);
+        for (const [severity, n] of Object.entries(r.bySeverity))
+          this.set({ version: r.version, channel: r.channel, severity }, n);
     },
   });
   new Gauge({

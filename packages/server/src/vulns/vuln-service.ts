@@ -6,9 +6,9 @@ import type { ServerLimits } from '../limits.js';
 import type { ReleaseScan } from '../store/repos/vulns.js';
 import type { Store } from '../store/store.js';
 import { VulnsError } from './errors.js';
+import { VulnIndex } from './match.js';
 import { readOsvZip } from './osv-archive.js';
 import { parseOsvRecord, type VulnRecord } from './osv-record.js';
-import { VulnIndex } from './match.js';
 import { sbomPackages } from './sbom-packages.js';
 
 export interface ImportResult {
@@ -50,7 +50,11 @@ export class VulnService {
     });
   }
 
-  async importArchive(path: string, actor: string, opts: { skipUnknownEcosystems: boolean }): Promise<ImportResult> {
+  async importArchive(
+    path: string,
+    actor: string,
+    opts: { skipUnknownEcosystems: boolean },
+  ): Promise<ImportResult> {
     const entries = await readOsvZip(path, this.limits);
     // Parse and check everything before writing anything: one bad file refuses the whole import.
     const byId = new Map<string, VulnRecord>();
@@ -61,7 +65,9 @@ export class VulnService {
       const prior = byId.get(record.id);
       if (!prior || prior.modified < record.modified) byId.set(record.id, record);
     }
-    const ecosystems = [...new Set([...byId.values()].flatMap((r) => r.affected.map((a) => a.ecosystem)))].sort();
+    const ecosystems = [
+      ...new Set([...byId.values()].flatMap((r) => r.affected.map((a) => a.ecosystem))),
+    ].sort();
     const now = this.clock();
     const result = this.store.tx(() => {
       let added = 0;
@@ -89,7 +95,13 @@ export class VulnService {
         ecosystems,
       });
       for (const r of fresh) this.store.vulns.upsert(r, importId);
-      this.store.audit.record(actor, 'vulns.import', null, { importId, added, replaced, unchanged, skipped }, now);
+      this.store.audit.record(
+        actor,
+        'vulns.import',
+        null,
+        { importId, added, replaced, unchanged, skipped },
+        now,
+      );
       return { importId, files: entries.length, added, replaced, unchanged, skipped, ecosystems };
     });
     this.index = null;
@@ -151,7 +163,15 @@ export class VulnService {
    * scans: an image no release describes is counted under `unknownImages`).
    */
   fleetExposure() {
-    const images = new Map<string, { version: string | null; devices: number; channels: Record<string, number>; bySeverity: Record<string, number> }>();
+    const images = new Map<
+      string,
+      {
+        version: string | null;
+        devices: number;
+        channels: Record<string, number>;
+        bySeverity: Record<string, number>;
+      }
+    >();
     for (const row of this.store.vulns.devicesByImage()) {
       let entry = images.get(row.image);
       if (!entry) {
@@ -175,7 +195,11 @@ export class VulnService {
     return {
       images: [...images.entries()]
         .map(([image, e]) => ({ image, ...e }))
-        .sort((a, b) => (b.bySeverity.critical ?? 0) * b.devices - (a.bySeverity.critical ?? 0) * a.devices || b.devices - a.devices),
+        .sort(
+          (a, b) =>
+            (b.bySeverity.critical ?? 0) * b.devices - (a.bySeverity.critical ?? 0) * a.devices ||
+            b.devices - a.devices,
+        ),
       /** Devices running an image with at least one finding of the severity, by device channel. */
       devicesExposed: exposed,
     };

@@ -31,10 +31,17 @@ describe('CVSS v3 base score', () => {
 
 describe('record severity', () => {
   it('rates from the v3 vector, a bare v3 score, then the feed label; unknown stays unknown', () => {
-    expect(recordSeverity({ severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }] })).toEqual({ severity: 'critical', score: 9.8 });
+    expect(
+      recordSeverity({
+        severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }],
+      }),
+    ).toEqual({ severity: 'critical', score: 9.8 });
     expect(recordSeverity({ severity: [{ type: 'CVSS_V3', score: '7.0' }] }).severity).toBe('high');
     expect(recordSeverity({ database_specific: { severity: 'MODERATE' } }).severity).toBe('medium');
-    expect(recordSeverity({ severity: [{ type: 'CVSS_V4', score: 'CVSS:4.0/AV:N' }] })).toEqual({ severity: 'unknown', score: null });
+    expect(recordSeverity({ severity: [{ type: 'CVSS_V4', score: 'CVSS:4.0/AV:N' }] })).toEqual({
+      severity: 'unknown',
+      score: null,
+    });
     expect(recordSeverity({})).toEqual({ severity: 'unknown', score: null });
   });
 });

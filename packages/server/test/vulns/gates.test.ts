@@ -9,9 +9,19 @@ let server: FlotillaServer;
 let operator: string;
 
 beforeAll(async () => {
-  server = await createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN, clock: () => now });
+  server = await createServer({
+    dataDir: tempDir(),
+    logger: silent,
+    adminToken: TEST_ADMIN,
+    clock: () => now,
+  });
   operator = (
-    await server.app.inject({ method: 'POST', url: '/api/v1/tokens', headers: auth(), payload: { name: 'TEST-ONLY operator', role: 'operator' } })
+    await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/tokens',
+      headers: auth(),
+      payload: { name: 'TEST-ONLY operator', role: 'operator' },
+    })
   ).json().token as string;
 });
 afterAll(async () => {
@@ -20,7 +30,12 @@ afterAll(async () => {
 });
 
 const call = (method: string, url: string, payload?: unknown, token = TEST_ADMIN) =>
-  server.app.inject({ method: method as 'GET', url, headers: auth(token), ...(payload !== undefined ? { payload: payload as object } : {}) });
+  server.app.inject({
+    method: method as 'GET',
+    url,
+    headers: auth(token),
+    ...(payload !== undefined ? { payload: payload as object } : {}),
+  });
 
 const VULNERABLE: DpkgEntry[] = [
   { name: 'libssl3', version: '3.0.11-1~deb12u2', source: 'openssl' },
@@ -56,7 +71,13 @@ const waiverPolicy = (expires: string) => ({
   schemaVersion: 1,
   channels: { prod: { maxSeverity: 'high', noHighWithFix: true } },
   waivers: [
-    { id: 'CVE-2026-0001', package: 'openssl', reason: 'TEST-ONLY not reachable on devices', approvedBy: 'TEST-ONLY security', expires },
+    {
+      id: 'CVE-2026-0001',
+      package: 'openssl',
+      reason: 'TEST-ONLY not reachable on devices',
+      approvedBy: 'TEST-ONLY security',
+      expires,
+    },
   ],
 });
 
@@ -66,7 +87,13 @@ describe('vulnerability gates', () => {
     await build('1.0.1', FIXED);
     await build('1.0.2', VULNERABLE);
     const res = await importRecords({
-      'DSA-5001.json': osvRecord({ id: 'DSA-5001', aliases: ['CVE-2026-0001'], name: 'openssl', fixed: '3.0.13-1~deb12u1', cvss: CRITICAL }),
+      'DSA-5001.json': osvRecord({
+        id: 'DSA-5001',
+        aliases: ['CVE-2026-0001'],
+        name: 'openssl',
+        fixed: '3.0.13-1~deb12u1',
+        cvss: CRITICAL,
+      }),
       'DSA-5002.json': osvRecord({ id: 'DSA-5002', name: 'bash', fixed: '5.2.15-3', cvss: HIGH }),
     });
     expect(res.statusCode, res.body).toBe(200);
@@ -78,7 +105,15 @@ describe('vulnerability gates', () => {
     expect(res.statusCode, res.body).toBe(200);
     const body = res.json();
     expect(body.version).toBe('1.0.0');
-    expect(body.vulnerabilities.map((v: Record<string, unknown>) => [v.id, v.package, v.installed, v.fixed, v.severity])).toEqual([
+    expect(
+      body.vulnerabilities.map((v: Record<string, unknown>) => [
+        v.id,
+        v.package,
+        v.installed,
+        v.fixed,
+        v.severity,
+      ]),
+    ).toEqual([
       ['DSA-5002', 'bash', '5.2.15-2+b2', '5.2.15-3', 'high'],
       ['DSA-5001', 'libssl3', '3.0.11-1~deb12u2', '3.0.13-1~deb12u1', 'critical'],
     ]);
@@ -102,15 +137,27 @@ describe('vulnerability gates', () => {
   });
 
   it('refuses an invalid policy document, naming the field', async () => {
-    const res = await call('PUT', '/api/v1/policy', { schemaVersion: 1, channels: { prod: { maxSeverity: 'severe' } } });
+    const res = await call('PUT', '/api/v1/policy', {
+      schemaVersion: 1,
+      channels: { prod: { maxSeverity: 'severe' } },
+    });
     expect(res.statusCode).toBe(400);
     expect(res.json().error).toMatchObject({ code: 'FLOTILLA_ERR_POLICY_INVALID' });
     expect(res.json().error.message).toMatch(/\/channels\/prod\/maxSeverity/);
-    expect((await call('PUT', '/api/v1/policy', waiverPolicy('2026-03-02T00:00:00Z'), operator)).statusCode).toBe(403);
+    expect(
+      (await call('PUT', '/api/v1/policy', waiverPolicy('2026-03-02T00:00:00Z'), operator)).statusCode,
+    ).toBe(403);
   });
 
   it('names every violation: a high with a fix available too', async () => {
-    expect((await call('PUT', '/api/v1/policy', { schemaVersion: 1, channels: { prod: { maxSeverity: 'high', noHighWithFix: true } } })).statusCode).toBe(201);
+    expect(
+      (
+        await call('PUT', '/api/v1/policy', {
+          schemaVersion: 1,
+          channels: { prod: { maxSeverity: 'high', noHighWithFix: true } },
+        })
+      ).statusCode,
+    ).toBe(201);
     const e = (await promote('1.0.0', 'prod')).json().error;
     expect(e.message).toMatch(/DSA-5001 in libssl3/);
     expect(e.message).toMatch(/DSA-5002 in bash 5\.2\.15-2\+b2: high with a fix available \(5\.2\.15-3\)/);
@@ -126,7 +173,12 @@ describe('vulnerability gates', () => {
     const ok = await promote('1.0.0', 'prod');
     expect(ok.statusCode, ok.body).toBe(200);
     const promotions = (await call('GET', '/api/v1/releases/1.0.0/promotions')).json().items;
-    expect(promotions.at(-1)).toMatchObject({ from: 'staging', to: 'prod', policyVersion: 2, scan: { result: 'pass', waived: 1, findings: 2 } });
+    expect(promotions.at(-1)).toMatchObject({
+      from: 'staging',
+      to: 'prod',
+      policyVersion: 2,
+      scan: { result: 'pass', waived: 1, findings: 2 },
+    });
 
     now += 2 * DAY; // the waiver expired
     expect((await promote('1.0.2', 'staging')).statusCode).toBe(200);
@@ -141,11 +193,19 @@ describe('vulnerability gates', () => {
     expect(asOperator.json().error.code).toBe('FLOTILLA_ERR_POLICY_OVERRIDE_FORBIDDEN');
     const asAdmin = await promote('1.0.2', 'prod', { overrideReason: 'TEST-ONLY emergency fix' }, TEST_ADMIN);
     expect(asAdmin.statusCode, asAdmin.body).toBe(200);
-    const audit = (await call('GET', '/api/v1/audit')).json().items as { action: string; target: string; detail: Record<string, unknown> }[];
+    const audit = (await call('GET', '/api/v1/audit')).json().items as {
+      action: string;
+      target: string;
+      detail: Record<string, unknown>;
+    }[];
     const override = audit.find((a) => a.action === 'policy.override' && a.target === '1.0.2');
     expect(override?.detail).toMatchObject({ to: 'prod', reason: 'TEST-ONLY emergency fix' });
     const p = (await call('GET', '/api/v1/releases/1.0.2/promotions')).json().items.at(-1);
-    expect(p).toMatchObject({ to: 'prod', overrideReason: 'TEST-ONLY emergency fix', scan: { result: 'fail' } });
+    expect(p).toMatchObject({
+      to: 'prod',
+      overrideReason: 'TEST-ONLY emergency fix',
+      scan: { result: 'fail' },
+    });
   });
 
   it('refuses a rollout of a release that fails the policy of the channel it targets', async () => {
@@ -158,7 +218,12 @@ describe('vulnerability gates', () => {
     expect(res.statusCode, res.body).toBe(409);
     expect(res.json().error.code).toBe('FLOTILLA_ERR_POLICY_VIOLATION');
     expect(res.json().error.message).toMatch(/prod: DSA-5001 in libssl3/);
-    const dev = await call('POST', '/api/v1/rollouts', { release: '1.0.0', policy: { target: { channels: ['dev'] }, phases: [{ count: 1 }] } }, operator);
+    const dev = await call(
+      'POST',
+      '/api/v1/rollouts',
+      { release: '1.0.0', policy: { target: { channels: ['dev'] }, phases: [{ count: 1 }] } },
+      operator,
+    );
     expect(dev.statusCode, dev.body).toBe(201);
   });
 
@@ -167,11 +232,16 @@ describe('vulnerability gates', () => {
       const text = (await call('GET', '/metrics')).body;
       return Number(/^flotilla_policy_prod_failures (\d+)/m.exec(text)?.[1]);
     };
-    await call('PUT', '/api/v1/policy', { schemaVersion: 1, channels: { prod: { maxSeverity: 'critical' } } });
+    await call('PUT', '/api/v1/policy', {
+      schemaVersion: 1,
+      channels: { prod: { maxSeverity: 'critical' } },
+    });
     expect(await metric()).toBe(0);
     await call('PUT', '/api/v1/policy', { schemaVersion: 1, channels: { prod: { maxSeverity: 'medium' } } });
     expect(await metric()).toBe(2); // 1.0.0 and 1.0.2 are in prod, both hold a critical and a high
     const text = (await call('GET', '/metrics')).body;
-    expect(text).toMatch(/flotilla_release_vulnerabilities\{version="1.0.0",channel="prod",severity="critical"\} 1/);
+    expect(text).toMatch(
+      /flotilla_release_vulnerabilities\{version="1.0.0",channel="prod",severity="critical"\} 1/,
+    );
   });
 });

@@ -6,9 +6,15 @@ import { sbomPackages } from '../../src/vulns/sbom-packages.js';
 import { CRITICAL, type OsvOptions, osvRecord } from './fixtures.js';
 
 const record = (o: OsvOptions) =>
-  parseOsvRecord(`${o.id}.json`, Buffer.from(JSON.stringify(osvRecord(o))), { skipUnknownEcosystems: false }).record;
+  parseOsvRecord(`${o.id}.json`, Buffer.from(JSON.stringify(osvRecord(o))), { skipUnknownEcosystems: false })
+    .record;
 
-const deb = (name: string, version: string, source = name, release: string | null = '12'): InstalledPackage => ({
+const deb = (
+  name: string,
+  version: string,
+  source = name,
+  release: string | null = '12',
+): InstalledPackage => ({
   family: 'deb',
   name,
   version,
@@ -19,12 +25,18 @@ const deb = (name: string, version: string, source = name, release: string | nul
   distroRelease: release,
 });
 
-const ids = (index: VulnIndex, pkgs: InstalledPackage[]) => index.match(pkgs).map((f) => `${f.id}:${f.package}`);
+const ids = (index: VulnIndex, pkgs: InstalledPackage[]) =>
+  index.match(pkgs).map((f) => `${f.id}:${f.package}`);
 
 describe('matching SBOM packages against OSV records', () => {
   it('matches a binary package through its source package (Debian records name sources)', () => {
-    const index = new VulnIndex([record({ id: 'DSA-1', name: 'openssl', fixed: '3.0.13-1~deb12u1', cvss: CRITICAL })]);
-    const found = index.match([deb('libssl3', '3.0.11-1~deb12u2', 'openssl'), deb('openssl', '3.0.11-1~deb12u2')]);
+    const index = new VulnIndex([
+      record({ id: 'DSA-1', name: 'openssl', fixed: '3.0.13-1~deb12u1', cvss: CRITICAL }),
+    ]);
+    const found = index.match([
+      deb('libssl3', '3.0.11-1~deb12u2', 'openssl'),
+      deb('openssl', '3.0.11-1~deb12u2'),
+    ]);
     expect(found.map((f) => [f.package, f.sourcePackage, f.fixed, f.severity])).toEqual([
       ['libssl3', 'openssl', '3.0.13-1~deb12u1', 'critical'],
       ['openssl', 'openssl', '3.0.13-1~deb12u1', 'critical'],
@@ -68,7 +80,14 @@ describe('matching SBOM packages against OSV records', () => {
 
   it('matches npm packages with semver ranges, pre-releases before their release', () => {
     const index = new VulnIndex([
-      record({ id: 'GHSA-1', ecosystem: 'npm', rangeType: 'SEMVER', name: 'ws', introduced: '8.0.0', fixed: '8.17.1' }),
+      record({
+        id: 'GHSA-1',
+        ecosystem: 'npm',
+        rangeType: 'SEMVER',
+        name: 'ws',
+        introduced: '8.0.0',
+        fixed: '8.17.1',
+      }),
     ]);
     const npm = (version: string): InstalledPackage => ({
       family: 'npm',
@@ -87,7 +106,9 @@ describe('matching SBOM packages against OSV records', () => {
   });
 
   it('ignores withdrawn records', () => {
-    const index = new VulnIndex([record({ id: 'W', name: 'bash', fixed: '9', withdrawn: '2026-01-02T00:00:00Z' })]);
+    const index = new VulnIndex([
+      record({ id: 'W', name: 'bash', fixed: '9', withdrawn: '2026-01-02T00:00:00Z' }),
+    ]);
     expect(ids(index, [deb('bash', '5.2')])).toEqual([]);
   });
 
@@ -111,6 +132,12 @@ describe('matching SBOM packages against OSV records', () => {
       ],
     };
     const [p] = sbomPackages(Buffer.from(JSON.stringify(sbom)));
-    expect(p).toMatchObject({ family: 'deb', name: 'libc6', sourceName: 'glibc', sourceVersion: '2.36-9+deb12u4', distroRelease: '12' });
+    expect(p).toMatchObject({
+      family: 'deb',
+      name: 'libc6',
+      sourceName: 'glibc',
+      sourceVersion: '2.36-9+deb12u4',
+      distroRelease: '12',
+    });
   });
 });

@@ -27,9 +27,12 @@ const importZip = (zip: Buffer, query = '') =>
     headers: { ...auth(), 'content-type': 'application/zip' },
     payload: zip,
   });
-const status = async () => (await server.app.inject({ method: 'GET', url: '/api/v1/vulnerabilities/status', headers: auth() })).json();
+const status = async () =>
+  (await server.app.inject({ method: 'GET', url: '/api/v1/vulnerabilities/status', headers: auth() })).json();
 const storedSeverity = (id: string) =>
-  server.ctx.store.db.prepare<[string], { severity: string }>('SELECT severity FROM vuln_records WHERE id = ?').get(id)?.severity;
+  server.ctx.store.db
+    .prepare<[string], { severity: string }>('SELECT severity FROM vuln_records WHERE id = ?')
+    .get(id)?.severity;
 
 /** Rewrites every declared uncompressed size (local headers and central directory) to `size`. */
 function lyingSizes(zip: Buffer, size: number): Buffer {
@@ -41,7 +44,12 @@ function lyingSizes(zip: Buffer, size: number): Buffer {
   return zip;
 }
 
-function expectRefused(res: { statusCode: number; json: () => unknown }, status: number, code: string, msg: RegExp) {
+function expectRefused(
+  res: { statusCode: number; json: () => unknown },
+  status: number,
+  code: string,
+  msg: RegExp,
+) {
   expect(res.statusCode, JSON.stringify(res.json())).toBe(status);
   const e = (res.json() as { error: { code: string; message: string } }).error;
   expect(e.code).toBe(code);
@@ -53,23 +61,51 @@ describe('OSV import', () => {
     const res = await importZip(
       osvZip({
         'DSA-1.json': osvRecord({ id: 'DSA-1', name: 'openssl', fixed: '3.0.13-1~deb12u1', cvss: CRITICAL }),
-        'GHSA-1.json': osvRecord({ id: 'GHSA-1', ecosystem: 'npm', rangeType: 'SEMVER', name: 'ws', fixed: '8.17.1', cvss: MEDIUM }),
+        'GHSA-1.json': osvRecord({
+          id: 'GHSA-1',
+          ecosystem: 'npm',
+          rangeType: 'SEMVER',
+          name: 'ws',
+          fixed: '8.17.1',
+          cvss: MEDIUM,
+        }),
         'README.txt': 'ignored: not a .json entry',
       }),
     );
     expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toMatchObject({ files: 2, added: 2, replaced: 0, unchanged: 0, ecosystems: ['Debian:12', 'npm'] });
+    expect(res.json()).toMatchObject({
+      files: 2,
+      added: 2,
+      replaced: 0,
+      unchanged: 0,
+      ecosystems: ['Debian:12', 'npm'],
+    });
     expect(await status()).toMatchObject({ records: 2, bySeverity: { critical: 1, medium: 1 } });
   });
 
   it('replaces a record by a newer `modified` and never by an older one', async () => {
     const newer = await importZip(
-      osvZip({ 'DSA-1.json': osvRecord({ id: 'DSA-1', name: 'openssl', fixed: '3.0.13-1~deb12u1', cvss: MEDIUM, modified: '2026-02-01T00:00:00Z' }) }),
+      osvZip({
+        'DSA-1.json': osvRecord({
+          id: 'DSA-1',
+          name: 'openssl',
+          fixed: '3.0.13-1~deb12u1',
+          cvss: MEDIUM,
+          modified: '2026-02-01T00:00:00Z',
+        }),
+      }),
     );
     expect(newer.json()).toMatchObject({ added: 0, replaced: 1 });
     expect(storedSeverity('DSA-1')).toBe('medium');
     const older = await importZip(
-      osvZip({ 'DSA-1.json': osvRecord({ id: 'DSA-1', name: 'openssl', cvss: CRITICAL, modified: '2025-01-01T00:00:00Z' }) }),
+      osvZip({
+        'DSA-1.json': osvRecord({
+          id: 'DSA-1',
+          name: 'openssl',
+          cvss: CRITICAL,
+          modified: '2025-01-01T00:00:00Z',
+        }),
+      }),
     );
     expect(older.json()).toMatchObject({ replaced: 0, unchanged: 1 });
     expect(storedSeverity('DSA-1')).toBe('medium');
@@ -80,7 +116,9 @@ describe('OSV import', () => {
     const bad = osvRecord({ id: 'DSA-3', name: 'bash' }) as { affected: { ranges: unknown[] }[] };
     bad.affected[0]!.ranges = [{ type: 'ECOSYSTEM', events: [{ fixed: 7 }] }];
     expectRefused(
-      await importZip(osvZip({ 'a-good.json': osvRecord({ id: 'DSA-2', name: 'zlib', fixed: '1' }), 'z-bad.json': bad })),
+      await importZip(
+        osvZip({ 'a-good.json': osvRecord({ id: 'DSA-2', name: 'zlib', fixed: '1' }), 'z-bad.json': bad }),
+      ),
       400,
       'FLOTILLA_ERR_VULNS_IMPORT_INVALID',
       /z-bad\.json: field \/affected\/0\/ranges\/0\/events\/0/,
@@ -108,7 +146,9 @@ describe('OSV import', () => {
   });
 
   it('refuses an unknown ecosystem by default, and records it as skipped with skipUnknownEcosystems', async () => {
-    const zip = osvZip({ 'PYSEC-1.json': osvRecord({ id: 'PYSEC-1', ecosystem: 'PyPI', name: 'requests', fixed: '2.0' }) });
+    const zip = osvZip({
+      'PYSEC-1.json': osvRecord({ id: 'PYSEC-1', ecosystem: 'PyPI', name: 'requests', fixed: '2.0' }),
+    });
     expectRefused(
       await importZip(zip),
       422,
@@ -122,7 +162,9 @@ describe('OSV import', () => {
   it('stops a zip bomb on the bytes inflated, not on what the header claims (nothing imported)', async () => {
     const before = (await status()).records;
     // 8 MiB of spaces inside a valid JSON record compresses to a few KiB.
-    const bomb = Buffer.from(`{"id":"BOMB-1","modified":"2026-01-01T00:00:00Z","summary":"${' '.repeat(8 * 1024 * 1024)}"}`);
+    const bomb = Buffer.from(
+      `{"id":"BOMB-1","modified":"2026-01-01T00:00:00Z","summary":"${' '.repeat(8 * 1024 * 1024)}"}`,
+    );
     expectRefused(
       await importZip(lyingSizes(Buffer.from(zipSync({ 'bomb.json': bomb }, { level: 9 })), 100)),
       413,
@@ -132,7 +174,9 @@ describe('OSV import', () => {
     // Many small entries past the total inflated limit.
     const many: Record<string, Uint8Array> = {};
     for (let i = 0; i < 40; i++)
-      many[`r${i}.json`] = Buffer.from(JSON.stringify({ ...osvRecord({ id: `MANY-${i}`, name: 'x' }), details: 'y'.repeat(40_000) }));
+      many[`r${i}.json`] = Buffer.from(
+        JSON.stringify({ ...osvRecord({ id: `MANY-${i}`, name: 'x' }), details: 'y'.repeat(40_000) }),
+      );
     expectRefused(
       await importZip(Buffer.from(zipSync(many))),
       413,
@@ -154,7 +198,12 @@ describe('OSV import', () => {
 
   it('lets only operators import', async () => {
     const tok = (
-      await server.app.inject({ method: 'POST', url: '/api/v1/tokens', headers: auth(), payload: { name: 'TEST-ONLY viewer', role: 'viewer' } })
+      await server.app.inject({
+        method: 'POST',
+        url: '/api/v1/tokens',
+        headers: auth(),
+        payload: { name: 'TEST-ONLY viewer', role: 'viewer' },
+      })
     ).json().token as string;
     const res = await server.app.inject({
       method: 'POST',

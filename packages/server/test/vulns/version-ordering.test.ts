@@ -51,9 +51,7 @@ describe('dpkg version ordering', () => {
 
   it.skipIf(!hasDpkg)('agrees with the real `dpkg --compare-versions` on random versions', () => {
     const part = (chars: string, max: number) =>
-      fc
-        .array(fc.constantFrom(...chars.split('')), { minLength: 0, maxLength: max })
-        .map((a) => a.join(''));
+      fc.array(fc.constantFrom(...chars.split('')), { minLength: 0, maxLength: max }).map((a) => a.join(''));
     const version = fc
       .record({
         epoch: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),

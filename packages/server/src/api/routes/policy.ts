@@ -5,14 +5,20 @@ import { actorOf } from '../auth.js';
 
 /** The policy document: read it (viewer), replace it with a new version (admin), its history. */
 export async function policyRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  app.get('/policy', { config: { access: 'viewer' }, schema: { tags: ['policy'] } }, async () => ctx.policy.current());
+  app.get('/policy', { config: { access: 'viewer' }, schema: { tags: ['policy'] } }, async () =>
+    ctx.policy.current(),
+  );
 
   app.put(
     '/policy',
     {
       config: { access: 'admin' },
       // The body is checked against the policy schema by the service, which names the field.
-      schema: { tags: ['policy'], summary: 'Store a new version of the policy document', body: Type.Object({}, { additionalProperties: true }) },
+      schema: {
+        tags: ['policy'],
+        summary: 'Store a new version of the policy document',
+        body: Type.Object({}, { additionalProperties: true }),
+      },
     },
     async (req, reply) => reply.code(201).send(ctx.policy.set(req.body, actorOf(req))),
   );

@@ -52,7 +52,10 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
       // Policy gate (issue 17): the release must meet the policy of every channel the rollout targets.
       const gated = ctx.store.releases.get(body.release);
       if (gated)
-        await ctx.policy.gateRollout(gated, (body.policy as { target?: { channels?: string[] } }).target?.channels);
+        await ctx.policy.gateRollout(
+          gated,
+          (body.policy as { target?: { channels?: string[] } }).target?.channels,
+        );
       const r = ctx.rollouts.create(body, actorOf(req));
       return reply.code(201).send(withSummary(ctx.store.rollouts.get(r.id)!));
     },

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
@@ -5,7 +6,6 @@ import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import type { Evaluation } from '../../policy/evaluate.js';
 import { releaseFacts } from '../../policy/policy-service.js';
-import { rm } from 'node:fs/promises';
 import { VulnsError } from '../../vulns/errors.js';
 import { actorOf } from '../auth.js';
 import { VersionParams } from '../schemas.js';
@@ -44,7 +44,10 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
         received = await ctx.artifacts.receive(req.body as Readable, ctx.limits.maxOsvImportBytes);
       } catch (err) {
         if ((err as { code?: string }).code === 'FLOTILLA_ERR_SERVER_UPLOAD_TOO_LARGE')
-          throw new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_TOO_LARGE', `upload over ${ctx.limits.maxOsvImportBytes} bytes`);
+          throw new VulnsError(
+            'FLOTILLA_ERR_VULNS_IMPORT_TOO_LARGE',
+            `upload over ${ctx.limits.maxOsvImportBytes} bytes`,
+          );
         throw err;
       }
       try {
@@ -92,7 +95,9 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
           summary: f.summary,
           waivedIn: evaluations.filter((e) => e.waived.some((w) => w.finding === f)).map((e) => e.channel),
         })),
-        channels: Object.fromEntries(evaluations.map((e) => [e.channel, { pass: e.pass, violations: e.violations }])),
+        channels: Object.fromEntries(
+          evaluations.map((e) => [e.channel, { pass: e.pass, violations: e.violations }]),
+        ),
       };
     },
   );
@@ -102,7 +107,11 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
     { config: { access: 'operator' }, schema: { tags: ['vulnerabilities'], params: VersionParams } },
     async (req) => {
       const scan = await ctx.vulns.scanRelease(release((req.params as { version: string }).version).version);
-      return { version: scan.releaseId, scannedAt: new Date(scan.ts).toISOString(), findings: scan.findings.length };
+      return {
+        version: scan.releaseId,
+        scannedAt: new Date(scan.ts).toISOString(),
+        findings: scan.findings.length,
+      };
     },
   );
 
@@ -123,7 +132,10 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
     '/vulnerabilities/fleet',
     {
       config: { access: 'viewer' },
-      schema: { tags: ['vulnerabilities'], summary: 'Findings across the images devices run, weighted by device count' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: 'Findings across the images devices run, weighted by device count',
+      },
     },
     async () => ctx.vulns.fleetExposure(),
   );

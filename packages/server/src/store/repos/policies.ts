@@ -52,7 +52,9 @@ export class PoliciesRepo {
         `INSERT INTO promotions (release_id, from_channel, to_channel, actor, ts, policy_version, scan, violations, override_reason)
          VALUES (@releaseId, @from, @to, @actor, @ts, @policyVersion, @scan, @violations, @overrideReason)`,
       ),
-      promotions: db.prepare<[string], PromotionRow>('SELECT * FROM promotions WHERE release_id = ? ORDER BY id'),
+      promotions: db.prepare<[string], PromotionRow>(
+        'SELECT * FROM promotions WHERE release_id = ? ORDER BY id',
+      ),
     };
   }
 
@@ -66,7 +68,9 @@ export class PoliciesRepo {
   }
 
   history(limit: number): StoredPolicy[] {
-    return this.s.history.all(limit).map((r) => ({ ...r, document: JSON.parse(r.document) as PolicyDocument }));
+    return this.s.history
+      .all(limit)
+      .map((r) => ({ ...r, document: JSON.parse(r.document) as PolicyDocument }));
   }
 
   recordPromotion(p: Omit<Promotion, 'id'>): void {

@@ -1,5 +1,5 @@
-import type { VulnRecord } from '../../vulns/osv-record.js';
 import type { Finding } from '../../vulns/match.js';
+import type { VulnRecord } from '../../vulns/osv-record.js';
 import type { Db } from '../db.js';
 
 export interface VulnImport {
@@ -55,9 +55,10 @@ export class VulnsRepo {
          ON CONFLICT (release_id) DO UPDATE SET ts = excluded.ts, import_id = excluded.import_id,
            packages = excluded.packages, findings = excluded.findings`,
       ),
-      scan: db.prepare<[string], { release_id: string; ts: number; import_id: number | null; packages: number; findings: string }>(
-        'SELECT * FROM release_scans WHERE release_id = ?',
-      ),
+      scan: db.prepare<
+        [string],
+        { release_id: string; ts: number; import_id: number | null; packages: number; findings: string }
+      >('SELECT * FROM release_scans WHERE release_id = ?'),
       delScan: db.prepare('DELETE FROM release_scans WHERE release_id = ?'),
       devicesByImage: db.prepare<[], { image: string; channel: string; n: number }>(
         `SELECT image_sha256 AS image, channel, count(*) AS n FROM devices
@@ -86,7 +87,12 @@ export class VulnsRepo {
     return this.s.all.all().map((row) => JSON.parse(row.record) as VulnRecord);
   }
 
-  counts(): { records: number; withdrawn: number; newestModified: number | null; bySeverity: Record<string, number> } {
+  counts(): {
+    records: number;
+    withdrawn: number;
+    newestModified: number | null;
+    bySeverity: Record<string, number>;
+  } {
     const c = this.s.count.get()!;
     return {
       records: c.n,
