@@ -146,7 +146,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
 
   const vulns = new VulnService(store, artifacts, limits, bus, log.child({ component: 'vulns' }), clock);
   vulns.watch();
-  const policy = new PolicyService(store, vulns, clock);
+  const policy = new PolicyService(store, vulns, keys.delta, clock);
   registerVulnGauges(metrics.registry, {
     releases: () =>
       store.releases.list().map((r) => {

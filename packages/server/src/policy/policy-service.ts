@@ -1,6 +1,9 @@
+import type { KeyPair } from '@flotilla/protocol';
 import { Value } from '@sinclair/typebox/value';
+import { scanStatement, signStatement } from '../attestations/in-toto.js';
 import type { Release } from '../store/repos/releases.js';
 import type { Store } from '../store/store.js';
+import type { Finding } from '../vulns/match.js';
 import type { VulnService } from '../vulns/vuln-service.js';
 import { PolicyError } from './errors.js';
 import { type Evaluation, evaluatePolicy, type ReleaseFacts } from './evaluate.js';
@@ -11,6 +14,7 @@ const ALL_CHANNELS: readonly ChannelName[] = ['dev', 'staging', 'prod'];
 
 export interface GateResult {
   evaluation: Evaluation;
+  findings: Finding[];
   policyVersion: number;
   /** The scan attestation's summary: which records (import id), when, result. */
   scan: {
@@ -43,6 +47,8 @@ export class PolicyService {
   constructor(
     private readonly store: Store,
     private readonly vulns: VulnService,
+    /** Signs the scan attestation of each promotion (the server's online delta/offer key). */
+    private readonly attestKey: KeyPair,
     private readonly clock: () => number = Date.now,
   ) {}
 
@@ -92,6 +98,7 @@ export class PolicyService {
     for (const f of scan.findings) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
     return {
       evaluation: evaluatePolicy(policy.document, channel, releaseFacts(release), scan.findings, now),
+      findings: scan.findings,
       policyVersion: policy.version,
       scan: {
         importId: scan.importId,
@@ -144,6 +151,17 @@ export class PolicyService {
     actor: string,
     gate: GateResult & { overrideReason: string | null },
   ): void {
+    const attestation = signStatement(
+      scanStatement({
+        imageName: `${release.name}-${release.version}.img`,
+        imageSha256: release.imageSha256,
+        importId: gate.scan.importId,
+        recordsModified: this.store.vulns.counts().newestModified,
+        scannedAt: gate.scan.scannedAt,
+        findings: gate.findings,
+      }),
+      this.attestKey,
+    );
     this.store.policies.recordPromotion({
       releaseId: release.id,
       from,
@@ -155,6 +173,7 @@ export class PolicyService {
         ...gate.scan,
         result: gate.evaluation.pass ? 'pass' : 'fail',
         waived: gate.evaluation.waived.length,
+        attestation,
       },
       violations: gate.evaluation.violations,
       overrideReason: gate.overrideReason,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DsseEnvelope, verifyStatement } from '../../src/attestations/in-toto.js';
 import { createServer, type FlotillaServer } from '../../src/index.js';
 import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir } from '../helpers.js';
 import { CRITICAL, type DpkgEntry, HIGH, osvRecord, osvZip, rootfsTar } from './fixtures.js';
@@ -243,5 +244,44 @@ describe('vulnerability gates', () => {
     expect(text).toMatch(
       /flotilla_release_vulnerabilities\{version="1.0.0",channel="prod",severity="critical"\} 1/,
     );
+  });
+
+  it('requires provenance from the named builder, and signs provenance and scan attestations', async () => {
+    const builder = (await call('GET', '/api/v1/releases/1.0.1')).json().manifest.signed.provenance
+      .builder as string;
+    expect(builder.length).toBeGreaterThan(0);
+    const policy = (builderId: string) => ({
+      schemaVersion: 1,
+      channels: {
+        prod: { maxSeverity: 'critical', requiredAttestations: ['provenance'], provenance: { builderId } },
+      },
+    });
+    await call('PUT', '/api/v1/policy', policy('TEST-ONLY-other-builder'));
+    expect((await promote('1.0.1', 'staging')).statusCode).toBe(200);
+    const refused = await promote('1.0.1', 'prod');
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json().error.message).toMatch(/provenance builder '.+' is not 'TEST-ONLY-other-builder'/);
+    await call('PUT', '/api/v1/policy', policy(builder));
+    expect((await promote('1.0.1', 'prod')).statusCode).toBe(200);
+
+    const att = (await call('GET', '/api/v1/releases/1.0.1/attestations')).json();
+    const key = Buffer.from(att.key.publicKey, 'hex');
+    const provenance = verifyStatement(att.provenance, att.key.keyid, key);
+    expect(provenance?.predicateType).toBe('https://slsa.dev/provenance/v1');
+    const image = (await call('GET', '/api/v1/releases/1.0.1')).json().manifest.signed.image.sha256;
+    expect(provenance?.subject[0]?.digest.sha256).toBe(image);
+    expect((provenance?.predicate.runDetails as { builder: { id: string } }).builder.id).toBe(builder);
+
+    const scan = att.scans.find((s: { to: string }) => s.to === 'prod').attestation as DsseEnvelope;
+    const statement = verifyStatement(scan, att.key.keyid, key);
+    expect(statement?.predicateType).toBe('https://in-toto.io/attestation/vulns/v0.1');
+    const result = (statement?.predicate.scanner as { result: { id: string }[] }).result.map((r) => r.id);
+    expect(result).toEqual(['DSA-5002']);
+    // A forged payload (a finding removed) does not verify.
+    const forged = {
+      ...scan,
+      payload: Buffer.from(JSON.stringify({ ...statement, predicate: {} })).toString('base64'),
+    };
+    expect(verifyStatement(forged, att.key.keyid, key)).toBeNull();
   });
 });

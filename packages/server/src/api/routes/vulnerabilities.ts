@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { provenanceStatement, signStatement } from '../../attestations/in-toto.js';
 import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import type { Evaluation } from '../../policy/evaluate.js';
@@ -124,6 +125,46 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
         version: r.version,
         provenance: releaseFacts(r).provenance,
         items: ctx.store.policies.promotions(r.id).map((p) => ({ ...p, ts: new Date(p.ts).toISOString() })),
+      };
+    },
+  );
+
+  app.get(
+    '/releases/:version/attestations',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary:
+          'in-toto statements (DSSE): SLSA provenance of the release, vulnerability scans at promotions',
+        params: VersionParams,
+      },
+    },
+    async (req) => {
+      const r = release((req.params as { version: string }).version);
+      const m = r.manifest.signed;
+      const key = ctx.keys.delta;
+      return {
+        version: r.version,
+        // Envelopes are signed by this server key; the provenance fields also by the release signature.
+        key: { keyid: key.keyId, publicKey: Buffer.from(key.publicKey).toString('hex') },
+        provenance: signStatement(
+          provenanceStatement({
+            name: m.name,
+            version: m.version,
+            imageSha256: m.image.sha256,
+            sbomSha256: m.sbom.sha256,
+            provenance: m.provenance,
+          }),
+          key,
+        ),
+        scans: ctx.store.policies
+          .promotions(r.id)
+          .map((p) => ({
+            to: p.to,
+            ts: new Date(p.ts).toISOString(),
+            attestation: p.scan.attestation ?? null,
+          })),
       };
     },
   );
