@@ -239,7 +239,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     const imported = await fetch(`${w.origin}/api/v1/vulnerabilities/import`, {
       method: 'POST',
       headers: { authorization: `Bearer ${w.operatorToken}`, 'content-type': 'application/zip' },
-      body: zip,
+      body: new Uint8Array(zip),
     });
     expect(imported.status, await imported.text()).toBe(200);
     await go('#/vulnerabilities');

@@ -158,13 +158,11 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
           }),
           key,
         ),
-        scans: ctx.store.policies
-          .promotions(r.id)
-          .map((p) => ({
-            to: p.to,
-            ts: new Date(p.ts).toISOString(),
-            attestation: p.scan.attestation ?? null,
-          })),
+        scans: ctx.store.policies.promotions(r.id).map((p) => ({
+          to: p.to,
+          ts: new Date(p.ts).toISOString(),
+          attestation: p.scan.attestation ?? null,
+        })),
       };
     },
   );
