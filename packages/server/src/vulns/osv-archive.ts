@@ -76,9 +76,11 @@ export async function readOsvZip(path: string, limits: ArchiveLimits): Promise<A
     file.start();
   });
   unzip.register(UnzipInflate);
+  // Small reads: deflate expands at most ~1032:1, so one pushed chunk inflates to ≤ ~17 MB before
+  // the size check sees it.
   let sawData = false;
   try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) {
+    for await (const chunk of createReadStream(path, { highWaterMark: 16 * 1024 })) {
       sawData = true;
       unzip.push(chunk as Buffer);
       if (failure) break;
