@@ -25,6 +25,11 @@ const BENCHES = {
     args: ['--devices', '1000'],
     what: '1,000 simulated devices: connect, rollout with deltas, reconnect storm',
   },
+  vulns: {
+    script: 'vulns/match.mjs',
+    args: ['--records', '10000', '--packages', '5000'],
+    what: 'matching 10,000 OSV records against a 5,000-package SBOM',
+  },
   storm: {
     script: 'fleet/storm.mjs',
     args: ['--devices', '19000'],

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { zipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unreachedInteractive, walkTabOrder } from './a11y.js';
@@ -229,6 +230,40 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     await shot('09-releases');
   });
 
+  it('vulnerabilities page shows the loaded data, the fleet exposure and a release with its findings', async () => {
+    // A TEST-ONLY record made here (it names a package no demo image holds).
+    const zip = zipSync({
+      'TEST-ONLY-1.json': new TextEncoder().encode(
+        JSON.stringify({
+          id: 'TEST-ONLY-1',
+          modified: '2026-01-01T00:00:00Z',
+          affected: [
+            {
+              package: { ecosystem: 'npm', name: 'test-only-package' },
+              ranges: [{ type: 'SEMVER', events: [{ introduced: '0' }] }],
+            },
+          ],
+        }),
+      ),
+    });
+    const imported = await fetch(`${w.origin}/api/v1/vulnerabilities/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${w.operatorToken}`, 'content-type': 'application/zip' },
+      body: new Uint8Array(zip),
+    });
+    expect(imported.status, await imported.text()).toBe(200);
+    await go('#/vulnerabilities');
+    await expect
+      .poll(() => page.locator('[data-testid="vuln-status"]').textContent())
+      .toMatch(/^1 records loaded/);
+    await page.locator('table.vuln-fleet tbody tr').first().waitFor();
+    await go('#/releases');
+    await page.getByRole('link', { name: 'Vulnerabilities of 1.1.0' }).click();
+    await page.getByRole('heading', { name: 'Release 1.1.0' }).waitFor();
+    await expect.poll(() => page.locator('[data-channel="prod"]').textContent()).toMatch(/passes policy/);
+    await shot('10-vulnerabilities');
+  });
+
   it('accepts a device that waits for acceptance', async () => {
     await registerPendingDevice(w, 'field-unit-7', 'flotilla-sim-board');
     await go('#/');
@@ -297,6 +332,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       '#/rollouts',
       `#/rollouts/${rollouts.body.items[0]!.id}`,
       '#/releases',
+      '#/vulnerabilities',
     ];
     for (const hash of pages) {
       await go(hash);

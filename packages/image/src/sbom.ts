@@ -20,6 +20,14 @@ export interface SbomPackage {
   purl: string;
   /** Where in the rootfs the package was found. */
   source: string;
+  /**
+   * dpkg/opkg `Source:` field: the source package a binary was built from (Debian's security
+   * feeds name source packages) and its version when it differs from the binary's (binNMUs).
+   */
+  sourceName?: string;
+  sourceVersion?: string;
+  /** The rootfs's os-release `ID-VERSION_ID` (e.g. `debian-12`), for deb and opkg packages. */
+  distro?: string;
   /** npm lockfile integrity, as CycloneDX hashes. */
   hashes?: { alg: string; content: string }[];
 }
@@ -39,13 +47,14 @@ export async function scanPackages(tree: StagedTree): Promise<SbomPackage[]> {
     if (!found.has(p.purl)) found.set(p.purl, p);
   };
   const distro = await osReleaseId(tree.dir);
+  const distroVersion = await osReleaseVersion(tree.dir);
   for (const dbPath of ['/var/lib/dpkg/status']) {
     const text = await readSmall(tree.dir, dbPath);
-    if (text) for (const p of parseControlDb(text, 'deb', dbPath, distro)) add(p);
+    if (text) for (const p of parseControlDb(text, 'deb', dbPath, distro, distroVersion)) add(p);
   }
   for (const dbPath of ['/var/lib/opkg/status', '/usr/lib/opkg/status']) {
     const text = await readSmall(tree.dir, dbPath);
-    if (text) for (const p of parseControlDb(text, 'opkg', dbPath, distro)) add(p);
+    if (text) for (const p of parseControlDb(text, 'opkg', dbPath, distro, distroVersion)) add(p);
   }
   for (const e of tree.entries) {
     if (e.type !== 'file') continue;
@@ -80,6 +89,7 @@ export function parseControlDb(
   ecosystem: 'deb' | 'opkg',
   source: string,
   distro: string,
+  distroVersion: string | null = null,
 ): SbomPackage[] {
   const out: SbomPackage[] = [];
   for (const para of text.split(/\n\s*\n/)) {
@@ -99,12 +109,31 @@ export function parseControlDb(
     // Only what is installed: dpkg keeps removed-but-configured packages in the same file.
     if (fields.status && !/\binstalled$/.test(fields.status)) continue;
     const arch = fields.architecture;
-    const q = arch ? `?arch=${encodeURIComponent(arch)}` : '';
+    // `Source: glibc (2.36-9)` or `Source: glibc`; absent when the source is named like the binary.
+    const src = /^([^\s(]+)(?:\s*\(([^)]+)\))?$/.exec(fields.source ?? '');
+    const sourceName = src?.[1];
+    const sourceVersion = src?.[2]?.trim();
+    // syft's convention: the source package in the `upstream` qualifier.
+    const qualifiers = [
+      ...(arch ? [`arch=${encodeURIComponent(arch)}`] : []),
+      ...(sourceName ? [`upstream=${encodeURIComponent(sourceName)}`] : []),
+    ];
+    const q = qualifiers.length ? `?${qualifiers.join('&')}` : '';
     const purl =
       ecosystem === 'deb'
         ? `pkg:deb/${distro}/${encodeURIComponent(name)}@${encodeURIComponent(version)}${q}`
         : `pkg:generic/${encodeURIComponent(name)}@${encodeURIComponent(version)}${q}`;
-    out.push({ ecosystem, name, version, ...(arch ? { arch } : {}), purl, source });
+    out.push({
+      ecosystem,
+      name,
+      version,
+      ...(arch ? { arch } : {}),
+      purl,
+      source,
+      ...(sourceName ? { sourceName } : {}),
+      ...(sourceVersion ? { sourceVersion } : {}),
+      ...(distroVersion ? { distro: `${distro}-${distroVersion}` } : {}),
+    });
   }
   return out;
 }
@@ -150,6 +179,9 @@ export function makeSbom(
     properties: [
       { name: 'flotilla:package-manager', value: p.ecosystem },
       { name: 'flotilla:found-in', value: p.source },
+      ...(p.sourceName ? [{ name: 'flotilla:source-package', value: p.sourceName }] : []),
+      ...(p.sourceVersion ? [{ name: 'flotilla:source-version', value: p.sourceVersion }] : []),
+      ...(p.distro ? [{ name: 'flotilla:distro', value: p.distro }] : []),
     ],
   }));
   const fileComponents = entries
@@ -212,4 +244,11 @@ async function osReleaseId(root: string): Promise<string> {
   const text = (await readSmall(root, '/etc/os-release')) ?? (await readSmall(root, '/usr/lib/os-release'));
   const m = text ? /^ID="?([a-z0-9._-]+)"?$/m.exec(text) : null;
   return m ? m[1]! : 'debian';
+}
+
+/** os-release VERSION_ID (`12`), null when the rootfs has none (testing, sid, bare trees). */
+async function osReleaseVersion(root: string): Promise<string | null> {
+  const text = (await readSmall(root, '/etc/os-release')) ?? (await readSmall(root, '/usr/lib/os-release'));
+  const m = text ? /^VERSION_ID="?([A-Za-z0-9._-]+)"?$/m.exec(text) : null;
+  return m ? m[1]! : null;
 }

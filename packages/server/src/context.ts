@@ -9,11 +9,13 @@ import type { ServerKeys } from './keys/server-keys.js';
 import type { ServerLimits } from './limits.js';
 import type { Metrics } from './metrics.js';
 import type { DeviceTransport } from './mqtt/transport.js';
+import type { PolicyService } from './policy/policy-service.js';
 import type { ReleaseService } from './releases/release-service.js';
 import type { Retention } from './retention/retention.js';
 import type { FailedLoginLimiter } from './security/failed-logins.js';
 import type { FleetStats } from './store/fleet-stats.js';
 import type { Store } from './store/store.js';
+import type { VulnService } from './vulns/vuln-service.js';
 
 /** Everything the API routes use; built once by `createServer`. */
 export interface ServerContext {
@@ -33,6 +35,8 @@ export interface ServerContext {
   rollouts: RolloutRunner;
   deltas: DeltaService;
   retention: Retention;
+  vulns: VulnService;
+  policy: PolicyService;
   transport: () => DeviceTransport | null;
   /** Where the dashboard's static files are (served at / when the directory exists). */
   dashboardDir: string | null;

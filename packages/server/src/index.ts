@@ -17,3 +17,7 @@ export {
   type ServerOptions,
   startServer,
 } from './server.js';
+// Vulnerability matching, for the bench and tools (the server uses it through VulnService).
+export { type Finding, VulnIndex } from './vulns/match.js';
+export { parseOsvRecord, type VulnRecord } from './vulns/osv-record.js';
+export { type InstalledPackage, sbomPackages } from './vulns/sbom-packages.js';

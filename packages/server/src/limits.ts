@@ -82,6 +82,11 @@ export const DEFAULT_LIMITS = {
   maxPageSize: 1000,
   /** SSE clients at once. */
   maxSseClients: 256,
+  /** Vulnerability imports (OSV zips): largest upload, largest record and sum once inflated, most records. */
+  maxOsvImportBytes: 512 * 1024 * 1024,
+  maxOsvRecordBytes: 4 * 1024 * 1024,
+  maxOsvInflatedBytes: 2 * 1024 * 1024 * 1024,
+  maxOsvRecords: 500_000,
 } as const;
 
 export type ServerLimits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };

@@ -24,11 +24,14 @@ import { ExternalBroker, type ExternalBrokerOptions } from './mqtt/external-brok
 import { MosquittoCredentials, type MosquittoFiles } from './mqtt/mosquitto-credentials.js';
 import { PasswordVerifier } from './mqtt/password-verifier.js';
 import type { DeviceTransport } from './mqtt/transport.js';
+import { PolicyService } from './policy/policy-service.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
 import { FailedLoginLimiter } from './security/failed-logins.js';
 import { openServerStore } from './store/data-dir.js';
 import { FleetStats } from './store/fleet-stats.js';
+import { registerVulnGauges } from './vulns/vuln-metrics.js';
+import { VulnService } from './vulns/vuln-service.js';
 
 export const DEFAULT_DATA_DIR = join('.flotilla', 'server');
 
@@ -182,6 +185,27 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     }
   });
 
+  const vulns = new VulnService(store, artifacts, limits, bus, log.child({ component: 'vulns' }), clock);
+  vulns.watch();
+  const policy = new PolicyService(store, vulns, keys.delta, clock);
+  registerVulnGauges(metrics.registry, {
+    releases: () =>
+      store.releases.list().map((r) => {
+        const bySeverity: Record<string, number> = {};
+        for (const f of store.vulns.scan(r.id)?.findings ?? [])
+          bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
+        const channel = ['prod', 'staging', 'dev'].find((c) => r.channels.includes(c as 'prod')) ?? 'none';
+        return { version: r.version, channel, bySeverity };
+      }),
+    devicesExposed: () => vulns.fleetExposure().devicesExposed,
+    prodFailures: () => policy.prodFailures().length,
+    records: () => ({
+      records: store.vulns.counts().records,
+      lastImportTs: store.vulns.imports(1)[0]?.ts ?? null,
+    }),
+    clock,
+  });
+
   const ctx: ServerContext = {
     store,
     artifacts,
@@ -197,6 +221,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     rollouts: runner,
     deltas,
     retention: new Retention(store, artifacts, bus, log.child({ component: 'retention' }), clock),
+    vulns,
+    policy,
     transport: () => transport,
     dashboardDir: opts.dashboardDir ?? resolve(new URL('../dashboard', import.meta.url).pathname),
     endpoints,

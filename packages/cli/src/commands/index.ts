@@ -19,4 +19,6 @@ export const commandGroups: Record<string, () => Promise<RegisterCommands>> = {
   bundle: async () => (await import('./bundle.js')).registerBundleCommands,
   disk: async () => (await import('./disk.js')).registerDiskCommands,
   flash: async () => (await import('./flash.js')).registerFlashCommands,
+  vulns: async () => (await import('./vulns.js')).registerVulnsCommands,
+  policy: async () => (await import('./policy.js')).registerPolicyCommands,
 };

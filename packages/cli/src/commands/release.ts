@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { addServerOptions, clientFor, type ReleaseInfo, table, wantsJson, when } from '../api-client.js';
 import { CliError } from '../errors.js';
 import { printResult } from '../output.js';
+import { printReleaseVulns } from './vulns.js';
 
 /** The server's channels in promotion order; a new release lands in the first. */
 const CHANNELS = ['dev', 'staging', 'prod'];
@@ -80,13 +81,29 @@ export function registerReleaseCommands(program: Command): void {
     .argument('<version>', 'release version')
     .option('--channel <channel>', 'target channel (as in `release create --channel`)')
     .option('--to <channel>', 'the same as --channel')
+    .option('--override-reason <text>', 'admin only: promote despite policy violations (audited)')
     .option('--json', 'print JSON')
-    .action(async (version: string, o: { channel?: string; to?: string }, cmd: Command) => {
+    .action(async (version: string, o: { channel?: string; to?: string; overrideReason?: string }, cmd: Command) => {
       const channel = o.channel ?? o.to;
       if (!channel) throw new CliError('FLOTILLA_ERR_CLI_USAGE', 'release promote needs --channel <channel>');
       checkReleaseVersion(version);
       channelIndex(channel);
-      const r = await clientFor(cmd).promoteRelease(version, channel);
+      const r = o.overrideReason
+        ? await clientFor(cmd).request<ReleaseInfo>('POST', `releases/${encodeURIComponent(version)}/promote`, {
+            channel,
+            overrideReason: o.overrideReason,
+          })
+        : await clientFor(cmd).promoteRelease(version, channel);
       printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
     });
+
+  release
+    .command('vulns')
+    .description("list a release's known vulnerabilities (package, installed, fixed, ids, severity)")
+    .argument('<version>', 'release version')
+    .option(
+      '--json',
+      'print JSON: {"version","vulnerabilities":[{"id","aliases","package","installed","fixed","severity"}]}',
+    )
+    .action(async (version: string, _o: unknown, cmd: Command) => printReleaseVulns(version, cmd));
 }

@@ -100,6 +100,10 @@ export const api = {
   abortRollout: (id) => request('POST', `/rollouts/${enc(id)}/abort`, { body: {} }),
   releases: releasesWithManifests,
   deltas: () => request('GET', '/deltas'),
+  vulnStatus: () => request('GET', '/vulnerabilities/status'),
+  vulnFleet: () => request('GET', '/vulnerabilities/fleet'),
+  releaseVulns: (version) => request('GET', `/releases/${enc(version)}/vulnerabilities`),
+  releasePromotions: (version) => request('GET', `/releases/${enc(version)}/promotions`),
   artifactUrl: (sha256) => `${BASE}/artifacts/${enc(sha256)}`,
   downloadArtifact,
 };

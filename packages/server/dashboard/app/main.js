@@ -11,6 +11,7 @@ import { ReleasesPage } from './pages/releases.js';
 import { RolloutPage } from './pages/rollout.js';
 import { RolloutsPage } from './pages/rollouts.js';
 import { SignIn } from './pages/sign-in.js';
+import { VulnerabilitiesPage } from './pages/vulnerabilities.js';
 import { link, useRoute } from './router.js';
 
 const NAV = [
@@ -18,6 +19,12 @@ const NAV = [
   { name: 'devices', label: 'Devices', href: link.devices(), match: ['devices', 'device'] },
   { name: 'rollouts', label: 'Rollouts', href: link.rollouts(), match: ['rollouts', 'rollout'] },
   { name: 'releases', label: 'Releases', href: link.releases(), match: ['releases'] },
+  {
+    name: 'vulnerabilities',
+    label: 'Vulnerabilities',
+    href: link.vulnerabilities(),
+    match: ['vulnerabilities'],
+  },
 ];
 
 const LIVE_TEXT = {
@@ -49,6 +56,8 @@ function Page({ route, session }) {
       return html`<${RolloutPage} session=${session} id=${route.id} />`;
     case 'releases':
       return html`<${ReleasesPage} session=${session} />`;
+    case 'vulnerabilities':
+      return html`<${VulnerabilitiesPage} session=${session} version=${route.id} />`;
     default:
       return html`<h1 tabindex="-1">Not found</h1><p>No page here. <a href=${link.fleet()}>Go to the fleet overview</a>.</p>`;
   }

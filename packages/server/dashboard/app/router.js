@@ -8,6 +8,8 @@ const ROUTES = [
   { name: 'rollouts', re: /^\/rollouts\/?$/ },
   { name: 'rollout', re: /^\/rollouts\/([^/]+)$/ },
   { name: 'releases', re: /^\/releases\/?$/ },
+  { name: 'vulnerabilities', re: /^\/vulnerabilities\/?$/ },
+  { name: 'vulnerabilities', re: /^\/vulnerabilities\/([^/]+)$/ },
 ];
 
 export function parseRoute(hash) {
@@ -37,4 +39,5 @@ export const link = {
   rollouts: () => '#/rollouts',
   rollout: (id) => `#/rollouts/${encodeURIComponent(id)}`,
   releases: () => '#/releases',
+  vulnerabilities: (version) => `#/vulnerabilities${version ? `/${encodeURIComponent(version)}` : ''}`,
 };

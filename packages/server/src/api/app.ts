@@ -9,11 +9,13 @@ import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
 import { fleetRoutes } from './routes/fleet.js';
+import { policyRoutes } from './routes/policy.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
 import { trustRoutes } from './routes/trust.js';
 import { securityHeaders } from './security-headers.js';
+import { vulnerabilityRoutes } from './routes/vulnerabilities.js';
 import { validatorFactory } from './validators.js';
 
 /**
@@ -66,6 +68,8 @@ export async function buildApp(
       await adminRoutes(api, ctx);
       await fleetRoutes(api, ctx);
       await trustRoutes(api, ctx);
+      await vulnerabilityRoutes(api, ctx);
+      await policyRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );

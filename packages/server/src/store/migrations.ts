@@ -167,4 +167,60 @@ CREATE TABLE auth_nonces (
 CREATE INDEX auth_nonces_until ON auth_nonces(until);
 `,
   },
+  {
+    version: 3,
+    name: 'vulnerability records, findings per release, policy documents and promotions',
+    sql: `
+CREATE TABLE vuln_records (
+  id        TEXT PRIMARY KEY,
+  modified  INTEGER NOT NULL,
+  withdrawn INTEGER NOT NULL DEFAULT 0,
+  severity  TEXT NOT NULL,
+  score     REAL,
+  record    TEXT NOT NULL,
+  import_id INTEGER NOT NULL
+);
+
+CREATE TABLE vuln_imports (
+  id        INTEGER PRIMARY KEY,
+  ts        INTEGER NOT NULL,
+  actor     TEXT NOT NULL,
+  files     INTEGER NOT NULL,
+  added     INTEGER NOT NULL,
+  replaced  INTEGER NOT NULL,
+  unchanged INTEGER NOT NULL,
+  skipped   INTEGER NOT NULL,
+  ecosystems TEXT NOT NULL
+);
+
+CREATE TABLE release_scans (
+  release_id TEXT PRIMARY KEY,
+  ts         INTEGER NOT NULL,
+  import_id  INTEGER,
+  packages   INTEGER NOT NULL,
+  findings   TEXT NOT NULL
+);
+
+CREATE TABLE policies (
+  version  INTEGER PRIMARY KEY,
+  document TEXT NOT NULL,
+  actor    TEXT NOT NULL,
+  created  INTEGER NOT NULL
+);
+
+CREATE TABLE promotions (
+  id             INTEGER PRIMARY KEY,
+  release_id     TEXT NOT NULL,
+  from_channel   TEXT,
+  to_channel     TEXT NOT NULL,
+  actor          TEXT NOT NULL,
+  ts             INTEGER NOT NULL,
+  policy_version INTEGER,
+  scan           TEXT NOT NULL,
+  violations     TEXT NOT NULL DEFAULT '[]',
+  override_reason TEXT
+);
+CREATE INDEX promotions_release ON promotions(release_id, id);
+`,
+  },
 ];

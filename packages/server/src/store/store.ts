@@ -6,10 +6,12 @@ import { DeploymentsRepo } from './repos/deployments.js';
 import { DevicesRepo } from './repos/devices.js';
 import { EventsRepo } from './repos/events.js';
 import { NoncesRepo } from './repos/nonces.js';
+import { PoliciesRepo } from './repos/policies.js';
 import { ProvisioningRepo } from './repos/provisioning.js';
 import { ReleasesRepo } from './repos/releases.js';
 import { RolloutsRepo } from './repos/rollouts.js';
 import { TokensRepo } from './repos/tokens.js';
+import { VulnsRepo } from './repos/vulns.js';
 
 /** The SQLite store: one repository per aggregate over one connection (SQLite has a single writer anyway). */
 export class Store {
@@ -24,6 +26,8 @@ export class Store {
   readonly tokens: TokensRepo;
   readonly audit: AuditRepo;
   readonly nonces: NoncesRepo;
+  readonly vulns: VulnsRepo;
+  readonly policies: PoliciesRepo;
 
   constructor(readonly db: Db) {
     this.devices = new DevicesRepo(db);
@@ -37,6 +41,8 @@ export class Store {
     this.tokens = new TokensRepo(db);
     this.audit = new AuditRepo(db);
     this.nonces = new NoncesRepo(db);
+    this.vulns = new VulnsRepo(db);
+    this.policies = new PoliciesRepo(db);
   }
 
   static open(file: string): Store {

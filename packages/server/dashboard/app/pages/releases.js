@@ -2,6 +2,7 @@ import { api } from '../api.js';
 import { Badge, ErrorBox, Loading, Time } from '../components/ui.js';
 import { bytes, pct, shortHash } from '../format.js';
 import { html } from '../html.js';
+import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
 
 const CHANNEL_ORDER = ['dev', 'staging', 'prod'];
@@ -70,7 +71,7 @@ export function ReleasesPage() {
             ${releases.map((r) => {
               const m = r.manifest?.signed;
               return html`<tr data-version=${r.version}>
-                <th scope="row">${r.version}</th>
+                <th scope="row">${r.version} <a href=${link.vulnerabilities(r.version)} class="muted" aria-label=${`Vulnerabilities of ${r.version}`}>vulnerabilities</a></th>
                 <td><${Badge} value=${r.kind === 'recovery' ? 'pending' : 'neutral'} label=${r.kind} /></td>
                 <td>${CHANNEL_ORDER.filter((c) => r.channels?.includes(c)).map((c) => html`<${Badge} value="accepted" label=${c} /> `)}${r.channels?.length ? null : '—'}</td>
                 <td class="num">${r.securityVersion}</td>

@@ -9,6 +9,9 @@ import { actorOf } from '../auth.js';
 import { presentRelease } from '../present.js';
 import { Channel, VersionParams } from '../schemas.js';
 
+const previousChannel = (c: ChannelName): ChannelName | null =>
+  c === 'prod' ? 'staging' : c === 'staging' ? 'dev' : null;
+
 const strict = { additionalProperties: false } as const;
 
 /** Upload bodies are streamed to disk, never buffered: the parser hands the raw request stream on. */
@@ -145,17 +148,27 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
         tags: ['releases'],
         summary: 'Promote to the next channel (dev → staging → prod)',
         params: VersionParams,
-        body: Type.Object({ channel: Channel }, strict),
+        body: Type.Object(
+          { channel: Channel, overrideReason: Type.Optional(Type.String({ minLength: 3, maxLength: 2000 })) },
+          strict,
+        ),
       },
     },
-    async (req) =>
-      presentRelease(
-        ctx.releases.promote(
-          (req.params as { version: string }).version,
-          (req.body as { channel: ChannelName }).channel,
-          actorOf(req),
-        ),
-      ),
+    async (req) => {
+      const version = (req.params as { version: string }).version;
+      const { channel, overrideReason } = req.body as { channel: ChannelName; overrideReason?: string };
+      // Policy gate (issue 17): refuses with FLOTILLA_ERR_POLICY_VIOLATION; then the promotion record.
+      const before = get(version);
+      const gate = await ctx.policy.gatePromotion(
+        before,
+        channel,
+        { actor: actorOf(req), role: req.token?.role ?? 'viewer' },
+        overrideReason,
+      );
+      const promoted = ctx.releases.promote(version, channel, actorOf(req));
+      ctx.policy.recordPromotion(promoted, previousChannel(channel), channel, actorOf(req), gate);
+      return presentRelease(promoted);
+    },
   );
 
   app.get('/deltas', { config: { access: 'viewer' }, schema: { tags: ['deltas'] } }, async () => ({

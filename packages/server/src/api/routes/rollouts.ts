@@ -49,6 +49,13 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
     { config: { access: 'operator' }, schema: { tags: ['rollouts'], body: RolloutCreateRequest } },
     async (req, reply) => {
       const body = req.body as { name?: string; release: string; policy: unknown };
+      // Policy gate (issue 17): the release must meet the policy of every channel the rollout targets.
+      const gated = ctx.store.releases.get(body.release);
+      if (gated)
+        await ctx.policy.gateRollout(
+          gated,
+          (body.policy as { target?: { channels?: string[] } }).target?.channels,
+        );
       const r = ctx.rollouts.create(body, actorOf(req));
       return reply.code(201).send(withSummary(ctx.store.rollouts.get(r.id)!));
     },

@@ -1,0 +1,46 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { addServerOptions, clientFor, wantsJson } from '../api-client.js';
+import { CliError } from '../errors.js';
+import { printResult } from '../output.js';
+
+/** `flotilla policy get|set FILE`: the server's policy document (JSON), versioned and audited. */
+export function registerPolicyCommands(program: Command): void {
+  addServerOptions(program);
+  const policy = program.command('policy').description('vulnerability and promotion policy (policy as code)');
+
+  policy
+    .command('get')
+    .description('print the current policy document and its version')
+    .option('--json', 'print JSON')
+    .action(async (_o: unknown, cmd: Command) => {
+      const p = await clientFor(cmd).request<{ version: number; document: unknown }>('GET', 'policy');
+      printResult(
+        wantsJson(cmd),
+        { ok: true, policy: p },
+        () =>
+          `# policy version ${p.version}${p.version === 0 ? ' (default)' : ''}\n${JSON.stringify(p.document, null, 2)}`,
+      );
+    });
+
+  policy
+    .command('set')
+    .description('store FILE (JSON) as the next policy version (admin token)')
+    .argument('<file>', 'policy document (JSON)')
+    .option('--json', 'print JSON')
+    .action(async (file: string, _o: unknown, cmd: Command) => {
+      const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${file}: ${err.code ?? err.message}`, { cause: err });
+      });
+      let doc: unknown;
+      try {
+        doc = JSON.parse(text);
+      } catch (err) {
+        throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${file}: not JSON (${(err as Error).message})`, {
+          cause: err,
+        });
+      }
+      const p = await clientFor(cmd).request<{ version: number }>('PUT', 'policy', doc);
+      printResult(wantsJson(cmd), { ok: true, policy: p }, () => `policy version ${p.version} stored`);
+    });
+}
