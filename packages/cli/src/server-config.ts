@@ -36,7 +36,14 @@ export const ServerConfigFile = Type.Object(
 );
 export type ServerConfigFile = Static<typeof ServerConfigFile>;
 
-const PATH_FIELDS = ['dataDir', 'tlsCert', 'tlsKey', 'importKeys', 'offlineKeysDir', 'metricsTokenFile'] as const;
+const PATH_FIELDS = [
+  'dataDir',
+  'tlsCert',
+  'tlsKey',
+  'importKeys',
+  'offlineKeysDir',
+  'metricsTokenFile',
+] as const;
 
 /** Reads and validates the config file; every refusal names the file and the field. */
 export function loadServerConfig(path: string): ServerConfigFile {

@@ -106,7 +106,10 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     throw err;
   }
   if (keys.holdsRootKeys)
-    log.warn({ keysDir: keys.dir }, 'TEST-ONLY dev keys: the root private key is online in the data directory');
+    log.warn(
+      { keysDir: keys.dir },
+      'TEST-ONLY dev keys: the root private key is online in the data directory',
+    );
   if (keys.offlineKeysDir)
     log.warn(
       { offlineKeysDir: keys.offlineKeysDir },

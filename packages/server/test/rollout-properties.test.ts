@@ -129,7 +129,7 @@ function everyOfferGoesHealthy(s: RolloutSnapshot, now: number): RolloutSnapshot
   const deployments = s.deployments.map((r) => {
     let next = r;
     for (let kind = NEXT_KIND[next.state]; kind !== undefined; kind = NEXT_KIND[next.state]) {
-      const moved = applyDeviceEvent(next, kind, now);
+      const moved = applyDeviceEvent(next, { kind, at: now, version: s.release.version }, s.release.version);
       if (moved === null) break;
       next = moved;
     }

@@ -83,19 +83,30 @@ export function registerReleaseCommands(program: Command): void {
     .option('--to <channel>', 'the same as --channel')
     .option('--override-reason <text>', 'admin only: promote despite policy violations (audited)')
     .option('--json', 'print JSON')
-    .action(async (version: string, o: { channel?: string; to?: string; overrideReason?: string }, cmd: Command) => {
-      const channel = o.channel ?? o.to;
-      if (!channel) throw new CliError('FLOTILLA_ERR_CLI_USAGE', 'release promote needs --channel <channel>');
-      checkReleaseVersion(version);
-      channelIndex(channel);
-      const r = o.overrideReason
-        ? await clientFor(cmd).request<ReleaseInfo>('POST', `releases/${encodeURIComponent(version)}/promote`, {
-            channel,
-            overrideReason: o.overrideReason,
-          })
-        : await clientFor(cmd).promoteRelease(version, channel);
-      printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
-    });
+    .action(
+      async (
+        version: string,
+        o: { channel?: string; to?: string; overrideReason?: string },
+        cmd: Command,
+      ) => {
+        const channel = o.channel ?? o.to;
+        if (!channel)
+          throw new CliError('FLOTILLA_ERR_CLI_USAGE', 'release promote needs --channel <channel>');
+        checkReleaseVersion(version);
+        channelIndex(channel);
+        const r = o.overrideReason
+          ? await clientFor(cmd).request<ReleaseInfo>(
+              'POST',
+              `releases/${encodeURIComponent(version)}/promote`,
+              {
+                channel,
+                overrideReason: o.overrideReason,
+              },
+            )
+          : await clientFor(cmd).promoteRelease(version, channel);
+        printResult(wantsJson(cmd), { ok: true, release: r }, () => `promoted ${renderRelease(r)}`);
+      },
+    );
 
   release
     .command('vulns')

@@ -67,7 +67,7 @@ export function registerVulnsCommands(program: Command): void {
         {
           size: zip.length,
           contentType: 'application/zip',
-          stream: () => new Blob([zip]).stream(),
+          stream: () => new Blob([new Uint8Array(zip)]).stream(),
         },
       );
       printResult(

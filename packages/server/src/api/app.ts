@@ -14,8 +14,8 @@ import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { systemRoutes } from './routes/system.js';
 import { trustRoutes } from './routes/trust.js';
-import { securityHeaders } from './security-headers.js';
 import { vulnerabilityRoutes } from './routes/vulnerabilities.js';
+import { securityHeaders } from './security-headers.js';
 import { validatorFactory } from './validators.js';
 
 /**

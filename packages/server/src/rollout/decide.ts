@@ -203,7 +203,12 @@ const stuckPhase: Rule = ({ policy, snapshot, devices }) => {
   const counts = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id))[p]!;
   if (counts.total === 0 || counts.notStarted > 0 || counts.inFlight > 0 || counts.retrying > 0) return [];
   if (judgePhase(spec, runtime.phases[p]!, counts).successMet) return [];
-  const failure = { phase: p, healthy: counts.healthy, total: counts.total, successThreshold: spec.successThreshold };
+  const failure = {
+    phase: p,
+    healthy: counts.healthy,
+    total: counts.total,
+    successThreshold: spec.successThreshold,
+  };
   return [{ type: 'fail', failure }];
 };
 

@@ -40,17 +40,9 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
       },
     },
     async (req) => {
-      let received: { path: string };
-      try {
-        received = await ctx.artifacts.receive(req.body as Readable, ctx.limits.maxOsvImportBytes);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'FLOTILLA_ERR_SERVER_UPLOAD_TOO_LARGE')
-          throw new VulnsError(
-            'FLOTILLA_ERR_VULNS_IMPORT_TOO_LARGE',
-            `upload over ${ctx.limits.maxOsvImportBytes} bytes`,
-          );
-        throw err;
-      }
+      const received = await ctx.artifacts.receive(
+        capped(req.body as Readable, ctx.limits.maxOsvImportBytes),
+      );
       try {
         const q = req.query as { skipUnknownEcosystems?: boolean };
         return await ctx.vulns.importArchive(received.path, actorOf(req), {
@@ -178,4 +170,15 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
     },
     async () => ctx.vulns.fleetExposure(),
   );
+}
+
+/** The upload's bytes, refused at the first one past `maxBytes` (nothing past it is written). */
+async function* capped(source: AsyncIterable<Buffer>, maxBytes: number): AsyncIterable<Buffer> {
+  let seen = 0;
+  for await (const chunk of source) {
+    seen += chunk.length;
+    if (seen > maxBytes)
+      throw new VulnsError('FLOTILLA_ERR_VULNS_IMPORT_TOO_LARGE', `upload over ${maxBytes} bytes`);
+    yield chunk;
+  }
 }
