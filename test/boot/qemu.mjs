@@ -29,7 +29,8 @@ export class Vm {
       'id=n0',
       'restrict=on',
       ...o.forwards.map(
-        (f) => `guestfwd=tcp:${f.guestHost}:${f.guestPort}-cmd:node ${join(here, 'guestfwd-pipe.mjs')} ${f.hostPort}`,
+        (f) =>
+          `guestfwd=tcp:${f.guestHost}:${f.guestPort}-cmd:node ${join(here, 'guestfwd-pipe.mjs')} ${f.hostPort}`,
       ),
     ].join(',');
     if (o.arch !== 'x86_64') throw new Error(`no QEMU machine for ${o.arch} in this harness yet`);
@@ -54,7 +55,9 @@ export class Vm {
     if (this.child) throw new Error('VM already running');
     const [bin, ...args] = this.argv();
     this.powerOns += 1;
-    this.log.write(`\n===== flotilla boot-test: power on #${this.powerOns} at ${new Date().toISOString()} =====\n`);
+    this.log.write(
+      `\n===== flotilla boot-test: power on #${this.powerOns} at ${new Date().toISOString()} =====\n`,
+    );
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));

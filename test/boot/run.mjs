@@ -48,7 +48,9 @@ for (const a of archs)
     process.exit(2);
   }
 const wanted = values.only ? values.only.split(',') : SCENARIOS;
-const runDir = resolve(values.out ?? join(repo, 'test-output/boot', new Date().toISOString().replace(/[:.]/g, '-')));
+const runDir = resolve(
+  values.out ?? join(repo, 'test-output/boot', new Date().toISOString().replace(/[:.]/g, '-')),
+);
 mkdirSync(runDir, { recursive: true });
 const say = (m) => (values.json ? process.stderr.write(`${m}\n`) : process.stdout.write(`${m}\n`));
 
@@ -57,7 +59,10 @@ const serialLogs = [];
 const cleanups = [];
 let stopping = false;
 async function cleanup() {
-  while (cleanups.length) await cleanups.pop()().catch(() => undefined);
+  while (cleanups.length)
+    await cleanups
+      .pop()()
+      .catch(() => undefined);
 }
 for (const sig of ['SIGINT', 'SIGTERM'])
   process.on(sig, () => {
@@ -103,11 +108,29 @@ async function prepare(arch) {
   const dir = join(runDir, arch);
   mkdirSync(dir, { recursive: true });
   const keys = join(dir, 'keys');
-  node(['packages/cli/dist/bin/flotilla.js', 'keys', 'init', '--dir', keys, '--label', 'TEST-ONLY', '--json']);
+  node([
+    'packages/cli/dist/bin/flotilla.js',
+    'keys',
+    'init',
+    '--dir',
+    keys,
+    '--label',
+    'TEST-ONLY',
+    '--json',
+  ]);
   say(`${arch}: building the firmware set from Debian packages (cached downloads)`);
   const built = JSON.parse(
     await runNode(
-      ['firmware-images/boot/build.mjs', '--arch', arch, '--keys', keys, '--out', join(dir, 'firmware'), '--json'],
+      [
+        'firmware-images/boot/build.mjs',
+        '--arch',
+        arch,
+        '--keys',
+        keys,
+        '--out',
+        join(dir, 'firmware'),
+        '--json',
+      ],
       BUDGET.firmwareBuildMs,
     ),
   );
@@ -152,13 +175,25 @@ async function prepare(arch) {
     token,
     close: async () => undefined,
   });
-  for (const r of built.releases) await server.publishRelease({ bundlePath: r.bundlePath, version: r.version });
+  for (const r of built.releases)
+    await server.publishRelease({ bundlePath: r.bundlePath, version: r.version });
   const forwards = [
     { guestHost: boot.GUEST_SERVER.host, guestPort: boot.GUEST_SERVER.mqttPort, hostPort: Number(mqtt.port) },
     { guestHost: boot.GUEST_SERVER.host, guestPort: boot.GUEST_SERVER.httpPort, hostPort: Number(api.port) },
   ];
   const deviceId = `qemu-${arch.replace('_', '-')}`;
-  return { arch, dir, keys, releases, factory, server, forwards, deviceId, token, apiUrl: running.addresses.api };
+  return {
+    arch,
+    dir,
+    keys,
+    releases,
+    factory,
+    server,
+    forwards,
+    deviceId,
+    token,
+    apiUrl: running.addresses.api,
+  };
 }
 
 async function apiGet(ctx, path) {
@@ -221,7 +256,9 @@ async function rolloutEnd(ctx, id) {
     `rollout ${id} settles`,
     async () => {
       const v = await ctx.server.rollout(id);
-      return v.status === 'completed' || v.status === 'aborted' || (v.status === 'paused' && v.totals.inFlight === 0)
+      return v.status === 'completed' ||
+        v.status === 'aborted' ||
+        (v.status === 'paused' && v.totals.inFlight === 0)
         ? v
         : null;
     },
@@ -302,16 +339,28 @@ async function runX86(ctx) {
       const d = deps[0];
       if (!d || !['rolled-back', 'failed'].includes(d.state))
         throw new Error(`${bad}: deployment ${JSON.stringify(d)} (rollout ${view.status})`);
-      const back = await bootToAgent(ctx, vm, vm.lines.length - 1 > from ? from : from, state).catch(() => null);
+      const back = await bootToAgent(ctx, vm, vm.lines.length - 1 > from ? from : from, state).catch(
+        () => null,
+      );
       const dev = await deviceView(ctx);
-      if (dev?.version !== state.version) throw new Error(`${bad}: device runs ${dev?.version}, expected ${state.version}`);
+      if (dev?.version !== state.version)
+        throw new Error(`${bad}: device runs ${dev?.version}, expected ${state.version}`);
       const panics = vm.lines.slice(from).filter((l) => /Kernel panic/.test(l.text)).length;
       const fellBack = vm.lines.slice(from).some((l) => /falling back/.test(l.text));
       if (bad.endsWith('panic') && (!panics || !fellBack))
-        throw new Error(`${bad}: expected kernel panics and a GRUB fallback (panics ${panics}, fallback ${fellBack})`);
+        throw new Error(
+          `${bad}: expected kernel panics and a GRUB fallback (panics ${panics}, fallback ${fellBack})`,
+        );
       if (view.status !== 'paused') throw new Error(`${bad}: rollout ${view.status}, expected paused`);
       out.boots += vm.boots(from);
-      out.kinds.push({ release: bad, deployment: d.state, reason: d.failureReason, panics, fellBack, back: !!back });
+      out.kinds.push({
+        release: bad,
+        deployment: d.state,
+        reason: d.failureReason,
+        panics,
+        fellBack,
+        back: !!back,
+      });
       // clear the paused rollout so the next one can start
       await fetch(`${ctx.apiUrl}/api/v1/rollouts/${id}/abort`, {
         method: 'POST',
@@ -344,8 +393,17 @@ async function main() {
     } catch (err) {
       results.push({ arch, name: 'prepare', result: 'fail', seconds: 0, boots: 0, error: err.message });
     }
-    for (const name of SCENARIOS.filter((s) => wanted.includes(s) && !results.some((r) => r.arch === arch && r.name === name)))
-      results.push({ arch, name, result: 'fail', seconds: 0, boots: 0, error: 'not run (an earlier scenario failed)' });
+    for (const name of SCENARIOS.filter(
+      (s) => wanted.includes(s) && !results.some((r) => r.arch === arch && r.name === name),
+    ))
+      results.push({
+        arch,
+        name,
+        result: 'fail',
+        seconds: 0,
+        boots: 0,
+        error: 'not run (an earlier scenario failed)',
+      });
   }
   await cleanup();
   const summary = { scenarios: results, serialLogs };
@@ -360,4 +418,3 @@ main().catch(async (err) => {
   await cleanup();
   process.exit(1);
 });
-

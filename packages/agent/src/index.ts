@@ -35,7 +35,14 @@ export { Reporter } from './report/reporter.js';
 export { SimDevice, type SimDeviceOptions } from './sim/device.js';
 export { PowerCut } from './sim/faults.js';
 export { hashSlot } from './slots/hash-slot.js';
-export { FileSlotDevice, MemorySlotDevice, type SlotDevice, SlotSet } from './slots/slot-device.js';
+export {
+  deviceNumberText,
+  FileSlotDevice,
+  MemorySlotDevice,
+  mountedDevices,
+  type SlotDevice,
+  SlotSet,
+} from './slots/slot-device.js';
 export { AGENT_STATES, type AgentState, nextState, type StepEvent, TRANSITIONS } from './state/machine.js';
 export type { AgentRecord, Deployment } from './state/record.js';
 export {

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import {
   bootLayout,
   GRUB_ENV_PATH,
-  parseGrubEnv,
   PARTITION_TYPES,
+  parseGrubEnv,
   type RootMetadata,
   renderGrubCfg,
 } from '@flotilla/protocol';
@@ -71,20 +71,26 @@ describe.skipIf(lacksTools)('bootable factory disk', () => {
     await writeFile(espImg, bytes.subarray(esp.firstLba * SECTOR, (esp.lastLba + 1) * SECTOR));
     const efi = execFileSync('mtype', ['-i', espImg, '::/EFI/BOOT/BOOTX64.EFI'], mtools);
     expect(efi.subarray(0, 2).toString('latin1')).toBe('MZ'); // a PE image, as UEFI loads
-    expect(execFileSync('mtype', ['-i', espImg, '::/EFI/BOOT/grub.cfg'], mtools).toString()).toBe(renderGrubCfg());
+    expect(execFileSync('mtype', ['-i', espImg, '::/EFI/BOOT/grub.cfg'], mtools).toString()).toBe(
+      renderGrubCfg(),
+    );
     const envDir = join(work.dir, 'grubenv-out');
     await mkdir(envDir);
     execFileSync('mcopy', ['-i', espImg, `::${GRUB_ENV_PATH}`, join(envDir, 'grubenv')], mtools);
     const env = await readFile(join(envDir, 'grubenv'));
     expect(parseGrubEnv(env)).toMatchObject({ flotilla_slot: 'A', upgrade_available: '0', boot_left: '3' });
     // GRUB's own tool reads the block too
-    expect(execFileSync('grub-editenv', [join(envDir, 'grubenv'), 'list']).toString()).toContain('flotilla_slot=A');
+    expect(execFileSync('grub-editenv', [join(envDir, 'grubenv'), 'list']).toString()).toContain(
+      'flotilla_slot=A',
+    );
 
     // the data partition carries what the agent needs on first start
     const data = disk.plan.partitions.find((p) => p.role === 'data')!;
     const dataImg = join(work.dir, 'data.img');
     await writeFile(dataImg, bytes.subarray(data.offset, data.offset + data.size));
-    const rootOut = execFileSync('debugfs', ['-R', 'cat /trust/root.json', dataImg], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const rootOut = execFileSync('debugfs', ['-R', 'cat /trust/root.json', dataImg], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     expect(JSON.parse(rootOut.toString())).toEqual(trust.root);
     const factory = execFileSync('debugfs', ['-R', 'cat /factory-release.json', dataImg], {
       stdio: ['ignore', 'pipe', 'ignore'],
@@ -96,18 +102,33 @@ describe.skipIf(lacksTools)('bootable factory disk', () => {
     const out = join(work.dir, 'nokernel.img');
     await expect(
       buildDiskImage({ bundlePath: noKernelBundle, root, now, output: out, arch: 'x86_64' }),
-    ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_IMAGE_NO_KERNEL', hint: expect.stringContaining('/boot/vmlinuz') });
-    expect((await readdir(work.dir)).filter((f) => f.startsWith('nokernel') || f.startsWith('.flotilla-disk'))).toEqual(
-      [],
-    );
+    ).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_IMAGE_NO_KERNEL',
+      hint: expect.stringContaining('/boot/vmlinuz'),
+    });
+    expect(
+      (await readdir(work.dir)).filter((f) => f.startsWith('nokernel') || f.startsWith('.flotilla-disk')),
+    ).toEqual([]);
   });
 
   it('refuses a disk too small for the layout, naming the layout, writing nothing', async () => {
     const out = join(work.dir, 'small.img');
     await expect(
-      buildDiskImage({ bundlePath: kernelBundle, root, now, output: out, arch: 'x86_64', diskSize: 16 * MiB }),
-    ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_IMAGE_DISK_TOO_SMALL', message: expect.stringContaining('esp') });
-    expect((await readdir(work.dir)).filter((f) => f.startsWith('small') || f.startsWith('.flotilla-disk'))).toEqual([]);
+      buildDiskImage({
+        bundlePath: kernelBundle,
+        root,
+        now,
+        output: out,
+        arch: 'x86_64',
+        diskSize: 16 * MiB,
+      }),
+    ).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_IMAGE_DISK_TOO_SMALL',
+      message: expect.stringContaining('esp'),
+    });
+    expect(
+      (await readdir(work.dir)).filter((f) => f.startsWith('small') || f.startsWith('.flotilla-disk')),
+    ).toEqual([]);
   });
 
   it('grows the data partition to fill a larger disk', async () => {
@@ -128,7 +149,16 @@ describe.skipIf(lacksTools)('bootable factory disk', () => {
 
   it('refuses an unknown arch before reading anything', async () => {
     await expect(
-      buildDiskImage({ bundlePath: join(work.dir, 'absent.flot'), root, now, output: join(work.dir, 'x.img'), arch: 'riscv64' }),
-    ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_IMAGE_UNKNOWN_ARCH', hint: expect.stringContaining('x86_64') });
+      buildDiskImage({
+        bundlePath: join(work.dir, 'absent.flot'),
+        root,
+        now,
+        output: join(work.dir, 'x.img'),
+        arch: 'riscv64',
+      }),
+    ).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_IMAGE_UNKNOWN_ARCH',
+      hint: expect.stringContaining('x86_64'),
+    });
   });
 });

@@ -9,7 +9,7 @@ import {
 import { AgentError } from '../errors.js';
 import { atomicWriteFile, readBounded } from '../fs-util.js';
 import { type Bootloader, type BootState, type CommitOptions, parseSlot } from './types.js';
-import { bootedFromCmdline, floorOf } from './uboot.js';
+import { type BootedSlotSources, bootedSlotOf, floorOf } from './uboot.js';
 
 /**
  * GRUB cannot do arithmetic, so the generated grub.cfg (renderGrubCfg in the boot contract)
@@ -25,12 +25,11 @@ export const GRUB_VARS = {
   floor: BOOT_VARS.floor,
 } as const;
 
-export interface GrubOptions {
+export interface GrubOptions extends BootedSlotSources {
   /** The grubenv file (on the ESP: /boot/efi/EFI/BOOT/grubenv). */
   envFile: string;
   /** Trial attempts before fallback (1..MAX_BOOTLIMIT: grub.cfg counts down one digit). */
   bootlimit?: number;
-  cmdlineFile?: string;
 }
 
 /**
@@ -157,6 +156,6 @@ export class GrubBootloader implements Bootloader {
   }
 
   bootedSlot(): Promise<Slot> {
-    return bootedFromCmdline(this.opts.cmdlineFile ?? '/proc/cmdline', 'grub');
+    return bootedSlotOf(this.opts, 'grub');
   }
 }

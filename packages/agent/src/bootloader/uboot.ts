@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { BOOT_VARS, type Slot } from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
 import { execBounded } from '../exec.js';
@@ -26,11 +27,9 @@ export const UBOOT_VARS = {
   floor: BOOT_VARS.floor,
 } as const;
 
-export interface UbootOptions {
+export interface UbootOptions extends BootedSlotSources {
   /** fw_env.config naming the environment (device or file, offset, size; two lines if redundant). */
   configFile: string;
-  /** Where the booted slot is read from (the real one is /proc/cmdline). */
-  cmdlineFile?: string;
   fwPrintenv?: string;
   fwSetenv?: string;
   timeoutMs?: number;
@@ -141,7 +140,7 @@ export class UbootBootloader implements Bootloader {
   }
 
   bootedSlot(): Promise<Slot> {
-    return bootedFromCmdline(this.opts.cmdlineFile ?? '/proc/cmdline', 'uboot');
+    return bootedSlotOf(this.opts, 'uboot');
   }
 }
 
@@ -151,10 +150,49 @@ export function floorOf(v: string | undefined): { securityFloor?: number } {
   return floor !== undefined ? { securityFloor: floor } : {};
 }
 
-export async function bootedFromCmdline(file: string, component: string): Promise<Slot> {
+/**
+ * The slot whose block device backs `/` (st_dev of the root compared with st_rdev of each slot
+ * device): what the system really runs, whatever the command line says. Null when no slot is a
+ * block device backing the root (simulators keep slots in files).
+ */
+export async function slotBackingRoot(
+  slotDevices: Partial<Record<Slot, string>>,
+  rootPath = '/',
+): Promise<Slot | null> {
+  const root = await stat(rootPath).catch(() => null);
+  if (!root) return null;
+  for (const [slot, path] of Object.entries(slotDevices) as [Slot, string][]) {
+    const dev = await stat(path).catch(() => null);
+    if (dev?.isBlockDevice() && dev.rdev === root.dev) return slot;
+  }
+  return null;
+}
+
+/** Where the booted slot is learnt: the root device first, the kernel command line as the hint. */
+export interface BootedSlotSources {
+  cmdlineFile?: string;
+  /** Slot block devices (the agent config's `slots.*.path`). */
+  slotDevices?: Partial<Record<Slot, string>>;
+  rootPath?: string;
+}
+
+export async function bootedSlotOf(src: BootedSlotSources, component: string): Promise<Slot> {
+  const file = src.cmdlineFile ?? '/proc/cmdline';
+  if (src.slotDevices) {
+    const real = await slotBackingRoot(src.slotDevices, src.rootPath);
+    if (real) return real;
+  }
   const text = await readTextIfExists(file);
   const slot = text === null ? null : slotFromCmdline(text);
   if (!slot)
-    throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `no flotilla.slot= in ${file}`, { component });
+    throw new AgentError(
+      'FLOTILLA_ERR_AGENT_BOOTLOADER',
+      `no slot device backs / and no flotilla.slot= in ${file}`,
+      { component },
+    );
   return slot;
+}
+
+export async function bootedFromCmdline(file: string, component: string): Promise<Slot> {
+  return bootedSlotOf({ cmdlineFile: file }, component);
 }
