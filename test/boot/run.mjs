@@ -5,8 +5,17 @@
 // Each VM's serial console is kept in test-output/boot/<run>/. The last line with --json:
 // {"scenarios":[{"arch","name","result","seconds","boots",...}],"serialLogs":[paths]}; exits 1 if any fails.
 import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -219,7 +228,7 @@ function newVm(ctx, name, disk) {
 
 /** Boots until userspace reports slot and release, then until the server sees the agent online on it. */
 async function bootToAgent(ctx, vm, from, expect) {
-  const up = await vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release (\S+)/, {
+  const up = await vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
     from,
     timeoutMs: BUDGET.bootToAgentMs,
     what: 'userspace',
@@ -394,7 +403,7 @@ async function main() {
       results.push({ arch, name: 'prepare', result: 'fail', seconds: 0, boots: 0, error: err.message });
     }
     for (const name of SCENARIOS.filter(
-      (s) => wanted.includes(s) && !results.some((r) => r.arch === arch && r.name === name),
+      (s) => wanted.includes(s) && !results.some((r) => r.arch === arch && r.name === s),
     ))
       results.push({
         arch,
