@@ -7,8 +7,8 @@
 // cache (default ~/.cache/flotilla, or $FLOTILLA_CACHE) with apt-get download and npm pack; no other
 // network. Each release is a real rootfs: Debian's kernel and a busybox initramfs in /boot, busybox
 // init, Node 20, the compiled agent started by init, and a small HTTP app the agent health-checks.
-// Releases: 1.0.0, 1.1.0, 1.2.0-bad-panic (its initramfs exits: the kernel panics) and
-// 1.2.0-bad-health (boots, but the app answers its health check with 503).
+// Releases: 1.0.0, 1.1.0, 1.2.0-bad-panic (its initramfs exits: the kernel panics),
+// 1.2.0-bad-health (boots, but the app answers its health check with 503), 1.3.0 and 1.4.0.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -31,6 +31,11 @@ export const RELEASES = [
   { id: '1.1.0', version: '1.1.0', securityVersion: 1, app: 'healthy' },
   { id: '1.2.0-bad-panic', version: '1.2.0-bad-panic', securityVersion: 1, app: 'healthy', panic: true },
   { id: '1.2.0-bad-health', version: '1.2.0-bad-health', securityVersion: 1, app: 'unhealthy' },
+  // later healthy releases: the power-cut scenarios update to them
+  { id: '1.3.0', version: '1.3.0', securityVersion: 1, app: 'healthy' },
+  { id: '1.4.0', version: '1.4.0', securityVersion: 1, app: 'healthy' },
+  // signed by the recovery key: `flotilla flash --recovery` puts it on a blank or broken board
+  { id: 'recovery', version: '1.4.0-recovery', securityVersion: 1, app: 'healthy', kind: 'recovery' },
 ];
 /** The name and hardware of the QEMU device images (the agent refuses releases for other hardware). */
 export const QEMU_RELEASE_NAME = 'flotilla-qemu';
@@ -519,8 +524,11 @@ async function main() {
   log(`fetching pinned inputs into ${cache}`);
   const inputs = await fetchInputs(arch, cache);
   const byRole = await image.loadKeysDir(resolve(values.keys));
-  const signingKey = byRole.get('release')?.[0];
-  if (!signingKey) throw new Error(`no release key in ${values.keys}`);
+  const keyOf = (kind) => {
+    const key = byRole.get(kind)?.[0];
+    if (!key) throw new Error(`no ${kind} key in ${values.keys}`);
+    return key;
+  };
   const only = values.only ? values.only.split(',') : null;
   const built = [];
   for (const release of RELEASES.filter((r) => !only || only.includes(r.id))) {
@@ -538,11 +546,11 @@ async function main() {
       meta: {
         name: QEMU_RELEASE_NAME,
         version: release.version,
-        kind: 'release',
+        kind: release.kind ?? 'release',
         securityVersion: release.securityVersion,
         compatible: [qemuHardware(arch)],
       },
-      signingKey,
+      signingKey: keyOf(release.kind ?? 'release'),
       onProgress: (phase) => log(`${release.id}: ${phase}`),
     });
     await rm(tree, { recursive: true, force: true });
@@ -556,6 +564,7 @@ async function main() {
     built.push({
       id: release.id,
       version: release.version,
+      kind: release.kind ?? 'release',
       bundlePath,
       imagePath: r.imagePath,
       manifestPath: r.manifestPath,

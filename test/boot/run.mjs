@@ -7,19 +7,28 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmSync,
   statSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Vm } from './qemu.mjs';
+
+const MIB = 1024 * 1024;
+/** The ESP of an x86_64 factory disk: partition 1, from 1 MiB (boot contract). */
+const ESP_BYTES = 32 * MIB;
+const GRUBENV_MAGIC = '# GRUB Environment Block\n';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
@@ -113,10 +122,38 @@ async function until(what, fn, timeoutMs, everyMs = 1000) {
 }
 
 /** Keys, firmware set and server shared by the scenarios of one architecture. */
-async function prepare(arch) {
-  const dir = join(runDir, arch);
-  mkdirSync(dir, { recursive: true });
-  const keys = join(dir, 'keys');
+/**
+ * What the firmware set is built from: the recipe, its lock and the compiled agent. Equal stamps
+ * reuse the firmware (and its TEST-ONLY keys) of an earlier run from test-output/boot/cache.
+ */
+function firmwareStamp(arch) {
+  const h = createHash('sha256');
+  const files = [
+    'firmware-images/boot/build.mjs',
+    'firmware-images/boot/cpio.mjs',
+    `firmware-images/boot/packages.${arch}.lock`,
+  ];
+  for (const pkg of ['agent', 'protocol', 'delta', 'image']) {
+    const dist = join(repo, 'packages', pkg, 'dist');
+    for (const f of readdirSync(dist, { recursive: true }).sort())
+      if (statSync(join(dist, f)).isFile()) files.push(join('packages', pkg, 'dist', f));
+  }
+  for (const f of files) h.update(f).update(readFileSync(join(repo, f)));
+  return h.digest('hex');
+}
+
+async function firmwareSet(arch) {
+  const cache = join(repo, 'test-output/boot/cache', arch);
+  const stamp = firmwareStamp(arch);
+  const stampFile = join(cache, 'stamp');
+  const keys = join(cache, 'keys');
+  const out = join(cache, 'firmware');
+  if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
+    say(`${arch}: reusing the firmware set in ${cache}`);
+    return { keys, built: JSON.parse(readFileSync(join(out, arch, 'index.json'), 'utf8')) };
+  }
+  rmSync(cache, { recursive: true, force: true });
+  mkdirSync(cache, { recursive: true });
   node([
     'packages/cli/dist/bin/flotilla.js',
     'keys',
@@ -130,19 +167,18 @@ async function prepare(arch) {
   say(`${arch}: building the firmware set from Debian packages (cached downloads)`);
   const built = JSON.parse(
     await runNode(
-      [
-        'firmware-images/boot/build.mjs',
-        '--arch',
-        arch,
-        '--keys',
-        keys,
-        '--out',
-        join(dir, 'firmware'),
-        '--json',
-      ],
+      ['firmware-images/boot/build.mjs', '--arch', arch, '--keys', keys, '--out', out, '--json'],
       BUDGET.firmwareBuildMs,
     ),
   );
+  writeFileSync(stampFile, stamp);
+  return { keys, built };
+}
+
+async function prepare(arch) {
+  const dir = join(runDir, arch);
+  mkdirSync(dir, { recursive: true });
+  const { keys, built } = await firmwareSet(arch);
   const releases = new Map(built.releases.map((r) => [r.id, r]));
   const factory = join(dir, 'factory.img');
   node([
@@ -379,6 +415,165 @@ async function runX86(ctx) {
     }
     return out;
   });
+
+  const other = (slot) => (slot === 'A' ? 'B' : 'A');
+  await scenario(ctx.arch, 'power-cut-slot-write', async () => {
+    const from = vm.mark();
+    const target = { slot: other(state.slot), version: '1.3.0' };
+    // a cut deployment is offered again (retries); the agent also resumes a persisted one by itself
+    const id = await rolloutTo(ctx, target.version, { retries: { failed: 5, timedOut: 5 } });
+    const cuts = await powerCuts(vm, {
+      cuts: 3,
+      // the slot is written while the update downloads and installs
+      trigger: () =>
+        until(
+          'the slot write',
+          async () => ['downloading', 'installing'].includes(await deploymentState(ctx, id)),
+          BUDGET.rolloutMs,
+          500,
+        ),
+      jitterMs: 20_000,
+      acceptable: [state],
+    });
+    const view = await rolloutEnd(ctx, id);
+    const deps = await ctx.server.deployments(id);
+    if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
+      throw new Error(`after the cuts: rollout ${view.status}, deployment ${JSON.stringify(deps[0])}`);
+    await bootToAgent(ctx, vm, from, {}).catch(() => undefined);
+    const dev = await deviceView(ctx);
+    if (dev?.version !== target.version)
+      throw new Error(`device runs ${dev?.version}, expected ${target.version}`);
+    state = target;
+    return { boots: vm.boots(from), cuts };
+  });
+
+  await scenario(ctx.arch, 'power-cut-env-write', async () => {
+    const from = vm.mark();
+    const target = { slot: other(state.slot), version: '1.4.0' };
+    // a cut deployment is offered again (retries); the agent also resumes a persisted one by itself
+    const id = await rolloutTo(ctx, target.version, { retries: { failed: 5, timedOut: 5 } });
+    const cuts = await powerCuts(vm, {
+      cuts: 3,
+      // any change of a GRUB environment block on the ESP: the agent arming the trial (a new
+      // block written beside grubenv, then renamed) or GRUB's own save_env at a trial boot
+      trigger: async () => {
+        let before = espEnvBlocks(vm.opts.disk);
+        await until(
+          'an environment write',
+          async () => {
+            const now = espEnvBlocks(vm.opts.disk);
+            const changed = !sameBlocks(before, now);
+            before = now;
+            return changed;
+          },
+          BUDGET.rolloutMs,
+          20,
+        );
+      },
+      jitterMs: 30,
+      acceptable: [state, target],
+    });
+    const view = await rolloutEnd(ctx, id);
+    const deps = await ctx.server.deployments(id);
+    if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
+      throw new Error(`after the cuts: rollout ${view.status}, deployment ${JSON.stringify(deps[0])}`);
+    const dev = await deviceView(ctx);
+    if (dev?.version !== target.version)
+      throw new Error(`device runs ${dev?.version}, expected ${target.version}`);
+    state = target;
+    return { boots: vm.boots(from), cuts };
+  });
+
+  await scenario(ctx.arch, 'recovery-flash', async () => {
+    // the board is replaced by a blank one: the operator retires the old identity, flashes the
+    // recovery bundle with `flotilla flash`, and the new board joins the fleet with its own key
+    await vm.kill();
+    const res = await fetch(`${ctx.apiUrl}/api/v1/devices/${ctx.deviceId}/decommission`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ctx.token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    if (!res.ok) throw new Error(`decommission: ${res.status} ${await res.text()}`);
+    const blank = join(ctx.dir, 'blank.img');
+    writeFileSync(blank, '');
+    truncateSync(blank, ctx.factorySize);
+    const recovery = ctx.releases.get('recovery');
+    node([
+      'packages/cli/dist/bin/flotilla.js',
+      'flash',
+      '--arch',
+      ctx.arch,
+      '--recovery',
+      '--bundle',
+      recovery.bundlePath,
+      '--root',
+      join(ctx.keys, 'root.json'),
+      '--data-size',
+      '64M',
+      '--target',
+      blank,
+      '--json',
+    ]);
+    const fresh = newVm(ctx, 'recovered', blank);
+    const t0 = Date.now();
+    fresh.start();
+    await fresh.waitFor(/Welcome to GRUB|GRUB/, { timeoutMs: 120_000, what: 'GRUB banner' });
+    await bootToAgent(ctx, fresh, 0, { slot: 'A', version: recovery.version });
+    const dev = await deviceView(ctx);
+    if (dev?.status !== 'accepted') throw new Error(`recovered board is ${dev?.status}`);
+    await fresh.kill();
+    return { boots: fresh.boots(0), powerOnToAgentOnlineSeconds: (Date.now() - t0) / 1000 };
+  });
+}
+
+/** Every GRUB environment block on the ESP (512-byte aligned), by offset: grubenv and its copies. */
+function espEnvBlocks(disk) {
+  const fd = openSync(disk, 'r');
+  try {
+    const esp = Buffer.alloc(ESP_BYTES);
+    readSync(fd, esp, 0, esp.length, MIB);
+    const blocks = new Map();
+    for (let at = 0; at + 1024 <= esp.length; at += 512)
+      if (esp.toString('latin1', at, at + GRUBENV_MAGIC.length) === GRUBENV_MAGIC)
+        blocks.set(at, esp.toString('latin1', at, at + 1024));
+    return blocks;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const sameBlocks = (a, b) => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
+
+/**
+ * Power cuts at random instants of a phase: `trigger(vm)` resolves when the phase is under way,
+ * then QEMU is SIGKILLed after a random delay below `jitterMs`; the board is powered on again and
+ * must come up on an acceptable slot. Repeated `cuts` times; returns what each cut saw.
+ */
+async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable }) {
+  const seen = [];
+  for (let i = 0; i < cuts; i++) {
+    await trigger(vm);
+    const delay = Math.floor(Math.random() * jitterMs);
+    await sleep(delay);
+    await vm.kill();
+    const from = vm.mark();
+    vm.start();
+    const up = await vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
+      from,
+      timeoutMs: BUDGET.bootToAgentMs,
+      what: `userspace after power cut ${i + 1}`,
+    });
+    const [, slot, version] = up.match;
+    if (!acceptable.some((a) => a.slot === slot && a.version === version))
+      throw new Error(`after power cut ${i + 1} the board runs ${version} in slot ${slot}`);
+    seen.push({ delayMs: delay, bootedSlot: slot, version });
+  }
+  return seen;
+}
+
+async function deploymentState(ctx, id) {
+  const deps = await ctx.server.deployments(id);
+  return deps[0]?.state ?? 'pending';
 }
 
 async function main() {
