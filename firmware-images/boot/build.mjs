@@ -43,6 +43,8 @@ export const qemuHardware = (arch) => `flotilla-qemu-${arch}`;
 /** Addresses the guest sees; boot-test forwards them (QEMU guestfwd) to the server on the host's loopback. */
 export const GUEST_SERVER = { host: '10.0.2.100', mqttPort: 1883, httpPort: 80 };
 const SLOT_BYTES = 192 * 1024 * 1024;
+/** Where the factory puts the one-time provisioning token (on the data partition). */
+export const PROVISIONING_TOKEN_FILE = '/data/provisioning-token';
 
 /** Kernel modules the initramfs loads, in dependency order (the initramfs has no modprobe). */
 const MODULES = {
@@ -350,6 +352,8 @@ function agentConfig(arch) {
     factoryReleaseFile: '/data/factory-release.json',
     server: {
       mqttUrl: `mqtt://${GUEST_SERVER.host}:${GUEST_SERVER.mqttPort}`,
+      // written to the data partition at provisioning; the device makes its own key on first start
+      provisioningTokenFile: PROVISIONING_TOKEN_FILE,
       stateIntervalMs: 60_000,
     },
     slots: {
@@ -411,6 +415,7 @@ echo "flotilla-rc: userspace up, slot $slot, release $(cat /etc/flotilla/release
 const INITTAB = `::sysinit:/etc/init.d/rcS
 ::respawn:/usr/bin/flotilla-app
 ::respawn:/usr/bin/flotilla-agent-service
+::respawn:/usr/bin/flotilla-rss
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/sync
 ::shutdown:/bin/umount -a -r

@@ -10,6 +10,7 @@ import {
   closeSync,
   copyFileSync,
   existsSync,
+  fsyncSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -19,6 +20,7 @@ import {
   statSync,
   truncateSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -250,8 +252,71 @@ async function apiGet(ctx, path) {
   return res.json();
 }
 
+/** Artifact bytes the server has sent (its /metrics counter). */
+async function bytesServed(ctx) {
+  const res = await fetch(`${ctx.apiUrl}/metrics`, {
+    headers: { authorization: `Bearer ${ctx.token}` },
+    signal: AbortSignal.timeout(30_000),
+  });
+  if (!res.ok) return null;
+  let total = 0;
+  for (const line of (await res.text()).split('\n'))
+    if (line.startsWith('flotilla_artifact_bytes_served_total')) total += Number(line.split(' ').at(-1));
+  return total;
+}
+
+/** The agent's resident memory as the device printed it last (kB), or null. */
+function agentRssKb(vm) {
+  for (let i = vm.lines.length - 1; i >= 0; i--) {
+    const m = /flotilla-rss: agent (\d+) kB/.exec(vm.lines[i].text);
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
+
 async function deviceView(ctx) {
   return apiGet(ctx, `/devices/${ctx.deviceId}`).catch(() => null);
+}
+
+/**
+ * The factory's provisioning step: a one-time token from the server, written into the data
+ * partition of the board's disk (debugfs on the partition, no mount), where agent.json names it.
+ */
+async function provision(ctx, disk) {
+  const res = await fetch(`${ctx.apiUrl}/api/v1/provisioning-tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ctx.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ label: `boot-test ${ctx.arch}`, ttlSeconds: 86_400, autoAccept: true }),
+  });
+  if (!res.ok) throw new Error(`provisioning token: ${res.status} ${await res.text()}`);
+  const { token } = await res.json();
+  const gpt = JSON.parse(
+    execFileSync('sfdisk', ['--json', disk], { encoding: 'utf8' }),
+  ).partitiontable.partitions.find((p) => p.name === 'data');
+  const offset = gpt.start * 512;
+  const size = gpt.size * 512;
+  const part = join(ctx.dir, 'data-part.img');
+  const tokenFile = join(ctx.dir, 'provisioning-token');
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const fd = openSync(disk, 'r+');
+  try {
+    const bytes = Buffer.alloc(size);
+    readSync(fd, bytes, 0, size, offset);
+    writeFileSync(part, bytes);
+    execFileSync(
+      'debugfs',
+      ['-w', '-R', `write ${tokenFile} ${boot.PROVISIONING_TOKEN_FILE.replace('/data', '')}`, part],
+      {
+        stdio: 'ignore',
+      },
+    );
+    writeSync(fd, readFileSync(part), 0, size, offset);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+    rmSync(part, { force: true });
+    rmSync(tokenFile, { force: true });
+  }
 }
 
 function newVm(ctx, name, disk) {
@@ -331,6 +396,7 @@ async function scenario(arch, name, fn) {
 async function runX86(ctx) {
   const disk = join(ctx.dir, 'device.img');
   copyFileSync(ctx.factory, disk);
+  await provision(ctx, disk);
   const vm = newVm(ctx, 'device', disk);
   let state = { slot: 'A', version: '1.0.0' };
 
@@ -352,13 +418,15 @@ async function runX86(ctx) {
   await scenario(ctx.arch, 'update-commit', async () => {
     const from = vm.mark();
     const t0 = Date.now();
+    const bytesBefore = await bytesServed(ctx);
     const id = await rolloutTo(ctx, '1.1.0');
     const rebootAt = await vm.waitFor(/reboot: Restarting system|BdsDxe: loading/, {
       from,
       timeoutMs: BUDGET.rolloutMs,
       what: 'the reboot into the new slot',
     });
-    const b = await bootToAgent(ctx, vm, rebootAt.index, { slot: 'B', version: '1.1.0' });
+    await bootToAgent(ctx, vm, rebootAt.index, { slot: 'B', version: '1.1.0' });
+    const onlineAt = Date.now();
     const view = await rolloutEnd(ctx, id);
     const deps = await ctx.server.deployments(id);
     if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
@@ -369,8 +437,12 @@ async function runX86(ctx) {
     return {
       boots: vm.boots(from),
       offerToHealthySeconds: (healthyAt - t0) / 1000,
-      downtimeSeconds: (b.online ? Date.now() : healthyAt) / 1000 - rebootAt.line.t / 1000,
-      bytes: rollout.bytes ?? null,
+      // from the old system's last words to the new one online at the server
+      downtimeSeconds: (onlineAt - rebootAt.line.t) / 1000,
+      bytesSent: bytesBefore === null ? null : (await bytesServed(ctx)) - bytesBefore,
+      imageBytes: ctx.releases.get('1.1.0').imageSize,
+      agentRssKb: agentRssKb(vm),
+      rollout: rollout.status,
     };
   });
 
@@ -514,6 +586,7 @@ async function runX86(ctx) {
       blank,
       '--json',
     ]);
+    await provision(ctx, blank);
     const fresh = newVm(ctx, 'recovered', blank);
     const t0 = Date.now();
     fresh.start();
