@@ -341,6 +341,7 @@ const BUSYBOX_SBIN = [
   'mdev',
   'ifconfig',
   'route',
+  'blockdev',
 ];
 
 function agentConfig(arch) {
@@ -476,6 +477,20 @@ async function stageRelease(arch, inputs, release, tree) {
     tree,
     'usr/bin/flotilla-agent-service',
     '#!/bin/sh\n# started (and restarted) by init\nexec /usr/bin/node /usr/lib/flotilla/node_modules/@flotilla/agent/dist/bin/flotilla-agent.js run --config /etc/flotilla/agent.json\n',
+    0o755,
+  );
+  // the agent's memory on the device, on the console once a minute (boot-test reports it)
+  await writeFileAt(
+    tree,
+    'usr/bin/flotilla-rss',
+    `#!/bin/sh
+sleep 60
+for p in /proc/[0-9]*; do
+  if grep -q flotilla-agent.js "$p/cmdline" 2>/dev/null; then
+    echo "flotilla-rss: agent $(sed -n 's/^VmRSS:[[:space:]]*//p' "$p/status")"
+  fi
+done
+`,
     0o755,
   );
   await writeFileAt(
