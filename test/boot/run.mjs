@@ -514,7 +514,6 @@ async function runX86(ctx) {
     const deps = await ctx.server.deployments(id);
     if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
       throw new Error(`after the cuts: rollout ${view.status}, deployment ${JSON.stringify(deps[0])}`);
-    await bootToAgent(ctx, vm, from, {}).catch(() => undefined);
     const dev = await deviceView(ctx);
     if (dev?.version !== target.version)
       throw new Error(`device runs ${dev?.version}, expected ${target.version}`);
@@ -528,9 +527,10 @@ async function runX86(ctx) {
     // a cut deployment is offered again (retries); the agent also resumes a persisted one by itself
     const id = await rolloutTo(ctx, target.version, { retries: { failed: 5, timedOut: 5 } });
     const cuts = await powerCuts(vm, {
-      // two: every cut during a trial boot's save_env spends one of the trial's attempts
-      // (bootlimit 3), and a third could rightly end the trial in a fallback
-      cuts: 2,
+      // three: a cut after the agent armed the trial, then at most one cut in each of two trial
+      // boots' save_env, leaves the third attempt of bootlimit 3; a fourth could rightly end the
+      // trial in a fallback
+      cuts: 3,
       // any change of a GRUB environment block on the ESP: the agent arming the trial (a new
       // block written beside grubenv, then renamed) or GRUB's own save_env at a trial boot
       trigger: async () => {
