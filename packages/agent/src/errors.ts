@@ -21,6 +21,10 @@ export const AGENT_ERRORS = {
     message: 'refusing to write the active slot',
     hint: 'this is a bug: installs only ever target the inactive slot',
   },
+  FLOTILLA_ERR_AGENT_SLOT_MOUNTED: {
+    message: 'refusing to write a slot that is mounted or held open exclusively',
+    hint: 'unmount the inactive slot (see /proc/self/mountinfo); nothing may use it during an update',
+  },
   FLOTILLA_ERR_AGENT_SLOT_TOO_SMALL: {
     message: 'image does not fit the inactive slot',
     hint: 'build a smaller image or repartition',

@@ -6,7 +6,7 @@ export { emulateGrubBoot, emulateUbootBoot } from './bootloader/boot-emulator.js
 export { FileBootloader } from './bootloader/file-bootloader.js';
 export { GRUB_VARS, GrubBootloader, GrubEnv } from './bootloader/grub.js';
 export type { Bootloader, BootloaderKind, BootState, CommitOptions } from './bootloader/types.js';
-export { UBOOT_ALTBOOTCMD, UBOOT_VARS, UbootBootloader, UbootEnv } from './bootloader/uboot.js';
+export { UBOOT_VARS, UbootBootloader, UbootEnv } from './bootloader/uboot.js';
 export { backoffMs, type Clock, offsetClock, systemClock } from './clock.js';
 export { type DownloadSink, download } from './download/downloader.js';
 export { type Fetcher, HttpFetcher, MemoryFetcher } from './download/fetcher.js';
@@ -35,7 +35,14 @@ export { Reporter } from './report/reporter.js';
 export { SimDevice, type SimDeviceOptions } from './sim/device.js';
 export { PowerCut } from './sim/faults.js';
 export { hashSlot } from './slots/hash-slot.js';
-export { FileSlotDevice, MemorySlotDevice, type SlotDevice, SlotSet } from './slots/slot-device.js';
+export {
+  deviceNumberText,
+  FileSlotDevice,
+  MemorySlotDevice,
+  mountedDevices,
+  type SlotDevice,
+  SlotSet,
+} from './slots/slot-device.js';
 export { AGENT_STATES, type AgentState, nextState, type StepEvent, TRANSITIONS } from './state/machine.js';
 export type { AgentRecord, Deployment } from './state/record.js';
 export {

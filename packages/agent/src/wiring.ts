@@ -29,17 +29,24 @@ import type { Transport } from './transport/types.js';
 import { HttpRootSource } from './trust/root-source.js';
 import { FileTrustStore } from './trust/trust-store.js';
 
-export function bootloaderFromConfig(c: AgentConfigFile['bootloader']): Bootloader {
+export function bootloaderFromConfig(
+  c: AgentConfigFile['bootloader'],
+  slots?: AgentConfigFile['slots'],
+): Bootloader {
+  // the booted slot is the slot device backing `/`; the command line is only the hint
+  const slotDevices = slots ? { slotDevices: { A: slots.A.path, B: slots.B.path } } : {};
   if (c.kind === 'uboot')
     return new UbootBootloader({
       configFile: c.fwEnvConfig,
       ...(c.cmdline ? { cmdlineFile: c.cmdline } : {}),
+      ...slotDevices,
     });
   if (c.kind === 'grub')
     return new GrubBootloader({
       envFile: c.envFile,
       ...(c.bootlimit ? { bootlimit: c.bootlimit } : {}),
       ...(c.cmdline ? { cmdlineFile: c.cmdline } : {}),
+      ...slotDevices,
     });
   return new FileBootloader(c.path);
 }
@@ -101,7 +108,7 @@ export async function depsFromConfig(
   const fetcher = new HttpFetcher({ ...(ca ? { ca } : {}), ...(bearer ? { bearerToken: bearer } : {}) });
   const deps: AgentDeps = {
     store: new FileStateStore(join(file.dataDir, 'state.json')),
-    bootloader: bootloaderFromConfig(file.bootloader),
+    bootloader: bootloaderFromConfig(file.bootloader, file.slots),
     slots: new SlotSet({
       A: new FileSlotDevice('A', file.slots.A.path, file.slots.A.size),
       B: new FileSlotDevice('B', file.slots.B.path, file.slots.B.size),

@@ -123,6 +123,21 @@ export const IMAGE_ERRORS = {
     message: 'target cannot be written',
     hint: 'pass a block device or a regular file path',
   },
+  FLOTILLA_ERR_IMAGE_DISK_TOO_SMALL: {
+    status: 400,
+    message: 'the disk is too small for the factory layout',
+    hint: 'pass a larger --disk-size, or smaller --slot-size / --data-size (the layout is in the message)',
+  },
+  FLOTILLA_ERR_IMAGE_NO_KERNEL: {
+    status: 400,
+    message: 'the rootfs has no kernel where the boot contract puts it',
+    hint: 'put the kernel at /boot/vmlinuz and the initramfs at /boot/initrd.img in the rootfs (docs/boot.md)',
+  },
+  FLOTILLA_ERR_IMAGE_UNKNOWN_ARCH: {
+    status: 400,
+    message: 'unknown architecture',
+    hint: 'pass --arch x86_64 (GRUB EFI) or --arch aarch64 (U-Boot)',
+  },
   FLOTILLA_ERR_IMAGE_READBACK_MISMATCH: {
     status: 500,
     message: 'data read back from the target differs from what was written',

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ReleaseManifest, RootMetadata } from '@flotilla/protocol';
 import { readBundle, verifyBundle } from './bundle-reader.js';
-import { buildDiskImage, type DiskLayoutOptions, planDisk, requireFile } from './disk-image.js';
+import { buildDiskImage, type DiskLayoutOptions, diskArch, planDisk, requireFile } from './disk-image.js';
 import { ImageError, ioError } from './errors.js';
 import { findTool, runTool } from './exec.js';
 
@@ -139,6 +139,8 @@ export interface FlashOptions extends DiskLayoutOptions {
   bundlePath: string;
   root: RootMetadata;
   target: string;
+  /** The signed root.json for the data partition (disk layout). */
+  rootJson?: Uint8Array;
   /** 'disk' (default): the whole factory layout (GPT, env, slot A, data); 'partition': the image only. */
   layout?: 'disk' | 'partition';
   allowRecovery?: boolean;
@@ -164,6 +166,7 @@ export interface FlashSummary {
  * reads everything back, comparing hashes. Nothing is written when (1) or (2) fails.
  */
 export async function flashBundle(opts: FlashOptions): Promise<FlashSummary> {
+  if (opts.arch !== undefined) diskArch(opts.arch);
   await requireFile(opts.bundlePath);
   const layout = opts.layout ?? 'disk';
   const now = opts.now ?? new Date();
@@ -197,6 +200,9 @@ export async function flashBundle(opts: FlashOptions): Promise<FlashSummary> {
         allowRecovery: opts.allowRecovery,
         slotSize: opts.slotSize,
         dataSize: opts.dataSize,
+        ...(opts.arch !== undefined ? { arch: opts.arch } : {}),
+        ...(opts.diskSize !== undefined ? { diskSize: opts.diskSize } : {}),
+        ...(opts.rootJson ? { rootJson: opts.rootJson } : {}),
         output: spool,
       });
       const h = createHash('sha256');

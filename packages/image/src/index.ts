@@ -5,6 +5,7 @@ export * from './bundle-writer.js';
 export * from './chunks.js';
 export * from './disk-image.js';
 export * from './errors.js';
+export * from './esp.js';
 export { findTool, missingTools } from './exec.js';
 export * from './firmware-set.js';
 export * from './flash.js';

@@ -1,4 +1,5 @@
-import type { Slot } from '@flotilla/protocol';
+import { stat } from 'node:fs/promises';
+import { BOOT_VARS, type Slot } from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
 import { execBounded } from '../exec.js';
 import { readTextIfExists } from '../fs-util.js';
@@ -12,31 +13,23 @@ import {
 } from './types.js';
 
 /**
- * The variable contract with the board's U-Boot environment (docs/agent.md):
- *   flotilla_slot        slot bootcmd boots (and passes as `flotilla.slot=` on the kernel command line)
- *   flotilla_good_slot   slot altbootcmd falls back to
- *   upgrade_available    1 while a trial is armed (BOOTCOUNT_ENV counts boots only then)
- *   bootcount, bootlimit U-Boot's CONFIG_BOOTCOUNT_LIMIT counters
- *   altbootcmd           setenv flotilla_slot ${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd
+ * The variable contract with the board's U-Boot environment comes from the boot contract
+ * (@flotilla/protocol boot-contract.ts): the generated boot.cmd counts `bootcount` up with setexpr
+ * while `upgrade_available=1` and falls back to `flotilla_good_slot` past `bootlimit`, on a stock
+ * U-Boot (no CONFIG_BOOTCOUNT_LIMIT needed).
  */
 export const UBOOT_VARS = {
-  slot: 'flotilla_slot',
-  good: 'flotilla_good_slot',
-  upgrade: 'upgrade_available',
-  count: 'bootcount',
-  limit: 'bootlimit',
-  floor: 'flotilla_secver',
+  slot: BOOT_VARS.slot,
+  good: BOOT_VARS.good,
+  upgrade: BOOT_VARS.upgrade,
+  count: BOOT_VARS.count,
+  limit: BOOT_VARS.limit,
+  floor: BOOT_VARS.floor,
 } as const;
 
-export const UBOOT_ALTBOOTCMD =
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax, not a JS template
-  'setenv flotilla_slot ${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd';
-
-export interface UbootOptions {
+export interface UbootOptions extends BootedSlotSources {
   /** fw_env.config naming the environment (device or file, offset, size; two lines if redundant). */
   configFile: string;
-  /** Where the booted slot is read from (the real one is /proc/cmdline). */
-  cmdlineFile?: string;
   fwPrintenv?: string;
   fwSetenv?: string;
   timeoutMs?: number;
@@ -111,7 +104,8 @@ export class UbootBootloader implements Bootloader {
       primary,
       good: parseSlot(v[UBOOT_VARS.good]) ?? primary,
       trial: v[UBOOT_VARS.upgrade] === '1',
-      attempts: Number.parseInt(v[UBOOT_VARS.count] ?? '0', 10) || 0,
+      // U-Boot's setexpr writes the count in hex
+      attempts: Number.parseInt(v[UBOOT_VARS.count] ?? '0', 16) || 0,
       limit: Number.parseInt(v[UBOOT_VARS.limit] ?? '0', 10) || 0,
       ...floorOf(v[UBOOT_VARS.floor]),
     };
@@ -146,7 +140,7 @@ export class UbootBootloader implements Bootloader {
   }
 
   bootedSlot(): Promise<Slot> {
-    return bootedFromCmdline(this.opts.cmdlineFile ?? '/proc/cmdline', 'uboot');
+    return bootedSlotOf(this.opts, 'uboot');
   }
 }
 
@@ -156,10 +150,49 @@ export function floorOf(v: string | undefined): { securityFloor?: number } {
   return floor !== undefined ? { securityFloor: floor } : {};
 }
 
-export async function bootedFromCmdline(file: string, component: string): Promise<Slot> {
+/**
+ * The slot whose block device backs `/` (st_dev of the root compared with st_rdev of each slot
+ * device): what the system really runs, whatever the command line says. Null when no slot is a
+ * block device backing the root (simulators keep slots in files).
+ */
+export async function slotBackingRoot(
+  slotDevices: Partial<Record<Slot, string>>,
+  rootPath = '/',
+): Promise<Slot | null> {
+  const root = await stat(rootPath).catch(() => null);
+  if (!root) return null;
+  for (const [slot, path] of Object.entries(slotDevices) as [Slot, string][]) {
+    const dev = await stat(path).catch(() => null);
+    if (dev?.isBlockDevice() && dev.rdev === root.dev) return slot;
+  }
+  return null;
+}
+
+/** Where the booted slot is learnt: the root device first, the kernel command line as the hint. */
+export interface BootedSlotSources {
+  cmdlineFile?: string;
+  /** Slot block devices (the agent config's `slots.*.path`). */
+  slotDevices?: Partial<Record<Slot, string>>;
+  rootPath?: string;
+}
+
+export async function bootedSlotOf(src: BootedSlotSources, component: string): Promise<Slot> {
+  const file = src.cmdlineFile ?? '/proc/cmdline';
+  if (src.slotDevices) {
+    const real = await slotBackingRoot(src.slotDevices, src.rootPath);
+    if (real) return real;
+  }
   const text = await readTextIfExists(file);
   const slot = text === null ? null : slotFromCmdline(text);
   if (!slot)
-    throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `no flotilla.slot= in ${file}`, { component });
+    throw new AgentError(
+      'FLOTILLA_ERR_AGENT_BOOTLOADER',
+      `no slot device backs / and no flotilla.slot= in ${file}`,
+      { component },
+    );
   return slot;
+}
+
+export async function bootedFromCmdline(file: string, component: string): Promise<Slot> {
+  return bootedSlotOf({ cmdlineFile: file }, component);
 }

@@ -166,7 +166,7 @@ export async function runInit(argv: string[], defaultConfig: string): Promise<Re
     }
     // GRUB counts down `boot_left` only while a trial is armed; no bootcount.
     const { bootcount: _none, ...grubVars } = freshEnv(bootlimit);
-    envSet = await fillMissing(new GrubEnv({ envFile: envPath, bootlimit }), grubVars);
+    envSet = await fillMissing(new GrubEnv({ envFile: envPath }), grubVars);
   } else envSet = await fillMissing(new UbootEnv({ configFile: envPath }), freshEnv(bootlimit));
 
   await mkdir(dirname(configPath), { recursive: true });

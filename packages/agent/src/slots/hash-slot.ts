@@ -20,6 +20,8 @@ export async function hashSlot(
   opts: { signal?: AbortSignal } = {},
 ): Promise<SlotHashResult> {
   const whole = createHash('sha256');
+  // the page cache of the write must not answer for the medium
+  await dev.dropCache?.();
   const reader = await dev.openRead();
   const buf = Buffer.allocUnsafe(Math.min(readBlock, image.chunkSize));
   let firstBadChunk: number | null = null;

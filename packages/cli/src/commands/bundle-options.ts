@@ -1,4 +1,5 @@
-import { ImageError, parseSize } from '@flotilla/image';
+import { readFile } from 'node:fs/promises';
+import { diskArch, ImageError, parseSize } from '@flotilla/image';
 import type { DeviceFacts, ReleaseKind, ReleaseManifest, RootMetadata } from '@flotilla/protocol';
 import type { Command } from 'commander';
 import { parseIntOption, trustRoot } from './image.js';
@@ -48,6 +49,8 @@ export interface DiskLayoutOptions {
   root: string;
   slotSize?: string;
   dataSize: string;
+  diskSize?: string;
+  arch?: string;
   recovery?: boolean;
 }
 
@@ -57,13 +60,20 @@ export async function diskLayoutArgs(opts: DiskLayoutOptions): Promise<{
   root: RootMetadata;
   slotSize: number | undefined;
   dataSize: number;
+  diskSize?: number;
+  arch?: string;
+  rootJson: Uint8Array;
   allowRecovery: boolean;
 }> {
+  if (opts.arch !== undefined) diskArch(opts.arch); // refused before the root or bundle is read
   return {
     bundlePath: opts.bundle,
     root: await trustRoot(opts.root),
+    rootJson: await readFile(opts.root),
     slotSize: opts.slotSize ? parseSize(opts.slotSize, '--slot-size') : undefined,
     dataSize: parseSize(opts.dataSize, '--data-size'),
+    ...(opts.diskSize ? { diskSize: parseSize(opts.diskSize, '--disk-size') } : {}),
+    ...(opts.arch !== undefined ? { arch: opts.arch } : {}),
     allowRecovery: Boolean(opts.recovery),
   };
 }

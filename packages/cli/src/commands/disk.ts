@@ -18,6 +18,11 @@ export function registerDiskCommands(program: Command): void {
     .requiredOption('-o, --out <file>', 'disk image to write (atomically)')
     .option('--slot-size <bytes>', 'size of each root slot (default: image size rounded up to 1 MiB)')
     .option('--data-size <bytes>', 'size of the data partition', '16M')
+    .option(
+      '--arch <arch>',
+      'bootable disk for x86_64 (ESP + GRUB EFI) or aarch64 (U-Boot env); the rootfs must carry /boot/vmlinuz',
+    )
+    .option('--disk-size <bytes>', 'size of the target disk: the layout must fit, data takes the rest')
     .option('--recovery', 'accept a recovery image (signed by the recovery role)')
     .option('--json', 'print a JSON summary')
     .action(async (opts: DiskLayoutOptions & { out: string; json?: boolean }) => {

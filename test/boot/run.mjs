@@ -1,0 +1,702 @@
+#!/usr/bin/env node
+// `npx -y pnpm@12.4.2 boot-test [--arch x86_64|aarch64|all] [--json] [--only a,b]`: real firmware
+// (firmware-images/boot) on a real factory disk (`flotilla disk build --arch`), booted by real
+// firmware and bootloader in QEMU (TCG), talking to a real Flotilla server on the host's loopback.
+// Each VM's serial console is kept in test-output/boot/<run>/. The last line with --json:
+// {"scenarios":[{"arch","name","result","seconds","boots",...}],"serialLogs":[paths]}; exits 1 if any fails.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Vm } from './qemu.mjs';
+
+const MIB = 1024 * 1024;
+/** The ESP of an x86_64 factory disk: partition 1, from 1 MiB (boot contract). */
+const ESP_BYTES = 32 * MIB;
+const GRUBENV_MAGIC = '# GRUB Environment Block\n';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '../..');
+const { startServer } = await import(join(repo, 'packages/server/dist/index.js'));
+const { httpServerHandle } = await import(join(repo, 'simulators/fleet/dist/index.js'));
+const boot = await import(join(repo, 'firmware-images/boot/build.mjs'));
+
+const SCENARIOS = [
+  'factory-boot',
+  'update-commit',
+  'bad-release-fallback',
+  'power-cut-slot-write',
+  'power-cut-env-write',
+  'recovery-flash',
+];
+/** Budgets under TCG on a busy 2-core machine: generous, but every wait is bounded. */
+const BUDGET = {
+  bootToAgentMs: 6 * 60_000,
+  rolloutMs: 20 * 60_000,
+  firmwareBuildMs: 20 * 60_000,
+};
+
+const { values } = parseArgs({
+  options: {
+    arch: { type: 'string', default: 'all' },
+    json: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const archs = values.arch === 'all' ? ['x86_64', 'aarch64'] : [values.arch];
+for (const a of archs)
+  if (!['x86_64', 'aarch64'].includes(a)) {
+    process.stderr.write(`error: unknown --arch '${a}' (x86_64, aarch64 or all)\n`);
+    process.exit(2);
+  }
+const wanted = values.only ? values.only.split(',') : SCENARIOS;
+const runDir = resolve(
+  values.out ?? join(repo, 'test-output/boot', new Date().toISOString().replace(/[:.]/g, '-')),
+);
+mkdirSync(runDir, { recursive: true });
+const say = (m) => (values.json ? process.stderr.write(`${m}\n`) : process.stdout.write(`${m}\n`));
+
+const results = [];
+const serialLogs = [];
+const cleanups = [];
+let stopping = false;
+async function cleanup() {
+  while (cleanups.length)
+    await cleanups
+      .pop()()
+      .catch(() => undefined);
+}
+for (const sig of ['SIGINT', 'SIGTERM'])
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    cleanup().finally(() => process.exit(130));
+  });
+
+function node(args, opts = {}) {
+  return execFileSync(process.execPath, args, { cwd: repo, maxBuffer: 64 * 1024 * 1024, ...opts });
+}
+
+function runNode(args, timeoutMs) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (b) => {
+      out += b;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolvePromise(out);
+      else reject(new Error(`node ${args.join(' ')} exited ${code}`));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs, everyMs = 1000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Keys, firmware set and server shared by the scenarios of one architecture. */
+/**
+ * What the firmware set is built from: the recipe, its lock and the compiled agent. Equal stamps
+ * reuse the firmware (and its TEST-ONLY keys) of an earlier run from test-output/boot/cache.
+ */
+function firmwareStamp(arch) {
+  const h = createHash('sha256');
+  const files = [
+    'firmware-images/boot/build.mjs',
+    'firmware-images/boot/cpio.mjs',
+    `firmware-images/boot/packages.${arch}.lock`,
+  ];
+  for (const pkg of ['agent', 'protocol', 'delta', 'image']) {
+    const dist = join(repo, 'packages', pkg, 'dist');
+    for (const f of readdirSync(dist, { recursive: true }).sort())
+      if (statSync(join(dist, f)).isFile()) files.push(join('packages', pkg, 'dist', f));
+  }
+  for (const f of files) h.update(f).update(readFileSync(join(repo, f)));
+  return h.digest('hex');
+}
+
+async function firmwareSet(arch) {
+  const cache = join(repo, 'test-output/boot/cache', arch);
+  const stamp = firmwareStamp(arch);
+  const stampFile = join(cache, 'stamp');
+  const keys = join(cache, 'keys');
+  const out = join(cache, 'firmware');
+  if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
+    say(`${arch}: reusing the firmware set in ${cache}`);
+    return { keys, built: JSON.parse(readFileSync(join(out, arch, 'index.json'), 'utf8')) };
+  }
+  rmSync(cache, { recursive: true, force: true });
+  mkdirSync(cache, { recursive: true });
+  node([
+    'packages/cli/dist/bin/flotilla.js',
+    'keys',
+    'init',
+    '--dir',
+    keys,
+    '--label',
+    'TEST-ONLY',
+    '--json',
+  ]);
+  say(`${arch}: building the firmware set from Debian packages (cached downloads)`);
+  const built = JSON.parse(
+    await runNode(
+      ['firmware-images/boot/build.mjs', '--arch', arch, '--keys', keys, '--out', out, '--json'],
+      BUDGET.firmwareBuildMs,
+    ),
+  );
+  writeFileSync(stampFile, stamp);
+  return { keys, built };
+}
+
+async function prepare(arch) {
+  const dir = join(runDir, arch);
+  mkdirSync(dir, { recursive: true });
+  const { keys, built } = await firmwareSet(arch);
+  const releases = new Map(built.releases.map((r) => [r.id, r]));
+  const factory = join(dir, 'factory.img');
+  node([
+    'packages/cli/dist/bin/flotilla.js',
+    'disk',
+    'build',
+    '--arch',
+    arch,
+    '--bundle',
+    releases.get('1.0.0').bundlePath,
+    '--root',
+    join(keys, 'root.json'),
+    '--data-size',
+    '64M',
+    '-o',
+    factory,
+    '--json',
+  ]);
+  const token = `flt_boot_${randomBytes(24).toString('base64url')}`;
+  const running = await startServer({
+    dataDir: join(dir, 'server'),
+    importKeysFrom: keys,
+    autoAccept: true,
+    adminToken: token,
+    host: '127.0.0.1',
+    port: 0,
+    mqttPort: 0,
+    publicUrl: `http://${boot.GUEST_SERVER.host}`,
+    logLevel: 'warn',
+    limits: { rolloutTickMs: 1000, deltaWaitMs: 120_000 },
+  });
+  cleanups.push(() => running.close());
+  const mqtt = new URL(running.addresses.mqtt);
+  const api = new URL(running.addresses.api);
+  const server = httpServerHandle({
+    apiUrl: running.addresses.api,
+    dashboardUrl: running.addresses.dashboard,
+    mqtt: { host: mqtt.hostname, port: Number(mqtt.port) },
+    token,
+    close: async () => undefined,
+  });
+  for (const r of built.releases)
+    await server.publishRelease({ bundlePath: r.bundlePath, version: r.version });
+  const forwards = [
+    { guestHost: boot.GUEST_SERVER.host, guestPort: boot.GUEST_SERVER.mqttPort, hostPort: Number(mqtt.port) },
+    { guestHost: boot.GUEST_SERVER.host, guestPort: boot.GUEST_SERVER.httpPort, hostPort: Number(api.port) },
+  ];
+  const deviceId = `qemu-${arch.replace('_', '-')}`;
+  return {
+    arch,
+    dir,
+    keys,
+    releases,
+    factory,
+    server,
+    forwards,
+    deviceId,
+    token,
+    apiUrl: running.addresses.api,
+  };
+}
+
+async function apiGet(ctx, path) {
+  const res = await fetch(`${ctx.apiUrl}/api/v1${path}`, {
+    headers: { authorization: `Bearer ${ctx.token}` },
+    signal: AbortSignal.timeout(30_000),
+  });
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status}`);
+  return res.json();
+}
+
+/** Artifact bytes the server has sent (its /metrics counter). */
+async function bytesServed(ctx) {
+  const res = await fetch(`${ctx.apiUrl}/metrics`, {
+    headers: { authorization: `Bearer ${ctx.token}` },
+    signal: AbortSignal.timeout(30_000),
+  });
+  if (!res.ok) return null;
+  let total = 0;
+  for (const line of (await res.text()).split('\n'))
+    if (line.startsWith('flotilla_artifact_bytes_served_total')) total += Number(line.split(' ').at(-1));
+  return total;
+}
+
+/** The agent's resident memory as the device printed it last (kB), or null. */
+function agentRssKb(vm) {
+  for (let i = vm.lines.length - 1; i >= 0; i--) {
+    const m = /flotilla-rss: agent (\d+) kB/.exec(vm.lines[i].text);
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
+
+async function deviceView(ctx) {
+  return apiGet(ctx, `/devices/${ctx.deviceId}`).catch(() => null);
+}
+
+/**
+ * The factory's provisioning step: a one-time token from the server, written into the data
+ * partition of the board's disk (debugfs on the partition, no mount), where agent.json names it.
+ */
+async function provision(ctx, disk) {
+  const res = await fetch(`${ctx.apiUrl}/api/v1/provisioning-tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ctx.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ label: `boot-test ${ctx.arch}`, ttlSeconds: 86_400, autoAccept: true }),
+  });
+  if (!res.ok) throw new Error(`provisioning token: ${res.status} ${await res.text()}`);
+  const { token } = await res.json();
+  const gpt = JSON.parse(
+    execFileSync('sfdisk', ['--json', disk], { encoding: 'utf8' }),
+  ).partitiontable.partitions.find((p) => p.name === 'data');
+  const offset = gpt.start * 512;
+  const size = gpt.size * 512;
+  const part = join(ctx.dir, 'data-part.img');
+  const tokenFile = join(ctx.dir, 'provisioning-token');
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const fd = openSync(disk, 'r+');
+  try {
+    const bytes = Buffer.alloc(size);
+    readSync(fd, bytes, 0, size, offset);
+    writeFileSync(part, bytes);
+    execFileSync(
+      'debugfs',
+      ['-w', '-R', `write ${tokenFile} ${boot.PROVISIONING_TOKEN_FILE.replace('/data', '')}`, part],
+      {
+        stdio: 'ignore',
+      },
+    );
+    writeSync(fd, readFileSync(part), 0, size, offset);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+    rmSync(part, { force: true });
+    rmSync(tokenFile, { force: true });
+  }
+}
+
+function newVm(ctx, name, disk) {
+  const logPath = join(ctx.dir, `${name}.serial.log`);
+  serialLogs.push(logPath);
+  const vm = new Vm({ arch: ctx.arch, disk, logPath, workDir: ctx.dir, forwards: ctx.forwards });
+  cleanups.push(() => vm.close());
+  return vm;
+}
+
+/** Boots until userspace reports slot and release, then until the server sees the agent online on it. */
+async function bootToAgent(ctx, vm, from, expect) {
+  const up = await vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
+    from,
+    timeoutMs: BUDGET.bootToAgentMs,
+    what: 'userspace',
+  });
+  const [, slot, version] = up.match;
+  if (expect.slot && slot !== expect.slot) throw new Error(`booted slot ${slot}, expected ${expect.slot}`);
+  if (expect.version && version !== expect.version)
+    throw new Error(`booted release ${version}, expected ${expect.version}`);
+  const online = await until(
+    `${ctx.deviceId} online on ${version}`,
+    async () => {
+      const d = await deviceView(ctx);
+      return d?.online && d.version === version ? d : null;
+    },
+    BUDGET.bootToAgentMs,
+  );
+  return { slot, version, upAt: up.line.t, online };
+}
+
+async function rolloutTo(ctx, version, extra = {}) {
+  const id = await ctx.server.startRollout({
+    name: `boot-test ${version}`,
+    release: version,
+    phases: [{ name: 'all', percent: 100, errorThreshold: 0 }],
+    devices: [ctx.deviceId],
+    deviceTimeoutSeconds: 1800,
+    ...extra,
+  });
+  return id;
+}
+
+async function rolloutEnd(ctx, id) {
+  return until(
+    `rollout ${id} settles`,
+    async () => {
+      const v = await ctx.server.rollout(id);
+      return v.status === 'completed' ||
+        v.status === 'aborted' ||
+        (v.status === 'paused' && v.totals.inFlight === 0)
+        ? v
+        : null;
+    },
+    BUDGET.rolloutMs,
+    2000,
+  );
+}
+
+async function scenario(arch, name, fn) {
+  if (!wanted.includes(name)) return;
+  const started = Date.now();
+  say(`${arch} ${name}: running`);
+  const r = { arch, name, result: 'fail', seconds: 0, boots: 0 };
+  try {
+    Object.assign(r, await fn(), { result: 'pass' });
+  } catch (err) {
+    r.error = err.message;
+  }
+  r.seconds = Math.round((Date.now() - started) / 100) / 10;
+  results.push(r);
+  say(`${arch} ${name}: ${r.result} in ${r.seconds} s, ${r.boots} boots${r.error ? ` — ${r.error}` : ''}`);
+  return r;
+}
+
+async function runX86(ctx) {
+  const disk = join(ctx.dir, 'device.img');
+  copyFileSync(ctx.factory, disk);
+  await provision(ctx, disk);
+  const vm = newVm(ctx, 'device', disk);
+  let state = { slot: 'A', version: '1.0.0' };
+
+  const factory = await scenario(ctx.arch, 'factory-boot', async () => {
+    const t0 = Date.now();
+    vm.start();
+    const from = 0;
+    await vm.waitFor(/Welcome to GRUB|GRUB/, { from, timeoutMs: 120_000, what: 'GRUB banner' });
+    await vm.waitFor(/Linux version \d/, { from, timeoutMs: 120_000, what: 'kernel banner' });
+    const b = await bootToAgent(ctx, vm, from, { slot: 'A', version: '1.0.0' });
+    return {
+      boots: vm.boots(from),
+      powerOnToUserspaceSeconds: (b.upAt - t0) / 1000,
+      powerOnToAgentOnlineSeconds: (Date.now() - t0) / 1000,
+    };
+  });
+  if (factory === undefined) {
+    // not asked for: the factory boot is still the start of every later scenario
+    vm.start();
+    await bootToAgent(ctx, vm, 0, { slot: 'A', version: '1.0.0' });
+  } else if (factory.result !== 'pass') return;
+
+  await scenario(ctx.arch, 'update-commit', async () => {
+    const from = vm.mark();
+    const t0 = Date.now();
+    const bytesBefore = await bytesServed(ctx);
+    const id = await rolloutTo(ctx, '1.1.0');
+    const rebootAt = await vm.waitFor(/reboot: Restarting system|BdsDxe: loading/, {
+      from,
+      timeoutMs: BUDGET.rolloutMs,
+      what: 'the reboot into the new slot',
+    });
+    await bootToAgent(ctx, vm, rebootAt.index, { slot: 'B', version: '1.1.0' });
+    const onlineAt = Date.now();
+    const view = await rolloutEnd(ctx, id);
+    const deps = await ctx.server.deployments(id);
+    if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
+      throw new Error(`rollout ${view.status}, deployment ${JSON.stringify(deps)}`);
+    const healthyAt = Date.now();
+    state = { slot: 'B', version: '1.1.0' };
+    const rollout = await apiGet(ctx, `/rollouts/${id}`);
+    return {
+      boots: vm.boots(from),
+      offerToHealthySeconds: (healthyAt - t0) / 1000,
+      // from the old system's last words to the new one online at the server
+      downtimeSeconds: (onlineAt - rebootAt.line.t) / 1000,
+      bytesSent: bytesBefore === null ? null : (await bytesServed(ctx)) - bytesBefore,
+      imageBytes: ctx.releases.get('1.1.0').imageSize,
+      agentRssKb: agentRssKb(vm),
+      rollout: rollout.status,
+    };
+  });
+
+  await scenario(ctx.arch, 'bad-release-fallback', async () => {
+    const out = { boots: 0, kinds: [] };
+    for (const bad of ['1.2.0-bad-panic', '1.2.0-bad-health']) {
+      const from = vm.mark();
+      const id = await rolloutTo(ctx, bad);
+      const view = await rolloutEnd(ctx, id);
+      const deps = await ctx.server.deployments(id);
+      const d = deps[0];
+      if (!d || !['rolled-back', 'failed'].includes(d.state))
+        throw new Error(`${bad}: deployment ${JSON.stringify(d)} (rollout ${view.status})`);
+      // the board is back on the committed slot and release, agent online
+      const back = await bootToAgent(ctx, vm, from, state).catch(() => null);
+      const dev = await deviceView(ctx);
+      if (dev?.version !== state.version)
+        throw new Error(`${bad}: device runs ${dev?.version}, expected ${state.version}`);
+      const panics = vm.lines.slice(from).filter((l) => /Kernel panic/.test(l.text)).length;
+      const fellBack = vm.lines.slice(from).some((l) => /falling back/.test(l.text));
+      if (bad.endsWith('panic') && (!panics || !fellBack))
+        throw new Error(
+          `${bad}: expected kernel panics and a GRUB fallback (panics ${panics}, fallback ${fellBack})`,
+        );
+      if (view.status !== 'paused') throw new Error(`${bad}: rollout ${view.status}, expected paused`);
+      out.boots += vm.boots(from);
+      out.kinds.push({
+        release: bad,
+        deployment: d.state,
+        reason: d.failureReason,
+        panics,
+        fellBack,
+        back: !!back,
+      });
+      // clear the paused rollout so the next one can start
+      await fetch(`${ctx.apiUrl}/api/v1/rollouts/${id}/abort`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ctx.token}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+    }
+    return out;
+  });
+
+  const other = (slot) => (slot === 'A' ? 'B' : 'A');
+  await scenario(ctx.arch, 'power-cut-slot-write', async () => {
+    const from = vm.mark();
+    const target = { slot: other(state.slot), version: '1.3.0' };
+    // a cut deployment is offered again (retries); the agent also resumes a persisted one by itself
+    const id = await rolloutTo(ctx, target.version, { retries: { failed: 5, timedOut: 5 } });
+    const cuts = await powerCuts(vm, {
+      cuts: 3,
+      // the slot is written while the update downloads and installs
+      trigger: () =>
+        until(
+          'the slot write',
+          async () => ['downloading', 'installing'].includes(await deploymentState(ctx, id)),
+          BUDGET.rolloutMs,
+          500,
+        ),
+      jitterMs: 20_000,
+      acceptable: [state],
+    });
+    const view = await rolloutEnd(ctx, id);
+    const deps = await ctx.server.deployments(id);
+    if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
+      throw new Error(`after the cuts: rollout ${view.status}, deployment ${JSON.stringify(deps[0])}`);
+    const dev = await deviceView(ctx);
+    if (dev?.version !== target.version)
+      throw new Error(`device runs ${dev?.version}, expected ${target.version}`);
+    state = target;
+    return { boots: vm.boots(from), cuts };
+  });
+
+  await scenario(ctx.arch, 'power-cut-env-write', async () => {
+    const from = vm.mark();
+    const target = { slot: other(state.slot), version: '1.4.0' };
+    // a cut deployment is offered again (retries); the agent also resumes a persisted one by itself
+    const id = await rolloutTo(ctx, target.version, { retries: { failed: 5, timedOut: 5 } });
+    const cuts = await powerCuts(vm, {
+      // three: a cut after the agent armed the trial, then at most one cut in each of two trial
+      // boots' save_env, leaves the third attempt of bootlimit 3; a fourth could rightly end the
+      // trial in a fallback
+      cuts: 3,
+      // any change of a GRUB environment block on the ESP: the agent arming the trial (a new
+      // block written beside grubenv, then renamed) or GRUB's own save_env at a trial boot
+      trigger: async () => {
+        let before = espEnvBlocks(vm.opts.disk);
+        await until(
+          'an environment write',
+          async () => {
+            const now = espEnvBlocks(vm.opts.disk);
+            const changed = !sameBlocks(before, now);
+            before = now;
+            return changed;
+          },
+          BUDGET.rolloutMs,
+          20,
+        );
+      },
+      jitterMs: 30,
+      acceptable: [state, target],
+    });
+    const view = await rolloutEnd(ctx, id);
+    const deps = await ctx.server.deployments(id);
+    if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
+      throw new Error(`after the cuts: rollout ${view.status}, deployment ${JSON.stringify(deps[0])}`);
+    const dev = await deviceView(ctx);
+    if (dev?.version !== target.version)
+      throw new Error(`device runs ${dev?.version}, expected ${target.version}`);
+    state = target;
+    return { boots: vm.boots(from), cuts };
+  });
+
+  await scenario(ctx.arch, 'recovery-flash', async () => {
+    // the board is replaced by a blank one: the operator retires the old identity, flashes the
+    // recovery bundle with `flotilla flash`, and the new board joins the fleet with its own key
+    await vm.kill();
+    const res = await fetch(`${ctx.apiUrl}/api/v1/devices/${ctx.deviceId}/decommission`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ctx.token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    if (!res.ok) throw new Error(`decommission: ${res.status} ${await res.text()}`);
+    const blank = join(ctx.dir, 'blank.img');
+    writeFileSync(blank, '');
+    truncateSync(blank, ctx.factorySize);
+    const recovery = ctx.releases.get('recovery');
+    node([
+      'packages/cli/dist/bin/flotilla.js',
+      'flash',
+      '--arch',
+      ctx.arch,
+      '--recovery',
+      '--bundle',
+      recovery.bundlePath,
+      '--root',
+      join(ctx.keys, 'root.json'),
+      '--data-size',
+      '64M',
+      '--target',
+      blank,
+      '--json',
+    ]);
+    await provision(ctx, blank);
+    const fresh = newVm(ctx, 'recovered', blank);
+    const t0 = Date.now();
+    fresh.start();
+    await fresh.waitFor(/Welcome to GRUB|GRUB/, { timeoutMs: 120_000, what: 'GRUB banner' });
+    await bootToAgent(ctx, fresh, 0, { slot: 'A', version: recovery.version });
+    const dev = await deviceView(ctx);
+    if (dev?.status !== 'accepted') throw new Error(`recovered board is ${dev?.status}`);
+    await fresh.kill();
+    return { boots: fresh.boots(0), powerOnToAgentOnlineSeconds: (Date.now() - t0) / 1000 };
+  });
+}
+
+/** Every GRUB environment block on the ESP (512-byte aligned), by offset: grubenv and its copies. */
+function espEnvBlocks(disk) {
+  const fd = openSync(disk, 'r');
+  try {
+    const esp = Buffer.alloc(ESP_BYTES);
+    readSync(fd, esp, 0, esp.length, MIB);
+    const blocks = new Map();
+    for (let at = 0; at + 1024 <= esp.length; at += 512)
+      if (esp.toString('latin1', at, at + GRUBENV_MAGIC.length) === GRUBENV_MAGIC)
+        blocks.set(at, esp.toString('latin1', at, at + 1024));
+    return blocks;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const sameBlocks = (a, b) => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
+
+/**
+ * Power cuts at random instants of a phase: `trigger(vm)` resolves when the phase is under way,
+ * then QEMU is SIGKILLed after a random delay below `jitterMs`; the board is powered on again and
+ * must come up on an acceptable slot. Repeated `cuts` times; returns what each cut saw.
+ */
+async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable }) {
+  const seen = [];
+  for (let i = 0; i < cuts; i++) {
+    await trigger(vm);
+    const delay = Math.floor(Math.random() * jitterMs);
+    await sleep(delay);
+    await vm.kill();
+    const from = vm.mark();
+    vm.start();
+    const up = await vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
+      from,
+      timeoutMs: BUDGET.bootToAgentMs,
+      what: `userspace after power cut ${i + 1}`,
+    });
+    const [, slot, version] = up.match;
+    if (!acceptable.some((a) => a.slot === slot && a.version === version))
+      throw new Error(`after power cut ${i + 1} the board runs ${version} in slot ${slot}`);
+    seen.push({ delayMs: delay, bootedSlot: slot, version });
+  }
+  return seen;
+}
+
+async function deploymentState(ctx, id) {
+  const deps = await ctx.server.deployments(id);
+  return deps[0]?.state ?? 'pending';
+}
+
+async function main() {
+  for (const arch of archs) {
+    if (arch !== 'x86_64') {
+      for (const name of SCENARIOS.filter((s) => wanted.includes(s)))
+        results.push({
+          arch,
+          name,
+          result: 'fail',
+          seconds: 0,
+          boots: 0,
+          error: 'aarch64 boot (U-Boot from Debian source) is not in this harness yet',
+        });
+      continue;
+    }
+    let ctx;
+    try {
+      ctx = await prepare(arch);
+      await runX86(ctx);
+    } catch (err) {
+      results.push({ arch, name: 'prepare', result: 'fail', seconds: 0, boots: 0, error: err.message });
+    }
+    for (const name of SCENARIOS.filter(
+      (s) => wanted.includes(s) && !results.some((r) => r.arch === arch && r.name === s),
+    ))
+      results.push({
+        arch,
+        name,
+        result: 'fail',
+        seconds: 0,
+        boots: 0,
+        error: 'not run (an earlier scenario failed)',
+      });
+  }
+  await cleanup();
+  const summary = { scenarios: results, serialLogs };
+  writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else say(`serial logs: ${serialLogs.join(' ')}`);
+  process.exit(results.every((r) => r.result === 'pass') ? 0 : 1);
+}
+
+main().catch(async (err) => {
+  process.stderr.write(`boot-test: ${err.stack ?? err.message}\n`);
+  await cleanup();
+  process.exit(1);
+});
