@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parseJson, validate } from '@flotilla/protocol';
+import { MAX_BOOTLIMIT, parseJson, validate } from '@flotilla/protocol';
 import { type Static, Type } from '@sinclair/typebox';
 import { AgentError } from './errors.js';
 import { STATE_REPORT } from './limits.js';
@@ -47,7 +47,7 @@ export const AgentConfigFile = Type.Object(
         {
           kind: Type.Literal('grub'),
           envFile: Path,
-          bootlimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 9 })),
+          bootlimit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BOOTLIMIT })),
           cmdline: Type.Optional(Path),
         },
         { additionalProperties: false },

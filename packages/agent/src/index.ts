@@ -6,7 +6,7 @@ export { emulateGrubBoot, emulateUbootBoot } from './bootloader/boot-emulator.js
 export { FileBootloader } from './bootloader/file-bootloader.js';
 export { GRUB_VARS, GrubBootloader, GrubEnv } from './bootloader/grub.js';
 export type { Bootloader, BootloaderKind, BootState, CommitOptions } from './bootloader/types.js';
-export { UBOOT_ALTBOOTCMD, UBOOT_VARS, UbootBootloader, UbootEnv } from './bootloader/uboot.js';
+export { UBOOT_VARS, UbootBootloader, UbootEnv } from './bootloader/uboot.js';
 export { backoffMs, type Clock, offsetClock, systemClock } from './clock.js';
 export { type DownloadSink, download } from './download/downloader.js';
 export { type Fetcher, HttpFetcher, MemoryFetcher } from './download/fetcher.js';

@@ -1,31 +1,18 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { factoryBootVars } from '@flotilla/protocol';
 import { ImageError } from './errors.js';
 import { runTool } from './exec.js';
 import { IMAGE_LIMITS } from './limits.js';
 
 /**
- * The factory U-Boot environment, using the agent's variable contract (packages/agent
- * bootloader/uboot.ts): boot slot A, no trial armed, CONFIG_BOOTCOUNT_LIMIT counters, and an
- * altbootcmd that falls back to the last good slot. bootcmd passes `flotilla.slot=` to the
- * kernel, which is how the agent learns which slot it booted.
+ * The factory U-Boot environment: the boot contract's variables (slot A committed, no trial).
+ * The generated boot script (renderUbootBootCmd) does the counting and the fallback; the board's
+ * U-Boot build supplies bootcmd and its load addresses (docs/boot.md).
  */
 export function factoryEnv(slot: 'A' | 'B' = 'A'): Record<string, string> {
-  return {
-    bootcount: '0',
-    bootlimit: '3',
-    upgrade_available: '0',
-    flotilla_slot: slot,
-    flotilla_good_slot: slot,
-    // U-Boot expands its own variables: its `${var}` is escaped in these template literals.
-    altbootcmd: `setenv flotilla_slot \${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd`,
-    flotilla_part: `if test "\${flotilla_slot}" = "B"; then setenv rootpart 3; else setenv rootpart 2; fi`,
-    bootcmd: `run flotilla_part; setenv bootargs "console=\${console} root=PARTLABEL=rootfs-\${flotilla_slot} ro rootwait flotilla.slot=\${flotilla_slot}"; load \${devtype} \${devnum}:\${rootpart} \${kernel_addr_r} /boot/Image && booti \${kernel_addr_r} - \${fdtcontroladdr}`,
-    console: 'ttyS0,115200',
-    devtype: 'mmc',
-    devnum: '0',
-  };
+  return factoryBootVars(slot);
 }
 
 /**

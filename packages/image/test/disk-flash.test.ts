@@ -78,7 +78,7 @@ describe.skipIf(lacksUbootTools)('factory disk image', () => {
     expect(printenv('upgrade_available')).toBe('0');
     expect(printenv('bootcount')).toBe('0');
     expect(printenv('bootlimit')).toBe('3');
-    expect(printenv('altbootcmd')).toContain('flotilla_good_slot');
+    expect(printenv('boot_left')).toBe('3');
 
     const data = gpt.partitions[3]!;
     const dataImg = join(work.dir, 'data-part.img');

@@ -1,3 +1,4 @@
+export * from './boot-contract.js';
 export * from './canonical-json.js';
 export * from './crypto.js';
 export * from './device-auth.js';

@@ -1,5 +1,4 @@
-import type { Slot } from '@flotilla/protocol';
-import { parseJson } from '@flotilla/protocol';
+import { BOOT_VARS, decideUbootBoot, parseJson, type Slot } from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
 import { atomicWriteFile, readBounded } from '../fs-util.js';
 import { type Bootloader, type BootState, type CommitOptions, parseFloor } from './types.js';
@@ -18,9 +17,9 @@ export interface FileBootEnv {
 }
 
 /**
- * A bootloader in one JSON file for simulators and tests. `simulateBoot` does what U-Boot does at
- * power-on with CONFIG_BOOTCOUNT_LIMIT + BOOTCOUNT_ENV and the Flotilla altbootcmd, so the
- * bootloader's own fallback is exercised even when the agent never comes up.
+ * A bootloader in one JSON file for simulators and tests. `simulateBoot` decides at power-on
+ * what the generated U-Boot boot script decides (the boot contract), so the bootloader's own
+ * fallback is exercised even when the agent never comes up.
  */
 export class FileBootloader implements Bootloader {
   readonly kind = 'file' as const;
@@ -98,18 +97,21 @@ export class FileBootloader implements Bootloader {
     return (await this.env()).booted;
   }
 
-  /** Power-on: count the attempt, fall back past the limit (altbootcmd), boot. Returns the slot. */
+  /** Power-on: what the generated boot script does (the boot contract's decision), then boot. */
   async simulateBoot(): Promise<Slot> {
     const e = await this.env();
-    if (e.upgrade_available === 1) {
-      e.bootcount += 1;
-      if (e.bootcount > e.bootlimit) {
-        // altbootcmd: setenv flotilla_slot ${flotilla_good_slot}; setenv upgrade_available 0; saveenv
-        e.flotilla_slot = e.flotilla_good_slot;
-        e.upgrade_available = 0;
-      }
-    }
-    e.booted = e.flotilla_slot;
+    const decision = decideUbootBoot({
+      [BOOT_VARS.slot]: e.flotilla_slot,
+      [BOOT_VARS.good]: e.flotilla_good_slot,
+      [BOOT_VARS.upgrade]: String(e.upgrade_available),
+      [BOOT_VARS.count]: e.bootcount.toString(16),
+      [BOOT_VARS.limit]: String(e.bootlimit),
+    });
+    const savedCount = decision.save[BOOT_VARS.count];
+    if (savedCount !== undefined) e.bootcount = Number.parseInt(savedCount, 16);
+    if (decision.save[BOOT_VARS.upgrade] !== undefined) e.upgrade_available = 0;
+    e.flotilla_slot = decision.slot;
+    e.booted = decision.slot;
     await this.write(e);
     return e.booted;
   }

@@ -1,60 +1,70 @@
-import type { Slot } from '@flotilla/protocol';
+import {
+  BOOT_VARS,
+  DEFAULT_BOOTLIMIT,
+  MAX_BOOTLIMIT,
+  parseGrubEnv,
+  type Slot,
+  serializeGrubEnv,
+} from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
-import { execBounded } from '../exec.js';
+import { atomicWriteFile, readBounded } from '../fs-util.js';
 import { type Bootloader, type BootState, type CommitOptions, parseSlot } from './types.js';
 import { bootedFromCmdline, floorOf } from './uboot.js';
 
 /**
- * GRUB cannot do arithmetic, so the trial counter counts down through string compares in the
- * shipped grub.cfg (packages/agent/bootloader-scripts/grub.cfg). Same names as U-Boot where the
- * meaning is the same: flotilla_slot, flotilla_good_slot, upgrade_available; `boot_left` replaces
- * bootcount (attempts left), `bootlimit` is kept for reporting.
+ * GRUB cannot do arithmetic, so the generated grub.cfg (renderGrubCfg in the boot contract)
+ * counts the trial down through string compares: `boot_left` replaces bootcount (attempts left),
+ * `bootlimit` is kept for reporting. The other names are U-Boot's, with the same meaning.
  */
 export const GRUB_VARS = {
-  slot: 'flotilla_slot',
-  good: 'flotilla_good_slot',
-  upgrade: 'upgrade_available',
-  left: 'boot_left',
-  limit: 'bootlimit',
-  floor: 'flotilla_secver',
+  slot: BOOT_VARS.slot,
+  good: BOOT_VARS.good,
+  upgrade: BOOT_VARS.upgrade,
+  left: BOOT_VARS.left,
+  limit: BOOT_VARS.limit,
+  floor: BOOT_VARS.floor,
 } as const;
 
 export interface GrubOptions {
-  /** The grubenv file (e.g. /boot/grub/grubenv). */
+  /** The grubenv file (on the ESP: /boot/efi/EFI/BOOT/grubenv). */
   envFile: string;
-  /** Trial attempts before fallback (1..9: grub.cfg counts down with string compares). */
+  /** Trial attempts before fallback (1..MAX_BOOTLIMIT: grub.cfg counts down one digit). */
   bootlimit?: number;
   cmdlineFile?: string;
-  grubEditenv?: string;
-  timeoutMs?: number;
 }
 
+/**
+ * Reads and writes grubenv. grub-editenv rewrites the file in place (O_TRUNC), so a power cut can
+ * leave it empty: here a full new copy is written and fsynced beside it and renamed over it, so
+ * the file holds the old or the new block. GRUB's own save_env rewrites the same 1 KiB in place.
+ */
 export class GrubEnv {
-  constructor(readonly opts: GrubOptions) {}
-
-  private async run(args: string[]): Promise<string> {
-    const r = await execBounded([this.opts.grubEditenv ?? 'grub-editenv', this.opts.envFile, ...args], {
-      timeoutMs: this.opts.timeoutMs ?? 10_000,
-    }).catch((cause) => {
-      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', 'grub-editenv', { cause, component: 'grub' });
-    });
-    if (r.code !== 0)
-      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `grub-editenv ${args[0]}: ${r.output.trim()}`, {
-        component: 'grub',
-      });
-    return r.stdout;
-  }
+  constructor(readonly opts: Pick<GrubOptions, 'envFile'>) {}
 
   async readAll(): Promise<Record<string, string>> {
-    const vars: Record<string, string> = {};
-    for (const line of (await this.run(['list'])).split('\n')) {
-      const eq = line.indexOf('=');
-      if (eq > 0) vars[line.slice(0, eq)] = line.slice(eq + 1);
+    let bytes: Buffer | null;
+    try {
+      bytes = await readBounded(this.opts.envFile, 64 * 1024);
+    } catch (cause) {
+      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', this.opts.envFile, { cause, component: 'grub' });
     }
+    if (!bytes)
+      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `${this.opts.envFile} missing`, {
+        component: 'grub',
+      });
+    const vars = parseGrubEnv(bytes);
+    if (!vars)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_BOOTLOADER',
+        `${this.opts.envFile} is not a 1 KiB GRUB environment block`,
+        {
+          component: 'grub',
+        },
+      );
     return vars;
   }
 
-  /** grub-editenv rewrites its 1 KiB block once per call: all variables in one write. */
+  /** All variables in one write of the whole block. */
   async setMany(vars: Record<string, string | number>): Promise<void> {
     for (const [k, v] of Object.entries(vars)) {
       if (!/^[A-Za-z0-9_]+$/.test(k) || /[\n\r]/.test(String(v)))
@@ -62,7 +72,21 @@ export class GrubEnv {
           component: 'grub',
         });
     }
-    await this.run(['set', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`)]);
+    const next = { ...(await this.readAll()) };
+    for (const [k, v] of Object.entries(vars)) next[k] = String(v);
+    const block = serializeGrubEnv(next);
+    if (!block)
+      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', 'grubenv variables exceed 1 KiB', {
+        component: 'grub',
+      });
+    try {
+      await atomicWriteFile(this.opts.envFile, block);
+    } catch (cause) {
+      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `cannot write ${this.opts.envFile}`, {
+        cause,
+        component: 'grub',
+      });
+    }
   }
 }
 
@@ -71,13 +95,13 @@ export class GrubBootloader implements Bootloader {
   readonly env: GrubEnv;
   constructor(readonly opts: GrubOptions) {
     this.env = new GrubEnv(opts);
-    const limit = opts.bootlimit ?? 3;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 9)
-      throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', 'grub bootlimit must be 1..9');
+    const limit = opts.bootlimit ?? DEFAULT_BOOTLIMIT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_BOOTLIMIT)
+      throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `grub bootlimit must be 1..${MAX_BOOTLIMIT}`);
   }
 
   private get limit(): number {
-    return this.opts.bootlimit ?? 3;
+    return this.opts.bootlimit ?? DEFAULT_BOOTLIMIT;
   }
 
   async read(): Promise<BootState> {

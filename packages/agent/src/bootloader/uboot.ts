@@ -1,4 +1,4 @@
-import type { Slot } from '@flotilla/protocol';
+import { BOOT_VARS, type Slot } from '@flotilla/protocol';
 import { AgentError } from '../errors.js';
 import { execBounded } from '../exec.js';
 import { readTextIfExists } from '../fs-util.js';
@@ -12,25 +12,19 @@ import {
 } from './types.js';
 
 /**
- * The variable contract with the board's U-Boot environment (docs/agent.md):
- *   flotilla_slot        slot bootcmd boots (and passes as `flotilla.slot=` on the kernel command line)
- *   flotilla_good_slot   slot altbootcmd falls back to
- *   upgrade_available    1 while a trial is armed (BOOTCOUNT_ENV counts boots only then)
- *   bootcount, bootlimit U-Boot's CONFIG_BOOTCOUNT_LIMIT counters
- *   altbootcmd           setenv flotilla_slot ${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd
+ * The variable contract with the board's U-Boot environment comes from the boot contract
+ * (@flotilla/protocol boot-contract.ts): the generated boot.cmd counts `bootcount` up with setexpr
+ * while `upgrade_available=1` and falls back to `flotilla_good_slot` past `bootlimit`, on a stock
+ * U-Boot (no CONFIG_BOOTCOUNT_LIMIT needed).
  */
 export const UBOOT_VARS = {
-  slot: 'flotilla_slot',
-  good: 'flotilla_good_slot',
-  upgrade: 'upgrade_available',
-  count: 'bootcount',
-  limit: 'bootlimit',
-  floor: 'flotilla_secver',
+  slot: BOOT_VARS.slot,
+  good: BOOT_VARS.good,
+  upgrade: BOOT_VARS.upgrade,
+  count: BOOT_VARS.count,
+  limit: BOOT_VARS.limit,
+  floor: BOOT_VARS.floor,
 } as const;
-
-export const UBOOT_ALTBOOTCMD =
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax, not a JS template
-  'setenv flotilla_slot ${flotilla_good_slot}; setenv upgrade_available 0; saveenv; run bootcmd';
 
 export interface UbootOptions {
   /** fw_env.config naming the environment (device or file, offset, size; two lines if redundant). */
@@ -111,7 +105,8 @@ export class UbootBootloader implements Bootloader {
       primary,
       good: parseSlot(v[UBOOT_VARS.good]) ?? primary,
       trial: v[UBOOT_VARS.upgrade] === '1',
-      attempts: Number.parseInt(v[UBOOT_VARS.count] ?? '0', 10) || 0,
+      // U-Boot's setexpr writes the count in hex
+      attempts: Number.parseInt(v[UBOOT_VARS.count] ?? '0', 16) || 0,
       limit: Number.parseInt(v[UBOOT_VARS.limit] ?? '0', 10) || 0,
       ...floorOf(v[UBOOT_VARS.floor]),
     };
