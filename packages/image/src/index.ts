@@ -18,3 +18,4 @@ export * from './sbom.js';
 export { hashFile, isTarball, type StagedTree, stageRootfs, type TreeEntry, treeDigest } from './tree.js';
 export * from './uboot-env.js';
 export * from './units.js';
+export * from './uboot-board.js';
