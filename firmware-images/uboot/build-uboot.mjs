@@ -9,8 +9,8 @@
 // Needs: a deb-src entry for Debian 12 in /etc/apt/sources.list.d, dpkg-dev,
 // gcc-aarch64-linux-gnu, make, bison, flex, bc, libssl-dev, python3, device-tree-compiler.
 // The result goes to DIR/uboot-<key>/ (DIR default: $XDG_CACHE_HOME/flotilla or ~/.cache/flotilla);
-// <key> hashes the source package (its .dsc checksum), the config fragment, the patches, this
-// script and the cross compiler, so a build with the same inputs is skipped.
+// <key> hashes the source package (its .dsc checksum), the config fragment, the patches, the
+// recipe version and the cross compiler, so a build with the same inputs is skipped.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -25,6 +25,8 @@ const FRAGMENT = join(here, 'flotilla-env-mmc.config');
 const PATCHES = join(here, 'patches');
 const DEFCONFIG = 'qemu_arm64_defconfig';
 const CROSS = 'aarch64-linux-gnu-';
+/** Part of the cache key: bump it when a change to the build steps below changes the output. */
+const RECIPE_VERSION = 1;
 
 class BuildError extends Error {
   constructor(code, message, hint) {
@@ -115,7 +117,7 @@ async function cacheKey(source) {
   hash.update(await fragmentText());
   for (const name of (await readdir(PATCHES)).sort())
     hash.update(`${name}\n`).update(await readFile(join(PATCHES, name)));
-  hash.update(await readFile(fileURLToPath(import.meta.url)));
+  hash.update(`recipe ${RECIPE_VERSION}\n`);
   hash.update((await run([`${CROSS}gcc`, '--version'])).split('\n')[0]);
   return hash.digest('hex').slice(0, 16);
 }

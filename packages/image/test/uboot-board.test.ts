@@ -118,6 +118,7 @@ describe.skipIf(lacksTools)('uboot-env partition content', () => {
     await writeFile(join(dir, 'boot.scr'), script);
     const listing = execFileSync(findTool('mkimage')!, ['-l', join(dir, 'boot.scr')], { encoding: 'utf8' });
     expect(listing).toMatch(/Script/);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: U-Boot's own ${var} syntax
     expect(script.toString('latin1')).toContain('setexpr bootcount ${bootcount} + 1');
   });
 });
