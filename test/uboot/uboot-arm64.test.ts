@@ -200,7 +200,7 @@ describe.runIf(enabled)('U-Boot on QEMU arm64, environment on the disk', () => {
     at = await vm.waitFor(/flotilla-test: userspace on slot A/, { from: at, timeoutMs: LINUX_BOOT_MS });
     const userSeconds = (Date.now() - started) / 1000;
     // Linux reads the environment U-Boot saved, through mmcblk0 at the same offsets.
-    at = await vm.waitFor(/flotilla-test: env .*\n/, { from: at, timeoutMs: LINUX_BOOT_MS });
+    at = await vm.waitFor(/flotilla-test: env [^\r\n]*\r?\n/, { from: at, timeoutMs: LINUX_BOOT_MS });
     const seen = vm.serial.slice(0, at).split('flotilla-test: env ').pop() ?? '';
     expect(seen).toContain('flotilla_slot=A');
     expect(seen).toContain('upgrade_available=0');
