@@ -17,5 +17,6 @@ export * from './recipe.js';
 export * from './release.js';
 export * from './sbom.js';
 export { hashFile, isTarball, type StagedTree, stageRootfs, type TreeEntry, treeDigest } from './tree.js';
+export * from './uboot-board.js';
 export * from './uboot-env.js';
 export * from './units.js';
