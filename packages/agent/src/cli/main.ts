@@ -141,16 +141,12 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         await agent.settled();
         const bundle = await openLocalBundle(path, agent.root, new Date(), {
           hardware: config.hardware,
-          securityVersion: agent.rec.securityVersion,
+          securityVersion: agent.record.securityVersion,
         });
         deploymentId = await agent.installLocal(bundle);
       } catch (err) {
         // Refused before the state machine took it: still tell the server when next online.
-        await agent.event(
-          'local-install',
-          { deploymentId: null, reason: toErrorReport(err), detail: { file: path } },
-          true,
-        );
+        await agent.reportRefusedInstall(path, err);
         throw err;
       } finally {
         signal?.removeEventListener('abort', onSignal);

@@ -8,6 +8,7 @@ import {
 } from '@flotilla/protocol';
 import type { MqttClient } from 'mqtt';
 import { backoffMs, type Clock } from '../clock.js';
+import { AgentError } from '../errors.js';
 import type { AgentLimits } from '../limits.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { ReportChannel, Transport, TransportHandlers } from './types.js';
@@ -171,7 +172,7 @@ export class MqttTransport implements Transport {
 
   async publish(channel: ReportChannel, payload: string, qos: 0 | 1): Promise<void> {
     const c = this.client;
-    if (!c?.connected) throw new Error('offline');
+    if (!c?.connected) throw new AgentError('FLOTILLA_ERR_AGENT_OFFLINE');
     // A connection that drops before the PUBACK must fail the publish, never leave it pending.
     await new Promise<void>((resolve, reject) => {
       const onClose = () => reject(new Error('connection closed before PUBACK'));
