@@ -586,11 +586,6 @@ export class Agent {
     this.kick();
   }
 
-  /** Handles one server command now (tests and tools; the transport's commands go through a queue). */
-  async handleCommand(command: DeviceCommand): Promise<void> {
-    await this.commandHandler.handle(command);
-  }
-
   /**
    * A local install (USB stick): the same checks as an offer minus the offer itself, then the same
    * state machine. Resolves with the deployment id when the machine rests (halted for the reboot,
