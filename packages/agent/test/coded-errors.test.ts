@@ -26,7 +26,7 @@ describe('coded errors', () => {
   it('refuses a publish while offline with FLOTILLA_ERR_AGENT_OFFLINE (memory and local-install links)', async () => {
     const hub = new MemoryHub();
     const transport = hub.transport('dev-1');
-    await expect(transport.publish('events', '{}', 1)).rejects.toMatchObject({
+    await expect(transport.publish('events', '{}')).rejects.toMatchObject({
       code: 'FLOTILLA_ERR_AGENT_OFFLINE',
     });
     await expect(offlineTransport.publish('events', '{}', 1)).rejects.toMatchObject({
