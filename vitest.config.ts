@@ -12,6 +12,7 @@ export default defineConfig({
       '@flotilla/delta': src('packages/delta'),
       '@flotilla/image': src('packages/image'),
       '@flotilla/server': src('packages/server'),
+      '@flotilla/agent/testing': fileURLToPath(new URL('packages/agent/src/testing.ts', import.meta.url)),
       '@flotilla/agent': src('packages/agent'),
       '@flotilla/cli': src('packages/cli'),
       '@flotilla/fleet-simulator': src('simulators/fleet'),

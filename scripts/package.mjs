@@ -68,8 +68,9 @@ function checkTarball(tgz, names) {
   if (!Array.isArray(pkg.files)) fail(`${tgz}: no "files" list`);
   for (const [bin, target] of Object.entries(pkg.bin ?? {}))
     if (!has(target)) fail(`${tgz}: bin ${bin} → ${target} is not in the tarball (build first: tsc -b)`);
-  const entry = pkg.exports?.['.']?.default;
-  if (entry && !has(entry)) fail(`${tgz}: exports entry ${entry} is not in the tarball`);
+  for (const [subpath, entry] of Object.entries(pkg.exports ?? {}))
+    for (const target of Object.values(typeof entry === 'string' ? { default: entry } : entry))
+      if (!has(target)) fail(`${tgz}: exports entry ${subpath} → ${target} is not in the tarball`);
   for (const path of files)
     if (/(^|\/)(test|\.tsbuildinfo)(\/|$)|\.test\.js$/.test(path)) fail(`${tgz}: ships ${path}`);
   return pkg;

@@ -1,7 +1,8 @@
 // Runs one agent in this process and installs the offer in argv[2] (a JSON file written by
 // memory.mjs), so the parent can read this process's peak RSS from /proc. Prints one JSON line.
 import { readFile } from 'node:fs/promises';
-import { createAgent, HttpFetcher, MemoryHub, SimDevice } from '@flotilla/agent';
+import { createAgent, HttpFetcher } from '@flotilla/agent';
+import { MemoryHub, SimDevice } from '@flotilla/agent/testing';
 
 const job = JSON.parse(await readFile(process.argv[2], 'utf8'));
 const dev = new SimDevice(job.dir, 'bench-1', 'sim-board-v1');

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { SimDevice } from '@flotilla/agent';
+import { SimDevice } from '@flotilla/agent/testing';
 import { createDelta } from '@flotilla/delta';
 import { buildRoot, generateKeyPair, isoAfter, sha256Hex, signDocument } from '@flotilla/protocol';
 

@@ -79,6 +79,10 @@ export const AGENT_ERRORS = {
     message: 'the update lock stayed held past the deadline',
     hint: 'an application holds the update lock; release it or raise updateLock.maxWaitMs',
   },
+  FLOTILLA_ERR_AGENT_UPDATE_LOCK_PROBE: {
+    message: 'the update lock could not be checked',
+    hint: 'check updateLock (its path must be creatable by the agent) and that flock(1) is installed',
+  },
   FLOTILLA_ERR_AGENT_BOOT_FALLBACK: {
     message: 'the new slot did not come up; the bootloader fell back to the old slot',
     hint: 'the image does not boot or the agent never started on it',
@@ -136,6 +140,14 @@ export const AGENT_ERRORS = {
   FLOTILLA_ERR_AGENT_FILE_NOT_FOUND: {
     message: 'a file the config names does not exist',
     hint: 'check the path named in the message (config fields: trustDir, slots, factoryReleaseFile, server.*File)',
+  },
+  FLOTILLA_ERR_AGENT_INTERNAL: {
+    message: 'the agent broke one of its own invariants',
+    hint: 'this is a bug: report it with the agent log and `flotilla-agent status`',
+  },
+  FLOTILLA_ERR_AGENT_OFFLINE: {
+    message: 'not connected to the server',
+    hint: 'the report waits in the outbox and is sent on the next connect; check the network and server address',
   },
   FLOTILLA_ERR_AGENT_KILLED: {
     message: 'agent was killed (fault injection)',

@@ -1,58 +1,28 @@
+// The agent's public entry: build an agent (`createAgent`) from its config and its I/O
+// boundary (`AgentDeps`), with the real implementations of each boundary. Test machinery (memory
+// implementations, the simulated device, power cuts, boot emulators) is in `@flotilla/agent/testing`.
 export { AGENT_VERSION, Agent, type AgentStatus, createAgent } from './agent/agent.js';
 export type { AgentConfig, AgentDeps, FaultInjector } from './agent/deps.js';
 export { CommandReboot, type RebootAction } from './agent/reboot.js';
-export { STEPS } from './agent/steps.js';
-export { emulateGrubBoot, emulateUbootBoot } from './bootloader/boot-emulator.js';
 export { FileBootloader } from './bootloader/file-bootloader.js';
-export { GRUB_VARS, GrubBootloader, GrubEnv } from './bootloader/grub.js';
+export { GrubBootloader } from './bootloader/grub.js';
 export type { Bootloader, BootloaderKind, BootState, CommitOptions } from './bootloader/types.js';
-export { UBOOT_VARS, UbootBootloader, UbootEnv } from './bootloader/uboot.js';
-export { backoffMs, type Clock, offsetClock, systemClock } from './clock.js';
-export { type DownloadSink, download } from './download/downloader.js';
-export { type Fetcher, HttpFetcher, MemoryFetcher } from './download/fetcher.js';
-export {
-  AGENT_ERRORS,
-  AgentError,
-  type AgentErrorCode,
-  AgentKilled,
-  isKilled,
-  toErrorReport,
-} from './errors.js';
-export * from './health/checks.js';
-export * from './hooks/hooks.js';
-export * from './hooks/update-lock.js';
-export { ChunkWriter } from './install/chunk-writer.js';
-export {
-  AGENT_LIMITS,
-  type AgentLimits,
-  type AgentLimitsOverride,
-  resolveLimits,
-  STATE_REPORT,
-} from './limits.js';
-export { createLogger, type Logger, silentLogger } from './logger.js';
-export { FileOutbox, MemoryOutbox, type Outbox } from './report/outbox.js';
-export { Reporter } from './report/reporter.js';
-export { SimDevice, type SimDeviceOptions } from './sim/device.js';
-export { PowerCut } from './sim/faults.js';
-export { hashSlot } from './slots/hash-slot.js';
-export {
-  deviceNumberText,
-  FileSlotDevice,
-  MemorySlotDevice,
-  mountedDevices,
-  type SlotDevice,
-  SlotSet,
-} from './slots/slot-device.js';
-export { AGENT_STATES, type AgentState, nextState, type StepEvent, TRANSITIONS } from './state/machine.js';
+export { UbootBootloader } from './bootloader/uboot.js';
+export { type Clock, systemClock } from './clock.js';
+export { type Fetcher, HttpFetcher } from './download/fetcher.js';
+export { AgentError, type AgentErrorCode } from './errors.js';
+export { FunctionCheck, type HealthCheck } from './health/checks.js';
+export type { HookRunner } from './hooks/hooks.js';
+export type { UpdateLock } from './hooks/update-lock.js';
+export { AGENT_LIMITS, type AgentLimitsOverride, resolveLimits } from './limits.js';
+export type { Logger } from './logger.js';
+export { FileOutbox, type Outbox } from './report/outbox.js';
+export { type SlotDevice, SlotSet } from './slots/slot-device.js';
+export type { AgentState } from './state/machine.js';
 export type { AgentRecord, Deployment } from './state/record.js';
-export {
-  FileSecurityFloor,
-  MemorySecurityFloor,
-  type SecurityFloorStore,
-} from './state/security-floor.js';
-export { FileStateStore, MemoryStateStore, type StateStore } from './state/store.js';
-export { MemoryHub, MemoryTransport } from './transport/memory-transport.js';
-export { type MqttAuth, MqttTransport, type MqttTransportOptions } from './transport/mqtt-transport.js';
+export { FileSecurityFloor, type SecurityFloorStore } from './state/security-floor.js';
+export { FileStateStore, type StateStore } from './state/store.js';
+export { MqttTransport, type MqttTransportOptions } from './transport/mqtt-transport.js';
 export type { Transport, TransportHandlers } from './transport/types.js';
 export { HttpRootSource, type RootSource } from './trust/root-source.js';
-export { FileTrustStore, MemoryTrustStore, type TrustStore } from './trust/trust-store.js';
+export { FileTrustStore, type TrustStore } from './trust/trust-store.js';

@@ -9,6 +9,7 @@ import { UbootBootloader } from './bootloader/uboot.js';
 import { systemClock } from './clock.js';
 import type { AgentConfigFile } from './config.js';
 import { HttpFetcher } from './download/fetcher.js';
+import { AgentError } from './errors.js';
 import {
   CommandCheck,
   type HealthCheck,
@@ -56,7 +57,7 @@ export const offlineTransport: Transport = {
   start: () => undefined,
   connected: () => false,
   publish: async () => {
-    throw new Error('offline');
+    throw new AgentError('FLOTILLA_ERR_AGENT_OFFLINE', 'local install: reports wait for the daemon');
   },
   stop: async () => undefined,
 };

@@ -19,7 +19,7 @@ async function updatedToFive(): Promise<Buffer> {
   await rig.powerOn();
   rig.send(rig.offer(next, { version: '1.1.0', securityVersion: 5 }));
   await rig.runToRest();
-  expect(rig.agent!.rec).toMatchObject({ committedSlot: 'B', securityVersion: 5 });
+  expect(rig.agent!.record).toMatchObject({ committedSlot: 'B', securityVersion: 5 });
   await rig.agent!.stop();
   rig.agent = null;
   return next;
@@ -30,7 +30,7 @@ async function offerOlder(): Promise<string[]> {
   const older = mutateImage(rig.factory, 4);
   rig.send(rig.offer(older, { version: '1.0.5', securityVersion: 3, deploymentId: 'dep-older' }));
   await rig.agent!.settled();
-  await rig.agent!.reporter.flush();
+  await rig.agent!.flushReports();
   return rig.told();
 }
 
@@ -49,9 +49,9 @@ describe('anti-rollback floor', () => {
     await updatedToFive();
     await writeFile(rig.dev.paths.state, '{"schemaVersion":1,"state":"Idl'); // torn write / bad sector
     await rig.powerOn();
-    expect(rig.agent!.rec.securityVersion).toBe(5);
+    expect(rig.agent!.record.securityVersion).toBe(5);
     expect(await offerOlder()).toContain('offer-rejected:FLOTILLA_ERR_DOWNGRADE');
-    expect(rig.agent!.rec.state).toBe('Idle');
+    expect(rig.agent!.record.state).toBe('Idle');
     expect((await rig.slotBytes('A', rig.factory.length)).equals(rig.factory)).toBe(true);
     // The server hears that the record was behind and where the floor came from.
     expect(floorLogs()).toContainEqual(
@@ -64,7 +64,7 @@ describe('anti-rollback floor', () => {
     await rm(rig.dev.paths.state);
     await rm(rig.dev.paths.securityFloor);
     await rig.powerOn();
-    expect(rig.agent!.rec.securityVersion).toBe(5);
+    expect(rig.agent!.record.securityVersion).toBe(5);
     expect(await offerOlder()).toContain('offer-rejected:FLOTILLA_ERR_DOWNGRADE');
     // The lost copy is written again.
     expect(JSON.parse(await readFile(rig.dev.paths.securityFloor, 'utf8'))).toEqual({
@@ -77,7 +77,7 @@ describe('anti-rollback floor', () => {
     await updatedToFive();
     await writeFile(rig.dev.paths.securityFloor, 'garbage');
     await rig.powerOn();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(floorLogs()).toContainEqual(
       expect.objectContaining({ code: 'FLOTILLA_ERR_AGENT_STATE_CORRUPT', securityFloor: 5, fromFile: null }),
     );
@@ -92,8 +92,8 @@ describe('anti-rollback floor', () => {
     const again = mutateImage(rig.factory, 5);
     rig.send(rig.offer(again, { version: '1.2.0', securityVersion: 5, deploymentId: 'dep-same' }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.told().at(-1)).toBe('healthy');
-    expect(rig.agent!.rec).toMatchObject({ committedSlot: 'A', securityVersion: 5 });
+    expect(rig.agent!.record).toMatchObject({ committedSlot: 'A', securityVersion: 5 });
   });
 });

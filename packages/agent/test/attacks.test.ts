@@ -28,7 +28,7 @@ afterEach(async () => rig?.cleanup());
 
 async function expectUntouched(r: Rig) {
   expect(sha(await r.slotBytes('A', r.factory.length))).toBe(sha(r.factory));
-  expect(r.agent!.rec).toMatchObject({ state: 'Idle', committedSlot: 'A', securityVersion: 1 });
+  expect(r.agent!.record).toMatchObject({ state: 'Idle', committedSlot: 'A', securityVersion: 1 });
   expect(await r.dev.bootloader.read()).toMatchObject({ primary: 'A', good: 'A', trial: false });
 }
 
@@ -36,7 +36,7 @@ async function runOffer(r: Rig, cmd: unknown) {
   await r.powerOn();
   r.send(cmd);
   await r.runToRest();
-  await r.agent!.reporter.flush();
+  await r.agent!.flushReports();
 }
 
 describe('attacks on the update channel', () => {
@@ -123,7 +123,7 @@ describe('attacks on the update channel', () => {
     expect(accepted.reason).toMatchObject({ code: 'FLOTILLA_ERR_DELTA_BASE_MISMATCH' });
     expect(rig.fetcher.requests.map((r) => r.url)).not.toContain(`mem://artifacts/${sha(deltaBytes)}`);
     expect(sha(await rig.slotBytes('A', rig.factory.length))).toBe(sha(rig.factory));
-    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect(rig.agent!.record.committedSlot).toBe('B');
     expect(sha(await rig.slotBytes('B', next.length))).toBe(sha(next));
   });
 
@@ -198,7 +198,7 @@ describe('delta updates', () => {
     expect(rig.fetcher.requests.map((r) => r.url)).toEqual([`mem://artifacts/${sha(deltaBytes)}`]);
     expect(sha(await rig.slotBytes('B', next.length))).toBe(sha(next));
     expect(sha(await rig.slotBytes('A', rig.factory.length))).toBe(sha(rig.factory));
-    expect(rig.agent!.rec).toMatchObject({ committedSlot: 'B', securityVersion: 2 });
+    expect(rig.agent!.record).toMatchObject({ committedSlot: 'B', securityVersion: 2 });
   });
 });
 

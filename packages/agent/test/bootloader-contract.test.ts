@@ -4,14 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { missingTools } from '@flotilla/image';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  type Bootloader,
-  emulateGrubBoot,
-  emulateUbootBoot,
-  FileBootloader,
-  GrubBootloader,
-  UbootBootloader,
-} from '../src/index.js';
+import { type Bootloader, FileBootloader, GrubBootloader, UbootBootloader } from '../src/index.js';
+import { emulateGrubBoot, emulateUbootBoot } from '../src/testing.js';
 import { makeImage, Rig, sha } from './helpers.js';
 
 /**
@@ -151,15 +145,15 @@ for (const [name, make] of Object.entries(BACKENDS)) {
         await rig.powerOn();
         rig.send(rig.offer(next, { version: '1.1.0' }));
         await rig.runToRest();
-        expect(rig.agent!.rec.committedSlot).toBe('B');
+        expect(rig.agent!.record.committedSlot).toBe('B');
         expect(await rig.backend.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
 
         rig.healthy = (slot) => (slot === 'A' ? 'app.service failed: exit code 3' : true);
         rig.send(rig.offer(makeImage(43, rig.factory.length), { version: '1.2.0', securityVersion: 3 }));
         await rig.runToRest();
-        await rig.agent!.reporter.flush();
+        await rig.agent!.flushReports();
         expect(rig.told().at(-1)).toBe('rolled-back:FLOTILLA_ERR_AGENT_HEALTH_CHECK_FAILED');
-        expect(rig.agent!.booted).toBe('B');
+        expect(rig.agent!.bootedSlot).toBe('B');
         expect(await rig.backend.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
         expect(sha(await rig.slotBytes('B', next.length))).toBe(sha(next));
       } finally {

@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Agent, PowerCut } from '../src/index.js';
+import { DataFiles } from '../src/agent/data-files.js';
+import type { Deployment } from '../src/state/record.js';
+import { PowerCut } from '../src/testing.js';
 import { FAST_LIMITS, flipBits, makeDelta, makeImage, mutateImage, Rig, sha } from './helpers.js';
 
 /**
@@ -308,13 +310,13 @@ describe('crash table: power cut in every state', () => {
       await rig.powerOn({ cut: c.at === 'never' ? undefined : new PowerCut({ atPoint: c.at }) });
       rig.send(cmd);
       await rig.runToRest();
-      await rig.agent!.reporter.flush();
+      await rig.agent!.flushReports();
 
       expect(rig.chain).toEqual(c.chain);
       expect(rig.told()).toEqual(c.told);
       const boot = await rig.dev.bootloader.read();
       expect(boot).toMatchObject({ primary: c.committed, good: c.committed, trial: false });
-      expect(rig.agent!.rec.committedSlot).toBe(c.committed);
+      expect(rig.agent!.record.committedSlot).toBe(c.committed);
       expect(await rig.dev.bootloader.bootedSlot()).toBe(c.committed);
       // The committed slot holds exactly its image; the factory slot A was never written.
       const want = c.committed === 'B' ? next : rig.factory;
@@ -354,7 +356,7 @@ describe('crash table: power cut in every state', () => {
     const starts = rig.fetcher.requests.filter((r) => r.url === fullUrl).map((r) => r.start);
     expect(starts).toEqual([0, 8 * 4096]);
     expect((await rig.slotBytes('B', next.length)).equals(next)).toBe(true);
-    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect(rig.agent!.record.committedSlot).toBe('B');
   });
 
   it('the bootloader falls back by itself when the new slot never runs the agent', async () => {
@@ -375,7 +377,7 @@ describe('crash table: power cut in every state', () => {
       'RolledBack',
       'Idle',
     ]);
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.told()).toEqual([
       'offer-accepted',
       'downloaded',
@@ -480,14 +482,14 @@ describe('crash table: power cut while applying a delta', () => {
     await rig.powerOn({ cut: new PowerCut({ atPoint: 'io:spool-write', atPointOccurrence: 3 }) });
     rig.send(cmd);
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.chain.slice(0, 4)).toEqual(['Offered', 'Downloading', '⚡', '↻Downloading']);
     expect(rig.told()).toEqual(HEALTHY_TOLD);
     expect(rig.fetcher.requests.map((r) => `${r.url}@${r.start}`)).toEqual([
       `mem://artifacts/${sha(delta)}@0`,
       `mem://artifacts/${sha(delta)}@${2 * 64 * 1024}`,
     ]);
-    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect(rig.agent!.record.committedSlot).toBe('B');
     expect((await rig.slotBytes('B', next.length)).equals(next)).toBe(true);
   });
 
@@ -503,7 +505,7 @@ describe('crash table: power cut while applying a delta', () => {
       await rig.powerOn({ cut: new PowerCut({ atPoint: c.at, atPointOccurrence: c.occurrence ?? 1 }) });
       rig.send(cmd);
       await rig.runToRest();
-      await rig.agent!.reporter.flush();
+      await rig.agent!.flushReports();
 
       expect(rig.chain).toEqual(c.chain);
       expect(rig.told()).toEqual(HEALTHY_TOLD);
@@ -513,10 +515,10 @@ describe('crash table: power cut while applying a delta', () => {
       expect(rig.fetcher.requests.map((r) => `${r.url}@${r.start}`)).toEqual([
         `mem://artifacts/${sha(delta)}@0`,
       ]);
-      const spool = rig.agent!.spoolPath({ imageSha256: sha(next) } as Parameters<Agent['spoolPath']>[0]);
+      const spool = new DataFiles(rig.config.dataDir).spoolPath({ imageSha256: sha(next) } as Deployment);
       expect(existsSync(spool)).toBe(false);
       expect(await rig.dev.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
-      expect(rig.agent!.rec.committedSlot).toBe('B');
+      expect(rig.agent!.record.committedSlot).toBe('B');
       expect(await rig.dev.bootloader.bootedSlot()).toBe('B');
       expect((await rig.slotBytes('B', next.length)).equals(next)).toBe(true);
       expect((await rig.slotBytes('A', rig.factory.length)).equals(rig.factory)).toBe(true);

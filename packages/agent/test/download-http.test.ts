@@ -1,14 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  AGENT_LIMITS,
-  ChunkWriter,
-  download,
-  HttpFetcher,
-  MemorySlotDevice,
-  systemClock,
-} from '../src/index.js';
+import { download } from '../src/download/downloader.js';
+import { AGENT_LIMITS, HttpFetcher, systemClock } from '../src/index.js';
+import { ChunkWriter } from '../src/install/chunk-writer.js';
+import { MemorySlotDevice } from '../src/testing.js';
 import { FAST_LIMITS, makeImage, manifestFor, Rig, sha } from './helpers.js';
 
 /** A real HTTP server on loopback whose behaviour each test scripts per request. */
@@ -167,12 +163,12 @@ describe('slow-drip attack over real HTTP, end to end', () => {
     await rig.powerOn();
     rig.send(rig.offer(next, { version: '1.1.0', baseUrl: base }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     for (const t of timers) clearInterval(t);
     expect(rig.told()).toEqual(['offer-accepted', 'failed:FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_SLOW']);
     expect(requests).toHaveLength(2);
     expect(sha(await rig.slotBytes('A', rig.factory.length))).toBe(sha(rig.factory));
-    expect(rig.agent!.rec.committedSlot).toBe('A');
+    expect(rig.agent!.record.committedSlot).toBe('A');
   });
 
   it('installs a full image over real HTTP end to end', async () => {
@@ -182,7 +178,7 @@ describe('slow-drip attack over real HTTP, end to end', () => {
     await rig.powerOn();
     rig.send(rig.offer(next, { version: '1.1.0', baseUrl: base }));
     await rig.runToRest();
-    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect(rig.agent!.record.committedSlot).toBe('B');
     expect(sha(await rig.slotBytes('B', next.length))).toBe(sha(next));
   });
 });

@@ -6,15 +6,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeBundle } from '@flotilla/image';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  AGENT_LIMITS,
-  ChunkWriter,
-  type Clock,
-  download,
-  HttpFetcher,
-  type Logger,
-  MemorySlotDevice,
-} from '../src/index.js';
+import { download } from '../src/download/downloader.js';
+import { AGENT_LIMITS, type Clock, HttpFetcher, type Logger } from '../src/index.js';
+import { ChunkWriter } from '../src/install/chunk-writer.js';
+import { MemorySlotDevice } from '../src/testing.js';
 import { makeImage, manifestFor, Rig, signedRelease } from './helpers.js';
 
 /** Polls a condition (the machine is busy: a generous budget, never a fixed sleep to assert on). */

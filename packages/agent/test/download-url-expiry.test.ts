@@ -68,7 +68,7 @@ describe('signed download URL expiring mid-download', () => {
     await rig.runToRest();
     await answer;
     expect(refreshed).toBe(true);
-    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect(rig.agent!.record.committedSlot).toBe('B');
     expect(sha(await rig.slotBytes('B', image.length))).toBe(sha(image));
     // 1: cut half-way; 2: expired (403); 3: fresh URL, resumed from the verified bytes, not from 0.
     expect(requests.map((r) => r.path.split('/')[1])).toEqual(['g1', 'g1', 'g2']);
@@ -85,8 +85,8 @@ describe('signed download URL expiring mid-download', () => {
     await rig.powerOn();
     rig.send(rig.offer(image, { version: '1.1.0', baseUrl: `${base}/g1` }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.told()).toContain('failed:FLOTILLA_ERR_AGENT_URL_EXPIRED');
-    expect(rig.agent!.rec.committedSlot).toBe('A');
+    expect(rig.agent!.record.committedSlot).toBe('A');
   });
 });

@@ -21,6 +21,7 @@ import type { Aedes } from 'aedes';
 import {
   type Agent,
   type AgentConfig,
+  type AgentDeps,
   type AgentLimitsOverride,
   type Bootloader,
   type Clock,
@@ -29,13 +30,10 @@ import {
   FunctionCheck,
   type HealthCheck,
   type HookRunner,
-  MemoryFetcher,
-  MemoryHub,
-  type PowerCut,
-  SimDevice,
   type Transport,
   type UpdateLock,
 } from '../src/index.js';
+import { MemoryFetcher, MemoryHub, type PowerCut, SimDevice } from '../src/testing.js';
 
 /** TEST-ONLY keys, made per run; nothing secret is committed. */
 export interface TestKeys {
@@ -272,6 +270,8 @@ export class Rig {
   backend?: { bootloader: Bootloader; boot(): Promise<'A' | 'B'> };
   /** Replaces the in-memory hub link (the MQTT tests use a real broker). */
   transportFactory?: () => Transport;
+  /** The I/O the running agent was given (its transport, outbox…). */
+  deps: AgentDeps | null = null;
   private rebootAsked = false;
   private pendingCut: PowerCut | undefined;
 
@@ -341,24 +341,23 @@ export class Rig {
       }),
       ...this.extraHealth,
     ];
-    const agent = createAgent(
-      this.config,
-      this.dev.deps({
-        transport: this.transportFactory ? this.transportFactory() : this.hub.transport(this.dev.deviceId),
-        fetcher: this.fetcher,
-        reboot: {
-          reboot: async () => {
-            this.rebootAsked = true;
-          },
+    const deps = this.dev.deps({
+      transport: this.transportFactory ? this.transportFactory() : this.hub.transport(this.dev.deviceId),
+      fetcher: this.fetcher,
+      reboot: {
+        reboot: async () => {
+          this.rebootAsked = true;
         },
-        health,
-        ...(this.hooks ? { hooks: this.hooks } : {}),
-        ...(this.updateLock ? { updateLock: this.updateLock } : {}),
-        ...(cut ? { powerCut: cut } : {}),
-        ...(this.backend ? { bootloader: this.backend.bootloader } : {}),
-        onTransition: (t) => this.chain.push(t.to),
-      }),
-    );
+      },
+      health,
+      ...(this.hooks ? { hooks: this.hooks } : {}),
+      ...(this.updateLock ? { updateLock: this.updateLock } : {}),
+      ...(cut ? { powerCut: cut } : {}),
+      ...(this.backend ? { bootloader: this.backend.bootloader } : {}),
+      onTransition: (t) => this.chain.push(t.to),
+    });
+    this.deps = deps;
+    const agent = createAgent(this.config, deps);
     this.agent = agent;
     const at = this.chain.length;
     await agent.start();
@@ -390,8 +389,8 @@ export class Rig {
         this.agent = null;
         continue;
       }
-      if (a.rec.state === 'Idle') return;
-      throw new Error(`agent rests in ${a.rec.state}`);
+      if (a.record.state === 'Idle') return;
+      throw new Error(`agent rests in ${a.record.state}`);
     }
     throw new Error(`no rest after ${maxLives} lives: ${this.chain.join(' ')}`);
   }

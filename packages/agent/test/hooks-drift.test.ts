@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DirHookRunner, FlockUpdateLock, MemoryUpdateLock, PidFileUpdateLock } from '../src/index.js';
+import { DirHookRunner } from '../src/hooks/hooks.js';
+import { FlockUpdateLock, PidFileUpdateLock } from '../src/hooks/update-lock.js';
+import { MemoryUpdateLock } from '../src/testing.js';
 import { makeImage, Rig } from './helpers.js';
 
 let rig: Rig;
@@ -24,7 +26,7 @@ describe('hooks', () => {
     await rig.powerOn();
     rig.send(rig.offer(makeImage(5, rig.factory.length), { version: '1.1.0' }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.told()).toEqual(['offer-accepted', 'failed:FLOTILLA_ERR_AGENT_HOOK_VETO']);
     const out = rig.hub.events('dev-1').find((e) => e.kind === 'hook-output')!;
     expect(out.detail).toMatchObject({
@@ -33,7 +35,7 @@ describe('hooks', () => {
       exitCode: 1,
       output: 'battery at 12%, need 30%\n',
     });
-    expect(rig.agent!.rec.committedSlot).toBe('A');
+    expect(rig.agent!.record.committedSlot).toBe('A');
   });
 
   it('exit 21 asks to retry later, bounded: then the update goes on', async () => {
@@ -50,7 +52,7 @@ describe('hooks', () => {
     await rig.powerOn();
     rig.send(rig.offer(makeImage(5, rig.factory.length), { version: '1.1.0' }));
     await rig.runToRest();
-    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect(rig.agent!.record.committedSlot).toBe('B');
     const outs = rig.hub.events('dev-1').filter((e) => e.kind === 'hook-output');
     expect(outs.map((e) => (e.detail as { exitCode: number }).exitCode)).toEqual([21, 0]);
   });
@@ -68,7 +70,7 @@ describe('hooks', () => {
     await rig.powerOn();
     rig.send(rig.offer(makeImage(5, rig.factory.length), { version: '1.1.0' }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     const parts = rig.hub
       .events('dev-1')
       .filter((e) => e.kind === 'hook-output')
@@ -90,7 +92,7 @@ describe('update lock', () => {
     await rig.powerOn();
     rig.send(rig.offer(makeImage(5, rig.factory.length), { version: '1.1.0' }));
     const released = (async () => {
-      while (rig.agent?.rec.state !== 'Rebooting') await new Promise((r) => setTimeout(r, 5));
+      while (rig.agent?.record.state !== 'Rebooting') await new Promise((r) => setTimeout(r, 5));
       await new Promise((r) => setTimeout(r, 50));
       expect(rig.chain).not.toContain('⏻');
       lock.isHeld = false;
@@ -98,7 +100,7 @@ describe('update lock', () => {
     await rig.runToRest();
     await released;
     expect(rig.chain).toContain('⏻');
-    expect(rig.agent!.rec.committedSlot).toBe('B');
+    expect(rig.agent!.record.committedSlot).toBe('B');
   });
 
   it('gives up after the bounded wait (FLOTILLA_ERR_AGENT_UPDATE_LOCKED) and disarms the trial', async () => {
@@ -109,7 +111,7 @@ describe('update lock', () => {
     await rig.powerOn();
     rig.send(rig.offer(makeImage(5, rig.factory.length), { version: '1.1.0' }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.told().at(-1)).toBe('failed:FLOTILLA_ERR_AGENT_UPDATE_LOCKED');
     expect(await rig.dev.bootloader.read()).toMatchObject({ primary: 'A', trial: false });
   });
@@ -147,7 +149,7 @@ describe('drift', () => {
     await fh.write(Buffer.from('tampered'), 0, 8, 5 * 4096 + 10);
     await fh.close();
     expect(await rig.agent!.checkDrift()).toEqual({ drifted: true, firstBadChunk: 5 });
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     const drift = rig.hub.events('dev-1').find((e) => e.kind === 'drift')!;
     expect(drift.detail).toMatchObject({ slot: 'A', firstBadChunk: 5, badChunks: 1, chunkSize: 4096 });
   });

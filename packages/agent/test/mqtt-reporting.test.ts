@@ -123,7 +123,10 @@ describe('MQTT reporting against a real broker (aedes, MQTT 3.1.1)', () => {
     });
 
     await broker.publishCommand('dev-1', rig.offer(makeImage(5, rig.factory.length), { version: '1.1.0' }));
-    await until(() => rig!.agent?.rec.deployment !== null || rig!.agent?.rec.state !== 'Idle', 'offer taken');
+    await until(
+      () => rig!.agent?.record.deployment !== null || rig!.agent?.record.state !== 'Idle',
+      'offer taken',
+    );
     await rig.runToRest();
     await until(() => events(broker!).some((e) => e.kind === 'healthy'), 'healthy event');
     const kinds = events(broker)
@@ -165,14 +168,14 @@ describe('MQTT reporting against a real broker (aedes, MQTT 3.1.1)', () => {
         limits,
       });
     await rig.powerOn();
-    await until(() => (rig!.agent!.deps.transport as MqttTransport).connects > 0, 'connected and subscribed');
+    await until(() => (rig!.deps!.transport as MqttTransport).connects > 0, 'connected and subscribed');
     const cmd = rig.offer(makeImage(6, rig.factory.length), { version: '1.1.0' });
     await broker.publishCommand('dev-1', cmd);
-    await until(() => rig!.agent!.rec.state !== 'Idle', 'offer taken');
+    await until(() => rig!.agent!.record.state !== 'Idle', 'offer taken');
     await broker.close(); // outage: the whole update happens offline
     broker = undefined;
     await rig.runToRest();
-    const queued = await rig.agent!.deps.outbox.list();
+    const queued = await rig.deps!.outbox.list();
     expect(queued.map((q) => (JSON.parse(q.payload) as { kind: string }).kind)).toEqual(
       expect.arrayContaining(['installed', 'rebooting', 'healthy']),
     );
@@ -183,8 +186,8 @@ describe('MQTT reporting against a real broker (aedes, MQTT 3.1.1)', () => {
     expect(events(broker).map((e) => e.kind)).toEqual(
       expect.arrayContaining(['installed', 'rebooting', 'healthy']),
     );
-    await rig.agent!.reporter.flush();
-    expect(await rig.agent!.deps.outbox.list()).toEqual([]);
+    await rig.agent!.flushReports();
+    expect(await rig.deps!.outbox.list()).toEqual([]);
   });
 
   it('refuses a replayed password and a publish on the topic of another device', async () => {

@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileOutbox, MemoryOutbox, type Outbox } from '../src/index.js';
+import { FileOutbox, type Outbox } from '../src/index.js';
+import { MemoryOutbox } from '../src/testing.js';
 
 /** The report outbox contract, run against the on-disk outbox and the in-memory one. */
 interface Harness {

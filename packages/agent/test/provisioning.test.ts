@@ -173,10 +173,12 @@ describe('provisioning login (first contact with a one-time token)', () => {
     expect((await mqttAuthFromConfig(file)).kind).toBe('device-key');
   });
 
-  it('refuses a config with neither a device key nor a provisioning token (FLOTILLA_ERR_AGENT_CONFIG)', async () => {
+  it('refuses a config with neither a device key nor a provisioning token (FLOTILLA_ERR_AGENT_DEVICE_KEY_NOT_FOUND)', async () => {
     broker = await startRegistryBroker({});
     const file = await configWithToken();
     delete file.server!.provisioningTokenFile;
-    await expect(mqttAuthFromConfig(file)).rejects.toMatchObject({ code: 'FLOTILLA_ERR_AGENT_CONFIG' });
+    await expect(mqttAuthFromConfig(file)).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_AGENT_DEVICE_KEY_NOT_FOUND',
+    });
   });
 });

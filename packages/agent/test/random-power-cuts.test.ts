@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PowerCut } from '../src/index.js';
+import { PowerCut } from '../src/testing.js';
 import { FAST_LIMITS, flipBits, makeImage, mutateImage, prng, Rig, sha } from './helpers.js';
 
 /**
@@ -37,7 +37,7 @@ describe('random power cuts', () => {
       const next = u % 3 === 0 ? makeImage(1000 + u, current.length) : mutateImage(current, 1000 + u);
       const deploymentId = `dep-${u}`;
       const cmd = rig.offer(next, { version: `2.0.${u}`, securityVersion: sv + 1, deploymentId });
-      const target = rig.agent!.booted === 'A' ? 'B' : 'A';
+      const target = rig.agent!.bootedSlot === 'A' ? 'B' : 'A';
       rig.healthy = (slot) =>
         kind === 'unhealthy' && slot === target ? 'app.service failed: exit code 3' : true;
       if (kind === 'tampered') {
@@ -52,22 +52,22 @@ describe('random power cuts', () => {
       await rig.powerOn({ cut, skipBootloader: true });
       rig.send(cmd);
       await rig.runToRest(20);
-      await rig.agent!.reporter.flush();
+      await rig.agent!.flushReports();
       if (!rig.hub.events('dev-1').some((e) => e.deploymentId === deploymentId)) {
         // The cut came while the offer was being taken in (before Offered was persisted): like
         // the server after its per-device timeout, offer it again.
         expect(rig.chain.at(-1)).toBe('⚡');
         rig.send({ ...cmd, commandId: `${cmd.commandId}-again` });
         await rig.runToRest(20);
-        await rig.agent!.reporter.flush();
+        await rig.agent!.flushReports();
       }
 
       const a = rig.agent!;
-      const rec = a.rec;
+      const rec = a.record;
       const boot = await rig.dev.bootloader.read();
       expect(rec.state).toBe('Idle');
       expect(boot).toMatchObject({ primary: rec.committedSlot, good: rec.committedSlot, trial: false });
-      expect(a.booted).toBe(rec.committedSlot);
+      expect(a.bootedSlot).toBe(rec.committedSlot);
       const content = rec.slots[rec.committedSlot]!;
       expect(sha(await rig.slotBytes(rec.committedSlot, current.length))).toBe(content.imageSha256);
 

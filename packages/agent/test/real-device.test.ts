@@ -4,13 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { slotBackingRoot } from '../src/bootloader/uboot.js';
-import {
-  deviceNumberText,
-  FileSlotDevice,
-  GrubBootloader,
-  hashSlot,
-  MemorySlotDevice,
-} from '../src/index.js';
+import { GrubBootloader } from '../src/index.js';
+import { hashSlot } from '../src/slots/hash-slot.js';
+import { deviceNumberText, FileSlotDevice, MemorySlotDevice } from '../src/slots/slot-device.js';
 
 /**
  * The agent on a real board: slots are block devices. Device nodes are made with mknod (with the

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryHub, MemoryOutbox, Reporter, silentLogger, systemClock } from '../src/index.js';
+import { systemClock } from '../src/index.js';
+import { silentLogger } from '../src/logger.js';
 import type { OutboxItem } from '../src/report/outbox.js';
+import { Reporter } from '../src/report/reporter.js';
+import { MemoryHub, MemoryOutbox } from '../src/testing.js';
 
 /**
  * An outbox whose reads can be held: `list()` takes its snapshot when called and answers when

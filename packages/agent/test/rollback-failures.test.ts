@@ -32,7 +32,7 @@ describe('rollback when the bootloader fails', () => {
     await rig.powerOn();
     rig.send(rig.offer(next, { version: '1.1.0' }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
 
     expect(rig.chain).toEqual([
       'Offered',
@@ -73,8 +73,8 @@ describe('rollback when the bootloader fails', () => {
       upgrade_available: 0,
       bootcount: 4,
     });
-    expect(rig.agent!.booted).toBe('A');
-    expect(rig.agent!.rec).toMatchObject({ committedSlot: 'A', securityVersion: 1 });
+    expect(rig.agent!.bootedSlot).toBe('A');
+    expect(rig.agent!.record).toMatchObject({ committedSlot: 'A', securityVersion: 1 });
     expect((await rig.slotBytes('A', rig.factory.length)).equals(rig.factory)).toBe(true);
   });
 
@@ -86,11 +86,11 @@ describe('rollback when the bootloader fails', () => {
     await rig.powerOn();
     rig.send(rig.offer(mutateImage(rig.factory, 22), { version: '1.1.0' }));
     await rig.runToRest();
-    expect(rig.agent!.booted).toBe('B');
-    expect(rig.agent!.rec).toMatchObject({ state: 'Idle', committedSlot: 'A' });
+    expect(rig.agent!.bootedSlot).toBe('B');
+    expect(rig.agent!.record).toMatchObject({ state: 'Idle', committedSlot: 'A' });
     rig.send(rig.offer(mutateImage(rig.factory, 23), { version: '1.2.0', deploymentId: 'dep-next' }));
     await rig.agent!.settled();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.told().at(-1)).toBe('offer-rejected:FLOTILLA_ERR_AGENT_ROLLBACK_PENDING');
     expect((await rig.slotBytes('A', rig.factory.length)).equals(rig.factory)).toBe(true);
   });
@@ -102,7 +102,7 @@ describe('rollback when the bootloader fails', () => {
     await rig.powerOn();
     rig.send(rig.offer(mutateImage(rig.factory, 24), { version: '1.1.0' }));
     await rig.runToRest();
-    await rig.agent!.reporter.flush();
+    await rig.agent!.flushReports();
     expect(rig.chain.slice(8)).toEqual([
       'Committed',
       'RollingBack',
@@ -112,7 +112,7 @@ describe('rollback when the bootloader fails', () => {
       'Idle',
     ]);
     expect(rig.told().at(-1)).toBe('rolled-back:FLOTILLA_ERR_AGENT_BOOTLOADER');
-    expect(rig.agent!.booted).toBe('A');
+    expect(rig.agent!.bootedSlot).toBe('A');
     expect(await rig.dev.bootloader.read()).toMatchObject({ primary: 'A', good: 'A', trial: false });
   });
 });

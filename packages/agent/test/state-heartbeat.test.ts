@@ -1,7 +1,9 @@
 import { DeviceStateMessage, validate } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentConfigFile } from '../src/config.js';
-import { type Agent, createAgent, MemoryFetcher, STATE_REPORT } from '../src/index.js';
+import { type Agent, createAgent } from '../src/index.js';
+import { STATE_REPORT } from '../src/limits.js';
+import { MemoryFetcher } from '../src/testing.js';
 import { ManualClock, Rig, settleIo } from './helpers.js';
 
 const INTERVAL = 10_000;

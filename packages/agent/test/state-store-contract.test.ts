@@ -7,11 +7,10 @@ import {
   type AgentRecord,
   FileSecurityFloor,
   FileStateStore,
-  MemorySecurityFloor,
-  MemoryStateStore,
   type SecurityFloorStore,
   type StateStore,
 } from '../src/index.js';
+import { MemorySecurityFloor, MemoryStateStore } from '../src/testing.js';
 
 /**
  * One contract, every implementation (like MQTT.js's abstract store tests): the file-backed

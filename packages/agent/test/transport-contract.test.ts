@@ -10,7 +10,8 @@ import {
 } from '@flotilla/protocol';
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AGENT_LIMITS, MemoryHub, MqttTransport, systemClock, type Transport } from '../src/index.js';
+import { AGENT_LIMITS, MqttTransport, systemClock, type Transport } from '../src/index.js';
+import { MemoryHub } from '../src/testing.js';
 import { closeAllConnections, closeBroker, publishCommand } from './helpers.js';
 
 /**

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRoot, generateKeyPair, isoAfter, type KeyPair, signDocument } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileTrustStore, HttpRootSource, MemoryFetcher } from '../src/index.js';
+import { FileTrustStore, HttpRootSource } from '../src/index.js';
+import { MemoryFetcher } from '../src/testing.js';
 
 const NOW = new Date();
 let dir: string;

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import {
   AGENT_LIMITS,
   type AgentConfig,
-  AgentKilled,
   type Bootloader,
   createAgent,
   type Fetcher,
@@ -20,6 +19,7 @@ import {
   systemClock,
   type Transport,
 } from '@flotilla/agent';
+import { AgentKilled } from '@flotilla/agent/testing';
 import { BUNDLE_PREFIX_BYTES, readBundleHeader } from '@flotilla/image';
 import type { BundleHeader } from '@flotilla/protocol';
 import { SimError } from './errors.js';

@@ -1,81 +1,64 @@
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, statfs } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  checkInstallable,
   type DeviceCommand,
   decodeDeviceMessage,
   isFlotillaError,
   parseJson,
-  type ReleaseManifest,
   type RootMetadata,
   type Slot,
-  verifyOffer,
   verifyRelease,
 } from '@flotilla/protocol';
-import type { BootState } from '../bootloader/types.js';
 import { AgentError, type ErrorReport, isKilled, toErrorReport } from '../errors.js';
-import { atomicWriteFile } from '../fs-util.js';
-import { HOOK_EXIT, type HookPoint } from '../hooks/hooks.js';
-import { noUpdateLock } from '../hooks/update-lock.js';
 import { type AgentLimits, resolveLimits, STATE_REPORT } from '../limits.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type EventFields, Reporter } from '../report/reporter.js';
-import { hashSlot } from '../slots/hash-slot.js';
-import { type AgentState, nextState, type StepEvent } from '../state/machine.js';
-import {
-  type AgentRecord,
-  type Deployment,
-  initialRecord,
-  otherSlot,
-  type SlotContent,
-} from '../state/record.js';
+import type { AgentState, StepEvent } from '../state/machine.js';
+import { type AgentRecord, type Deployment, initialRecord, type SlotContent } from '../state/record.js';
 import { FileSecurityFloor, type SecurityFloorStore } from '../state/security-floor.js';
 import { FileStateStore } from '../state/store.js';
-import { HttpRootSource, type RootSource } from '../trust/root-source.js';
+import type { RootSource } from '../trust/root-source.js';
+import { CommandHandler, type LocalBundle } from './commands.js';
+import { DataFiles } from './data-files.js';
+import { runHooks, waitForUpdateLock } from './deployment-hooks.js';
 import type { AgentConfig, AgentDeps } from './deps.js';
-import { STEPS, type StepOutcome } from './steps.js';
+import { checkSlotDrift, type DriftResult } from './drift.js';
+import { Heartbeat } from './heartbeat.js';
+import { AgentReporting, type AgentStatus } from './reporting.js';
+import type { StepContext, StepOutcome } from './step-context.js';
+import { STEPS } from './steps.js';
+import { RecordKeeper } from './transitions.js';
 
-export const AGENT_VERSION = '0.1.0';
-
-export interface AgentStatus {
-  deviceId: string;
-  state: AgentState;
-  bootedSlot: Slot;
-  committedSlot: Slot;
-  slots: AgentRecord['slots'];
-  securityVersion: number;
-  bootloader: (BootState & { kind: string }) | { kind: string; error: string };
-  deployment: Pick<
-    Deployment,
-    'id' | 'version' | 'targetSlot' | 'method' | 'origin' | 'verifiedChunks'
-  > | null;
-  lastError: ErrorReport | null;
-  lastDeployment: AgentRecord['lastDeployment'];
-  halted: boolean;
-}
+export { AGENT_VERSION, type AgentStatus } from './reporting.js';
 
 export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
   return new Agent(config, deps);
 }
 
 /**
- * One device agent. Embeddable: no process-global state, every I/O through `deps`, `stop()`
- * releases everything. `start()` loads the trust root and the persisted state, resumes or rolls
- * back whatever a power cut interrupted (the state's work simply runs again: every step is
- * idempotent), then waits for offers.
+ * One device agent: its lifecycle and the runner of the state machine. Embeddable: no
+ * process-global state, every I/O through `deps`, `stop()` releases everything. `start()` loads
+ * the trust root and the persisted state, resumes or rolls back whatever a power cut interrupted
+ * (the state's work simply runs again: every step is idempotent), then waits for offers.
+ *
+ * The concerns live next door: state transitions (transitions.ts), the work of each state
+ * (steps.ts, through a StepContext), reports (reporting.ts), the heartbeat (heartbeat.ts), the
+ * server's commands and offers (commands.ts), hooks (deployment-hooks.ts) and drift (drift.ts).
  */
 export class Agent {
-  readonly limits: AgentLimits;
-  readonly log: Logger;
-  readonly reporter: Reporter;
+  private readonly limits: AgentLimits;
+  private readonly log: Logger;
+  private readonly reporting: AgentReporting;
   /** The anti-rollback floor's own durable copy (the state record and the bootloader hold others). */
-  readonly floor: SecurityFloorStore;
-  rec!: AgentRecord;
-  root!: RootMetadata;
-  booted!: Slot;
+  private readonly floor: SecurityFloorStore;
+  private readonly keeper: RecordKeeper;
+  private readonly files: DataFiles;
+  private readonly commandHandler: CommandHandler;
+  private readonly heartbeat: Heartbeat;
+  private trustedRoot!: RootMetadata;
+  private booted!: Slot;
   /** The state a power cut or reboot interrupted, when this start resumed one. */
-  resumedFrom: AgentState | null = null;
+  private resumed: AgentState | null = null;
   private running: Promise<void> | null = null;
   private commands: Promise<void> = Promise.resolve();
   private deploymentAbort = new AbortController();
@@ -84,26 +67,74 @@ export class Agent {
   private dead = false;
   private halted = false;
   private driftTimer: NodeJS.Timeout | undefined;
-  /** Ends the heartbeat's wait at stop, halt or death (its sleep must not outlive the agent). */
-  private readonly heartbeatAbort = new AbortController();
-  readonly stateIntervalMs: number;
   private onlineWaiters = new Set<() => void>();
 
   constructor(
-    readonly config: AgentConfig,
-    readonly deps: AgentDeps,
+    private readonly config: AgentConfig,
+    private readonly deps: AgentDeps,
   ) {
     this.limits = resolveLimits(config.limits);
-    const iv = config.stateIntervalMs ?? STATE_REPORT.defaultIntervalMs;
-    if (!Number.isInteger(iv) || iv < STATE_REPORT.minIntervalMs || iv > STATE_REPORT.maxIntervalMs)
+    const intervalMs = config.stateIntervalMs ?? STATE_REPORT.defaultIntervalMs;
+    if (
+      !Number.isInteger(intervalMs) ||
+      intervalMs < STATE_REPORT.minIntervalMs ||
+      intervalMs > STATE_REPORT.maxIntervalMs
+    )
       throw new AgentError(
         'FLOTILLA_ERR_AGENT_CONFIG',
-        `stateIntervalMs ${iv} is outside ${STATE_REPORT.minIntervalMs}..${STATE_REPORT.maxIntervalMs}`,
+        `stateIntervalMs ${intervalMs} is outside ${STATE_REPORT.minIntervalMs}..${STATE_REPORT.maxIntervalMs}`,
       );
-    this.stateIntervalMs = iv;
     this.log = (deps.logger ?? silentLogger).child({ device: config.deviceId });
-    this.reporter = new Reporter(deps.transport, deps.outbox, deps.clock, this.log);
+    this.reporting = new AgentReporting(
+      new Reporter(deps.transport, deps.outbox, deps.clock, this.log),
+      config,
+      deps,
+    );
     this.floor = deps.securityFloor ?? new FileSecurityFloor(join(config.dataDir, 'security-floor.json'));
+    this.keeper = new RecordKeeper(deps.store, deps);
+    this.files = new DataFiles(config.dataDir);
+    this.commandHandler = new CommandHandler(this.commandContext());
+    this.heartbeat = new Heartbeat({
+      clock: deps.clock,
+      intervalMs,
+      random: deps.random ?? Math.random,
+      beat: () => {
+        if (!this.stopped && this.deps.transport.connected()) this.publishState();
+      },
+    });
+  }
+
+  // ---- what others may read -------------------------------------------------------------------
+
+  /** The persisted record (read-only: it changes only through the state machine). */
+  get record(): Readonly<AgentRecord> {
+    return this.keeper.record;
+  }
+  get bootedSlot(): Slot {
+    return this.booted;
+  }
+  /** The trust root in force (newest verified). */
+  get root(): RootMetadata {
+    return this.trustedRoot;
+  }
+  /** The state a power cut or reboot interrupted, when this start resumed one. */
+  get resumedFrom(): AgentState | null {
+    return this.resumed;
+  }
+  get isHalted(): boolean {
+    return this.halted;
+  }
+  get isDead(): boolean {
+    return this.dead;
+  }
+
+  /** Sends what the outbox holds (durable events) now; resolves when the broker took it. */
+  flushReports(): Promise<void> {
+    return this.reporting.reporter.flush();
+  }
+
+  async status(): Promise<AgentStatus> {
+    return this.reporting.status(this.record, this.booted, this.halted);
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------
@@ -113,49 +144,50 @@ export class Agent {
       await mkdir(this.config.dataDir, { recursive: true });
       // Expired or not: a device offline past its root's expiry must still start, connect and
       // fetch the newer root; expiry is enforced before an offer or a local install is trusted.
-      this.root = await this.deps.trust.loadTrusted();
+      this.trustedRoot = await this.deps.trust.loadTrusted();
       this.booted = await this.deps.bootloader.bootedSlot();
       let recoveredFrom: AgentState | null = null;
       let corrupt: ErrorReport | null = null;
-      let rec: AgentRecord | null = null;
+      let loaded: AgentRecord | null = null;
       try {
-        rec = await this.deps.store.load();
+        loaded = await this.deps.store.load();
       } catch (err) {
         if (isKilled(err)) throw err;
         corrupt = toErrorReport(err);
         if (this.deps.store instanceof FileStateStore) await this.deps.store.quarantine(String(Date.now()));
       }
-      if (!rec) {
-        rec = await this.firstRecord();
-        this.rec = rec;
-        await this.persist();
+      if (!loaded) {
+        this.keeper.adopt(await this.firstRecord());
+        await this.keeper.persist();
       } else {
-        this.rec = rec;
-        if (rec.state !== 'Idle') {
+        this.keeper.adopt(loaded);
+        if (loaded.state !== 'Idle') {
           // Persist, then act: the re-run counts against the loop breaker before it starts.
-          recoveredFrom = rec.state;
-          this.resumedFrom = rec.state;
-          rec.runs[rec.state] = (rec.runs[rec.state] ?? 0) + 1;
-          await this.persist();
+          const state = loaded.state;
+          recoveredFrom = state;
+          this.resumed = state;
+          await this.keeper.persist((record) => {
+            record.runs[state] = (record.runs[state] ?? 0) + 1;
+          });
         }
       }
       const floorReport = await this.reconcileFloor();
       this.deps.transport.start({
-        onCommand: (p) => this.onCommand(p),
+        onCommand: (payload) => this.onCommand(payload),
         onConnect: () => this.onConnect(),
         onDisconnect: () => undefined,
       });
       this.publishState();
-      await this.publishInventory();
-      void this.heartbeat();
-      if (corrupt) await this.event('log', { deploymentId: null, reason: corrupt }, true);
-      if (floorReport) await this.event('log', { deploymentId: null, ...floorReport }, true);
+      await this.reporting.publishInventory(this.record);
+      void this.heartbeat.run();
+      if (corrupt) await this.reporting.event('log', { deploymentId: null, reason: corrupt }, true);
+      if (floorReport) await this.reporting.event('log', { deploymentId: null, ...floorReport }, true);
       if (recoveredFrom) {
         this.log.warn({ state: recoveredFrom }, 'resuming after a restart');
-        await this.event(
+        await this.reporting.event(
           'log',
           {
-            deploymentId: this.rec.deployment?.id ?? null,
+            deploymentId: this.record.deployment?.id ?? null,
             detail: { recoveredFrom, bootedSlot: this.booted },
           },
           false,
@@ -173,10 +205,10 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.driftTimer);
-    this.heartbeatAbort.abort();
+    this.heartbeat.stop();
     this.lifetime.abort(new AgentError('FLOTILLA_ERR_AGENT_CANCELLED', 'agent stopping'));
     this.deploymentAbort.abort(new AgentError('FLOTILLA_ERR_AGENT_CANCELLED', 'agent stopping'));
-    for (const w of this.onlineWaiters) w();
+    for (const wake of this.onlineWaiters) wake();
     await this.running?.catch(() => undefined);
     await this.commands.catch(() => undefined);
     await this.deps.transport.stop();
@@ -186,17 +218,10 @@ export class Agent {
   async settled(): Promise<void> {
     for (;;) {
       await this.commands;
-      const r = this.running;
-      if (!r) return;
-      await r;
+      const running = this.running;
+      if (!running) return;
+      await running;
     }
-  }
-
-  get isHalted(): boolean {
-    return this.halted;
-  }
-  get isDead(): boolean {
-    return this.dead;
   }
 
   /** Fault injection hit: stop dead, as a power cut would — no state write, no report. */
@@ -204,26 +229,35 @@ export class Agent {
     this.dead = true;
     this.stopped = true;
     clearTimeout(this.driftTimer);
-    this.heartbeatAbort.abort();
-    this.lifetime.abort(new Error('killed'));
-    this.deploymentAbort.abort(new Error('killed'));
+    this.heartbeat.stop();
+    this.lifetime.abort(new AgentError('FLOTILLA_ERR_AGENT_KILLED', 'killed'));
+    this.deploymentAbort.abort(new AgentError('FLOTILLA_ERR_AGENT_KILLED', 'killed'));
     void this.deps.transport.stop();
+  }
+
+  /** A reboot is under way (ours or the server's): nothing more may run in this process. */
+  private halt(): void {
+    this.halted = true;
+    this.stopped = true;
+    this.heartbeat.stop();
   }
 
   private async firstRecord(): Promise<AgentRecord> {
     let content: SlotContent | null = null;
-    let sv = 0;
+    let securityVersion = 0;
     if (this.config.factoryReleaseFile) {
-      const env = parseJson(await readFile(this.config.factoryReleaseFile));
-      const m = verifyRelease(env, this.root, this.deps.clock.now(), { allowKinds: ['release', 'recovery'] });
+      const envelope = parseJson(await readFile(this.config.factoryReleaseFile));
+      const manifest = verifyRelease(envelope, this.trustedRoot, this.deps.clock.now(), {
+        allowKinds: ['release', 'recovery'],
+      });
       content = {
-        version: m.version,
-        imageSha256: m.image.sha256,
-        releaseFile: await this.storeRelease(env, m),
+        version: manifest.version,
+        imageSha256: manifest.image.sha256,
+        releaseFile: await this.files.storeRelease(envelope, manifest),
       };
-      sv = m.securityVersion;
+      securityVersion = manifest.securityVersion;
     }
-    return initialRecord(this.booted, content, sv);
+    return initialRecord(this.booted, content, securityVersion);
   }
 
   /**
@@ -239,18 +273,18 @@ export class Agent {
       return null;
     });
     const fromBoot = await this.deps.bootloader.read().then(
-      (s) => s.securityFloor ?? null,
+      (state) => state.securityFloor ?? null,
       (err) => {
         if (isKilled(err)) throw err;
         return null;
       },
     );
-    const fromState = this.rec.securityVersion;
+    const fromState = this.record.securityVersion;
     const floor = Math.max(fromState, fromFile ?? 0, fromBoot ?? 0);
-    if (floor > fromState) {
-      this.rec.securityVersion = floor;
-      await this.deps.store.save(this.rec);
-    }
+    if (floor > fromState)
+      await this.keeper.save((record) => {
+        record.securityVersion = floor;
+      });
     if (fromFile === null || fromFile < floor) await this.floor.raise(floor);
     if (!unreadable && floor === fromState) return null;
     return {
@@ -261,7 +295,7 @@ export class Agent {
 
   // ---- the runner -----------------------------------------------------------------------------
 
-  kick(): void {
+  private kick(): void {
     if (this.running || this.stopped) return;
     this.running = this.runLoop().finally(() => {
       this.running = null;
@@ -269,23 +303,24 @@ export class Agent {
   }
 
   private async runLoop(): Promise<void> {
+    const context = this.stepContext();
     try {
-      while (!this.stopped && this.rec.state !== 'Idle') {
-        const state = this.rec.state;
+      while (!this.stopped && this.record.state !== 'Idle') {
+        const state = this.record.state;
         let outcome: StepOutcome;
-        if ((this.rec.runs[state] ?? 0) > this.limits.maxStateRuns) {
+        if ((this.record.runs[state] ?? 0) > this.limits.maxStateRuns) {
           outcome = {
             event: 'loop',
             error: toErrorReport(
               new AgentError(
                 'FLOTILLA_ERR_AGENT_STATE_LOOP',
-                `${state} started ${this.rec.runs[state]} times`,
+                `${state} started ${this.record.runs[state]} times`,
               ),
             ),
           };
         } else {
           try {
-            outcome = await STEPS[state](this);
+            outcome = await STEPS[state](context);
           } catch (err) {
             if (isKilled(err) || this.stopped) throw err;
             this.log.warn({ state, err: (err as Error).message }, 'step failed');
@@ -293,9 +328,7 @@ export class Agent {
           }
         }
         if ('halt' in outcome) {
-          this.halted = true;
-          this.stopped = true;
-          this.heartbeatAbort.abort();
+          this.halt();
           return;
         }
         await this.transition(outcome.event, outcome.error, outcome.patch);
@@ -307,137 +340,122 @@ export class Agent {
     }
   }
 
-  /** The only place the state changes: table lookup, patch, persist, then tell observers. */
-  async transition(event: StepEvent, error?: ErrorReport, patch?: (r: AgentRecord) => void): Promise<void> {
-    const from = this.rec.state;
-    // The widest window of a crash: the work of `from` is done, its successor not yet persisted.
-    this.deps.faults?.(`finished:${from}`);
-    const to = nextState(from, event);
-    patch?.(this.rec);
-    if (error) this.rec.lastError = error;
-    this.rec.state = to;
-    this.rec.runs[to] = (this.rec.runs[to] ?? 0) + 1;
-    if (to === 'Idle') {
-      const d = this.rec.deployment;
-      if (d) this.rec.lastDeployment = { id: d.id, attempt: d.attempt, outcome: from };
-      this.rec.deployment = null;
-      this.rec.runs = {};
-    }
-    await this.deps.store.save(this.rec);
-    this.deps.onTransition?.({ from, event, to, slot: this.booted });
-    this.deps.faults?.(`persisted:${to}`);
+  /** The state changes (transitions.ts), then observers hear of it. */
+  private async transition(
+    event: StepEvent,
+    error?: ErrorReport,
+    patch?: (record: AgentRecord) => void,
+  ): Promise<void> {
+    const { to } = await this.keeper.transition(event, this.booted, error, patch);
     this.publishState();
     if (to === 'Idle') {
       this.deploymentAbort = new AbortController();
-      void this.publishInventory();
+      void this.reporting.publishInventory(this.record);
     }
   }
 
-  async persist(): Promise<void> {
-    await this.deps.store.save(this.rec);
-    this.deps.faults?.(`persisted:${this.rec.state}`);
+  private publishState(): void {
+    this.reporting.publishState(this.record, this.booted);
   }
 
-  /** Saves progress inside a state (download checkpoints) without changing it. */
-  async checkpoint(patch: (d: Deployment) => void): Promise<void> {
-    if (this.rec.deployment) patch(this.rec.deployment);
-    await this.deps.store.save(this.rec);
-    this.deps.faults?.(`checkpoint:${this.rec.state}`);
-  }
-
-  get signal(): AbortSignal {
-    return this.deploymentAbort.signal;
-  }
-
-  get deployment(): Deployment {
-    const d = this.rec.deployment;
-    if (!d) throw new Error(`state ${this.rec.state} without a deployment`);
-    return d;
-  }
-
-  // ---- reports ------------------------------------------------------------------------------
-
-  /** Milestones get an id from (deployment, attempt, kind): a repeat after a crash is one event. */
-  milestoneId(kind: string): string {
-    const d = this.deployment;
-    const h = createHash('sha256').update(d.id).digest('hex').slice(0, 16);
-    return `${h}.${d.attempt}.${kind}`;
-  }
-
-  async event(kind: Parameters<Reporter['event']>[0], f: EventFields, durable: boolean, eventId?: string) {
-    await this.reporter.event(kind, f, { durable, ...(eventId ? { eventId } : {}) });
-  }
-
-  async milestone(kind: Parameters<Reporter['event']>[0], f: Omit<EventFields, 'deploymentId'> = {}) {
-    const d = this.deployment;
-    await this.event(kind, { deploymentId: d.id, version: d.version, ...f }, true, this.milestoneId(kind));
-  }
-
-  publishState(): void {
-    const c = this.rec.slots[this.booted];
-    this.reporter.state({
-      version: c?.version ?? null,
-      imageSha256: c?.imageSha256 ?? null,
-      securityVersion: this.rec.securityVersion,
-      activeSlot: this.booted,
-      agentState: this.rec.state,
-      deploymentId: this.rec.deployment?.id ?? null,
-      lastError: this.rec.lastError,
-    });
-  }
-
-  async publishInventory(): Promise<void> {
-    const slotInfo = async (name: Slot) => {
-      const c = this.rec.slots[name];
-      const size = await this.deps.slots
-        .device(name)
-        .size()
-        .catch(() => 0);
-      return { name, size, version: c?.version ?? null, imageSha256: c?.imageSha256 ?? null };
+  /** What a step may read and do (step-context.ts); the record stays read-only to it. */
+  private stepContext(): StepContext {
+    const agent = this;
+    const deps = this.deps;
+    return {
+      get deployment() {
+        return agent.keeper.deployment;
+      },
+      get bootedSlot() {
+        return agent.booted;
+      },
+      get committedSlot() {
+        return agent.record.committedSlot;
+      },
+      get securityVersion() {
+        return agent.record.securityVersion;
+      },
+      get lastError() {
+        return agent.record.lastError;
+      },
+      get resumedFrom() {
+        return agent.resumed;
+      },
+      get root() {
+        return agent.trustedRoot;
+      },
+      device: { deviceId: this.config.deviceId, hardware: this.config.hardware },
+      limits: this.limits,
+      log: this.log,
+      get signal() {
+        return agent.deploymentAbort.signal;
+      },
+      io: {
+        slots: deps.slots,
+        bootloader: deps.bootloader,
+        clock: deps.clock,
+        fetcher: deps.fetcher,
+        reboot: deps.reboot,
+        ...(deps.health ? { health: deps.health } : {}),
+        ...(deps.faults ? { faults: deps.faults } : {}),
+        ...(deps.random ? { random: deps.random } : {}),
+      },
+      raiseFloor: async (floor) => {
+        await this.floor.raise(floor);
+      },
+      event: (kind, fields, durable) => this.reporting.event(kind, fields, durable),
+      milestone: (kind, fields) => this.reporting.milestone(this.keeper.deployment, kind, fields),
+      flushReports: () => this.reporting.reporter.flush(),
+      checkpoint: (patch) => this.keeper.checkpoint(patch),
+      loadRelease: (relativePath) => this.files.loadRelease(relativePath),
+      loadEnvelope: (relativePath) => this.files.loadEnvelope(relativePath),
+      spoolPath: (deployment) => this.files.spoolPath(deployment),
+      runHooks: (point) => this.runHooks(point),
+      waitForUpdateLock: () =>
+        waitForUpdateLock({
+          lock: deps.updateLock,
+          limits: this.limits.updateLock,
+          clock: deps.clock,
+          signal: this.deploymentAbort.signal,
+          onWaiting: () =>
+            this.reporting.event(
+              'log',
+              { deploymentId: this.keeper.deployment.id, detail: { waiting: 'update lock held' } },
+              false,
+            ),
+        }),
+      waitOnline: (ms) => this.waitOnline(ms),
+      refreshArtifactUrl: (which) => this.commandHandler.refreshArtifactUrl(this.keeper.deployment, which),
     };
-    const free = await statfs(this.config.dataDir).then(
-      (s) => s.bavail * s.bsize,
-      () => undefined,
-    );
-    this.reporter.inventory({
-      hardware: this.config.hardware,
-      bootloader: this.deps.bootloader.kind,
-      agentVersion: this.config.agentVersion ?? AGENT_VERSION,
-      slots: [await slotInfo('A'), await slotInfo('B')],
-      ...(free !== undefined ? { freeSpaceBytes: free } : {}),
-      ...(this.config.tags ? { tags: this.config.tags } : {}),
+  }
+
+  private runHooks(point: Parameters<StepContext['runHooks']>[0]): Promise<void> {
+    return runHooks(point, {
+      hooks: this.deps.hooks,
+      deployment: this.keeper.deployment,
+      limits: this.limits.hooks,
+      clock: this.deps.clock,
+      signal: this.deploymentAbort.signal,
+      report: (hookPoint, run) =>
+        this.reporting.hookOutput(
+          this.record.deployment?.id ?? null,
+          hookPoint,
+          run,
+          this.limits.hooks.maxOutputBytes,
+        ),
     });
   }
 
-  /**
-   * The periodic state report. With an external broker the server sees no connects or
-   * disconnects (and protocol defines no last-will message), so a device counts as online only
-   * while its last report is younger than the server's `offlineAfterMs`; this keeps an idle,
-   * connected device online. Nothing is sent while offline: the next connect reports anyway.
-   */
-  private async heartbeat(): Promise<void> {
-    const random = this.deps.random ?? Math.random;
-    const signal = this.heartbeatAbort.signal;
-    while (!this.stopped && !signal.aborted) {
-      const j = STATE_REPORT.jitter;
-      const ms = Math.round(this.stateIntervalMs * (1 - j + 2 * j * random()));
-      try {
-        await this.deps.clock.sleep(ms, signal);
-      } catch {
-        return; // stopped, halted or killed
-      }
-      if (this.stopped || signal.aborted) return;
-      if (this.deps.transport.connected()) this.publishState();
-    }
-  }
+  // ---- connection and trust -------------------------------------------------------------------
 
   private onConnect(): void {
-    this.reporter.onConnect();
-    for (const w of this.onlineWaiters) w();
+    this.reporting.reporter.onConnect();
+    for (const wake of this.onlineWaiters) wake();
     // TUF: fetch newer roots when the server is reachable (queued: never during an offer's checks).
-    if (this.deps.rootSource && !this.stopped)
+    const rootSource = this.deps.rootSource;
+    if (rootSource && !this.stopped)
       void this.enqueue(async () => {
-        await this.refreshTrust(this.deps.rootSource!).catch(() => undefined);
+        await this.refreshTrust(rootSource).catch(() => undefined);
       });
   }
 
@@ -446,12 +464,12 @@ export class Agent {
    * root must be unexpired. A server that cannot be reached or serves a root that does not verify
    * leaves the device on the root it has (reported); an expired final root throws.
    */
-  async refreshTrust(source: RootSource | null): Promise<RootMetadata> {
+  private async refreshTrust(source: RootSource | null): Promise<RootMetadata> {
     const now = this.deps.clock.now();
     if (source) {
       try {
-        this.root = await this.deps.trust.update(now, source, this.lifetime.signal);
-        return this.root;
+        this.trustedRoot = await this.deps.trust.update(now, source, this.lifetime.signal);
+        return this.trustedRoot;
       } catch (err) {
         if (isKilled(err)) throw err;
         if (!isFlotillaError(err, 'FLOTILLA_ERR_EXPIRED')) {
@@ -460,7 +478,7 @@ export class Agent {
             { code: reason.code, err: reason.message },
             'root update failed; keeping the current root',
           );
-          await this.event(
+          await this.reporting.event(
             'log',
             { deploymentId: null, reason, detail: { trust: 'root update failed' } },
             false,
@@ -468,229 +486,104 @@ export class Agent {
         }
       }
     }
-    this.root = await this.deps.trust.update(now);
-    return this.root;
+    this.trustedRoot = await this.deps.trust.update(now);
+    return this.trustedRoot;
   }
 
-  waitOnline(ms: number): Promise<boolean> {
+  private waitOnline(ms: number): Promise<boolean> {
     if (this.deps.transport.connected()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(t);
+        clearTimeout(timer);
         this.onlineWaiters.delete(done);
         resolve(this.deps.transport.connected());
       };
-      const t = setTimeout(done, ms);
+      const timer = setTimeout(done, ms);
       this.onlineWaiters.add(done);
     });
   }
 
-  // ---- commands and offers --------------------------------------------------------------------
+  // ---- commands (commands.ts does the work) ---------------------------------------------------
 
   private onCommand(payload: Uint8Array): void {
-    let cmd: DeviceCommand;
+    let command: DeviceCommand;
     try {
-      cmd = decodeDeviceMessage('commands', payload);
+      command = decodeDeviceMessage('commands', payload);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'malformed command ignored');
-      void this.event('log', { deploymentId: null, reason: toErrorReport(err) }, false).catch(
-        () => undefined,
-      );
+      void this.reporting
+        .event('log', { deploymentId: null, reason: toErrorReport(err) }, false)
+        .catch(() => undefined);
       return;
     }
-    this.enqueue(() => this.handleCommand(cmd));
+    this.enqueue(() => this.commandHandler.handle(command));
   }
 
   /** Commands run one at a time, never concurrently with a state transition they would race. */
-  private enqueue(fn: () => Promise<void>): Promise<void> {
-    const p = this.commands.then(fn).catch((err) => {
+  private enqueue(work: () => Promise<void>): Promise<void> {
+    const queued = this.commands.then(work).catch((err) => {
       if (isKilled(err)) return this.die();
       this.log.error({ err: (err as Error).message }, 'command failed');
     });
-    this.commands = p;
-    return p;
+    this.commands = queued;
+    return queued;
   }
 
-  async handleCommand(cmd: DeviceCommand): Promise<void> {
-    if (this.stopped) return;
-    if (this.rec.recentCommands.includes(cmd.commandId)) return; // QoS 1 redelivery
-    this.rec.recentCommands = [...this.rec.recentCommands, cmd.commandId].slice(-16);
-    if (cmd.type === 'offer') return this.acceptOffer(cmd.offer, cmd.rootUrl);
-    if (cmd.type === 'cancel') {
-      const d = this.rec.deployment;
-      if (
-        d &&
-        d.id === cmd.deploymentId &&
-        ['Offered', 'Downloading', 'Installing', 'Installed'].includes(this.rec.state)
-      )
-        this.deploymentAbort.abort(
-          new AgentError('FLOTILLA_ERR_AGENT_CANCELLED', `by command ${cmd.commandId}`),
-        );
-      return;
-    }
-    if (cmd.type === 'reboot-request' && this.rec.state === 'Idle') {
-      await this.event('rebooting', { deploymentId: null }, true);
-      await this.reporter.flush();
-      await this.deps.reboot.reboot('requested by the server');
-      this.halted = true;
-      this.stopped = true;
-      this.heartbeatAbort.abort();
-    }
-  }
-
-  /** Woken when a fresh offer for the running deployment replaced its artifact URLs. */
-  private readonly urlWaiters = new Set<() => void>();
-
-  /**
-   * A signed artifact URL expired mid-download: ask the server for a fresh offer of the same
-   * deployment (`offer-refresh`) and wait, bounded, until it arrives and was verified. Returns the
-   * new URL; the download then resumes with Range from where it stopped.
-   */
-  async refreshArtifactUrl(which: 'full' | 'delta'): Promise<string> {
-    const d = this.deployment;
-    const current = () => (which === 'full' ? d.full.url : (d.delta?.url ?? ''));
-    const before = current();
-    const wait = new AbortController();
-    const onOuter = () => wait.abort(this.signal.reason);
-    this.signal.addEventListener('abort', onOuter, { once: true });
-    const woken = () => wait.abort();
-    this.urlWaiters.add(woken);
-    try {
-      await this.event('offer-refresh', { deploymentId: d.id, version: d.version }, false);
-      await this.deps.clock
-        .sleep(this.limits.download.urlRefreshTimeoutMs, wait.signal)
-        .catch(() => undefined);
-    } finally {
-      this.urlWaiters.delete(woken);
-      this.signal.removeEventListener('abort', onOuter);
-    }
-    this.signal.throwIfAborted();
-    if (current() === before)
-      throw new AgentError(
-        'FLOTILLA_ERR_AGENT_URL_EXPIRED',
-        `no fresh offer for ${d.id} within ${this.limits.download.urlRefreshTimeoutMs} ms`,
-        { component: 'downloader' },
-      );
-    return current();
-  }
-
-  /**
-   * A re-sent offer for the deployment under way: verified like any offer, and if it names the
-   * same payloads, its (freshly signed) URLs replace the old ones. Anything else is ignored.
-   */
-  private async refreshFromOffer(envelope: unknown): Promise<void> {
-    const d = this.rec.deployment;
-    if (!d || d.origin !== 'server' || (this.rec.state !== 'Offered' && this.rec.state !== 'Downloading'))
-      return;
-    let offer: ReturnType<typeof verifyOffer>['offer'];
-    try {
-      offer = verifyOffer(envelope, {
-        root: this.root,
-        now: this.deps.clock.now(),
-        deviceId: this.config.deviceId,
-        device: { hardware: this.config.hardware, securityVersion: this.rec.securityVersion },
-        activeImageSha256: d.delta?.fromImageSha256 ?? null,
-      }).offer;
-    } catch (err) {
-      if (!(d.deltaRefused && isFlotillaError(err, 'FLOTILLA_ERR_DELTA_BASE_MISMATCH'))) {
-        this.log.warn({ err: (err as Error).message }, 'refreshed offer refused');
-        return;
-      }
-      offer = (envelope as { signed: ReturnType<typeof verifyOffer>['offer'] }).signed;
-    }
-    if (offer.full.sha256 !== d.full.sha256 || offer.full.size !== d.full.size) return;
-    d.full = { ...d.full, url: offer.full.url };
-    if (d.delta && offer.delta) d.delta = { ...d.delta, url: offer.delta.url };
-    d.offerFile = await this.storeJson('offers', d.id, envelope);
-    await this.checkpoint(() => undefined);
-    for (const w of this.urlWaiters) w();
-  }
-
-  /** Verifies an offer completely before anything is stored or downloaded. */
-  async acceptOffer(envelope: unknown, rootUrl?: string): Promise<void> {
-    const signed = (envelope as { signed?: { deploymentId?: unknown } })?.signed;
-    const claimedId = typeof signed?.deploymentId === 'string' ? signed.deploymentId.slice(0, 64) : null;
-    if (this.rec.state !== 'Idle') {
-      if (claimedId && claimedId === this.rec.deployment?.id) return this.refreshFromOffer(envelope);
-      return this.rejectOffer(
-        claimedId,
-        new AgentError('FLOTILLA_ERR_AGENT_BUSY', `in state ${this.rec.state}`),
-      );
-    }
-    if (this.booted !== this.rec.committedSlot) return this.rejectOffer(claimedId, this.strandedError());
-    // Rotate first (TUF): the offer may be signed by keys only a newer root names.
-    const source =
-      this.deps.rootSource ??
-      (rootUrl ? new HttpRootSource(rootUrl, this.deps.fetcher, this.limits.trust) : null);
-    let root: RootMetadata;
-    try {
-      root = await this.refreshTrust(source);
-    } catch (err) {
-      if (isKilled(err)) throw err;
-      return this.rejectOffer(claimedId, err);
-    }
-    const now = this.deps.clock.now();
-    const active = this.rec.slots[this.booted];
-    const ctx = {
-      root,
-      now,
-      deviceId: this.config.deviceId,
-      device: { hardware: this.config.hardware, securityVersion: this.rec.securityVersion },
-      activeImageSha256: this.booted === this.rec.committedSlot ? (active?.imageSha256 ?? null) : null,
+  /** What the command handler may read and do (commands.ts). */
+  private commandContext() {
+    const agent = this;
+    const deps = this.deps;
+    return {
+      get record() {
+        return agent.record;
+      },
+      get root() {
+        return agent.trustedRoot;
+      },
+      get bootedSlot() {
+        return agent.booted;
+      },
+      config: this.config,
+      limits: this.limits,
+      log: this.log,
+      clock: deps.clock,
+      io: {
+        fetcher: deps.fetcher,
+        ...(deps.rootSource ? { rootSource: deps.rootSource } : {}),
+      },
+      files: this.files,
+      reporting: this.reporting,
+      get stopped() {
+        return agent.stopped;
+      },
+      get deploymentSignal() {
+        return agent.deploymentAbort.signal;
+      },
+      rememberCommand: (commandId: string) =>
+        this.keeper.remember((record) => {
+          record.recentCommands = [...record.recentCommands, commandId].slice(-16);
+        }),
+      checkpoint: (patch: (deployment: Deployment) => void) => this.keeper.checkpoint(patch),
+      refreshTrust: (source: RootSource | null) => this.refreshTrust(source),
+      begin: (deployment: Deployment) => this.begin(deployment),
+      cancelDeployment: (reason: AgentError) => this.deploymentAbort.abort(reason),
+      rebootOnRequest: async () => {
+        await this.reporting.event('rebooting', { deploymentId: null }, true);
+        await this.reporting.reporter.flush();
+        await deps.reboot.reboot('requested by the server');
+        this.halt();
+      },
     };
-    let deltaRefused: ErrorReport | null = null;
-    let verified: ReturnType<typeof verifyOffer>;
-    try {
-      verified = verifyOffer(envelope, ctx);
-    } catch (err) {
-      // verifyOffer checks the delta base last: everything else already passed.
-      if (
-        isFlotillaError(err, 'FLOTILLA_ERR_DELTA_BASE_MISMATCH') &&
-        this.config.deltaFallbackToFull !== false
-      ) {
-        deltaRefused = toErrorReport(err);
-        const offer = (envelope as { signed: ReturnType<typeof verifyOffer>['offer'] }).signed;
-        verified = { offer, release: verifyRelease(offer.release, root, now) };
-      } else {
-        return this.rejectOffer(claimedId, err);
-      }
-    }
-    const { offer, release, delta } = verified;
-    if (release.image.sha256 === active?.imageSha256)
-      return this.rejectOffer(
-        offer.deploymentId,
-        new AgentError('FLOTILLA_ERR_AGENT_ALREADY_INSTALLED', release.version),
-      );
-    const dep = await this.newDeployment('server', offer.deploymentId, offer.release, release, {
-      url: offer.full.url,
-      size: offer.full.size,
-      sha256: offer.full.sha256,
+  }
+
+  /** Persist, then act: the offer-accepted / local-install report is the Offered step's first work. */
+  private async begin(deployment: Deployment): Promise<void> {
+    await this.transition('offer', undefined, (record) => {
+      record.deployment = deployment;
+      record.lastError = null;
+      record.runs = { Offered: 0 };
     });
-    dep.offerFile = await this.storeJson('offers', dep.id, envelope);
-    if (delta && offer.delta && !deltaRefused)
-      dep.delta = {
-        url: offer.delta.url,
-        size: delta.deltaSize,
-        sha256: delta.deltaSha256,
-        fromImageSha256: delta.fromImageSha256,
-        codec: delta.codec,
-      };
-    dep.deltaRefused = deltaRefused;
-    await this.begin(dep);
-  }
-
-  /** Running an uncommitted slot: installing would overwrite the only known-good one. */
-  private strandedError(): AgentError {
-    return new AgentError(
-      'FLOTILLA_ERR_AGENT_ROLLBACK_PENDING',
-      `running slot ${this.booted}, the committed slot is ${this.rec.committedSlot}`,
-    );
-  }
-
-  private async rejectOffer(deploymentId: string | null, err: unknown): Promise<void> {
-    const reason = toErrorReport(err);
-    this.log.warn({ deploymentId, code: reason.code }, 'offer rejected');
-    await this.event('offer-rejected', { deploymentId, reason }, true);
+    this.kick();
   }
 
   /**
@@ -698,18 +591,13 @@ export class Agent {
    * state machine. Resolves with the deployment id when the machine rests (halted for the reboot,
    * or back in Idle); rejects when the install is refused (busy, stranded, bad signature…).
    */
-  async installLocal(bundle: {
-    path: string;
-    manifest: unknown;
-    imageOffset: number;
-    imageSize: number;
-  }): Promise<string> {
+  async installLocal(bundle: LocalBundle): Promise<string> {
     // enqueue() logs and swallows a command's failure; a local install must surface its refusal.
     let refused: unknown = null;
     let id = '';
     await this.enqueue(async () => {
       try {
-        id = await this.beginLocal(bundle);
+        id = await this.commandHandler.beginLocal(bundle);
       } catch (err) {
         if (isKilled(err)) throw err;
         refused = err;
@@ -721,181 +609,13 @@ export class Agent {
     return id;
   }
 
-  private async beginLocal(bundle: {
-    path: string;
-    manifest: unknown;
-    imageOffset: number;
-    imageSize: number;
-  }): Promise<string> {
-    if (this.rec.state !== 'Idle')
-      throw new AgentError('FLOTILLA_ERR_AGENT_BUSY', `an update is in state ${this.rec.state}`);
-    if (this.booted !== this.rec.committedSlot) throw this.strandedError();
-    const root = await this.refreshTrust(null); // local roots only (offline), final one unexpired
-    const now = this.deps.clock.now();
-    const release = verifyRelease(bundle.manifest, root, now, { allowKinds: ['release', 'recovery'] });
-    checkInstallable(release, {
-      hardware: this.config.hardware,
-      securityVersion: this.rec.securityVersion,
-    });
-    if (bundle.imageSize !== release.image.size)
-      throw new AgentError('FLOTILLA_ERR_AGENT_BUNDLE', 'image section size differs from the manifest');
-    const id = `local-${release.image.sha256.slice(0, 16)}-${now.getTime()}`;
-    const dep = await this.newDeployment('local', id, bundle.manifest, release, {
-      url: new URL(`file://${bundle.path}`).href,
-      size: release.image.size,
-      sha256: release.image.sha256,
-      offset: bundle.imageOffset,
-    });
-    await this.begin(dep);
-    return id;
-  }
-
-  private async newDeployment(
-    origin: Deployment['origin'],
-    id: string,
-    releaseEnv: unknown,
-    release: ReleaseManifest,
-    full: Deployment['full'],
-  ): Promise<Deployment> {
-    const attempt = this.rec.lastDeployment?.id === id ? this.rec.lastDeployment.attempt + 1 : 1;
-    return {
-      id,
-      attempt,
-      origin,
-      version: release.version,
-      kind: release.kind,
-      imageSha256: release.image.sha256,
-      securityVersion: release.securityVersion,
-      fromSlot: this.booted,
-      targetSlot: otherSlot(this.booted),
-      releaseFile: await this.storeRelease(releaseEnv, release),
-      offerFile: null,
-      method: null,
-      full,
-      delta: null,
-      deltaRefused: null,
-      verifiedChunks: 0,
-    };
-  }
-
-  /** Persist, then act: the offer-accepted / local-install report is the Offered step's first work. */
-  private async begin(dep: Deployment): Promise<void> {
-    await this.transition('offer', undefined, (r) => {
-      r.deployment = dep;
-      r.lastError = null;
-      r.runs = { Offered: 0 };
-    });
-    this.kick();
-  }
-
-  // ---- files on the data partition ----------------------------------------------------------
-
-  async storeRelease(envelope: unknown, m: ReleaseManifest): Promise<string> {
-    return this.storeJson('releases', m.image.sha256, envelope);
-  }
-
-  private async storeJson(dir: string, key: string, value: unknown): Promise<string> {
-    const name = createHash('sha256').update(key).digest('hex').slice(0, 32);
-    const rel = `${dir}/${name}.json`;
-    await mkdir(join(this.config.dataDir, dir), { recursive: true });
-    await atomicWriteFile(join(this.config.dataDir, rel), JSON.stringify(value));
-    return rel;
-  }
-
-  async loadRelease(rel: string): Promise<ReleaseManifest> {
-    const env = parseJson(await readFile(join(this.config.dataDir, rel)));
-    return (env as { signed: ReleaseManifest }).signed;
-  }
-
-  async loadOffer(rel: string): Promise<unknown> {
-    return parseJson(await readFile(join(this.config.dataDir, rel)));
-  }
-
-  spoolPath(d: Deployment): string {
-    return join(this.config.dataDir, `spool-${d.imageSha256.slice(0, 16)}.delta`);
-  }
-
-  // ---- hooks and locks ----------------------------------------------------------------------
-
-  /**
-   * Runs the hooks of one point in order. Exit 0 continues, 21 retries later (bounded), anything
-   * else vetoes — except at points where the decision is already made (after-commit, on-rollback),
-   * where the output is still reported but the exit code changes nothing.
-   */
-  async runHooks(point: HookPoint): Promise<void> {
-    const hooks = this.deps.hooks;
-    if (!hooks) return;
-    const d = this.deployment;
-    const binding = point !== 'after-commit' && point !== 'on-rollback';
-    for (const name of await hooks.list(point)) {
-      for (let retry = 0; ; retry++) {
-        this.signal.throwIfAborted();
-        const r = await hooks.run(point, name, {
-          deploymentId: d.id,
-          version: d.version,
-          targetSlot: d.targetSlot,
-        });
-        await this.reportHookOutput(point, r);
-        if (r.exitCode === HOOK_EXIT.ok || !binding) break;
-        if (r.exitCode === HOOK_EXIT.retryLater) {
-          if (retry >= this.limits.hooks.maxRetries)
-            throw new AgentError('FLOTILLA_ERR_AGENT_HOOK_RETRY_EXHAUSTED', `${point}/${name}`);
-          await this.deps.clock.sleep(this.limits.hooks.retryIntervalMs, this.signal);
-          continue;
-        }
-        throw new AgentError('FLOTILLA_ERR_AGENT_HOOK_VETO', `${point}/${name} exited ${r.exitCode}`);
-      }
-    }
-  }
-
-  private async reportHookOutput(
-    point: HookPoint,
-    r: { name: string; exitCode: number | null; output: string; truncated: boolean },
-  ) {
-    // The schema bounds one detail string to 4 KiB: up to 10 KiB of output goes in ordered parts.
-    const text = r.output.slice(-this.limits.hooks.maxOutputBytes);
-    const parts = Math.max(1, Math.ceil(text.length / 4096));
-    for (let i = 0; i < parts; i++) {
-      await this.event(
-        'hook-output',
-        {
-          deploymentId: this.rec.deployment?.id ?? null,
-          detail: {
-            point,
-            hook: r.name,
-            exitCode: r.exitCode,
-            part: i + 1,
-            parts,
-            truncated: r.truncated,
-            output: text.slice(i * 4096, (i + 1) * 4096),
-          },
-        },
-        true,
-      );
-    }
-  }
-
-  /** Defers the reboot while an application holds the update lock (bounded). */
-  async waitForUpdateLock(): Promise<void> {
-    const lock = this.deps.updateLock ?? noUpdateLock;
-    const start = this.deps.clock.monotonicMs();
-    let reported = false;
-    while (await lock.held()) {
-      if (this.deps.clock.monotonicMs() - start > this.limits.updateLock.maxWaitMs)
-        throw new AgentError(
-          'FLOTILLA_ERR_AGENT_UPDATE_LOCKED',
-          `held for more than ${this.limits.updateLock.maxWaitMs} ms`,
-        );
-      if (!reported) {
-        reported = true;
-        await this.event(
-          'log',
-          { deploymentId: this.deployment.id, detail: { waiting: 'update lock held' } },
-          false,
-        );
-      }
-      await this.deps.clock.sleep(this.limits.updateLock.pollMs, this.signal);
-    }
+  /** A local install refused before the state machine took it: the server hears of it when next online. */
+  async reportRefusedInstall(file: string, err: unknown): Promise<void> {
+    await this.reporting.event(
+      'local-install',
+      { deploymentId: null, reason: toErrorReport(err), detail: { file } },
+      true,
+    );
   }
 
   // ---- drift --------------------------------------------------------------------------------
@@ -912,66 +632,19 @@ export class Agent {
     this.driftTimer.unref();
   }
 
-  /** Hashes the active slot against its release manifest; reports the first differing chunk. */
-  async checkDrift(): Promise<{ drifted: boolean; firstBadChunk: number | null } | null> {
-    if (this.rec.state !== 'Idle' || this.booted !== this.rec.committedSlot) return null;
-    const content = this.rec.slots[this.booted];
+  /** Hashes the active slot against its release manifest (drift.ts); null when not applicable. */
+  async checkDrift(): Promise<DriftResult | null> {
+    const record = this.record;
+    if (record.state !== 'Idle' || this.booted !== record.committedSlot) return null;
+    const content = record.slots[this.booted];
     if (!content?.releaseFile) return null;
-    const m = await this.loadRelease(content.releaseFile);
-    const r = await hashSlot(this.deps.slots.device(this.booted), m.image, this.limits.readBlockBytes, {
+    return checkSlotDrift({
+      slots: this.deps.slots,
+      slot: this.booted,
+      manifest: await this.files.loadRelease(content.releaseFile),
+      readBlockBytes: this.limits.readBlockBytes,
       signal: this.lifetime.signal,
+      report: (fields) => this.reporting.event('drift', fields, true),
     });
-    const drifted = r.sha256 !== m.image.sha256 || r.firstBadChunk !== null;
-    if (drifted) {
-      await this.event(
-        'drift',
-        {
-          deploymentId: null,
-          version: m.version,
-          detail: {
-            slot: this.booted,
-            firstBadChunk: r.firstBadChunk,
-            badChunks: r.badChunks,
-            chunkSize: m.image.chunkSize,
-            expectedSha256: m.image.sha256,
-            actualSha256: r.sha256,
-          },
-        },
-        true,
-      );
-    }
-    return { drifted, firstBadChunk: r.firstBadChunk };
-  }
-
-  // ---- status ---------------------------------------------------------------------------------
-
-  async status(): Promise<AgentStatus> {
-    const bl = await this.deps.bootloader.read().then(
-      (s) => ({ kind: this.deps.bootloader.kind, ...s }),
-      (e: Error) => ({ kind: this.deps.bootloader.kind, error: e.message }),
-    );
-    const d = this.rec.deployment;
-    return {
-      deviceId: this.config.deviceId,
-      state: this.rec.state,
-      bootedSlot: this.booted,
-      committedSlot: this.rec.committedSlot,
-      slots: this.rec.slots,
-      securityVersion: this.rec.securityVersion,
-      bootloader: bl,
-      deployment: d
-        ? {
-            id: d.id,
-            version: d.version,
-            targetSlot: d.targetSlot,
-            method: d.method,
-            origin: d.origin,
-            verifiedChunks: d.verifiedChunks,
-          }
-        : null,
-      lastError: this.rec.lastError,
-      lastDeployment: this.rec.lastDeployment,
-      halted: this.halted,
-    };
   }
 }

@@ -1,26 +1,20 @@
 import { checkInstallable, verifyOffer, verifyRelease } from '@flotilla/protocol';
 import { download } from '../download/downloader.js';
-import { AgentError, type ErrorReport, isKilled, toErrorReport } from '../errors.js';
+import { AgentError, isKilled, toErrorReport } from '../errors.js';
 import { ChunkWriter } from '../install/chunk-writer.js';
 import { SpoolFile } from '../install/spool.js';
 import { hashSlot } from '../slots/hash-slot.js';
-import type { AgentState, StepEvent } from '../state/machine.js';
-import type { AgentRecord } from '../state/record.js';
-import type { Agent } from './agent.js';
+import type { AgentState } from '../state/machine.js';
+import type { StepContext, StepOutcome } from './step-context.js';
 
-/** What a state's work ends with: an event for the table, or "halt" (a reboot is under way). */
-export type StepOutcome =
-  | { event: StepEvent; error?: ErrorReport; patch?: (r: AgentRecord) => void }
-  | { halt: true };
-
-type Step = (a: Agent) => Promise<StepOutcome>;
+type Step = (context: StepContext) => Promise<StepOutcome>;
 
 /** Events that report progress at most every `progressEveryMs`. */
-function throttled(a: Agent, fn: (done: number) => void): (done: number) => void {
+function throttled(context: StepContext, fn: (done: number) => void): (done: number) => void {
   let last = -Infinity;
   return (done) => {
-    const t = a.deps.clock.monotonicMs();
-    if (t - last < a.limits.download.progressEveryMs) return;
+    const t = context.io.clock.monotonicMs();
+    if (t - last < context.limits.download.progressEveryMs) return;
     last = t;
     fn(done);
   };
@@ -33,55 +27,59 @@ function throttled(a: Agent, fn: (done: number) => void): (done: number) => void
  */
 export const STEPS: Record<AgentState, Step> = {
   async Idle() {
-    throw new Error('Idle has no work');
+    throw new AgentError('FLOTILLA_ERR_AGENT_INTERNAL', 'Idle has no work');
   },
 
   /** Re-check the offer (it may have expired while we were down), space, hooks; pick the method. */
-  async Offered(a) {
-    const d = a.deployment;
-    await a.milestone(d.origin === 'local' ? 'local-install' : 'offer-accepted', {
-      detail: { targetSlot: d.targetSlot, origin: d.origin, deltaRefused: d.deltaRefused?.code ?? null },
-      ...(d.deltaRefused ? { reason: d.deltaRefused } : {}),
+  async Offered(context) {
+    const deployment = context.deployment;
+    await context.milestone(deployment.origin === 'local' ? 'local-install' : 'offer-accepted', {
+      detail: {
+        targetSlot: deployment.targetSlot,
+        origin: deployment.origin,
+        deltaRefused: deployment.deltaRefused?.code ?? null,
+      },
+      ...(deployment.deltaRefused ? { reason: deployment.deltaRefused } : {}),
     });
     // Just verified on receipt; after a restart the offer may have expired meanwhile: check again.
-    if (a.resumedFrom === 'Offered') await recheckOffer(a);
-    const m = await a.loadRelease(d.releaseFile);
-    const slotSize = await a.deps.slots.device(d.targetSlot).size();
-    if (m.image.size > slotSize || m.image.size > a.limits.maxImageBytes)
+    if (context.resumedFrom === 'Offered') await recheckOffer(context);
+    const manifest = await context.loadRelease(deployment.releaseFile);
+    const slotSize = await context.io.slots.device(deployment.targetSlot).size();
+    if (manifest.image.size > slotSize || manifest.image.size > context.limits.maxImageBytes)
       throw new AgentError(
         'FLOTILLA_ERR_AGENT_SLOT_TOO_SMALL',
-        `image ${m.image.size} bytes, slot ${slotSize}`,
+        `image ${manifest.image.size} bytes, slot ${slotSize}`,
       );
-    if (m.image.chunkSize > a.limits.maxChunkBytes)
+    if (manifest.image.chunkSize > context.limits.maxChunkBytes)
       throw new AgentError(
         'FLOTILLA_ERR_AGENT_SLOT_TOO_SMALL',
-        `chunk size ${m.image.chunkSize} above the limit`,
+        `chunk size ${manifest.image.chunkSize} above the limit`,
       );
-    await a.runHooks('before-install');
-    const method = d.delta ? 'delta' : 'full';
+    await context.runHooks('before-install');
+    const method = deployment.delta ? 'delta' : 'full';
     return {
       event: 'accepted',
-      patch: (r) => {
-        r.deployment!.method = method;
-        r.slots[d.targetSlot] = null; // its old contents are about to be overwritten
+      patch: (record) => {
+        record.deployment!.method = method;
+        record.slots[deployment.targetSlot] = null; // its old contents are about to be overwritten
       },
     };
   },
 
   /** Full image: straight into the inactive slot, chunk-verified. Delta: into the spool, hash-checked. */
-  async Downloading(a) {
-    const d = a.deployment;
-    const m = await a.loadRelease(d.releaseFile);
-    const progress = throttled(a, (done) => {
-      void a
+  async Downloading(context) {
+    const deployment = context.deployment;
+    const manifest = await context.loadRelease(deployment.releaseFile);
+    const progress = throttled(context, (done) => {
+      void context
         .event(
           'download-progress',
           {
-            deploymentId: d.id,
-            version: d.version,
+            deploymentId: deployment.id,
+            version: deployment.version,
             progress: {
               done,
-              total: d.method === 'delta' ? d.delta!.size : m.image.size,
+              total: deployment.method === 'delta' ? deployment.delta!.size : manifest.image.size,
               bytesDownloaded: done,
             },
           },
@@ -90,85 +88,95 @@ export const STEPS: Record<AgentState, Step> = {
         .catch(() => undefined);
     });
     const common = {
-      fetcher: a.deps.fetcher,
-      clock: a.deps.clock,
-      limits: a.limits.download,
-      signal: a.signal,
+      fetcher: context.io.fetcher,
+      clock: context.io.clock,
+      limits: context.limits.download,
+      signal: context.signal,
       onProgress: progress,
-      log: a.log,
-      ...(a.deps.random ? { random: a.deps.random } : {}),
+      log: context.log,
+      ...(context.io.random ? { random: context.io.random } : {}),
     };
-    if (d.method === 'delta' && d.delta) {
-      const path = a.spoolPath(d);
-      await SpoolFile.checkSpace(path, d.delta.size, a.limits.maxSpoolBytes, a.limits.spoolReserveBytes);
-      const spool = new SpoolFile(path, d.delta.size, {
-        durableBytes: d.spoolBytes ?? 0,
-        everyBytes: a.limits.checkpointBytes,
+    if (deployment.method === 'delta' && deployment.delta) {
+      const path = context.spoolPath(deployment);
+      await SpoolFile.checkSpace(
+        path,
+        deployment.delta.size,
+        context.limits.maxSpoolBytes,
+        context.limits.spoolReserveBytes,
+      );
+      const spool = new SpoolFile(path, deployment.delta.size, {
+        durableBytes: deployment.spoolBytes ?? 0,
+        everyBytes: context.limits.checkpointBytes,
         save: (n) =>
-          a.checkpoint((dep) => {
+          context.checkpoint((dep) => {
             dep.spoolBytes = n;
           }),
-        ...(a.deps.faults ? { faults: a.deps.faults } : {}),
+        ...(context.io.faults ? { faults: context.io.faults } : {}),
       });
       try {
         await download({
           ...common,
-          url: d.delta.url,
+          url: deployment.delta.url,
           offset: 0,
-          size: d.delta.size,
+          size: deployment.delta.size,
           sink: spool,
-          ...(d.origin === 'server' ? { refreshUrl: () => a.refreshArtifactUrl('delta') } : {}),
+          ...(deployment.origin === 'server'
+            ? { refreshUrl: () => context.refreshArtifactUrl('delta') }
+            : {}),
         });
         await spool.complete();
       } finally {
         await spool.close();
       }
-      if ((await SpoolFile.sha256(path)) !== d.delta.sha256) {
+      if ((await SpoolFile.sha256(path)) !== deployment.delta.sha256) {
         await SpoolFile.remove(path);
-        throw new AgentError('FLOTILLA_ERR_AGENT_DELTA_HASH_MISMATCH', `spool of ${d.delta.size} bytes`);
+        throw new AgentError(
+          'FLOTILLA_ERR_AGENT_DELTA_HASH_MISMATCH',
+          `spool of ${deployment.delta.size} bytes`,
+        );
       }
     } else {
-      const writer = await a.deps.slots.openForInstall(d.targetSlot, a.booted);
+      const writer = await context.io.slots.openForInstall(deployment.targetSlot, context.bootedSlot);
       try {
-        const cw = new ChunkWriter(writer, m.image, d.verifiedChunks, {
-          everyBytes: a.limits.checkpointBytes,
+        const chunkWriter = new ChunkWriter(writer, manifest.image, deployment.verifiedChunks, {
+          everyBytes: context.limits.checkpointBytes,
           save: (n) =>
-            a.checkpoint((dep) => {
+            context.checkpoint((dep) => {
               dep.verifiedChunks = n;
             }),
         });
         await download({
           ...common,
-          url: d.full.url,
-          offset: d.full.offset ?? 0,
-          size: d.full.size,
-          sink: cw,
-          ...(d.origin === 'server' ? { refreshUrl: () => a.refreshArtifactUrl('full') } : {}),
+          url: deployment.full.url,
+          offset: deployment.full.offset ?? 0,
+          size: deployment.full.size,
+          sink: chunkWriter,
+          ...(deployment.origin === 'server' ? { refreshUrl: () => context.refreshArtifactUrl('full') } : {}),
         });
-        await cw.finish();
+        await chunkWriter.finish();
       } finally {
         await writer.close();
       }
     }
-    await a.milestone('downloaded', { detail: { method: d.method } });
+    await context.milestone('downloaded', { detail: { method: deployment.method } });
     return { event: 'downloaded' };
   },
 
   /** Delta: apply base=active (read-only) → inactive, chunk-verified. Then the whole-image hash, always. */
-  async Installing(a) {
-    const d = a.deployment;
-    const m = await a.loadRelease(d.releaseFile);
-    if (d.method === 'delta' && d.delta) {
+  async Installing(context) {
+    const deployment = context.deployment;
+    const manifest = await context.loadRelease(deployment.releaseFile);
+    if (deployment.method === 'delta' && deployment.delta) {
       // The codec is loaded only when a delta is installed: idle memory stays near Node's own.
       const { applyDelta } = await import('@flotilla/delta');
-      const base = await a.deps.slots.openRead(d.fromSlot);
-      const writer = await a.deps.slots.openForInstall(d.targetSlot, a.booted);
+      const base = await context.io.slots.openRead(deployment.fromSlot);
+      const writer = await context.io.slots.openForInstall(deployment.targetSlot, context.bootedSlot);
       try {
         // A power cut mid-apply restarts the apply from the first byte: the spool and the base
         // (the active slot) are untouched by it, and the codec's state cannot be resumed.
         // Chunks written before the cut are simply written again; nothing counts until the
         // whole-image hash below.
-        const cw = new ChunkWriter(writer, m.image, 0, {
+        const chunkWriter = new ChunkWriter(writer, manifest.image, 0, {
           everyBytes: Number.MAX_SAFE_INTEGER,
           save: async () => undefined,
         });
@@ -177,37 +185,42 @@ export const STEPS: Record<AgentState, Step> = {
             read: (buf, off, len, pos) =>
               base.read(Buffer.from(buf.buffer, buf.byteOffset + off, len), pos, len),
           },
-          delta: a.spoolPath(d),
+          delta: context.spoolPath(deployment),
           target: {
-            write: (chunk) => cw.write(chunk),
-            commit: () => cw.finish(),
+            write: (chunk) => chunkWriter.write(chunk),
+            commit: () => chunkWriter.finish(),
             abort: async () => undefined,
           },
-          expectedTargetSha256: m.image.sha256,
-          expectedTargetSize: m.image.size,
-          maxTargetSize: await a.deps.slots.device(d.targetSlot).size(),
-          signal: a.signal,
+          expectedTargetSha256: manifest.image.sha256,
+          expectedTargetSize: manifest.image.size,
+          maxTargetSize: await context.io.slots.device(deployment.targetSlot).size(),
+          signal: context.signal,
         });
       } finally {
         await writer.close();
         await base.close();
       }
     }
-    const r = await hashSlot(a.deps.slots.device(d.targetSlot), m.image, a.limits.readBlockBytes, {
-      signal: a.signal,
-    });
-    if (r.sha256 !== m.image.sha256 || r.firstBadChunk !== null)
+    const slotHash = await hashSlot(
+      context.io.slots.device(deployment.targetSlot),
+      manifest.image,
+      context.limits.readBlockBytes,
+      {
+        signal: context.signal,
+      },
+    );
+    if (slotHash.sha256 !== manifest.image.sha256 || slotHash.firstBadChunk !== null)
       throw new AgentError(
         'FLOTILLA_ERR_AGENT_IMAGE_HASH_MISMATCH',
-        `slot ${d.targetSlot}: first bad chunk ${r.firstBadChunk ?? '-'}`,
+        `slot ${deployment.targetSlot}: first bad chunk ${slotHash.firstBadChunk ?? '-'}`,
       );
     return {
       event: 'installed',
-      patch: (rec) => {
-        rec.slots[d.targetSlot] = {
-          version: d.version,
-          imageSha256: d.imageSha256,
-          releaseFile: d.releaseFile,
+      patch: (record) => {
+        record.slots[deployment.targetSlot] = {
+          version: deployment.version,
+          imageSha256: deployment.imageSha256,
+          releaseFile: deployment.releaseFile,
         };
       },
     };
@@ -217,12 +230,15 @@ export const STEPS: Record<AgentState, Step> = {
    * Drop the spool (only now: a power cut before Installed was persisted re-runs the apply, which
    * needs it), after-install hooks, then arm the trial boot (skipped if a power cut booted it).
    */
-  async Installed(a) {
-    const d = a.deployment;
-    if (d.delta) await SpoolFile.remove(a.spoolPath(d));
-    await a.runHooks('after-install');
-    if (a.booted !== d.targetSlot) await a.deps.bootloader.armTrial(d.targetSlot, a.rec.committedSlot);
-    await a.milestone('installed', { detail: { targetSlot: d.targetSlot, method: d.method } });
+  async Installed(context) {
+    const deployment = context.deployment;
+    if (deployment.delta) await SpoolFile.remove(context.spoolPath(deployment));
+    await context.runHooks('after-install');
+    if (context.bootedSlot !== deployment.targetSlot)
+      await context.io.bootloader.armTrial(deployment.targetSlot, context.committedSlot);
+    await context.milestone('installed', {
+      detail: { targetSlot: deployment.targetSlot, method: deployment.method },
+    });
     return { event: 'armed' };
   },
 
@@ -230,48 +246,51 @@ export const STEPS: Record<AgentState, Step> = {
    * Already on the new slot → verify it. On the old slot with the trial still armed → (lock,
    * hook) reboot. On the old slot with the trial gone → the bootloader fell back by itself.
    */
-  async Rebooting(a) {
-    const d = a.deployment;
-    if (a.booted === d.targetSlot) return { event: 'booted' };
-    const bs = await a.deps.bootloader.read();
-    if (!bs.trial || bs.primary !== d.targetSlot) return fellBack(bs.attempts, bs.limit);
-    await a.waitForUpdateLock();
-    await a.runHooks('before-reboot');
-    await a.milestone('rebooting', { detail: { targetSlot: d.targetSlot } });
-    await Promise.race([a.reporter.flush(), a.deps.clock.sleep(2000, a.signal)]).catch(() => undefined);
-    await a.deps.reboot.reboot(`update to ${d.version}`);
+  async Rebooting(context) {
+    const deployment = context.deployment;
+    if (context.bootedSlot === deployment.targetSlot) return { event: 'booted' };
+    const bootState = await context.io.bootloader.read();
+    if (!bootState.trial || bootState.primary !== deployment.targetSlot)
+      return fellBack(bootState.attempts, bootState.limit);
+    await context.waitForUpdateLock();
+    await context.runHooks('before-reboot');
+    await context.milestone('rebooting', { detail: { targetSlot: deployment.targetSlot } });
+    await Promise.race([context.flushReports(), context.io.clock.sleep(2000, context.signal)]).catch(
+      () => undefined,
+    );
+    await context.io.reboot.reboot(`update to ${deployment.version}`);
     return { halt: true };
   },
 
   /** The expected slot must be the booted one; then every health check within the deadline. */
-  async Verifying(a) {
-    const d = a.deployment;
-    if (a.booted !== d.targetSlot) {
-      const bs = await a.deps.bootloader.read();
-      return fellBack(bs.attempts, bs.limit);
+  async Verifying(context) {
+    const deployment = context.deployment;
+    if (context.bootedSlot !== deployment.targetSlot) {
+      const bootState = await context.io.bootloader.read();
+      return fellBack(bootState.attempts, bootState.limit);
     }
-    const checks = a.deps.health ?? [];
-    const deadline = a.deps.clock.monotonicMs() + a.limits.health.deadlineMs;
+    const checks = context.io.health ?? [];
+    const deadline = context.io.clock.monotonicMs() + context.limits.health.deadlineMs;
     let failure = 'no result';
     for (;;) {
       failure = '';
-      for (const c of checks) {
-        const left = deadline - a.deps.clock.monotonicMs();
-        const r = await c
+      for (const check of checks) {
+        const left = deadline - context.io.clock.monotonicMs();
+        const result = await check
           .run({
-            signal: a.signal,
-            timeoutMs: Math.max(1, Math.min(a.limits.health.checkTimeoutMs, left)),
-            waitOnline: (ms) => a.waitOnline(ms),
+            signal: context.signal,
+            timeoutMs: Math.max(1, Math.min(context.limits.health.checkTimeoutMs, left)),
+            waitOnline: (ms) => context.waitOnline(ms),
           })
-          .catch((err: Error) => ({ ok: false as const, reason: `${c.name}: ${err.message}` }));
-        if (!r.ok) {
-          failure = r.reason;
+          .catch((err: Error) => ({ ok: false as const, reason: `${check.name}: ${err.message}` }));
+        if (!result.ok) {
+          failure = result.reason;
           break;
         }
       }
       if (!failure) return { event: 'healthy' };
-      if (a.deps.clock.monotonicMs() + a.limits.health.retryIntervalMs > deadline) break;
-      await a.deps.clock.sleep(a.limits.health.retryIntervalMs, a.signal);
+      if (context.io.clock.monotonicMs() + context.limits.health.retryIntervalMs > deadline) break;
+      await context.io.clock.sleep(context.limits.health.retryIntervalMs, context.signal);
     }
     return {
       event: 'unhealthy',
@@ -283,24 +302,26 @@ export const STEPS: Record<AgentState, Step> = {
    * Mark good first (a failure here means the trial is not confirmed), the anti-rollback floor
    * going into the same environment write; then the floor's own file; then record and report.
    */
-  async Committed(a) {
-    const d = a.deployment;
-    const floor = Math.max(a.rec.securityVersion, d.securityVersion);
-    await a.deps.bootloader.commit(d.targetSlot, { securityFloor: floor });
-    await a.floor.raise(floor);
-    await a.milestone('healthy', { detail: { slot: d.targetSlot } }).catch(reportFailure(a));
-    await a.runHooks('after-commit').catch(reportFailure(a));
+  async Committed(context) {
+    const deployment = context.deployment;
+    const floor = Math.max(context.securityVersion, deployment.securityVersion);
+    await context.io.bootloader.commit(deployment.targetSlot, { securityFloor: floor });
+    await context.raiseFloor(floor);
+    await context
+      .milestone('healthy', { detail: { slot: deployment.targetSlot } })
+      .catch(reportFailure(context));
+    await context.runHooks('after-commit').catch(reportFailure(context));
     return {
       event: 'done',
-      patch: (r) => {
-        r.committedSlot = d.targetSlot;
-        r.securityVersion = floor;
-        r.slots[d.targetSlot] = {
-          version: d.version,
-          imageSha256: d.imageSha256,
-          releaseFile: d.releaseFile,
+      patch: (record) => {
+        record.committedSlot = deployment.targetSlot;
+        record.securityVersion = floor;
+        record.slots[deployment.targetSlot] = {
+          version: deployment.version,
+          imageSha256: deployment.imageSha256,
+          releaseFile: deployment.releaseFile,
         };
-        r.lastError = null;
+        record.lastError = null;
       },
     };
   },
@@ -310,20 +331,24 @@ export const STEPS: Record<AgentState, Step> = {
    * If the hand-back or the reboot fails we are still on the new slot: that is reported as such
    * (ROLLBACK_PENDING, via Failed), never as rolled back.
    */
-  async RollingBack(a) {
-    const d = a.deployment;
-    await a.runHooks('on-rollback').catch(reportFailure(a));
-    if (a.booted === d.targetSlot) {
+  async RollingBack(context) {
+    const deployment = context.deployment;
+    await context.runHooks('on-rollback').catch(reportFailure(context));
+    if (context.bootedSlot === deployment.targetSlot) {
       try {
-        await a.deps.bootloader.abortTrial(d.fromSlot);
-        await Promise.race([a.reporter.flush(), a.deps.clock.sleep(2000, a.signal)]).catch(() => undefined);
-        await a.deps.reboot.reboot(`rollback from ${d.version}`);
+        await context.io.bootloader.abortTrial(deployment.fromSlot);
+        await Promise.race([context.flushReports(), context.io.clock.sleep(2000, context.signal)]).catch(
+          () => undefined,
+        );
+        await context.io.reboot.reboot(`rollback from ${deployment.version}`);
       } catch (err) {
         if (isKilled(err)) throw err;
-        const why = a.rec.lastError ? `${a.rec.lastError.code}: ${a.rec.lastError.message}` : 'rollback';
+        const why = context.lastError
+          ? `${context.lastError.code}: ${context.lastError.message}`
+          : 'rollback';
         throw new AgentError(
           'FLOTILLA_ERR_AGENT_ROLLBACK_PENDING',
-          `${why}; hand-back to slot ${d.fromSlot} failed: ${(err as Error).message}`,
+          `${why}; hand-back to slot ${deployment.fromSlot} failed: ${(err as Error).message}`,
           { cause: err },
         );
       }
@@ -333,16 +358,19 @@ export const STEPS: Record<AgentState, Step> = {
   },
 
   /** The bootloader points at the committed slot again; tell the server why we are back. */
-  async RolledBack(a) {
-    const bs = await a.deps.bootloader.read();
-    if (a.booted === a.rec.committedSlot && (bs.trial || bs.primary !== a.rec.committedSlot))
-      await a.deps.bootloader.abortTrial(a.rec.committedSlot);
-    await a.milestone('rolled-back', {
-      reason: a.rec.lastError ?? {
+  async RolledBack(context) {
+    const bootState = await context.io.bootloader.read();
+    if (
+      context.bootedSlot === context.committedSlot &&
+      (bootState.trial || bootState.primary !== context.committedSlot)
+    )
+      await context.io.bootloader.abortTrial(context.committedSlot);
+    await context.milestone('rolled-back', {
+      reason: context.lastError ?? {
         code: 'FLOTILLA_ERR_INTERNAL',
         message: 'rolled back without a recorded reason',
       },
-      detail: { slot: a.booted },
+      detail: { slot: context.bootedSlot },
     });
     return { event: 'done' };
   },
@@ -353,51 +381,56 @@ export const STEPS: Record<AgentState, Step> = {
    * armed and reboot — every boot counts against bootlimit until the bootloader falls back by
    * itself; this state then runs once more on the old slot (same eventId) and ends.
    */
-  async Failed(a) {
-    const d = a.deployment;
-    const stranded = a.booted === d.targetSlot && a.booted !== a.rec.committedSlot;
-    if (!stranded && a.booted !== d.targetSlot) {
-      const bs = await a.deps.bootloader.read();
-      if (bs.trial || bs.primary !== a.rec.committedSlot)
-        await a.deps.bootloader.abortTrial(a.rec.committedSlot);
+  async Failed(context) {
+    const deployment = context.deployment;
+    const stranded =
+      context.bootedSlot === deployment.targetSlot && context.bootedSlot !== context.committedSlot;
+    if (!stranded && context.bootedSlot !== deployment.targetSlot) {
+      const bootState = await context.io.bootloader.read();
+      if (bootState.trial || bootState.primary !== context.committedSlot)
+        await context.io.bootloader.abortTrial(context.committedSlot);
     }
-    await SpoolFile.remove(a.spoolPath(d));
-    await a.milestone('failed', {
-      reason: a.rec.lastError ?? {
+    await SpoolFile.remove(context.spoolPath(deployment));
+    await context.milestone('failed', {
+      reason: context.lastError ?? {
         code: 'FLOTILLA_ERR_INTERNAL',
         message: 'failed without a recorded reason',
       },
-      detail: { slot: a.booted, committedSlot: a.rec.committedSlot },
+      detail: { slot: context.bootedSlot, committedSlot: context.committedSlot },
     });
     if (stranded) {
-      await Promise.race([a.reporter.flush(), a.deps.clock.sleep(2000, a.signal)]).catch(() => undefined);
-      await a.deps.reboot.reboot(`rollback pending from ${d.version}: let the bootloader fall back`);
+      await Promise.race([context.flushReports(), context.io.clock.sleep(2000, context.signal)]).catch(
+        () => undefined,
+      );
+      await context.io.reboot.reboot(
+        `rollback pending from ${deployment.version}: let the bootloader fall back`,
+      );
       return { halt: true };
     }
     return { event: 'done' };
   },
 };
 
-async function recheckOffer(a: Agent): Promise<void> {
-  const d = a.deployment;
-  const now = a.deps.clock.now();
-  const device = { hardware: a.config.hardware, securityVersion: a.rec.securityVersion };
-  if (!d.offerFile) {
-    const env = await a.loadOffer(d.releaseFile);
-    checkInstallable(verifyRelease(env, a.root, now, { allowKinds: ['release', 'recovery'] }), device);
+async function recheckOffer(context: StepContext): Promise<void> {
+  const deployment = context.deployment;
+  const now = context.io.clock.now();
+  const device = { hardware: context.device.hardware, securityVersion: context.securityVersion };
+  if (!deployment.offerFile) {
+    const env = await context.loadEnvelope(deployment.releaseFile);
+    checkInstallable(verifyRelease(env, context.root, now, { allowKinds: ['release', 'recovery'] }), device);
     return;
   }
   try {
-    verifyOffer(await a.loadOffer(d.offerFile), {
-      root: a.root,
+    verifyOffer(await context.loadEnvelope(deployment.offerFile), {
+      root: context.root,
       now,
-      deviceId: a.config.deviceId,
+      deviceId: context.device.deviceId,
       device,
-      activeImageSha256: d.delta?.fromImageSha256 ?? null,
+      activeImageSha256: deployment.delta?.fromImageSha256 ?? null,
     });
   } catch (err) {
     // A delta refused on receipt fails the base check again; the full image is what we take.
-    if (!(d.deltaRefused && (err as { code?: string }).code === 'FLOTILLA_ERR_DELTA_BASE_MISMATCH'))
+    if (!(deployment.deltaRefused && (err as { code?: string }).code === 'FLOTILLA_ERR_DELTA_BASE_MISMATCH'))
       throw err;
   }
 }
@@ -412,9 +445,9 @@ function fellBack(attempts: number, limit: number): StepOutcome {
 }
 
 /** After the decision is made, a reporting or hook problem must not undo it: log it and go on. */
-function reportFailure(a: Agent) {
+function reportFailure(context: StepContext) {
   return (err: unknown) => {
     if (isKilled(err)) throw err;
-    a.log.warn({ err: (err as Error).message }, 'non-fatal failure after the decision');
+    context.log.warn({ err: (err as Error).message }, 'non-fatal failure after the decision');
   };
 }

@@ -82,19 +82,20 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       };
       if (values.json) io.out(JSON.stringify(status, null, 2));
       else {
-        const a = status.agent;
+        const agentStatus = status.agent;
         io.out(`device     ${status.deviceId}\nbooted     ${status.bootedSlot}`);
         io.out(`bootloader ${JSON.stringify(status.bootloader)}`);
-        if (a) {
+        if (agentStatus) {
           io.out(
-            `state      ${a.state}${a.deployment ? ` (${a.deployment.id} → ${a.deployment.version})` : ''}`,
+            `state      ${agentStatus.state}${agentStatus.deployment ? ` (${agentStatus.deployment.id} → ${agentStatus.deployment.version})` : ''}`,
           );
-          io.out(`committed  ${a.committedSlot}  securityVersion ${a.securityVersion}`);
-          for (const s of ['A', 'B'] as const)
+          io.out(`committed  ${agentStatus.committedSlot}  securityVersion ${agentStatus.securityVersion}`);
+          for (const slot of ['A', 'B'] as const)
             io.out(
-              `slot ${s}     ${a.slots[s]?.version ?? '-'} ${a.slots[s]?.imageSha256?.slice(0, 16) ?? ''}`,
+              `slot ${slot}     ${agentStatus.slots[slot]?.version ?? '-'} ${agentStatus.slots[slot]?.imageSha256?.slice(0, 16) ?? ''}`,
             );
-          if (a.lastError) io.out(`last error ${a.lastError.code}: ${a.lastError.message}`);
+          if (agentStatus.lastError)
+            io.out(`last error ${agentStatus.lastError.code}: ${agentStatus.lastError.message}`);
         } else io.out('state      (never started)');
       }
       return 0;
@@ -141,16 +142,12 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         await agent.settled();
         const bundle = await openLocalBundle(path, agent.root, new Date(), {
           hardware: config.hardware,
-          securityVersion: agent.rec.securityVersion,
+          securityVersion: agent.record.securityVersion,
         });
         deploymentId = await agent.installLocal(bundle);
       } catch (err) {
         // Refused before the state machine took it: still tell the server when next online.
-        await agent.event(
-          'local-install',
-          { deploymentId: null, reason: toErrorReport(err), detail: { file: path } },
-          true,
-        );
+        await agent.reportRefusedInstall(path, err);
         throw err;
       } finally {
         signal?.removeEventListener('abort', onSignal);

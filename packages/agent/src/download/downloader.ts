@@ -49,44 +49,48 @@ const FATAL = new Set([
  * with backoff and jitter, and defending against endless data (hard size bound) and slow
  * retrieval (minimum rate per window, idle timeout).
  */
-export async function download(o: DownloadOptions): Promise<void> {
+export async function download(options: DownloadOptions): Promise<void> {
   let failures = 0;
   let attempts = 0;
   let lastError: unknown;
-  let url = o.url;
+  let url = options.url;
   while (true) {
-    o.signal.throwIfAborted();
-    const pos = await o.sink.restart();
-    if (pos >= o.size) return;
+    options.signal.throwIfAborted();
+    const pos = await options.sink.restart();
+    if (pos >= options.size) return;
     attempts++;
     try {
-      await attempt(o, url, pos);
+      await attempt(options, url, pos);
       // The body ended. Short of the signed size (a truncated object, a proxy that closed early)
       // is a failed attempt like any other: counted, backed off, bounded — never a hot loop.
-      const reached = await o.sink.restart();
-      if (reached >= o.size) return;
+      const reached = await options.sink.restart();
+      if (reached >= options.size) return;
       throw new AgentError(
         'FLOTILLA_ERR_AGENT_DOWNLOAD_TRUNCATED',
-        `${url.split('?')[0]}: the body ended at byte ${reached} of ${o.size}`,
+        `${url.split('?')[0]}: the body ended at byte ${reached} of ${options.size}`,
         { component: 'downloader' },
       );
     } catch (err) {
-      if (isKilled(err) || o.signal.aborted) throw err;
-      if ((err as { expired?: boolean }).expired && o.refreshUrl && attempts < o.limits.maxAttempts) {
+      if (isKilled(err) || options.signal.aborted) throw err;
+      if (
+        (err as { expired?: boolean }).expired &&
+        options.refreshUrl &&
+        attempts < options.limits.maxAttempts
+      ) {
         // Not the server's fault nor ours: a fresh URL, then Range resumes from the same byte.
-        o.log?.info(
+        options.log?.info(
           { url: url.split('?')[0], attempt: attempts, at: pos },
           'download URL expired; asking for a fresh one',
         );
-        url = await o.refreshUrl();
+        url = await options.refreshUrl();
         continue;
       }
       if (FATAL.has(errorCodeOf(err) ?? '') || (err as { fatal?: boolean }).fatal) throw err;
       lastError = err;
     }
-    const progressed = (await o.sink.restart()) > pos;
+    const progressed = (await options.sink.restart()) > pos;
     failures = progressed ? 1 : failures + 1;
-    if (failures > o.limits.maxRetries || attempts >= o.limits.maxAttempts) {
+    if (failures > options.limits.maxRetries || attempts >= options.limits.maxAttempts) {
       const code = errorCodeOf(lastError) ?? '';
       if (code.startsWith('FLOTILLA_ERR_')) throw lastError;
       throw new AgentError(
@@ -98,8 +102,13 @@ export async function download(o: DownloadOptions): Promise<void> {
         },
       );
     }
-    const waitMs = backoffMs(failures - 1, o.limits.backoffBaseMs, o.limits.backoffMaxMs, o.random);
-    o.log?.warn(
+    const waitMs = backoffMs(
+      failures - 1,
+      options.limits.backoffBaseMs,
+      options.limits.backoffMaxMs,
+      options.random,
+    );
+    options.log?.warn(
       {
         url: url.split('?')[0],
         attempt: attempts,
@@ -110,39 +119,39 @@ export async function download(o: DownloadOptions): Promise<void> {
       },
       'download attempt failed; retrying',
     );
-    await o.clock.sleep(waitMs, o.signal);
+    await options.clock.sleep(waitMs, options.signal);
   }
 }
 
-async function attempt(o: DownloadOptions, url: string, pos: number): Promise<void> {
+async function attempt(options: DownloadOptions, url: string, pos: number): Promise<void> {
   const ac = new AbortController();
-  const onOuter = () => ac.abort(o.signal.reason);
-  o.signal.addEventListener('abort', onOuter, { once: true });
+  const onOuter = () => ac.abort(options.signal.reason);
+  options.signal.addEventListener('abort', onOuter, { once: true });
   let idleTimer: NodeJS.Timeout | undefined;
   let res: Awaited<ReturnType<Fetcher['get']>> | undefined;
   try {
-    res = await o.fetcher.get(url, {
-      start: o.offset + pos,
+    res = await options.fetcher.get(url, {
+      start: options.offset + pos,
       signal: ac.signal,
-      timeoutMs: o.limits.connectTimeoutMs,
+      timeoutMs: options.limits.connectTimeoutMs,
     });
-    const remaining = o.size - pos;
+    const remaining = options.size - pos;
     let skip = 0;
     if (res.status === 206) {
-      const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
-      if (!m || Number(m[1]) !== o.offset + pos)
+      const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
+      if (!range || Number(range[1]) !== options.offset + pos)
         throw new Error(
-          `server answered range ${res.headers['content-range'] ?? '(none)'} for ${o.offset + pos}`,
+          `server answered range ${res.headers['content-range'] ?? '(none)'} for ${options.offset + pos}`,
         );
     } else if (res.status === 200) {
-      skip = o.offset + pos; // the server ignored Range: read past what we already have
+      skip = options.offset + pos; // the server ignored Range: read past what we already have
     } else {
       const where = url.split('?')[0]; // the signature stays out of logs and reports
       if (res.status === 403 && (await errorCodeOfBody(res.body)) === URL_EXPIRED) {
         const err = new AgentError('FLOTILLA_ERR_AGENT_URL_EXPIRED', `${where} (HTTP 403 ${URL_EXPIRED})`, {
           component: 'downloader',
         });
-        throw Object.assign(err, { expired: true, fatal: !o.refreshUrl });
+        throw Object.assign(err, { expired: true, fatal: !options.refreshUrl });
       }
       const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
       const err = new AgentError('FLOTILLA_ERR_AGENT_DOWNLOAD_HTTP', `HTTP ${res.status} for ${where}`, {
@@ -158,9 +167,9 @@ async function attempt(o: DownloadOptions, url: string, pos: number): Promise<vo
         { component: 'downloader' },
       );
 
-    const idle = () => ac.abort(new Error(`no data for ${o.limits.idleTimeoutMs} ms`));
-    idleTimer = setTimeout(idle, o.limits.idleTimeoutMs);
-    let windowStart = o.clock.monotonicMs();
+    const idle = () => ac.abort(new Error(`no data for ${options.limits.idleTimeoutMs} ms`));
+    idleTimer = setTimeout(idle, options.limits.idleTimeoutMs);
+    let windowStart = options.clock.monotonicMs();
     let windowBytes = 0;
     let got = 0;
     for await (const piece of res.body) {
@@ -175,37 +184,37 @@ async function attempt(o: DownloadOptions, url: string, pos: number): Promise<vo
       if (got + data.length > remaining)
         throw new AgentError(
           'FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_LARGE',
-          `more than the signed ${o.size} bytes`,
+          `more than the signed ${options.size} bytes`,
           {
             component: 'downloader',
           },
         );
-      await o.sink.write(data);
+      await options.sink.write(data);
       got += data.length;
       windowBytes += data.length;
-      o.onProgress?.(pos + got);
-      const elapsed = o.clock.monotonicMs() - windowStart;
-      if (elapsed >= o.limits.rateWindowMs) {
+      options.onProgress?.(pos + got);
+      const elapsed = options.clock.monotonicMs() - windowStart;
+      if (elapsed >= options.limits.rateWindowMs) {
         const rate = (windowBytes * 1000) / elapsed;
-        if (rate < o.limits.minBytesPerSecond)
+        if (rate < options.limits.minBytesPerSecond)
           throw new AgentError(
             'FLOTILLA_ERR_AGENT_DOWNLOAD_TOO_SLOW',
-            `${Math.round(rate)} B/s over ${Math.round(elapsed)} ms, minimum ${o.limits.minBytesPerSecond} B/s`,
+            `${Math.round(rate)} B/s over ${Math.round(elapsed)} ms, minimum ${options.limits.minBytesPerSecond} B/s`,
             { component: 'downloader' },
           );
-        windowStart = o.clock.monotonicMs();
+        windowStart = options.clock.monotonicMs();
         windowBytes = 0;
       }
     }
     if (ac.signal.aborted) throw ac.signal.reason;
   } catch (err) {
     // The idle timer aborts the request: report why, not the socket's generic abort error.
-    if (ac.signal.aborted && !o.signal.aborted && !errorCodeOf(err)?.startsWith('FLOTILLA_ERR_'))
+    if (ac.signal.aborted && !options.signal.aborted && !errorCodeOf(err)?.startsWith('FLOTILLA_ERR_'))
       throw ac.signal.reason ?? err;
     throw err;
   } finally {
     clearTimeout(idleTimer);
-    o.signal.removeEventListener('abort', onOuter);
+    options.signal.removeEventListener('abort', onOuter);
     res?.destroy();
   }
 }

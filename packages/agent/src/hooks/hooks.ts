@@ -42,13 +42,13 @@ export class DirHookRunner implements HookRunner {
   ) {}
 
   async list(point: HookPoint): Promise<string[]> {
-    const d = join(this.dir, point);
-    const names = await readdir(d).catch(() => [] as string[]);
+    const pointDir = join(this.dir, point);
+    const names = await readdir(pointDir).catch(() => [] as string[]);
     const out: string[] = [];
     for (const n of names.sort()) {
       if (n.startsWith('.')) continue;
       if (
-        await access(join(d, n), constants.X_OK).then(
+        await access(join(pointDir, n), constants.X_OK).then(
           () => true,
           () => false,
         )
@@ -59,7 +59,7 @@ export class DirHookRunner implements HookRunner {
   }
 
   async run(point: HookPoint, name: string, env: HookEnv): Promise<HookRun> {
-    const r = await execBounded([join(this.dir, point, name)], {
+    const result = await execBounded([join(this.dir, point, name)], {
       timeoutMs: this.opts.timeoutMs,
       maxOutputBytes: this.opts.maxOutputBytes,
       env: {
@@ -72,9 +72,9 @@ export class DirHookRunner implements HookRunner {
     }).catch((err: Error) => ({ code: 127, output: err.message, truncated: false, timedOut: false }));
     return {
       name,
-      exitCode: r.timedOut ? null : r.code,
-      output: r.timedOut ? `${r.output}\n[killed after ${this.opts.timeoutMs} ms]` : r.output,
-      truncated: r.truncated,
+      exitCode: result.timedOut ? null : result.code,
+      output: result.timedOut ? `${result.output}\n[killed after ${this.opts.timeoutMs} ms]` : result.output,
+      truncated: result.truncated,
     };
   }
 }
@@ -90,7 +90,7 @@ export class FunctionHookRunner implements HookRunner {
     return Object.keys(this.hooks[point] ?? {}).sort();
   }
   async run(point: HookPoint, name: string, env: HookEnv): Promise<HookRun> {
-    const r = await this.hooks[point]![name]!(env);
-    return { name, exitCode: r.exitCode, output: r.output ?? '', truncated: false };
+    const result = await this.hooks[point]![name]!(env);
+    return { name, exitCode: result.exitCode, output: result.output ?? '', truncated: false };
   }
 }

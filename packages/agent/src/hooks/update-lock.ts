@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { AgentError } from '../errors.js';
 import { execBounded } from '../exec.js';
 
 /** Lets applications defer the reboot: while the lock is held the agent waits (bounded). */
@@ -25,7 +26,10 @@ export class FlockUpdateLock implements UpdateLock {
     );
     if (r.code === 0) return false;
     if (r.code === 75) return true;
-    throw new Error(`flock probe of ${this.path} failed: ${r.output.trim()}`);
+    throw new AgentError(
+      'FLOTILLA_ERR_AGENT_UPDATE_LOCK_PROBE',
+      `flock probe of ${this.path}: ${r.output.trim()}`,
+    );
   }
 }
 

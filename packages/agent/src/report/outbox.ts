@@ -105,9 +105,9 @@ export class FileOutbox implements Outbox {
   }
 
   takeDropped(): number {
-    const d = this.dropped;
+    const dropped = this.dropped;
     this.dropped = 0;
-    return d;
+    return dropped;
   }
 }
 
@@ -134,8 +134,8 @@ export class MemoryOutbox implements Outbox {
     this.items = this.items.filter((i) => i.id !== id);
   }
   takeDropped(): number {
-    const d = this.dropped;
+    const dropped = this.dropped;
     this.dropped = 0;
-    return d;
+    return dropped;
   }
 }

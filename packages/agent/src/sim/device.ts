@@ -54,39 +54,39 @@ export class SimDevice {
   }
 
   get paths() {
-    const d = this.dir;
+    const dir = this.dir;
     return {
-      slotA: join(d, 'slot-A.img'),
-      slotB: join(d, 'slot-B.img'),
-      data: join(d, 'data'),
-      state: join(d, 'data', 'state.json'),
-      securityFloor: join(d, 'data', 'security-floor.json'),
-      outbox: join(d, 'data', 'outbox'),
-      trust: join(d, 'trust'),
-      factoryRelease: join(d, 'factory-release.json'),
+      slotA: join(dir, 'slot-A.img'),
+      slotB: join(dir, 'slot-B.img'),
+      data: join(dir, 'data'),
+      state: join(dir, 'data', 'state.json'),
+      securityFloor: join(dir, 'data', 'security-floor.json'),
+      outbox: join(dir, 'data', 'outbox'),
+      trust: join(dir, 'trust'),
+      factoryRelease: join(dir, 'factory-release.json'),
     };
   }
 
-  slotPath(s: Slot): string {
-    return s === 'A' ? this.paths.slotA : this.paths.slotB;
+  slotPath(slot: Slot): string {
+    return slot === 'A' ? this.paths.slotA : this.paths.slotB;
   }
 
-  static async create(o: SimDeviceOptions): Promise<SimDevice> {
-    const dev = new SimDevice(o.dir, o.deviceId, o.hardware);
-    const p = dev.paths;
-    await mkdir(p.data, { recursive: true });
-    await mkdir(p.trust, { recursive: true });
-    for (const path of [p.slotA, p.slotB]) {
+  static async create(options: SimDeviceOptions): Promise<SimDevice> {
+    const dev = new SimDevice(options.dir, options.deviceId, options.hardware);
+    const paths = dev.paths;
+    await mkdir(paths.data, { recursive: true });
+    await mkdir(paths.trust, { recursive: true });
+    for (const path of [paths.slotA, paths.slotB]) {
       const fh = await open(path, 'w');
-      await fh.truncate(o.slotSize);
+      await fh.truncate(options.slotSize);
       await fh.close();
     }
-    const fh = await open(p.slotA, 'r+');
-    await fh.write(o.factoryImage, 0, o.factoryImage.length, 0);
+    const fh = await open(paths.slotA, 'r+');
+    await fh.write(options.factoryImage, 0, options.factoryImage.length, 0);
     await fh.close();
-    await writeFile(join(p.trust, 'root.json'), JSON.stringify(o.root));
-    if (o.factoryRelease) await writeFile(p.factoryRelease, JSON.stringify(o.factoryRelease));
-    await FileBootloader.create(join(o.dir, 'bootloader.json'), 'A', o.bootlimit ?? 3);
+    await writeFile(join(paths.trust, 'root.json'), JSON.stringify(options.root));
+    if (options.factoryRelease) await writeFile(paths.factoryRelease, JSON.stringify(options.factoryRelease));
+    await FileBootloader.create(join(options.dir, 'bootloader.json'), 'A', options.bootlimit ?? 3);
     return dev;
   }
 
@@ -110,7 +110,7 @@ export class SimDevice {
     return this.trustStore;
   }
 
-  deps(o: {
+  deps(wiring: {
     transport: Transport;
     fetcher: Fetcher;
     reboot: RebootAction;
@@ -124,29 +124,29 @@ export class SimDevice {
     /** Another backend over real env files (U-Boot, GRUB) instead of the file bootloader. */
     bootloader?: Bootloader;
   }): AgentDeps {
-    const p = this.paths;
-    const cut = o.powerCut ?? new PowerCut();
+    const paths = this.paths;
+    const cut = wiring.powerCut ?? new PowerCut();
     const devices = {
-      A: new FileSlotDevice('A', p.slotA),
-      B: new FileSlotDevice('B', p.slotB),
+      A: new FileSlotDevice('A', paths.slotA),
+      B: new FileSlotDevice('B', paths.slotB),
     };
     return {
-      store: faultyStore(new FileStateStore(p.state), cut.hit),
-      bootloader: faultyBootloader(o.bootloader ?? this.bootloader, cut.hit),
-      slots: o.powerCut ? faultySlots(devices, cut) : new SlotSet(devices),
-      transport: o.transport,
-      fetcher: o.fetcher,
-      clock: o.clock ?? systemClock,
-      reboot: o.reboot,
+      store: faultyStore(new FileStateStore(paths.state), cut.hit),
+      bootloader: faultyBootloader(wiring.bootloader ?? this.bootloader, cut.hit),
+      slots: wiring.powerCut ? faultySlots(devices, cut) : new SlotSet(devices),
+      transport: wiring.transport,
+      fetcher: wiring.fetcher,
+      clock: wiring.clock ?? systemClock,
+      reboot: wiring.reboot,
       trust: this.trust(),
-      outbox: faultyOutbox(new FileOutbox(p.outbox, AGENT_LIMITS.outbox), cut.hit),
-      securityFloor: faultyFloor(new FileSecurityFloor(p.securityFloor), cut.hit),
+      outbox: faultyOutbox(new FileOutbox(paths.outbox, AGENT_LIMITS.outbox), cut.hit),
+      securityFloor: faultyFloor(new FileSecurityFloor(paths.securityFloor), cut.hit),
       faults: cut.hit,
-      ...(o.health ? { health: o.health } : {}),
-      ...(o.hooks ? { hooks: o.hooks } : {}),
-      ...(o.updateLock ? { updateLock: o.updateLock } : {}),
-      ...(o.logger ? { logger: o.logger } : {}),
-      ...(o.onTransition ? { onTransition: o.onTransition } : {}),
+      ...(wiring.health ? { health: wiring.health } : {}),
+      ...(wiring.hooks ? { hooks: wiring.hooks } : {}),
+      ...(wiring.updateLock ? { updateLock: wiring.updateLock } : {}),
+      ...(wiring.logger ? { logger: wiring.logger } : {}),
+      ...(wiring.onTransition ? { onTransition: wiring.onTransition } : {}),
     };
   }
 }

@@ -45,52 +45,52 @@ type Hit = (point: string) => void;
 export function faultyStore(store: StateStore, hit: Hit): StateStore {
   return {
     load: () => store.load(),
-    save: async (r) => {
+    save: async (record) => {
       hit('io:state-save');
-      await store.save(r);
+      await store.save(record);
     },
   };
 }
 
-export function faultyFloor(f: SecurityFloorStore, hit: Hit): SecurityFloorStore {
+export function faultyFloor(floor: SecurityFloorStore, hit: Hit): SecurityFloorStore {
   return {
-    load: () => f.load(),
-    raise: async (v) => {
+    load: () => floor.load(),
+    raise: async (version) => {
       hit('io:floor-raise');
-      return f.raise(v);
+      return floor.raise(version);
     },
   };
 }
 
-export function faultyBootloader(b: Bootloader, hit: Hit): Bootloader {
+export function faultyBootloader(bootloader: Bootloader, hit: Hit): Bootloader {
   return {
-    kind: b.kind,
-    read: () => b.read(),
-    bootedSlot: () => b.bootedSlot(),
-    armTrial: async (s, g) => {
+    kind: bootloader.kind,
+    read: () => bootloader.read(),
+    bootedSlot: () => bootloader.bootedSlot(),
+    armTrial: async (slot, good) => {
       hit('io:bootloader-arm');
-      await b.armTrial(s, g);
+      await bootloader.armTrial(slot, good);
     },
-    commit: async (s, opts) => {
+    commit: async (slot, options) => {
       hit('io:bootloader-commit');
-      await b.commit(s, opts);
+      await bootloader.commit(slot, options);
     },
-    abortTrial: async (g) => {
+    abortTrial: async (good) => {
       hit('io:bootloader-abort');
-      await b.abortTrial(g);
+      await bootloader.abortTrial(good);
     },
   };
 }
 
-export function faultyOutbox(o: Outbox, hit: Hit): Outbox {
+export function faultyOutbox(outbox: Outbox, hit: Hit): Outbox {
   return {
-    add: async (p) => {
+    add: async (payload) => {
       hit('io:outbox-add');
-      await o.add(p);
+      await outbox.add(payload);
     },
-    list: () => o.list(),
-    remove: (id) => o.remove(id),
-    takeDropped: () => o.takeDropped(),
+    list: () => outbox.list(),
+    remove: (id) => outbox.remove(id),
+    takeDropped: () => outbox.takeDropped(),
   };
 }
 
@@ -99,28 +99,28 @@ export function faultyOutbox(o: Outbox, hit: Hit): Outbox {
  * when it is the fatal one half of the buffer reaches the device first (a torn chunk).
  */
 export function faultySlots(devices: { A: SlotDevice; B: SlotDevice }, cut: PowerCut): SlotSet {
-  const wrap = (d: SlotDevice): SlotDevice => ({
-    name: d.name,
-    size: () => d.size(),
-    openRead: () => d.openRead(),
+  const wrap = (device: SlotDevice): SlotDevice => ({
+    name: device.name,
+    size: () => device.size(),
+    openRead: () => device.openRead(),
     openWrite: async (): Promise<SlotWriter> => {
-      const w = await d.openWrite();
+      const writer = await device.openWrite();
       return {
         write: async (data, pos) => {
           try {
             cut.hit('io:slot-write');
           } catch (err) {
-            if (cut.dead) await w.write(data.subarray(0, data.length >> 1), pos).catch(() => undefined);
-            await w.close().catch(() => undefined);
+            if (cut.dead) await writer.write(data.subarray(0, data.length >> 1), pos).catch(() => undefined);
+            await writer.close().catch(() => undefined);
             throw err;
           }
-          await w.write(data, pos);
+          await writer.write(data, pos);
         },
         sync: async () => {
           cut.hit('io:slot-sync');
-          await w.sync();
+          await writer.sync();
         },
-        close: () => w.close(),
+        close: () => writer.close(),
       };
     },
   });

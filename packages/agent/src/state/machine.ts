@@ -3,7 +3,9 @@
  * only this table says where an event leads. The runner persists the new state *before* the
  * state's work starts, so a power cut at any instant finds the state whose work was interrupted.
  */
+
 import { AGENT_STATES } from '@flotilla/protocol';
+import { AgentError } from '../errors.js';
 
 export { AGENT_STATES };
 export type AgentState = (typeof AGENT_STATES)[number];
@@ -76,7 +78,7 @@ const INDEX = new Map<string, AgentState>(TRANSITIONS.map(([from, ev, to]) => [`
 /** The successor of `from` on `event`; a missing row is a programming error, never a guess. */
 export function nextState(from: AgentState, event: StepEvent): AgentState {
   const to = INDEX.get(`${from}:${event}`);
-  if (!to) throw new Error(`no transition from ${from} on '${event}'`);
+  if (!to) throw new AgentError('FLOTILLA_ERR_AGENT_INTERNAL', `no transition from ${from} on '${event}'`);
   return to;
 }
 

@@ -51,15 +51,15 @@ export async function loadOrCreateDeviceKey(path: string, deviceId: string): Pro
  * is written and every later start signs with the key alone.
  */
 export async function mqttAuthFromConfig(file: AgentConfigFile): Promise<MqttAuth> {
-  const s = file.server;
-  if (!s) throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', 'no server section');
-  const keyPath = s.deviceKeyFile ?? join(file.dataDir, 'device-key.json');
+  const server = file.server;
+  if (!server) throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', 'no server section');
+  const keyPath = server.deviceKeyFile ?? join(file.dataDir, 'device-key.json');
   const marker = join(file.dataDir, 'provisioned.json');
   const provisioned = (await readBounded(marker, 64 * 1024).catch(() => null)) !== null;
-  if (s.provisioningTokenFile && !provisioned) {
+  if (server.provisioningTokenFile && !provisioned) {
     const token = (
-      await readBounded(s.provisioningTokenFile, 4096).catch((cause) => {
-        throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${s.provisioningTokenFile}`, {
+      await readBounded(server.provisioningTokenFile, 4096).catch((cause) => {
+        throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${server.provisioningTokenFile}`, {
           cause,
         });
       })
@@ -67,7 +67,10 @@ export async function mqttAuthFromConfig(file: AgentConfigFile): Promise<MqttAut
       ?.toString('utf8')
       .trim();
     if (!token)
-      throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `${s.provisioningTokenFile} is missing or empty`);
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_CONFIG',
+        `${server.provisioningTokenFile} is missing or empty`,
+      );
     const key = await loadOrCreateDeviceKey(keyPath, file.deviceId);
     return {
       kind: 'provisioning-token',
@@ -88,7 +91,7 @@ export async function mqttAuthFromConfig(file: AgentConfigFile): Promise<MqttAut
   if (!key)
     throw new AgentError(
       'FLOTILLA_ERR_AGENT_DEVICE_KEY_NOT_FOUND',
-      `${keyPath}${s.deviceKeyFile ? ' (server.deviceKeyFile)' : ' (the default of server.deviceKeyFile)'}`,
+      `${keyPath}${server.deviceKeyFile ? ' (server.deviceKeyFile)' : ' (the default of server.deviceKeyFile)'}`,
     );
   return { kind: 'device-key', key };
 }

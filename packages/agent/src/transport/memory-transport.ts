@@ -1,3 +1,4 @@
+import { AgentError } from '../errors.js';
 import type { ReportChannel, Transport, TransportHandlers } from './types.js';
 
 export interface DeliveredMessage {
@@ -109,7 +110,7 @@ export class MemoryTransport implements Transport {
   }
 
   async publish(channel: ReportChannel, payload: string): Promise<void> {
-    if (!this.up) throw new Error('offline');
+    if (!this.up) throw new AgentError('FLOTILLA_ERR_AGENT_OFFLINE');
     this.hub.delivered.push({ deviceId: this.deviceId, channel, payload: JSON.parse(payload) });
   }
 

@@ -8,6 +8,7 @@ import {
 } from '@flotilla/protocol';
 import type { MqttClient } from 'mqtt';
 import { backoffMs, type Clock } from '../clock.js';
+import { AgentError } from '../errors.js';
 import type { AgentLimits } from '../limits.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { ReportChannel, Transport, TransportHandlers } from './types.js';
@@ -65,10 +66,10 @@ export class MqttTransport implements Transport {
   private tokenTurn: boolean;
   private recording = false;
 
-  constructor(private readonly o: MqttTransportOptions) {
-    this.log = (o.logger ?? silentLogger).child({ component: 'mqtt' });
-    this.provisioned = o.auth.kind === 'device-key';
-    this.tokenTurn = o.auth.kind === 'provisioning-token';
+  constructor(private readonly options: MqttTransportOptions) {
+    this.log = (options.logger ?? silentLogger).child({ component: 'mqtt' });
+    this.provisioned = options.auth.kind === 'device-key';
+    this.tokenTurn = options.auth.kind === 'provisioning-token';
   }
 
   start(handlers: TransportHandlers): void {
@@ -82,21 +83,26 @@ export class MqttTransport implements Transport {
 
   /** Provisioning password until the server holds our key, then a fresh signed one per connect. */
   private password(): string {
-    const a = this.o.auth;
-    if (a.kind === 'provisioning-token' && this.tokenTurn && !this.provisioned)
-      return makeProvisioningPassword(a.token, toHex(a.key.publicKey));
-    return makeDevicePassword(this.o.deviceId, a.key, this.o.clock.now(), randomBytes(16).toString('hex'));
+    const auth = this.options.auth;
+    if (auth.kind === 'provisioning-token' && this.tokenTurn && !this.provisioned)
+      return makeProvisioningPassword(auth.token, toHex(auth.key.publicKey));
+    return makeDevicePassword(
+      this.options.deviceId,
+      auth.key,
+      this.options.clock.now(),
+      randomBytes(16).toString('hex'),
+    );
   }
 
   /** Any accepted login proves the server holds our key: provisioning is over. */
   private async accepted(): Promise<void> {
-    const a = this.o.auth;
-    if (this.provisioned || this.recording || a.kind !== 'provisioning-token') return;
+    const auth = this.options.auth;
+    if (this.provisioned || this.recording || auth.kind !== 'provisioning-token') return;
     this.recording = true;
     this.tokenTurn = false;
-    this.log.info({ deviceId: this.o.deviceId }, 'provisioned: the server holds the device key');
+    this.log.info({ deviceId: this.options.deviceId }, 'provisioned: the server holds the device key');
     try {
-      await a.onProvisioned?.();
+      await auth.onProvisioned?.();
     } catch (err) {
       // Not fatal: the next start presents the (burned) token once, is refused, then uses the key.
       this.log.warn({ err: (err as Error).message }, 'could not record provisioning');
@@ -106,7 +112,7 @@ export class MqttTransport implements Transport {
 
   private async run(): Promise<void> {
     let failures = 0;
-    const commands = deviceTopic(this.o.deviceId, 'commands');
+    const commands = deviceTopic(this.options.deviceId, 'commands');
     // Loaded on first use: an agent without a server link (local install, status) never pays for it.
     const { default: mqtt } = await import('mqtt');
     while (!this.stopped) {
@@ -114,16 +120,16 @@ export class MqttTransport implements Transport {
       let refused = false;
       // No last will: protocol defines no message for it (the agent's periodic state report
       // keeps the device online at a server behind an external broker instead).
-      const client = mqtt.connect(this.o.url, {
+      const client = mqtt.connect(this.options.url, {
         protocolVersion: 4,
-        clientId: this.o.deviceId,
+        clientId: this.options.deviceId,
         clean: false,
-        username: this.o.deviceId,
+        username: this.options.deviceId,
         password,
         reconnectPeriod: 0,
-        connectTimeout: this.o.limits.connectTimeoutMs,
-        keepalive: this.o.limits.keepaliveSeconds,
-        ...(this.o.ca ? { ca: this.o.ca } : {}),
+        connectTimeout: this.options.limits.connectTimeoutMs,
+        keepalive: this.options.limits.keepaliveSeconds,
+        ...(this.options.ca ? { ca: this.options.ca } : {}),
       });
       this.client = client;
       client.on('message', (topic, payload) => {
@@ -155,30 +161,32 @@ export class MqttTransport implements Transport {
       client.removeAllListeners('message');
       client.end(true);
       if (wasUp) this.handlers?.onDisconnect();
-      if (refused && this.o.auth.kind === 'provisioning-token' && !this.recording)
+      if (refused && this.options.auth.kind === 'provisioning-token' && !this.recording)
         this.tokenTurn = !this.tokenTurn;
       if (this.stopped) break;
       failures++;
       const wait = backoffMs(
         failures - 1,
-        this.o.limits.backoffBaseMs,
-        this.o.limits.backoffMaxMs,
-        this.o.random,
+        this.options.limits.backoffBaseMs,
+        this.options.limits.backoffMaxMs,
+        this.options.random,
       );
-      await this.o.clock.sleep(wait, this.stopSignal.signal).catch(() => undefined);
+      await this.options.clock.sleep(wait, this.stopSignal.signal).catch(() => undefined);
     }
   }
 
   async publish(channel: ReportChannel, payload: string, qos: 0 | 1): Promise<void> {
-    const c = this.client;
-    if (!c?.connected) throw new Error('offline');
+    const client = this.client;
+    if (!client?.connected) throw new AgentError('FLOTILLA_ERR_AGENT_OFFLINE');
     // A connection that drops before the PUBACK must fail the publish, never leave it pending.
     await new Promise<void>((resolve, reject) => {
-      const onClose = () => reject(new Error('connection closed before PUBACK'));
-      c.once('close', onClose);
-      c.publishAsync(deviceTopic(this.o.deviceId, channel), payload, { qos })
+      const onClose = () =>
+        reject(new AgentError('FLOTILLA_ERR_AGENT_OFFLINE', 'connection closed before PUBACK'));
+      client.once('close', onClose);
+      client
+        .publishAsync(deviceTopic(this.options.deviceId, channel), payload, { qos })
         .then(() => resolve(), reject)
-        .finally(() => c.off('close', onClose));
+        .finally(() => client.off('close', onClose));
     });
   }
 
