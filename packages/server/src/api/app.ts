@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import { authHook } from './auth.js';
@@ -9,6 +10,7 @@ import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
 import { fleetRoutes } from './routes/fleet.js';
+import type { ApiInstance } from './routes/plugin.js';
 import { policyRoutes } from './routes/policy.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
@@ -26,7 +28,7 @@ import { validatorFactory } from './validators.js';
 export async function buildApp(
   ctx: ServerContext,
   opts: { https?: { cert: string | Buffer; key: string | Buffer } } = {},
-): Promise<FastifyInstance> {
+): Promise<ApiInstance> {
   const app = Fastify({
     ...(opts.https ? { https: opts.https } : {}),
     loggerInstance: ctx.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
@@ -37,7 +39,7 @@ export async function buildApp(
     // Query strings are coerced to their schema types, JSON bodies are not (see validators.ts).
     schemaController: { compilersFactory: { buildValidator: validatorFactory() } },
     return503OnClosing: true,
-  }) as unknown as FastifyInstance;
+  }).withTypeProvider<TypeBoxTypeProvider>();
   // Uploads stream straight to disk; the artifact store enforces the size limit while writing.
   app.addContentTypeParser(UPLOAD_TYPES, (_req, payload, done) => done(null, payload));
   app.setErrorHandler(errorHandler(ctx.log));
@@ -66,13 +68,14 @@ export async function buildApp(
       await artifactRoutes(api, ctx);
       await rolloutRoutes(api, ctx);
       await adminRoutes(api, ctx);
-      await fleetRoutes(api, ctx);
-      await trustRoutes(api, ctx);
       await vulnerabilityRoutes(api, ctx);
-      await policyRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );
+  // Each route file is a plugin with its prefix (a file serving several prefixes takes /api/v1).
+  await app.register(fleetRoutes, { prefix: '/api/v1', ctx });
+  await app.register(trustRoutes, { prefix: '/api/v1/trust', ctx });
+  await app.register(policyRoutes, { prefix: '/api/v1/policy', ctx });
   await systemRoutes(app, ctx);
   return app;
 }
