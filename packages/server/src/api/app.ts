@@ -66,14 +66,14 @@ export async function buildApp(
       await deviceRoutes(api, ctx);
       await releaseRoutes(api, ctx);
       await artifactRoutes(api, ctx);
-      await rolloutRoutes(api, ctx);
-      await adminRoutes(api, ctx);
       await vulnerabilityRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );
   // Each route file is a plugin with its prefix (a file serving several prefixes takes /api/v1).
+  await app.register(adminRoutes, { prefix: '/api/v1', ctx });
   await app.register(fleetRoutes, { prefix: '/api/v1', ctx });
+  await app.register(rolloutRoutes, { prefix: '/api/v1/rollouts', ctx });
   await app.register(trustRoutes, { prefix: '/api/v1/trust', ctx });
   await app.register(policyRoutes, { prefix: '/api/v1/policy', ctx });
   await systemRoutes(app, ctx);
