@@ -63,7 +63,6 @@ export async function buildApp(
 
   await app.register(
     async (api) => {
-      await deviceRoutes(api, ctx);
       await releaseRoutes(api, ctx);
       await artifactRoutes(api, ctx);
       await vulnerabilityRoutes(api, ctx);
@@ -72,6 +71,7 @@ export async function buildApp(
   );
   // Each route file is a plugin with its prefix (a file serving several prefixes takes /api/v1).
   await app.register(adminRoutes, { prefix: '/api/v1', ctx });
+  await app.register(deviceRoutes, { prefix: '/api/v1', ctx });
   await app.register(fleetRoutes, { prefix: '/api/v1', ctx });
   await app.register(rolloutRoutes, { prefix: '/api/v1/rollouts', ctx });
   await app.register(trustRoutes, { prefix: '/api/v1/trust', ctx });

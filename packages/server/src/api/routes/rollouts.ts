@@ -5,39 +5,25 @@ import type { RolloutRow } from '../../store/repos/rollouts.js';
 import { actorOf } from '../auth.js';
 import { iso } from '../present.js';
 import { bodyDefaultsToEmpty, EmptyBody, Paging, RolloutParams } from '../schemas.js';
+import { DeploymentView, IsoTime, OpenObject } from '../views.js';
 import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
-/** Shapes the rollout engine owns (policy, runtime state, summary): passed through as they are. */
-const open = (description: string) => Type.Object({}, { additionalProperties: true, description });
 
 const RolloutView = Type.Object({
   id: Type.String(),
   name: Type.String(),
   release: Type.String({ description: 'release id' }),
   status: Type.String(),
-  policy: open('the rollout policy as created (phases, gates, rates, windows)'),
-  runtime: open('engine state: phase, pause, rollback progress'),
+  // Shapes the rollout engine owns (policy, runtime state, summary) pass through as they are.
+  policy: OpenObject('the rollout policy as created (phases, gates, rates, windows)'),
+  runtime: OpenObject('engine state: phase, pause, rollback progress'),
   createdBy: Type.String(),
-  created: Type.String({ description: 'ISO 8601 time' }),
-  updated: Type.String({ description: 'ISO 8601 time' }),
-  summary: open('per-phase and total device counts, pause reason, failure'),
+  created: IsoTime,
+  updated: IsoTime,
+  summary: OpenObject('per-phase and total device counts, pause reason, failure'),
 });
 
-const DeploymentView = Type.Object({
-  id: Type.String(),
-  rolloutId: Type.String(),
-  deviceId: Type.String(),
-  phase: Type.Integer(),
-  state: Type.String(),
-  attempts: Type.Integer(),
-  offeredAt: Type.Union([Type.Integer(), Type.Null()], { description: 'ms since the epoch' }),
-  updatedAt: Type.Integer({ description: 'ms since the epoch' }),
-  failureReason: Type.Union([Type.String(), Type.Null()]),
-  fromVersion: Type.Union([Type.String(), Type.Null()]),
-  rollback: Type.Union([open('the rollback offer made to this device'), Type.Null()]),
-  created: Type.Integer({ description: 'ms since the epoch' }),
-});
 
 /** Rollouts: list, create (policy-gated), inspect, their deployments, and the operator actions. */
 export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
