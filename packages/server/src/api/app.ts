@@ -64,7 +64,6 @@ export async function buildApp(
   await app.register(
     async (api) => {
       await artifactRoutes(api, ctx);
-      await vulnerabilityRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );
@@ -75,6 +74,7 @@ export async function buildApp(
   await app.register(rolloutRoutes, { prefix: '/api/v1/rollouts', ctx });
   await app.register(trustRoutes, { prefix: '/api/v1/trust', ctx });
   await app.register(releaseRoutes, { prefix: '/api/v1', ctx });
+  await app.register(vulnerabilityRoutes, { prefix: '/api/v1', ctx });
   await app.register(policyRoutes, { prefix: '/api/v1/policy', ctx });
   await systemRoutes(app, ctx);
   return app;
