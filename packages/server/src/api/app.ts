@@ -63,7 +63,6 @@ export async function buildApp(
 
   await app.register(
     async (api) => {
-      await artifactRoutes(api, ctx);
     },
     { prefix: '/api/v1' },
   );
@@ -75,6 +74,7 @@ export async function buildApp(
   await app.register(trustRoutes, { prefix: '/api/v1/trust', ctx });
   await app.register(releaseRoutes, { prefix: '/api/v1', ctx });
   await app.register(vulnerabilityRoutes, { prefix: '/api/v1', ctx });
+  await app.register(artifactRoutes, { prefix: '/api/v1/artifacts', ctx });
   await app.register(policyRoutes, { prefix: '/api/v1/policy', ctx });
   await systemRoutes(app, ctx);
   return app;
