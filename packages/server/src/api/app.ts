@@ -61,21 +61,18 @@ export async function buildApp(
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  await app.register(
-    async (api) => {
-    },
-    { prefix: '/api/v1' },
-  );
-  // Each route file is a plugin with its prefix (a file serving several prefixes takes /api/v1).
-  await app.register(adminRoutes, { prefix: '/api/v1', ctx });
-  await app.register(deviceRoutes, { prefix: '/api/v1', ctx });
-  await app.register(fleetRoutes, { prefix: '/api/v1', ctx });
-  await app.register(rolloutRoutes, { prefix: '/api/v1/rollouts', ctx });
-  await app.register(trustRoutes, { prefix: '/api/v1/trust', ctx });
-  await app.register(releaseRoutes, { prefix: '/api/v1', ctx });
-  await app.register(vulnerabilityRoutes, { prefix: '/api/v1', ctx });
-  await app.register(artifactRoutes, { prefix: '/api/v1/artifacts', ctx });
-  await app.register(policyRoutes, { prefix: '/api/v1/policy', ctx });
-  await systemRoutes(app, ctx);
+  // Each route file is one plugin with its prefix; a file serving several paths takes /api/v1.
+  const api = '/api/v1';
+  await app.register(deviceRoutes, { prefix: api, ctx });
+  await app.register(releaseRoutes, { prefix: api, ctx });
+  await app.register(artifactRoutes, { prefix: `${api}/artifacts`, ctx });
+  await app.register(rolloutRoutes, { prefix: `${api}/rollouts`, ctx });
+  await app.register(adminRoutes, { prefix: api, ctx });
+  await app.register(fleetRoutes, { prefix: api, ctx });
+  await app.register(trustRoutes, { prefix: `${api}/trust`, ctx });
+  await app.register(vulnerabilityRoutes, { prefix: api, ctx });
+  await app.register(policyRoutes, { prefix: `${api}/policy`, ctx });
+  // Health, metrics, the root, server info, events and the dashboard: paths of their own.
+  await app.register(systemRoutes, { ctx });
   return app;
 }

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import type { ApiToken } from '../../store/repos/tokens.js';
 import { ServerError } from '../../errors.js';
+import type { ApiToken } from '../../store/repos/tokens.js';
 import { actorOf } from '../auth.js';
 import { iso } from '../present.js';
 import { type RoutePlugin, responses } from './plugin.js';

@@ -83,7 +83,10 @@ export const artifactRoutes: RoutePlugin = async (app, { ctx }) => {
     reply.header('content-length', size);
     return head ? reply.send() : reply.send(body());
   };
-  const Bytes = Type.String({ format: 'binary', description: 'the artifact bytes (application/octet-stream)' });
+  const Bytes = Type.String({
+    format: 'binary',
+    description: 'the artifact bytes (application/octet-stream)',
+  });
   const schema = {
     tags: ['artifacts'],
     summary: 'Download an artifact by its sha256 (signed URL or operator token; one Range)',
@@ -103,10 +106,8 @@ export const artifactRoutes: RoutePlugin = async (app, { ctx }) => {
       304: Type.Null({ description: 'not modified (If-None-Match matched the ETag)' }),
     }),
   };
-  app.get(
-    '/:sha256',
-    { config: { access: 'route' }, schema, exposeHeadRoute: false },
-    (req, reply) => serve(req, reply, { sha256: req.params.sha256, signature: req.query, head: false }),
+  app.get('/:sha256', { config: { access: 'route' }, schema, exposeHeadRoute: false }, (req, reply) =>
+    serve(req, reply, { sha256: req.params.sha256, signature: req.query, head: false }),
   );
   app.head('/:sha256', { config: { access: 'route' }, schema }, (req, reply) =>
     serve(req, reply, { sha256: req.params.sha256, signature: req.query, head: true }),

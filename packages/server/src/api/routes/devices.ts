@@ -303,7 +303,11 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
           strict,
         ),
         response: responses({
-          201: Type.Object({ id: Type.String(), token: Type.String({ description: 'shown once' }), expires: IsoTime }),
+          201: Type.Object({
+            id: Type.String(),
+            token: Type.String({ description: 'shown once' }),
+            expires: IsoTime,
+          }),
         }),
       },
     },

@@ -264,9 +264,17 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
       if (from.imageSha256 === to.imageSha256)
         throw new ServerError('FLOTILLA_ERR_SERVER_CONFLICT', 'both releases have the same image');
       ctx.deltas.want([from.imageSha256], to.imageSha256);
-      ctx.store.audit.record(actorOf(req), 'delta.request', `${versions.from}->${versions.to}`, {}, ctx.clock());
+      ctx.store.audit.record(
+        actorOf(req),
+        'delta.request',
+        `${versions.from}->${versions.to}`,
+        {},
+        ctx.clock(),
+      );
       const delta = ctx.store.deltas.get(from.imageSha256, to.imageSha256);
-      return reply.code(202).send({ from: versions.from, to: versions.to, status: delta?.status ?? 'queued' });
+      return reply
+        .code(202)
+        .send({ from: versions.from, to: versions.to, status: delta?.status ?? 'queued' });
     },
   );
 };

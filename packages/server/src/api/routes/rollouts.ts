@@ -24,7 +24,6 @@ const RolloutView = Type.Object({
   summary: OpenObject('per-phase and total device counts, pause reason, failure'),
 });
 
-
 /** Rollouts: list, create (policy-gated), inspect, their deployments, and the operator actions. */
 export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
   const present = (rollout: RolloutRow, summary: RolloutSummary) => ({

@@ -165,7 +165,11 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
         summary: "Scan a release's SBOM against the imported records now",
         params: VersionParams,
         response: responses({
-          200: Type.Object({ version: Type.String(), scannedAt: IsoTime, findings: Type.Integer({ minimum: 0 }) }),
+          200: Type.Object({
+            version: Type.String(),
+            scannedAt: IsoTime,
+            findings: Type.Integer({ minimum: 0 }),
+          }),
         }),
       },
     },
@@ -267,7 +271,9 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       schema: {
         tags: ['vulnerabilities'],
         summary: 'Findings across the images devices run, weighted by device count',
-        response: responses({ 200: OpenObject('per image: version, devices, channels, findings by severity') }),
+        response: responses({
+          200: OpenObject('per image: version, devices, channels, findings by severity'),
+        }),
       },
     },
     async () => ctx.vulns.fleetExposure(),
