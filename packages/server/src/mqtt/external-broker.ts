@@ -76,12 +76,20 @@ export class ExternalBroker implements DeviceTransport {
       client.once('error', reject);
     });
     const topics = ['state', 'events', 'inventory'].map((c) => `flotilla/v1/devices/+/${c}`);
-    const granted = await client.subscribeAsync(topics, { qos: 1 });
-    if (granted.some((g) => g.qos === 128))
+    // mqtt.js rejects a SUBACK with a failure code (0x80); older brokers may still grant less.
+    const refused = await client.subscribeAsync(topics, { qos: 1 }).then(
+      (granted) => (granted.some((grant) => grant.qos === 128) ? new Error('SUBACK 0x80') : null),
+      (err: unknown) => err,
+    );
+    if (refused) {
+      // Without its subscriptions the client is useless: close it rather than leave it reconnecting.
+      await client.endAsync(true);
       throw new ServerError(
         'FLOTILLA_ERR_SERVER_BROKER',
-        "the broker refused the server's subscriptions to flotilla/v1/devices/+/state, events and inventory (allow them in the broker ACL)",
+        `the broker refused the server's subscriptions to flotilla/v1/devices/+/state, events and inventory (allow them in the broker ACL): ${(refused as Error).message}`,
+        { cause: refused },
       );
+    }
     return new ExternalBroker(client);
   }
 
