@@ -1,3 +1,5 @@
+import { ImageError } from './errors.js';
+
 /**
  * A GUID partition table written byte by byte (UEFI 2.10 §5.3): protective MBR in LBA 0,
  * primary header in LBA 1, 128 entries of 128 bytes from LBA 2, and the backup entries and
@@ -125,6 +127,9 @@ export function buildGpt(diskBytes: number, diskGuid: string, partitions: GptPar
   return { head, tail, tailOffset: (lastLba - ENTRIES_SECTORS) * SECTOR };
 }
 
+/** A disk image whose partition table is missing or damaged (inspection of a built or read-back disk). */
+const gptError = (why: string) => new ImageError('FLOTILLA_ERR_IMAGE_INPUT_INVALID', `disk image: ${why}`);
+
 export interface ParsedGpt {
   diskGuid: string;
   partitions: GptPartition[];
@@ -133,16 +138,16 @@ export interface ParsedGpt {
 /** Reads and checks a primary GPT header and its entries (CRCs, signature); tests and `disk` inspection use it. */
 export function parseGpt(head: Buffer): ParsedGpt {
   const h = head.subarray(SECTOR, 2 * SECTOR);
-  if (h.toString('latin1', 0, 8) !== 'EFI PART') throw new Error('no GPT signature');
+  if (h.toString('latin1', 0, 8) !== 'EFI PART') throw gptError('no GPT signature in LBA 1');
   const copy = Buffer.from(h.subarray(0, 92));
   const crc = copy.readUInt32LE(16);
   copy.writeUInt32LE(0, 16);
-  if (crc32(copy) !== crc) throw new Error('GPT header CRC mismatch');
+  if (crc32(copy) !== crc) throw gptError('GPT header CRC mismatch');
   const count = h.readUInt32LE(80);
   const size = h.readUInt32LE(84);
   const lba = Number(h.readBigUInt64LE(72));
   const entries = head.subarray(lba * SECTOR, lba * SECTOR + count * size);
-  if (crc32(entries) !== h.readUInt32LE(88)) throw new Error('GPT entries CRC mismatch');
+  if (crc32(entries) !== h.readUInt32LE(88)) throw gptError('GPT entries CRC mismatch');
   const partitions: GptPartition[] = [];
   for (let i = 0; i < count; i++) {
     const e = entries.subarray(i * size, (i + 1) * size);

@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import { authHook } from './auth.js';
@@ -9,6 +10,7 @@ import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
 import { fleetRoutes } from './routes/fleet.js';
+import type { ApiInstance } from './routes/plugin.js';
 import { policyRoutes } from './routes/policy.js';
 import { releaseRoutes, UPLOAD_TYPES } from './routes/releases.js';
 import { rolloutRoutes } from './routes/rollouts.js';
@@ -26,7 +28,7 @@ import { validatorFactory } from './validators.js';
 export async function buildApp(
   ctx: ServerContext,
   opts: { https?: { cert: string | Buffer; key: string | Buffer } } = {},
-): Promise<FastifyInstance> {
+): Promise<ApiInstance> {
   const app = Fastify({
     ...(opts.https ? { https: opts.https } : {}),
     loggerInstance: ctx.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
@@ -37,7 +39,7 @@ export async function buildApp(
     // Query strings are coerced to their schema types, JSON bodies are not (see validators.ts).
     schemaController: { compilersFactory: { buildValidator: validatorFactory() } },
     return503OnClosing: true,
-  }) as unknown as FastifyInstance;
+  }).withTypeProvider<TypeBoxTypeProvider>();
   // Uploads stream straight to disk; the artifact store enforces the size limit while writing.
   app.addContentTypeParser(UPLOAD_TYPES, (_req, payload, done) => done(null, payload));
   app.setErrorHandler(errorHandler(ctx.log));
@@ -59,20 +61,18 @@ export async function buildApp(
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  await app.register(
-    async (api) => {
-      await deviceRoutes(api, ctx);
-      await releaseRoutes(api, ctx);
-      await artifactRoutes(api, ctx);
-      await rolloutRoutes(api, ctx);
-      await adminRoutes(api, ctx);
-      await fleetRoutes(api, ctx);
-      await trustRoutes(api, ctx);
-      await vulnerabilityRoutes(api, ctx);
-      await policyRoutes(api, ctx);
-    },
-    { prefix: '/api/v1' },
-  );
-  await systemRoutes(app, ctx);
+  // Each route file is one plugin with its prefix; a file serving several paths takes /api/v1.
+  const api = '/api/v1';
+  await app.register(deviceRoutes, { prefix: api, ctx });
+  await app.register(releaseRoutes, { prefix: api, ctx });
+  await app.register(artifactRoutes, { prefix: `${api}/artifacts`, ctx });
+  await app.register(rolloutRoutes, { prefix: `${api}/rollouts`, ctx });
+  await app.register(adminRoutes, { prefix: api, ctx });
+  await app.register(fleetRoutes, { prefix: api, ctx });
+  await app.register(trustRoutes, { prefix: `${api}/trust`, ctx });
+  await app.register(vulnerabilityRoutes, { prefix: api, ctx });
+  await app.register(policyRoutes, { prefix: `${api}/policy`, ctx });
+  // Health, metrics, the root, server info, events and the dashboard: paths of their own.
+  await app.register(systemRoutes, { ctx });
   return app;
 }

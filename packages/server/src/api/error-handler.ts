@@ -25,10 +25,10 @@ export function errorHandler(log: Logger) {
   return (thrown: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
     // A full disk met anywhere (artifact write, SQLite) is 507 with its code, not an opaque 500.
     const err = (isCoded(thrown) ? null : storageFault(thrown, 'storage')) ?? thrown;
-    const e = err as unknown as Coded;
+    const coded = err as unknown as Coded;
     let status = 500;
     let body: ErrorBody;
-    if (e.validation) {
+    if (coded.validation) {
       status = 400;
       body = {
         error: {
@@ -37,17 +37,17 @@ export function errorHandler(log: Logger) {
           hint: 'check the field named in the message; the OpenAPI document is at /docs',
         },
       };
-    } else if (typeof e.code === 'string' && e.code.startsWith('FLOTILLA_ERR_')) {
-      status = typeof e.status === 'number' ? e.status : 500;
+    } else if (typeof coded.code === 'string' && coded.code.startsWith('FLOTILLA_ERR_')) {
+      status = typeof coded.status === 'number' ? coded.status : 500;
       body = {
         error: {
-          code: e.code,
-          message: String(e.message),
-          ...(typeof e.hint === 'string' ? { hint: e.hint } : {}),
+          code: coded.code,
+          message: String(coded.message),
+          ...(typeof coded.hint === 'string' ? { hint: coded.hint } : {}),
         },
       };
-    } else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-      status = e.statusCode;
+    } else if (typeof coded.statusCode === 'number' && coded.statusCode >= 400 && coded.statusCode < 500) {
+      status = coded.statusCode;
       body = {
         error: {
           code: status === 413 ? 'FLOTILLA_ERR_SERVER_UPLOAD_TOO_LARGE' : 'FLOTILLA_ERR_SERVER_VALIDATION',

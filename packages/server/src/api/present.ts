@@ -1,7 +1,12 @@
 import type { Device } from '../store/repos/devices.js';
 import type { Release } from '../store/repos/releases.js';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+/** A stored time (ms since the epoch) as an ISO string; a time that may be absent stays null. */
+function iso(ms: number): string;
+function iso(ms: number | null): string | null;
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
 
 /** API shapes: times as ISO strings, no secrets (device MQTT secret hashes never leave the store). */
 export function presentDevice(d: Device) {

@@ -9,7 +9,7 @@ export function inlineScriptHashes(dashboardDir: string | null): string[] {
   if (!index || !existsSync(index)) return [];
   const html = readFileSync(index, 'utf8');
   return [...html.matchAll(/<script(?![^>]*\bsrc=)[^>]*>([\s\S]*?)<\/script>/g)].map(
-    (m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`,
+    (match) => `'sha256-${createHash('sha256').update(match[1]!).digest('base64')}'`,
   );
 }
 

@@ -7,6 +7,7 @@ import {
 } from '@flotilla/protocol';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import { ServerError } from '../errors.js';
 import type { Report, ReportIngestor } from '../ingest/report-ingestor.js';
 import type { ServerLimits } from '../limits.js';
 import type { Metrics } from '../metrics.js';
@@ -48,9 +49,11 @@ export class ExternalBroker implements DeviceTransport {
     client.handleMessage = (packet, done) => {
       try {
         const t = parseDeviceTopic(packet.topic);
-        if (!t || t.channel === 'commands') throw new Error(`unexpected topic ${packet.topic}`);
+        if (!t || t.channel === 'commands')
+          throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', `unexpected topic ${packet.topic}`);
         const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-        if (payload.length > deps.limits.maxMqttPayloadBytes) throw new Error('payload too large');
+        if (payload.length > deps.limits.maxMqttPayloadBytes)
+          throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', 'payload too large');
         const channel = t.channel as 'state' | 'events' | 'inventory';
         deps.ingestor.applyNow({
           deviceId: t.deviceId,
@@ -73,9 +76,20 @@ export class ExternalBroker implements DeviceTransport {
       client.once('error', reject);
     });
     const topics = ['state', 'events', 'inventory'].map((c) => `flotilla/v1/devices/+/${c}`);
-    const granted = await client.subscribeAsync(topics, { qos: 1 });
-    if (granted.some((g) => g.qos === 128))
-      throw new Error('the broker refused the server subscriptions (check its ACL)');
+    // mqtt.js rejects a SUBACK with a failure code (0x80); older brokers may still grant less.
+    const refused = await client.subscribeAsync(topics, { qos: 1 }).then(
+      (granted) => (granted.some((grant) => grant.qos === 128) ? new Error('SUBACK 0x80') : null),
+      (err: unknown) => err,
+    );
+    if (refused) {
+      // Without its subscriptions the client is useless: close it rather than leave it reconnecting.
+      await client.endAsync(true);
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_BROKER',
+        `the broker refused the server's subscriptions to flotilla/v1/devices/+/state, events and inventory (allow them in the broker ACL): ${(refused as Error).message}`,
+        { cause: refused },
+      );
+    }
     return new ExternalBroker(client);
   }
 

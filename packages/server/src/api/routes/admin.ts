@@ -1,27 +1,51 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
+import type { ApiToken } from '../../store/repos/tokens.js';
 import { actorOf } from '../auth.js';
 import { iso } from '../present.js';
+import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
+const Role = Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')]);
+const IsoTime = Type.String({ description: 'ISO 8601 time' });
+const IsoTimeOrNull = Type.Union([IsoTime, Type.Null()]);
 
-export async function adminRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+const TokenView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  role: Role,
+  created: IsoTime,
+  lastUsed: IsoTimeOrNull,
+  revoked: IsoTimeOrNull,
+});
+
+const AuditEntryView = Type.Object({
+  id: Type.Integer(),
+  ts: IsoTime,
+  actor: Type.String(),
+  action: Type.String(),
+  target: Type.Union([Type.String(), Type.Null()]),
+  detail: Type.Object({}, { additionalProperties: true }),
+});
+
+const PruneResultView = Type.Object({
+  releases: Type.Array(Type.String()),
+  deltas: Type.Array(Type.Object({ from: Type.String(), to: Type.String() })),
+  artifacts: Type.Array(Type.String()),
+  bytes: Type.Integer({ minimum: 0 }),
+  kept: Type.Array(Type.Object({ release: Type.String(), why: Type.Array(Type.String()) })),
+});
+
+const presentToken = (token: ApiToken) => ({
+  ...token,
+  created: iso(token.created),
+  lastUsed: iso(token.lastUsed),
+  revoked: iso(token.revoked),
+});
+
+/** API tokens, the audit log and retention pruning: all admin-only. */
+export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
   const { store } = ctx;
-  const present = (t: {
-    id: string;
-    name: string;
-    role: string;
-    created: number;
-    lastUsed: number | null;
-    revoked: number | null;
-  }) => ({
-    ...t,
-    created: iso(t.created),
-    lastUsed: iso(t.lastUsed),
-    revoked: iso(t.revoked),
-  });
 
   app.post(
     '/tokens',
@@ -33,27 +57,39 @@ export async function adminRoutes(app: FastifyInstance, ctx: ServerContext): Pro
         body: Type.Object(
           {
             name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9 ._:@-]+$' }),
-            role: Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')]),
+            role: Role,
           },
           strict,
         ),
+        response: responses({
+          201: Type.Object({ ...TokenView.properties, token: Type.String({ description: 'shown once' }) }),
+        }),
       },
     },
     async (req, reply) => {
-      const b = req.body as { name: string; role: 'viewer' | 'operator' | 'admin' };
+      const { name, role } = req.body;
       const now = ctx.clock();
-      const r = store.tx(() => {
-        const r = store.tokens.create(b.name, b.role, now);
-        store.audit.record(actorOf(req), 'token.create', r.token.id, { name: b.name, role: b.role }, now);
-        return r;
+      const created = store.tx(() => {
+        const created = store.tokens.create(name, role, now);
+        store.audit.record(actorOf(req), 'token.create', created.token.id, { name, role }, now);
+        return created;
       });
-      return reply.code(201).send({ ...present(r.token), token: r.secret });
+      return reply.code(201).send({ ...presentToken(created.token), token: created.secret });
     },
   );
 
-  app.get('/tokens', { config: { access: 'admin' }, schema: { tags: ['admin'] } }, async () => ({
-    items: store.tokens.list().map(present),
-  }));
+  app.get(
+    '/tokens',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['admin'],
+        summary: 'All API tokens, revoked ones included (never their secrets)',
+        response: responses({ 200: Type.Object({ items: Type.Array(TokenView) }) }),
+      },
+    },
+    async () => ({ items: store.tokens.list().map(presentToken) }),
+  );
 
   app.delete(
     '/tokens/:id',
@@ -61,18 +97,20 @@ export async function adminRoutes(app: FastifyInstance, ctx: ServerContext): Pro
       config: { access: 'admin' },
       schema: {
         tags: ['admin'],
+        summary: 'Revoke an API token',
         params: Type.Object({ id: Type.String({ pattern: '^tok_[0-9a-f]{16}$' }) }, strict),
+        response: responses({ 200: Type.Object({ id: Type.String(), revoked: Type.Literal(true) }) }),
       },
     },
     async (req) => {
-      const id = (req.params as { id: string }).id;
+      const { id } = req.params;
       const now = ctx.clock();
       store.tx(() => {
         if (!store.tokens.revoke(id, now))
           throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `active token ${id}`);
         store.audit.record(actorOf(req), 'token.revoke', id, {}, now);
       });
-      return { id, revoked: true };
+      return { id, revoked: true as const };
     },
   );
 
@@ -82,6 +120,7 @@ export async function adminRoutes(app: FastifyInstance, ctx: ServerContext): Pro
       config: { access: 'admin' },
       schema: {
         tags: ['admin'],
+        summary: 'The audit log, newest first (page with `before` = the last id seen)',
         querystring: Type.Object(
           {
             before: Type.Optional(Type.Integer({ minimum: 1 })),
@@ -89,14 +128,15 @@ export async function adminRoutes(app: FastifyInstance, ctx: ServerContext): Pro
           },
           strict,
         ),
+        response: responses({ 200: Type.Object({ items: Type.Array(AuditEntryView) }) }),
       },
     },
     async (req) => {
-      const q = req.query as { before?: number; limit?: number };
+      const { before, limit } = req.query;
       return {
         items: store.audit
-          .list(q.before ?? Number.MAX_SAFE_INTEGER, q.limit ?? 100)
-          .map((e) => ({ ...e, ts: iso(e.ts) })),
+          .list(before ?? Number.MAX_SAFE_INTEGER, limit ?? 100)
+          .map((entry) => ({ ...entry, ts: iso(entry.ts) })),
       };
     },
   );
@@ -115,11 +155,10 @@ export async function adminRoutes(app: FastifyInstance, ctx: ServerContext): Pro
           },
           strict,
         ),
+        response: responses({ 200: PruneResultView }),
       },
     },
-    async (req) => {
-      const b = req.body as { keepPerChannel: number; dryRun: boolean };
-      return ctx.retention.prune({ keepPerChannel: b.keepPerChannel }, actorOf(req), b.dryRun);
-    },
+    async (req) =>
+      ctx.retention.prune({ keepPerChannel: req.body.keepPerChannel }, actorOf(req), req.body.dryRun),
   );
-}
+};

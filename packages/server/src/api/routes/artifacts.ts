@@ -1,12 +1,12 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ServerContext } from '../../context.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { artifactPath } from '../../deploy/offers.js';
 import { ServerError } from '../../errors.js';
 import { countedStream } from '../../metrics/counted-stream.js';
 import type { ArtifactKind } from '../../metrics.js';
 import { requireToken } from '../auth.js';
 import { Sha256Params } from '../schemas.js';
+import { type RoutePlugin, responses } from './plugin.js';
 
 /** Parses one `bytes=a-b` / `bytes=a-` / `bytes=-n` range; null = serve it all (several ranges, junk). */
 export function parseRange(
@@ -14,18 +14,19 @@ export function parseRange(
   size: number,
 ): { start: number; end: number } | null | 'unsatisfiable' {
   if (!header) return null;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === '' && m[2] === '')) return null;
+  const bounds = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!bounds || (bounds[1] === '' && bounds[2] === '')) return null;
+  const [, first, last] = bounds as unknown as [string, string, string];
   let start: number;
   let end: number;
-  if (m[1] === '') {
-    const n = Number(m[2]);
-    if (n === 0) return 'unsatisfiable';
-    start = Math.max(0, size - n);
+  if (first === '') {
+    const suffixLength = Number(last);
+    if (suffixLength === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffixLength);
     end = size - 1;
   } else {
-    start = Number(m[1]);
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    start = Number(first);
+    end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
   }
   if (start >= size || start > end) return 'unsatisfiable';
   return { start, end };
@@ -38,23 +39,27 @@ export function parseRange(
  * signed into its offer (`?aud=&exp=&sig=`, checked before anything is looked up), an operator
  * sends an operator API token.
  */
-export async function artifactRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  const authorise = (req: FastifyRequest, reply: FastifyReply, sha256: string) => {
-    const q = req.query as { aud?: string; exp?: string; sig?: string };
-    if (q.sig !== undefined || q.exp !== undefined || q.aud !== undefined)
-      ctx.urlSigner.verify(artifactPath(sha256), sha256, q, ctx.clock());
+export const artifactRoutes: RoutePlugin = async (app, { ctx }) => {
+  const authorise = (req: FastifyRequest, reply: FastifyReply, sha256: string, signature: SignedUrlQuery) => {
+    if (signature.sig !== undefined || signature.exp !== undefined || signature.aud !== undefined)
+      ctx.urlSigner.verify(artifactPath(sha256), sha256, signature, ctx.clock());
     else requireToken(ctx, req, reply, 'operator');
   };
-  const serve = async (req: FastifyRequest, reply: FastifyReply, head: boolean) => {
-    const { sha256 } = req.params as { sha256: string };
-    authorise(req, reply, sha256);
+  const serve = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    { sha256, signature, head }: { sha256: string; signature: SignedUrlQuery; head: boolean },
+  ) => {
+    authorise(req, reply, sha256, signature);
     const row = ctx.store.artifacts.get(sha256);
     if (!row || !ctx.artifacts.has(sha256))
       throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `artifact ${sha256}`);
     const size = row.size;
     const kind: ArtifactKind = row.kind === 'image' ? 'full' : row.kind;
-    const body = (r?: { start: number; end: number }) =>
-      countedStream(ctx.artifacts.open(sha256, r), (n) => ctx.metrics.artifactBytes.inc({ kind }, n));
+    const body = (range?: { start: number; end: number }) =>
+      countedStream(ctx.artifacts.open(sha256, range), (bytes) =>
+        ctx.metrics.artifactBytes.inc({ kind }, bytes),
+      );
     const etag = `"${sha256}"`;
     reply
       .header('etag', etag)
@@ -78,8 +83,13 @@ export async function artifactRoutes(app: FastifyInstance, ctx: ServerContext): 
     reply.header('content-length', size);
     return head ? reply.send() : reply.send(body());
   };
+  const Bytes = Type.String({
+    format: 'binary',
+    description: 'the artifact bytes (application/octet-stream)',
+  });
   const schema = {
     tags: ['artifacts'],
+    summary: 'Download an artifact by its sha256 (signed URL or operator token; one Range)',
     params: Sha256Params,
     headers: Type.Object({ range: Type.Optional(Type.String({ maxLength: 200 })) }),
     querystring: Type.Object(
@@ -90,13 +100,23 @@ export async function artifactRoutes(app: FastifyInstance, ctx: ServerContext): 
       },
       { additionalProperties: false },
     ),
+    response: responses({
+      200: Bytes,
+      206: Bytes,
+      304: Type.Null({ description: 'not modified (If-None-Match matched the ETag)' }),
+    }),
   };
-  app.get(
-    '/artifacts/:sha256',
-    { config: { access: 'route' }, schema, exposeHeadRoute: false },
-    (req, reply) => serve(req, reply, false),
+  app.get('/:sha256', { config: { access: 'route' }, schema, exposeHeadRoute: false }, (req, reply) =>
+    serve(req, reply, { sha256: req.params.sha256, signature: req.query, head: false }),
   );
-  app.head('/artifacts/:sha256', { config: { access: 'route' }, schema }, (req, reply) =>
-    serve(req, reply, true),
+  app.head('/:sha256', { config: { access: 'route' }, schema }, (req, reply) =>
+    serve(req, reply, { sha256: req.params.sha256, signature: req.query, head: true }),
   );
+};
+
+/** The query of a signed artifact URL (all three or none). */
+interface SignedUrlQuery {
+  aud?: string;
+  exp?: string;
+  sig?: string;
 }

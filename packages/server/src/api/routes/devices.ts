@@ -1,20 +1,44 @@
 import { DeviceId, HardwareId } from '@flotilla/protocol';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import { actorOf } from '../auth.js';
 import { iso, presentDevice } from '../present.js';
 import { bodyDefaultsToEmpty, Channel, EmptyBody, IdParams, Label, Paging } from '../schemas.js';
+import { DeploymentView, DeviceView, EpochMs, IsoTime, OpenObject, OrNull } from '../views.js';
+import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
 
-export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+const TimelineEntry = Type.Object({
+  id: Type.Integer(),
+  eventId: Type.String(),
+  kind: Type.String(),
+  deploymentId: OrNull(Type.String()),
+  ts: IsoTime,
+  received: IsoTime,
+  reason: Type.Unknown(),
+  progress: Type.Unknown(),
+  version: Type.Unknown(),
+  detail: Type.Unknown(),
+});
+
+const ProvisioningTokenView = Type.Object({
+  id: Type.String(),
+  label: Type.String(),
+  autoAccept: Type.Boolean(),
+  expires: EpochMs,
+  usedBy: OrNull(Type.String()),
+  usedAt: OrNull(EpochMs),
+  created: EpochMs,
+});
+
+/** Devices (registration, status, placement, what they report) and provisioning tokens. */
+export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
   const { store, registry } = ctx;
-  const get = (id: string) => {
-    const d = store.devices.get(id);
-    if (!d) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
-    return d;
+  const existing = (id: string) => {
+    const device = store.devices.get(id);
+    if (!device) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
+    return device;
   };
 
   app.post(
@@ -35,12 +59,25 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
           },
           strict,
         ),
+        response: responses({
+          200: Type.Object({
+            device: DeviceView,
+            mqtt: Type.Optional(
+              Type.Object(
+                { username: Type.String(), password: Type.String() },
+                { description: 'MQTT credentials (external broker only), shown once' },
+              ),
+            ),
+          }),
+        }),
       },
     },
     async (req) => {
-      const body = req.body as Parameters<typeof registry.register>[0];
-      const r = await registry.register(body, req.ip);
-      return { device: presentDevice(r.device), ...(r.mqtt ? { mqtt: r.mqtt } : {}) };
+      const registered = await registry.register(req.body, req.ip);
+      return {
+        device: presentDevice(registered.device),
+        ...(registered.mqtt ? { mqtt: registered.mqtt } : {}),
+      };
     },
   );
 
@@ -70,15 +107,12 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
           },
           strict,
         ),
+        response: responses({
+          200: Type.Object({ registered: Type.Array(Type.String()), unchanged: Type.Array(Type.String()) }),
+        }),
       },
     },
-    async (req) => {
-      const body = req.body as {
-        devices: { deviceId: string; publicKey: string; hardware?: string; tags?: string[] }[];
-        status?: 'accepted' | 'pending';
-      };
-      return registry.bulkRegister(body.devices, body.status ?? 'accepted', actorOf(req));
-    },
+    async (req) => registry.bulkRegister(req.body.devices, req.body.status ?? 'accepted', actorOf(req)),
   );
 
   app.get(
@@ -87,10 +121,16 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
       config: { access: 'viewer' },
       schema: {
         tags: ['devices'],
+        summary: 'Devices matching a filter, one page at a time, with the total',
         querystring: Type.Object(
           {
             status: Type.Optional(
-              Type.Union(['pending', 'accepted', 'rejected', 'decommissioned'].map((s) => Type.Literal(s))),
+              Type.Union([
+                Type.Literal('pending'),
+                Type.Literal('accepted'),
+                Type.Literal('rejected'),
+                Type.Literal('decommissioned'),
+              ]),
             ),
             hardware: Type.Optional(HardwareId),
             tag: Type.Optional(Label),
@@ -102,19 +142,30 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
           },
           strict,
         ),
+        response: responses({
+          200: Type.Object({ items: Type.Array(DeviceView), total: Type.Integer({ minimum: 0 }) }),
+        }),
       },
     },
     async (req) => {
-      const q = req.query as Record<string, unknown> & { limit: number; offset: number };
-      const r = store.devices.list({ ...q, limit: q.limit ?? 100, offset: q.offset ?? 0 } as never);
-      return { items: r.items.map(presentDevice), total: r.total };
+      const filter = req.query;
+      const page = store.devices.list({ ...filter, limit: filter.limit ?? 100, offset: filter.offset ?? 0 });
+      return { items: page.items.map(presentDevice), total: page.total };
     },
   );
 
   app.get(
     '/devices/:id',
-    { config: { access: 'viewer' }, schema: { tags: ['devices'], params: IdParams } },
-    async (req) => presentDevice(get((req.params as { id: string }).id)),
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['devices'],
+        summary: 'One device',
+        params: IdParams,
+        response: responses({ 200: DeviceView }),
+      },
+    },
+    async (req) => presentDevice(existing(req.params.id)),
   );
 
   for (const [action, to] of [
@@ -127,10 +178,15 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
       {
         config: { access: 'operator' },
         preValidation: bodyDefaultsToEmpty,
-        schema: { tags: ['devices'], params: IdParams, body: EmptyBody },
+        schema: {
+          tags: ['devices'],
+          summary: `Set a device's status to ${to}`,
+          params: IdParams,
+          body: EmptyBody,
+          response: responses({ 200: DeviceView }),
+        },
       },
-      async (req) =>
-        presentDevice(await registry.setStatus((req.params as { id: string }).id, to, actorOf(req))),
+      async (req) => presentDevice(await registry.setStatus(req.params.id, to, actorOf(req))),
     );
   }
 
@@ -150,20 +206,31 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
           },
           { ...strict, minProperties: 1 },
         ),
+        response: responses({ 200: DeviceView }),
       },
     },
-    async (req) =>
-      presentDevice(
-        registry.setPlacement((req.params as { id: string }).id, req.body as never, actorOf(req)),
-      ),
+    async (req) => presentDevice(registry.setPlacement(req.params.id, req.body, actorOf(req))),
   );
 
   app.get(
     '/devices/:id/inventory',
-    { config: { access: 'viewer' }, schema: { tags: ['devices'], params: IdParams } },
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['devices'],
+        summary: 'What the device last reported about itself (null before its first report)',
+        params: IdParams,
+        response: responses({
+          200: Type.Object({
+            deviceId: Type.String(),
+            inventory: OrNull(OpenObject('the inventory message, as the device sent it')),
+          }),
+        }),
+      },
+    },
     async (req) => {
-      const d = get((req.params as { id: string }).id);
-      return { deviceId: d.id, inventory: d.inventory };
+      const device = existing(req.params.id);
+      return { deviceId: device.id, inventory: device.inventory };
     },
   );
 
@@ -182,24 +249,25 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
           },
           strict,
         ),
+        response: responses({ 200: Type.Object({ items: Type.Array(TimelineEntry) }) }),
       },
     },
     async (req) => {
-      const d = get((req.params as { id: string }).id);
-      const q = req.query as { before?: number; limit?: number };
-      const events = store.events.timeline(d.id, q.before ?? Number.MAX_SAFE_INTEGER, q.limit ?? 100);
+      const device = existing(req.params.id);
+      const { before, limit } = req.query;
+      const events = store.events.timeline(device.id, before ?? Number.MAX_SAFE_INTEGER, limit ?? 100);
       return {
-        items: events.map((e) => ({
-          id: e.id,
-          eventId: e.eventId,
-          kind: e.kind,
-          deploymentId: e.deploymentId,
-          ts: iso(e.ts),
-          received: iso(e.received),
-          reason: e.body.reason ?? null,
-          progress: e.body.progress ?? null,
-          version: e.body.version ?? null,
-          detail: e.body.detail ?? null,
+        items: events.map((event) => ({
+          id: event.id,
+          eventId: event.eventId,
+          kind: event.kind,
+          deploymentId: event.deploymentId,
+          ts: iso(event.ts),
+          received: iso(event.received),
+          reason: event.body.reason ?? null,
+          progress: event.body.progress ?? null,
+          version: event.body.version ?? null,
+          detail: event.body.detail ?? null,
         })),
       };
     },
@@ -207,8 +275,16 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
 
   app.get(
     '/devices/:id/deployments',
-    { config: { access: 'viewer' }, schema: { tags: ['devices'], params: IdParams } },
-    async (req) => ({ items: store.deployments.forDevice(get((req.params as { id: string }).id).id) }),
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['devices'],
+        summary: "The device's deployments, newest first",
+        params: IdParams,
+        response: responses({ 200: Type.Object({ items: Type.Array(DeploymentView) }) }),
+      },
+    },
+    async (req) => ({ items: store.deployments.forDevice(existing(req.params.id).id) }),
   );
 
   app.post(
@@ -226,25 +302,37 @@ export async function deviceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
           },
           strict,
         ),
+        response: responses({
+          201: Type.Object({
+            id: Type.String(),
+            token: Type.String({ description: 'shown once' }),
+            expires: IsoTime,
+          }),
+        }),
       },
     },
     async (req, reply) => {
-      const b = req.body as { label: string; ttlSeconds: number; autoAccept: boolean };
+      const { label, ttlSeconds, autoAccept } = req.body;
       const now = ctx.clock();
-      const t = store.tx(() => {
-        const t = store.provisioning.create(b.label, b.ttlSeconds * 1000, b.autoAccept, now);
-        store.audit.record(actorOf(req), 'provisioning-token.create', t.id, { label: b.label }, now);
-        return t;
+      const created = store.tx(() => {
+        const created = store.provisioning.create(label, ttlSeconds * 1000, autoAccept, now);
+        store.audit.record(actorOf(req), 'provisioning-token.create', created.id, { label }, now);
+        return created;
       });
-      return reply.code(201).send({ id: t.id, token: t.secret, expires: iso(t.expires) });
+      return reply.code(201).send({ id: created.id, token: created.secret, expires: iso(created.expires) });
     },
   );
 
   app.get(
     '/provisioning-tokens',
-    { config: { access: 'operator' }, schema: { tags: ['devices'] } },
-    async () => ({
-      items: store.provisioning.list(),
-    }),
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['devices'],
+        summary: 'Provisioning tokens (never their secrets)',
+        response: responses({ 200: Type.Object({ items: Type.Array(ProvisioningTokenView) }) }),
+      },
+    },
+    async () => ({ items: store.provisioning.list() }),
   );
-}
+};

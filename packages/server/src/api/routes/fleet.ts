@@ -1,7 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
+import { type RoutePlugin, responses } from './plugin.js';
 
 const Count = Type.Integer({ minimum: 0 });
 const Nullable = Type.Union([Type.String(), Type.Null()]);
@@ -21,7 +20,7 @@ export const FleetSummaryResponse = Type.Object({
 });
 
 /** Who the token belongs to (the dashboard's header and its role checks) and whole-fleet counts. */
-export async function fleetRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export const fleetRoutes: RoutePlugin = async (app, { ctx }) => {
   app.get(
     '/auth/whoami',
     {
@@ -29,13 +28,13 @@ export async function fleetRoutes(app: FastifyInstance, ctx: ServerContext): Pro
       schema: {
         tags: ['auth'],
         summary: 'The signed-in token: id, name and role',
-        response: { 200: WhoAmI },
+        response: responses({ 200: WhoAmI }),
       },
     },
     async (req) => {
-      const t = req.token;
-      if (!t) throw new ServerError('FLOTILLA_ERR_SERVER_UNAUTHENTICATED');
-      return { id: t.id, name: t.name, role: t.role };
+      const token = req.token;
+      if (!token) throw new ServerError('FLOTILLA_ERR_SERVER_UNAUTHENTICATED');
+      return { id: token.id, name: token.name, role: token.role };
     },
   );
 
@@ -47,9 +46,9 @@ export async function fleetRoutes(app: FastifyInstance, ctx: ServerContext): Pro
         tags: ['devices'],
         summary:
           'Device counts over the whole fleet: by status, online, and accepted devices by version, agent state and hardware',
-        response: { 200: FleetSummaryResponse },
+        response: responses({ 200: FleetSummaryResponse }),
       },
     },
     async () => ctx.fleet.summary(),
   );
-}
+};

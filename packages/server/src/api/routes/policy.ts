@@ -1,16 +1,33 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import type { ServerContext } from '../../context.js';
+import { PolicyDocument } from '../../policy/policy-schema.js';
 import { actorOf } from '../auth.js';
+import { type RoutePlugin, responses } from './plugin.js';
+
+/** One stored version of the policy document (version 0 is the built-in default, never stored). */
+const PolicyVersion = Type.Object({
+  version: Type.Integer({ minimum: 0 }),
+  document: PolicyDocument,
+  actor: Type.Union([Type.String(), Type.Null()]),
+  created: Type.Union([Type.Integer(), Type.Null()]),
+});
 
 /** The policy document: read it (viewer), replace it with a new version (admin), its history. */
-export async function policyRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  app.get('/policy', { config: { access: 'viewer' }, schema: { tags: ['policy'] } }, async () =>
-    ctx.policy.current(),
+export const policyRoutes: RoutePlugin = async (app, { ctx }) => {
+  app.get(
+    '',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['policy'],
+        summary: 'The current policy document and its version',
+        response: responses({ 200: PolicyVersion }),
+      },
+    },
+    async () => ctx.policy.current(),
   );
 
   app.put(
-    '/policy',
+    '',
     {
       config: { access: 'admin' },
       // The body is checked against the policy schema by the service, which names the field.
@@ -18,20 +35,25 @@ export async function policyRoutes(app: FastifyInstance, ctx: ServerContext): Pr
         tags: ['policy'],
         summary: 'Store a new version of the policy document',
         body: Type.Object({}, { additionalProperties: true }),
+        response: responses({
+          201: Type.Object({ version: Type.Integer({ minimum: 1 }), document: PolicyDocument }),
+        }),
       },
     },
     async (req, reply) => reply.code(201).send(ctx.policy.set(req.body, actorOf(req))),
   );
 
   app.get(
-    '/policy/history',
+    '/history',
     {
       config: { access: 'viewer' },
       schema: {
         tags: ['policy'],
+        summary: 'Stored versions of the policy document, newest first',
         querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }),
+        response: responses({ 200: Type.Object({ items: Type.Array(PolicyVersion) }) }),
       },
     },
-    async (req) => ({ items: ctx.policy.history((req.query as { limit?: number }).limit ?? 100) }),
+    async (req) => ({ items: ctx.policy.history(req.query.limit ?? 100) }),
   );
-}
+};

@@ -1,16 +1,32 @@
 import type { Readable } from 'node:stream';
 import { HardwareId, ImageFormat, ReleaseName, SemVer } from '@flotilla/protocol';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { ServerContext } from '../../context.js';
+import type { FastifyReply } from 'fastify';
 import { ServerError } from '../../errors.js';
 import type { Channel as ChannelName } from '../../store/repos/releases.js';
 import { actorOf } from '../auth.js';
 import { presentRelease } from '../present.js';
 import { Channel, VersionParams } from '../schemas.js';
+import { OpenObject, OrNull, ReleaseView } from '../views.js';
+import { type RoutePlugin, responses } from './plugin.js';
 
-const previousChannel = (c: ChannelName): ChannelName | null =>
-  c === 'prod' ? 'staging' : c === 'staging' ? 'dev' : null;
+const previousChannel = (channel: ChannelName): ChannelName | null =>
+  channel === 'prod' ? 'staging' : channel === 'staging' ? 'dev' : null;
+
+/** The signed release manifest, served as stored (declared fields would be reordered). */
+const SignedManifest = OpenObject('the signed release manifest: {signed, signatures}');
+
+const DeltaView = Type.Object({
+  from: Type.String({ description: 'sha256 of the source image' }),
+  to: Type.String({ description: 'sha256 of the target image' }),
+  status: Type.String(),
+  sha256: OrNull(Type.String()),
+  size: OrNull(Type.Integer()),
+  codec: OrNull(Type.String()),
+  error: OrNull(Type.String()),
+  url: OrNull(Type.String()),
+  descriptor: OrNull(OpenObject('the signed delta descriptor')),
+});
 
 const strict = { additionalProperties: false } as const;
 
@@ -34,8 +50,8 @@ function uploadBody(body: unknown): AsyncIterable<Buffer> {
 }
 
 function declaredLength(headers: Record<string, unknown>): number | undefined {
-  const n = Number(headers['content-length']);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  const length = Number(headers['content-length']);
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 }
 
 /** A refused upload's connection is closed after the answer: the client stops sending. */
@@ -48,36 +64,56 @@ async function stopOnError<T>(reply: FastifyReply, run: () => Promise<T>): Promi
   }
 }
 
-export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  const get = (version: string) => {
-    const r = ctx.store.releases.get(version);
-    if (!r) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
-    return r;
+/** Releases (list, upload a bundle, build on the server, promote) and deltas between them. */
+export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
+  const existing = (version: string) => {
+    const release = ctx.store.releases.get(version);
+    if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
+    return release;
   };
 
   app.get(
     '/releases',
     {
       config: { access: 'viewer' },
-      schema: { tags: ['releases'], querystring: Type.Object({ channel: Type.Optional(Channel) }, strict) },
+      schema: {
+        tags: ['releases'],
+        summary: 'Releases, optionally only those in one channel',
+        querystring: Type.Object({ channel: Type.Optional(Channel) }, strict),
+        response: responses({ 200: Type.Object({ items: Type.Array(ReleaseView) }) }),
+      },
     },
     async (req) => ({
-      items: ctx.store.releases
-        .list((req.query as { channel?: ChannelName }).channel)
-        .map((r) => presentRelease(r)),
+      items: ctx.store.releases.list(req.query.channel).map((release) => presentRelease(release)),
     }),
   );
 
   app.get(
     '/releases/:version',
-    { config: { access: 'viewer' }, schema: { tags: ['releases'], params: VersionParams } },
-    async (req) => presentRelease(get((req.params as { version: string }).version), true),
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['releases'],
+        summary: 'One release with its signed manifest',
+        params: VersionParams,
+        response: responses({ 200: ReleaseView }),
+      },
+    },
+    async (req) => presentRelease(existing(req.params.version), true),
   );
 
   app.get(
     '/releases/:version/manifest',
-    { config: { access: 'viewer' }, schema: { tags: ['releases'], params: VersionParams } },
-    async (req) => get((req.params as { version: string }).version).manifest,
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['releases'],
+        summary: 'The signed manifest of a release, as stored',
+        params: VersionParams,
+        response: responses({ 200: SignedManifest }),
+      },
+    },
+    async (req) => existing(req.params.version).manifest,
   );
 
   app.post(
@@ -91,13 +127,14 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
         headers: Type.Object({
           'content-type': Type.String({ pattern: '^application/(octet-stream|vnd\\.flotilla\\.bundle)' }),
         }),
+        response: responses({ 200: ReleaseView, 201: ReleaseView }),
       },
     },
     async (req, reply) => {
-      const r = await stopOnError(reply, () =>
+      const uploaded = await stopOnError(reply, () =>
         ctx.releases.uploadBundle(uploadBody(req.body), actorOf(req), declaredLength(req.headers)),
       );
-      return reply.code(r.created ? 201 : 200).send(presentRelease(r.release));
+      return reply.code(uploaded.created ? 201 : 200).send(presentRelease(uploaded.release));
     },
   );
 
@@ -117,26 +154,33 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
             compatible: Type.Array(HardwareId, { minItems: 1, maxItems: 256 }),
             format: Type.Optional(ImageFormat),
             partitionSize: Type.Integer({ minimum: 4096, maximum: 64 * 1024 ** 3 }),
-            input: Type.Union(['tar', 'tar.gz', 'tar.zst', 'tar.xz', 'image'].map((s) => Type.Literal(s))),
+            input: Type.Union([
+              Type.Literal('tar'),
+              Type.Literal('tar.gz'),
+              Type.Literal('tar.zst'),
+              Type.Literal('tar.xz'),
+              Type.Literal('image'),
+            ]),
             kind: Type.Optional(Type.Union([Type.Literal('release'), Type.Literal('recovery')])),
             sourceRevision: Type.Optional(Type.String({ maxLength: 200 })),
             expiresDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
           },
           strict,
         ),
+        response: responses({ 201: ReleaseView }),
       },
     },
     async (req, reply) => {
-      const q = req.query as Parameters<typeof ctx.releases.buildFromUpload>[1];
-      const r = await stopOnError(reply, () =>
+      const build = req.query;
+      const built = await stopOnError(reply, () =>
         ctx.releases.buildFromUpload(
           uploadBody(req.body),
-          { ...q, format: q.format ?? 'ext4' },
+          { ...build, format: build.format ?? 'ext4' },
           actorOf(req),
           declaredLength(req.headers),
         ),
       );
-      return reply.code(201).send(presentRelease(r.release));
+      return reply.code(201).send(presentRelease(built.release));
     },
   );
 
@@ -152,13 +196,14 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
           { channel: Channel, overrideReason: Type.Optional(Type.String({ minLength: 3, maxLength: 2000 })) },
           strict,
         ),
+        response: responses({ 200: ReleaseView }),
       },
     },
     async (req) => {
-      const version = (req.params as { version: string }).version;
-      const { channel, overrideReason } = req.body as { channel: ChannelName; overrideReason?: string };
+      const { version } = req.params;
+      const { channel, overrideReason } = req.body;
       // Policy gate (issue 17): refuses with FLOTILLA_ERR_POLICY_VIOLATION; then the promotion record.
-      const before = get(version);
+      const before = existing(version);
       const gate = await ctx.policy.gatePromotion(
         before,
         channel,
@@ -171,19 +216,30 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
     },
   );
 
-  app.get('/deltas', { config: { access: 'viewer' }, schema: { tags: ['deltas'] } }, async () => ({
-    items: ctx.store.deltas.list().map((d) => ({
-      from: d.fromSha256,
-      to: d.toSha256,
-      status: d.status,
-      sha256: d.deltaSha256,
-      size: d.deltaSize,
-      codec: d.codec,
-      error: d.error,
-      url: d.deltaSha256 ? `/api/v1/artifacts/${d.deltaSha256}` : null,
-      descriptor: d.descriptor,
-    })),
-  }));
+  app.get(
+    '/deltas',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['deltas'],
+        summary: 'Deltas between release images: queued, building, ready or failed',
+        response: responses({ 200: Type.Object({ items: Type.Array(DeltaView) }) }),
+      },
+    },
+    async () => ({
+      items: ctx.store.deltas.list().map((delta) => ({
+        from: delta.fromSha256,
+        to: delta.toSha256,
+        status: delta.status,
+        sha256: delta.deltaSha256,
+        size: delta.deltaSize,
+        codec: delta.codec,
+        error: delta.error,
+        url: delta.deltaSha256 ? `/api/v1/artifacts/${delta.deltaSha256}` : null,
+        descriptor: delta.descriptor,
+      })),
+    }),
+  );
 
   app.post(
     '/deltas',
@@ -196,18 +252,29 @@ export async function releaseRoutes(app: FastifyInstance, ctx: ServerContext): P
           { from: VersionParams.properties.version, to: VersionParams.properties.version },
           strict,
         ),
+        response: responses({
+          202: Type.Object({ from: Type.String(), to: Type.String(), status: Type.String() }),
+        }),
       },
     },
     async (req, reply) => {
-      const b = req.body as { from: string; to: string };
-      const from = get(b.from);
-      const to = get(b.to);
+      const versions = req.body;
+      const from = existing(versions.from);
+      const to = existing(versions.to);
       if (from.imageSha256 === to.imageSha256)
         throw new ServerError('FLOTILLA_ERR_SERVER_CONFLICT', 'both releases have the same image');
       ctx.deltas.want([from.imageSha256], to.imageSha256);
-      ctx.store.audit.record(actorOf(req), 'delta.request', `${b.from}->${b.to}`, {}, ctx.clock());
-      const d = ctx.store.deltas.get(from.imageSha256, to.imageSha256);
-      return reply.code(202).send({ from: b.from, to: b.to, status: d?.status ?? 'queued' });
+      ctx.store.audit.record(
+        actorOf(req),
+        'delta.request',
+        `${versions.from}->${versions.to}`,
+        {},
+        ctx.clock(),
+      );
+      const delta = ctx.store.deltas.get(from.imageSha256, to.imageSha256);
+      return reply
+        .code(202)
+        .send({ from: versions.from, to: versions.to, status: delta?.status ?? 'queued' });
     },
   );
-}
+};

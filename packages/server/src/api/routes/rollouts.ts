@@ -1,54 +1,81 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import { RolloutCreateRequest, type RolloutSummary } from '../../rollout/index.js';
 import type { RolloutRow } from '../../store/repos/rollouts.js';
 import { actorOf } from '../auth.js';
 import { iso } from '../present.js';
 import { bodyDefaultsToEmpty, EmptyBody, Paging, RolloutParams } from '../schemas.js';
+import { DeploymentView, IsoTime, OpenObject } from '../views.js';
+import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
 
-export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  const present = (r: RolloutRow, summary: RolloutSummary) => ({
-    id: r.id,
-    name: r.name,
-    release: r.releaseId,
-    status: r.status,
-    policy: r.policy,
-    runtime: r.runtime,
-    createdBy: r.createdBy,
-    created: iso(r.created),
-    updated: iso(r.updated),
+const RolloutView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  release: Type.String({ description: 'release id' }),
+  status: Type.String(),
+  // Shapes the rollout engine owns (policy, runtime state, summary) pass through as they are.
+  policy: OpenObject('the rollout policy as created (phases, gates, rates, windows)'),
+  runtime: OpenObject('engine state: phase, pause, rollback progress'),
+  createdBy: Type.String(),
+  created: IsoTime,
+  updated: IsoTime,
+  summary: OpenObject('per-phase and total device counts, pause reason, failure'),
+});
+
+/** Rollouts: list, create (policy-gated), inspect, their deployments, and the operator actions. */
+export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
+  const present = (rollout: RolloutRow, summary: RolloutSummary) => ({
+    id: rollout.id,
+    name: rollout.name,
+    release: rollout.releaseId,
+    status: rollout.status,
+    policy: rollout.policy,
+    runtime: rollout.runtime,
+    createdBy: rollout.createdBy,
+    created: iso(rollout.created),
+    updated: iso(rollout.updated),
     summary,
   });
-  const withSummary = (r: RolloutRow) => present(r, ctx.rollouts.summary(r.id));
-  const get = (id: string) => {
-    const r = ctx.store.rollouts.get(id);
-    if (!r) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
-    return r;
+  const withSummary = (rollout: RolloutRow) => present(rollout, ctx.rollouts.summary(rollout.id));
+  const existing = (id: string) => {
+    const rollout = ctx.store.rollouts.get(id);
+    if (!rollout) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
+    return rollout;
   };
 
   app.get(
-    '/rollouts',
+    '',
     {
       config: { access: 'viewer' },
-      schema: { tags: ['rollouts'], querystring: Type.Object({ ...Paging }, strict) },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Rollouts, newest first, each with its summary',
+        querystring: Type.Object({ ...Paging }, strict),
+        response: responses({ 200: Type.Object({ items: Type.Array(RolloutView) }) }),
+      },
     },
     async (req) => {
-      const q = req.query as { limit?: number; offset?: number };
-      const rows = ctx.store.rollouts.list(q.limit ?? 100, q.offset ?? 0);
+      const rows = ctx.store.rollouts.list(req.query.limit ?? 100, req.query.offset ?? 0);
       const summaries = ctx.rollouts.summaries(rows);
-      return { items: rows.map((r) => present(r, summaries.get(r.id)!)) };
+      return { items: rows.map((row) => present(row, summaries.get(row.id)!)) };
     },
   );
 
   app.post(
-    '/rollouts',
-    { config: { access: 'operator' }, schema: { tags: ['rollouts'], body: RolloutCreateRequest } },
+    '',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Create a rollout of a release (it must meet the policy of every target channel)',
+        body: RolloutCreateRequest,
+        response: responses({ 201: RolloutView }),
+      },
+    },
     async (req, reply) => {
-      const body = req.body as { name?: string; release: string; policy: unknown };
+      const body = req.body;
       // Policy gate (issue 17): the release must meet the policy of every channel the rollout targets.
       const gated = ctx.store.releases.get(body.release);
       if (gated)
@@ -56,21 +83,37 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
           gated,
           (body.policy as { target?: { channels?: string[] } }).target?.channels,
         );
-      const r = ctx.rollouts.create(body, actorOf(req));
-      return reply.code(201).send(withSummary(ctx.store.rollouts.get(r.id)!));
+      const created = ctx.rollouts.create(body, actorOf(req));
+      return reply.code(201).send(withSummary(ctx.store.rollouts.get(created.id)!));
     },
   );
 
   app.get(
-    '/rollouts/:id',
-    { config: { access: 'viewer' }, schema: { tags: ['rollouts'], params: RolloutParams } },
-    async (req) => withSummary(get((req.params as { id: string }).id)),
+    '/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'One rollout with its summary',
+        params: RolloutParams,
+        response: responses({ 200: RolloutView }),
+      },
+    },
+    async (req) => withSummary(existing(req.params.id)),
   );
 
   app.get(
-    '/rollouts/:id/deployments',
-    { config: { access: 'viewer' }, schema: { tags: ['rollouts'], params: RolloutParams } },
-    async (req) => ({ items: ctx.store.deployments.forRollout(get((req.params as { id: string }).id).id) }),
+    '/:id/deployments',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Every device of a rollout and where its update stands',
+        params: RolloutParams,
+        response: responses({ 200: Type.Object({ items: Type.Array(DeploymentView) }) }),
+      },
+    },
+    async (req) => ({ items: ctx.store.deployments.forRollout(existing(req.params.id).id) }),
   );
 
   const actions = {
@@ -84,17 +127,23 @@ export async function rolloutRoutes(app: FastifyInstance, ctx: ServerContext): P
     (typeof actions)[keyof typeof actions],
   ][]) {
     app.post(
-      `/rollouts/:id/${action}`,
+      `/:id/${action}`,
       {
         config: { access: 'operator' },
         preValidation: bodyDefaultsToEmpty,
-        schema: { tags: ['rollouts'], params: RolloutParams, body },
+        schema: {
+          tags: ['rollouts'],
+          summary: `${action[0]!.toUpperCase()}${action.slice(1)} a rollout`,
+          params: RolloutParams,
+          body,
+          response: responses({ 200: RolloutView }),
+        },
       },
       async (req) => {
-        const id = (req.params as { id: string }).id;
-        get(id);
-        return withSummary(ctx.rollouts.act(id, action, actorOf(req), (req.body ?? {}) as object));
+        const { id } = req.params;
+        existing(id);
+        return withSummary(ctx.rollouts.act(id, action, actorOf(req), req.body ?? {}));
       },
     );
   }
-}
+};

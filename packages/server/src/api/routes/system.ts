@@ -2,12 +2,15 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import type {} from '@fastify/swagger';
-import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import { storageFault } from '../../artifacts/storage-fault.js';
-import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import type { ServerEvent } from '../../events/bus.js';
 import { bearerToken, requireToken } from '../auth.js';
+import { ErrorResponse } from '../schemas.js';
+import { OpenObject, OrNull } from '../views.js';
+import { type RoutePlugin, responses } from './plugin.js';
+import { SignedRootDocument } from './trust.js';
 
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -26,32 +29,51 @@ function sameSecret(given: string | null, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
 }
 
+const Transport = OrNull(Type.String({ description: 'the MQTT transport in use' }));
+
 /** Health, metrics, the trust root, server info, the live event stream and the dashboard files. */
-export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
   // Healthy means able to serve *and* store: a full or read-only disk fails the check (503) with
   // the coded reason, before the next upload finds out.
-  app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['system'] } }, async (_req, reply) => {
+  const healthSchema = {
+    tags: ['system'],
+    summary: 'Able to serve and to store (503 with the coded reason when not)',
+    response: responses({
+      200: Type.Object({ ok: Type.Literal(true), mqtt: Transport }),
+      503: Type.Object({ ok: Type.Literal(false), mqtt: Transport, error: ErrorResponse.properties.error }),
+    }),
+  };
+  app.get('/healthz', { config: { access: 'public' }, schema: healthSchema }, async (_req, reply) => {
     ctx.store.db.prepare('SELECT 1').get();
     const mqtt = ctx.transport()?.kind ?? null;
     try {
       await ctx.artifacts.probeWritable();
     } catch (err) {
-      const e =
+      const fault =
         storageFault(err, 'health probe') ??
         new ServerError('FLOTILLA_ERR_SERVER_STORE', `health probe: ${(err as Error).message}`, {
           cause: err,
         });
-      ctx.log.warn({ err, code: e.code }, 'health check: the artifact store cannot write');
-      return reply
-        .code(503)
-        .send({ ok: false, mqtt, error: { code: e.code, message: e.message, hint: e.hint } });
+      ctx.log.warn({ err, code: fault.code }, 'health check: the artifact store cannot write');
+      return reply.code(503).send({
+        ok: false as const,
+        mqtt,
+        error: { code: fault.code, message: fault.message, hint: fault.hint },
+      });
     }
-    return { ok: true, mqtt };
+    return { ok: true as const, mqtt };
   });
 
   app.get(
     '/metrics',
-    { config: { access: 'route' }, schema: { tags: ['system'], hide: true } },
+    {
+      config: { access: 'route' },
+      schema: {
+        tags: ['system'],
+        hide: true,
+        response: responses({ 200: Type.String({ description: 'Prometheus text exposition' }) }),
+      },
+    },
     async (req, reply) => {
       if (ctx.metricsToken !== null && !sameSecret(bearerToken(req.headers.authorization), ctx.metricsToken))
         requireToken(ctx, req, reply, 'viewer');
@@ -64,12 +86,33 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     '/api/v1/root',
     {
       config: { access: 'public' },
-      schema: { tags: ['system'], summary: 'The trust root (root.json) devices ship' },
+      schema: {
+        tags: ['system'],
+        summary: 'The trust root (root.json) devices ship',
+        response: responses({ 200: SignedRootDocument }),
+      },
     },
     async () => ctx.keys.root,
   );
 
-  app.get('/api/v1/server', { config: { access: 'viewer' }, schema: { tags: ['system'] } }, async () => ({
+  const ServerInfo = Type.Object({
+    endpoints: OpenObject('the URLs the server listens on: api, mqtt, mqtts, ws'),
+    devices: Type.Record(Type.String(), Type.Integer(), { description: 'device counts by status' }),
+    versions: Type.Array(Type.Object({ version: OrNull(Type.String()), count: Type.Integer() })),
+    artifacts: Type.Array(Type.Object({ kind: Type.String(), count: Type.Integer(), bytes: Type.Integer() })),
+    ingestQueue: Type.Number(),
+    keys: Type.Object({
+      delta: Type.String(),
+      release: OrNull(Type.String()),
+      rootVersion: Type.Integer(),
+    }),
+  });
+  const serverSchema = {
+    tags: ['system'],
+    summary: 'Endpoints, device and artifact counts, the ingest queue and the key ids in use',
+    response: responses({ 200: ServerInfo }),
+  };
+  app.get('/api/v1/server', { config: { access: 'viewer' }, schema: serverSchema }, async () => ({
     endpoints: ctx.endpoints,
     devices: ctx.store.devices.countsByStatus(),
     versions: ctx.store.devices.countsByVersion(),
@@ -87,7 +130,11 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     '/api/v1/events',
     {
       config: { access: 'viewer' },
-      schema: { tags: ['system'], summary: 'Server-Sent Events: device, release, rollout and delta changes' },
+      schema: {
+        tags: ['system'],
+        summary: 'Server-Sent Events: device, release, rollout and delta changes',
+        response: responses({ 200: Type.String({ description: 'text/event-stream' }) }),
+      },
     },
     async (req, reply) => {
       if (sseClients >= ctx.limits.maxSseClients)
@@ -102,9 +149,9 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
         'x-accel-buffering': 'no',
       });
       res.write(': flotilla events\n\n');
-      const send = (e: ServerEvent) => {
+      const send = (event: ServerEvent) => {
         res.write(
-          `event: ${e.type}\ndata: ${JSON.stringify({ ts: new Date(e.ts).toISOString(), ...e.data })}\n\n`,
+          `event: ${event.type}\ndata: ${JSON.stringify({ ts: new Date(event.ts).toISOString(), ...event.data })}\n\n`,
         );
       };
       const unsubscribe = ctx.bus.subscribe(send);
@@ -120,10 +167,17 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
 
   // The dashboard (a later task) is a static directory; nothing is served when it is absent.
   const dir = ctx.dashboardDir;
-  app.get('/*', { config: { access: 'public' }, schema: { hide: true } }, async (req, reply) => {
+  const dashboardSchema = {
+    hide: true,
+    params: Type.Object({ '*': Type.String() }),
+    response: responses({
+      200: Type.Unsafe<Buffer>(Type.String({ format: 'binary', description: 'a dashboard file' })),
+    }),
+  };
+  app.get('/*', { config: { access: 'public' }, schema: dashboardSchema }, async (req, reply) => {
     if (!dir || !existsSync(dir))
       throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', 'no dashboard installed');
-    const rel = (req.params as { '*': string })['*'] || 'index.html';
+    const rel = req.params['*'] || 'index.html';
     if (rel.startsWith('api/')) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `GET /${rel}`);
     const path = normalize(join(dir, rel));
     if (!path.startsWith(normalize(dir) + sep) && path !== normalize(dir))
@@ -137,4 +191,4 @@ export async function systemRoutes(app: FastifyInstance, ctx: ServerContext): Pr
       .header('content-type', MIME[extname(file)] ?? 'application/octet-stream')
       .send(readFileSync(file));
   });
-}
+};

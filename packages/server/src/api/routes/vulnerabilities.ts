@@ -1,31 +1,71 @@
 import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
 import { provenanceStatement, signStatement } from '../../attestations/in-toto.js';
-import type { ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import type { Evaluation } from '../../policy/evaluate.js';
 import { releaseFacts } from '../../policy/policy-service.js';
 import { VulnsError } from '../../vulns/errors.js';
 import { actorOf } from '../auth.js';
 import { VersionParams } from '../schemas.js';
+import { IsoTime, OpenObject, OrNull } from '../views.js';
+import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
 const CHANNELS = ['dev', 'staging', 'prod'] as const;
+
+const FindingView = Type.Object({
+  id: Type.String(),
+  aliases: Type.Array(Type.String()),
+  package: Type.String(),
+  installed: Type.String(),
+  fixed: OrNull(Type.String()),
+  severity: Type.String(),
+  score: OrNull(Type.Number()),
+  sourcePackage: Type.String(),
+  purl: Type.String(),
+  summary: OrNull(Type.String()),
+  waivedIn: Type.Array(Type.String(), { description: 'channels whose policy waives this finding' }),
+});
+
+const ReleaseFindings = Type.Object({
+  version: Type.String(),
+  scannedAt: IsoTime,
+  importId: OrNull(Type.Integer()),
+  packages: Type.Integer({ minimum: 0 }),
+  policyVersion: Type.Integer({ minimum: 0 }),
+  vulnerabilities: Type.Array(FindingView),
+  channels: Type.Record(
+    Type.String(),
+    Type.Object({ pass: Type.Boolean(), violations: Type.Array(Type.String()) }),
+  ),
+});
+
+const PromotionView = Type.Object({
+  id: Type.Integer(),
+  releaseId: Type.String(),
+  from: OrNull(Type.String()),
+  to: Type.String(),
+  actor: Type.String(),
+  ts: IsoTime,
+  policyVersion: OrNull(Type.Integer()),
+  scan: OpenObject("the scan attestation's summary at promotion"),
+  violations: Type.Array(Type.String()),
+  overrideReason: OrNull(Type.String()),
+});
 
 /**
  * Vulnerability data (OSV imports, status), each release's findings, promotion records and the
  * fleet view weighted by the devices that run each image.
  */
-export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
   // The archive streams to a temporary file under the import size limit; it is never buffered whole.
   app.addContentTypeParser('application/zip', (_req, payload, done) => done(null, payload));
 
-  const release = (version: string) => {
-    const r = ctx.store.releases.get(version);
-    if (!r) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
-    return r;
+  const existing = (version: string) => {
+    const release = ctx.store.releases.get(version);
+    if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
+    return release;
   };
 
   app.post(
@@ -37,6 +77,7 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
         summary: 'Import a zip of OSV records (all or nothing; newer `modified` replaces older)',
         headers: Type.Object({ 'content-type': Type.String({ pattern: '^application/zip' }) }),
         querystring: Type.Object({ skipUnknownEcosystems: Type.Optional(Type.Boolean()) }, strict),
+        response: responses({ 200: OpenObject('what the import added, replaced and skipped') }),
       },
     },
     async (req) => {
@@ -44,9 +85,8 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
         capped(req.body as Readable, ctx.limits.maxOsvImportBytes),
       );
       try {
-        const q = req.query as { skipUnknownEcosystems?: boolean };
         return await ctx.vulns.importArchive(received.path, actorOf(req), {
-          skipUnknownEcosystems: q.skipUnknownEcosystems === true,
+          skipUnknownEcosystems: req.query.skipUnknownEcosystems === true,
         });
       } finally {
         await rm(received.path, { force: true });
@@ -56,40 +96,61 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
 
   app.get(
     '/vulnerabilities/status',
-    { config: { access: 'viewer' }, schema: { tags: ['vulnerabilities'] } },
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: 'Record counts and the last import (with its age)',
+        response: responses({ 200: OpenObject('record counts, lastImport, ageMs') }),
+      },
+    },
     async () => ctx.vulns.status(),
   );
 
   app.get(
     '/releases/:version/vulnerabilities',
-    { config: { access: 'viewer' }, schema: { tags: ['vulnerabilities'], params: VersionParams } },
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: "A release's findings and whether each channel's policy passes",
+        params: VersionParams,
+        response: responses({ 200: ReleaseFindings }),
+      },
+    },
     async (req) => {
-      const r = release((req.params as { version: string }).version);
-      const scan = await ctx.vulns.findings(r.version);
+      const release = existing(req.params.version);
+      const scan = await ctx.vulns.findings(release.version);
       const policy = ctx.policy.current();
       const evaluations: Evaluation[] = [];
-      for (const channel of CHANNELS) evaluations.push((await ctx.policy.evaluate(r, channel)).evaluation);
+      for (const channel of CHANNELS)
+        evaluations.push((await ctx.policy.evaluate(release, channel)).evaluation);
       return {
-        version: r.version,
+        version: release.version,
         scannedAt: new Date(scan.ts).toISOString(),
         importId: scan.importId,
         packages: scan.packages,
         policyVersion: policy.version,
-        vulnerabilities: scan.findings.map((f) => ({
-          id: f.id,
-          aliases: f.aliases,
-          package: f.package,
-          installed: f.installed,
-          fixed: f.fixed,
-          severity: f.severity,
-          score: f.score,
-          sourcePackage: f.sourcePackage,
-          purl: f.purl,
-          summary: f.summary,
-          waivedIn: evaluations.filter((e) => e.waived.some((w) => w.finding === f)).map((e) => e.channel),
+        vulnerabilities: scan.findings.map((finding) => ({
+          id: finding.id,
+          aliases: finding.aliases,
+          package: finding.package,
+          installed: finding.installed,
+          fixed: finding.fixed,
+          severity: finding.severity,
+          score: finding.score,
+          sourcePackage: finding.sourcePackage,
+          purl: finding.purl,
+          summary: finding.summary,
+          waivedIn: evaluations
+            .filter((evaluation) => evaluation.waived.some((waived) => waived.finding === finding))
+            .map((evaluation) => evaluation.channel),
         })),
         channels: Object.fromEntries(
-          evaluations.map((e) => [e.channel, { pass: e.pass, violations: e.violations }]),
+          evaluations.map((evaluation) => [
+            evaluation.channel,
+            { pass: evaluation.pass, violations: evaluation.violations },
+          ]),
         ),
       };
     },
@@ -97,9 +158,23 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
 
   app.post(
     '/releases/:version/vulnerabilities/scan',
-    { config: { access: 'operator' }, schema: { tags: ['vulnerabilities'], params: VersionParams } },
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: "Scan a release's SBOM against the imported records now",
+        params: VersionParams,
+        response: responses({
+          200: Type.Object({
+            version: Type.String(),
+            scannedAt: IsoTime,
+            findings: Type.Integer({ minimum: 0 }),
+          }),
+        }),
+      },
+    },
     async (req) => {
-      const scan = await ctx.vulns.scanRelease(release((req.params as { version: string }).version).version);
+      const scan = await ctx.vulns.scanRelease(existing(req.params.version).version);
       return {
         version: scan.releaseId,
         scannedAt: new Date(scan.ts).toISOString(),
@@ -110,13 +185,29 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
 
   app.get(
     '/releases/:version/promotions',
-    { config: { access: 'viewer' }, schema: { tags: ['vulnerabilities'], params: VersionParams } },
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: "A release's promotion records (policy version, scan, violations, overrides)",
+        params: VersionParams,
+        response: responses({
+          200: Type.Object({
+            version: Type.String(),
+            provenance: Type.Unknown({ description: 'the signed provenance of the manifest, if any' }),
+            items: Type.Array(PromotionView),
+          }),
+        }),
+      },
+    },
     async (req) => {
-      const r = release((req.params as { version: string }).version);
+      const release = existing(req.params.version);
       return {
-        version: r.version,
-        provenance: releaseFacts(r).provenance,
-        items: ctx.store.policies.promotions(r.id).map((p) => ({ ...p, ts: new Date(p.ts).toISOString() })),
+        version: release.version,
+        provenance: releaseFacts(release).provenance,
+        items: ctx.store.policies
+          .promotions(release.id)
+          .map((promotion) => ({ ...promotion, ts: new Date(promotion.ts).toISOString() })),
       };
     },
   );
@@ -130,30 +221,44 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
         summary:
           'in-toto statements (DSSE): SLSA provenance of the release, vulnerability scans at promotions',
         params: VersionParams,
+        response: responses({
+          200: Type.Object({
+            version: Type.String(),
+            key: Type.Object({ keyid: Type.String(), publicKey: Type.String() }),
+            provenance: OpenObject('DSSE envelope of the SLSA provenance statement'),
+            scans: Type.Array(
+              Type.Object({
+                to: Type.String(),
+                ts: IsoTime,
+                attestation: Type.Unknown({ description: 'DSSE envelope of the scan, or null' }),
+              }),
+            ),
+          }),
+        }),
       },
     },
     async (req) => {
-      const r = release((req.params as { version: string }).version);
-      const m = r.manifest.signed;
+      const release = existing(req.params.version);
+      const manifest = release.manifest.signed;
       const key = ctx.keys.delta;
       return {
-        version: r.version,
+        version: release.version,
         // Envelopes are signed by this server key; the provenance fields also by the release signature.
         key: { keyid: key.keyId, publicKey: Buffer.from(key.publicKey).toString('hex') },
         provenance: signStatement(
           provenanceStatement({
-            name: m.name,
-            version: m.version,
-            imageSha256: m.image.sha256,
-            sbomSha256: m.sbom.sha256,
-            provenance: m.provenance,
+            name: manifest.name,
+            version: manifest.version,
+            imageSha256: manifest.image.sha256,
+            sbomSha256: manifest.sbom.sha256,
+            provenance: manifest.provenance,
           }),
           key,
         ),
-        scans: ctx.store.policies.promotions(r.id).map((p) => ({
-          to: p.to,
-          ts: new Date(p.ts).toISOString(),
-          attestation: p.scan.attestation ?? null,
+        scans: ctx.store.policies.promotions(release.id).map((promotion) => ({
+          to: promotion.to,
+          ts: new Date(promotion.ts).toISOString(),
+          attestation: promotion.scan.attestation ?? null,
         })),
       };
     },
@@ -166,11 +271,14 @@ export async function vulnerabilityRoutes(app: FastifyInstance, ctx: ServerConte
       schema: {
         tags: ['vulnerabilities'],
         summary: 'Findings across the images devices run, weighted by device count',
+        response: responses({
+          200: OpenObject('per image: version, devices, channels, findings by severity'),
+        }),
       },
     },
     async () => ctx.vulns.fleetExposure(),
   );
-}
+};
 
 /** The upload's bytes, refused at the first one past `maxBytes` (nothing past it is written). */
 async function* capped(source: AsyncIterable<Buffer>, maxBytes: number): AsyncIterable<Buffer> {
