@@ -29,6 +29,8 @@ import { factoryEnv, makeUbootEnv } from './uboot-env.js';
 import { uuidFromName } from './units.js';
 
 const MiB = 1024 * 1024;
+/** Largest kernel or initramfs the bootable-disk check reads (Debian's arm64 Image is 33 MB). */
+const MAX_KERNEL_BYTES = 256 * MiB;
 
 export interface DiskPartitionPlan {
   index: number;
@@ -249,7 +251,9 @@ async function requireKernel(
   }
   try {
     for (const path of [SLOT_KERNEL_PATH, SLOT_INITRD_PATH]) {
-      const bytes = await readFileFromImage(slotImg, manifest.image.format, path);
+      const bytes = await readFileFromImage(slotImg, manifest.image.format, path, {
+        maxBytes: MAX_KERNEL_BYTES,
+      });
       if (bytes.length === 0) throw new ImageError('FLOTILLA_ERR_IMAGE_FILE_NOT_FOUND', `${path} is empty`);
     }
   } catch (err) {
