@@ -134,12 +134,15 @@ async function fetchPinned(entry, cache, debArch) {
     const encoded = entry.version.replace(/:/g, '%3a');
     const files = await readdir(dir);
     return entry.kind === 'deb'
-      ? files.find((f) => f === `${entry.name}_${encoded}_${debArch}.deb` || f === `${entry.name}_${encoded}_all.deb`)
+      ? files.find(
+          (f) => f === `${entry.name}_${encoded}_${debArch}.deb` || f === `${entry.name}_${encoded}_all.deb`,
+        )
       : files.find((f) => f === `${entry.name}-${entry.version}.tgz`);
   };
   let file = await findIt();
   if (!file) {
-    if (entry.kind === 'deb') sh('apt-get', ['download', `${entry.name}:${debArch}=${entry.version}`], { cwd: dir });
+    if (entry.kind === 'deb')
+      sh('apt-get', ['download', `${entry.name}:${debArch}=${entry.version}`], { cwd: dir });
     else sh('npm', ['pack', `${entry.name}@${entry.version}`, '--pack-destination', dir], { cwd: dir });
     file = await findIt();
   }
@@ -566,7 +569,8 @@ done
   const status = Object.values(inputs)
     .filter((i) => i.kind === 'deb')
     .map(
-      (i) => `Package: ${i.name}\nVersion: ${i.version}\nArchitecture: ${DEB_ARCH[arch]}\nStatus: install ok installed\n`,
+      (i) =>
+        `Package: ${i.name}\nVersion: ${i.version}\nArchitecture: ${DEB_ARCH[arch]}\nStatus: install ok installed\n`,
     )
     .join('\n');
   await writeFileAt(tree, 'var/lib/dpkg/status', `${status}\n`);
