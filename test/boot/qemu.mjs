@@ -11,7 +11,8 @@ const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
 export class Vm {
   /**
-   * opts: { arch, disk, logPath, workDir, forwards: [{ guestHost, guestPort, hostPort }], memMiB }
+   * opts: { arch, disk, logPath, workDir, forwards: [{ guestHost, guestPort, hostPort }], memMiB,
+   *   ubootBin (aarch64: the U-Boot the board starts) }
    */
   constructor(opts) {
     this.opts = opts;
@@ -33,7 +34,21 @@ export class Vm {
           `guestfwd=tcp:${f.guestHost}:${f.guestPort}-cmd:node ${join(here, 'guestfwd-pipe.mjs')} ${f.hostPort}`,
       ),
     ].join(',');
-    if (o.arch !== 'x86_64') throw new Error(`no QEMU machine for ${o.arch} in this harness yet`);
+    if (o.arch === 'aarch64')
+      return [
+        'qemu-system-aarch64',
+        ['-M', 'virt', '-cpu', 'cortex-a57', '-m', String(o.memMiB ?? 1024), '-smp', '1'],
+        ['-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-monitor', 'none'],
+        // our U-Boot (Debian source, env on the SD card) is the board's firmware
+        ['-bios', o.ubootBin],
+        // the disk is an SD card: U-Boot's MMC driver and Linux's mmcblk0 reach the same bytes,
+        // the U-Boot environment included (its size must be a power of two)
+        ['-device', 'sdhci-pci', '-device', 'sd-card,drive=sd'],
+        ['-drive', `if=none,id=sd,file=${o.disk},format=raw,cache=writethrough`],
+        ['-netdev', net, '-device', 'virtio-net-pci,netdev=n0'],
+        ['-device', 'i6300esb', '-action', 'watchdog=reset'],
+      ].flat();
+    if (o.arch !== 'x86_64') throw new Error(`no QEMU machine for ${o.arch} in this harness`);
     const vars = join(o.workDir, 'OVMF_VARS.fd');
     if (this.powerOns === 0) copyFileSync(OVMF_VARS, vars);
     return [

@@ -37,6 +37,9 @@ const repo = resolve(here, '../..');
 const { startServer } = await import(join(repo, 'packages/server/dist/index.js'));
 const { httpServerHandle } = await import(join(repo, 'simulators/fleet/dist/index.js'));
 const boot = await import(join(repo, 'firmware-images/boot/build.mjs'));
+const protocol = await import(join(repo, 'packages/protocol/dist/index.js'));
+const UBOOT_ENV_DISK_OFFSETS = protocol.ubootEnvDiskOffsets();
+const UBOOT_ENV_SIZE = protocol.UBOOT_ENV.size;
 
 const SCENARIOS = [
   'factory-boot',
@@ -144,15 +147,31 @@ function firmwareStamp(arch) {
   return h.digest('hex');
 }
 
+/** The releases each scenario publishes (1.0.0 is always the factory release). */
+const SCENARIO_RELEASES = {
+  'factory-boot': ['1.0.0'],
+  'update-commit': ['1.1.0'],
+  'bad-release-fallback': ['1.2.0-bad-panic', '1.2.0-bad-health'],
+  'power-cut-slot-write': ['1.3.0'],
+  'power-cut-env-write': ['1.4.0'],
+  'recovery-flash': ['recovery'],
+};
+
 async function firmwareSet(arch) {
   const cache = join(repo, 'test-output/boot/cache', arch);
   const stamp = firmwareStamp(arch);
   const stampFile = join(cache, 'stamp');
   const keys = join(cache, 'keys');
   const out = join(cache, 'firmware');
-  if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
+  const needed = [...new Set(['1.0.0', ...wanted.flatMap((s) => SCENARIO_RELEASES[s] ?? [])])];
+  const indexFile = join(out, arch, 'index.json');
+  const cached =
+    existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp && existsSync(indexFile)
+      ? JSON.parse(readFileSync(indexFile, 'utf8'))
+      : null;
+  if (cached && needed.every((id) => cached.releases.some((r) => r.id === id))) {
     say(`${arch}: reusing the firmware set in ${cache}`);
-    return { keys, built: JSON.parse(readFileSync(join(out, arch, 'index.json'), 'utf8')) };
+    return { keys, built: cached };
   }
   rmSync(cache, { recursive: true, force: true });
   mkdirSync(cache, { recursive: true });
@@ -166,15 +185,49 @@ async function firmwareSet(arch) {
     'TEST-ONLY',
     '--json',
   ]);
-  say(`${arch}: building the firmware set from Debian packages (cached downloads)`);
+  // only the releases the chosen scenarios publish: each is a 192 MiB image to build and hash
+  say(`${arch}: building firmware ${needed.join(', ')} from Debian packages (cached downloads)`);
   const built = JSON.parse(
     await runNode(
-      ['firmware-images/boot/build.mjs', '--arch', arch, '--keys', keys, '--out', out, '--json'],
+      [
+        'firmware-images/boot/build.mjs',
+        '--arch',
+        arch,
+        '--keys',
+        keys,
+        '--out',
+        out,
+        '--only',
+        needed.join(','),
+        '--json',
+      ],
       BUDGET.firmwareBuildMs,
     ),
   );
   writeFileSync(stampFile, stamp);
   return { keys, built };
+}
+
+/**
+ * Our U-Boot for the QEMU arm64 board (firmware-images/uboot/build-uboot.mjs: Debian's source,
+ * env on the SD card; cached after the first build, which takes minutes): u-boot.bin and its
+ * default environment (u-boot-initial-env), which the factory env must carry.
+ */
+async function ubootBuild() {
+  const out = await runNode(['firmware-images/uboot/build-uboot.mjs', '--json'], BUDGET.firmwareBuildMs);
+  const result = JSON.parse(out.trim().split('\n').at(-1));
+  if (!result.path || !result.initialEnv) throw new Error(`build-uboot.mjs: ${out}`);
+  return result;
+}
+
+/**
+ * The disk layout options of each board. aarch64: QEMU's SD card model wants a power-of-two
+ * size, so the disk is 512 MiB and the data partition takes what the two 192 MiB slots leave.
+ */
+function diskArgs(arch, uboot) {
+  if (arch === 'aarch64')
+    return ['--disk-size', '512M', '--data-size', '16M', '--uboot-initial-env', uboot.initialEnv];
+  return ['--data-size', '64M'];
 }
 
 async function prepare(arch) {
@@ -183,6 +236,7 @@ async function prepare(arch) {
   const { keys, built } = await firmwareSet(arch);
   const releases = new Map(built.releases.map((r) => [r.id, r]));
   const factory = join(dir, 'factory.img');
+  const uboot = arch === 'aarch64' ? await ubootBuild() : null;
   node([
     'packages/cli/dist/bin/flotilla.js',
     'disk',
@@ -193,8 +247,7 @@ async function prepare(arch) {
     releases.get('1.0.0').bundlePath,
     '--root',
     join(keys, 'root.json'),
-    '--data-size',
-    '64M',
+    ...diskArgs(arch, uboot),
     '-o',
     factory,
     '--json',
@@ -235,6 +288,8 @@ async function prepare(arch) {
     keys,
     releases,
     factory,
+    factorySize: statSync(factory).size,
+    uboot,
     server,
     forwards,
     deviceId,
@@ -322,7 +377,14 @@ async function provision(ctx, disk) {
 function newVm(ctx, name, disk) {
   const logPath = join(ctx.dir, `${name}.serial.log`);
   serialLogs.push(logPath);
-  const vm = new Vm({ arch: ctx.arch, disk, logPath, workDir: ctx.dir, forwards: ctx.forwards });
+  const vm = new Vm({
+    arch: ctx.arch,
+    disk,
+    logPath,
+    workDir: ctx.dir,
+    forwards: ctx.forwards,
+    ubootBin: ctx.uboot?.path,
+  });
   cleanups.push(() => vm.close());
   return vm;
 }
@@ -393,7 +455,24 @@ async function scenario(arch, name, fn) {
   return r;
 }
 
-async function runX86(ctx) {
+/** What differs between the boards; everything else is one scenario implementation. */
+const BOARDS = {
+  x86_64: {
+    bootloaderBanner: /Welcome to GRUB|GRUB/,
+    // the kernel's last words, or the firmware starting again (a reset without them)
+    rebootLine: /reboot: Restarting system|BdsDxe: loading/,
+    envSnapshot: espEnvBlocks,
+  },
+  aarch64: {
+    bootloaderBanner: /U-Boot \d{4}\.\d+/,
+    rebootLine: /reboot: Restarting system|U-Boot \d{4}\.\d+/,
+    envSnapshot: ubootEnvCopies,
+  },
+};
+
+/** The scenarios on one board: the same steps on x86_64 (OVMF + GRUB) and aarch64 (U-Boot). */
+async function runScenarios(ctx) {
+  const board = BOARDS[ctx.arch];
   const disk = join(ctx.dir, 'device.img');
   copyFileSync(ctx.factory, disk);
   await provision(ctx, disk);
@@ -404,8 +483,8 @@ async function runX86(ctx) {
     const t0 = Date.now();
     vm.start();
     const from = 0;
-    await vm.waitFor(/Welcome to GRUB|GRUB/, { from, timeoutMs: 120_000, what: 'GRUB banner' });
-    await vm.waitFor(/Linux version \d/, { from, timeoutMs: 120_000, what: 'kernel banner' });
+    await vm.waitFor(board.bootloaderBanner, { from, timeoutMs: 120_000, what: 'bootloader banner' });
+    await vm.waitFor(/Linux version \d/, { from, timeoutMs: 300_000, what: 'kernel banner' });
     const b = await bootToAgent(ctx, vm, from, { slot: 'A', version: '1.0.0' });
     return {
       boots: vm.boots(from),
@@ -424,7 +503,7 @@ async function runX86(ctx) {
     const t0 = Date.now();
     const bytesBefore = await bytesServed(ctx);
     const id = await rolloutTo(ctx, '1.1.0');
-    const rebootAt = await vm.waitFor(/reboot: Restarting system|BdsDxe: loading/, {
+    const rebootAt = await vm.waitFor(board.rebootLine, {
       from,
       timeoutMs: BUDGET.rolloutMs,
       what: 'the reboot into the new slot',
@@ -469,7 +548,7 @@ async function runX86(ctx) {
       const fellBack = vm.lines.slice(from).some((l) => /falling back/.test(l.text));
       if (bad.endsWith('panic') && (!panics || !fellBack))
         throw new Error(
-          `${bad}: expected kernel panics and a GRUB fallback (panics ${panics}, fallback ${fellBack})`,
+          `${bad}: expected kernel panics and a bootloader fallback (panics ${panics}, fallback ${fellBack})`,
         );
       if (view.status !== 'paused') throw new Error(`${bad}: rollout ${view.status}, expected paused`);
       out.boots += vm.boots(from);
@@ -531,14 +610,15 @@ async function runX86(ctx) {
       // boots' save_env, leaves the third attempt of bootlimit 3; a fourth could rightly end the
       // trial in a fallback
       cuts: 3,
-      // any change of a GRUB environment block on the ESP: the agent arming the trial (a new
-      // block written beside grubenv, then renamed) or GRUB's own save_env at a trial boot
+      // any change of the boot environment on the disk: the agent arming the trial (GRUB: a new
+      // block written beside grubenv, then renamed; U-Boot: fw_setenv writing the other copy) or
+      // the bootloader's own save at a trial boot (GRUB save_env, U-Boot saveenv)
       trigger: async () => {
-        let before = espEnvBlocks(vm.opts.disk);
+        let before = board.envSnapshot(vm.opts.disk);
         await until(
           'an environment write',
           async () => {
-            const now = espEnvBlocks(vm.opts.disk);
+            const now = board.envSnapshot(vm.opts.disk);
             const changed = !sameBlocks(before, now);
             before = now;
             return changed;
@@ -585,8 +665,7 @@ async function runX86(ctx) {
       recovery.bundlePath,
       '--root',
       join(ctx.keys, 'root.json'),
-      '--data-size',
-      '64M',
+      ...diskArgs(ctx.arch, ctx.uboot),
       '--target',
       blank,
       '--json',
@@ -595,7 +674,7 @@ async function runX86(ctx) {
     const fresh = newVm(ctx, 'recovered', blank);
     const t0 = Date.now();
     fresh.start();
-    await fresh.waitFor(/Welcome to GRUB|GRUB/, { timeoutMs: 120_000, what: 'GRUB banner' });
+    await fresh.waitFor(board.bootloaderBanner, { timeoutMs: 120_000, what: 'bootloader banner' });
     await bootToAgent(ctx, fresh, 0, { slot: 'A', version: recovery.version });
     const dev = await deviceView(ctx);
     if (dev?.status !== 'accepted') throw new Error(`recovered board is ${dev?.status}`);
@@ -615,6 +694,22 @@ function espEnvBlocks(disk) {
       if (esp.toString('latin1', at, at + GRUBENV_MAGIC.length) === GRUBENV_MAGIC)
         blocks.set(at, esp.toString('latin1', at, at + 1024));
     return blocks;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Both copies of the U-Boot environment on the disk (redundant env, raw offsets), by offset. */
+function ubootEnvCopies(disk) {
+  const fd = openSync(disk, 'r');
+  try {
+    const copies = new Map();
+    for (const at of UBOOT_ENV_DISK_OFFSETS) {
+      const copy = Buffer.alloc(UBOOT_ENV_SIZE);
+      readSync(fd, copy, 0, copy.length, at);
+      copies.set(at, copy.toString('latin1'));
+    }
+    return copies;
   } finally {
     closeSync(fd);
   }
@@ -656,22 +751,10 @@ async function deploymentState(ctx, id) {
 
 async function main() {
   for (const arch of archs) {
-    if (arch !== 'x86_64') {
-      for (const name of SCENARIOS.filter((s) => wanted.includes(s)))
-        results.push({
-          arch,
-          name,
-          result: 'fail',
-          seconds: 0,
-          boots: 0,
-          error: 'aarch64 boot (U-Boot from Debian source) is not in this harness yet',
-        });
-      continue;
-    }
     let ctx;
     try {
       ctx = await prepare(arch);
-      await runX86(ctx);
+      await runScenarios(ctx);
     } catch (err) {
       results.push({ arch, name: 'prepare', result: 'fail', seconds: 0, boots: 0, error: err.message });
     }

@@ -24,10 +24,13 @@ import { makeExt4 } from './fs-ext4.js';
 import { buildGpt, type GptPartition, SECTOR } from './gpt.js';
 import { IMAGE_LIMITS } from './limits.js';
 import { readFileFromImage } from './read-file.js';
+import { buildUbootEnvPartition } from './uboot-board.js';
 import { factoryEnv, makeUbootEnv } from './uboot-env.js';
 import { uuidFromName } from './units.js';
 
 const MiB = 1024 * 1024;
+/** Largest kernel or initramfs the bootable-disk check reads (Debian's arm64 Image is 33 MB). */
+const MAX_KERNEL_BYTES = 256 * MiB;
 
 export interface DiskPartitionPlan {
   index: number;
@@ -60,6 +63,12 @@ export interface DiskLayoutOptions {
   dataSize?: number;
   /** Size of the target disk: the layout must fit, the data partition takes the rest. */
   diskSize?: number;
+  /**
+   * aarch64: the board's default U-Boot environment (`u-boot-initial-env` of its U-Boot build,
+   * parsed with parseUbootEnvText). Required for a bootable aarch64 disk: an environment U-Boot
+   * loads replaces its built-in one, so the factory env must carry the board's load addresses.
+   */
+  ubootBoardDefaults?: Record<string, string>;
 }
 
 /** The architecture named by `arch` (default aarch64), or FLOTILLA_ERR_IMAGE_UNKNOWN_ARCH. */
@@ -159,6 +168,11 @@ export interface DiskSummary {
  */
 export async function buildDiskImage(opts: BuildDiskOptions): Promise<DiskSummary> {
   diskArch(opts.arch); // an unknown arch fails before anything is read or written
+  if (opts.arch === 'aarch64' && !opts.ubootBoardDefaults)
+    throw new ImageError(
+      'FLOTILLA_ERR_IMAGE_BAD_ARGUMENT',
+      "a bootable aarch64 disk needs the board's U-Boot default environment: pass the u-boot-initial-env of its U-Boot build (--uboot-initial-env)",
+    );
   await requireFile(opts.bundlePath);
   const work = await mkdtemp(join(dirname(opts.output), '.flotilla-disk-')).catch((err) => {
     throw ioError(`cannot write next to ${opts.output}`, err);
@@ -194,7 +208,11 @@ export async function buildDiskImage(opts: BuildDiskOptions): Promise<DiskSummar
       if (!ended || !manifest || !plan || !signed)
         throw new ImageError('FLOTILLA_ERR_BUNDLE_TRUNCATED', opts.bundlePath);
       if (opts.arch !== undefined) await requireKernel(tmp, plan, manifest, work);
-      await writeLayout(fh, plan, work, { signed, rootJson: opts.rootJson });
+      await writeLayout(fh, plan, work, {
+        signed,
+        rootJson: opts.rootJson,
+        ubootBoardDefaults: opts.arch !== undefined ? opts.ubootBoardDefaults : undefined,
+      });
       await fh.sync();
     } finally {
       await fh.close();
@@ -233,7 +251,9 @@ async function requireKernel(
   }
   try {
     for (const path of [SLOT_KERNEL_PATH, SLOT_INITRD_PATH]) {
-      const bytes = await readFileFromImage(slotImg, manifest.image.format, path);
+      const bytes = await readFileFromImage(slotImg, manifest.image.format, path, {
+        maxBytes: MAX_KERNEL_BYTES,
+      });
       if (bytes.length === 0) throw new ImageError('FLOTILLA_ERR_IMAGE_FILE_NOT_FOUND', `${path} is empty`);
     }
   } catch (err) {
@@ -254,7 +274,11 @@ async function writeLayout(
   fh: Awaited<ReturnType<typeof open>>,
   plan: DiskPlan,
   work: string,
-  factory: { signed: SignedRelease; rootJson: Uint8Array | undefined },
+  factory: {
+    signed: SignedRelease;
+    rootJson: Uint8Array | undefined;
+    ubootBoardDefaults: Record<string, string> | undefined;
+  },
 ): Promise<void> {
   const gptParts: GptPartition[] = plan.partitions.map((p) => ({
     name: p.name,
@@ -267,7 +291,15 @@ async function writeLayout(
   await fh.write(gpt.head, 0, gpt.head.length, 0);
   await fh.write(gpt.tail, 0, gpt.tail.length, gpt.tailOffset);
   for (const part of plan.partitions) {
-    if (part.role === 'uboot-env') {
+    if (part.role === 'uboot-env' && factory.ubootBoardDefaults) {
+      // bootable: the board's defaults + the slot variables in both copies, and boot.scr
+      const partition = await buildUbootEnvPartition({
+        boardDefaults: factory.ubootBoardDefaults,
+        slot: 'A',
+        size: part.size,
+      });
+      await fh.write(partition, 0, partition.length, part.offset);
+    } else if (part.role === 'uboot-env') {
       const env = await makeUbootEnv(factoryEnv('A'), {
         redundant: UBOOT_ENV.redundant,
         size: UBOOT_ENV.size,

@@ -202,6 +202,7 @@ export async function flashBundle(opts: FlashOptions): Promise<FlashSummary> {
         dataSize: opts.dataSize,
         ...(opts.arch !== undefined ? { arch: opts.arch } : {}),
         ...(opts.diskSize !== undefined ? { diskSize: opts.diskSize } : {}),
+        ...(opts.ubootBoardDefaults !== undefined ? { ubootBoardDefaults: opts.ubootBoardDefaults } : {}),
         ...(opts.rootJson ? { rootJson: opts.rootJson } : {}),
         output: spool,
       });

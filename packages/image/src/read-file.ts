@@ -5,7 +5,7 @@ import type { ImageFormat } from '@flotilla/protocol';
 import { ImageError } from './errors.js';
 import { runTool } from './exec.js';
 
-/** Most bytes returned for one file (the simulator reads small config files). */
+/** Most bytes returned for one file by default (the simulator reads small config files). */
 const MAX_READ_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -18,12 +18,15 @@ export async function readFileFromImage(
   imagePath: string,
   format: ImageFormat,
   path: string,
+  /** A larger bound for a caller that reads big files on purpose (a kernel: 33 MB on arm64). */
+  opts: { maxBytes?: number } = {},
 ): Promise<Buffer> {
+  const maxBytes = opts.maxBytes ?? MAX_READ_BYTES;
   if (!path.startsWith('/') || path.includes('\n') || path.includes('"') || path.split('/').includes('..'))
     throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `path '${path}' must be absolute without '..'`);
   if (format === 'ext4') {
     const res = await runTool('debugfs', ['-R', `cat "${path}"`, imagePath], {
-      maxStdout: MAX_READ_BYTES,
+      maxStdout: maxBytes,
       allowFailure: true,
     });
     // debugfs prints lookup errors on stderr and still exits 0.
@@ -42,7 +45,7 @@ export async function readFileFromImage(
   }
   if (format === 'squashfs') {
     const res = await runTool('unsquashfs', ['-cat', imagePath, path], {
-      maxStdout: MAX_READ_BYTES,
+      maxStdout: maxBytes,
       allowFailure: true,
     });
     if (res.code !== 0) {
@@ -67,8 +70,8 @@ export async function readFileFromImage(
         const real = await realpath(join(root, path));
         if (!real.startsWith(`${root}/`)) throw notFound(imagePath, `${path} (a link out of the image)`);
         const data = await readFile(real);
-        if (data.length > MAX_READ_BYTES)
-          throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `${path} larger than ${MAX_READ_BYTES}`);
+        if (data.length > maxBytes)
+          throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `${path} larger than ${maxBytes}`);
         return data;
       } catch (err) {
         const code = (err as { code?: string }).code;

@@ -8,9 +8,19 @@ import {
   parseGrubEnv,
   type RootMetadata,
   renderGrubCfg,
+  UBOOT_ENV,
+  ubootEnvDiskOffsets,
 } from '@flotilla/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDiskImage, missingTools, parseGpt, SECTOR } from '../src/index.js';
+import {
+  buildDiskImage,
+  buildUbootEnvPartition,
+  missingTools,
+  parseGpt,
+  SECTOR,
+  ubootBootcommand,
+  ubootScriptDiskOffset,
+} from '../src/index.js';
 import { buildSampleBundle, sampleTree, scratch, testTrust } from './helpers.js';
 
 /**
@@ -18,7 +28,7 @@ import { buildSampleBundle, sampleTree, scratch, testTrust } from './helpers.js'
  * without mounting and read back here with mtools, and bad input is refused before anything is
  * written. (That the disk really boots is shown by `pnpm boot-test`, in QEMU.)
  */
-const tools = ['grub-mkimage', 'mkfs.vfat', 'mcopy', 'mmd', 'mtype', 'debugfs', 'mke2fs'];
+const tools = ['grub-mkimage', 'mkfs.vfat', 'mcopy', 'mmd', 'mtype', 'debugfs', 'mke2fs', 'mkimage'];
 const lacksTools = missingTools(tools).length > 0;
 const MiB = 1024 * 1024;
 const now = new Date();
@@ -96,6 +106,63 @@ describe.skipIf(lacksTools)('bootable factory disk', () => {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     expect(JSON.parse(factory.toString()).signed.version).toBe('1.0.0');
+  });
+
+  it("aarch64: a kernel beyond 16 MiB is accepted; the env copies carry the board's load addresses and the bootcmd, boot.scr follows them", async () => {
+    const boardDefaults = {
+      kernel_addr_r: '0x40400000',
+      ramdisk_addr_r: '0x44000000',
+      scriptaddr: '0x40200000',
+      fdtcontroladdr: '0x465f4d50',
+    };
+    // Debian's arm64 kernel is an uncompressed Image of 33 MB: more than a small-file read allows
+    const bigKernel = join(work.dir, 'big-kernel');
+    await mkdir(bigKernel);
+    const bundlePath = (
+      await buildSampleBundle(bigKernel, trust, {
+        now,
+        chunkSize: 1024 * 1024,
+        partitionSize: 24 * MiB,
+        tree: sampleTree({
+          'boot/vmlinuz': Buffer.alloc(17 * MiB, 7),
+          'boot/initrd.img': Buffer.alloc(2048, 9),
+        }),
+      })
+    ).bundlePath;
+    const out = join(work.dir, 'arm64.img');
+    const disk = await buildDiskImage({
+      bundlePath,
+      root,
+      rootJson,
+      now,
+      output: out,
+      arch: 'aarch64',
+      dataSize: MiB,
+      ubootBoardDefaults: boardDefaults,
+    });
+    const bytes = await readFile(out);
+    const envPart = disk.plan.partitions.find((p) => p.role === 'uboot-env')!;
+    const expected = await buildUbootEnvPartition({ boardDefaults, slot: 'A', size: envPart.size });
+    expect(Buffer.compare(bytes.subarray(envPart.offset, envPart.offset + envPart.size), expected)).toBe(0);
+    for (const at of ubootEnvDiskOffsets()) {
+      const copy = bytes.subarray(at, at + UBOOT_ENV.size).toString('latin1');
+      expect(copy).toContain('kernel_addr_r=0x40400000\0');
+      expect(copy).toContain(`bootcmd=${ubootBootcommand()}\0`);
+      expect(copy).toContain('flotilla_slot=A\0');
+    }
+    // a legacy U-Boot image (magic 0x27051956) of type script where the bootcmd reads it
+    expect(bytes.readUInt32BE(ubootScriptDiskOffset())).toBe(0x27051956);
+  });
+
+  it("refuses a bootable aarch64 disk without the board's U-Boot defaults (an env without load addresses cannot boot)", async () => {
+    const out = join(work.dir, 'arm64-nodefaults.img');
+    await expect(
+      buildDiskImage({ bundlePath: kernelBundle, root, now, output: out, arch: 'aarch64' }),
+    ).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_IMAGE_BAD_ARGUMENT',
+      message: expect.stringContaining('u-boot-initial-env'),
+    });
+    expect((await readdir(work.dir)).filter((f) => f.startsWith('arm64-nodefaults'))).toEqual([]);
   });
 
   it('refuses a rootfs without a kernel for a bootable disk, writing nothing', async () => {

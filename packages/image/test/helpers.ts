@@ -106,20 +106,26 @@ export function testTrust(now = new Date()): {
 }
 
 /**
- * Builds a signed 2 MiB ext4 release of `tree` (release key, board-a, 1.0.0 unless `meta` says
+ * Builds a signed ext4 release of `tree` (2 MiB unless `partitionSize`) (release key, board-a, 1.0.0 unless `meta` says
  * otherwise) under `dir` and writes its bundle to `dir`/demo.flot.
  */
 export async function buildSampleBundle(
   dir: string,
   trust: ReturnType<typeof testTrust>,
-  opts: { now: Date; chunkSize: number; tree?: TreeSpec; meta?: Partial<ReleaseMeta> },
+  opts: {
+    now: Date;
+    chunkSize: number;
+    tree?: TreeSpec;
+    meta?: Partial<ReleaseMeta>;
+    partitionSize?: number;
+  },
 ): Promise<{ release: BuiltRelease; bundlePath: string }> {
   const input = join(dir, 'rootfs');
   await writeTree(input, opts.tree ?? sampleTree());
   const release = await buildRelease({
     input,
     format: 'ext4',
-    partitionSize: 2 * 1024 * 1024,
+    partitionSize: opts.partitionSize ?? 2 * 1024 * 1024,
     outDir: join(dir, 'out'),
     chunkSize: opts.chunkSize,
     meta: {

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { diskArch, ImageError, parseSize } from '@flotilla/image';
+import { diskArch, ImageError, parseSize, parseUbootEnvText } from '@flotilla/image';
 import type { DeviceFacts, ReleaseKind, ReleaseManifest, RootMetadata } from '@flotilla/protocol';
 import type { Command } from 'commander';
 import { parseIntOption, trustRoot } from './image.js';
@@ -51,6 +51,8 @@ export interface DiskLayoutOptions {
   dataSize: string;
   diskSize?: string;
   arch?: string;
+  /** aarch64: the `u-boot-initial-env` of the board's U-Boot build (its default environment). */
+  ubootInitialEnv?: string;
   recovery?: boolean;
 }
 
@@ -62,6 +64,7 @@ export async function diskLayoutArgs(opts: DiskLayoutOptions): Promise<{
   dataSize: number;
   diskSize?: number;
   arch?: string;
+  ubootBoardDefaults?: Record<string, string>;
   rootJson: Uint8Array;
   allowRecovery: boolean;
 }> {
@@ -74,6 +77,9 @@ export async function diskLayoutArgs(opts: DiskLayoutOptions): Promise<{
     dataSize: parseSize(opts.dataSize, '--data-size'),
     ...(opts.diskSize ? { diskSize: parseSize(opts.diskSize, '--disk-size') } : {}),
     ...(opts.arch !== undefined ? { arch: opts.arch } : {}),
+    ...(opts.ubootInitialEnv !== undefined
+      ? { ubootBoardDefaults: parseUbootEnvText(await readFile(opts.ubootInitialEnv, 'utf8')) }
+      : {}),
     allowRecovery: Boolean(opts.recovery),
   };
 }

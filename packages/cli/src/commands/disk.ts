@@ -22,6 +22,10 @@ export function registerDiskCommands(program: Command): void {
       '--arch <arch>',
       'bootable disk for x86_64 (ESP + GRUB EFI) or aarch64 (U-Boot env); the rootfs must carry /boot/vmlinuz',
     )
+    .option(
+      '--uboot-initial-env <file>',
+      "aarch64: the board's U-Boot default environment (u-boot-initial-env of its U-Boot build)",
+    )
     .option('--disk-size <bytes>', 'size of the target disk: the layout must fit, data takes the rest')
     .option('--recovery', 'accept a recovery image (signed by the recovery role)')
     .option('--json', 'print a JSON summary')

@@ -21,6 +21,10 @@ export function registerFlashCommands(program: Command): void {
     .option('--slot-size <bytes>', 'disk layout: size of each root slot')
     .option('--data-size <bytes>', 'disk layout: size of the data partition', '16M')
     .option('--arch <arch>', 'disk layout: bootable for x86_64 (ESP + GRUB EFI) or aarch64 (U-Boot env)')
+    .option(
+      '--uboot-initial-env <file>',
+      "aarch64: the board's U-Boot default environment (u-boot-initial-env of its U-Boot build)",
+    )
     .option('--recovery', 'accept a recovery image (signed by the recovery role)')
     .option('--json', 'print a JSON summary')
     .action(async (opts: DiskLayoutOptions & { target: string; partition?: boolean; json?: boolean }) => {
