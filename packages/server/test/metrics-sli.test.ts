@@ -1,4 +1,7 @@
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deltaWorkerPath } from '../src/deltas/delta-service.js';
 import type { RunningServer } from '../src/index.js';
@@ -248,7 +251,7 @@ describe('artifact bytes, builds and signing', () => {
       method: 'POST',
       url: '/api/v1/releases/build?name=TEST-ONLY-os&version=9.9.9&securityVersion=1&compatible=TEST-ONLY-board&format=ext4&partitionSize=8388608&input=tar',
       headers: { ...auth(), 'content-type': 'application/octet-stream' },
-      payload: Buffer.from('TEST-ONLY this is not a tarball'),
+      payload: truncatedTarball(),
     });
     expect(bad.statusCode).toBeGreaterThanOrEqual(400);
     let m = await scrape(server!);
@@ -271,3 +274,18 @@ describe('artifact bytes, builds and signing', () => {
     expect(fleet[0]!.commands).toEqual([]);
   }, 60_000);
 });
+
+/**
+ * A tarball cut after its first header: the upload's leading-bytes check passes (it is a tar
+ * header), so the build itself runs and fails on the missing file data.
+ */
+function truncatedTarball(): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-tar-'));
+  try {
+    writeFileSync(join(dir, 'app.bin'), Buffer.alloc(64 * 1024, 7));
+    execFileSync('tar', ['-cf', join(dir, 'rootfs.tar'), '-C', dir, 'app.bin']);
+    return readFileSync(join(dir, 'rootfs.tar')).subarray(0, 1024);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

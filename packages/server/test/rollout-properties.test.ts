@@ -191,7 +191,8 @@ function simulate(check: Check, runs = 150) {
   );
 }
 
-const ACTIVE = ['running', 'soaking', 'waiting-approval'];
+// 'waiting': held outside a maintenance window (still a live rollout).
+const ACTIVE = ['running', 'soaking', 'waiting-approval', 'waiting'];
 
 /** Offers the engine may still make at `now` under the rate limit (its documented meaning). */
 function rateRoom(p: RolloutPolicy, s: RolloutSnapshot, now: number): number {

@@ -21,6 +21,8 @@ export type TrustOrigin = 'existing' | 'imported' | 'generated';
  * accepted, and what to do with a freshly made root key.
  */
 export function describeTrustOrigin(x: TrustOriginInput): { origin: TrustOrigin; text: string } {
+  const otherKeys =
+    'bundles signed with other keys are refused (start a new data dir with --import-keys DIR to use a `flotilla keys init` set)';
   const root = `${join(x.keysDir, 'root.json')} (version ${x.rootVersion})`;
   if (x.existedBefore)
     return {
@@ -35,10 +37,10 @@ export function describeTrustOrigin(x: TrustOriginInput): { origin: TrustOrigin;
   if (x.offlineKeysDir)
     return {
       origin: 'generated',
-      text: `${root}, made now; its root key is in ${x.offlineKeysDir}: move it offline`,
+      text: `${root}, made now; its root key is in ${x.offlineKeysDir}: move it offline; ${otherKeys}`,
     };
   return {
     origin: 'generated',
-    text: `${root}, made now by this server${x.holdsRootKeys ? ` with its root key in ${x.keysDir}` : ''}; bundles signed with other keys are refused (start a new data dir with --import-keys DIR to use a \`flotilla keys init\` set)`,
+    text: `${root}, made now by this server${x.holdsRootKeys ? ` with its root key in ${x.keysDir}` : ''}; ${otherKeys}`,
   };
 }

@@ -42,8 +42,8 @@ export const UPLOAD_TYPES = [
 
 /**
  * The request body as bytes, read by the upload checks. Stopping early must not destroy the
- * request (that would reset the socket before the coded error is sent): `stopOnError` closes the
- * connection after the answer instead, so the unread rest is never received.
+ * request (that would reset the socket before the coded error is sent): `stopOnError` lingers
+ * after the answer instead.
  */
 function uploadBody(body: unknown): AsyncIterable<Buffer> {
   return (body as Readable).iterator({ destroyOnReturn: false });
@@ -54,12 +54,35 @@ function declaredLength(headers: Record<string, unknown>): number | undefined {
   return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 }
 
-/** A refused upload's connection is closed after the answer: the client stops sending. */
+/**
+ * How much of a refused upload's unread rest is read and dropped (never written) before its
+ * connection is cut: enough for a client to read the answer and stop sending.
+ */
+export const REFUSED_UPLOAD_LINGER = { ms: 5_000, bytes: 64 * 1024 * 1024 } as const;
+
+/**
+ * A refused upload is answered at once; the rest of its body is then read and dropped (as nginx's
+ * lingering close does) until the client, which has the coded error, stops sending, or up to
+ * REFUSED_UPLOAD_LINGER. Closing with unread bytes at once would make the kernel send a reset,
+ * which can destroy the answer before the client has read it.
+ */
 async function stopOnError<T>(reply: FastifyReply, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {
-    void reply.header('connection', 'close');
+    const req = reply.request.raw;
+    reply.raw.once('finish', () => {
+      if (req.complete) return;
+      let dropped = 0;
+      const cut = () => req.destroy();
+      const timer = setTimeout(cut, REFUSED_UPLOAD_LINGER.ms);
+      timer.unref();
+      req.once('close', () => clearTimeout(timer));
+      req.on('data', (chunk: Buffer) => {
+        dropped += chunk.length;
+        if (dropped > REFUSED_UPLOAD_LINGER.bytes) cut();
+      });
+    });
     throw err;
   }
 }
