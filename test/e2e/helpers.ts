@@ -14,6 +14,7 @@ export async function smallWorld(
   faults: FaultProfile[] = [],
   seed = 7,
   server?: WorldOptions['server'],
+  agentLimits?: WorldOptions['agentLimits'],
 ): Promise<World> {
   const world = await startWorld({
     devices,
@@ -22,6 +23,7 @@ export async function smallWorld(
     timeScale: 0.05,
     size: 'standard',
     ...(server ? { server } : {}),
+    ...(agentLimits ? { agentLimits } : {}),
   });
   try {
     await world.fleet.powerOn();

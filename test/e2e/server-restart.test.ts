@@ -6,10 +6,19 @@ import { type ServerProcess, spawnServerProcess } from './server-process.js';
 describe('server killed mid-rollout', () => {
   it('resumes the rollout after a SIGKILL of the server process and every device ends healthy', async () => {
     let server: ServerProcess | null = null;
-    const world = await smallWorld(10, [], 7, async (x) => {
-      server = await spawnServerProcess({ ...x, rolloutTickMs: 1000 });
-      return server;
-    });
+    // Downloads back off as on a real device (1 s doubling to 10 s, unscaled): a device outlasts
+    // a server restart of tens of seconds. At the world's time scale it would give up after ~3 s,
+    // shorter than a server process takes to come back on a busy machine.
+    const world = await smallWorld(
+      10,
+      [],
+      7,
+      async (x) => {
+        server = await spawnServerProcess({ ...x, rolloutTickMs: 1000 });
+        return server;
+      },
+      { download: { backoffBaseMs: 1000, backoffMaxMs: 10_000 } },
+    );
     try {
       const killed = server as unknown as ServerProcess;
       let killedWith = -1;

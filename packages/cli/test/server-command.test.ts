@@ -28,7 +28,7 @@ async function serve(args: string[]) {
     if (line) {
       p.child.kill('SIGTERM');
       await p.done;
-      return { started: true as const, summary: JSON.parse(line) };
+      return { started: true as const, summary: JSON.parse(line), stdout: p.output.stdout };
     }
     if (p.child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 50));
@@ -53,6 +53,8 @@ describe('flotilla server: where the trust root came from', () => {
     const r = await serve(['--data-dir', join(work, 'plain'), ...PORTS]);
     expect(r.started && r.summary.trustRoot.origin).toBe('generated');
     expect(r.started && r.summary.trustRoot.text).toContain('--import-keys');
+    // --json keeps stdout for the summary alone: the first start's key warning is a log on stderr.
+    expect(r.started && r.stdout.trim().split('\n')).toHaveLength(1);
   });
 
   it('refuses --import-keys on a data dir that holds other keys instead of ignoring it without a word', async () => {

@@ -66,6 +66,8 @@ export interface ServerOptions {
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
   logger?: Logger;
   logLevel?: string;
+  /** Logs to stderr instead of stdout (a `--json` start keeps stdout for its one summary line). */
+  logToStderr?: boolean;
   clock?: () => number;
   /** The file system artifacts are written through (default the real one; tests inject a full disk). */
   artifactFs?: ArtifactFs;
@@ -90,7 +92,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const dataDir = resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
   const clock = opts.clock ?? Date.now;
   const limits = { ...resolveLimits(opts.limits), deltaWaitMs: opts.limits?.deltaWaitMs ?? 0 };
-  const log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } });
+  const logOptions = { level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } };
+  const log = opts.logger ?? (opts.logToStderr ? pino(logOptions, pino.destination(2)) : pino(logOptions));
   // First: a lost database must stop the start before anything in the data dir is (re)created.
   const store = openServerStore(dataDir);
   let keys: ReturnType<typeof loadOrCreateServerKeys>;

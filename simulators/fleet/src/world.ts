@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AgentConfig } from '@flotilla/agent';
 import { writeBundle } from '@flotilla/image';
 import { encodeKeyFile, generateTrustSet, type TrustSet } from '@flotilla/protocol';
 import { createAgentLauncher } from './agent-wiring.js';
@@ -33,6 +34,8 @@ export interface WorldOptions {
   /** Server to use instead of an embedded one started here (e.g. a separate process). */
   server?: (o: { dataDir: string; keysDir: string; trust: TrustSet }) => Promise<ServerHandle>;
   launcher?: AgentLauncher;
+  /** Agent limits over the time-scaled ones (e.g. a download backoff that outlasts a server restart). */
+  agentLimits?: AgentConfig['limits'];
   onDeviceEvent?: (device: SimDevice, what: string) => void;
   log?: (line: string) => void;
 }
@@ -174,6 +177,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
         createAgentLauncher({
           factoryRelease: firmware.releases.get('1.0.0')!.manifestPath,
           transport: defaultTransport,
+          limits: o.agentLimits,
         }),
       mqtt: server.mqtt,
       artifactOrigin: server.artifactOrigin,

@@ -109,6 +109,7 @@ export function registerServerCommands(program: Command): void {
             ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
             : {}),
           logLevel: opts.logLevel,
+          logToStderr: Boolean(opts.json),
         });
         const keys = server.ctx.keys;
         const trustRoot = describeTrustOrigin({
