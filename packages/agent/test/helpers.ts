@@ -179,6 +179,7 @@ export function makeOffer(
   o: {
     deviceId: string;
     deploymentId: string;
+    attempt?: number;
     release: SignedEnvelope<ReleaseManifest>;
     fullUrl: string;
     delta?: { url: string; bytes: Buffer; from: Buffer; fromVersion: string };
@@ -192,6 +193,7 @@ export function makeOffer(
     _type: 'offer',
     schemaVersion: SCHEMA_VERSION,
     deploymentId: o.deploymentId,
+    ...(o.attempt !== undefined ? { attempt: o.attempt } : {}),
     deviceId: o.deviceId,
     issued: isoAfter(new Date(now.getTime() - 60_000), 0),
     expires: new Date(now.getTime() + (o.expiresMinutes ?? 60) * 60_000)
@@ -402,6 +404,7 @@ export class Rig {
       version: string;
       securityVersion?: number;
       deploymentId?: string;
+      attempt?: number;
       delta?: { bytes: Buffer; from: Buffer; fromVersion: string };
       chunkSize?: number;
       compatible?: string[];
@@ -435,6 +438,7 @@ export class Rig {
       makeOffer(this.keys, {
         deviceId: this.dev.deviceId,
         deploymentId: o.deploymentId ?? `dep-${o.version}`,
+        ...(o.attempt !== undefined ? { attempt: o.attempt } : {}),
         release,
         fullUrl,
         ...(delta ? { delta } : {}),

@@ -177,6 +177,8 @@ export type BundleHeader = Static<typeof BundleHeader>;
 
 export const Offer = DocumentSchema('offer', {
   deploymentId: Type.String({ minLength: 1, maxLength: 64 }),
+  /** The server's attempt of this deployment (1, then +1 per retry); a re-send repeats it. */
+  attempt: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
   deviceId: DeviceId,
   issued: Timestamp,
   expires: Timestamp,

@@ -29,7 +29,7 @@ afterEach(async () => {
 async function agentLike(
   url: string,
   d: TestDevice,
-  onOffer: (deploymentId: string) => void,
+  onOffer: (deploymentId: string, attempt: number | undefined) => void,
   subscribeAfterMs = 0,
 ): Promise<MqttClient> {
   const c = mqtt.connect(url, {
@@ -44,7 +44,7 @@ async function agentLike(
   c.on('error', () => {});
   c.on('message', (_t, p) => {
     const cmd = JSON.parse(p.toString());
-    if (cmd.type === 'offer') onOffer(cmd.offer.signed.deploymentId);
+    if (cmd.type === 'offer') onOffer(cmd.offer.signed.deploymentId, cmd.offer.signed.attempt);
   });
   clients.push(c);
   await new Promise<void>((resolve, reject) => {
@@ -101,9 +101,10 @@ describe('an offer lost with a SIGKILLed server', () => {
 
     await server.restart();
     const after: string[] = [];
-    await agentLike(server.mqttUrl, d, (id) => after.push(id), 300);
+    await agentLike(server.mqttUrl, d, (id, attempt) => after.push(`${id}#${attempt}`), 300);
     // The deployment's timeout is an hour and there are no retries: only the re-send can deliver it.
     await waitFor(() => after.length > 0, 10_000, 'offer re-sent after reconnect');
-    expect(after[0]).toBe(offered);
+    // The same attempt: a device that already ended it ignores the re-send (docs/protocol.md).
+    expect(after[0]).toBe(`${offered}#1`);
   }, 60_000);
 });

@@ -204,6 +204,16 @@ export class CommandHandler {
       }
     }
     const { offer, release, delta } = verified;
+    if (isFinishedAttempt(record.lastDeployment, offer)) {
+      // A re-send of an attempt this device already ended (the server had not heard the end yet,
+      // e.g. across its restart): its outcome is on the way in the outbox; only a retry, with a
+      // higher attempt, installs again.
+      this.context.log.info(
+        { deploymentId: offer.deploymentId, attempt: offer.attempt, outcome: record.lastDeployment?.outcome },
+        'offer of a finished attempt ignored',
+      );
+      return;
+    }
     if (release.image.sha256 === active?.imageSha256)
       return this.rejectOffer(
         offer.deploymentId,
@@ -214,6 +224,7 @@ export class CommandHandler {
       size: offer.full.size,
       sha256: offer.full.sha256,
     });
+    if (offer.attempt !== undefined) deployment.offerAttempt = offer.attempt;
     deployment.offerFile = await files.storeOffer(deployment.id, envelope);
     if (delta && offer.delta && !deltaRefused)
       deployment.delta = {
@@ -295,4 +306,18 @@ export class CommandHandler {
       verifiedChunks: 0,
     };
   }
+}
+
+/** The offer repeats an attempt of the last deployment that already ended here. */
+function isFinishedAttempt(
+  last: AgentRecord['lastDeployment'],
+  offer: { deploymentId: string; attempt?: number },
+) {
+  return (
+    last !== null &&
+    last.id === offer.deploymentId &&
+    last.offerAttempt !== undefined &&
+    offer.attempt !== undefined &&
+    offer.attempt <= last.offerAttempt
+  );
 }

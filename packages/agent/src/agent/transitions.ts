@@ -84,7 +84,12 @@ export class RecordKeeper {
     if (to === 'Idle') {
       const deployment = record.deployment;
       if (deployment)
-        record.lastDeployment = { id: deployment.id, attempt: deployment.attempt, outcome: from };
+        record.lastDeployment = {
+          id: deployment.id,
+          attempt: deployment.attempt,
+          outcome: from,
+          ...(deployment.offerAttempt !== undefined ? { offerAttempt: deployment.offerAttempt } : {}),
+        };
       record.deployment = null;
       record.runs = {};
     }

@@ -42,6 +42,8 @@ export interface Deployment {
   verifiedChunks: number;
   /** Delta bytes fsynced into the spool (its resume point after a power cut). */
   spoolBytes?: number;
+  /** The server's attempt number of this deployment, from its offer (absent: local or older server). */
+  offerAttempt?: number;
 }
 
 export interface AgentRecord {
@@ -57,7 +59,7 @@ export interface AgentRecord {
   runs: Partial<Record<AgentState, number>>;
   lastError: ErrorReport | null;
   /** The last deployment seen and how it ended: re-offers of it count attempts. */
-  lastDeployment: { id: string; attempt: number; outcome: AgentState } | null;
+  lastDeployment: { id: string; attempt: number; outcome: AgentState; offerAttempt?: number } | null;
   /** Recent command ids: a QoS 1 redelivery of an old command is ignored (bounded list). */
   recentCommands: string[];
 }

@@ -42,6 +42,8 @@ export class OfferBuilder {
 
   build(p: {
     deploymentId: string;
+    /** The deployment's attempt (absent for a rollback offer). */
+    attempt?: number;
     deviceId: string;
     release: Release;
     deviceImageSha256: string | null;
@@ -51,6 +53,7 @@ export class OfferBuilder {
       _type: 'offer',
       schemaVersion: SCHEMA_VERSION,
       deploymentId: p.deploymentId,
+      ...(p.attempt ? { attempt: p.attempt } : {}),
       deviceId: p.deviceId,
       issued: iso(p.now),
       expires: iso(p.now + this.limits.offerTtlMs),

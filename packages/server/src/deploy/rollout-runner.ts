@@ -395,6 +395,7 @@ export class RolloutRunner {
         const deploymentId = d.type === 'offer' ? dep.id : `${dep.id}${ROLLBACK_SUFFIX}`;
         const offer = this.offers.build({
           deploymentId,
+          ...(d.type === 'offer' ? { attempt: d.attempt } : {}),
           deviceId: d.deviceId,
           release: rel,
           deviceImageSha256: device?.imageSha256 ?? null,
@@ -461,6 +462,7 @@ export class RolloutRunner {
     if (!rel) return;
     const offer = this.offers.build({
       deploymentId,
+      ...(rollback ? {} : { attempt: dep.attempts }),
       deviceId,
       release: rel,
       deviceImageSha256: this.store.devices.get(deviceId)?.imageSha256 ?? null,
@@ -491,6 +493,7 @@ export class RolloutRunner {
     const device = this.store.devices.get(dep.deviceId);
     const offer = this.offers.build({
       deploymentId: rollback ? `${dep.id}${ROLLBACK_SUFFIX}` : dep.id,
+      ...(rollback ? {} : { attempt: dep.attempts }),
       deviceId: dep.deviceId,
       release: rel,
       deviceImageSha256: device?.imageSha256 ?? null,
