@@ -69,7 +69,7 @@ export const SERVER_ERRORS = {
   FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG: {
     status: 500,
     message: 'artifact delivery settings are invalid',
-    hint: 'give --artifact-base-url as http(s)://host[:port][/path] and --artifact-accel-redirect as the internal nginx location, e.g. /_flotilla/artifacts/ (docs/cluster.md)',
+    hint: 'give --artifact-base-url as http(s)://host[:port] (an origin) and --artifact-accel-redirect as the internal nginx location, e.g. /_flotilla/artifacts/ (docs/cluster.md)',
   },
   FLOTILLA_ERR_SERVER_RATE_LIMITED: {
     status: 429,

@@ -139,6 +139,11 @@ export function registerServerCommands(program: Command): void {
           mqtt: server.addresses.mqtt,
           mqtts: server.addresses.mqtts,
           ws: server.addresses.ws,
+          // Where offers send devices for images and deltas, and whether nginx sends the bytes.
+          artifacts: {
+            baseUrl: server.ctx.artifactDelivery.baseUrl ?? opts.publicUrl ?? server.addresses.api,
+            accelRedirect: server.ctx.artifactDelivery.accelPrefix,
+          },
           dataDir,
           keysDir: keys.dir,
           root: join(keys.dir, 'root.json'),
@@ -154,6 +159,7 @@ export function registerServerCommands(program: Command): void {
             `  API        ${summary.api}   (OpenAPI: ${summary.docs})`,
             `  dashboard  ${summary.dashboard}`,
             `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
+            `  artifacts  ${summary.artifacts.baseUrl}${summary.artifacts.accelRedirect ? `   (sent by nginx: X-Accel-Redirect ${summary.artifacts.accelRedirect})` : ''}`,
             `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
             `  trust root ${trustRoot.text}`,
             '             ship root.json on every device',

@@ -26,13 +26,21 @@ export function artifactDelivery(o: { artifactBaseUrl?: string; artifactAccelRed
     try {
       url = new URL(o.artifactBaseUrl);
     } catch {}
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash)
+    // Only an origin: the signature covers the path /api/v1/artifacts/<sha256>, which nginx forwards as it is.
+    if (
+      !url ||
+      (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+      url.pathname !== '/' ||
+      url.search ||
+      url.hash ||
+      url.username ||
+      url.password
+    )
       throw new ServerError(
         'FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG',
-        `artifact base URL ${JSON.stringify(o.artifactBaseUrl)} is not an http(s) URL without query or fragment`,
+        `artifact base URL ${JSON.stringify(o.artifactBaseUrl)} is not http(s)://host[:port] (no path, query or credentials)`,
       );
-    // Signed URLs append /api/v1/artifacts/<sha256>: no trailing slash, so the path stays the signed one.
-    baseUrl = o.artifactBaseUrl.replace(/\/+$/, '');
+    baseUrl = url.origin;
   }
   let accelPrefix: string | null = null;
   if (o.artifactAccelRedirect !== undefined) {
