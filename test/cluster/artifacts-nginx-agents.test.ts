@@ -27,7 +27,10 @@ describe('real agents download through nginx', () => {
       [{ name: CUT, devices: ['sim-0001'], network: { bytesPerSecond: 64 * 1024 } }],
       7,
       async (x) => {
-        nginx = await startNginx({ flotillaApi: `127.0.0.1:${apiPort}`, artifactDir: join(x.dataDir, 'artifacts') });
+        nginx = await startNginx({
+          flotillaApi: `127.0.0.1:${apiPort}`,
+          artifactDir: join(x.dataDir, 'artifacts'),
+        });
         try {
           sim = await startSimServer({
             ...x,
@@ -45,7 +48,11 @@ describe('real agents download through nginx', () => {
           throw err;
         }
         const server = sim;
-        return { ...server, close: async () => (await server.close(), await nginx?.close()) };
+        const close = async () => {
+          await server.close();
+          await nginx?.close();
+        };
+        return { ...server, close };
       },
     );
     const proxy = world.fleet.proxies.get(CUT)!.http!;

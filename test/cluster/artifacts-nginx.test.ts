@@ -63,7 +63,10 @@ async function errorCode(res: Response): Promise<string | undefined> {
 
 describe('artifacts behind nginx', () => {
   it('serves a device its image through nginx on a signed URL, the bytes sent by nginx and not the server', async () => {
-    const [bytesBefore, redirectsBefore] = [await counter('artifactBytes'), await counter('artifactRedirects')];
+    const [bytesBefore, redirectsBefore] = [
+      await counter('artifactBytes'),
+      await counter('artifactRedirects'),
+    ];
     const res = await fetch(signed(image.sha256, 'TEST-ONLY-dev-1'));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/octet-stream');
@@ -101,7 +104,11 @@ describe('artifacts behind nginx', () => {
     });
     expect(res.status).toBe(403);
     expect(await errorCode(res)).toBe('FLOTILLA_ERR_SERVER_URL_EXPIRED');
-    expect(nginx.accessLog().at(-1)).toMatchObject({ uri: path(image.sha256), status: 403, serverStatus: '403' });
+    expect(nginx.accessLog().at(-1)).toMatchObject({
+      uri: path(image.sha256),
+      status: 403,
+      serverStatus: '403',
+    });
   });
 
   it('refuses a forged signature with 403 FLOTILLA_ERR_SERVER_URL_SIGNATURE', async () => {
@@ -129,7 +136,9 @@ describe('artifacts behind nginx', () => {
     expect((await fetch(internal)).status).toBe(404);
     expect((await fetch(`${nginx.url}/api/v1/releases`)).status).toBe(404);
     // A client's own X-Flotilla-Accel header earns nothing without a credential.
-    const direct = await fetch(`${sim.apiUrl}${path(image.sha256)}`, { headers: { 'x-flotilla-accel': '1' } });
+    const direct = await fetch(`${sim.apiUrl}${path(image.sha256)}`, {
+      headers: { 'x-flotilla-accel': '1' },
+    });
     expect(direct.status).toBe(401);
     expect(direct.headers.get('x-accel-redirect')).toBeNull();
   });

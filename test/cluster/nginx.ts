@@ -59,7 +59,11 @@ export interface Nginx {
  * Debian's nginx as a local process on a loopback port: a minimal main configuration (pid, temp
  * paths and logs in a temp dir) that includes the shipped `flotilla-artifacts.conf`.
  */
-export async function startNginx(o: { flotillaApi: string; artifactDir: string; port?: number }): Promise<Nginx> {
+export async function startNginx(o: {
+  flotillaApi: string;
+  artifactDir: string;
+  port?: number;
+}): Promise<Nginx> {
   if (!existsSync(NGINX)) throw new Error('nginx is not installed (apt-get install nginx)');
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-nginx-'));
   const port = o.port ?? (await freePort());

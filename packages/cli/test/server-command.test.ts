@@ -115,7 +115,10 @@ describe('flotilla server: artifacts behind nginx', () => {
     const config = join(work, 'nginx.json');
     await writeFile(
       config,
-      JSON.stringify({ artifactBaseUrl: 'https://dl.example.test/', artifactAccelRedirect: '/_flotilla/artifacts/' }),
+      JSON.stringify({
+        artifactBaseUrl: 'https://dl.example.test/',
+        artifactAccelRedirect: '/_flotilla/artifacts/',
+      }),
     );
     const r = await serve(['--config', config, '--data-dir', join(work, 'behind-nginx'), ...PORTS]);
     expect(r.started && r.summary.artifacts).toEqual({
@@ -123,7 +126,10 @@ describe('flotilla server: artifacts behind nginx', () => {
       accelRedirect: '/_flotilla/artifacts/',
     });
     const plain = await serve(['--data-dir', join(work, 'behind-nginx'), ...PORTS]);
-    expect(plain.started && plain.summary.artifacts).toEqual({ baseUrl: plain.summary.api, accelRedirect: null });
+    expect(plain.started && plain.summary.artifacts).toEqual({
+      baseUrl: plain.summary.api,
+      accelRedirect: null,
+    });
   });
 
   it('refuses a bad --artifact-accel-redirect or --artifact-base-url with FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG, touching no data dir', () => {

@@ -68,7 +68,10 @@ describe('artifact delivery', () => {
   for (const [name, opts] of [
     ['an artifact base URL that is not http(s)', { artifactBaseUrl: 'ftp://dl.example.test' }],
     ['an artifact base URL with a query', { artifactBaseUrl: 'https://dl.example.test/?a=1' }],
-    ['an artifact base URL with a path (the signed path is /api/v1/…)', { artifactBaseUrl: 'https://dl.example.test/fw' }],
+    [
+      'an artifact base URL with a path (the signed path is /api/v1/…)',
+      { artifactBaseUrl: 'https://dl.example.test/fw' },
+    ],
     ['an X-Accel-Redirect prefix without its slashes', { artifactAccelRedirect: '_flotilla/artifacts' }],
     ['an X-Accel-Redirect prefix that climbs out (..)', { artifactAccelRedirect: '/_flotilla/../keys/' }],
   ] as const)

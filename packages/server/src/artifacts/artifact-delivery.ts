@@ -19,7 +19,10 @@ export interface ArtifactDelivery {
 const PREFIX_RE = /^\/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/;
 
 /** Checks the delivery options at start, so a typo stops the server instead of every download. */
-export function artifactDelivery(o: { artifactBaseUrl?: string; artifactAccelRedirect?: string }): ArtifactDelivery {
+export function artifactDelivery(o: {
+  artifactBaseUrl?: string;
+  artifactAccelRedirect?: string;
+}): ArtifactDelivery {
   let baseUrl: string | null = null;
   if (o.artifactBaseUrl !== undefined) {
     let url: URL | null = null;
