@@ -1,9 +1,7 @@
-import { join } from 'node:path';
 import type { SimServer, World } from '@flotilla/fleet-simulator';
-import { startSimServer } from '@flotilla/fleet-simulator';
 import { afterEach, describe, expect, it } from 'vitest';
 import { rollOut, smallWorld } from '../e2e/helpers.js';
-import { ACCEL_PREFIX, freePort, type Nginx, startNginx } from './nginx.js';
+import { ACCEL_PREFIX, type Nginx, serverBehindNginx } from './nginx.js';
 
 const URL_TTL_MS = 60_000;
 const CUT = 'cut-after-url-expiry';
@@ -20,39 +18,17 @@ describe('real agents download through nginx', () => {
     let nginx: Nginx | undefined;
     // The server's clock: moved past the first URLs' expiry mid-download, as a slow download would.
     let skewMs = 0;
-    const apiPort = await freePort();
     world = await smallWorld(
       3,
       // One device downloads through a throttled proxy, so its download is still running when cut.
       [{ name: CUT, devices: ['sim-0001'], network: { bytesPerSecond: 64 * 1024 } }],
       7,
       async (x) => {
-        nginx = await startNginx({
-          flotillaApi: `127.0.0.1:${apiPort}`,
-          artifactDir: join(x.dataDir, 'artifacts'),
-        });
-        try {
-          sim = await startSimServer({
-            ...x,
-            port: apiPort,
-            serverOptions: {
-              artifactBaseUrl: nginx.url,
-              artifactAccelRedirect: ACCEL_PREFIX,
-              clock: () => Date.now() + skewMs,
-              limits: { artifactUrlTtlMs: URL_TTL_MS },
-            },
-            artifactOrigin: nginx.url,
-          });
-        } catch (err) {
-          await nginx.close();
-          throw err;
-        }
-        const server = sim;
-        const close = async () => {
-          await server.close();
-          await nginx?.close();
-        };
-        return { ...server, close };
+        ({ sim, nginx } = await serverBehindNginx(x, {
+          clock: () => Date.now() + skewMs,
+          limits: { artifactUrlTtlMs: URL_TTL_MS },
+        }));
+        return sim;
       },
     );
     const proxy = world.fleet.proxies.get(CUT)!.http!;

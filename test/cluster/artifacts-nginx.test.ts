@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { prepareWorld, type SimServer, startSimServer, type WorldBase } from '@flotilla/fleet-simulator';
+import { prepareWorld, type SimServer, type WorldBase } from '@flotilla/fleet-simulator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACCEL_PREFIX, freePort, type Nginx, startNginx } from './nginx.js';
+import { ACCEL_PREFIX, type Nginx, serverBehindNginx } from './nginx.js';
 
 /**
  * Artifacts behind nginx: the shipped deploy/nginx/flotilla-artifacts.conf in a real nginx, in
@@ -17,29 +16,13 @@ let image: { sha256: string; bytes: Buffer };
 let other: { sha256: string };
 
 beforeAll(async () => {
-  const apiPort = await freePort();
   base = await prepareWorld({
     size: 'light',
     server: async (x) => {
-      nginx = await startNginx({
-        flotillaApi: `127.0.0.1:${apiPort}`,
-        artifactDir: join(x.dataDir, 'artifacts'),
-      });
-      try {
-        sim = await startSimServer({
-          ...x,
-          port: apiPort,
-          serverOptions: { artifactBaseUrl: nginx.url, artifactAccelRedirect: ACCEL_PREFIX },
-          artifactOrigin: nginx.url,
-        });
-      } catch (err) {
-        await nginx.close();
-        throw err;
-      }
+      ({ sim, nginx } = await serverBehindNginx(x));
       return sim;
     },
   });
-  base.onClose(() => nginx.close());
   await base.publish('1.1.0');
   const v1 = base.firmware.releases.get('1.0.0')!;
   image = { sha256: v1.image.sha256, bytes: readFileSync(v1.imagePath) };

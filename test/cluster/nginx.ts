@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type SimServer, type SimServerOptions, startSimServer } from '@flotilla/fleet-simulator';
+import type { ListenOptions } from '@flotilla/server';
 
 const NGINX = '/usr/sbin/nginx';
 /** The configuration operators install (deploy/nginx/): the tests run exactly this file. */
@@ -153,4 +155,37 @@ function parseAccessLine(line: string): AccessLine {
     serverStatus: m[6]!,
     aud: m[7]!,
   };
+}
+
+/**
+ * A real server in this process behind the shipped nginx configuration: offers send devices to
+ * nginx, which asks the server and sends the bytes. Closing the server stops nginx too.
+ */
+export async function serverBehindNginx(
+  x: Pick<SimServerOptions, 'dataDir' | 'keysDir'>,
+  extra: Partial<ListenOptions> = {},
+): Promise<{ sim: SimServer; nginx: Nginx }> {
+  const apiPort = await freePort();
+  const nginx = await startNginx({
+    flotillaApi: `127.0.0.1:${apiPort}`,
+    artifactDir: join(x.dataDir, 'artifacts'),
+  });
+  let sim: SimServer;
+  try {
+    sim = await startSimServer({
+      ...x,
+      port: apiPort,
+      serverOptions: { artifactBaseUrl: nginx.url, artifactAccelRedirect: ACCEL_PREFIX, ...extra },
+      artifactOrigin: nginx.url,
+    });
+  } catch (err) {
+    await nginx.close();
+    throw err;
+  }
+  const close = sim.close.bind(sim);
+  sim.close = async () => {
+    await close();
+    await nginx.close();
+  };
+  return { sim, nginx };
 }
