@@ -28,6 +28,8 @@ export const ServerConfigFile = Type.Object(
     metricsTokenFile: Type.Optional(Path),
     autoAccept: Type.Optional(Type.Boolean()),
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+    artifactBaseUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+    artifactAccelRedirect: Type.Optional(Type.String({ pattern: '^/.*/$', maxLength: 200 })),
     logLevel: Type.Optional(
       Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     ),

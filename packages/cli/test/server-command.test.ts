@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,5 +109,45 @@ describe('the example server config shipped with the systemd unit', () => {
     const { loadServerConfig } = await import('../src/server-config.js');
     const example = new URL('../../server/systemd/server.json', import.meta.url).pathname;
     expect(loadServerConfig(example)).toMatchObject({ port: 8080, importKeys: '/etc/flotilla/server-keys' });
+  });
+});
+
+describe('flotilla server: artifacts behind nginx', () => {
+  it('says where offers send devices for artifacts and that nginx sends the bytes (flags or config file)', async () => {
+    const config = join(work, 'nginx.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        artifactBaseUrl: 'https://dl.example.test/',
+        artifactAccelRedirect: '/_flotilla/artifacts/',
+      }),
+    );
+    const r = await serve(['--config', config, '--data-dir', join(work, 'behind-nginx'), ...PORTS]);
+    expect(r.started && r.summary.artifacts).toEqual({
+      baseUrl: 'https://dl.example.test',
+      accelRedirect: '/_flotilla/artifacts/',
+    });
+    const plain = await serve(['--data-dir', join(work, 'behind-nginx'), ...PORTS]);
+    expect(plain.started && plain.summary.artifacts).toEqual({
+      baseUrl: plain.summary.api,
+      accelRedirect: null,
+    });
+  });
+
+  it('refuses a bad --artifact-accel-redirect or --artifact-base-url with FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG, touching no data dir', () => {
+    const dataDir = join(work, 'never-made');
+    for (const flag of [
+      ['--artifact-accel-redirect', '_flotilla/artifacts'],
+      ['--artifact-accel-redirect', '/_flotilla/../keys/'],
+      ['--artifact-base-url', 'ftp://dl.example.test'],
+      ['--artifact-base-url', 'https://dl.example.test/?x=1'],
+    ]) {
+      const r = runFlotilla(['server', '--data-dir', dataDir, ...PORTS, ...flag]);
+      expect(r.code, flag.join(' ')).toBe(1);
+      const { error } = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+      expect(error.code).toBe('FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG');
+      expect(error.hint).toContain('docs/cluster.md');
+    }
+    expect(existsSync(dataDir)).toBe(false);
   });
 });

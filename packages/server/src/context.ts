@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { ArtifactDelivery } from './artifacts/artifact-delivery.js';
 import type { ArtifactStore } from './artifacts/artifact-store.js';
 import type { UrlSigner } from './artifacts/url-signer.js';
 import type { DeltaService } from './deltas/delta-service.js';
@@ -23,6 +24,8 @@ export interface ServerContext {
   artifacts: ArtifactStore;
   /** Signs and checks the short-lived artifact URLs put into offers. */
   urlSigner: UrlSigner;
+  /** Who sends artifact bytes: the server itself, or nginx after an `X-Accel-Redirect` (accelPrefix). */
+  artifactDelivery: ArtifactDelivery;
   keys: ServerKeys;
   bus: EventBus;
   log: Logger;

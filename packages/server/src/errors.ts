@@ -66,6 +66,11 @@ export const SERVER_ERRORS = {
     message: 'signed artifact URL is not valid for this artifact',
     hint: 'use the URL from a current offer unchanged, or fetch with an operator API token',
   },
+  FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG: {
+    status: 500,
+    message: 'artifact delivery settings are invalid',
+    hint: 'give --artifact-base-url as http(s)://host[:port] (an origin) and --artifact-accel-redirect as the internal nginx location, e.g. /_flotilla/artifacts/ (docs/cluster.md)',
+  },
   FLOTILLA_ERR_SERVER_RATE_LIMITED: {
     status: 429,
     message: 'too many failed logins from this address',

@@ -116,6 +116,12 @@ export function createMetrics(fleet?: FleetReader) {
       labelNames: ['kind'],
       registers: [registry],
     }),
+    artifactRedirects: new Counter({
+      name: 'flotilla_artifact_redirects_total',
+      help: 'artifact downloads authorised and handed to nginx (X-Accel-Redirect), by kind',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
     imageBuilds: new Counter({
       name: 'flotilla_image_builds_total',
       help: 'server-side image builds by result',
@@ -130,7 +136,10 @@ export function createMetrics(fleet?: FleetReader) {
     }),
   };
   // Bounded label sets start at 0, so rate() and increase() see the first event of a series.
-  for (const kind of ARTIFACT_KINDS) m.artifactBytes.inc({ kind }, 0);
+  for (const kind of ARTIFACT_KINDS) {
+    m.artifactBytes.inc({ kind }, 0);
+    m.artifactRedirects.inc({ kind }, 0);
+  }
   for (const result of ['ok', 'failed']) {
     m.imageBuilds.inc({ result }, 0);
     for (const role of SIGNING_ROLES) m.signing.inc({ role, result }, 0);

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
+import { artifactDelivery } from './artifacts/artifact-delivery.js';
 import type { ArtifactFs } from './artifacts/artifact-fs.js';
 import { ArtifactStore } from './artifacts/artifact-store.js';
 import { UrlSigner } from './artifacts/url-signer.js';
@@ -52,6 +53,14 @@ export interface ServerOptions {
   autoAccept?: boolean;
   /** Base URL devices download artifacts from (default: the API address once listening). */
   publicUrl?: string;
+  /** Base URL signed into offers for images and deltas, e.g. nginx in front of the artifact store (default publicUrl). */
+  artifactBaseUrl?: string;
+  /**
+   * nginx `internal` location aliased to `<dataDir>/artifacts/` (e.g. `/_flotilla/artifacts/`): an
+   * authorised download forwarded by nginx is answered with `X-Accel-Redirect` and nginx sends the
+   * bytes (docs/cluster.md). Requests straight to the server are still served by the server.
+   */
+  artifactAccelRedirect?: string;
   limits?: Partial<ServerLimits> & { deltaWaitMs?: number };
   /** Embedded aedes (default) or an external broker the server joins as a privileged client. */
   broker?:
@@ -94,6 +103,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const limits = { ...resolveLimits(opts.limits), deltaWaitMs: opts.limits?.deltaWaitMs ?? 0 };
   const logOptions = { level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } };
   const log = opts.logger ?? (opts.logToStderr ? pino(logOptions, pino.destination(2)) : pino(logOptions));
+  const artifactDeliveryOptions = artifactDelivery(opts);
   // First: a lost database must stop the start before anything in the data dir is (re)created.
   const store = openServerStore(dataDir);
   let keys: ReturnType<typeof loadOrCreateServerKeys>;
@@ -141,7 +151,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const ingestor = new ReportIngestor(store, limits, log.child({ component: 'ingest' }), metrics, clock);
   const endpoints: ServerContext['endpoints'] = {};
   const publicUrl = () => opts.publicUrl ?? endpoints.api ?? 'http://127.0.0.1:8080';
-  const offers = new OfferBuilder(store, keys, limits, publicUrl, urlSigner, metrics);
+  const artifactBaseUrl = () => artifactDeliveryOptions.baseUrl ?? publicUrl();
+  const offers = new OfferBuilder(store, keys, limits, { publicUrl, artifactBaseUrl }, urlSigner, metrics);
   let transport: DeviceTransport | null = null;
   const runner = new RolloutRunner(
     store,
@@ -216,6 +227,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     store,
     artifacts,
     urlSigner,
+    artifactDelivery: artifactDeliveryOptions,
     keys,
     bus,
     log,

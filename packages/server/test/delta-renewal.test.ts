@@ -33,7 +33,7 @@ beforeAll(async () => {
     server.ctx.store,
     server.ctx.keys,
     server.ctx.limits,
-    () => 'http://127.0.0.1:1',
+    { publicUrl: () => 'http://127.0.0.1:1', artifactBaseUrl: () => 'http://127.0.0.1:1' },
     server.ctx.urlSigner,
   );
 });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer as createNetServer } from 'node:net';
-import { type RunningServer, startServer } from '@flotilla/server';
+import { type ListenOptions, type RunningServer, startServer } from '@flotilla/server';
 import { SimError } from './errors.js';
 import { runPool } from './pool.js';
 import type { DeploymentView, RolloutView, ServerHandle } from './ports.js';
@@ -24,6 +24,10 @@ export interface SimServerOptions {
   rolloutTickMs?: number;
   /** How long an offer waits for its delta to be built before it goes out with the full image only. */
   deltaWaitMs?: number;
+  /** More server options (e.g. artifacts behind nginx); its `limits` add to the ones above. */
+  serverOptions?: Partial<ListenOptions>;
+  /** Where devices download artifacts when not from the API address (e.g. nginx). */
+  artifactOrigin?: string;
 }
 
 export interface SimServer extends ServerHandle {
@@ -45,7 +49,12 @@ export async function startSimServer(o: SimServerOptions): Promise<SimServer> {
       port,
       mqttPort,
       logLevel: o.logLevel ?? 'warn',
-      limits: { rolloutTickMs: o.rolloutTickMs ?? 1000, deltaWaitMs: o.deltaWaitMs ?? 60_000 },
+      ...o.serverOptions,
+      limits: {
+        rolloutTickMs: o.rolloutTickMs ?? 1000,
+        deltaWaitMs: o.deltaWaitMs ?? 60_000,
+        ...o.serverOptions?.limits,
+      },
     });
   // The server restarts on the same ports (crash tests): take them below the ephemeral range, where
   // no client socket of this machine can grab them while the server is down.
@@ -58,6 +67,7 @@ export async function startSimServer(o: SimServerOptions): Promise<SimServer> {
     dashboardUrl: running.addresses.dashboard,
     mqtt: { host: mqtt.hostname, port: Number(mqtt.port) },
     token,
+    ...(o.artifactOrigin ? { artifactOrigin: o.artifactOrigin } : {}),
     close: async () => {
       if (!down) await running.close();
       down = true;
@@ -88,6 +98,8 @@ export function httpServerHandle(o: {
   dashboardUrl: string;
   mqtt: { host: string; port: number };
   token: string;
+  /** Default: the API address. */
+  artifactOrigin?: string;
   close: () => Promise<void>;
 }): ServerHandle {
   const api = async <T>(
@@ -116,7 +128,7 @@ export function httpServerHandle(o: {
     dashboardUrl: o.dashboardUrl,
     token: o.token,
     mqtt: o.mqtt,
-    artifactOrigin: o.apiUrl,
+    artifactOrigin: o.artifactOrigin ?? o.apiUrl,
 
     async registerDevices(devices) {
       const res = await runPool(devices, 16, async (d) => {

@@ -44,6 +44,14 @@ export function registerServerCommands(program: Command): void {
     .option('--auto-accept', 'accept new devices without an operator (default: they wait in pending)')
     .option('--public-url <url>', 'base URL devices download artifacts from (default: the API address)')
     .option(
+      '--artifact-base-url <url>',
+      'base URL of image and delta downloads signed into offers, e.g. nginx (default: --public-url)',
+    )
+    .option(
+      '--artifact-accel-redirect <prefix>',
+      'nginx internal location of <data-dir>/artifacts/ (e.g. /_flotilla/artifacts/): nginx sends authorised downloads',
+    )
+    .option(
       '--metrics-token-file <file>',
       'GET /metrics needs `Authorization: Bearer <the token in this file>` (or an API token)',
     )
@@ -64,6 +72,8 @@ export function registerServerCommands(program: Command): void {
         offlineKeysDir?: string;
         autoAccept?: boolean;
         publicUrl?: string;
+        artifactBaseUrl?: string;
+        artifactAccelRedirect?: string;
         metricsTokenFile?: string;
         logLevel: string;
         json?: boolean;
@@ -105,6 +115,8 @@ export function registerServerCommands(program: Command): void {
           ...(opts.offlineKeysDir ? { offlineKeysDir: resolve(opts.offlineKeysDir) } : {}),
           autoAccept: Boolean(opts.autoAccept),
           ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
+          ...(opts.artifactBaseUrl ? { artifactBaseUrl: opts.artifactBaseUrl } : {}),
+          ...(opts.artifactAccelRedirect ? { artifactAccelRedirect: opts.artifactAccelRedirect } : {}),
           ...(opts.metricsTokenFile
             ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
             : {}),
@@ -128,6 +140,11 @@ export function registerServerCommands(program: Command): void {
           mqtt: server.addresses.mqtt,
           mqtts: server.addresses.mqtts,
           ws: server.addresses.ws,
+          // Where offers send devices for images and deltas, and whether nginx sends the bytes.
+          artifacts: {
+            baseUrl: server.ctx.artifactDelivery.baseUrl ?? opts.publicUrl ?? server.addresses.api,
+            accelRedirect: server.ctx.artifactDelivery.accelPrefix,
+          },
           dataDir,
           keysDir: keys.dir,
           root: join(keys.dir, 'root.json'),
@@ -143,6 +160,7 @@ export function registerServerCommands(program: Command): void {
             `  API        ${summary.api}   (OpenAPI: ${summary.docs})`,
             `  dashboard  ${summary.dashboard}`,
             `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
+            `  artifacts  ${summary.artifacts.baseUrl}${summary.artifacts.accelRedirect ? `   (sent by nginx: X-Accel-Redirect ${summary.artifacts.accelRedirect})` : ''}`,
             `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
             `  trust root ${trustRoot.text}`,
             '             ship root.json on every device',

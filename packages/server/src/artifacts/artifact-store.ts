@@ -48,8 +48,13 @@ export class ArtifactStore {
   }
 
   pathOf(sha256: string): string {
+    return join(this.dir, ArtifactStore.relativePathOf(sha256));
+  }
+
+  /** `<ab>/<sha256>`: where an artifact lies under the store's directory (nginx maps the same). */
+  static relativePathOf(sha256: string): string {
     if (!SHA256_RE.test(sha256)) throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', 'not a sha256');
-    return join(this.dir, sha256.slice(0, 2), sha256);
+    return `${sha256.slice(0, 2)}/${sha256}`;
   }
 
   has(sha256: string): boolean {

@@ -28,7 +28,8 @@ export class OfferBuilder {
     private readonly store: Store,
     private readonly keys: ServerKeys,
     private readonly limits: ServerLimits,
-    private readonly publicUrl: () => string,
+    /** The API's public address (trust root) and where devices download artifacts (the API, or nginx). */
+    private readonly urls: { publicUrl: () => string; artifactBaseUrl: () => string },
     private readonly signer: UrlSigner,
     private readonly metrics?: Metrics,
   ) {}
@@ -37,7 +38,7 @@ export class OfferBuilder {
   artifactUrl(sha256: string, deviceId: string, now: number): string {
     const path = artifactPath(sha256);
     const query = this.signer.sign(path, sha256, deviceId, now + this.limits.artifactUrlTtlMs);
-    return `${this.publicUrl()}${path}?${query}`;
+    return `${this.urls.artifactBaseUrl()}${path}?${query}`;
   }
 
   build(p: {
@@ -93,7 +94,7 @@ export class OfferBuilder {
 
   /** Where devices fetch root metadata (`<rootUrl>/<N>.json`) to rotate before they verify an offer. */
   rootUrl(): string {
-    return `${this.publicUrl()}/api/v1/trust/root`;
+    return `${this.urls.publicUrl()}/api/v1/trust/root`;
   }
 
   command(offer: SignedOffer): DeviceCommand {

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ACCEL_REQUEST_HEADER, accelTarget } from '../../artifacts/artifact-delivery.js';
 import { artifactPath } from '../../deploy/offers.js';
 import { ServerError } from '../../errors.js';
 import { countedStream } from '../../metrics/counted-stream.js';
@@ -37,7 +38,8 @@ export function parseRange(
  * @fastify/static), with one Range, ETag = the sha256, If-None-Match and If-Range. Firmware may be
  * confidential, so nothing is served without a credential: a device uses the short-lived URL
  * signed into its offer (`?aud=&exp=&sig=`, checked before anything is looked up), an operator
- * sends an operator API token.
+ * sends an operator API token. Behind nginx (`artifactAccelRedirect`) the same checks run and an
+ * authorised request forwarded by nginx is answered with `X-Accel-Redirect`: nginx sends the file.
  */
 export const artifactRoutes: RoutePlugin = async (app, { ctx }) => {
   const authorise = (req: FastifyRequest, reply: FastifyReply, sha256: string, signature: SignedUrlQuery) => {
@@ -72,6 +74,18 @@ export const artifactRoutes: RoutePlugin = async (app, { ctx }) => {
     if (range === 'unsatisfiable') {
       reply.header('content-range', `bytes */${size}`);
       throw new ServerError('FLOTILLA_ERR_SERVER_RANGE', `${req.headers.range} of ${size} bytes`);
+    }
+    const accel = ctx.artifactDelivery.accelPrefix;
+    if (accel && req.headers[ACCEL_REQUEST_HEADER] === '1') {
+      // Authorised: nginx sends the bytes (and the Range) from the shared store; this answer is
+      // only the go-ahead. Errors above (403, 404, 416) reached nginx as they are.
+      ctx.metrics.artifactRedirects.inc({ kind });
+      // nginx adds its own Accept-Ranges and ETag; it keeps this answer's Content-Type and Cache-Control.
+      return reply
+        .removeHeader('accept-ranges')
+        .removeHeader('etag')
+        .header('x-accel-redirect', accelTarget(accel, sha256))
+        .send();
     }
     if (range) {
       reply
