@@ -53,6 +53,23 @@ export async function loadOrCreateDeviceKey(path: string, deviceId: string): Pro
 export async function mqttAuthFromConfig(file: AgentConfigFile): Promise<MqttAuth> {
   const server = file.server;
   if (!server) throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', 'no server section');
+  if (server.mqttPasswordFile) {
+    if (server.provisioningTokenFile)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_CONFIG',
+        'server.mqttPasswordFile and server.provisioningTokenFile exclude each other: an external broker takes only the issued password',
+      );
+    const password = (
+      await readBounded(server.mqttPasswordFile, 4096).catch((cause) => {
+        throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${server.mqttPasswordFile}`, { cause });
+      })
+    )
+      ?.toString('utf8')
+      .trim();
+    if (!password)
+      throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `${server.mqttPasswordFile} is missing or empty`);
+    return { kind: 'password', password };
+  }
   const keyPath = server.deviceKeyFile ?? join(file.dataDir, 'device-key.json');
   const marker = join(file.dataDir, 'provisioned.json');
   const provisioned = (await readBounded(marker, 64 * 1024).catch(() => null)) !== null;
