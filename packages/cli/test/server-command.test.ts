@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasMosquittoDynsec, type Mosquitto, startMosquitto } from '../../../test/e2e/mosquitto.js';
 import { type CliProcess, runFlotilla, startFlotilla } from './run-cli.js';
 
 /** `flotilla server` as a process: its first-start output, its config file and its refusals. */
@@ -106,5 +107,58 @@ describe('the example server config shipped with the systemd unit', () => {
     const { loadServerConfig } = await import('../src/server-config.js');
     const example = new URL('../../server/systemd/server.json', import.meta.url).pathname;
     expect(loadServerConfig(example)).toMatchObject({ port: 8080, importKeys: '/etc/flotilla/server-keys' });
+  });
+});
+
+describe.skipIf(!hasMosquittoDynsec)('flotilla server --broker (Mosquitto 2, dynamic security)', () => {
+  let mosquitto: Mosquitto;
+  beforeAll(async () => {
+    mosquitto = await startMosquitto();
+  });
+  afterAll(async () => {
+    await mosquitto?.stop();
+  });
+
+  it('joins the broker named in the config file with the password from its file, and opens no MQTT port of its own', async () => {
+    const dir = join(work, 'etc-broker');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'broker-password'), `${mosquitto.password}\n`, { mode: 0o600 });
+    const config = join(dir, 'server.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        dataDir: 'data',
+        port: 0,
+        logLevel: 'warn',
+        broker: mosquitto.url,
+        brokerUsername: mosquitto.user,
+        brokerPasswordFile: 'broker-password',
+      }),
+    );
+    const r = await serve(['--config', config, '--json']);
+    expect(r.started, JSON.stringify(r)).toBe(true);
+    expect(r.started && r.summary.mqtt).toBeNull();
+  });
+
+  it('refuses a wrong broker password with FLOTILLA_ERR_SERVER_BROKER instead of starting without devices', async () => {
+    const file = join(work, 'wrong-broker-password');
+    await writeFile(file, 'TEST-ONLY-wrong\n');
+    const r = await serve(['--data-dir', join(work, 'wrong-broker'), '--broker', mosquitto.url, '--broker-password-file', file, ...PORTS]);
+    expect(r.started).toBe(false);
+    expect(!r.started && `${r.stdout}${r.stderr}`).toContain('FLOTILLA_ERR_SERVER_BROKER');
+  });
+});
+
+describe('flotilla server --broker: bad input', () => {
+  it('refuses --broker without --broker-password-file', () => {
+    const r = runFlotilla(['server', '--broker', 'mqtt://127.0.0.1:1', '--data-dir', join(work, 'no-pw')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
+    expect(r.stderr).toContain('--broker-password-file');
+  });
+
+  it('refuses a --broker that is not an mqtt:// or mqtts:// URL', () => {
+    const r = runFlotilla(['server', '--broker', 'http://127.0.0.1:1', '--data-dir', join(work, 'bad-url')]);
+    expect(r.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
   });
 });

@@ -413,6 +413,12 @@ export async function startServer(opts: ListenOptions = {}): Promise<RunningServ
     ...(mqtts ? { mqtts } : {}),
     ...(ws ? { ws } : {}),
   });
-  await server.start();
+  try {
+    await server.start();
+  } catch (err) {
+    // A broker that refuses the server (or a store that cannot start) must not leave the API listening.
+    await server.close().catch(() => undefined);
+    throw err;
+  }
   return { ...server, addresses: { api, mqtt, mqtts, ws, dashboard: `${api}/` } };
 }

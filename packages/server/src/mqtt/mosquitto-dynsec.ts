@@ -196,6 +196,6 @@ export async function prepareDynsecServerRole(o: ExternalBrokerOptions): Promise
       closed,
     ]);
   } finally {
-    await client.endAsync(true).catch(() => undefined);
+    client.end(true);
   }
 }
