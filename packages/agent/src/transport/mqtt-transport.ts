@@ -34,6 +34,9 @@ export type MqttAuth =
       onProvisioned?: () => void | Promise<void>;
     };
 
+/** How long an orderly stop waits for the broker to take its offline message. */
+const STOP_GOODBYE_MS = 1000;
+
 /** CONNACK return codes 4 (bad user name or password) and 5 (not authorized). */
 const REFUSED = new Set([4, 5]);
 
@@ -71,6 +74,8 @@ export class MqttTransport implements Transport {
   provisioned: boolean;
   private tokenTurn: boolean;
   private recording = false;
+  /** The current connection's name in its status messages (online message and last will). */
+  private session: string | null = null;
 
   constructor(private readonly options: MqttTransportOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: 'mqtt' });
@@ -128,6 +133,7 @@ export class MqttTransport implements Transport {
       // Each connection names itself: its last will (online: false) and its online message then
       // tell a server behind any broker at once, and a late will cannot hide a newer connection.
       const session = randomBytes(8).toString('hex');
+      this.session = session;
       const will = connectionStatus(this.options.deviceId, session, false);
       const client = mqtt.connect(this.options.url, {
         protocolVersion: 4,
@@ -209,6 +215,20 @@ export class MqttTransport implements Transport {
     this.stopped = true;
     this.stopSignal.abort();
     this.handlers = null;
+    // An orderly stop sends a DISCONNECT, which makes the broker drop the last will: say offline
+    // ourselves (bounded: a stop must not wait on a dead link).
+    const client = this.client;
+    if (client?.connected && this.session) {
+      const bye = connectionStatus(this.options.deviceId, this.session, false);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        client.publishAsync(bye.topic, bye.payload, { qos: bye.qos, retain: bye.retain }).catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, STOP_GOODBYE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     await this.client?.endAsync(true).catch(() => undefined);
     await this.loop;
   }
