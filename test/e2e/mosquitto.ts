@@ -45,7 +45,8 @@ async function freePort(): Promise<number> {
  */
 export async function startMosquitto(): Promise<Mosquitto> {
   const plugin = dynsecPlugin();
-  if (!existsSync(MOSQUITTO) || !plugin) throw new Error('mosquitto is not installed (apt-get install mosquitto)');
+  if (!existsSync(MOSQUITTO) || !plugin)
+    throw new Error('mosquitto is not installed (apt-get install mosquitto)');
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-mosquitto-'));
   const user = 'flotilla-server';
   const password = 'TEST-ONLY-broker-password';

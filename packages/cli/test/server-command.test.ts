@@ -143,7 +143,15 @@ describe.skipIf(!hasMosquittoDynsec)('flotilla server --broker (Mosquitto 2, dyn
   it('refuses a wrong broker password with FLOTILLA_ERR_SERVER_BROKER instead of starting without devices', async () => {
     const file = join(work, 'wrong-broker-password');
     await writeFile(file, 'TEST-ONLY-wrong\n');
-    const r = await serve(['--data-dir', join(work, 'wrong-broker'), '--broker', mosquitto.url, '--broker-password-file', file, ...PORTS]);
+    const r = await serve([
+      '--data-dir',
+      join(work, 'wrong-broker'),
+      '--broker',
+      mosquitto.url,
+      '--broker-password-file',
+      file,
+      ...PORTS,
+    ]);
     expect(r.started).toBe(false);
     expect(!r.started && `${r.stdout}${r.stderr}`).toContain('FLOTILLA_ERR_SERVER_BROKER');
   });

@@ -4,7 +4,13 @@ import type { DeviceChannel } from './validate.js';
 
 /** MQTT topic grammar (docs/protocol.md#mqtt-topics-and-acl): flotilla/v1/devices/{id}/{state|events|inventory|status|commands}. */
 export const TOPIC_PREFIX = 'flotilla/v1';
-export const DEVICE_CHANNELS: readonly DeviceChannel[] = ['state', 'events', 'inventory', 'status', 'commands'];
+export const DEVICE_CHANNELS: readonly DeviceChannel[] = [
+  'state',
+  'events',
+  'inventory',
+  'status',
+  'commands',
+];
 const DEVICE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function isValidDeviceId(id: string): boolean {

@@ -142,7 +142,8 @@ export class Fleet {
       infos.push(r.value.info);
     }
     const registered = await o.register(infos);
-    for (const [id, password] of registered?.mqttPasswords ?? []) this.byId.get(id)?.useMqttPassword(password);
+    for (const [id, password] of registered?.mqttPasswords ?? [])
+      this.byId.get(id)?.useMqttPassword(password);
   }
 
   private async startProxies(profiles: FaultProfile[], seed: number): Promise<void> {

@@ -12,7 +12,9 @@ export function defaultTransport(ctx: LaunchContext): MqttTransport & { kill(): 
   const t = new MqttTransport({
     url: `mqtt://${ctx.mqtt.host}:${ctx.mqtt.port}`,
     deviceId: ctx.deviceId,
-    auth: ctx.mqttPassword ? { kind: 'password', password: ctx.mqttPassword } : { kind: 'device-key', key: ctx.key },
+    auth: ctx.mqttPassword
+      ? { kind: 'password', password: ctx.mqttPassword }
+      : { kind: 'device-key', key: ctx.key },
     clock: systemClock,
     limits: resolveLimits(simLimits(ctx.timeScale)).mqtt,
   });

@@ -61,7 +61,9 @@ export async function mqttAuthFromConfig(file: AgentConfigFile): Promise<MqttAut
       );
     const password = (
       await readBounded(server.mqttPasswordFile, 4096).catch((cause) => {
-        throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${server.mqttPasswordFile}`, { cause });
+        throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${server.mqttPasswordFile}`, {
+          cause,
+        });
       })
     )
       ?.toString('utf8')

@@ -222,7 +222,9 @@ export class MqttTransport implements Transport {
       const bye = connectionStatus(this.options.deviceId, this.session, false);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        client.publishAsync(bye.topic, bye.payload, { qos: bye.qos, retain: bye.retain }).catch(() => undefined),
+        client
+          .publishAsync(bye.topic, bye.payload, { qos: bye.qos, retain: bye.retain })
+          .catch(() => undefined),
         new Promise<void>((resolve) => {
           timer = setTimeout(resolve, STOP_GOODBYE_MS);
         }),

@@ -30,11 +30,17 @@ function externalBroker(opts: {
 }) {
   if (!opts.broker) {
     if (opts.brokerPasswordFile || opts.brokerCaFile)
-      throw new CliError('FLOTILLA_ERR_CLI_USAGE', '--broker-password-file and --broker-ca-file need --broker URL');
+      throw new CliError(
+        'FLOTILLA_ERR_CLI_USAGE',
+        '--broker-password-file and --broker-ca-file need --broker URL',
+      );
     return undefined;
   }
   if (!/^mqtts?:\/\/[^/]+/.test(opts.broker))
-    throw new CliError('FLOTILLA_ERR_CLI_USAGE', `--broker ${opts.broker}: give mqtt://host:port or mqtts://host:port`);
+    throw new CliError(
+      'FLOTILLA_ERR_CLI_USAGE',
+      `--broker ${opts.broker}: give mqtt://host:port or mqtts://host:port`,
+    );
   if (!opts.brokerPasswordFile)
     throw new CliError(
       'FLOTILLA_ERR_CLI_USAGE',
@@ -92,8 +98,12 @@ export function registerServerCommands(program: Command): void {
       '--broker <url>',
       'external MQTT broker (mqtt:// or mqtts://, Mosquitto 2 with its dynamic-security plugin; docs/cluster.md) instead of the embedded one',
     )
-    .option('--broker-username <name>', "the server's own broker user (a dynamic-security admin)", 'flotilla-server')
-    .option('--broker-password-file <file>', "file holding the password of --broker-username")
+    .option(
+      '--broker-username <name>',
+      "the server's own broker user (a dynamic-security admin)",
+      'flotilla-server',
+    )
+    .option('--broker-password-file <file>', 'file holding the password of --broker-username')
     .option('--broker-ca-file <file>', 'CA bundle to verify an mqtts:// broker')
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--json', 'print the addresses as one JSON line')

@@ -190,7 +190,9 @@ export async function prepareDynsecServerRole(o: ExternalBrokerOptions): Promise
     await Promise.race([
       client.publishAsync(
         CONTROL,
-        JSON.stringify({ commands: [{ command: 'addClientRole', username: o.username, rolename: SERVER_ROLE }] }),
+        JSON.stringify({
+          commands: [{ command: 'addClientRole', username: o.username, rolename: SERVER_ROLE }],
+        }),
         { qos: 1 },
       ),
       closed,
