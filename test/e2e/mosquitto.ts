@@ -29,7 +29,27 @@ export interface Mosquitto {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A loopback-only Mosquitto config with `auth` lines (password file + ACL, or the dynsec plugin); returns its path. */
+export function writeMosquittoConf(dir: string, port: number, auth: string[]): string {
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [
+      ...(process.getuid?.() === 0 ? ['user root'] : []),
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous false',
+      ...auth,
+      // The same bound as the embedded broker's frame guard: 64 KiB payload + room for the topic.
+      `max_packet_size ${64 * 1024 + 1024}`,
+      'persistence false',
+      'log_dest none',
+      '',
+    ].join('\n'),
+  );
+  return conf;
+}
+
+export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
       const { port } = s.address() as { port: number };
@@ -53,23 +73,12 @@ export async function startMosquitto(): Promise<Mosquitto> {
   const dynsecFile = join(dir, 'dynamic-security.json');
   execFileSync('mosquitto_ctrl', ['dynsec', 'init', dynsecFile, user, password], { stdio: 'ignore' });
   const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    [
-      ...(process.getuid?.() === 0 ? ['user root'] : []),
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous false',
-      `plugin ${plugin}`,
-      `plugin_opt_config_file ${dynsecFile}`,
-      // The server's session must be able to hold every report while the store is full.
-      'max_queued_messages 100000',
-      `max_packet_size ${64 * 1024 + 1024}`,
-      'persistence false',
-      'log_dest none',
-      '',
-    ].join('\n'),
-  );
+  const conf = writeMosquittoConf(dir, port, [
+    `plugin ${plugin}`,
+    `plugin_opt_config_file ${dynsecFile}`,
+    // The server's session must be able to hold every report while the store is full.
+    'max_queued_messages 100000',
+  ]);
   const proc: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const url = `mqtt://127.0.0.1:${port}`;
