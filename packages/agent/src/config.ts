@@ -25,6 +25,8 @@ export const AgentConfigFile = Type.Object(
           caFile: Type.Optional(Path),
           deviceKeyFile: Type.Optional(Path),
           provisioningTokenFile: Type.Optional(Path),
+          /** The MQTT password the server issued (external broker); replaces the signed key login. */
+          mqttPasswordFile: Type.Optional(Path),
           artifactTokenFile: Type.Optional(Path),
           /** The server's root metadata (`<rootUrl>/<N>.json`), fetched on connect; offers also name it. */
           rootUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),

@@ -125,7 +125,8 @@ describe('provisioning login (first contact with a one-time token)', () => {
     broker = await startRegistryBroker({ [TOKEN]: { autoAccept: true } });
     const file = await configWithToken();
     const auth = await mqttAuthFromConfig(file);
-    expect(auth.kind).toBe('provisioning-token');
+    if (auth.kind !== 'provisioning-token')
+      throw new Error(`expected a provisioning login, got ${auth.kind}`);
     // The device made its own key on first start, private and kept for later starts.
     const keyFile = join(dir!, 'data', 'device-key.json');
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
@@ -146,7 +147,7 @@ describe('provisioning login (first contact with a one-time token)', () => {
     const marker = JSON.parse(await readFile(join(dir!, 'data', 'provisioned.json'), 'utf8'));
     expect(marker).toMatchObject({ deviceId: 'dev-7', publicKey: publicKeyHex });
     const again = await mqttAuthFromConfig(file);
-    expect(again.kind).toBe('device-key');
+    if (again.kind !== 'device-key') throw new Error(`expected a key login, got ${again.kind}`);
     expect(Buffer.from(again.key.publicKey).toString('hex')).toBe(publicKeyHex);
     transport = connect(file, again);
     await until(() => transport!.connects > 0, 'login after restart');
@@ -179,6 +180,31 @@ describe('provisioning login (first contact with a one-time token)', () => {
     delete file.server!.provisioningTokenFile;
     await expect(mqttAuthFromConfig(file)).rejects.toMatchObject({
       code: 'FLOTILLA_ERR_AGENT_DEVICE_KEY_NOT_FOUND',
+    });
+  });
+
+  it('logs in with the password the server issued (server.mqttPasswordFile) instead of signing', async () => {
+    broker = await startRegistryBroker({});
+    const file = await configWithToken();
+    delete file.server!.provisioningTokenFile;
+    await writeFile(join(dir!, 'mqtt-password'), 'TEST-ONLY-issued-password\n', { mode: 0o600 });
+    file.server!.mqttPasswordFile = join(dir!, 'mqtt-password');
+    expect(await mqttAuthFromConfig(file)).toEqual({
+      kind: 'password',
+      password: 'TEST-ONLY-issued-password',
+    });
+  });
+
+  it('refuses an empty server.mqttPasswordFile, or one beside a provisioning token (FLOTILLA_ERR_AGENT_CONFIG)', async () => {
+    broker = await startRegistryBroker({});
+    const file = await configWithToken();
+    await writeFile(join(dir!, 'mqtt-password'), '\n');
+    file.server!.mqttPasswordFile = join(dir!, 'mqtt-password');
+    await expect(mqttAuthFromConfig(file)).rejects.toMatchObject({ code: 'FLOTILLA_ERR_AGENT_CONFIG' });
+    delete file.server!.provisioningTokenFile;
+    await expect(mqttAuthFromConfig(file)).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_AGENT_CONFIG',
+      message: expect.stringContaining('empty'),
     });
   });
 });

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import {
+  decodeDeviceMessage,
   generateKeyPair,
   mayPublish,
   maySubscribe,
@@ -43,7 +44,11 @@ async function memoryLink(): Promise<Link> {
   };
 }
 
+/** Connection status messages (online message, last will) the MQTT link's broker saw: not reports. */
+let statuses: { online: boolean; session: string }[] = [];
+
 async function mqttLink(): Promise<Link> {
+  statuses = [];
   const key = generateKeyPair();
   const broker = await Aedes.createBroker();
   const nonces = new Set<string>();
@@ -74,7 +79,8 @@ async function mqttLink(): Promise<Link> {
   broker.on('publish', (packet, client) => {
     if (!client) return;
     const t = parseDeviceTopic(packet.topic);
-    if (t) received.push({ channel: t.channel, payload: JSON.parse(packet.payload.toString()) });
+    if (t?.channel === 'status') statuses.push(decodeDeviceMessage('status', packet.payload));
+    else if (t) received.push({ channel: t.channel, payload: JSON.parse(packet.payload.toString()) });
   });
   const brokerServer = net.createServer(broker.handle);
   await new Promise<void>((r) => brokerServer.listen(0, '127.0.0.1', r));
@@ -219,3 +225,38 @@ for (const [name, make] of Object.entries(LINKS)) {
     });
   });
 }
+
+describe('MQTT link: connection status for a server behind any broker', () => {
+  let link: Link;
+  afterEach(async () => {
+    await link?.transport.stop();
+    await link?.close();
+  });
+
+  it('announces each connection online and leaves a last will naming it, which the broker publishes when the link dies', async () => {
+    link = await mqttLink();
+    const seen = observe(link.transport);
+    await until(() => seen.connects === 1 && statuses.length === 1, 'online message');
+    const first = statuses[0]!;
+    expect(first.online).toBe(true);
+    // The link dies without a DISCONNECT: the broker publishes the will of that connection.
+    await link.setOnline(false);
+    await until(() => statuses.length === 2, 'last will');
+    expect(statuses[1]).toEqual({ ...first, online: false });
+    await link.setOnline(true);
+    await until(() => seen.connects === 2 && statuses.length === 3, 'online again');
+    expect(statuses[2]!.online).toBe(true);
+    expect(statuses[2]!.session).not.toBe(first.session);
+  });
+
+  it('says offline itself on an orderly stop (the broker drops the will with the DISCONNECT)', async () => {
+    link = await mqttLink();
+    const seen = observe(link.transport);
+    await until(() => seen.connects === 1 && statuses.length === 1, 'online message');
+    await link.transport.stop();
+    // The broker processed the DISCONNECT once the connection is gone from its client list.
+    await link.close();
+    expect(statuses.map((m) => m.online)).toEqual([true, false]);
+    expect(statuses[1]!.session).toBe(statuses[0]!.session);
+  });
+});

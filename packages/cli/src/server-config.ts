@@ -27,6 +27,10 @@ export const ServerConfigFile = Type.Object(
     devKeys: Type.Optional(Type.Boolean()),
     metricsTokenFile: Type.Optional(Path),
     autoAccept: Type.Optional(Type.Boolean()),
+    broker: Type.Optional(Type.String({ pattern: '^mqtts?://', maxLength: 2048 })),
+    brokerUsername: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    brokerPasswordFile: Type.Optional(Path),
+    brokerCaFile: Type.Optional(Path),
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactBaseUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactAccelRedirect: Type.Optional(Type.String({ pattern: '^/.*/$', maxLength: 200 })),
@@ -45,6 +49,8 @@ const PATH_FIELDS = [
   'importKeys',
   'offlineKeysDir',
   'metricsTokenFile',
+  'brokerPasswordFile',
+  'brokerCaFile',
 ] as const;
 
 /** Reads and validates the config file; every refusal names the file and the field. */

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasMosquittoDynsec, type Mosquitto, startMosquitto } from '../../../test/e2e/mosquitto.js';
 import { type CliProcess, runFlotilla, startFlotilla } from './run-cli.js';
 
 /** `flotilla server` as a process: its first-start output, its config file and its refusals. */
@@ -16,6 +17,9 @@ afterAll(async () => {
   for (const p of running) p.child.kill('SIGKILL');
   await rm(work, { recursive: true, force: true });
 });
+
+/** A test here starts up to three servers in turn, each allowed a minute on a busy machine. */
+const SERVER_STARTS_MS = 200_000;
 
 const PORTS = ['--port', '0', '--mqtt-port', '0', '--log-level', 'warn', '--json'];
 
@@ -38,7 +42,7 @@ async function serve(args: string[]) {
   return { started: false as const, code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe('flotilla server: where the trust root came from', () => {
+describe('flotilla server: where the trust root came from', { timeout: SERVER_STARTS_MS }, () => {
   it('says a first start with --import-keys imported them, and a restart with the same set uses what is there', async () => {
     const keys = join(work, 'ops-keys');
     expect(runFlotilla(['keys', 'init', '--dir', keys]).code).toBe(0);
@@ -72,7 +76,7 @@ describe('flotilla server: where the trust root came from', () => {
   });
 });
 
-describe('flotilla server --config FILE', () => {
+describe('flotilla server --config FILE', { timeout: SERVER_STARTS_MS }, () => {
   it('starts from the file, resolving its paths from the file, and a flag on the command line wins', async () => {
     const dir = join(work, 'etc');
     await rm(dir, { recursive: true, force: true });
@@ -112,7 +116,7 @@ describe('the example server config shipped with the systemd unit', () => {
   });
 });
 
-describe('flotilla server: artifacts behind nginx', () => {
+describe('flotilla server: artifacts behind nginx', { timeout: SERVER_STARTS_MS }, () => {
   it('says where offers send devices for artifacts and that nginx sends the bytes (flags or config file)', async () => {
     const config = join(work, 'nginx.json');
     await writeFile(
@@ -149,5 +153,66 @@ describe('flotilla server: artifacts behind nginx', () => {
       expect(error.hint).toContain('docs/cluster.md');
     }
     expect(existsSync(dataDir)).toBe(false);
+  });
+});
+
+describe.skipIf(!hasMosquittoDynsec)('flotilla server --broker (Mosquitto 2, dynamic security)', () => {
+  let mosquitto: Mosquitto;
+  beforeAll(async () => {
+    mosquitto = await startMosquitto();
+  });
+  afterAll(async () => {
+    await mosquitto?.stop();
+  });
+
+  it('joins the broker named in the config file with the password from its file, and opens no MQTT port of its own', async () => {
+    const dir = join(work, 'etc-broker');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'broker-password'), `${mosquitto.password}\n`, { mode: 0o600 });
+    const config = join(dir, 'server.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        dataDir: 'data',
+        port: 0,
+        logLevel: 'warn',
+        broker: mosquitto.url,
+        brokerUsername: mosquitto.user,
+        brokerPasswordFile: 'broker-password',
+      }),
+    );
+    const r = await serve(['--config', config, '--json']);
+    expect(r.started, JSON.stringify(r)).toBe(true);
+    expect(r.started && r.summary.mqtt).toBeNull();
+  });
+
+  it('refuses a wrong broker password with FLOTILLA_ERR_SERVER_BROKER instead of starting without devices', async () => {
+    const file = join(work, 'wrong-broker-password');
+    await writeFile(file, 'TEST-ONLY-wrong\n');
+    const r = await serve([
+      '--data-dir',
+      join(work, 'wrong-broker'),
+      '--broker',
+      mosquitto.url,
+      '--broker-password-file',
+      file,
+      ...PORTS,
+    ]);
+    expect(r.started).toBe(false);
+    expect(!r.started && `${r.stdout}${r.stderr}`).toContain('FLOTILLA_ERR_SERVER_BROKER');
+  });
+});
+
+describe('flotilla server --broker: bad input', () => {
+  it('refuses --broker without --broker-password-file', () => {
+    const r = runFlotilla(['server', '--broker', 'mqtt://127.0.0.1:1', '--data-dir', join(work, 'no-pw')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
+    expect(r.stderr).toContain('--broker-password-file');
+  });
+
+  it('refuses a --broker that is not an mqtt:// or mqtts:// URL', () => {
+    const r = runFlotilla(['server', '--broker', 'http://127.0.0.1:1', '--data-dir', join(work, 'bad-url')]);
+    expect(r.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
   });
 });

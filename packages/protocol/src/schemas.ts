@@ -293,6 +293,18 @@ export const InventoryMessage = MessageSchema('inventory', {
 });
 export type InventoryMessage = Static<typeof InventoryMessage>;
 
+/**
+ * Connection status (`status` topic): the agent publishes `online: true` once connected and
+ * leaves `online: false` as its MQTT last will, both naming the connection (`session`, fresh per
+ * connect), so a broker that tells the server nothing else (Mosquitto, EMQX, ...) still makes
+ * online/offline immediate, and a late will of an old connection cannot mark a newer one offline.
+ */
+export const ConnectionStatusMessage = MessageSchema('status', {
+  online: Type.Boolean(),
+  session: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' }),
+});
+export type ConnectionStatusMessage = Static<typeof ConnectionStatusMessage>;
+
 const CommandId = Type.String({ minLength: 1, maxLength: 64 });
 export const OfferCommand = MessageSchema('offer', {
   commandId: CommandId,

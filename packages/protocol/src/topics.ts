@@ -1,9 +1,16 @@
 import { FlotillaError } from './errors.js';
+import { type ConnectionStatusMessage, SCHEMA_VERSION } from './schemas.js';
 import type { DeviceChannel } from './validate.js';
 
-/** MQTT topic grammar (docs/protocol.md#mqtt-topics-and-acl): flotilla/v1/devices/{id}/{state|events|commands|inventory}. */
+/** MQTT topic grammar (docs/protocol.md#mqtt-topics-and-acl): flotilla/v1/devices/{id}/{state|events|inventory|status|commands}. */
 export const TOPIC_PREFIX = 'flotilla/v1';
-export const DEVICE_CHANNELS: readonly DeviceChannel[] = ['state', 'events', 'inventory', 'commands'];
+export const DEVICE_CHANNELS: readonly DeviceChannel[] = [
+  'state',
+  'events',
+  'inventory',
+  'status',
+  'commands',
+];
 const DEVICE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function isValidDeviceId(id: string): boolean {
@@ -31,17 +38,32 @@ export type Identity = { kind: 'device'; deviceId: string } | { kind: 'server' }
  * The ACL table: the only place that says who may publish or subscribe where. A device touches
  * only its own four topics (publishes reports, subscribes to its commands); the server publishes
  * commands and reads every device's reports. Nothing else — no wildcards for devices, no `$SYS`.
+ * `status` is the device's online message and last will (`connectionStatus`).
  */
 export const ACL_TABLE = {
   device: {
-    publish: ['state', 'events', 'inventory'] as DeviceChannel[],
+    publish: ['state', 'events', 'inventory', 'status'] as DeviceChannel[],
     subscribe: ['commands'] as DeviceChannel[],
   },
   server: {
     publish: ['commands'] as DeviceChannel[],
-    subscribe: ['state', 'events', 'inventory'] as DeviceChannel[],
+    subscribe: ['state', 'events', 'inventory', 'status'] as DeviceChannel[],
   },
 } as const;
+
+/**
+ * The device's online message (`online: true`, published QoS 1 once connected) or its MQTT last
+ * will (`online: false`, published by the broker when the connection dies without a DISCONNECT),
+ * for the connection `session`. Never retained: the server's persistent session gets them in order.
+ */
+export function connectionStatus(
+  deviceId: string,
+  session: string,
+  online: boolean,
+): { topic: string; payload: string; qos: 1; retain: false } {
+  const message: ConnectionStatusMessage = { schemaVersion: SCHEMA_VERSION, type: 'status', online, session };
+  return { topic: deviceTopic(deviceId, 'status'), payload: JSON.stringify(message), qos: 1, retain: false };
+}
 
 export function mayPublish(identity: Identity, topic: string): boolean {
   const t = parseDeviceTopic(topic);

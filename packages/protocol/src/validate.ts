@@ -4,6 +4,7 @@ import { parseJson } from './canonical-json.js';
 import { FlotillaError } from './errors.js';
 import { LIMITS } from './limits.js';
 import {
+  ConnectionStatusMessage,
   DeviceCommand,
   DeviceEventMessage,
   DeviceStateMessage,
@@ -62,6 +63,7 @@ export const DEVICE_CHANNEL_SCHEMAS = {
   state: DeviceStateMessage,
   events: DeviceEventMessage,
   inventory: InventoryMessage,
+  status: ConnectionStatusMessage,
   commands: DeviceCommand,
 } as const;
 export type DeviceChannel = keyof typeof DEVICE_CHANNEL_SCHEMAS;

@@ -23,6 +23,7 @@ import { DeviceAuthenticator } from './mqtt/device-auth.js';
 import { EmbeddedBroker } from './mqtt/embedded-broker.js';
 import { ExternalBroker, type ExternalBrokerOptions } from './mqtt/external-broker.js';
 import { MosquittoCredentials, type MosquittoFiles } from './mqtt/mosquitto-credentials.js';
+import { DynsecControl, DynsecCredentials, prepareDynsecServerRole } from './mqtt/mosquitto-dynsec.js';
 import { PasswordVerifier } from './mqtt/password-verifier.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import { PolicyService } from './policy/policy-service.js';
@@ -65,7 +66,15 @@ export interface ServerOptions {
   /** Embedded aedes (default) or an external broker the server joins as a privileged client. */
   broker?:
     | { kind: 'embedded' }
-    | { kind: 'external'; connect: ExternalBrokerOptions; mosquitto?: MosquittoFiles };
+    | {
+        kind: 'external';
+        connect: ExternalBrokerOptions;
+        /**
+         * How devices get broker credentials: Mosquitto's dynamic-security plugin managed over
+         * MQTT (`dynsec`: client id bound to the device), or password and ACL files on this host.
+         */
+        mosquitto?: MosquittoFiles | 'dynsec';
+      };
   /** Secret of the first admin token when the store has none (else one is generated and written to dataDir/admin-token). */
   adminToken?: string;
   dashboardDir?: string;
@@ -318,19 +327,28 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       if (started) return;
       started = true;
       if (brokerOpts.kind === 'external') {
-        if (brokerOpts.mosquitto) {
+        const dynsec = brokerOpts.mosquitto === 'dynsec';
+        if (brokerOpts.mosquitto && brokerOpts.mosquitto !== 'dynsec') {
           const creds = new MosquittoCredentials(store, brokerOpts.mosquitto, clock);
           registry.credentials = creds;
           creds.render();
         }
-        transport = await ExternalBroker.connect(brokerOpts.connect, {
+        if (dynsec) await prepareDynsecServerRole(brokerOpts.connect);
+        const external = await ExternalBroker.connect(brokerOpts.connect, {
           ingestor,
           log: log.child({ component: 'mqtt' }),
           metrics,
           limits,
+          onDeviceReachable: (id) => runner.resendFor(id),
         });
-        // External brokers tell the server nothing about disconnects (the agent sets no last will):
-        // a device silent for offlineAfterMs is marked offline, checked a few times per window.
+        transport = external;
+        if (dynsec) {
+          const control = new DynsecControl(external.client);
+          await control.attach((topic, handler) => external.listen(topic, handler));
+          registry.credentials = new DynsecCredentials(control);
+        }
+        // Devices' last wills make offline immediate; a device whose will was lost (a broker
+        // restart) is marked offline once silent for offlineAfterMs, checked a few times per window.
         offlineSweep = setInterval(
           () => {
             for (const deviceId of store.devices.markStaleOffline(clock() - limits.offlineAfterMs))
@@ -410,6 +428,12 @@ export async function startServer(opts: ListenOptions = {}): Promise<RunningServ
     ...(mqtts ? { mqtts } : {}),
     ...(ws ? { ws } : {}),
   });
-  await server.start();
+  try {
+    await server.start();
+  } catch (err) {
+    // A broker that refuses the server (or a store that cannot start) must not leave the API listening.
+    await server.close().catch(() => undefined);
+    throw err;
+  }
   return { ...server, addresses: { api, mqtt, mqtts, ws, dashboard: `${api}/` } };
 }

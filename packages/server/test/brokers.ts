@@ -1,10 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { renderMosquittoAcl } from '@flotilla/protocol';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { expect } from 'vitest';
+import { freePort, writeMosquittoConf } from '../../../test/e2e/mosquitto.js';
 import { type ListenOptions, mosquittoHash, type RunningServer } from '../src/index.js';
 import type { BrokerDevice, DeviceBroker } from './device-broker-suite.js';
 import { auth, connect, enroll, startTestServer, tempDir, testDevice, waitFor } from './helpers.js';
@@ -76,15 +76,6 @@ const MOSQUITTO = '/usr/sbin/mosquitto';
 const SERVER_USER = 'flotilla-server';
 const SERVER_PASSWORD = 'TEST-ONLY-server-password';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * Mosquitto 2.0 (its Debian package) on loopback in place of the embedded broker: the server is
  * a privileged client, devices use the static credentials the server issues, the ACL is rendered
@@ -100,22 +91,7 @@ export async function mosquittoBroker(
   const aclFile = join(dir, 'acl');
   writeFileSync(passwordFile, `${SERVER_USER}:${mosquittoHash(SERVER_PASSWORD)}\n`, { mode: 0o600 });
   writeFileSync(aclFile, renderMosquittoAcl(SERVER_USER), { mode: 0o600 });
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    [
-      ...(process.getuid?.() === 0 ? ['user root'] : []),
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous false',
-      `password_file ${passwordFile}`,
-      `acl_file ${aclFile}`,
-      // The same bound as the embedded broker's frame guard: 64 KiB payload + room for the topic.
-      `max_packet_size ${64 * 1024 + 1024}`,
-      'persistence false',
-      'log_dest none',
-      '',
-    ].join('\n'),
-  );
+  const conf = writeMosquittoConf(dir, port, [`password_file ${passwordFile}`, `acl_file ${aclFile}`]);
   const mosq: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
   const url = `mqtt://127.0.0.1:${port}`;
   let server: RunningServer | undefined;

@@ -47,7 +47,7 @@ describe.skipIf(lacksMosquitto)('Mosquitto: credentials, reloads and staleness',
     await c.endAsync();
   });
 
-  it('marks a device offline once it has been silent for offlineAfterMs (there is no last will)', async () => {
+  it('marks a device offline once it has been silent for offlineAfterMs (a device without a last will, or whose will was lost)', async () => {
     const { mqtt } = await broker.provision('TEST-ONLY-mq-stale');
     const c = await connectWithin(broker.url, { clientId: 'TEST-ONLY-mq-stale', ...mqtt }, 5000);
     const offline: string[] = [];

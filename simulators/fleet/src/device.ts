@@ -88,10 +88,16 @@ export class SimDevice {
   >();
   private agent: AgentInstance | null = null;
   private power: PowerGate | null = null;
+  /** The MQTT password the server issued at registration (external broker only). */
+  private mqttPassword: string | undefined;
   private cutsLeft: number;
   private cycling: Promise<void> | null = null;
   private stopped = false;
   readonly bootloader: FileBootloader;
+
+  useMqttPassword(password: string): void {
+    this.mqttPassword = password;
+  }
 
   constructor(private readonly o: SimDeviceOptions) {
     this.id = o.id;
@@ -165,6 +171,7 @@ export class SimDevice {
       slots,
       power,
       mqtt: this.o.mqtt,
+      ...(this.mqttPassword ? { mqttPassword: this.mqttPassword } : {}),
       rewriteUrl: this.o.rewriteUrl,
       health: async () => {
         if (failHealth) return { ok: false, reason: failHealth };

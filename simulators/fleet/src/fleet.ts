@@ -9,7 +9,7 @@ import { SimError } from './errors.js';
 import { assignFaults, type FaultProfile } from './faults.js';
 import { type FaultProxy, startFaultProxy } from './net-proxy.js';
 import { runPool, sleep } from './pool.js';
-import type { AgentLauncher } from './ports.js';
+import type { AgentLauncher, RegisteredDevices } from './ports.js';
 import { createRng } from './rng.js';
 import { type SlotName, SlotStore } from './slot-store.js';
 
@@ -51,7 +51,7 @@ export interface FleetOptions {
   timeScale?: number;
   imageReader?: ImageFileReader;
   /** Server side of provisioning: registers the devices' public keys before they connect. */
-  register: (devices: FleetDeviceInfo[]) => Promise<void>;
+  register: (devices: FleetDeviceInfo[]) => Promise<RegisteredDevices | undefined>;
   onEvent?: (device: SimDevice, what: string) => void;
 }
 
@@ -141,7 +141,9 @@ export class Fleet {
       this.byId.set(r.value.device.id, r.value.device);
       infos.push(r.value.info);
     }
-    await o.register(infos);
+    const registered = await o.register(infos);
+    for (const [id, password] of registered?.mqttPasswords ?? [])
+      this.byId.get(id)?.useMqttPassword(password);
   }
 
   private async startProxies(profiles: FaultProfile[], seed: number): Promise<void> {

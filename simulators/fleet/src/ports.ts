@@ -10,6 +10,11 @@ import type { SlotName } from './slot-store.js';
  * `server-wiring.ts` are the only files that know the real agent and server APIs.
  */
 
+/** What registration gave the devices: the MQTT password the server issued, where it issues one (external broker). */
+export interface RegisteredDevices {
+  mqttPasswords: Map<string, string>;
+}
+
 /** What the simulator tells the agent about one boot of one device. */
 export interface LaunchContext {
   deviceId: string;
@@ -23,6 +28,8 @@ export interface LaunchContext {
   trustRoot: SignedRoot;
   /** Broker address for this device (possibly a fault proxy). */
   mqtt: { host: string; port: number };
+  /** The MQTT password the server issued (external broker); without it the device signs with its key. */
+  mqttPassword?: string;
   /** Rewrites artifact URLs of offers (to send the device through a fault proxy); identity by default. */
   rewriteUrl: (url: string) => string;
   power: PowerGate;
@@ -113,7 +120,7 @@ export interface ServerHandle {
   /** Registers devices by their keys (`proof`: a device password made with the device key). */
   registerDevices(
     devices: { id: string; publicKeyHex: string; proof: string; hardware: string; tags: string[] }[],
-  ): Promise<void>;
+  ): Promise<RegisteredDevices>;
   /** Uploads a signed release as a `.flot` bundle so rollouts can use it. */
   publishRelease(release: { bundlePath: string; version: string }): Promise<void>;
   startRollout(opts: {

@@ -131,17 +131,21 @@ export function httpServerHandle(o: {
     artifactOrigin: o.artifactOrigin ?? o.apiUrl,
 
     async registerDevices(devices) {
+      const mqttPasswords = new Map<string, string>();
       const res = await runPool(devices, 16, async (d) => {
-        await api('POST', '/devices/register', {
+        const answer = await api<{ mqtt?: { password: string } }>('POST', '/devices/register', {
           deviceId: d.id,
           publicKey: d.publicKeyHex,
           proof: d.proof,
           hardware: d.hardware,
         });
+        // An external broker's credential, issued once the device is accepted (auto-accept here).
+        if (answer.mqtt) mqttPasswords.set(d.id, answer.mqtt.password);
         if (d.tags.length) await api('PUT', `/devices/${d.id}/placement`, { tags: d.tags });
       });
       const bad = res.find((r) => !r.ok);
       if (bad && !bad.ok) throw bad.error;
+      return { mqttPasswords };
     },
 
     async publishRelease(r) {

@@ -2,10 +2,10 @@ import type { Clock } from '../clock.js';
 import { STATE_REPORT } from '../limits.js';
 
 /**
- * The periodic state report. With an external broker the server sees no connects or
- * disconnects (and protocol defines no last-will message), so a device counts as online only
- * while its last report is younger than the server's `offlineAfterMs`; this keeps an idle,
- * connected device online. Nothing is sent while offline: the next connect reports anyway.
+ * The periodic state report. Behind an external broker a device counts as online only while
+ * its last report is younger than the server's `offlineAfterMs` (the safety net for a last will
+ * the broker lost); this keeps an idle, connected device online. Nothing is sent while offline:
+ * the next connect reports anyway.
  */
 export class Heartbeat {
   /** Ends the wait at stop, halt or death (its sleep must not outlive the agent). */

@@ -44,6 +44,19 @@ export async function loadOrCreateDeviceKey(path: string, deviceId: string): Pro
   return key;
 }
 
+/** A one-line secret named in the config (token, issued password): trimmed, never empty. */
+async function readSecretFile(path: string): Promise<string> {
+  const text = (
+    await readBounded(path, 4096).catch((cause) => {
+      throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${path}`, { cause });
+    })
+  )
+    ?.toString('utf8')
+    .trim();
+  if (!text) throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `${path} is missing or empty`);
+  return text;
+}
+
 /**
  * MQTT credentials from the config file. With a provisioning token and no record of a successful
  * provisioning login yet, the device presents the token with its own public key (making the key
@@ -53,24 +66,19 @@ export async function loadOrCreateDeviceKey(path: string, deviceId: string): Pro
 export async function mqttAuthFromConfig(file: AgentConfigFile): Promise<MqttAuth> {
   const server = file.server;
   if (!server) throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', 'no server section');
+  if (server.mqttPasswordFile) {
+    if (server.provisioningTokenFile)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_CONFIG',
+        'server.mqttPasswordFile and server.provisioningTokenFile exclude each other: an external broker takes only the issued password',
+      );
+    return { kind: 'password', password: await readSecretFile(server.mqttPasswordFile) };
+  }
   const keyPath = server.deviceKeyFile ?? join(file.dataDir, 'device-key.json');
   const marker = join(file.dataDir, 'provisioned.json');
   const provisioned = (await readBounded(marker, 64 * 1024).catch(() => null)) !== null;
   if (server.provisioningTokenFile && !provisioned) {
-    const token = (
-      await readBounded(server.provisioningTokenFile, 4096).catch((cause) => {
-        throw new AgentError('FLOTILLA_ERR_AGENT_CONFIG', `cannot read ${server.provisioningTokenFile}`, {
-          cause,
-        });
-      })
-    )
-      ?.toString('utf8')
-      .trim();
-    if (!token)
-      throw new AgentError(
-        'FLOTILLA_ERR_AGENT_CONFIG',
-        `${server.provisioningTokenFile} is missing or empty`,
-      );
+    const token = await readSecretFile(server.provisioningTokenFile);
     const key = await loadOrCreateDeviceKey(keyPath, file.deviceId);
     return {
       kind: 'provisioning-token',

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  connectionStatus,
   deviceTopic,
   type KeyPair,
   makeDevicePassword,
@@ -16,6 +17,11 @@ import type { ReportChannel, Transport, TransportHandlers } from './types.js';
 export type MqttAuth =
   | { kind: 'device-key'; key: KeyPair }
   /**
+   * The static password the server issued at registration, for a broker that cannot check
+   * signed passwords (an external broker such as Mosquitto; `server.mqttPasswordFile`).
+   */
+  | { kind: 'password'; password: string }
+  /**
    * First contact before the server knows the device's key (docs/agent.md#reports-mqtt, "Provisioning"): the one-time token
    * and the device's own public key (`flp1.<token>.<publicKeyHex>`); the server registers the key
    * and burns the token. Once a login with it succeeded, every later connect signs with `key`.
@@ -27,6 +33,9 @@ export type MqttAuth =
       /** Called once, after the first accepted login (the server holds the key): persist that. */
       onProvisioned?: () => void | Promise<void>;
     };
+
+/** How long an orderly stop waits for the broker to take its offline message. */
+const STOP_GOODBYE_MS = 1000;
 
 /** CONNACK return codes 4 (bad user name or password) and 5 (not authorized). */
 const REFUSED = new Set([4, 5]);
@@ -65,10 +74,12 @@ export class MqttTransport implements Transport {
   provisioned: boolean;
   private tokenTurn: boolean;
   private recording = false;
+  /** The current connection's name in its status messages (online message and last will). */
+  private session: string | null = null;
 
   constructor(private readonly options: MqttTransportOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: 'mqtt' });
-    this.provisioned = options.auth.kind === 'device-key';
+    this.provisioned = options.auth.kind !== 'provisioning-token';
     this.tokenTurn = options.auth.kind === 'provisioning-token';
   }
 
@@ -84,6 +95,7 @@ export class MqttTransport implements Transport {
   /** Provisioning password until the server holds our key, then a fresh signed one per connect. */
   private password(): string {
     const auth = this.options.auth;
+    if (auth.kind === 'password') return auth.password;
     if (auth.kind === 'provisioning-token' && this.tokenTurn && !this.provisioned)
       return makeProvisioningPassword(auth.token, toHex(auth.key.publicKey));
     return makeDevicePassword(
@@ -118,14 +130,18 @@ export class MqttTransport implements Transport {
     while (!this.stopped) {
       const password = this.password();
       let refused = false;
-      // No last will: protocol defines no message for it (the agent's periodic state report
-      // keeps the device online at a server behind an external broker instead).
+      // Each connection names itself: its last will (online: false) and its online message then
+      // tell a server behind any broker at once, and a late will cannot hide a newer connection.
+      const session = randomBytes(8).toString('hex');
+      this.session = session;
+      const will = connectionStatus(this.options.deviceId, session, false);
       const client = mqtt.connect(this.options.url, {
         protocolVersion: 4,
         clientId: this.options.deviceId,
         clean: false,
         username: this.options.deviceId,
         password,
+        will: { topic: will.topic, payload: Buffer.from(will.payload), qos: will.qos, retain: will.retain },
         reconnectPeriod: 0,
         connectTimeout: this.options.limits.connectTimeoutMs,
         keepalive: this.options.limits.keepaliveSeconds,
@@ -149,6 +165,11 @@ export class MqttTransport implements Transport {
             }
             this.connects++;
             failures = 0;
+            // Before the reports onConnect sends (same connection, so the broker keeps the order).
+            const online = connectionStatus(this.options.deviceId, session, true);
+            client.publish(online.topic, online.payload, { qos: online.qos, retain: online.retain }, (e) => {
+              if (e) this.log.debug({ err: e.message }, 'online message not sent');
+            });
             this.handlers?.onConnect();
           });
         });
@@ -194,6 +215,22 @@ export class MqttTransport implements Transport {
     this.stopped = true;
     this.stopSignal.abort();
     this.handlers = null;
+    // An orderly stop sends a DISCONNECT, which makes the broker drop the last will: say offline
+    // ourselves (bounded: a stop must not wait on a dead link).
+    const client = this.client;
+    if (client?.connected && this.session) {
+      const bye = connectionStatus(this.options.deviceId, this.session, false);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        client
+          .publishAsync(bye.topic, bye.payload, { qos: bye.qos, retain: bye.retain })
+          .catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, STOP_GOODBYE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     await this.client?.endAsync(true).catch(() => undefined);
     await this.loop;
   }

@@ -13,6 +13,53 @@ function port(text: string, what: string): number {
   return n;
 }
 
+function readInput(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new CliError('FLOTILLA_ERR_CLI_INPUT', `${flag} ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** `--broker` and its login: the server joins Mosquitto and manages device clients there (dynsec). */
+function externalBroker(opts: {
+  broker?: string;
+  brokerUsername: string;
+  brokerPasswordFile?: string;
+  brokerCaFile?: string;
+}) {
+  if (!opts.broker) {
+    if (opts.brokerPasswordFile || opts.brokerCaFile)
+      throw new CliError(
+        'FLOTILLA_ERR_CLI_USAGE',
+        '--broker-password-file and --broker-ca-file need --broker URL',
+      );
+    return undefined;
+  }
+  if (!/^mqtts?:\/\/[^/]+/.test(opts.broker))
+    throw new CliError(
+      'FLOTILLA_ERR_CLI_USAGE',
+      `--broker ${opts.broker}: give mqtt://host:port or mqtts://host:port`,
+    );
+  if (!opts.brokerPasswordFile)
+    throw new CliError(
+      'FLOTILLA_ERR_CLI_USAGE',
+      "--broker needs --broker-password-file (the password of --broker-username, the broker's dynamic-security admin)",
+    );
+  const password = readInput(opts.brokerPasswordFile, '--broker-password-file').toString('utf8').trim();
+  if (!password) throw new CliError('FLOTILLA_ERR_CLI_USAGE', `${opts.brokerPasswordFile} is empty`);
+  return {
+    kind: 'external' as const,
+    connect: {
+      url: opts.broker,
+      username: opts.brokerUsername,
+      password,
+      ...(opts.brokerCaFile ? { ca: readInput(opts.brokerCaFile, '--broker-ca-file') } : {}),
+    },
+    mosquitto: 'dynsec' as const,
+  };
+}
+
 /** Same default as @flotilla/server's DEFAULT_DATA_DIR; the server is loaded only when this command runs. */
 const DEFAULT_DATA_DIR = join('.flotilla', 'server');
 
@@ -55,6 +102,17 @@ export function registerServerCommands(program: Command): void {
       '--metrics-token-file <file>',
       'GET /metrics needs `Authorization: Bearer <the token in this file>` (or an API token)',
     )
+    .option(
+      '--broker <url>',
+      'external MQTT broker (mqtt:// or mqtts://, Mosquitto 2 with its dynamic-security plugin; docs/cluster.md) instead of the embedded one',
+    )
+    .option(
+      '--broker-username <name>',
+      "the server's own broker user (a dynamic-security admin)",
+      'flotilla-server',
+    )
+    .option('--broker-password-file <file>', 'file holding the password of --broker-username')
+    .option('--broker-ca-file <file>', 'CA bundle to verify an mqtts:// broker')
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--json', 'print the addresses as one JSON line')
     .action(
@@ -75,6 +133,10 @@ export function registerServerCommands(program: Command): void {
         artifactBaseUrl?: string;
         artifactAccelRedirect?: string;
         metricsTokenFile?: string;
+        broker?: string;
+        brokerUsername: string;
+        brokerPasswordFile?: string;
+        brokerCaFile?: string;
         logLevel: string;
         json?: boolean;
       }) => {
@@ -99,6 +161,7 @@ export function registerServerCommands(program: Command): void {
             'FLOTILLA_ERR_CLI_USAGE',
             '--dev-keys makes its own keys: drop --import-keys / --offline-keys-dir',
           );
+        const broker = externalBroker(opts);
         const dataDir = resolve(opts.dataDir);
         const keysExisted = existsSync(join(dataDir, 'keys', 'root.json'));
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
@@ -120,6 +183,7 @@ export function registerServerCommands(program: Command): void {
           ...(opts.metricsTokenFile
             ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
             : {}),
+          ...(broker ? { broker, mqttPort: null } : {}),
           logLevel: opts.logLevel,
           logToStderr: Boolean(opts.json),
         });
@@ -159,7 +223,9 @@ export function registerServerCommands(program: Command): void {
             `flotilla server running (data in ${dataDir})`,
             `  API        ${summary.api}   (OpenAPI: ${summary.docs})`,
             `  dashboard  ${summary.dashboard}`,
-            `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
+            opts.broker
+              ? `  MQTT       external broker ${opts.broker} (devices log in there with the password the server issues)`
+              : `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
             `  artifacts  ${summary.artifacts.baseUrl}${summary.artifacts.accelRedirect ? `   (sent by nginx: X-Accel-Redirect ${summary.artifacts.accelRedirect})` : ''}`,
             `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
             `  trust root ${trustRoot.text}`,

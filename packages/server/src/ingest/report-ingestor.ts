@@ -15,6 +15,14 @@ export type EventHook = (deviceId: string, event: DeviceEventMessage, now: numbe
 /** Called after a batch committed (SSE, rollout re-evaluation). */
 export type AppliedHook = (applied: { report: Report; fresh: boolean }[]) => void;
 
+/** SQLite result codes that say the store cannot write now (not that the report is bad). */
+const UNWRITABLE = /^SQLITE_(FULL|IOERR|READONLY|BUSY|LOCKED|CANTOPEN|NOMEM)/;
+
+function storeUnwritable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (UNWRITABLE.test(code) || code === 'ENOSPC');
+}
+
 interface Pending {
   report: Report;
   done?: (err?: Error | null) => void;
@@ -119,7 +127,9 @@ export class ReportIngestor {
   }
 
   /**
-   * One report; a failure is logged and that report alone is dropped. An event (several
+   * One report; a failure is logged and that report alone is dropped — unless the store itself
+   * cannot write (disk full, read-only, I/O error): that fails the whole transaction, so nobody
+   * is acknowledged and every report of it is delivered again. An event (several
    * statements) gets a savepoint; the other reports are one UPDATE each, which SQLite already
    * undoes by itself on failure (a savepoint there cost a third of a storm's ingest time).
    */
@@ -128,6 +138,7 @@ export class ReportIngestor {
       if (report.channel !== 'events') return this.applyUnsafe(report, now);
       return this.store.tx(() => this.applyUnsafe(report, now));
     } catch (err) {
+      if (storeUnwritable(err)) throw err;
       this.metrics.reportsDropped.inc({ reason: 'store' });
       this.log.warn({ err, deviceId: report.deviceId, channel: report.channel }, 'report not applied');
       return false;

@@ -193,6 +193,17 @@ export class EmbeddedBroker implements DeviceTransport {
     // Per-device state lives in the store, never in retained messages (aedes scans them on every subscribe).
     packet.retain = false;
     const topic = parseDeviceTopic(packet.topic)!;
+    if (topic.channel === 'status') {
+      // The online message and last will: here the broker's own connects and disconnects decide
+      // (clientReady, clientDisconnect), so a well-formed one is acknowledged and goes no further.
+      try {
+        decodeDeviceMessage('status', payload);
+      } catch {
+        metrics.reportsDropped.inc({ reason: 'invalid' });
+      }
+      done(null);
+      return;
+    }
     let report: Report;
     try {
       const channel = topic.channel as 'state' | 'events' | 'inventory';
