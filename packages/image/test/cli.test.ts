@@ -193,6 +193,30 @@ describe('flotilla image / bundle / disk / flash (compiled CLI)', () => {
       expect(
         (await readFile(join(work.dir, 'card.bin'))).equals(await readFile(join(work.dir, 'disk.img'))),
       ).toBe(true);
+      // `flash --partition` onto the whole GPT disk image: refused with a hint, the disk unchanged.
+      const wholeDisk = await readFile(join(work.dir, 'card.bin'));
+      const partitionArgs = [
+        'flash',
+        '--bundle',
+        'r.flot',
+        '--root',
+        'root.json',
+        '--target',
+        'card.bin',
+        '--partition',
+      ];
+      const refused = flotilla([...partitionArgs, '--json'], work.dir);
+      expect(refused.code).toBe(1);
+      expect(refused.json()).toMatchObject({
+        ok: false,
+        error: { code: 'FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED', hint: expect.stringContaining('--force') },
+      });
+      const human = flotilla(partitionArgs, work.dir);
+      expect(human.stderr).toMatch(/error FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED: .*GPT partition table/);
+      expect(human.stderr).toMatch(/hint: .*--force/);
+      expect((await readFile(join(work.dir, 'card.bin'))).equals(wholeDisk)).toBe(true);
+      const forced = flotilla([...partitionArgs, '--force', '--json'], work.dir);
+      expect(forced.json()).toMatchObject({ ok: true, layout: 'partition' });
     },
   );
 });
