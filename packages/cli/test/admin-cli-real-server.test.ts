@@ -33,7 +33,7 @@ beforeAll(async () => {
   });
   const v1 = await uploadRelease(server, '1.0.0', testImage(0));
   const v2 = await uploadRelease(server, '1.1.0', testImage(1));
-  [device] = SimDevice.fleet('TEST-ONLY-cli-history', 1, '1.0.0', v1.image.sha256);
+  device = SimDevice.fleet('TEST-ONLY-cli-history', 1, '1.0.0', v1.image.sha256)[0]!;
   await connectFleet(server, [device!]);
   const placed = await server.app.inject({
     method: 'PUT',

@@ -1,11 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type RunningServer, startServer } from '@flotilla/server';
 import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../src/main.js';
+import { type ApiServer, startApiServer } from './api-server.js';
 import { startFlotilla } from './run-cli.js';
 
 /** Hints that tell people which command to run must name commands that exist, and that work. */
@@ -27,24 +25,13 @@ const page = readFileSync(SIGN_IN, 'utf8');
 const hinted = [...page.matchAll(/<code>flotilla ([^<]+)<\/code>/g)].map((m) => m[1]!.split(/\s+/));
 
 describe('command hints', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'flotilla-cli-hints-'));
-  let server: RunningServer;
+  let api: ApiServer;
 
   beforeAll(async () => {
-    server = await startServer({
-      dataDir: dir,
-      devKeys: true,
-      adminToken: TOKEN,
-      port: 0,
-      mqttPort: null,
-      logLevel: 'silent',
-    });
+    api = await startApiServer('flotilla-cli-hints-', TOKEN);
   });
 
-  afterAll(async () => {
-    await server?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(async () => api?.close());
 
   it('the dashboard sign-in page names no flotilla command that does not exist, and says where a token is', async () => {
     const program = await buildProgram();
@@ -59,14 +46,14 @@ describe('command hints', () => {
     expect(create).toContain('--role');
     // Run exactly what the page says (as JSON) against a real server with its admin token.
     const r = await startFlotilla([...create!, '--json'], {
-      FLOTILLA_SERVER: server.addresses.api,
+      FLOTILLA_SERVER: api.server.addresses.api,
       FLOTILLA_TOKEN: TOKEN,
     }).done;
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const role = create![create!.indexOf('--role') + 1];
     expect(r.json()).toMatchObject({ ok: true, token: { role }, secret: expect.stringMatching(/^flt_/) });
     // The new token signs in the way the page then asks for.
-    const who = await fetch(`${server.addresses.api}/api/v1/auth/whoami`, {
+    const who = await fetch(`${api.server.addresses.api}/api/v1/auth/whoami`, {
       headers: { authorization: `Bearer ${r.json().secret}` },
     });
     expect(await who.json()).toMatchObject({ role });
