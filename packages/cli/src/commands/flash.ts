@@ -4,6 +4,13 @@ import { printResult } from '../output.js';
 import { type DiskLayoutOptions, diskLayoutArgs, releaseSummary } from './bundle-options.js';
 import { byteBars } from './image.js';
 
+type FlashFlags = DiskLayoutOptions & {
+  target: string;
+  partition?: boolean;
+  force?: boolean;
+  json?: boolean;
+};
+
 /** `flotilla flash`: verify a bundle completely, then write it to a device or file and read it back. */
 export function registerFlashCommands(program: Command): void {
   program
@@ -31,43 +38,39 @@ export function registerFlashCommands(program: Command): void {
     )
     .option('--recovery', 'accept a recovery image (signed by the recovery role)')
     .option('--json', 'print a JSON summary')
-    .action(
-      async (
-        opts: DiskLayoutOptions & { target: string; partition?: boolean; force?: boolean; json?: boolean },
-      ) => {
-        const json = Boolean(opts.json);
-        const bars = byteBars(json);
-        const started = Date.now();
-        try {
-          const r = await flashBundle({
-            ...(await diskLayoutArgs(opts)),
-            target: opts.target,
-            layout: opts.partition ? 'partition' : 'disk',
-            force: Boolean(opts.force),
-            onProgress: (phase, d, t) => bars.update(phase, d, t),
-          });
-          bars.stop();
-          const m = r.manifest;
-          const summary = {
-            ok: true,
-            target: r.target,
-            kind: r.kind,
-            layout: r.layout,
-            bytesWritten: r.bytesWritten,
-            sha256: r.sha256,
-            release: releaseSummary(m),
-            durationMs: Date.now() - started,
-          };
-          printResult(json, summary, () =>
-            [
-              `flashed ${m.name} ${m.version} (${m.kind}) to ${r.target} (${r.kind}, ${r.layout} layout)`,
-              `  ${formatBytes(r.bytesWritten)} written and read back, sha256 ${r.sha256}`,
-              `  ${(summary.durationMs / 1000).toFixed(1)} s`,
-            ].join('\n'),
-          );
-        } finally {
-          bars.stop();
-        }
-      },
-    );
+    .action(async (opts: FlashFlags) => {
+      const json = Boolean(opts.json);
+      const bars = byteBars(json);
+      const started = Date.now();
+      try {
+        const r = await flashBundle({
+          ...(await diskLayoutArgs(opts)),
+          target: opts.target,
+          layout: opts.partition ? 'partition' : 'disk',
+          force: Boolean(opts.force),
+          onProgress: (phase, d, t) => bars.update(phase, d, t),
+        });
+        bars.stop();
+        const m = r.manifest;
+        const summary = {
+          ok: true,
+          target: r.target,
+          kind: r.kind,
+          layout: r.layout,
+          bytesWritten: r.bytesWritten,
+          sha256: r.sha256,
+          release: releaseSummary(m),
+          durationMs: Date.now() - started,
+        };
+        printResult(json, summary, () =>
+          [
+            `flashed ${m.name} ${m.version} (${m.kind}) to ${r.target} (${r.kind}, ${r.layout} layout)`,
+            `  ${formatBytes(r.bytesWritten)} written and read back, sha256 ${r.sha256}`,
+            `  ${(summary.durationMs / 1000).toFixed(1)} s`,
+          ].join('\n'),
+        );
+      } finally {
+        bars.stop();
+      }
+    });
 }
