@@ -152,4 +152,16 @@ describe('flotilla-agent CLI', () => {
     expect(r.code).toBe(2);
     expect(r.out).toContain('flotilla-agent install FILE.flot');
   });
+
+  it('refuses an unknown command and an install without a file with FLOTILLA_ERR_AGENT_USAGE, a hint and exit 2', async () => {
+    const config = await setup();
+    const unknown = await cli(['instal', '--config', config]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(
+      /^error FLOTILLA_ERR_AGENT_USAGE: invalid arguments: unknown command 'instal'\n {2}hint: /m,
+    );
+    const noFile = await cli(['install', '--config', config]);
+    expect(noFile.code).toBe(2);
+    expect(noFile.err).toMatch(/^error FLOTILLA_ERR_AGENT_USAGE: .*install needs a bundle file/m);
+  });
 });

@@ -107,7 +107,7 @@ describe('flotilla-agent init', () => {
     expect((await agent([...base, '--bootloader', 'file'])).code).toBe(0);
     const again = await agent([...base, '--bootloader', 'file']);
     expect(again.code).toBe(1);
-    expect(again.err).toMatch(/^FLOTILLA_ERR_AGENT_INIT_EXISTS: .*\n {2}fix: pass --force/);
+    expect(again.err).toMatch(/^error FLOTILLA_ERR_AGENT_INIT_EXISTS: .*\n {2}hint: pass --force/);
     const noSlot = await agent([
       ...base.map((a) => a.replace('b.img', 'missing.img')),
       '--force',
@@ -131,7 +131,7 @@ describe('flotilla-agent first run: missing files are named, not internal errors
     const r = await agent(['status', '--config', config]);
     expect(r.code).toBe(1);
     expect(r.err).toContain('FLOTILLA_ERR_AGENT_BOOTENV_NOT_FOUND');
-    expect(r.err).toContain('fix: `flotilla-agent init --bootloader');
+    expect(r.err).toContain('hint: `flotilla-agent init --bootloader');
   });
 
   it('no device key at the default deviceKeyFile names that default (docs say it has one)', async () => {

@@ -139,6 +139,33 @@ export interface DeviceInfo {
   [k: string]: unknown;
 }
 
+export interface TokenInfo {
+  id: string;
+  name: string;
+  role: string;
+  created: string;
+  lastUsed: string | null;
+  revoked: string | null;
+}
+
+export interface AuditEntryInfo {
+  id: number;
+  ts: string;
+  actor: string;
+  action: string;
+  target: string | null;
+  detail: Record<string, unknown>;
+}
+
+export interface HistoryEntryInfo {
+  ts: string;
+  source: 'event' | 'deployment' | 'audit';
+  kind: string;
+  summary: string;
+  ref: string;
+  detail: Record<string, unknown>;
+}
+
 export interface ListResult<T> {
   items: T[];
   total?: number;
@@ -247,6 +274,12 @@ export class ApiClient {
     );
   }
 
+  getRelease(version: string): Promise<ReleaseInfo> {
+    return this.request<unknown>('GET', `releases/${enc(version)}`).then((d) =>
+      unwrap<ReleaseInfo>(d, 'release'),
+    );
+  }
+
   // ---- rollouts --------------------------------------------------------------------------------
   listRollouts(): Promise<ListResult<RolloutInfo>> {
     return this.request<unknown>('GET', 'rollouts').then((d) => asList<RolloutInfo>(d, 'rollouts'));
@@ -284,6 +317,31 @@ export class ApiClient {
   acceptDevice(id: string): Promise<DeviceInfo> {
     return this.request<unknown>('POST', `devices/${enc(id)}/accept`, {}).then((d) =>
       unwrap<DeviceInfo>(d, 'device'),
+    );
+  }
+
+  deviceHistory(id: string, page: { until?: string; limit?: number }): Promise<ListResult<HistoryEntryInfo>> {
+    return this.request<unknown>('GET', `devices/${enc(id)}/history${query(page)}`).then((d) =>
+      asList<HistoryEntryInfo>(d, 'history'),
+    );
+  }
+
+  // ---- API tokens and the audit log (admin) ----------------------------------------------------
+  createToken(name: string, role: string): Promise<TokenInfo & { token: string }> {
+    return this.request<TokenInfo & { token: string }>('POST', 'tokens', { name, role });
+  }
+
+  listTokens(): Promise<ListResult<TokenInfo>> {
+    return this.request<unknown>('GET', 'tokens').then((d) => asList<TokenInfo>(d, 'tokens'));
+  }
+
+  revokeToken(id: string): Promise<{ id: string; revoked: true }> {
+    return this.request<{ id: string; revoked: true }>('DELETE', `tokens/${enc(id)}`);
+  }
+
+  listAudit(filter: Record<string, string | number | undefined>): Promise<ListResult<AuditEntryInfo>> {
+    return this.request<unknown>('GET', `audit${query(filter)}`).then((d) =>
+      asList<AuditEntryInfo>(d, 'audit'),
     );
   }
 

@@ -33,6 +33,21 @@ export const CLI_ERRORS = {
     message: 'config file not found',
     hint: 'check the --config path (packages/server/systemd/server.json is an example to copy)',
   },
+  FLOTILLA_ERR_CLI_NOT_FOUND: {
+    status: 404,
+    message: 'not found on the server',
+    hint: 'check the id; the matching list command shows what exists',
+  },
+  FLOTILLA_ERR_CLI_TIME: {
+    status: 400,
+    message: 'not a time',
+    hint: 'use an ISO 8601 time (2026-01-31, 2026-01-31T12:00:00Z) or a duration ago (30m, 12h, 7d)',
+  },
+  FLOTILLA_ERR_CLI_ROLE: {
+    status: 400,
+    message: 'not a token role',
+    hint: 'use --role viewer (reads), operator (also releases, rollouts, devices) or admin (also tokens, audit, policy)',
+  },
   // talking to the server's operator API
   FLOTILLA_ERR_CLI_SERVER_UNREACHABLE: {
     status: 503,

@@ -1,3 +1,8 @@
+/** "1 file", "2 files": counts in messages people read. */
+export function count(n: number, singular: string, plural = `${singular}s`): string {
+  return `${n} ${n === 1 ? singular : plural}`;
+}
+
 /** Human or machine output for every command: `--json` prints exactly one JSON object. */
 export function printResult(json: boolean, value: unknown, human: () => string): void {
   if (json) process.stdout.write(`${JSON.stringify(value)}\n`);

@@ -48,6 +48,39 @@ describe('flotilla keys', () => {
     }
   });
 
+  it('list names every role key of root.json and the private key file the directory holds for it', () => {
+    const r = runFlotilla(['keys', 'list', '--dir', keys, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const root = JSON.parse(readFileSync(join(keys, 'root.json'), 'utf8')).signed;
+    const listed = r.json().keys as { role: string; keyid: string; threshold: number; file: string | null }[];
+    expect(r.json().rootVersion).toBe(root.version);
+    for (const role of ['root', 'release', 'delta', 'recovery'])
+      expect(listed.filter((k) => k.role === role).map((k) => k.keyid)).toEqual(root.roles[role].keyids);
+    for (const k of listed) {
+      expect(k.threshold).toBe(root.roles[k.role].threshold);
+      expect(JSON.parse(readFileSync(join(keys, k.file!), 'utf8')).keyid).toBe(k.keyid);
+    }
+    // A root key moved offline is listed as not here.
+    const offline = join(dir, 'offline-copy');
+    runFlotilla([
+      'keys',
+      'init',
+      '--dir',
+      offline,
+      '--label',
+      'TEST-ONLY',
+      '--root-keys',
+      '1',
+      '--root-threshold',
+      '1',
+    ]);
+    const rootFile = runFlotilla(['keys', 'list', '--dir', offline, '--json']).json().keys[0].file;
+    rmSync(join(offline, rootFile));
+    const human = runFlotilla(['keys', 'list', '--dir', offline]);
+    expect(human.stdout).toMatch(/^root\s+1\s+[0-9a-f]{16}…\s+not here \(offline\?\)$/m);
+    expect(human.stdout).not.toMatch(/"private"/);
+  });
+
   it('init refuses to overwrite an existing keys directory', () => {
     const r = runFlotilla(['keys', 'init', '--dir', keys]);
     expect(r.code).toBe(1);

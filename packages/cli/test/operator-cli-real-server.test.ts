@@ -6,30 +6,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The server tests' scripted device (real MQTT client) and fixtures, reused rather than copied.
 import { connectFleet, firstOffered, SimDevice, testImage, uploadRelease } from '../../server/test/fleet.js';
 import { auth, TEST_ADMIN, waitFor } from '../../server/test/helpers.js';
+import { type ApiServer, startApiServer } from './api-server.js';
 import { startFlotilla } from './run-cli.js';
 
 // The operator CLI against the real server (HTTP API on loopback, no MQTT listener): the
 // contract between the two, not the server's semantics (tested in packages/server).
 
 const TOKEN = 'TEST-ONLY-admin-token-0123456789abcdef0123456789abcdef';
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-cli-real-'));
+let api: ApiServer;
 let server: RunningServer;
 
 beforeAll(async () => {
-  server = await startServer({
-    dataDir: dir,
-    devKeys: true,
-    adminToken: TOKEN,
-    port: 0,
-    mqttPort: null,
-    logLevel: 'silent',
-  });
+  api = await startApiServer('flotilla-cli-real-', TOKEN);
+  server = api.server;
 });
 
-afterAll(async () => {
-  await server?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(async () => api?.close());
 
 function flotilla(args: string[], env: Record<string, string> = {}) {
   return startFlotilla(args, { FLOTILLA_SERVER: server.addresses.api, FLOTILLA_TOKEN: TOKEN, ...env }).done;

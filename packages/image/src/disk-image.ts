@@ -260,7 +260,7 @@ async function requireKernel(
     if (err instanceof ImageError && err.code === 'FLOTILLA_ERR_IMAGE_FILE_NOT_FOUND')
       throw new ImageError(
         'FLOTILLA_ERR_IMAGE_NO_KERNEL',
-        `${manifest.name}: ${err.message} (a ${plan.arch} disk boots ${SLOT_KERNEL_PATH} and ${SLOT_INITRD_PATH} of its slot)`,
+        `${manifest.name}: ${err.message} (${plan.arch} disks boot ${SLOT_KERNEL_PATH} and ${SLOT_INITRD_PATH} of their slot)`,
         { cause: err },
       );
     throw err;

@@ -118,6 +118,11 @@ export const IMAGE_ERRORS = {
     message: 'target is smaller than the image',
     hint: 'use a larger device, or a smaller data partition for disk images',
   },
+  FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED: {
+    status: 409,
+    message: 'target holds a partition table: it is a whole disk, not one slot partition',
+    hint: 'pass the slot partition itself (e.g. /dev/mmcblk0p2), or flash the whole disk without --partition; --force writes over the partition table',
+  },
   FLOTILLA_ERR_IMAGE_TARGET_INVALID: {
     status: 400,
     message: 'target cannot be written',

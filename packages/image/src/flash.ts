@@ -8,6 +8,7 @@ import { readBundle, verifyBundle } from './bundle-reader.js';
 import { buildDiskImage, type DiskLayoutOptions, diskArch, planDisk, requireFile } from './disk-image.js';
 import { ImageError, ioError } from './errors.js';
 import { findTool, runTool } from './exec.js';
+import { detectPartitionTable, readHead } from './partition-table.js';
 
 const MiB = 1024 * 1024;
 
@@ -144,6 +145,8 @@ export interface FlashOptions extends DiskLayoutOptions {
   /** 'disk' (default): the whole factory layout (GPT, env, slot A, data); 'partition': the image only. */
   layout?: 'disk' | 'partition';
   allowRecovery?: boolean;
+  /** 'partition' layout: write even over a partition table (the target is a whole disk). */
+  force?: boolean;
   now?: Date;
   system?: SystemView;
   onProgress?: (phase: 'verify' | 'write' | 'read-back', done: number, total: number) => void;
@@ -163,7 +166,8 @@ export interface FlashSummary {
  * role, expiry, every chunk and the image hash — before the target is even opened; (2) checks
  * the target is not in use and large enough; (3) writes (the image chunks, each checked again
  * as it is re-read, or a disk image spooled and verified in a temporary file); (4) syncs and
- * reads everything back, comparing hashes. Nothing is written when (1) or (2) fails.
+ * reads everything back, comparing hashes. Nothing is written when (1) or (2) fails; (2) also
+ * refuses, for the partition layout, a target that holds a partition table unless `force`.
  */
 export async function flashBundle(opts: FlashOptions): Promise<FlashSummary> {
   if (opts.arch !== undefined) diskArch(opts.arch);
@@ -185,6 +189,7 @@ export async function flashBundle(opts: FlashOptions): Promise<FlashSummary> {
       'FLOTILLA_ERR_IMAGE_TARGET_TOO_SMALL',
       `${opts.target} holds ${info.capacity} bytes, needs ${needed}`,
     );
+  if (layout === 'partition' && !opts.force) await refusePartitionTable(info);
 
   let spoolDir: string | null = null;
   try {
@@ -261,6 +266,17 @@ export async function flashBundle(opts: FlashOptions): Promise<FlashSummary> {
   } finally {
     if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
   }
+}
+
+/** A slot image written at offset 0 of a whole disk would destroy its partition table. */
+async function refusePartitionTable(info: TargetInfo): Promise<void> {
+  if (info.kind === 'file' && info.capacity === null) return; // a new or empty file
+  const table = detectPartitionTable(await readHead(info.path));
+  if (table)
+    throw new ImageError(
+      'FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED',
+      `${info.path} holds a ${table.scheme.toUpperCase()} partition table (${table.evidence})`,
+    );
 }
 
 async function openTarget(info: TargetInfo) {

@@ -12,6 +12,7 @@ export * from './flash.js';
 export * from './gpt.js';
 export * from './keys.js';
 export * from './limits.js';
+export * from './partition-table.js';
 export * from './read-file.js';
 export * from './recipe.js';
 export * from './release.js';

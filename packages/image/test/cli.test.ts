@@ -168,31 +168,30 @@ describe('flotilla image / bundle / disk / flash (compiled CLI)', () => {
         'data',
       ]);
       await writeFile(join(work.dir, 'tiny.bin'), Buffer.alloc(1024 * 1024, 7));
-      const r = flotilla(
-        ['flash', '--bundle', 'r.flot', '--root', 'root.json', '--target', 'tiny.bin', '--json'],
-        work.dir,
-      );
+      const flash = ['flash', '--bundle', 'r.flot', '--root', 'root.json', '--target'];
+      const r = flotilla([...flash, 'tiny.bin', '--json'], work.dir);
       expect(r.json()).toMatchObject({ ok: false, error: { code: 'FLOTILLA_ERR_IMAGE_TARGET_TOO_SMALL' } });
       expect((await readFile(join(work.dir, 'tiny.bin'))).every((x) => x === 7)).toBe(true);
-      const ok = flotilla(
-        [
-          'flash',
-          '--bundle',
-          'r.flot',
-          '--root',
-          'root.json',
-          '--target',
-          'card.bin',
-          '--data-size',
-          '1M',
-          '--json',
-        ],
-        work.dir,
-      );
+      const ok = flotilla([...flash, 'card.bin', '--data-size', '1M', '--json'], work.dir);
       expect(ok.json()).toMatchObject({ ok: true, layout: 'disk', bytesWritten: disk.json().size });
       expect(
         (await readFile(join(work.dir, 'card.bin'))).equals(await readFile(join(work.dir, 'disk.img'))),
       ).toBe(true);
+      // `flash --partition` onto the whole GPT disk image: refused with a hint, the disk unchanged.
+      const wholeDisk = await readFile(join(work.dir, 'card.bin'));
+      const partitionArgs = [...flash, 'card.bin', '--partition'];
+      const refused = flotilla([...partitionArgs, '--json'], work.dir);
+      expect(refused.code).toBe(1);
+      expect(refused.json()).toMatchObject({
+        ok: false,
+        error: { code: 'FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED', hint: expect.stringContaining('--force') },
+      });
+      const human = flotilla(partitionArgs, work.dir);
+      expect(human.stderr).toMatch(/error FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED: .*GPT partition table/);
+      expect(human.stderr).toMatch(/hint: .*--force/);
+      expect((await readFile(join(work.dir, 'card.bin'))).equals(wholeDisk)).toBe(true);
+      const forced = flotilla([...partitionArgs, '--force', '--json'], work.dir);
+      expect(forced.json()).toMatchObject({ ok: true, layout: 'partition' });
     },
   );
 });

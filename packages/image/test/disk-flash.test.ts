@@ -139,6 +139,53 @@ describe.skipIf(lacksUbootTools)('flash', () => {
     expect((await readFile(target)).equals(image)).toBe(true);
   });
 
+  it('refuses a --partition target holding a GPT (a factory disk image) unless forced, writing nothing', async () => {
+    const disk = join(work.dir, 'whole-disk.img');
+    await buildDiskImage({ bundlePath, root, now, output: disk, ...layout });
+    const before = await readFile(disk);
+    await expect(
+      flashBundle({ bundlePath, root, now, target: disk, layout: 'partition' }),
+    ).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED',
+      hint: expect.stringContaining('--force'),
+    });
+    expect((await readFile(disk)).equals(before)).toBe(true);
+    const forced = await flashBundle({
+      bundlePath,
+      root,
+      now,
+      target: disk,
+      layout: 'partition',
+      force: true,
+    });
+    expect(forced.sha256).toBe(release.manifest.signed.image.sha256);
+    expect((await readFile(disk)).subarray(0, image.length).equals(image)).toBe(true);
+  });
+
+  it.skipIf(!findTool('sfdisk'))(
+    'refuses a --partition target holding an MBR, and writes over an earlier slot image',
+    async () => {
+      const disk = join(work.dir, 'mbr-disk.img');
+      await writeFile(disk, Buffer.alloc(diskSize));
+      execFileSync('sfdisk', ['--quiet', disk], { input: 'label: dos\nstart=2048, size=4096, type=83\n' });
+      const before = await readFile(disk);
+      await expect(
+        flashBundle({ bundlePath, root, now, target: disk, layout: 'partition' }),
+      ).rejects.toMatchObject({
+        code: 'FLOTILLA_ERR_IMAGE_TARGET_PARTITIONED',
+      });
+      expect((await readFile(disk)).equals(before)).toBe(true);
+      // A slot that holds the previous image is what --partition is for.
+      const slot = join(work.dir, 'slot.bin');
+      await writeFile(slot, Buffer.concat([image, Buffer.alloc(MiB)]));
+      await expect(
+        flashBundle({ bundlePath, root, now, target: slot, layout: 'partition' }),
+      ).resolves.toMatchObject({
+        layout: 'partition',
+      });
+    },
+  );
+
   it('writes the whole factory disk onto a larger medium, leaving the rest of it untouched', async () => {
     const target = join(work.dir, 'sdcard.bin');
     await writeFile(target, Buffer.alloc(diskSize + MiB, 0xa5));

@@ -10,7 +10,7 @@ export const SIM_USAGE = `flotilla-sim — simulated devices (the real agent on 
 Usage:
   flotilla-sim --server URL [--token TOKEN] [--devices N] [options]
 
-  --server URL      the server's API, e.g. http://127.0.0.1:8080 (required)
+  --server URL      the server's API, e.g. http://127.0.0.1:8080 (default $FLOTILLA_SERVER; required)
   --token TOKEN     operator API token (default $FLOTILLA_TOKEN): registers the devices
   --devices N       simulated devices (default 10, up to 20000)
   --release VER     release the devices run at first (default: the newest on the server);
@@ -40,8 +40,9 @@ const OPTIONS = {
 
 function fail(err: unknown, out: NodeJS.WritableStream): number {
   const e = err as Error & { code?: string; hint?: string };
-  out.write(`${e.code ?? 'FLOTILLA_ERR_INTERNAL'}: ${e.message}\n`);
-  if (e.hint) out.write(`  fix: ${e.hint}\n`);
+  // The same shape as `flotilla`'s errors.
+  out.write(`error ${e.code ?? 'FLOTILLA_ERR_INTERNAL'}: ${e.message}\n`);
+  if (e.hint) out.write(`  hint: ${e.hint}\n`);
   return 1;
 }
 
@@ -59,10 +60,12 @@ export async function main(argv: string[], signal: AbortSignal): Promise<number>
     process.stdout.write(SIM_USAGE);
     return 0;
   }
+  // --server and --token mean what they mean to `flotilla`, environment included.
+  const server = values.server ?? process.env.FLOTILLA_SERVER;
   const token = values.token ?? process.env.FLOTILLA_TOKEN;
   const devices = Number(values.devices ?? '10');
-  const usage = !values.server
-    ? '--server URL is required'
+  const usage = !server
+    ? '--server URL (or $FLOTILLA_SERVER) is required'
     : !token
       ? '--token (or $FLOTILLA_TOKEN) is required'
       : !/^\d+$/.test(values.devices ?? '10') || devices < 1 || devices > 20_000
@@ -76,7 +79,7 @@ export async function main(argv: string[], signal: AbortSignal): Promise<number>
   const log = (line: string) => process.stderr.write(`${line}\n`);
   try {
     const attached = await attachFleet({
-      server: values.server!,
+      server: server!,
       token: token!,
       devices,
       dir,

@@ -70,8 +70,17 @@ describe('flotilla-sim', () => {
   });
 
   it('refuses without --server, with a code and exit 2', async () => {
-    const r = await promisify(execFile)(process.execPath, [BIN, '--devices', '2']).catch((e) => e);
+    const { FLOTILLA_SERVER: _s, FLOTILLA_TOKEN: _t, ...env } = process.env;
+    const r = await promisify(execFile)(process.execPath, [BIN, '--devices', '2'], { env }).catch((e) => e);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('FLOTILLA_ERR_SIM_BAD_ARGUMENT');
+    expect(r.stderr).toMatch(
+      /^error FLOTILLA_ERR_SIM_BAD_ARGUMENT: .*--server URL \(or \$FLOTILLA_SERVER\) is required/,
+    );
+    // $FLOTILLA_SERVER stands for --server, as it does for `flotilla`: the token is what is missing then.
+    const withEnv = await promisify(execFile)(process.execPath, [BIN, '--devices', '2'], {
+      env: { ...env, FLOTILLA_SERVER: 'http://127.0.0.1:9' },
+    }).catch((e) => e);
+    expect(withEnv.code).toBe(2);
+    expect(withEnv.stderr).toMatch(/--token \(or \$FLOTILLA_TOKEN\) is required/);
   });
 });

@@ -109,14 +109,15 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       return 0;
     }
     if (cmd !== 'run' && cmd !== 'install') {
-      io.err(`unknown command '${cmd}'\n\n${USAGE}`);
-      return 2;
+      io.err(USAGE);
+      throw new AgentError('FLOTILLA_ERR_AGENT_USAGE', `unknown command '${cmd}'`);
     }
     const bundlePath = cmd === 'install' && rest[0] ? resolve(rest[0]) : null;
-    if (cmd === 'install' && !bundlePath) {
-      io.err('install needs a bundle file');
-      return 2;
-    }
+    if (cmd === 'install' && !bundlePath)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_USAGE',
+        'install needs a bundle file: flotilla-agent install FILE.flot',
+      );
     // Before the agent starts: a missing file is the user's mistake, not an internal error.
     if (bundlePath) await checkReadable(bundlePath);
     const release = await acquireAgentLock(join(file.dataDir, 'agent.pid'));
@@ -172,11 +173,17 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       await release();
     }
   } catch (err) {
-    const r = toErrorReport(err);
-    const hint = (err as { hint?: unknown }).hint;
-    io.err(`${r.code}: ${r.message}${typeof hint === 'string' ? `\n  fix: ${hint}` : ''}`);
-    return 1;
+    const r = printError(io, err);
+    return r.code === 'FLOTILLA_ERR_AGENT_USAGE' ? 2 : 1;
   }
+}
+
+/** `error CODE: message` and `  hint: …`, the same shape as `flotilla`'s errors. */
+function printError(io: CliIo, err: unknown): { code: string } {
+  const r = toErrorReport(err);
+  const hint = (err as { hint?: unknown }).hint;
+  io.err(`error ${r.code}: ${r.message}${typeof hint === 'string' && hint ? `\n  hint: ${hint}` : ''}`);
+  return r;
 }
 
 async function checkReadable(path: string): Promise<void> {
@@ -208,9 +215,7 @@ async function init(argv: string[], defaultConfig: string, io: CliIo): Promise<n
       );
     return 0;
   } catch (err) {
-    const r = toErrorReport(err);
-    const hint = (err as { hint?: unknown }).hint;
-    io.err(`${r.code}: ${r.message}${typeof hint === 'string' ? `\n  fix: ${hint}` : ''}`);
+    const r = printError(io, err);
     if (r.code === 'FLOTILLA_ERR_AGENT_USAGE') io.err(INIT_USAGE);
     return r.code === 'FLOTILLA_ERR_AGENT_USAGE' ? 2 : 1;
   }

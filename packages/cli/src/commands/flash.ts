@@ -4,6 +4,13 @@ import { printResult } from '../output.js';
 import { type DiskLayoutOptions, diskLayoutArgs, releaseSummary } from './bundle-options.js';
 import { byteBars } from './image.js';
 
+type FlashFlags = DiskLayoutOptions & {
+  target: string;
+  partition?: boolean;
+  force?: boolean;
+  json?: boolean;
+};
+
 /** `flotilla flash`: verify a bundle completely, then write it to a device or file and read it back. */
 export function registerFlashCommands(program: Command): void {
   program
@@ -17,7 +24,11 @@ export function registerFlashCommands(program: Command): void {
       '--target <path>',
       'block device (e.g. /dev/mmcblk0) or file; refused if mounted or too small',
     )
-    .option('--partition', 'write only the partition image (target is one slot partition)')
+    .option(
+      '--partition',
+      'write only the partition image (target is one slot partition; a target holding a partition table is refused)',
+    )
+    .option('--force', 'with --partition: write even over a partition table (destroys it)')
     .option('--slot-size <bytes>', 'disk layout: size of each root slot')
     .option('--data-size <bytes>', 'disk layout: size of the data partition', '16M')
     .option('--arch <arch>', 'disk layout: bootable for x86_64 (ESP + GRUB EFI) or aarch64 (U-Boot env)')
@@ -27,7 +38,7 @@ export function registerFlashCommands(program: Command): void {
     )
     .option('--recovery', 'accept a recovery image (signed by the recovery role)')
     .option('--json', 'print a JSON summary')
-    .action(async (opts: DiskLayoutOptions & { target: string; partition?: boolean; json?: boolean }) => {
+    .action(async (opts: FlashFlags) => {
       const json = Boolean(opts.json);
       const bars = byteBars(json);
       const started = Date.now();
@@ -36,6 +47,7 @@ export function registerFlashCommands(program: Command): void {
           ...(await diskLayoutArgs(opts)),
           target: opts.target,
           layout: opts.partition ? 'partition' : 'disk',
+          force: Boolean(opts.force),
           onProgress: (phase, d, t) => bars.update(phase, d, t),
         });
         bars.stop();

@@ -13,7 +13,7 @@ import {
 } from '@flotilla/image';
 import type { ImageFormat, RootMetadata } from '@flotilla/protocol';
 import type { Command } from 'commander';
-import { printResult } from '../output.js';
+import { count, printResult } from '../output.js';
 import { createProgress, type Progress } from '../progress.js';
 
 /** A bar that advances one step per named phase of a multi-step job (its label shows the phase). */
@@ -133,7 +133,7 @@ export function registerImageCommands(program: Command): void {
           [
             `built ${built.path}: ${built.format}, ${formatBytes(built.size)} (partition ${formatBytes(built.partitionSize)})`,
             `  sha256 ${built.sha256}`,
-            `  ${built.files} entries, ${formatBytes(built.contentBytes)} of file content, tree ${built.treeDigest?.slice(0, 16) ?? '–'}…`,
+            `  ${count(built.files, 'entry', 'entries')}, ${formatBytes(built.contentBytes)} of file content, tree ${built.treeDigest?.slice(0, 16) ?? '–'}…`,
             `  epoch ${built.epoch}${built.uuid ? `, uuid ${built.uuid}` : ''}, ${(summary.durationMs / 1000).toFixed(1)} s`,
           ].join('\n'),
         );
@@ -175,7 +175,7 @@ export function registerImageCommands(program: Command): void {
         const releases = set.releases.map(({ manifest: _m, ...r }) => r);
         printResult(json, { ok: true, outDir: set.outDir, releases }, () =>
           [
-            `built ${releases.length} releases in ${set.outDir}`,
+            `built ${count(releases.length, 'release')} in ${set.outDir}`,
             ...releases.map(
               (r) =>
                 `  ${r.id.padEnd(10)} ${r.kind.padEnd(8)} ${r.version.padEnd(16)} ${r.format} ${formatBytes(r.imageSize)}  ${r.imageSha256.slice(0, 16)}…`,

@@ -21,4 +21,6 @@ export const commandGroups: Record<string, () => Promise<RegisterCommands>> = {
   flash: async () => (await import('./flash.js')).registerFlashCommands,
   vulns: async () => (await import('./vulns.js')).registerVulnsCommands,
   policy: async () => (await import('./policy.js')).registerPolicyCommands,
+  tokens: async () => (await import('./tokens.js')).registerTokensCommands,
+  audit: async () => (await import('./audit.js')).registerAuditCommands,
 };

@@ -12,13 +12,14 @@ import {
   verifyRootRotation,
 } from '@flotilla/protocol';
 import type { Command } from 'commander';
+import { table } from '../api-client.js';
 import { CliError } from '../errors.js';
 import { ensureEmptyDir, ROOT_FILE, readKeyDir, readRoot, writePrivateKey, writeRoot } from '../key-store.js';
 import { printResult } from '../output.js';
 
-/** `flotilla keys init|rotate`: the trust root and role keys. Private keys are written 0600 and never printed. */
+/** `flotilla keys init|list|rotate`: the trust root and role keys. Private keys are written 0600 and never printed. */
 export function registerKeysCommands(program: Command): void {
-  const keys = program.command('keys').description('create and rotate the trust root and role keys');
+  const keys = program.command('keys').description('create, list and rotate the trust root and role keys');
 
   keys
     .command('init')
@@ -80,6 +81,8 @@ export function registerKeysCommands(program: Command): void {
       },
     );
 
+  registerKeysList(keys);
+
   keys
     .command('rotate')
     .description('replace the keys of one role; the new root.json is signed by the old and the new root keys')
@@ -134,6 +137,49 @@ export function registerKeysCommands(program: Command): void {
           `rotated ${role} keys: root.json is now version ${next.version}`,
           ...summary.keys.map((k) => `  ${k.keyid.slice(0, 16)}…  ${k.file}`),
           `old keys moved to ${retired}`,
+        ].join('\n'),
+      );
+    });
+}
+
+/** `keys list`: the roles of root.json, each key id, and which private keys the directory holds. */
+function registerKeysList(keys: Command): void {
+  keys
+    .command('list')
+    .description("list the trust root's roles and keys, and which private keys the directory holds")
+    .requiredOption('--dir <dir>', 'keys directory made by `keys init`')
+    .option('--json', 'print JSON: {"ok","rootVersion","expires","keys":[{role,keyid,threshold,file}]}')
+    .action(async (opts: { dir: string; json?: boolean }) => {
+      const root = await readRoot(join(opts.dir, ROOT_FILE));
+      const files = new Map<string, string>();
+      for (const held of (await readKeyDir(opts.dir)).values())
+        for (const { key, file } of held) files.set(key.keyId, file);
+      const rows = (['root', 'release', 'delta', 'recovery'] as Role[]).flatMap((role) =>
+        root.signed.roles[role].keyids.map((keyid) => ({
+          role,
+          keyid,
+          threshold: root.signed.roles[role].threshold,
+          file: files.get(keyid) ?? null,
+        })),
+      );
+      const summary = {
+        ok: true,
+        rootVersion: root.signed.version,
+        expires: root.signed.expires,
+        keys: rows,
+      };
+      printResult(Boolean(opts.json), summary, () =>
+        [
+          `root.json version ${root.signed.version}, expires ${root.signed.expires}`,
+          table(
+            ['ROLE', 'THRESHOLD', 'KEY ID', 'PRIVATE KEY'],
+            rows.map((r) => [
+              r.role,
+              r.threshold,
+              `${r.keyid.slice(0, 16)}…`,
+              r.file ?? 'not here (offline?)',
+            ]),
+          ),
         ].join('\n'),
       );
     });

@@ -11,6 +11,7 @@ export function registerPolicyCommands(program: Command): void {
 
   policy
     .command('get')
+    .alias('show')
     .description('print the current policy document and its version')
     .option('--json', 'print JSON')
     .action(async (_o: unknown, cmd: Command) => {

@@ -30,10 +30,10 @@ function renderRelease(r: ReleaseInfo): string {
     .join('\n');
 }
 
-/** `flotilla release create|list|promote`: signed releases on the server and their channels. */
+/** `flotilla release create|list|show|promote|vulns`: signed releases on the server and their channels. */
 export function registerReleaseCommands(program: Command): void {
   addServerOptions(program);
-  const release = program.command('release').description('upload, list and promote releases');
+  const release = program.command('release').description('upload, list, show and promote releases');
 
   release
     .command('create')
@@ -73,6 +73,17 @@ export function registerReleaseCommands(program: Command): void {
               ]),
             ),
       );
+    });
+
+  release
+    .command('show')
+    .description('show one release')
+    .argument('<version>', 'release version')
+    .option('--json', 'print JSON')
+    .action(async (version: string, _o: unknown, cmd: Command) => {
+      checkReleaseVersion(version);
+      const r = await clientFor(cmd).getRelease(version);
+      printResult(wantsJson(cmd), { ok: true, release: r }, () => renderRelease(r));
     });
 
   release

@@ -247,7 +247,10 @@ export function registerRolloutCommands(program: Command): void {
 
   rollout
     .command('status')
-    .description('show phase progress; --watch follows it live until the rollout ends')
+    .alias('show')
+    .description(
+      'show one rollout and its phase progress (also `rollout show`); --watch follows it live until it ends',
+    )
     .argument('<id>', 'rollout id')
     .option('--watch', 'follow live (server events, polling as a fallback); ends when the rollout does')
     .option('--interval <seconds>', 'polling interval while watching', '2')

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { zipSync } from 'fflate';
 import { addServerOptions, clientFor, table, wantsJson, when } from '../api-client.js';
 import { CliError } from '../errors.js';
-import { printResult } from '../output.js';
+import { count, printResult } from '../output.js';
 
 /** Most files a directory import zips up (osv.dev's Debian dump holds some tens of thousands). */
 const MAX_DIR_FILES = 500_000;
@@ -74,7 +74,7 @@ export function registerVulnsCommands(program: Command): void {
         wantsJson(cmd),
         { ok: true, import: r },
         () =>
-          `imported ${r.files} files: ${r.added} new, ${r.replaced} replaced, ${r.unchanged} unchanged, ${r.skipped} skipped; ${r.rescanned} releases re-scanned`,
+          `imported ${count(Number(r.files), 'file')}: ${r.added} new, ${r.replaced} replaced, ${r.unchanged} unchanged, ${r.skipped} skipped; ${count(Number(r.rescanned), 'release')} re-scanned`,
       );
     });
 

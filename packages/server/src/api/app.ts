@@ -8,6 +8,7 @@ import { authHook } from './auth.js';
 import { errorHandler } from './error-handler.js';
 import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
+import { deviceHistoryRoutes } from './routes/device-history.js';
 import { deviceRoutes } from './routes/devices.js';
 import { fleetRoutes } from './routes/fleet.js';
 import type { ApiInstance } from './routes/plugin.js';
@@ -64,6 +65,7 @@ export async function buildApp(
   // Each route file is one plugin with its prefix; a file serving several paths takes /api/v1.
   const api = '/api/v1';
   await app.register(deviceRoutes, { prefix: api, ctx });
+  await app.register(deviceHistoryRoutes, { prefix: api, ctx });
   await app.register(releaseRoutes, { prefix: api, ctx });
   await app.register(artifactRoutes, { prefix: `${api}/artifacts`, ctx });
   await app.register(rolloutRoutes, { prefix: `${api}/rollouts`, ctx });

@@ -120,11 +120,30 @@ export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
       config: { access: 'admin' },
       schema: {
         tags: ['admin'],
-        summary: 'The audit log, newest first (page with `before` = the last id seen)',
+        summary:
+          'The audit log, newest first, filtered by actor, action, target and time (page with `before` = the last id seen)',
         querystring: Type.Object(
           {
             before: Type.Optional(Type.Integer({ minimum: 1 })),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+            actor: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 200,
+                description: "as recorded, or a token's name or id",
+              }),
+            ),
+            action: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 64,
+                pattern: '^[a-z0-9.-]+\\*?$',
+                description: 'an action (token.create) or a prefix ending in * (token.*)',
+              }),
+            ),
+            target: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+            since: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, inclusive' })),
+            until: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, exclusive' })),
           },
           strict,
         ),
@@ -132,10 +151,17 @@ export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const { before, limit } = req.query;
+      const { limit, since, until, ...filter } = req.query;
       return {
         items: store.audit
-          .list(before ?? Number.MAX_SAFE_INTEGER, limit ?? 100)
+          .query(
+            {
+              ...filter,
+              ...(since !== undefined ? { since: Date.parse(since) } : {}),
+              ...(until !== undefined ? { until: Date.parse(until) } : {}),
+            },
+            limit ?? 100,
+          )
           .map((entry) => ({ ...entry, ts: iso(entry.ts) })),
       };
     },

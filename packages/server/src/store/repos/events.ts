@@ -50,6 +50,10 @@ export class EventsRepo {
       timeline: db.prepare<[string, number, number], Row>(
         'SELECT * FROM device_events WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?',
       ),
+      // Ids grow with arrival, so the device index walks newest first and stops at the limit.
+      receivedBefore: db.prepare<[string, number, number], Row>(
+        'SELECT * FROM device_events WHERE device_id = ? AND received < ? ORDER BY id DESC LIMIT ?',
+      ),
       byDeployment: db.prepare<[string], Row>(
         'SELECT * FROM device_events WHERE deployment_id = ? ORDER BY id',
       ),
@@ -78,6 +82,11 @@ export class EventsRepo {
 
   timeline(deviceId: string, beforeId: number, limit: number): StoredEvent[] {
     return this.s.timeline.all(deviceId, beforeId, limit).map(toEvent);
+  }
+
+  /** The device's events that arrived before `until` (ms), newest first. */
+  receivedBefore(deviceId: string, until: number, limit: number): StoredEvent[] {
+    return this.s.receivedBefore.all(deviceId, until, limit).map(toEvent);
   }
 
   byDeployment(deploymentId: string): StoredEvent[] {
