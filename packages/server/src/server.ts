@@ -27,6 +27,7 @@ import type { DeviceTransport } from './mqtt/transport.js';
 import { PolicyService } from './policy/policy-service.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
+import { VersionHistory } from './devices/version-history.js';
 import { FailedLoginLimiter } from './security/failed-logins.js';
 import { openServerStore } from './store/data-dir.js';
 import { FleetStats } from './store/fleet-stats.js';
@@ -219,6 +220,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     metrics,
     fleet,
     limits,
+    versionHistory: new VersionHistory(store, limits, log.child({ component: 'version-history' }), clock),
     registry,
     releases: new ReleaseService(store, artifacts, keys, bus, limits, clock, metrics),
     rollouts: runner,
@@ -327,6 +329,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       }
       deltas.start();
       ctx.retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel });
+      ctx.versionHistory.start();
       recordStart();
       runner.start();
     },
@@ -334,6 +337,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       if (started) store.audit.record('server', 'server.stop', null, { pid: process.pid }, clock());
       runner.stop();
       ctx.retention.unschedule();
+      ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
       await transport?.close();
       ingestor.close();
@@ -344,6 +348,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     async crash() {
       runner.stop();
       ctx.retention.unschedule();
+      ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
       ingestor.abandon();
       await deltas.close();

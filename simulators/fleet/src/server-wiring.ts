@@ -24,6 +24,8 @@ export interface SimServerOptions {
   rolloutTickMs?: number;
   /** How long an offer waits for its delta to be built before it goes out with the full image only. */
   deltaWaitMs?: number;
+  /** How often the server samples devices per version (versions over time). */
+  versionSampleIntervalMs?: number;
 }
 
 export interface SimServer extends ServerHandle {
@@ -45,7 +47,11 @@ export async function startSimServer(o: SimServerOptions): Promise<SimServer> {
       port,
       mqttPort,
       logLevel: o.logLevel ?? 'warn',
-      limits: { rolloutTickMs: o.rolloutTickMs ?? 1000, deltaWaitMs: o.deltaWaitMs ?? 60_000 },
+      limits: {
+        rolloutTickMs: o.rolloutTickMs ?? 1000,
+        deltaWaitMs: o.deltaWaitMs ?? 60_000,
+        ...(o.versionSampleIntervalMs ? { versionSampleIntervalMs: o.versionSampleIntervalMs } : {}),
+      },
     });
   // The server restarts on the same ports (crash tests): take them below the ephemeral range, where
   // no client socket of this machine can grab them while the server is down.

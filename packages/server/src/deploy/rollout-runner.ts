@@ -16,11 +16,13 @@ import {
   type Decision,
   type DeviceSnapshot,
   decide,
+  deliverableTargets,
   initialRuntime,
   matchesTarget,
   normalizePolicy,
   pauseRollout,
   phaseAwaitingApproval,
+  phaseSizes,
   type RolloutPolicy,
   type RolloutRuntime,
   type RolloutSnapshot,
@@ -56,6 +58,17 @@ const AUDITED = new Set([
 const PASS_GAP_FACTOR = 3;
 /** A device gets at most one refreshed offer (fresh artifact URLs) per deployment this often. */
 const REFRESH_MIN_INTERVAL_MS = 5000;
+
+/** How many devices a rollout would take now, and each phase's share (see `preview`). */
+export interface RolloutPreview {
+  release: string;
+  devices: number;
+  online: number;
+  /** Targeted devices running a newer version (taken down only with `allowDowngrade`). */
+  downgrades: number;
+  membership: 'static' | 'dynamic';
+  phases: { name: string; devices: number }[];
+}
 
 /** Something to send once the transaction that decided it committed. */
 type Outbox = { deviceId: string; command: DeviceCommand }[];
@@ -145,6 +158,36 @@ export class RolloutRunner {
     this.bus.emit('rollout.created', { rolloutId: id, release: release.id });
     this.schedule(id);
     return row;
+  }
+
+  /**
+   * What `create` would start with, without storing anything: the same checks (so the same
+   * refusals), the devices the engine's own selection takes now and how many each phase gets.
+   * Phase sizes follow `phaseSizes` exactly; a dynamic target can grow after the start.
+   */
+  preview(input: { release: string; policy: unknown }): RolloutPreview {
+    const policy = normalizePolicy(input.policy);
+    const release = this.store.releases.get(input.release);
+    if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
+    const downgrades = this.checkDeliverable(policy, release);
+    const ref = {
+      version: release.version,
+      compatible: release.compatible,
+      securityVersion: release.securityVersion,
+    };
+    const devices = deliverableTargets(policy, ref, this.fleet(() => false));
+    const online = devices.filter((d) => d.online).length;
+    return {
+      release: release.version,
+      devices: devices.length,
+      online,
+      downgrades,
+      membership: policy.target.membership,
+      phases: phaseSizes(policy, devices.length).map((size, i) => ({
+        name: policy.phases[i]!.name ?? `phase ${i + 1}`,
+        devices: size,
+      })),
+    };
   }
 
   /**
