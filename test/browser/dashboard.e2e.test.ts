@@ -10,10 +10,10 @@ import { type DashboardWorld, registerPendingDevice, startDashboardWorld } from 
 
 /**
  * The operator dashboard in headless Chromium against a real server and simulated devices that
- * run the real agent. Screenshots land in test-output/screenshots/ for people to look at.
+ * run the real agent. Screenshots land in test-output/dashboard/ (kept by CI) for people to look at.
  */
 const docs = (f: string) => fileURLToPath(new URL(`../../docs/${f}`, import.meta.url));
-const SHOTS = fileURLToPath(new URL('../../test-output/screenshots/', import.meta.url));
+const SHOTS = fileURLToPath(new URL('../../test-output/dashboard/', import.meta.url));
 const DEVICES = 4;
 
 let w: DashboardWorld;

@@ -23,7 +23,13 @@ export type * from './ports.js';
 export { PowerGate } from './power.js';
 export { formatBytes } from './progress.js';
 export { createRng } from './rng.js';
-export { httpServerHandle, newToken, type SimServerOptions, startSimServer } from './server-wiring.js';
+export {
+  httpServerHandle,
+  newToken,
+  type SimServer,
+  type SimServerOptions,
+  startSimServer,
+} from './server-wiring.js';
 export { buildSimFirmware, checkTools, DEMO_STORY, type SimFirmware } from './sim-firmware.js';
 export { DeviceSlots, SlotStore } from './slot-store.js';
 export * from './story.js';
