@@ -80,7 +80,12 @@ try {
       total = body.total;
       server_.push(Number(/dur=([0-9.]+)/.exec(res.headers.get('server-timing') ?? '')?.[1] ?? Number.NaN));
     }
-    rows.push({ search: name, total, 'server ms (median)': median(server_).toFixed(2), 'round trip ms (median)': median(wall).toFixed(2) });
+    rows.push({
+      search: name,
+      total,
+      'server ms (median)': median(server_).toFixed(2),
+      'round trip ms (median)': median(wall).toFixed(2),
+    });
   }
   console.table(rows);
 } finally {

@@ -168,7 +168,12 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     expect(r.body.summary.totals.healthy).toBe(DEVICES);
     expect(r.body.policy.autoRollback).toBe(true);
     expect(r.body.policy.maintenanceWindows).toEqual([
-      { days: ['sat', 'sun', 'mon', 'tue', 'wed', 'thu', 'fri'], start: '00:00', durationMinutes: 10080, utcOffset: '+00:00' },
+      {
+        days: ['sat', 'sun', 'mon', 'tue', 'wed', 'thu', 'fri'],
+        start: '00:00',
+        durationMinutes: 10080,
+        utcOffset: '+00:00',
+      },
     ]);
     expect(r.body.policy.phases).toMatchObject([{ name: 'canary', count: 1 }, { name: 'everyone' }]);
   }, 240_000);
@@ -190,7 +195,10 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     await page.getByRole('button', { name: 'Confirm: abort rollout' }).click();
     await expect.poll(statusOfPage, { timeout: 30_000 }).toBe('aborted');
     await shot('act-05-rollout-aborted');
-    const r = await w.api<{ status: string; policy: { target: Record<string, string> } }>('GET', `/rollouts/${id}`);
+    const r = await w.api<{ status: string; policy: { target: Record<string, string> } }>(
+      'GET',
+      `/rollouts/${id}`,
+    );
     expect(r.body.status).toBe('aborted');
     expect(r.body.policy.target).toMatchObject({ membership: 'dynamic', joinPhase: 'last' });
   }, 120_000);
@@ -237,7 +245,9 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       .poll(() => page.getByRole('alert').filter({ hasText: 'Denied' }).first().textContent())
       .toContain('a viewer token may not upload bundle');
     await go('#/rollouts/new?release=1.1.0');
-    expect(await page.getByRole('button', { name: 'Create rollout' }).getAttribute('aria-disabled')).toBe('true');
+    expect(await page.getByRole('button', { name: 'Create rollout' }).getAttribute('aria-disabled')).toBe(
+      'true',
+    );
     await go('#/audit');
     await page.getByRole('note').filter({ hasText: 'for admins' }).waitFor();
     const direct = await page.evaluate(async () => {
@@ -256,7 +266,13 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
   it('an admin reads the audit log and creates and revokes a token', async () => {
     await signOutAndIn(w.adminToken);
     await go('#/audit');
-    for (const action of ['release.create', 'release.promote', 'rollout.create', 'rollout.abort', 'device.placement'])
+    for (const action of [
+      'release.create',
+      'release.promote',
+      'rollout.create',
+      'rollout.abort',
+      'device.placement',
+    ])
       await page.locator(`tr[data-action="${action}"]`).first().waitFor({ timeout: 20_000 });
     await shot('act-08-audit');
 
@@ -269,9 +285,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     const who = await w.api<{ role: string }>('GET', '/auth/whoami', undefined, secret);
     expect(who.body.role).toBe('viewer');
     await confirmAction('Revoke ci reader');
-    await expect
-      .poll(() => page.locator('tr[data-token="ci reader"]').textContent())
-      .toContain('revoked');
+    await expect.poll(() => page.locator('tr[data-token="ci reader"]').textContent()).toContain('revoked');
     expect((await w.api('GET', '/auth/whoami', undefined, secret)).status).toBe(401);
     await shot('act-09-tokens');
   });
@@ -327,8 +341,14 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       limit: 50,
       offset: 0,
     });
-    expect(plan.filter((l) => /^SCAN devices$/.test(l)), plan.join(' | ')).toEqual([]);
-    expect(plan.some((l) => /INDEX|PRIMARY KEY/.test(l)), plan.join(' | ')).toBe(true);
+    expect(
+      plan.filter((l) => /^SCAN devices$/.test(l)),
+      plan.join(' | '),
+    ).toEqual([]);
+    expect(
+      plan.some((l) => /INDEX|PRIMARY KEY/.test(l)),
+      plan.join(' | '),
+    ).toBe(true);
     await shot('act-11-device-found');
   }, 180_000);
 
@@ -337,7 +357,10 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       await go(hash);
       await expect.poll(() => page.locator('[role="status"]', { hasText: /^Loading/ }).count()).toBe(0);
       const stops = await walkTabOrder(page);
-      expect(stops.filter((s) => s.name.trim() === ''), `${hash}: focusable without a name`).toEqual([]);
+      expect(
+        stops.filter((s) => s.name.trim() === ''),
+        `${hash}: focusable without a name`,
+      ).toEqual([]);
       expect(await unreachedInteractive(page), `${hash}: not reachable by Tab`).toEqual([]);
     }
     await shot('act-12-rollout-form-empty');

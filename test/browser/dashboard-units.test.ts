@@ -3,10 +3,14 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { versionPoints } from '../../packages/server/dashboard/app/history.js';
-import { initialForm, newPhase, rolloutRequest } from '../../packages/server/dashboard/app/rollout-request.js';
+import {
+  initialForm,
+  newPhase,
+  rolloutRequest,
+} from '../../packages/server/dashboard/app/rollout-request.js';
 import { buildTimeline } from '../../packages/server/dashboard/app/timeline.js';
-import { normalizePolicy } from '../../packages/server/src/rollout/index.js';
 import { createParser as createParserUntyped } from '../../packages/server/dashboard/vendor/eventsource-parser/index.js';
+import { normalizePolicy } from '../../packages/server/src/rollout/index.js';
 import { contrastRatio, parseColour, rootCustomProperties } from './contrast.js';
 
 const css = readFileSync(new URL('../../packages/server/dashboard/styles.css', import.meta.url), 'utf8');
@@ -185,10 +189,33 @@ describe('new rollout form', () => {
           channels: ['prod'],
         },
         phases: [
-          { name: 'canary', count: 2, successThreshold: 100, errorThreshold: 0, minExecuted: 1, soakSeconds: 600, requireApproval: true },
-          { percent: 10, successThreshold: 100, errorThreshold: 5, minExecuted: 1, soakSeconds: 0, requireApproval: false },
+          {
+            name: 'canary',
+            count: 2,
+            successThreshold: 100,
+            errorThreshold: 0,
+            minExecuted: 1,
+            soakSeconds: 600,
+            requireApproval: true,
+          },
+          {
+            percent: 10,
+            successThreshold: 100,
+            errorThreshold: 5,
+            minExecuted: 1,
+            soakSeconds: 0,
+            requireApproval: false,
+          },
           // The last phase takes the rest, whatever size was typed.
-          { name: 'rest', percent: 100, successThreshold: 100, errorThreshold: 0, minExecuted: 1, soakSeconds: 0, requireApproval: false },
+          {
+            name: 'rest',
+            percent: 100,
+            successThreshold: 100,
+            errorThreshold: 0,
+            minExecuted: 1,
+            soakSeconds: 0,
+            requireApproval: false,
+          },
         ],
         maxConcurrent: 50,
         deviceTimeoutSeconds: 7200,
@@ -204,7 +231,10 @@ describe('new rollout form', () => {
 
   it('the form as it opens is a valid request once a release is chosen', () => {
     const body = rolloutRequest(initialForm('1.0.0'));
-    expect(normalizePolicy(body.policy).phases).toMatchObject([{ name: 'canary', count: 1 }, { name: 'everyone', percent: 100 }]);
+    expect(normalizePolicy(body.policy).phases).toMatchObject([
+      { name: 'canary', count: 1 },
+      { name: 'everyone', percent: 100 },
+    ]);
   });
 });
 

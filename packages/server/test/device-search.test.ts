@@ -186,7 +186,10 @@ describe('rollout preview', () => {
       method: 'POST',
       url: '/api/v1/rollouts',
       headers: auth(),
-      payload: { release: '1.1.0', policy: { ...evenGroup, phases: evenGroup.phases.map((p) => ({ ...p, requireApproval: true })) } },
+      payload: {
+        release: '1.1.0',
+        policy: { ...evenGroup, phases: evenGroup.phases.map((p) => ({ ...p, requireApproval: true })) },
+      },
     });
     expect(created.statusCode, created.body).toBe(201);
     server.ctx.rollouts.tick(created.json().id);

@@ -175,7 +175,8 @@ function uploadBundle(file, onProgress) {
       } catch {
         data = null;
       }
-      if (xhr.status >= 200 && xhr.status < 300) return resolve({ release: data, created: xhr.status === 201 });
+      if (xhr.status >= 200 && xhr.status < 300)
+        return resolve({ release: data, created: xhr.status === 201 });
       const e = data?.error ?? {};
       reject(new ApiError(xhr.status, e.code ?? `HTTP_${xhr.status}`, e.message ?? xhr.statusText, e.hint));
     };

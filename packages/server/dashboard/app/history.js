@@ -11,7 +11,10 @@
 export function versionPoints(samples, byVersion, now = Date.now()) {
   const current = Object.fromEntries((byVersion ?? []).map((r) => [r.version ?? 'unknown', r.count]));
   const points = [];
-  for (const s of [...samples.map((x) => ({ t: Date.parse(x.ts), counts: x.counts })), { t: now, counts: current }]) {
+  for (const s of [
+    ...samples.map((x) => ({ t: Date.parse(x.ts), counts: x.counts })),
+    { t: now, counts: current },
+  ]) {
     const last = points[points.length - 1];
     if (last && sameCounts(last.counts, s.counts)) continue;
     points.push(s);

@@ -19,7 +19,12 @@ import { link, useRoute } from './router.js';
 const NAV = [
   { name: 'fleet', label: 'Fleet', href: link.fleet(), match: ['fleet'] },
   { name: 'devices', label: 'Devices', href: link.devices(), match: ['devices', 'device'] },
-  { name: 'rollouts', label: 'Rollouts', href: link.rollouts(), match: ['rollouts', 'rollout', 'rollout-new'] },
+  {
+    name: 'rollouts',
+    label: 'Rollouts',
+    href: link.rollouts(),
+    match: ['rollouts', 'rollout', 'rollout-new'],
+  },
   { name: 'releases', label: 'Releases', href: link.releases(), match: ['releases'] },
   {
     name: 'vulnerabilities',

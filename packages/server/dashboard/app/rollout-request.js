@@ -45,7 +45,11 @@ export function rolloutRequest(f) {
     phases: f.phases.map((p, i) => ({
       ...(p.name.trim() ? { name: p.name.trim() } : {}),
       // The last phase takes whatever is left, so its size is always "the rest".
-      ...(i === last ? { percent: 100 } : p.kind === 'count' ? { count: num(p.size) } : { percent: num(p.size) }),
+      ...(i === last
+        ? { percent: 100 }
+        : p.kind === 'count'
+          ? { count: num(p.size) }
+          : { percent: num(p.size) }),
       successThreshold: num(p.successThreshold),
       errorThreshold: num(p.errorThreshold),
       minExecuted: num(p.minExecuted),

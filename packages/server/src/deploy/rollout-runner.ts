@@ -175,7 +175,11 @@ export class RolloutRunner {
       compatible: release.compatible,
       securityVersion: release.securityVersion,
     };
-    const devices = deliverableTargets(policy, ref, this.fleet(() => false));
+    const devices = deliverableTargets(
+      policy,
+      ref,
+      this.fleet(() => false),
+    );
     const online = devices.filter((d) => d.online).length;
     return {
       release: release.version,

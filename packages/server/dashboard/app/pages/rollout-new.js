@@ -3,8 +3,8 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { ActionButton, ErrorBox, roleAllows } from '../components/ui.js';
 import { html } from '../html.js';
-import { link } from '../router.js';
 import { initialForm, newPhase, rolloutRequest } from '../rollout-request.js';
+import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -24,7 +24,10 @@ function Field({ label, children, hint }) {
 
 function PhaseFields({ p, i, last, update, remove }) {
   const set = (k) => (e) =>
-    update({ ...p, [k]: e.currentTarget.type === 'checkbox' ? e.currentTarget.checked : e.currentTarget.value });
+    update({
+      ...p,
+      [k]: e.currentTarget.type === 'checkbox' ? e.currentTarget.checked : e.currentTarget.value,
+    });
   const n = i + 1;
   return html`<fieldset class="phase-form" data-phase=${i}>
     <legend>Phase ${n}</legend>
@@ -51,7 +54,8 @@ function PhaseFields({ p, i, last, update, remove }) {
 
 function WindowFields({ w, i, update, remove }) {
   const n = i + 1;
-  const toggle = (d) => update({ ...w, days: w.days.includes(d) ? w.days.filter((x) => x !== d) : [...w.days, d] });
+  const toggle = (d) =>
+    update({ ...w, days: w.days.includes(d) ? w.days.filter((x) => x !== d) : [...w.days, d] });
   return html`<fieldset class="window-form">
     <legend>Maintenance window ${n}</legend>
     <span class="days" role="group" aria-label=${`Window ${n} days`}>
@@ -142,13 +146,16 @@ export function NewRolloutPage({ session, query }) {
         <span class="days" role="group" aria-label="Channels (any of)">
           Channels:
           ${CHANNELS.map(
-            (c) => html`<label class="check"><input type="checkbox" checked=${f.target.channels.includes(c)} onChange=${() =>
-              set({
-                target: {
-                  ...f.target,
-                  channels: f.target.channels.includes(c) ? f.target.channels.filter((x) => x !== c) : [...f.target.channels, c],
-                },
-              })} /> ${c}</label>`,
+            (c) =>
+              html`<label class="check"><input type="checkbox" checked=${f.target.channels.includes(c)} onChange=${() =>
+                set({
+                  target: {
+                    ...f.target,
+                    channels: f.target.channels.includes(c)
+                      ? f.target.channels.filter((x) => x !== c)
+                      : [...f.target.channels, c],
+                  },
+                })} /> ${c}</label>`,
           )}
         </span>
         <${Field} label="Membership">
@@ -181,7 +188,9 @@ export function NewRolloutPage({ session, query }) {
           />`,
         )}
         <button type="button" class="btn btn-quiet" onClick=${() =>
-          set({ phases: [...f.phases.slice(0, -1), newPhase('', 'percent', 10), f.phases[f.phases.length - 1]] })}>Add a phase</button>
+          set({
+            phases: [...f.phases.slice(0, -1), newPhase('', 'percent', 10), f.phases[f.phases.length - 1]],
+          })}>Add a phase</button>
       </fieldset>
       <fieldset>
         <legend>Pace, windows and safety</legend>
@@ -190,10 +199,16 @@ export function NewRolloutPage({ session, query }) {
         <${Field} label="Per-device timeout (seconds)"><input type="number" min="10" value=${f.deviceTimeoutSeconds} onInput=${(e) => set({ deviceTimeoutSeconds: e.currentTarget.value })} /></${Field}>
         <label class="check"><input type="checkbox" checked=${f.autoRollback} onChange=${(e) => set({ autoRollback: e.currentTarget.checked })} /> Roll back automatically: when the rollout pauses on errors or is aborted, offer the previous release to the devices it updated</label>
         ${f.windows.map(
-          (w, i) => html`<${WindowFields} w=${w} i=${i} update=${updateWindow(i)} remove=${() => set({ windows: f.windows.filter((_, j) => j !== i) })} />`,
+          (w, i) =>
+            html`<${WindowFields} w=${w} i=${i} update=${updateWindow(i)} remove=${() => set({ windows: f.windows.filter((_, j) => j !== i) })} />`,
         )}
         <button type="button" class="btn btn-quiet" onClick=${() =>
-          set({ windows: [...f.windows, { days: ['sat', 'sun'], start: '02:00', durationMinutes: 240, utcOffset: '+00:00' }] })}>Add a maintenance window</button>
+          set({
+            windows: [
+              ...f.windows,
+              { days: ['sat', 'sun'], start: '02:00', durationMinutes: 240, utcOffset: '+00:00' },
+            ],
+          })}>Add a maintenance window</button>
         ${f.windows.length === 0 ? html`<p class="muted">No maintenance windows: offers may go out at any time.</p>` : null}
       </fieldset>
     </form>

@@ -126,7 +126,9 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
           'Devices matching a filter, in id order, one page at a time, with the total; `next` continues after the page (`after`)',
         querystring: Type.Object(
           {
-            q: Type.Optional(Type.String({ pattern: DEVICE_ID_PATTERN, description: 'device ids that start with this' })),
+            q: Type.Optional(
+              Type.String({ pattern: DEVICE_ID_PATTERN, description: 'device ids that start with this' }),
+            ),
             after: Type.Optional(
               Type.String({
                 pattern: DEVICE_ID_PATTERN,
@@ -165,7 +167,10 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
       const started = performance.now();
       const page = store.devices.list({ ...filter, limit: filter.limit ?? 100, offset: filter.offset ?? 0 });
       // The search's own cost, apart from the network: browsers and tests read it from the header.
-      reply.header('server-timing', `db;dur=${(performance.now() - started).toFixed(2)};desc="device search"`);
+      reply.header(
+        'server-timing',
+        `db;dur=${(performance.now() - started).toFixed(2)};desc="device search"`,
+      );
       return { items: page.items.map(presentDevice), total: page.total, next: page.next };
     },
   );

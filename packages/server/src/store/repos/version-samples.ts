@@ -32,7 +32,9 @@ export class VersionSamplesRepo {
   }
 
   since(ts: number): VersionSample[] {
-    return this.s.since.all(ts).map((r) => ({ ts: r.ts, counts: JSON.parse(r.counts) as Record<string, number> }));
+    return this.s.since
+      .all(ts)
+      .map((r) => ({ ts: r.ts, counts: JSON.parse(r.counts) as Record<string, number> }));
   }
 
   count(): number {
