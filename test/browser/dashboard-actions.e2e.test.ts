@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unreachedInteractive, walkTabOrder } from './a11y.js';
-import { type Browser, CHROMIUM_PATH, openBrowser } from './chromium.js';
+import { type Browser, openBrowser } from './chromium.js';
+import { collectPageErrors, dashboardPage, lacksBrowser, SHOTS } from './dashboard-page.js';
 import { type DashboardWorld, startDashboardWorld } from './world.js';
 
 /**
@@ -14,35 +14,18 @@ import { type DashboardWorld, startDashboardWorld } from './world.js';
  * group, find one device among 10,000, read the audit log, manage tokens — with roles respected.
  * Screenshots of each page land in test-output/dashboard/ (kept by CI).
  */
-const SHOTS = fileURLToPath(new URL('../../test-output/dashboard/', import.meta.url));
 const DEVICES = 4;
 const BULK = 10_000;
 
 let w: DashboardWorld;
 let b: Browser;
 let page: Page;
-const pageErrors: string[] = [];
-
-const shot = (name: string) => page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
-const go = async (hash: string) => {
-  await page.evaluate((h) => {
-    location.hash = h;
-  }, hash);
-  await page.locator('main h1').first().waitFor();
-};
-const statusOfPage = () => page.locator('[data-field="status"] .badge').getAttribute('data-value');
-
-async function signIn(token: string) {
-  await page.goto(`${w.origin}/`);
-  await page.getByLabel('API token').fill(token);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
-  await page.locator('[data-live="live"]').waitFor();
-}
+let pageErrors: string[] = [];
+let ui: ReturnType<typeof dashboardPage>;
 
 async function signOutAndIn(token: string) {
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await signIn(token);
+  await ui.signIn(token);
 }
 
 /** Clicks an action that asks for a confirmation, then confirms it. */
@@ -53,7 +36,7 @@ async function confirmAction(label: string) {
 
 /** Fills the rollout form's release and phases: a canary of one device, then everyone. */
 async function fillRolloutForm(name: string, release: string, canaryApproval: boolean) {
-  await go('#/rollouts');
+  await ui.go('#/rollouts');
   await page.getByRole('link', { name: 'New rollout' }).click();
   await page.getByRole('heading', { name: 'New rollout' }).waitFor();
   await page.getByLabel('Rollout name').fill(name);
@@ -76,28 +59,15 @@ async function createFromForm(): Promise<string> {
   return page.evaluate(() => location.hash.replace('#/rollouts/', ''));
 }
 
-const lacksBrowser = !existsSync(CHROMIUM_PATH);
-if (lacksBrowser)
-  process.stderr.write(
-    `skipping browser tests: no browser at ${CHROMIUM_PATH} (apt-get install -y chromium)\n`,
-  );
-
 describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless Chromium', () => {
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     w = await startDashboardWorld(DEVICES);
     b = await openBrowser(w.origin);
     page = b.page;
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    await page.addInitScript(() =>
-      document.addEventListener('securitypolicyviolation', (e) =>
-        console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`),
-      ),
-    );
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text());
-    });
-    await signIn(w.operatorToken);
+    pageErrors = await collectPageErrors(page);
+    ui = dashboardPage(page, w.origin);
+    await ui.signIn(w.operatorToken);
   }, 240_000);
 
   afterAll(async () => {
@@ -106,7 +76,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
   });
 
   it('uploads a release bundle with a progress bar, then promotes it after a confirmation', async () => {
-    await go('#/releases');
+    await ui.go('#/releases');
     await page.getByLabel('Bundle file (.flot)').setInputFiles(await w.world.bundle('1.1.0'));
     // Record every progress value the bar shows while the bytes go out.
     await page.evaluate(() => {
@@ -126,7 +96,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     expect(progress.length).toBeGreaterThan(0);
     expect(progress.at(-1)).toBe('100');
     await page.locator('tr[data-version="1.1.0"]').waitFor();
-    await shot('act-01-releases-uploaded');
+    await ui.shot('act-01-releases-uploaded');
 
     // Promotion cannot be taken back: it asks first, and Cancel sends nothing.
     // An uploaded release starts in dev.
@@ -153,14 +123,14 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     await expect.poll(() => preview.locator('tr[data-phase="1"] td').textContent()).toBe(String(DEVICES - 1));
     expect(await preview.locator('tr[data-phase="0"] td').textContent()).toBe('1');
     expect(await preview.textContent()).toContain(`${DEVICES} devices would take 1.1.0 now`);
-    await shot('act-02-rollout-form');
+    await ui.shot('act-02-rollout-form');
 
     const id = await createFromForm();
-    await expect.poll(statusOfPage, { timeout: 120_000 }).toBe('completed');
+    await expect.poll(ui.statusOfPage, { timeout: 120_000 }).toBe('completed');
     expect(await page.locator('[data-testid="phase-1-counts"]').textContent()).toContain(
       `${DEVICES - 1} of ${DEVICES - 1} healthy`,
     );
-    await shot('act-03-rollout-completed');
+    await ui.shot('act-03-rollout-completed');
     const r = await w.api<{
       policy: { maintenanceWindows: unknown[]; autoRollback: boolean; phases: unknown[] };
       summary: { totals: { healthy: number } };
@@ -188,13 +158,13 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       .poll(() => page.locator('[data-testid="rollout-preview"] tr[data-phase="0"] td').textContent())
       .toBe('1');
     const id = await createFromForm();
-    await expect.poll(statusOfPage, { timeout: 30_000 }).toBe('waiting-approval');
+    await expect.poll(ui.statusOfPage, { timeout: 30_000 }).toBe('waiting-approval');
     await page.getByRole('button', { name: 'Abort rollout', exact: true }).click();
     expect(await page.getByRole('alert').filter({ hasText: 'cannot be undone' }).count()).toBe(1);
-    await shot('act-04-rollout-abort-confirm');
+    await ui.shot('act-04-rollout-abort-confirm');
     await page.getByRole('button', { name: 'Confirm: abort rollout' }).click();
-    await expect.poll(statusOfPage, { timeout: 30_000 }).toBe('aborted');
-    await shot('act-05-rollout-aborted');
+    await expect.poll(ui.statusOfPage, { timeout: 30_000 }).toBe('aborted');
+    await ui.shot('act-05-rollout-aborted');
     const r = await w.api<{ status: string; policy: { target: Record<string, string> } }>(
       'GET',
       `/rollouts/${id}`,
@@ -205,22 +175,22 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
 
   it('edits a device’s tags and group', async () => {
     const id = w.deviceIds[0]!;
-    await go(`#/devices/${id}`);
+    await ui.go(`#/devices/${id}`);
     await page.getByLabel('Tags (comma separated)').fill('lab, north');
     await page.getByRole('textbox', { name: 'Group', exact: true }).fill('bench');
     await page.getByRole('button', { name: 'Save placement' }).click();
     await expect
       .poll(async () => (await w.api<{ tags: string[]; group: string }>('GET', `/devices/${id}`)).body)
       .toMatchObject({ tags: ['lab', 'north'], group: 'bench' });
-    await shot('act-06-device-placement');
+    await ui.shot('act-06-device-placement');
     // The search finds it by its new tag.
-    await go('#/devices?tag=north');
+    await ui.go('#/devices?tag=north');
     await expect.poll(() => page.locator('tbody tr').count()).toBe(1);
     expect(await page.locator('tbody tr th').textContent()).toBe(id);
   });
 
   it('shows the versions over time the server sampled, across the rollout', async () => {
-    await go('#/');
+    await ui.go('#/');
     const legend = page.locator('.chart .legend');
     await expect.poll(() => legend.textContent(), { timeout: 20_000 }).toContain(`1.1.0 (${DEVICES})`);
     expect(await legend.textContent()).toContain('1.0.0 (0)');
@@ -230,12 +200,12 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     );
     expect(samples.body.items.some((s) => s.counts['1.0.0'] === DEVICES)).toBe(true);
     expect(samples.body.items.some((s) => s.counts['1.1.0'] === DEVICES)).toBe(true);
-    await shot('act-07-fleet-history');
+    await ui.shot('act-07-fleet-history');
   });
 
   it('a viewer sees the forms but cannot act: the page says so and the server answers 403', async () => {
     await signOutAndIn(w.viewerToken);
-    await go('#/releases');
+    await ui.go('#/releases');
     const upload = page.getByRole('button', { name: 'Upload bundle' });
     expect(await upload.getAttribute('aria-disabled')).toBe('true');
     // aria-disabled keeps it focusable: the keyboard reaches it and learns why it is refused.
@@ -244,11 +214,11 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     await expect
       .poll(() => page.getByRole('alert').filter({ hasText: 'Denied' }).first().textContent())
       .toContain('a viewer token may not upload bundle');
-    await go('#/rollouts/new?release=1.1.0');
+    await ui.go('#/rollouts/new?release=1.1.0');
     expect(await page.getByRole('button', { name: 'Create rollout' }).getAttribute('aria-disabled')).toBe(
       'true',
     );
-    await go('#/audit');
+    await ui.go('#/audit');
     await page.getByRole('note').filter({ hasText: 'for admins' }).waitFor();
     const direct = await page.evaluate(async () => {
       const token = sessionStorage.getItem('flotilla.token');
@@ -265,7 +235,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
 
   it('an admin reads the audit log and creates and revokes a token', async () => {
     await signOutAndIn(w.adminToken);
-    await go('#/audit');
+    await ui.go('#/audit');
     for (const action of [
       'release.create',
       'release.promote',
@@ -274,9 +244,9 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       'device.placement',
     ])
       await page.locator(`tr[data-action="${action}"]`).first().waitFor({ timeout: 20_000 });
-    await shot('act-08-audit');
+    await ui.shot('act-08-audit');
 
-    await go('#/tokens');
+    await ui.go('#/tokens');
     await page.getByLabel('Token name').fill('ci reader');
     await page.getByLabel('Role').selectOption('viewer');
     await page.getByRole('button', { name: 'Create token' }).click();
@@ -287,7 +257,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     await confirmAction('Revoke ci reader');
     await expect.poll(() => page.locator('tr[data-token="ci reader"]').textContent()).toContain('revoked');
     expect((await w.api('GET', '/auth/whoami', undefined, secret)).status).toBe(401);
-    await shot('act-09-tokens');
+    await ui.shot('act-09-tokens');
   });
 
   it('finds one device among 10,000 by search: the server’s time for it is recorded and its plan uses an index', async () => {
@@ -305,11 +275,11 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       const r = await w.api('POST', '/devices/bulk-register', { devices }, w.adminToken);
       expect(r.status, JSON.stringify(r.body)).toBe(200);
     }
-    await go('#/devices');
+    await ui.go('#/devices');
     await expect
       .poll(() => page.locator('[data-testid="search-summary"]').textContent())
       .toContain(`of ${BULK + DEVICES}`);
-    await shot('act-10-devices-10k');
+    await ui.shot('act-10-devices-10k');
     // Pages come from the server with a cursor.
     await page.getByRole('button', { name: 'Next page' }).click();
     await expect
@@ -349,12 +319,12 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       plan.some((l) => /INDEX|PRIMARY KEY/.test(l)),
       plan.join(' | '),
     ).toBe(true);
-    await shot('act-11-device-found');
+    await ui.shot('act-11-device-found');
   }, 180_000);
 
   it('every new page is reachable by keyboard with named controls, and nothing broke on the way', async () => {
     for (const hash of ['#/rollouts/new?release=1.1.0', '#/audit', '#/tokens', '#/devices?tag=north']) {
-      await go(hash);
+      await ui.go(hash);
       await expect.poll(() => page.locator('[role="status"]', { hasText: /^Loading/ }).count()).toBe(0);
       const stops = await walkTabOrder(page);
       expect(
@@ -363,7 +333,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       ).toEqual([]);
       expect(await unreachedInteractive(page), `${hash}: not reachable by Tab`).toEqual([]);
     }
-    await shot('act-12-rollout-form-empty');
+    await ui.shot('act-12-rollout-form-empty');
     expect(b.offsite).toEqual([]);
     expect(pageErrors).toEqual([]);
   }, 180_000);

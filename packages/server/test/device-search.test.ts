@@ -43,6 +43,8 @@ afterAll(async () => {
 });
 
 const get = (url: string) => server.app.inject({ method: 'GET', url, headers: auth() });
+const post = (url: string, payload: object) =>
+  server.app.inject({ method: 'POST', url, headers: auth(), payload });
 
 describe('device search', () => {
   it('finds one device among 10,000 by the start of its id, and says what the query cost on the server', async () => {
@@ -153,25 +155,13 @@ describe('rollout preview', () => {
   };
 
   it('counts the devices each phase takes with the engine’s own selection, and create assigns exactly that', async () => {
-    const res = await server.app.inject({
-      method: 'POST',
-      url: '/api/v1/rollouts/preview',
-      headers: auth(),
-      payload: { release: '1.1.0', policy },
-    });
+    const res = await post('/api/v1/rollouts/preview', { release: '1.1.0', policy });
     expect(res.statusCode, res.body).toBe(200);
     // g3: i % 10 = 3 (odd → TEST-ONLY-other hardware, which 1.1.0 is not built for)… none match.
     expect(res.json().devices).toBe(0);
 
     const evenGroup = { ...policy, target: { groups: ['g4'], versions: ['1.0.0'] } };
-    const preview = (
-      await server.app.inject({
-        method: 'POST',
-        url: '/api/v1/rollouts/preview',
-        headers: auth(),
-        payload: { release: '1.1.0', policy: evenGroup },
-      })
-    ).json();
+    const preview = (await post('/api/v1/rollouts/preview', { release: '1.1.0', policy: evenGroup })).json();
     // g4, compatible hardware (even), on 1.0.0 (i % 4 ≠ 0 → i % 20 = 14), accepted (none of i % 500 = 3).
     const matching = Array.from({ length: N }, (_, i) => i).filter((i) => i % 20 === 14).length;
     expect(preview.devices).toBe(matching);
@@ -182,35 +172,20 @@ describe('rollout preview', () => {
     ]);
     expect(server.ctx.store.rollouts.list(10, 0)).toEqual([]);
 
-    const created = await server.app.inject({
-      method: 'POST',
-      url: '/api/v1/rollouts',
-      headers: auth(),
-      payload: {
-        release: '1.1.0',
-        policy: { ...evenGroup, phases: evenGroup.phases.map((p) => ({ ...p, requireApproval: true })) },
-      },
+    const created = await post('/api/v1/rollouts', {
+      release: '1.1.0',
+      policy: { ...evenGroup, phases: evenGroup.phases.map((p) => ({ ...p, requireApproval: true })) },
     });
     expect(created.statusCode, created.body).toBe(201);
     server.ctx.rollouts.tick(created.json().id);
     const byPhase = [0, 0, 0];
     for (const d of server.ctx.store.deployments.forRollout(created.json().id)) byPhase[d.phase]!++;
     expect(byPhase).toEqual(preview.phases.map((p: { devices: number }) => p.devices));
-    await server.app.inject({
-      method: 'POST',
-      url: `/api/v1/rollouts/${created.json().id}/abort`,
-      headers: auth(),
-      payload: {},
-    });
+    await post(`/api/v1/rollouts/${created.json().id}/abort`, {});
   });
 
   it('refuses what create would refuse, with the same code', async () => {
-    const res = await server.app.inject({
-      method: 'POST',
-      url: '/api/v1/rollouts/preview',
-      headers: auth(),
-      payload: { release: '9.9.9', policy },
-    });
+    const res = await post('/api/v1/rollouts/preview', { release: '9.9.9', policy });
     expect(res.statusCode).toBe(404);
     expect(res.json().error.code).toBe('FLOTILLA_ERR_SERVER_NOT_FOUND');
   });
