@@ -88,6 +88,38 @@ try {
     });
   }
   console.table(rows);
+
+  // The dashboard's rollout preview reads the accepted fleet once, as the engine does at the start.
+  const image = Buffer.alloc(256 * 1024, 7);
+  const built = await fetch(
+    `${server.addresses.api}/api/v1/releases/build?name=bench-os&version=2.0.0&securityVersion=1&compatible=board-2&format=raw&partitionSize=${image.length}&input=image`,
+    {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+      body: image,
+    },
+  );
+  if (built.status !== 201) throw new Error(`release build: ${built.status} ${await built.text()}`);
+  const previews = [];
+  let taken = 0;
+  for (let r = 0; r < Math.min(RUNS, 5); r++) {
+    t = performance.now();
+    const res = await fetch(`${server.addresses.api}/api/v1/rollouts/preview`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        release: '2.0.0',
+        policy: { phases: [{ count: 10 }, { percent: 10 }, { percent: 100 }] },
+      }),
+    });
+    const body = await res.json();
+    previews.push(performance.now() - t);
+    if (res.status !== 200) throw new Error(`preview: ${res.status} ${JSON.stringify(body)}`);
+    taken = body.devices;
+  }
+  console.log(
+    `rollout preview over ${N} devices (${taken} targeted): ${median(previews).toFixed(0)} ms round trip (median)`,
+  );
 } finally {
   await server.close();
   rmSync(dataDir, { recursive: true, force: true });

@@ -169,17 +169,15 @@ export class RolloutRunner {
     const policy = normalizePolicy(input.policy);
     const release = this.store.releases.get(input.release);
     if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
-    const downgrades = this.checkDeliverable(policy, release);
+    // One read of the fleet serves the checks and the count (it is the cost at 100,000 devices).
+    const fleet = this.fleet(() => false);
+    const downgrades = this.checkDeliverable(policy, release, fleet);
     const ref = {
       version: release.version,
       compatible: release.compatible,
       securityVersion: release.securityVersion,
     };
-    const devices = deliverableTargets(
-      policy,
-      ref,
-      this.fleet(() => false),
-    );
+    const devices = deliverableTargets(policy, ref, fleet);
     const online = devices.filter((d) => d.online).length;
     return {
       release: release.version,
@@ -200,14 +198,18 @@ export class RolloutRunner {
    * device, downgrade flag or not), and a downgrade of targeted devices unless the policy names a
    * reason in `allowDowngrade`. Returns how many targeted devices the rollout takes down.
    */
-  private checkDeliverable(policy: RolloutPolicy, release: Release): number {
+  private checkDeliverable(
+    policy: RolloutPolicy,
+    release: Release,
+    fleet: DeviceSnapshot[] = this.fleet(() => false),
+  ): number {
     if (release.kind !== 'release')
       throw new ServerError(
         'FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY',
         `release ${release.version} is of kind ${release.kind}`,
       );
     const ref = { version: release.version, compatible: release.compatible };
-    const targeted = this.fleet(() => false).filter((d) => matchesTarget(policy.target, ref, d));
+    const targeted = fleet.filter((d) => matchesTarget(policy.target, ref, d));
     const name = (ids: string[]) =>
       `${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''}`;
     const belowFloor = targeted.filter((d) => (d.securityVersion ?? 0) > release.securityVersion);

@@ -81,6 +81,21 @@ function toDevice(r: Row): Device {
 /** Sorts after every character a device id may hold ([A-Za-z0-9._-]): the end of an id-prefix range. */
 const ID_PREFIX_END = '~';
 
+/** What the rollout engine needs of a device (see `allAccepted`). */
+export type AcceptedDevice = Pick<
+  Device,
+  | 'id'
+  | 'hardware'
+  | 'tags'
+  | 'group'
+  | 'channel'
+  | 'version'
+  | 'imageSha256'
+  | 'securityVersion'
+  | 'online'
+  | 'lastSeen'
+>;
+
 export interface DeviceFilter {
   /** Device ids that start with this. */
   q?: string;
@@ -175,6 +190,10 @@ export class DevicesRepo {
       ),
       versions: db.prepare<[], { version: string | null; n: number }>(
         `SELECT version, COUNT(*) AS n FROM devices WHERE status = 'accepted' GROUP BY version`,
+      ),
+      accepted: db.prepare<[], Row>(
+        `SELECT id, hardware, tags, grp, channel, version, image_sha256, security_version, online, last_seen
+         FROM devices WHERE status = 'accepted'`,
       ),
       runningImages: db.prepare<[], { image_sha256: string }>(
         `SELECT DISTINCT image_sha256 FROM devices WHERE image_sha256 IS NOT NULL AND status != 'decommissioned'`,
@@ -327,9 +346,23 @@ export class DevicesRepo {
     );
   }
 
-  /** Every accepted device: the rollout snapshot reads the fleet in one pass. */
-  allAccepted(): Device[] {
-    return (this.db.prepare(`SELECT * FROM devices WHERE status = 'accepted'`).all() as Row[]).map(toDevice);
+  /**
+   * Every accepted device with only what the rollout engine reads (no inventory, key or error to
+   * parse): the rollout snapshot and the preview read the whole fleet in one pass.
+   */
+  allAccepted(): AcceptedDevice[] {
+    return this.s.accepted.all().map((r) => ({
+      id: r.id,
+      hardware: r.hardware,
+      tags: JSON.parse(r.tags) as string[],
+      group: r.grp,
+      channel: r.channel,
+      version: r.version,
+      imageSha256: r.image_sha256,
+      securityVersion: r.security_version,
+      online: r.online === 1,
+      lastSeen: r.last_seen,
+    }));
   }
 
   countsByStatus(): Record<string, number> {
