@@ -1,7 +1,9 @@
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VersionHistory } from '../src/devices/version-history.js';
 import type { RunningServer } from '../src/index.js';
+import { MIGRATIONS } from '../src/store/migrations.js';
 import type { DeviceFilter } from '../src/store/repos/devices.js';
 import { Store } from '../src/store/store.js';
 import { testImage, uploadRelease } from './fleet.js';
@@ -137,6 +139,29 @@ describe('device search', () => {
       .prepare('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag')
       .all(id(11)) as { tag: string }[];
     expect(rows.map((r) => r.tag)).toEqual(['moved', 'site-11']);
+  });
+
+  it('an existing database gains the tags table from its devices when migration 4 runs', () => {
+    const file = join(tempDir(), 'v3.db');
+    const old = new Database(file);
+    for (const m of MIGRATIONS.filter((m) => m.version <= 3)) old.exec(m.sql);
+    old.pragma('user_version = 3');
+    const insert = old.prepare(
+      "INSERT INTO devices (id, public_key, status, tags, created, updated) VALUES (?, 'k', 'accepted', ?, 1, 1)",
+    );
+    insert.run('old-1', '["north","lab"]');
+    insert.run('old-2', '[]');
+    old.close();
+    const store = Store.open(file);
+    try {
+      expect(store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
+      expect(store.devices.list({ tag: 'lab', limit: 10, offset: 0 }).items.map((d) => d.id)).toEqual([
+        'old-1',
+      ]);
+      expect(store.devices.list({ tag: 'north', limit: 10, offset: 0 }).total).toBe(1);
+    } finally {
+      store.close();
+    }
   });
 
   it('refuses a malformed cursor or id prefix with a coded error', async () => {
