@@ -52,11 +52,10 @@ interface Row {
   updated: number;
 }
 
-function toDevice(r: Row): Device {
+/** The columns the rollout engine reads (also the start of every full device). */
+function toAccepted(r: AcceptedRow): AcceptedDevice {
   return {
     id: r.id,
-    publicKey: r.public_key,
-    status: r.status,
     hardware: r.hardware,
     tags: JSON.parse(r.tags) as string[],
     group: r.grp,
@@ -64,6 +63,16 @@ function toDevice(r: Row): Device {
     version: r.version,
     imageSha256: r.image_sha256,
     securityVersion: r.security_version,
+    online: r.online === 1,
+    lastSeen: r.last_seen,
+  };
+}
+
+function toDevice(r: Row): Device {
+  return {
+    ...toAccepted(r),
+    publicKey: r.public_key,
+    status: r.status,
     activeSlot: r.active_slot,
     agentState: r.agent_state,
     deploymentId: r.deployment_id,
@@ -71,8 +80,6 @@ function toDevice(r: Row): Device {
     stateSeq: r.state_seq,
     stateTs: r.state_ts,
     inventory: r.inventory ? (JSON.parse(r.inventory) as InventoryMessage) : null,
-    online: r.online === 1,
-    lastSeen: r.last_seen,
     created: r.created,
     updated: r.updated,
   };
@@ -80,6 +87,20 @@ function toDevice(r: Row): Device {
 
 /** Sorts after every character a device id may hold ([A-Za-z0-9._-]): the end of an id-prefix range. */
 const ID_PREFIX_END = '~';
+
+type AcceptedRow = Pick<
+  Row,
+  | 'id'
+  | 'hardware'
+  | 'tags'
+  | 'grp'
+  | 'channel'
+  | 'version'
+  | 'image_sha256'
+  | 'security_version'
+  | 'online'
+  | 'last_seen'
+>;
 
 /** What the rollout engine needs of a device (see `allAccepted`). */
 export type AcceptedDevice = Pick<
@@ -191,7 +212,7 @@ export class DevicesRepo {
       versions: db.prepare<[], { version: string | null; n: number }>(
         `SELECT version, COUNT(*) AS n FROM devices WHERE status = 'accepted' GROUP BY version`,
       ),
-      accepted: db.prepare<[], Row>(
+      accepted: db.prepare<[], AcceptedRow>(
         `SELECT id, hardware, tags, grp, channel, version, image_sha256, security_version, online, last_seen
          FROM devices WHERE status = 'accepted'`,
       ),
@@ -351,18 +372,7 @@ export class DevicesRepo {
    * parse): the rollout snapshot and the preview read the whole fleet in one pass.
    */
   allAccepted(): AcceptedDevice[] {
-    return this.s.accepted.all().map((r) => ({
-      id: r.id,
-      hardware: r.hardware,
-      tags: JSON.parse(r.tags) as string[],
-      group: r.grp,
-      channel: r.channel,
-      version: r.version,
-      imageSha256: r.image_sha256,
-      securityVersion: r.security_version,
-      online: r.online === 1,
-      lastSeen: r.last_seen,
-    }));
+    return this.s.accepted.all().map(toAccepted);
   }
 
   countsByStatus(): Record<string, number> {
