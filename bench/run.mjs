@@ -30,6 +30,11 @@ const BENCHES = {
     args: ['--records', '10000', '--packages', '5000'],
     what: 'matching 10,000 OSV records against a 5,000-package SBOM',
   },
+  search: {
+    script: 'devices/search.mjs',
+    args: ['--devices', '100000'],
+    what: 'device search (id, tag, group, version, hardware, status, pages) at 100,000 devices',
+  },
   storm: {
     script: 'fleet/storm.mjs',
     args: ['--devices', '19000'],

@@ -2,8 +2,15 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { versionPoints } from '../../packages/server/dashboard/app/history.js';
+import {
+  initialForm,
+  newPhase,
+  rolloutRequest,
+} from '../../packages/server/dashboard/app/rollout-request.js';
 import { buildTimeline } from '../../packages/server/dashboard/app/timeline.js';
 import { createParser as createParserUntyped } from '../../packages/server/dashboard/vendor/eventsource-parser/index.js';
+import { normalizePolicy } from '../../packages/server/src/rollout/index.js';
 import { contrastRatio, parseColour, rootCustomProperties } from './contrast.js';
 
 const css = readFileSync(new URL('../../packages/server/dashboard/styles.css', import.meta.url), 'utf8');
@@ -141,5 +148,113 @@ describe('vendored front-end libraries', () => {
     );
     expect(index).not.toMatch(/(src|href)=["']?(https?:)?\/\//);
     expect(index).not.toMatch(/"https?:\/\//);
+  });
+});
+
+describe('new rollout form', () => {
+  it('turns the whole form into a request the server accepts', () => {
+    const form = {
+      ...initialForm('1.1.0'),
+      name: ' spring ',
+      target: {
+        hardware: 'board-a, board-b',
+        tags: 'lab north',
+        groups: '',
+        versions: '1.0.0',
+        channels: ['prod'],
+        devices: '',
+      },
+      membership: 'dynamic',
+      joinPhase: 'last',
+      phases: [
+        { ...newPhase('canary', 'count', '2'), requireApproval: true, soakSeconds: '600' },
+        { ...newPhase('', 'percent', '10'), errorThreshold: '5' },
+        newPhase('rest', 'count', '999'),
+      ],
+      ratePerMinute: '30',
+      windows: [{ days: ['sat'], start: '02:00', durationMinutes: '120', utcOffset: '+01:00' }],
+      autoRollback: true,
+    };
+    const body = rolloutRequest(form);
+    expect(body).toEqual({
+      name: 'spring',
+      release: '1.1.0',
+      policy: {
+        target: {
+          membership: 'dynamic',
+          joinPhase: 'last',
+          hardware: ['board-a', 'board-b'],
+          tags: ['lab', 'north'],
+          versions: ['1.0.0'],
+          channels: ['prod'],
+        },
+        phases: [
+          {
+            name: 'canary',
+            count: 2,
+            successThreshold: 100,
+            errorThreshold: 0,
+            minExecuted: 1,
+            soakSeconds: 600,
+            requireApproval: true,
+          },
+          {
+            percent: 10,
+            successThreshold: 100,
+            errorThreshold: 5,
+            minExecuted: 1,
+            soakSeconds: 0,
+            requireApproval: false,
+          },
+          // The last phase takes the rest, whatever size was typed.
+          {
+            name: 'rest',
+            percent: 100,
+            successThreshold: 100,
+            errorThreshold: 0,
+            minExecuted: 1,
+            soakSeconds: 0,
+            requireApproval: false,
+          },
+        ],
+        maxConcurrent: 50,
+        deviceTimeoutSeconds: 7200,
+        maintenanceWindows: [{ days: ['sat'], start: '02:00', durationMinutes: 120, utcOffset: '+01:00' }],
+        autoRollback: true,
+        rate: { kind: 'constant', perMinute: 30 },
+      },
+    });
+    // The server's own policy check (schema and rules) accepts it, and refuses a broken one.
+    expect(normalizePolicy(body.policy).phases).toHaveLength(3);
+    expect(() => normalizePolicy({ ...body.policy, maxConcurrent: 0 })).toThrow();
+  });
+
+  it('the form as it opens is a valid request once a release is chosen', () => {
+    const body = rolloutRequest(initialForm('1.0.0'));
+    expect(normalizePolicy(body.policy).phases).toMatchObject([
+      { name: 'canary', count: 1 },
+      { name: 'everyone', percent: 100 },
+    ]);
+  });
+});
+
+describe('versions over time', () => {
+  it('keeps the server samples where counts change and closes the chart at now with the live counts', () => {
+    const samples = [
+      { ts: '2026-01-01T00:00:00.000Z', counts: { '1.0.0': 4 } },
+      { ts: '2026-01-01T00:05:00.000Z', counts: { '1.0.0': 4 } },
+      { ts: '2026-01-01T00:10:00.000Z', counts: { '1.0.0': 1, '1.1.0': 3 } },
+    ];
+    const now = Date.parse('2026-01-02T00:00:00.000Z');
+    expect(versionPoints(samples, [{ version: '1.1.0', count: 4 }], now)).toEqual([
+      { t: Date.parse(samples[0]!.ts), counts: { '1.0.0': 4 } },
+      { t: Date.parse(samples[2]!.ts), counts: { '1.0.0': 1, '1.1.0': 3 } },
+      { t: now, counts: { '1.1.0': 4 } },
+    ]);
+    // Nothing changed since the last sample: its step is drawn on to now.
+    expect(versionPoints(samples.slice(0, 1), [{ version: '1.0.0', count: 4 }], now)).toEqual([
+      { t: Date.parse(samples[0]!.ts), counts: { '1.0.0': 4 } },
+      { t: now, counts: { '1.0.0': 4 } },
+    ]);
   });
 });

@@ -1,42 +1,26 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { zipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unreachedInteractive, walkTabOrder } from './a11y.js';
-import { type Browser, CHROMIUM_PATH, openBrowser } from './chromium.js';
+import { type Browser, openBrowser } from './chromium.js';
 import { contrastRatio } from './contrast.js';
+import { collectPageErrors, dashboardPage, lacksBrowser, SHOTS } from './dashboard-page.js';
 import { type DashboardWorld, registerPendingDevice, startDashboardWorld } from './world.js';
 
 /**
  * The operator dashboard in headless Chromium against a real server and simulated devices that
- * run the real agent. Screenshots land in test-output/screenshots/ for people to look at.
+ * run the real agent. Screenshots land in test-output/dashboard/ (kept by CI) for people to look at.
  */
 const docs = (f: string) => fileURLToPath(new URL(`../../docs/${f}`, import.meta.url));
-const SHOTS = fileURLToPath(new URL('../../test-output/screenshots/', import.meta.url));
 const DEVICES = 4;
 
 let w: DashboardWorld;
 let b: Browser;
 let page: Page;
-const pageErrors: string[] = [];
-
-const shot = (name: string) => page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
-const go = async (hash: string) => {
-  await page.evaluate((h) => {
-    location.hash = h;
-  }, hash);
-  await page.locator('main h1').first().waitFor();
-};
-const statusOfPage = () => page.locator('[data-field="status"] .badge').getAttribute('data-value');
-
-async function signIn(token: string) {
-  await page.goto(`${w.origin}/`);
-  await page.getByLabel('API token').fill(token);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
-  await page.locator('[data-live="live"]').waitFor();
-}
+let pageErrors: string[] = [];
+let ui: ReturnType<typeof dashboardPage>;
 
 async function createRollout(name: string, release: string, phases: unknown[]) {
   const r = await w.api<{ id: string }>(
@@ -72,13 +56,6 @@ async function recordTexts(selector: string) {
   return () => page.evaluate(() => (window as unknown as { __texts: string[] }).__texts);
 }
 
-// Debian's chromium (CI installs it); without a browser the dashboard's browser tests skip.
-const lacksBrowser = !existsSync(CHROMIUM_PATH);
-if (lacksBrowser)
-  process.stderr.write(
-    `skipping browser tests: no browser at ${CHROMIUM_PATH} (apt-get install -y chromium)\n`,
-  );
-
 describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
@@ -87,17 +64,9 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     await w.world.publish('1.2.0-bad');
     b = await openBrowser(w.origin);
     page = b.page;
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    // Every Content-Security-Policy violation lands in pageErrors (asserted empty at the end).
-    await page.addInitScript(() =>
-      document.addEventListener('securitypolicyviolation', (e) =>
-        console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`),
-      ),
-    );
-    page.on('console', (m) => {
-      // Chrome logs every non-2xx answer; the expected 401/403/404s are asserted where they happen.
-      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text());
-    });
+    // Script errors and CSP violations land in pageErrors (asserted empty at the end).
+    pageErrors = await collectPageErrors(page);
+    ui = dashboardPage(page, w.origin);
   }, 240_000);
 
   afterAll(async () => {
@@ -113,7 +82,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       ['textbox', 'API token'],
       ['button', 'Sign in'],
     ]);
-    await shot('01-sign-in');
+    await ui.shot('01-sign-in');
     await page.getByLabel('API token').fill('flt_not_a_real_token_at_all');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await expect.poll(() => page.getByRole('alert').textContent()).toContain('not valid');
@@ -124,7 +93,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
         apiCalls.push(u.pathname + u.search);
     };
     page.on('request', record);
-    await signIn(w.operatorToken);
+    await ui.signIn(w.operatorToken);
     // A marker that a page reload would wipe: checked at the end (live updates, no reloads).
     await page.evaluate(() => {
       (window as unknown as { __noReload: string }).__noReload = 'still here';
@@ -141,7 +110,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     expect(apiCalls).toContain('/api/v1/fleet/summary');
     expect(apiCalls.filter((c) => /^\/api\/v1\/(tokens|provisioning-tokens)\b/.test(c))).toEqual([]);
     expect(apiCalls.filter((c) => c.includes('limit=1000'))).toEqual([]);
-    await shot('02-fleet');
+    await ui.shot('02-fleet');
   });
 
   it('shows a rollout advance live while the devices update, and the operator approves each phase', async () => {
@@ -149,11 +118,11 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       { name: 'canary', count: 1, requireApproval: true },
       { name: 'everyone', percent: 100, requireApproval: true },
     ]);
-    await go(`#/rollouts/${id}`);
-    await expect.poll(statusOfPage, { timeout: 20_000 }).toBe('waiting-approval');
+    await ui.go(`#/rollouts/${id}`);
+    await expect.poll(ui.statusOfPage, { timeout: 20_000 }).toBe('waiting-approval');
     const texts = await recordTexts('[data-testid="phase-0-counts"]');
     expect(await page.locator('[data-testid="phase-0-counts"]').textContent()).toContain('0 of 1 healthy');
-    await shot('03-rollout-waiting-approval');
+    await ui.shot('03-rollout-waiting-approval');
 
     // Approve the canary with the keyboard only.
     const approve1 = page.getByRole('button', { name: 'Approve phase 1' });
@@ -167,19 +136,19 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     expect(seen.some((t) => /[1-9] in progress/.test(t))).toBe(true);
     expect(seen.at(-1)).toContain('1 of 1 healthy');
 
-    await expect.poll(statusOfPage, { timeout: 30_000 }).toBe('waiting-approval');
+    await expect.poll(ui.statusOfPage, { timeout: 30_000 }).toBe('waiting-approval');
     await page.getByRole('button', { name: 'Approve phase 2' }).waitFor();
-    await shot('04-rollout-canary-done');
+    await ui.shot('04-rollout-canary-done');
     await page.getByRole('button', { name: 'Approve phase 2' }).click();
-    await expect.poll(statusOfPage, { timeout: 20_000 }).not.toBe('waiting-approval');
+    await expect.poll(ui.statusOfPage, { timeout: 20_000 }).not.toBe('waiting-approval');
     // Catch the rollout mid-flight for the screenshot, then let it finish.
     await expect
       .poll(() => page.locator('[data-testid="phase-1-counts"]').textContent(), { timeout: 30_000 })
       .toMatch(/[1-9] in progress|[1-9] of 3 healthy/);
-    await shot('05-rollout-in-progress');
-    await expect.poll(statusOfPage, { timeout: 120_000 }).toBe('completed');
+    await ui.shot('05-rollout-in-progress');
+    await expect.poll(ui.statusOfPage, { timeout: 120_000 }).toBe('completed');
     expect(await page.locator('[data-testid="phase-1-counts"]').textContent()).toContain('3 of 3 healthy');
-    await shot('06-rollout-completed');
+    await ui.shot('06-rollout-completed');
 
     const r = await w.api<{ summary: { totals: { healthy: number } } }>('GET', `/rollouts/${id}`);
     expect(r.body.summary.totals.healthy).toBe(DEVICES);
@@ -190,14 +159,14 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       { name: 'canary', count: 1, errorThreshold: 0 },
       { name: 'rest', percent: 100 },
     ]);
-    await go(`#/rollouts/${id}`);
+    await ui.go(`#/rollouts/${id}`);
     const reason = page.locator('[data-testid="pause-reason"]');
     await reason.waitFor({ timeout: 120_000 });
     expect(await reason.textContent()).toMatch(
       /Paused automatically: 1 of 1 devices failed in canary \(100%\), above the error threshold of 0%/,
     );
-    expect(await statusOfPage()).toBe('paused');
-    await shot('07-rollout-paused-on-errors');
+    expect(await ui.statusOfPage()).toBe('paused');
+    await ui.shot('07-rollout-paused-on-errors');
 
     // Follow the link of the device that rolled back.
     const row = page.locator('tr', { has: page.locator('.badge[data-value="rolled-back"]') }).first();
@@ -215,11 +184,11 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       expect(await page.locator(`li[data-kind="${kind}"]`).count(), kind).toBeGreaterThan(0);
     // It runs the previous release again, from the slot it came from.
     expect(await page.locator('[data-field="version"]').textContent()).toBe('1.1.0');
-    await shot('08-device-rolled-back');
+    await ui.shot('08-device-rolled-back');
   });
 
   it('releases page lists versions, channels, signatures, SBOMs and deltas', async () => {
-    await go('#/releases');
+    await ui.go('#/releases');
     for (const v of ['1.0.0', '1.1.0', '1.2.0-bad']) await page.locator(`tr[data-version="${v}"]`).waitFor();
     expect(await page.locator('tr[data-version="1.1.0"]').textContent()).toMatch(/1 signature/);
     const sbomLink = page.getByRole('link', { name: /Download the SBOM of 1\.1\.0/ });
@@ -227,7 +196,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     // Artifacts need a credential: the link fetches with the signed-in token and saves the file.
     const [download] = await Promise.all([page.waitForEvent('download'), sbomLink.click()]);
     expect(download.suggestedFilename()).toBe('sbom-1.1.0.json');
-    await shot('09-releases');
+    await ui.shot('09-releases');
   });
 
   it('vulnerabilities page shows the loaded data, the fleet exposure and a release with its findings', async () => {
@@ -252,21 +221,21 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       body: new Uint8Array(zip),
     });
     expect(imported.status, await imported.text()).toBe(200);
-    await go('#/vulnerabilities');
+    await ui.go('#/vulnerabilities');
     await expect
       .poll(() => page.locator('[data-testid="vuln-status"]').textContent())
       .toMatch(/^1 records loaded/);
     await page.locator('table.vuln-fleet tbody tr').first().waitFor();
-    await go('#/releases');
+    await ui.go('#/releases');
     await page.getByRole('link', { name: 'Vulnerabilities of 1.1.0' }).click();
     await page.getByRole('heading', { name: 'Release 1.1.0' }).waitFor();
     await expect.poll(() => page.locator('[data-channel="prod"]').textContent()).toMatch(/passes policy/);
-    await shot('10-vulnerabilities');
+    await ui.shot('10-vulnerabilities');
   });
 
   it('accepts a device that waits for acceptance', async () => {
     await registerPendingDevice(w, 'field-unit-7', 'flotilla-sim-board');
-    await go('#/');
+    await ui.go('#/');
     const accept = page.getByRole('button', { name: 'Accept field-unit-7' });
     await accept.waitFor({ timeout: 20_000 });
     // The version chart kept sampling while other pages were open: 1.0.0 gave way to 1.1.0.
@@ -275,7 +244,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     const legend = await page.locator('.chart .legend').textContent();
     expect(legend).toContain('1.0.0 (0)');
     expect(legend).toContain(`1.1.0 (${DEVICES})`);
-    await shot('10-fleet-pending-device');
+    await ui.shot('10-fleet-pending-device');
     await accept.click();
     await expect
       .poll(async () => (await w.api<{ status: string }>('GET', '/devices/field-unit-7')).body.status)
@@ -295,9 +264,9 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     const rollouts = await w.api<{ items: { id: string; status: string }[] }>('GET', '/rollouts');
     const paused = rollouts.body.items.find((r) => r.status === 'paused')!;
     await page.getByRole('button', { name: 'Sign out' }).click();
-    await signIn(w.viewerToken);
+    await ui.signIn(w.viewerToken);
     await expect(page.locator('.role').textContent()).resolves.toBe('viewer');
-    await go(`#/rollouts/${paused.id}`);
+    await ui.go(`#/rollouts/${paused.id}`);
     const resume = page.getByRole('button', { name: 'Resume rollout' });
     await resume.waitFor();
     expect(await resume.getAttribute('aria-disabled')).toBe('true');
@@ -307,7 +276,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     await expect
       .poll(() => page.getByRole('alert').filter({ hasText: 'Denied' }).textContent())
       .toContain('a viewer token may not resume rollout');
-    await shot('11-viewer-denied');
+    await ui.shot('11-viewer-denied');
     // The server says no on its own, whatever the page does.
     const direct = await page.evaluate(async (id) => {
       const token = sessionStorage.getItem('flotilla.token');
@@ -335,9 +304,9 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       '#/vulnerabilities',
     ];
     for (const hash of pages) {
-      await go(hash);
+      await ui.go(hash);
       await expect.poll(() => page.locator('[role="status"]', { hasText: /^Loading/ }).count()).toBe(0);
-      if (hash === '#/rollouts' || hash === '#/devices') await shot(`13-${hash.slice(2)}`);
+      if (hash === '#/rollouts' || hash === '#/devices') await ui.shot(`13-${hash.slice(2)}`);
       const stops = await walkTabOrder(page);
       expect(stops.length, hash).toBeGreaterThan(5);
       const nameless = stops.filter((s) => s.name.trim() === '');
@@ -377,7 +346,7 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
   });
 
   it('the rendered main colours meet WCAG AA contrast', async () => {
-    await go('#/devices');
+    await ui.go('#/devices');
     await page.locator('tbody td .badge').first().waitFor();
     const colours = await page.evaluate(() => {
       const css = (sel: string, prop: string) => {
@@ -402,6 +371,6 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
       expect(fg, what).toBeTruthy();
       expect(contrastRatio(fg!, bg!), what).toBeGreaterThanOrEqual(4.5);
     }
-    await shot('12-viewer-devices');
+    await ui.shot('12-viewer-devices');
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { newToken, startSimServer, startWorld, type World } from '@flotilla/fleet-simulator';
+import { newToken, type SimServer, startSimServer, startWorld, type World } from '@flotilla/fleet-simulator';
 import { generateKeyPair, makeDevicePassword, toHex } from '@flotilla/protocol';
 
 /**
@@ -9,6 +9,8 @@ import { generateKeyPair, makeDevicePassword, toHex } from '@flotilla/protocol';
  */
 export interface DashboardWorld {
   world: World;
+  /** The server in this process (its store, for query plans). */
+  sim: SimServer;
   origin: string;
   adminToken: string;
   operatorToken: string;
@@ -25,11 +27,22 @@ export interface DashboardWorld {
 
 export async function startDashboardWorld(devices: number): Promise<DashboardWorld> {
   const adminToken = newToken();
+  let sim: SimServer | null = null;
   const world = await startWorld({
     devices,
     size: 'light',
     timeScale: 0.05,
-    server: (x) => startSimServer({ dataDir: x.dataDir, keysDir: x.keysDir, adminToken, rolloutTickMs: 250 }),
+    server: async (x) => {
+      sim = await startSimServer({
+        dataDir: x.dataDir,
+        keysDir: x.keysDir,
+        adminToken,
+        rolloutTickMs: 250,
+        // The server's versions-over-time samples, often enough to see a rollout in a test.
+        versionSampleIntervalMs: 1000,
+      });
+      return sim;
+    },
   });
   try {
     const origin = new URL(world.server.dashboardUrl).origin;
@@ -55,6 +68,7 @@ export async function startDashboardWorld(devices: number): Promise<DashboardWor
     await world.fleet.waitFor('online', async () => (await world.server.onlineCount()) >= devices, 60_000);
     return {
       world,
+      sim: sim!,
       origin,
       adminToken,
       operatorToken: await token('ops alice', 'operator'),

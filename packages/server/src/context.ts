@@ -5,6 +5,7 @@ import type { UrlSigner } from './artifacts/url-signer.js';
 import type { DeltaService } from './deltas/delta-service.js';
 import type { RolloutRunner } from './deploy/rollout-runner.js';
 import type { DeviceRegistry } from './devices/registry.js';
+import type { VersionHistory } from './devices/version-history.js';
 import type { EventBus } from './events/bus.js';
 import type { ServerKeys } from './keys/server-keys.js';
 import type { ServerLimits } from './limits.js';
@@ -33,6 +34,8 @@ export interface ServerContext {
   /** Whole-fleet counts in SQL (fleet summary route, scrape-time gauges). */
   fleet: FleetStats;
   limits: ServerLimits;
+  /** Accepted devices per version, sampled into the store on a timer. */
+  versionHistory: VersionHistory;
   registry: DeviceRegistry;
   releases: ReleaseService;
   rollouts: RolloutRunner;

@@ -76,6 +76,12 @@ export const DEFAULT_LIMITS = {
   registerPerSourcePerMinute: 30,
   /** Source addresses the registration limit tracks at once (oldest dropped first). */
   registerTrackedSources: 10_000,
+  /** The server samples accepted devices per version this often (the dashboard's versions over time). */
+  versionSampleIntervalMs: 5 * 60 * 1000,
+  /** Version samples are kept this long… */
+  versionHistoryDays: 14,
+  /** …and never more than this many (14 days at 5 min is 4,032). */
+  versionHistoryMaxSamples: 5000,
   /** Most devices one bulk pre-registration request may carry (~150 KiB of JSON at 1,000). */
   maxBulkRegister: 1000,
   /** Most items a list route returns. */

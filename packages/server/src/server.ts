@@ -13,6 +13,7 @@ import { DeltaService } from './deltas/delta-service.js';
 import { OfferBuilder } from './deploy/offers.js';
 import { RolloutRunner } from './deploy/rollout-runner.js';
 import { DeviceRegistry } from './devices/registry.js';
+import { VersionHistory } from './devices/version-history.js';
 import { EventBus } from './events/bus.js';
 import { ReportIngestor } from './ingest/report-ingestor.js';
 import { checkImportTarget } from './keys/import-check.js';
@@ -243,6 +244,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     metrics,
     fleet,
     limits,
+    versionHistory: new VersionHistory(store, limits, log.child({ component: 'version-history' }), clock),
     registry,
     releases: new ReleaseService(store, artifacts, keys, bus, limits, clock, metrics),
     rollouts: runner,
@@ -360,6 +362,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       }
       deltas.start();
       ctx.retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel });
+      ctx.versionHistory.start();
       recordStart();
       runner.start();
     },
@@ -367,6 +370,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       if (started) store.audit.record('server', 'server.stop', null, { pid: process.pid }, clock());
       runner.stop();
       ctx.retention.unschedule();
+      ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
       await transport?.close();
       ingestor.close();
@@ -377,6 +381,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     async crash() {
       runner.stop();
       ctx.retention.unschedule();
+      ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
       ingestor.abandon();
       await deltas.close();

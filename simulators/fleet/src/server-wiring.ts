@@ -28,6 +28,8 @@ export interface SimServerOptions {
   serverOptions?: Partial<ListenOptions>;
   /** Where devices download artifacts when not from the API address (e.g. nginx). */
   artifactOrigin?: string;
+  /** How often the server samples devices per version (versions over time). */
+  versionSampleIntervalMs?: number;
 }
 
 export interface SimServer extends ServerHandle {
@@ -53,6 +55,7 @@ export async function startSimServer(o: SimServerOptions): Promise<SimServer> {
       limits: {
         rolloutTickMs: o.rolloutTickMs ?? 1000,
         deltaWaitMs: o.deltaWaitMs ?? 60_000,
+        ...(o.versionSampleIntervalMs ? { versionSampleIntervalMs: o.versionSampleIntervalMs } : {}),
         ...o.serverOptions?.limits,
       },
     });

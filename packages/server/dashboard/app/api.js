@@ -22,7 +22,15 @@ export const tokenStore = {
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
 };
 
-export async function request(method, path, { body, token = tokenStore.get(), signal } = {}) {
+export async function request(method, path, opts = {}) {
+  return (await requestWithTiming(method, path, opts)).data;
+}
+
+/**
+ * Like `request`, plus the server's own time for the work (its Server-Timing header, in ms;
+ * null when the route sends none), which the device search shows.
+ */
+export async function requestWithTiming(method, path, { body, token = tokenStore.get(), signal } = {}) {
   const headers = { accept: 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -55,7 +63,8 @@ export async function request(method, path, { body, token = tokenStore.get(), si
     const e = data?.error && typeof data.error === 'object' ? data.error : data;
     throw new ApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? res.statusText, e?.hint);
   }
-  return data;
+  const dur = /dur=([0-9.]+)/.exec(res.headers.get('server-timing') ?? '');
+  return { data, serverMs: dur ? Number(dur[1]) : null };
 }
 
 const enc = encodeURIComponent;
@@ -85,7 +94,11 @@ async function releasesWithManifests() {
 export const api = {
   whoami,
   fleetSummary,
+  versionHistory: (hours = 72) => request('GET', `/fleet/versions/history${qs({ hours })}`),
   devices: (filter = {}) => request('GET', `/devices${qs({ limit: 200, ...filter })}`),
+  /** One page of a device search: `{ data: {items, total, next}, serverMs }`. */
+  searchDevices: (filter) => requestWithTiming('GET', `/devices${qs(filter)}`),
+  setPlacement: (id, placement) => request('PUT', `/devices/${enc(id)}/placement`, { body: placement }),
   device: (id) => request('GET', `/devices/${enc(id)}`),
   deviceInventory: (id) => request('GET', `/devices/${enc(id)}/inventory`),
   deviceEvents: (id) => request('GET', `/devices/${enc(id)}/timeline${qs({ limit: 200 })}`),
@@ -98,7 +111,16 @@ export const api = {
   pauseRollout: (id, note) => request('POST', `/rollouts/${enc(id)}/pause`, { body: note ? { note } : {} }),
   resumeRollout: (id) => request('POST', `/rollouts/${enc(id)}/resume`, { body: {} }),
   abortRollout: (id) => request('POST', `/rollouts/${enc(id)}/abort`, { body: {} }),
+  previewRollout: (input) => request('POST', '/rollouts/preview', { body: input }),
+  createRollout: (input) => request('POST', '/rollouts', { body: input }),
   releases: releasesWithManifests,
+  promoteRelease: (version, channel) =>
+    request('POST', `/releases/${enc(version)}/promote`, { body: { channel } }),
+  uploadBundle,
+  tokens: () => request('GET', '/tokens'),
+  createToken: (name, role) => request('POST', '/tokens', { body: { name, role } }),
+  revokeToken: (id) => request('DELETE', `/tokens/${enc(id)}`),
+  audit: (before) => request('GET', `/audit${qs({ before, limit: 100 })}`),
   deltas: () => request('GET', '/deltas'),
   vulnStatus: () => request('GET', '/vulnerabilities/status'),
   vulnFleet: () => request('GET', '/vulnerabilities/fleet'),
@@ -129,4 +151,35 @@ async function downloadArtifact(sha256, filename) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/**
+ * Uploads a `.flot` bundle with the signed-in token. XMLHttpRequest, not fetch: only it reports
+ * upload progress, which `onProgress(sentBytes, totalBytes)` receives. Resolves to the release.
+ */
+function uploadBundle(file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `${BASE}/releases/bundle`);
+    const token = tokenStore.get();
+    if (token) xhr.setRequestHeader('authorization', `Bearer ${token}`);
+    xhr.setRequestHeader('content-type', 'application/vnd.flotilla.bundle');
+    xhr.setRequestHeader('accept', 'application/json');
+    xhr.upload.onprogress = (e) => onProgress?.(e.loaded, e.lengthComputable ? e.total : file.size);
+    xhr.onerror = () =>
+      reject(new ApiError(0, 'NETWORK', 'the upload was cut off', 'check the connection and upload again'));
+    xhr.onload = () => {
+      let data = null;
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        data = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300)
+        return resolve({ release: data, created: xhr.status === 201 });
+      const e = data?.error ?? {};
+      reject(new ApiError(xhr.status, e.code ?? `HTTP_${xhr.status}`, e.message ?? xhr.statusText, e.hint));
+    };
+    xhr.send(file);
+  });
 }

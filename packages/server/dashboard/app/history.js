@@ -1,80 +1,32 @@
 /**
- * Devices-per-version samples for the versions-over-time chart. The server keeps no history of
- * its own (Prometheus does: flotilla_devices_by_version), so once signed in the dashboard samples
- * the fleet's version counts in the background — on every page — whenever devices report, at most
- * every 2 s, and keeps them for the browser tab's life in sessionStorage.
+ * Points of the versions-over-time chart. The server samples accepted devices per version on a
+ * timer into a bounded table (GET /api/v1/fleet/versions/history), so the chart covers days,
+ * whether or not anyone had the dashboard open; the fleet summary just loaded closes it at "now".
  */
-import { request } from './api.js';
-import { onLive } from './live.js';
 
-const KEY = 'flotilla.version-history';
-const MAX_POINTS = 720;
-const MIN_INTERVAL_MS = 2000;
-const listeners = new Set();
-
-function load() {
-  try {
-    const v = JSON.parse(sessionStorage.getItem(KEY) ?? '[]');
-    return Array.isArray(v) ? v : [];
-  } catch {
-    return [];
+/**
+ * Server samples `[{ts, counts}]` and the current counts by version as chart points `[{t, counts}]`,
+ * oldest first. A sample equal to the one before adds nothing to a step chart and is dropped.
+ */
+export function versionPoints(samples, byVersion, now = Date.now()) {
+  const current = Object.fromEntries((byVersion ?? []).map((r) => [r.version ?? 'unknown', r.count]));
+  const points = [];
+  for (const s of [
+    ...samples.map((x) => ({ t: Date.parse(x.ts), counts: x.counts })),
+    { t: now, counts: current },
+  ]) {
+    const last = points[points.length - 1];
+    if (last && sameCounts(last.counts, s.counts)) continue;
+    points.push(s);
   }
-}
-
-/** Appends a sample when the counts differ from the last one. */
-export function recordVersionSample(byVersion, now = Date.now()) {
-  const points = load();
-  const counts = Object.fromEntries(byVersion.map((r) => [r.version ?? 'unknown', r.count]));
+  // The last step reaches the present.
   const last = points[points.length - 1];
-  if (!last || JSON.stringify(last.counts) !== JSON.stringify(counts)) {
-    points.push({ t: now, counts });
-    while (points.length > MAX_POINTS) points.shift();
-    sessionStorage.setItem(KEY, JSON.stringify(points));
-    for (const l of listeners) l();
-  }
+  if (last && last.t !== now) points.push({ t: now, counts: last.counts });
+  return points;
 }
 
-/** All samples, oldest first, plus a closing point at `now` so the last step reaches the present. */
-export function versionHistory(now = Date.now()) {
-  const points = load();
-  if (!points.length) return [];
-  return [...points, { t: now, counts: points[points.length - 1].counts }];
-}
-
-export function onVersionHistory(fn) {
-  listeners.add(fn);
-  return () => listeners.delete(fn);
-}
-
-/** Starts sampling (GET /api/v1/server carries the counts by version); returns a stop function. */
-export function startVersionSampler() {
-  let timer = null;
-  let lastRun = 0;
-  let stopped = false;
-  const sample = async () => {
-    timer = null;
-    lastRun = Date.now();
-    try {
-      const server = await request('GET', '/server');
-      if (!stopped) recordVersionSample(server.versions ?? []);
-    } catch {
-      // The next device report triggers another try; the chart just misses this sample.
-    }
-  };
-  const schedule = () => {
-    if (timer || stopped) return;
-    timer = setTimeout(sample, Math.max(0, lastRun + MIN_INTERVAL_MS - Date.now()));
-  };
-  const off = onLive((ev) => {
-    if (ev.type === 'resync' || ev.type.startsWith('device')) schedule();
-  });
-  return () => {
-    stopped = true;
-    off();
-    if (timer) clearTimeout(timer);
-  };
-}
-
-export function clearVersionHistory() {
-  sessionStorage.removeItem(KEY);
+function sameCounts(a, b) {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of keys) if ((a[k] ?? 0) !== (b[k] ?? 0)) return false;
+  return true;
 }

@@ -1,23 +1,30 @@
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, tokenStore } from './api.js';
-import { clearVersionHistory, startVersionSampler } from './history.js';
 import { html } from './html.js';
 import { liveStatus, onLiveStatus, startLive, stopLive } from './live.js';
+import { AuditPage } from './pages/audit.js';
 import { DevicePage } from './pages/device.js';
 import { DevicesPage } from './pages/devices.js';
 import { FleetPage } from './pages/fleet.js';
 import { ReleasesPage } from './pages/releases.js';
 import { RolloutPage } from './pages/rollout.js';
+import { NewRolloutPage } from './pages/rollout-new.js';
 import { RolloutsPage } from './pages/rollouts.js';
 import { SignIn } from './pages/sign-in.js';
+import { TokensPage } from './pages/tokens.js';
 import { VulnerabilitiesPage } from './pages/vulnerabilities.js';
 import { link, useRoute } from './router.js';
 
 const NAV = [
   { name: 'fleet', label: 'Fleet', href: link.fleet(), match: ['fleet'] },
   { name: 'devices', label: 'Devices', href: link.devices(), match: ['devices', 'device'] },
-  { name: 'rollouts', label: 'Rollouts', href: link.rollouts(), match: ['rollouts', 'rollout'] },
+  {
+    name: 'rollouts',
+    label: 'Rollouts',
+    href: link.rollouts(),
+    match: ['rollouts', 'rollout', 'rollout-new'],
+  },
   { name: 'releases', label: 'Releases', href: link.releases(), match: ['releases'] },
   {
     name: 'vulnerabilities',
@@ -25,6 +32,8 @@ const NAV = [
     href: link.vulnerabilities(),
     match: ['vulnerabilities'],
   },
+  { name: 'audit', label: 'Audit', href: link.audit(), match: ['audit'] },
+  { name: 'tokens', label: 'Tokens', href: link.tokens(), match: ['tokens'] },
 ];
 
 const LIVE_TEXT = {
@@ -54,6 +63,12 @@ function Page({ route, session }) {
       return html`<${RolloutsPage} session=${session} />`;
     case 'rollout':
       return html`<${RolloutPage} session=${session} id=${route.id} />`;
+    case 'rollout-new':
+      return html`<${NewRolloutPage} session=${session} query=${route.query} />`;
+    case 'audit':
+      return html`<${AuditPage} session=${session} />`;
+    case 'tokens':
+      return html`<${TokensPage} session=${session} />`;
     case 'releases':
       return html`<${ReleasesPage} session=${session} />`;
     case 'vulnerabilities':
@@ -117,20 +132,15 @@ function App() {
     if (!token) return;
     api
       .whoami(token)
-      .then((who) => setSession({ token, name: who.name, role: who.role }))
+      .then((who) => setSession({ token, id: who.id, name: who.name, role: who.role }))
       .catch(() => tokenStore.clear())
       .finally(() => setChecking(false));
   }, []);
 
   useEffect(() => {
     if (!session) return;
-    const stopSampler = startVersionSampler();
     startLive();
-    return () => {
-      stopSampler();
-      stopLive();
-      clearVersionHistory();
-    };
+    return stopLive;
   }, [session]);
 
   if (checking) return html`<p class="boot" role="status">Checking your token…</p>`;

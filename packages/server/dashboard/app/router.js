@@ -6,10 +6,13 @@ const ROUTES = [
   { name: 'devices', re: /^\/devices\/?$/ },
   { name: 'device', re: /^\/devices\/([^/]+)$/ },
   { name: 'rollouts', re: /^\/rollouts\/?$/ },
+  { name: 'rollout-new', re: /^\/rollouts\/new$/ },
   { name: 'rollout', re: /^\/rollouts\/([^/]+)$/ },
   { name: 'releases', re: /^\/releases\/?$/ },
   { name: 'vulnerabilities', re: /^\/vulnerabilities\/?$/ },
   { name: 'vulnerabilities', re: /^\/vulnerabilities\/([^/]+)$/ },
+  { name: 'audit', re: /^\/audit\/?$/ },
+  { name: 'tokens', re: /^\/tokens\/?$/ },
 ];
 
 export function parseRoute(hash) {
@@ -37,7 +40,10 @@ export const link = {
   devices: (q) => `#/devices${q ? `?${new URLSearchParams(q)}` : ''}`,
   device: (id) => `#/devices/${encodeURIComponent(id)}`,
   rollouts: () => '#/rollouts',
+  newRollout: (release) => `#/rollouts/new${release ? `?release=${encodeURIComponent(release)}` : ''}`,
   rollout: (id) => `#/rollouts/${encodeURIComponent(id)}`,
   releases: () => '#/releases',
+  audit: () => '#/audit',
+  tokens: () => '#/tokens',
   vulnerabilities: (version) => `#/vulnerabilities${version ? `/${encodeURIComponent(version)}` : ''}`,
 };

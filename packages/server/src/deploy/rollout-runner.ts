@@ -16,11 +16,13 @@ import {
   type Decision,
   type DeviceSnapshot,
   decide,
+  deliverableTargets,
   initialRuntime,
   matchesTarget,
   normalizePolicy,
   pauseRollout,
   phaseAwaitingApproval,
+  phaseSizes,
   type RolloutPolicy,
   type RolloutRuntime,
   type RolloutSnapshot,
@@ -56,6 +58,17 @@ const AUDITED = new Set([
 const PASS_GAP_FACTOR = 3;
 /** A device gets at most one refreshed offer (fresh artifact URLs) per deployment this often. */
 const REFRESH_MIN_INTERVAL_MS = 5000;
+
+/** How many devices a rollout would take now, and each phase's share (see `preview`). */
+export interface RolloutPreview {
+  release: string;
+  devices: number;
+  online: number;
+  /** Targeted devices running a newer version (taken down only with `allowDowngrade`). */
+  downgrades: number;
+  membership: 'static' | 'dynamic';
+  phases: { name: string; devices: number }[];
+}
 
 /** Something to send once the transaction that decided it committed. */
 type Outbox = { deviceId: string; command: DeviceCommand }[];
@@ -148,19 +161,55 @@ export class RolloutRunner {
   }
 
   /**
+   * What `create` would start with, without storing anything: the same checks (so the same
+   * refusals), the devices the engine's own selection takes now and how many each phase gets.
+   * Phase sizes follow `phaseSizes` exactly; a dynamic target can grow after the start.
+   */
+  preview(input: { release: string; policy: unknown }): RolloutPreview {
+    const policy = normalizePolicy(input.policy);
+    const release = this.store.releases.get(input.release);
+    if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
+    // One read of the fleet serves the checks and the count (it is the cost at 100,000 devices).
+    const fleet = this.fleet(() => false);
+    const downgrades = this.checkDeliverable(policy, release, fleet);
+    const ref = {
+      version: release.version,
+      compatible: release.compatible,
+      securityVersion: release.securityVersion,
+    };
+    const devices = deliverableTargets(policy, ref, fleet);
+    const online = devices.filter((d) => d.online).length;
+    return {
+      release: release.version,
+      devices: devices.length,
+      online,
+      downgrades,
+      membership: policy.target.membership,
+      phases: phaseSizes(policy, devices.length).map((size, i) => ({
+        name: policy.phases[i]!.name ?? `phase ${i + 1}`,
+        devices: size,
+      })),
+    };
+  }
+
+  /**
    * Refuses what must not be rolled out, before anything is stored: a recovery release (devices
    * refuse it from a server), a release below a targeted device's security floor (refused on the
    * device, downgrade flag or not), and a downgrade of targeted devices unless the policy names a
    * reason in `allowDowngrade`. Returns how many targeted devices the rollout takes down.
    */
-  private checkDeliverable(policy: RolloutPolicy, release: Release): number {
+  private checkDeliverable(
+    policy: RolloutPolicy,
+    release: Release,
+    fleet: DeviceSnapshot[] = this.fleet(() => false),
+  ): number {
     if (release.kind !== 'release')
       throw new ServerError(
         'FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY',
         `release ${release.version} is of kind ${release.kind}`,
       );
     const ref = { version: release.version, compatible: release.compatible };
-    const targeted = this.fleet(() => false).filter((d) => matchesTarget(policy.target, ref, d));
+    const targeted = fleet.filter((d) => matchesTarget(policy.target, ref, d));
     const name = (ids: string[]) =>
       `${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''}`;
     const belowFloor = targeted.filter((d) => (d.securityVersion ?? 0) > release.securityVersion);

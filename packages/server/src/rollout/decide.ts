@@ -2,7 +2,7 @@ import { applyDecisions } from './apply.js';
 import { canRetry, countPhases, isInFlight, judgePhase, retriesAllowed } from './counting.js';
 import type { RolloutPolicy } from './policy.js';
 import { countOffer, rateAllowance, ratePerMinute } from './rate.js';
-import { compareDevices, matchesTarget, mayDeliver, phaseSizes } from './selection.js';
+import { compareDevices, deliverableTargets, phaseSizes } from './selection.js';
 import type {
   Decision,
   DeploymentRecord,
@@ -77,14 +77,11 @@ const startAndAssign: Rule = ({ policy, snapshot, order }) => {
   const dynamic = policy.target.membership === 'dynamic';
   if (status !== 'scheduled' && (!dynamic || status === 'aborted')) return [];
   const assigned = new Set(snapshot.deployments.map((r) => r.deviceId));
-  const newcomers = snapshot.devices
-    .filter(
-      (d) =>
-        !assigned.has(d.id) &&
-        matchesTarget(policy.target, snapshot.release, d) &&
-        mayDeliver(policy, snapshot.release, d),
-    )
-    .sort((a, b) => order(a.id, b.id));
+  const newcomers = deliverableTargets(
+    policy,
+    snapshot.release,
+    snapshot.devices.filter((d) => !assigned.has(d.id)),
+  ).sort((a, b) => order(a.id, b.id));
   if (status !== 'scheduled') {
     // Joiners go to the phase in progress: the latest started one (or the first before any started).
     const last = policy.phases.length - 1;

@@ -15,7 +15,7 @@ export {
 } from './operator.js';
 export * from './policy.js';
 export { RATE_WINDOW_MS, ratePerMinute } from './rate.js';
-export { matchesTarget, orderKey, phaseSizes } from './selection.js';
+export { deliverableTargets, matchesTarget, orderKey, phaseSizes } from './selection.js';
 export { summarize } from './summarize.js';
 export * from './types.js';
 export { compareVersions } from './version-order.js';

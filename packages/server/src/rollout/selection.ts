@@ -34,6 +34,15 @@ export function mayDeliver(policy: RolloutPolicy, release: ReleaseRef, device: D
   return compareVersions(device.currentVersion, release.version) <= 0;
 }
 
+/** The devices a rollout would take: in its target set and deliverable to. */
+export function deliverableTargets<D extends DeviceSnapshot>(
+  policy: RolloutPolicy,
+  release: ReleaseRef,
+  devices: readonly D[],
+): D[] {
+  return devices.filter((d) => matchesTarget(policy.target, release, d) && mayDeliver(policy, release, d));
+}
+
 /**
  * A stable pseudo-random order (FNV-1a of rollout id + device id): canaries differ from one
  * rollout to the next, yet the same snapshot always gives the same order.

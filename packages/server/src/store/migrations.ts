@@ -223,4 +223,42 @@ CREATE TABLE promotions (
 CREATE INDEX promotions_release ON promotions(release_id, id);
 `,
   },
+  {
+    version: 4,
+    name: 'device search indexes (tags table kept by triggers) and the sampled versions-over-time history',
+    sql: `
+CREATE TABLE device_tags (
+  tag       TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  PRIMARY KEY (tag, device_id)
+) WITHOUT ROWID;
+CREATE INDEX device_tags_device ON device_tags(device_id);
+INSERT OR IGNORE INTO device_tags (tag, device_id) SELECT j.value, d.id FROM devices d, json_each(d.tags) j;
+-- Triggers keep device_tags equal to devices.tags whatever code writes the column.
+CREATE TRIGGER device_tags_insert AFTER INSERT ON devices BEGIN
+  INSERT OR IGNORE INTO device_tags (tag, device_id) SELECT value, NEW.id FROM json_each(NEW.tags);
+END;
+CREATE TRIGGER device_tags_update AFTER UPDATE OF tags ON devices WHEN NEW.tags IS NOT OLD.tags BEGIN
+  DELETE FROM device_tags WHERE device_id = OLD.id;
+  INSERT OR IGNORE INTO device_tags (tag, device_id) SELECT value, NEW.id FROM json_each(NEW.tags);
+END;
+CREATE TRIGGER device_tags_delete AFTER DELETE ON devices BEGIN
+  DELETE FROM device_tags WHERE device_id = OLD.id;
+END;
+
+-- Each filter of the device search walks an index in id order (the page order).
+DROP INDEX devices_status;
+CREATE INDEX devices_status_id ON devices(status, id);
+CREATE INDEX devices_hardware_id ON devices(hardware, id);
+CREATE INDEX devices_version_id ON devices(version, id);
+CREATE INDEX devices_group_id ON devices(grp, id);
+CREATE INDEX devices_channel_id ON devices(channel, id);
+
+-- Accepted devices per version, sampled by the server on a timer; bounded by age and count.
+CREATE TABLE version_samples (
+  ts     INTEGER PRIMARY KEY,
+  counts TEXT NOT NULL
+);
+`,
+  },
 ];

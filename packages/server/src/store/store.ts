@@ -11,6 +11,7 @@ import { ProvisioningRepo } from './repos/provisioning.js';
 import { ReleasesRepo } from './repos/releases.js';
 import { RolloutsRepo } from './repos/rollouts.js';
 import { TokensRepo } from './repos/tokens.js';
+import { VersionSamplesRepo } from './repos/version-samples.js';
 import { VulnsRepo } from './repos/vulns.js';
 
 /** The SQLite store: one repository per aggregate over one connection (SQLite has a single writer anyway). */
@@ -28,6 +29,7 @@ export class Store {
   readonly nonces: NoncesRepo;
   readonly vulns: VulnsRepo;
   readonly policies: PoliciesRepo;
+  readonly versionSamples: VersionSamplesRepo;
 
   constructor(readonly db: Db) {
     this.devices = new DevicesRepo(db);
@@ -43,6 +45,7 @@ export class Store {
     this.nonces = new NoncesRepo(db);
     this.vulns = new VulnsRepo(db);
     this.policies = new PoliciesRepo(db);
+    this.versionSamples = new VersionSamplesRepo(db);
   }
 
   static open(file: string): Store {

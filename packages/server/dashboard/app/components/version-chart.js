@@ -61,8 +61,8 @@ export function VersionChart({ points, width = 1100, height = 240 }) {
         </g>`,
       )}
       ${versions.map((v, i) => html`<path d=${areaPath(i)} fill=${SERIES_COLOURS[i % SERIES_COLOURS.length]} fill-opacity="0.85"><title>${v}</title></path>`)}
-      <text x=${pad.l} y=${height - 6} class="axis">${shortTime(t0)}</text>
-      <text x=${width - pad.r} y=${height - 6} text-anchor="end" class="axis">${shortTime(t1)}</text>
+      <text x=${pad.l} y=${height - 6} class="axis">${shortTime(t0, t1 - t0)}</text>
+      <text x=${width - pad.r} y=${height - 6} text-anchor="end" class="axis">${shortTime(t1, t1 - t0)}</text>
     </svg>
     <figcaption>
       <ul class="legend">
@@ -84,8 +84,10 @@ export function VersionChart({ points, width = 1100, height = 240 }) {
   </figure>`;
 }
 
-function shortTime(t) {
-  return new Date(t).toISOString().slice(11, 19);
+/** Time of day for a chart of hours; date and time once it spans a day or more. */
+function shortTime(t, span) {
+  const s = new Date(t).toISOString();
+  return span >= 86_400_000 ? `${s.slice(5, 10)} ${s.slice(11, 16)} UTC` : `${s.slice(11, 19)} UTC`;
 }
 
 /** Semver-ish order so the stack is stable: 1.2.0 below 1.10.0; unknown ("none") first. */

@@ -1,4 +1,5 @@
 import { api } from '../api.js';
+import { PlacementForm } from '../components/placement-form.js';
 import { ActionButton, Badge, ErrorBox, Loading, Time } from '../components/ui.js';
 import { bytes, iso, shortHash } from '../format.js';
 import { html } from '../html.js';
@@ -131,6 +132,7 @@ export function DevicePage({ session, id }) {
               : null
           }
           <${Slots} device=${d} inventory=${inv.data?.inventory} />
+          <${PlacementForm} key=${d.id} session=${session} device=${d} onSaved=${dev.reload} />
         `
     }
     <section aria-labelledby="timeline-h">

@@ -1,13 +1,13 @@
-import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { ActionButton, ErrorBox, Loading, Time } from '../components/ui.js';
 import { VersionChart } from '../components/version-chart.js';
-import { onVersionHistory, recordVersionSample, versionHistory } from '../history.js';
+import { versionPoints } from '../history.js';
 import { html } from '../html.js';
 import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
 
 const isDeviceEvent = (ev) => ev.type.startsWith('device');
+const HISTORY_HOURS = 72;
 
 function CountTable({ caption, rows, keyName, hrefOf }) {
   const total = rows.reduce((a, r) => a + r.count, 0) || 1;
@@ -31,14 +31,12 @@ export function FleetPage({ session }) {
   // Fleet totals read up to 1,000 devices: refresh at most every 2 s however busy the fleet is.
   const summary = useResource(() => api.fleetSummary(), [], isDeviceEvent, { minIntervalMs: 2000 });
   const pending = useResource(() => api.devices({ status: 'pending', limit: 50 }), [], isDeviceEvent);
+  // The server's samples come every few minutes: reload them now and then, not on every report.
+  const samples = useResource(() => api.versionHistory(HISTORY_HOURS), [], isDeviceEvent, {
+    minIntervalMs: 10_000,
+  });
   const s = summary.data;
-  const [, setTick] = useState(0);
-  useEffect(() => onVersionHistory(() => setTick((n) => n + 1)), []);
-  // The totals just loaded are the freshest sample there is.
-  useEffect(() => {
-    if (s) recordVersionSample(s.byVersion);
-  }, [s]);
-  const history = s ? versionHistory() : null;
+  const history = s && samples.data ? versionPoints(samples.data.items, s.byVersion) : null;
   return html`<section aria-labelledby="fleet-h">
     <h1 id="fleet-h" tabindex="-1">Fleet overview</h1>
     <${ErrorBox} error=${summary.error} />
@@ -75,8 +73,9 @@ export function FleetPage({ session }) {
     }
     <section aria-labelledby="history-h">
       <h2 id="history-h">Versions over time</h2>
+      <${ErrorBox} error=${samples.error} />
       ${history ? html`<${VersionChart} points=${history} />` : html`<${Loading} what="history" />`}
-      <p class="hint">Sampled by this browser tab since you signed in; Prometheus keeps the long history (<code>flotilla_devices_by_version</code>).</p>
+      <p class="hint">The last ${HISTORY_HOURS} hours as sampled by the server${samples.data ? ` every ${Math.round(samples.data.intervalMs / 1000)} s` : ''}; Prometheus keeps longer history (<code>flotilla_devices_by_version</code>).</p>
     </section>
     <section aria-labelledby="pending-h">
       <h2 id="pending-h">Devices awaiting acceptance</h2>

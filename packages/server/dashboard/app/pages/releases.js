@@ -1,11 +1,36 @@
 import { api } from '../api.js';
-import { Badge, ErrorBox, Loading, Time } from '../components/ui.js';
+import { BundleUpload } from '../components/bundle-upload.js';
+import { ActionButton, Badge, ErrorBox, Loading, Time } from '../components/ui.js';
 import { bytes, pct, shortHash } from '../format.js';
 import { html } from '../html.js';
 import { link } from '../router.js';
 import { useResource } from '../use-resource.js';
 
 const CHANNEL_ORDER = ['dev', 'staging', 'prod'];
+
+/** The channel a release is promoted to next (dev → staging → prod), or null once in prod. */
+function nextChannel(release) {
+  const reached = CHANNEL_ORDER.findLastIndex((c) => release.channels?.includes(c));
+  return CHANNEL_ORDER[reached + 1] ?? null;
+}
+
+/** Promote (operator; refused by the server if the release breaks the channel's policy), and start a rollout. */
+function ReleaseActions({ session, release, reload }) {
+  const to = nextChannel(release);
+  return html`<span class="row-actions">
+    ${
+      to && release.kind === 'release'
+        ? html`<${ActionButton}
+            session=${session}
+            label=${`Promote ${release.version} to ${to}`}
+            confirmText=${`Devices following ${to} will be offered ${release.version} by rollouts that target ${to}; a promotion is not taken back.`}
+            onAction=${() => api.promoteRelease(release.version, to).then(reload)}
+          />`
+        : null
+    }
+    ${release.kind === 'release' ? html`<a class="btn btn-quiet" href=${link.newRollout(release.version)}>Roll out ${release.version}</a>` : null}
+  </span>`;
+}
 
 function Signatures({ manifest }) {
   const sigs = manifest?.signatures ?? [];
@@ -41,7 +66,7 @@ function DeltasTable({ deltas, releases }) {
   </table>`;
 }
 
-export function ReleasesPage() {
+export function ReleasesPage({ session }) {
   const rel = useResource(
     () => api.releases(),
     [],
@@ -55,16 +80,17 @@ export function ReleasesPage() {
   const releases = rel.data?.items ?? [];
   return html`<section aria-labelledby="releases-h">
     <h1 id="releases-h" tabindex="-1">Releases</h1>
+    <${BundleUpload} session=${session} onUploaded=${rel.reload} />
     <${ErrorBox} error=${rel.error} />
     ${rel.loading && !rel.data ? html`<${Loading} what="releases" />` : null}
-    ${rel.data && !releases.length ? html`<p class="muted">No releases yet. Upload one with <code>flotilla release upload</code>.</p>` : null}
+    ${rel.data && !releases.length ? html`<p class="muted">No releases yet. Upload a bundle above or with <code>flotilla release upload</code>.</p>` : null}
     ${
       releases.length
         ? html`<table class="releases">
           <thead>
             <tr>
               <th scope="col">Version</th><th scope="col">Kind</th><th scope="col">Channels</th><th scope="col">Security version</th>
-              <th scope="col">Hardware</th><th scope="col">Image</th><th scope="col">Signatures</th><th scope="col">SBOM</th><th scope="col">Created</th>
+              <th scope="col">Hardware</th><th scope="col">Image</th><th scope="col">Signatures</th><th scope="col">SBOM</th><th scope="col">Created</th><th scope="col">Actions</th>
             </tr>
           </thead>
           <tbody>
@@ -93,6 +119,7 @@ export function ReleasesPage() {
                   }
                 </td>
                 <td><${Time} t=${r.created} /></td>
+                <td><${ReleaseActions} session=${session} release=${r} reload=${rel.reload} /></td>
               </tr>`;
             })}
           </tbody>

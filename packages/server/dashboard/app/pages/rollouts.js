@@ -21,9 +21,10 @@ export function RolloutsPage() {
   const items = res.data?.items ?? [];
   return html`<section aria-labelledby="rollouts-h">
     <h1 id="rollouts-h" tabindex="-1">Rollouts</h1>
+    <p><a class="btn" href=${link.newRollout()}>New rollout</a></p>
     <${ErrorBox} error=${res.error} />
     ${res.loading && !res.data ? html`<${Loading} what="rollouts" />` : null}
-    ${res.data && items.length === 0 ? html`<p class="muted">No rollouts yet. Start one with <code>flotilla rollout create</code>.</p>` : null}
+    ${res.data && items.length === 0 ? html`<p class="muted">No rollouts yet. Start one with “New rollout” or <code>flotilla rollout create</code>.</p>` : null}
     ${
       items.length
         ? html`<table>

@@ -18,7 +18,7 @@ export function SignIn({ onSignedIn }) {
     setError(null);
     try {
       const who = await api.whoami(t);
-      onSignedIn({ token: t, name: who.name, role: who.role });
+      onSignedIn({ token: t, id: who.id, name: who.name, role: who.role });
     } catch (err) {
       setError(
         err.status === 401
@@ -44,7 +44,7 @@ export function SignIn({ onSignedIn }) {
         value=${token}
         onInput=${(e) => setToken(e.currentTarget.value)}
       />
-      <p id="token-help" class="hint">The first admin token is in the server's data directory: <code>cat .flotilla/server/admin-token</code>; an admin makes more with <code>flotilla tokens create --role operator --name alice</code> (role viewer, operator or admin; the secret is shown once). It stays in this browser tab only.</p>
+      <p id="token-help" class="hint">The first admin token is in the server's data directory: <code>cat .flotilla/server/admin-token</code>; an admin makes more on the Tokens page or with <code>flotilla tokens create --role operator --name alice</code> (role viewer, operator or admin; the secret is shown once). It stays in this browser tab only.</p>
       <button class="btn" type="submit" aria-disabled=${busy ? 'true' : 'false'}>${busy ? 'Signing in…' : 'Sign in'}</button>
       <${ErrorBox} error=${error} />
     </form>

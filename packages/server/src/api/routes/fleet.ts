@@ -19,6 +19,16 @@ export const FleetSummaryResponse = Type.Object({
   byHardware: Type.Array(Type.Object({ hardware: Nullable, count: Count })),
 });
 
+export const VersionHistoryResponse = Type.Object({
+  intervalMs: Type.Integer({ minimum: 0, description: 'how often the server samples' }),
+  items: Type.Array(
+    Type.Object({
+      ts: Type.String({ description: 'ISO 8601 time of the sample' }),
+      counts: Type.Record(Type.String(), Count, { description: 'accepted devices per version' }),
+    }),
+  ),
+});
+
 /** Who the token belongs to (the dashboard's header and its role checks) and whole-fleet counts. */
 export const fleetRoutes: RoutePlugin = async (app, { ctx }) => {
   app.get(
@@ -50,5 +60,34 @@ export const fleetRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async () => ctx.fleet.summary(),
+  );
+
+  app.get(
+    '/fleet/versions/history',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['devices'],
+        summary:
+          'Accepted devices per version over time, as sampled by the server (bounded history), oldest first',
+        querystring: Type.Object(
+          {
+            hours: Type.Integer({ minimum: 1, maximum: 24 * 366, default: 72 }),
+            points: Type.Integer({ minimum: 2, maximum: 2000, default: 500 }),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: VersionHistoryResponse }),
+      },
+    },
+    async (req) => {
+      const since = ctx.clock() - req.query.hours * 3_600_000;
+      return {
+        intervalMs: ctx.limits.versionSampleIntervalMs,
+        items: ctx.versionHistory
+          .history(since, req.query.points)
+          .map((s) => ({ ts: new Date(s.ts).toISOString(), counts: s.counts })),
+      };
+    },
   );
 };

@@ -45,6 +45,16 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
     return rollout;
   };
 
+  // Policy gate (issue 17): the release must meet the policy of every channel the rollout targets.
+  const policyGate = async (body: { release: string; policy: unknown }) => {
+    const gated = ctx.store.releases.get(body.release);
+    if (gated)
+      await ctx.policy.gateRollout(
+        gated,
+        (body.policy as { target?: { channels?: string[] } }).target?.channels,
+      );
+  };
+
   app.get(
     '',
     {
@@ -76,15 +86,36 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
     },
     async (req, reply) => {
       const body = req.body;
-      // Policy gate (issue 17): the release must meet the policy of every channel the rollout targets.
-      const gated = ctx.store.releases.get(body.release);
-      if (gated)
-        await ctx.policy.gateRollout(
-          gated,
-          (body.policy as { target?: { channels?: string[] } }).target?.channels,
-        );
+      await policyGate(body);
       const created = ctx.rollouts.create(body, actorOf(req));
       return reply.code(201).send(withSummary(ctx.store.rollouts.get(created.id)!));
+    },
+  );
+
+  app.post(
+    '/preview',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['rollouts'],
+        summary:
+          'How many devices a rollout would take now and how many each phase gets (nothing is stored; same checks as create)',
+        body: RolloutCreateRequest,
+        response: responses({
+          200: Type.Object({
+            release: Type.String(),
+            devices: Type.Integer({ minimum: 0 }),
+            online: Type.Integer({ minimum: 0 }),
+            downgrades: Type.Integer({ minimum: 0 }),
+            membership: Type.Union([Type.Literal('static'), Type.Literal('dynamic')]),
+            phases: Type.Array(Type.Object({ name: Type.String(), devices: Type.Integer({ minimum: 0 }) })),
+          }),
+        }),
+      },
+    },
+    async (req) => {
+      await policyGate(req.body);
+      return ctx.rollouts.preview(req.body);
     },
   );
 

@@ -52,11 +52,10 @@ interface Row {
   updated: number;
 }
 
-function toDevice(r: Row): Device {
+/** The columns the rollout engine reads (also the start of every full device). */
+function toAccepted(r: AcceptedRow): AcceptedDevice {
   return {
     id: r.id,
-    publicKey: r.public_key,
-    status: r.status,
     hardware: r.hardware,
     tags: JSON.parse(r.tags) as string[],
     group: r.grp,
@@ -64,6 +63,16 @@ function toDevice(r: Row): Device {
     version: r.version,
     imageSha256: r.image_sha256,
     securityVersion: r.security_version,
+    online: r.online === 1,
+    lastSeen: r.last_seen,
+  };
+}
+
+function toDevice(r: Row): Device {
+  return {
+    ...toAccepted(r),
+    publicKey: r.public_key,
+    status: r.status,
     activeSlot: r.active_slot,
     agentState: r.agent_state,
     deploymentId: r.deployment_id,
@@ -71,14 +80,48 @@ function toDevice(r: Row): Device {
     stateSeq: r.state_seq,
     stateTs: r.state_ts,
     inventory: r.inventory ? (JSON.parse(r.inventory) as InventoryMessage) : null,
-    online: r.online === 1,
-    lastSeen: r.last_seen,
     created: r.created,
     updated: r.updated,
   };
 }
 
+/** Sorts after every character a device id may hold ([A-Za-z0-9._-]): the end of an id-prefix range. */
+const ID_PREFIX_END = '~';
+
+type AcceptedRow = Pick<
+  Row,
+  | 'id'
+  | 'hardware'
+  | 'tags'
+  | 'grp'
+  | 'channel'
+  | 'version'
+  | 'image_sha256'
+  | 'security_version'
+  | 'online'
+  | 'last_seen'
+>;
+
+/** What the rollout engine needs of a device (see `allAccepted`). */
+export type AcceptedDevice = Pick<
+  Device,
+  | 'id'
+  | 'hardware'
+  | 'tags'
+  | 'group'
+  | 'channel'
+  | 'version'
+  | 'imageSha256'
+  | 'securityVersion'
+  | 'online'
+  | 'lastSeen'
+>;
+
 export interface DeviceFilter {
+  /** Device ids that start with this. */
+  q?: string;
+  /** Only ids after this one (the last id of the previous page). */
+  after?: string;
   status?: DeviceStatus;
   hardware?: string;
   tag?: string;
@@ -88,6 +131,33 @@ export interface DeviceFilter {
   online?: boolean;
   limit: number;
   offset: number;
+}
+
+/** The count and page statements of a device search, with their parameters. */
+function listQueries(f: DeviceFilter) {
+  const where: string[] = [];
+  const args: Record<string, unknown> = {};
+  const add = (sql: string, values: Record<string, unknown>) => {
+    where.push(sql);
+    Object.assign(args, values);
+  };
+  if (f.q) add('id >= @q AND id < @qEnd', { q: f.q, qEnd: `${f.q}${ID_PREFIX_END}` });
+  if (f.status) add('status = @status', { status: f.status });
+  if (f.hardware) add('hardware = @hardware', { hardware: f.hardware });
+  if (f.group) add('grp = @group', { group: f.group });
+  if (f.channel) add('channel = @channel', { channel: f.channel });
+  if (f.version) add('version = @version', { version: f.version });
+  if (f.online !== undefined) add('online = @online', { online: f.online ? 1 : 0 });
+  if (f.tag) add('id IN (SELECT device_id FROM device_tags WHERE tag = @tag)', { tag: f.tag });
+  const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+  const pageWhere = f.after ? `${clause ? `${clause} AND` : 'WHERE'} id > @after` : clause;
+  return {
+    count: `SELECT COUNT(*) AS n FROM devices ${clause}`,
+    args,
+    // One row more than asked says whether there is a next page.
+    page: `SELECT * FROM devices ${pageWhere} ORDER BY id LIMIT @limit OFFSET @offset`,
+    pageArgs: { ...args, ...(f.after ? { after: f.after } : {}), limit: f.limit + 1, offset: f.offset },
+  };
 }
 
 /** Devices: identity (key, status), placement (tags, group, channel) and the latest reported state. */
@@ -141,6 +211,10 @@ export class DevicesRepo {
       ),
       versions: db.prepare<[], { version: string | null; n: number }>(
         `SELECT version, COUNT(*) AS n FROM devices WHERE status = 'accepted' GROUP BY version`,
+      ),
+      accepted: db.prepare<[], AcceptedRow>(
+        `SELECT id, hardware, tags, grp, channel, version, image_sha256, security_version, online, last_seen
+         FROM devices WHERE status = 'accepted'`,
       ),
       runningImages: db.prepare<[], { image_sha256: string }>(
         `SELECT DISTINCT image_sha256 FROM devices WHERE image_sha256 IS NOT NULL AND status != 'decommissioned'`,
@@ -267,32 +341,38 @@ export class DevicesRepo {
     return this.s.credentials.all().map((r) => ({ id: r.id, hash: r.mqtt_secret_hash }));
   }
 
-  list(f: DeviceFilter): { items: Device[]; total: number } {
-    const where: string[] = [];
-    const args: Record<string, unknown> = {};
-    const add = (sql: string, key: string, value: unknown) => {
-      where.push(sql);
-      args[key] = value;
-    };
-    if (f.status) add('status = @status', 'status', f.status);
-    if (f.hardware) add('hardware = @hardware', 'hardware', f.hardware);
-    if (f.group) add('grp = @group', 'group', f.group);
-    if (f.channel) add('channel = @channel', 'channel', f.channel);
-    if (f.version) add('version = @version', 'version', f.version);
-    if (f.online !== undefined) add('online = @online', 'online', f.online ? 1 : 0);
-    if (f.tag) add('EXISTS (SELECT 1 FROM json_each(tags) WHERE value = @tag)', 'tag', f.tag);
-    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM devices ${clause}`).get(args) as { n: number })
-      .n;
-    const rows = this.db
-      .prepare(`SELECT * FROM devices ${clause} ORDER BY id LIMIT @limit OFFSET @offset`)
-      .all({ ...args, limit: f.limit, offset: f.offset }) as Row[];
-    return { items: rows.map(toDevice), total };
+  /**
+   * One page of the devices matching a filter, in id order, with the total. Every filter is
+   * backed by an index (migration 4) and `after` continues from the last id seen, so a page costs
+   * the same at 100,000 devices as at 100; `offset` is kept for callers that count pages.
+   */
+  list(f: DeviceFilter): { items: Device[]; total: number; next: string | null } {
+    const q = listQueries(f);
+    const total = (this.db.prepare(q.count).get(q.args) as { n: number }).n;
+    const rows = this.db.prepare(q.page).all(q.pageArgs) as Row[];
+    const more = rows.length > f.limit;
+    const items = rows.slice(0, f.limit).map(toDevice);
+    return { items, total, next: more ? items[items.length - 1]!.id : null };
   }
 
-  /** Every accepted device: the rollout snapshot reads the fleet in one pass. */
-  allAccepted(): Device[] {
-    return (this.db.prepare(`SELECT * FROM devices WHERE status = 'accepted'`).all() as Row[]).map(toDevice);
+  /** SQLite's plan for `list` with this filter (the search tests check that it walks indexes). */
+  explainList(f: DeviceFilter): string[] {
+    const q = listQueries(f);
+    return [q.count, q.page].flatMap((sql) =>
+      (
+        this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(sql === q.count ? q.args : q.pageArgs) as {
+          detail: string;
+        }[]
+      ).map((r) => r.detail),
+    );
+  }
+
+  /**
+   * Every accepted device with only what the rollout engine reads (no inventory, key or error to
+   * parse): the rollout snapshot and the preview read the whole fleet in one pass.
+   */
+  allAccepted(): AcceptedDevice[] {
+    return this.s.accepted.all().map(toAccepted);
   }
 
   countsByStatus(): Record<string, number> {
