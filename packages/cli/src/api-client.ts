@@ -1,9 +1,9 @@
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { CodedError, type ErrorEntry } from '@flotilla/protocol';
 import type { Command } from 'commander';
 import { createParser } from 'eventsource-parser';
+import { bundleFileStats } from './bundle-file.js';
 import { CLI_ERRORS, type CliErrorCode } from './errors.js';
 
 /**
@@ -414,12 +414,9 @@ interface Upload {
 }
 
 async function fileUpload(path: string): Promise<Upload> {
-  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
-    throw ApiClientError.of('FLOTILLA_ERR_CLI_BUNDLE', `${path}: ${err.code ?? err.message}`, 0, err);
-  });
-  if (!st.isFile()) throw ApiClientError.of('FLOTILLA_ERR_CLI_BUNDLE', `${path}: not a file`);
+  const { size } = await bundleFileStats(path);
   return {
-    size: st.size,
+    size,
     contentType: 'application/vnd.flotilla.bundle',
     stream: () => Readable.toWeb(createReadStream(path)) as ReadableStream,
   };
