@@ -1,9 +1,9 @@
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { CodedError, type ErrorEntry } from '@flotilla/protocol';
 import type { Command } from 'commander';
 import { createParser } from 'eventsource-parser';
+import { bundleFileStats } from './bundle-file.js';
 import { CLI_ERRORS, type CliErrorCode } from './errors.js';
 
 /**
@@ -203,9 +203,9 @@ export class ApiClient {
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json', ...extra };
-    if (this.token) h.authorization = `Bearer ${this.token}`;
-    return h;
+    const headers: Record<string, string> = { accept: 'application/json', ...extra };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    return headers;
   }
 
   /** One JSON request; throws ApiClientError for every failure. */
@@ -389,28 +389,29 @@ function dispatchSse(type: string, text: string, onEvent: (type: string, data: u
     typeof parsed === 'object' &&
     typeof (parsed as { type?: unknown }).type === 'string'
   ) {
-    const p = parsed as { type: string; data?: unknown };
-    onEvent(p.type, p.data ?? p);
+    const event = parsed as { type: string; data?: unknown };
+    onEvent(event.type, event.data ?? event);
   } else onEvent(type, parsed);
 }
 
 const enc = encodeURIComponent;
 
 function query(params: Record<string, string | number | undefined>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
-  const s = q.toString();
-  return s ? `?${s}` : '';
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params))
+    if (value !== undefined && value !== '') search.set(name, String(value));
+  const text = search.toString();
+  return text ? `?${text}` : '';
 }
 
 /** Lists come as `{items}` (or `{<name>: [...]}`, or a bare array). */
 function asList<T>(data: unknown, name: string): ListResult<T> {
   if (Array.isArray(data)) return { items: data as T[] };
   if (data && typeof data === 'object') {
-    const o = data as Record<string, unknown>;
-    const items = o.items ?? o[name];
+    const envelope = data as Record<string, unknown>;
+    const items = envelope.items ?? envelope[name];
     if (Array.isArray(items))
-      return { items: items as T[], total: typeof o.total === 'number' ? o.total : undefined };
+      return { items: items as T[], total: typeof envelope.total === 'number' ? envelope.total : undefined };
   }
   throw ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_RESPONSE', `expected a list of ${name}`);
 }
@@ -426,10 +427,10 @@ function unwrap<T>(data: unknown, name: string): T {
 }
 
 function transportError(err: unknown, url: URL): ApiClientError {
-  const e = err as { name?: string; cause?: { code?: string } };
-  if (e?.name === 'TimeoutError')
+  const failure = err as { name?: string; cause?: { code?: string } };
+  if (failure?.name === 'TimeoutError')
     return ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_TIMEOUT', url.origin, 0, err);
-  const code = e?.cause?.code ? ` (${e.cause.code})` : '';
+  const code = failure?.cause?.code ? ` (${failure.cause.code})` : '';
   return ApiClientError.of('FLOTILLA_ERR_CLI_SERVER_UNREACHABLE', `${url.origin}${code}`, 0, err);
 }
 
@@ -472,12 +473,9 @@ interface Upload {
 }
 
 async function fileUpload(path: string): Promise<Upload> {
-  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
-    throw ApiClientError.of('FLOTILLA_ERR_CLI_BUNDLE', `${path}: ${err.code ?? err.message}`, 0, err);
-  });
-  if (!st.isFile()) throw ApiClientError.of('FLOTILLA_ERR_CLI_BUNDLE', `${path}: not a file`);
+  const { size } = await bundleFileStats(path);
   return {
-    size: st.size,
+    size,
     contentType: 'application/vnd.flotilla.bundle',
     stream: () => Readable.toWeb(createReadStream(path)) as ReadableStream,
   };
@@ -498,10 +496,10 @@ export function addServerOptions(program: Command): void {
 
 /** The client for a command, from its (global) options and the environment. */
 export function clientFor(cmd: Command): ApiClient {
-  const o = cmd.optsWithGlobals() as { server?: string; token?: string };
+  const globals = cmd.optsWithGlobals() as { server?: string; token?: string };
   return new ApiClient({
-    server: o.server ?? process.env.FLOTILLA_SERVER ?? DEFAULT_SERVER,
-    token: o.token ?? process.env.FLOTILLA_TOKEN,
+    server: globals.server ?? process.env.FLOTILLA_SERVER ?? DEFAULT_SERVER,
+    token: globals.token ?? process.env.FLOTILLA_TOKEN,
   });
 }
 
@@ -530,10 +528,10 @@ export function table(headers: string[], rows: (string | number | null | undefin
 /** Epoch ms or ISO text as a short UTC time. */
 export function when(t: string | number | null | undefined): string {
   if (t === null || t === undefined || t === '') return '–';
-  const d = new Date(t);
-  return Number.isNaN(d.getTime())
+  const date = new Date(t);
+  return Number.isNaN(date.getTime())
     ? String(t)
-    : d
+    : date
         .toISOString()
         .replace('T', ' ')
         .replace(/\.\d+Z$/, 'Z');

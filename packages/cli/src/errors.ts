@@ -21,6 +21,11 @@ export const CLI_ERRORS = {
     message: 'the keys directory already holds keys',
     hint: 'choose another --dir, or pass --force to add to it (existing keys are never overwritten)',
   },
+  FLOTILLA_ERR_CLI_KEYS_DIR: {
+    status: 400,
+    message: 'cannot use the keys directory',
+    hint: 'pass --dir with a directory you can create and write (not a file); for `keys rotate`, the one `keys init` made',
+  },
   FLOTILLA_ERR_CLI_INPUT: { status: 400, message: 'cannot read the input file', hint: 'check the path' },
   FLOTILLA_ERR_CLI_USAGE: { status: 400, message: 'invalid arguments', hint: 'see --help' },
   FLOTILLA_ERR_CLI_CONFIG: {

@@ -48,7 +48,7 @@ export async function readKeyFile(path: string): Promise<{ key: KeyPair; role: R
 /** Loads every private key of a keys directory, grouped by role (retired keys are skipped). */
 export async function readKeyDir(dir: string): Promise<Map<Role, { key: KeyPair; file: string }[]>> {
   const byRole = new Map<Role, { key: KeyPair; file: string }[]>();
-  for (const name of (await readdir(dir)).sort()) {
+  for (const name of (await listKeysDir(dir)).sort()) {
     if (!name.endsWith('.key')) continue;
     const { key, role } = await readKeyFile(join(dir, name));
     byRole.set(role, [...(byRole.get(role) ?? []), { key, file: name }]);
@@ -73,9 +73,20 @@ export async function writeRoot(dir: string, root: SignedRoot): Promise<void> {
 }
 
 export async function ensureEmptyDir(dir: string, force: boolean): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const existing = (await readdir(dir)).filter((n) => n.endsWith('.key') || n.startsWith('root'));
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch(keysDirError(dir));
+  const existing = (await listKeysDir(dir)).filter((n) => n.endsWith('.key') || n.startsWith('root'));
   if (existing.length > 0 && !force) {
     throw new CliError('FLOTILLA_ERR_CLI_KEYS_EXIST', dir);
   }
 }
+
+/** The names in a keys directory; a missing one or a file is FLOTILLA_ERR_CLI_KEYS_DIR. */
+function listKeysDir(dir: string): Promise<string[]> {
+  return readdir(dir).catch(keysDirError(dir));
+}
+
+const keysDirError =
+  (dir: string) =>
+  (cause: NodeJS.ErrnoException): never => {
+    throw new CliError('FLOTILLA_ERR_CLI_KEYS_DIR', `${dir}: ${cause.code ?? cause.message}`, { cause });
+  };

@@ -87,6 +87,21 @@ describe('flotilla keys', () => {
     expect(r.stderr).toContain('FLOTILLA_ERR_CLI_KEYS_EXIST');
   });
 
+  it('init refuses a --dir that is a file, or under one, with FLOTILLA_ERR_CLI_KEYS_DIR, not a bare EEXIST/ENOTDIR', () => {
+    const file = join(dir, 'not-a-dir');
+    writeFileSync(file, 'x');
+    for (const [target, errno] of [
+      [file, 'EEXIST'],
+      [join(file, 'keys'), 'ENOTDIR'],
+    ] as const) {
+      const r = runFlotilla(['keys', 'init', '--dir', target, '--json']);
+      expect(r.code).toBe(1);
+      expect(r.json().error).toMatchObject({ code: 'FLOTILLA_ERR_CLI_KEYS_DIR' });
+      expect(r.json().error.message).toContain(`${target}: ${errno}`);
+      expect(r.json().error.hint).toContain('--dir');
+    }
+  });
+
   it('rotate publishes root version 2, accepted by a device trusting version 1', () => {
     const before = JSON.parse(readFileSync(join(keys, 'root.json'), 'utf8'));
     const r = runFlotilla(['keys', 'rotate', '--dir', keys, '--role', 'release', '--json']);

@@ -226,7 +226,7 @@ async function applySegment(
  * `commit`. On any failure the sink is aborted (a file target removes its partial output).
  */
 export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyStats> {
-  const src = new ByteSource(opts.delta);
+  const src = new ByteSource(opts.delta, opts.signal);
   let base: BaseReader | undefined;
   let ownBase = false;
   let sink: DeltaApplyTarget | undefined;
@@ -325,7 +325,10 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyStats> {
     await sink?.abort(err).catch(() => {});
     throw err;
   } finally {
-    await src.close();
-    if (ownBase) await base?.close?.();
+    try {
+      await src.close();
+    } finally {
+      if (ownBase) await base?.close?.();
+    }
   }
 }

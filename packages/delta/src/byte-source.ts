@@ -22,17 +22,41 @@ export class ByteSource {
   /** Bytes handed out so far (the offset of the next read in the delta). */
   offset = 0;
 
-  constructor(private readonly input: DeltaInput) {}
+  /**
+   * `signal`: when it aborts the input is closed at once, even while the caller waits on I/O that
+   * never returns (a consumer frozen by a simulated power cut); later reads say ABORTED.
+   */
+  constructor(
+    private readonly input: DeltaInput,
+    private readonly signal?: AbortSignal,
+  ) {
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  private readonly onAbort = () => {
+    void this.close();
+  };
+
+  private throwIfAborted(): void {
+    if (this.signal?.aborted) throw new DeltaError('FLOTILLA_ERR_DELTA_ABORTED');
+  }
 
   private async openInput(): Promise<void> {
     if (this.it || this.file) return;
     const input = this.input;
     if (typeof input === 'string') {
+      let file: FileHandle;
       try {
-        this.file = await open(input, 'r');
+        file = await open(input, 'r');
       } catch (err) {
         throw ioError(`cannot open delta ${input}`, err);
       }
+      if (this.ended) {
+        // closed (aborted) while the open was under way
+        await file.close();
+        this.throwIfAborted();
+      }
+      this.file = file;
     } else if (input instanceof Uint8Array) {
       this.it = (async function* () {
         yield input;
@@ -44,6 +68,7 @@ export class ByteSource {
 
   /** One more chunk into the buffer; false at the end of the input. */
   private async pull(): Promise<boolean> {
+    this.throwIfAborted();
     if (this.ended) return false;
     await this.openInput();
     let chunk: Buffer | undefined;
@@ -65,6 +90,7 @@ export class ByteSource {
         }
       }
     } catch (err) {
+      this.throwIfAborted();
       throw ioError('cannot read delta', err);
     }
     if (!chunk) {
@@ -93,6 +119,7 @@ export class ByteSource {
 
   /** Exactly `n` bytes into `into` (which must hold them), or FLOTILLA_ERR_DELTA_TRUNCATED. */
   async readExactInto(into: Buffer, n: number, where: string): Promise<Buffer> {
+    this.throwIfAborted();
     let done = this.drainInto(into, 0, n);
     if (this.file && !this.ended) {
       // Straight from the file into the caller's buffer: no intermediate chunks.
@@ -104,6 +131,7 @@ export class ByteSource {
           done += bytesRead;
         }
       } catch (err) {
+        this.throwIfAborted();
         throw ioError('cannot read delta', err);
       }
     }
@@ -144,6 +172,7 @@ export class ByteSource {
 
   /** Stops the underlying stream (closes the file or the HTTP body). */
   async close(): Promise<void> {
+    this.signal?.removeEventListener('abort', this.onAbort);
     this.chunks = [];
     this.buffered = 0;
     this.ended = true;

@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyDelta, createDelta, readDeltaHeader } from '../src/index.js';
-import { seeded, sha256 } from './helpers.js';
+import { memoryBase, seeded, sha256 } from './helpers.js';
 
 // The CLI runs compiled, with plain node, as on a device (`pnpm test` builds first).
 const CLI = fileURLToPath(new URL('../../cli/dist/bin/flotilla.js', import.meta.url));
@@ -61,6 +61,56 @@ describe('file API', () => {
     }).catch((e: unknown) => e);
     expect((err as { code: string }).code).toBe('FLOTILLA_ERR_DELTA_BASE_MISMATCH');
     expect(await readFile(join(dir, 'keep.out'), 'utf8')).toBe('previous');
+  });
+});
+
+/** Files this process holds open (Linux: /proc/self/fd). */
+function openFiles(): string[] {
+  const held: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      held.push(readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      // closed between the listing and the readlink
+    }
+  }
+  return held;
+}
+
+describe('an apply whose target never returns (an agent frozen by a simulated power cut)', () => {
+  it('closes the delta file as soon as its signal aborts', async () => {
+    const deltaPath = join(dir, 'frozen.fdelta');
+    await createDelta({
+      basePath: join(dir, 'old.img'),
+      targetPath: join(dir, 'new.img'),
+      outPath: deltaPath,
+    });
+    const abort = new AbortController();
+    let firstWrite!: () => void;
+    const writing = new Promise<void>((resolve) => {
+      firstWrite = resolve;
+    });
+    const applying = applyDelta({
+      base: memoryBase(base),
+      delta: deltaPath,
+      target: {
+        write: () => {
+          firstWrite();
+          return new Promise<void>(() => {});
+        },
+        commit: async () => undefined,
+        abort: async () => undefined,
+      },
+      signal: abort.signal,
+    });
+    void applying.catch(() => undefined);
+    await writing;
+    expect(openFiles()).toContain(deltaPath);
+    abort.abort();
+    // the close completes on a later turn of the event loop: wait for it, bounded
+    for (let turn = 0; turn < 200 && openFiles().includes(deltaPath); turn++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(openFiles()).not.toContain(deltaPath);
   });
 });
 

@@ -99,6 +99,11 @@ export function planDisk(
       'FLOTILLA_ERR_IMAGE_BAD_ARGUMENT',
       'slot and data sizes are whole MiB (data at least 1 MiB)',
     );
+  if (opts.diskSize !== undefined && opts.diskSize % SECTOR !== 0)
+    throw new ImageError(
+      'FLOTILLA_ERR_IMAGE_BAD_ARGUMENT',
+      `--disk-size ${opts.diskSize} is not a whole number of ${SECTOR}-byte sectors`,
+    );
   if (slot < manifest.image.size)
     throw new ImageError(
       'FLOTILLA_ERR_IMAGE_TOO_LARGE',

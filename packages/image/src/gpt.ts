@@ -11,6 +11,10 @@ const ENTRY_COUNT = 128;
 const ENTRY_SIZE = 128;
 const ENTRIES_SECTORS = (ENTRY_COUNT * ENTRY_SIZE) / SECTOR; // 32
 
+/** A table that cannot be built from these sizes and names (they come from the disk options). */
+const layoutError = (why: string) =>
+  new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `partition table: ${why}`);
+
 export const GPT_TYPES = {
   /** Linux filesystem data. */
   linuxData: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
@@ -53,7 +57,7 @@ export function crc32(buf: Uint8Array): number {
 /** GUID text to its on-disk form: the first three fields little-endian, the rest as written. */
 export function guidBytes(guid: string): Buffer {
   const hex = guid.replace(/-/g, '');
-  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new TypeError(`bad GUID ${guid}`);
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw layoutError(`bad GUID ${guid}`);
   const b = Buffer.from(hex, 'hex');
   return Buffer.concat([
     Buffer.from(b.subarray(0, 4)).reverse(),
@@ -75,15 +79,16 @@ export function guidText(bytes: Uint8Array): string {
 }
 
 export function buildGpt(diskBytes: number, diskGuid: string, partitions: GptPartition[]): GptImage {
-  if (diskBytes % SECTOR !== 0) throw new RangeError('disk size must be a multiple of 512');
+  if (diskBytes % SECTOR !== 0) throw layoutError(`disk size ${diskBytes} is not a multiple of ${SECTOR}`);
   const lastLba = diskBytes / SECTOR - 1;
   const firstUsable = 2 + ENTRIES_SECTORS;
   const lastUsable = lastLba - 1 - ENTRIES_SECTORS;
-  if (partitions.length > ENTRY_COUNT) throw new RangeError('too many partitions');
+  if (partitions.length > ENTRY_COUNT)
+    throw layoutError(`${partitions.length} partitions, at most ${ENTRY_COUNT}`);
   const entries = Buffer.alloc(ENTRY_COUNT * ENTRY_SIZE);
   partitions.forEach((p, i) => {
     if (p.firstLba < firstUsable || p.lastLba > lastUsable || p.lastLba < p.firstLba)
-      throw new RangeError(`partition ${p.name} outside the usable area`);
+      throw layoutError(`partition ${p.name} outside the usable area`);
     const e = entries.subarray(i * ENTRY_SIZE, (i + 1) * ENTRY_SIZE);
     guidBytes(p.typeGuid).copy(e, 0);
     guidBytes(p.guid).copy(e, 16);
@@ -91,7 +96,7 @@ export function buildGpt(diskBytes: number, diskGuid: string, partitions: GptPar
     e.writeBigUInt64LE(BigInt(p.lastLba), 40);
     e.writeBigUInt64LE(0n, 48);
     const name = Buffer.from(p.name, 'utf16le');
-    if (name.length > 72) throw new RangeError(`partition name ${p.name} longer than 36 characters`);
+    if (name.length > 72) throw layoutError(`partition name ${p.name} longer than 36 characters`);
     name.copy(e, 56);
   });
   const entriesCrc = crc32(entries);

@@ -28,11 +28,11 @@ export function formatBytes(n: number): string {
 
 /** A name-based UUID (RFC 4122 layout, version 5 bits) from any text: stable across builds. */
 export function uuidFromName(name: string): string {
-  const b = createHash('sha256').update(`flotilla-uuid:${name}`).digest().subarray(0, 16);
-  b[6] = (b[6]! & 0x0f) | 0x50;
-  b[8] = (b[8]! & 0x3f) | 0x80;
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  const bytes = createHash('sha256').update(`flotilla-uuid:${name}`).digest().subarray(0, 16);
+  bytes[6] = (bytes[6]! & 0x0f) | 0x50;
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 export function isUuid(text: string): boolean {

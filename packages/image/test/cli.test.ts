@@ -114,6 +114,22 @@ describe('flotilla image / bundle / disk / flash (compiled CLI)', () => {
     expect(human.stderr).toMatch(/^error FLOTILLA_ERR_BUNDLE_CHUNK_MISMATCH/);
   });
 
+  it.each([
+    ['a missing path', 'missing.flot', 'missing.flot: ENOENT'],
+    ['a directory', 'rootfs-1', 'rootfs-1: not a file'],
+  ])('bundle inspect and verify of %s exit 1 with FLOTILLA_ERR_CLI_BUNDLE, not a bare fs error', (_what, path, message) => {
+    for (const args of [
+      ['bundle', 'inspect', path, '--json'],
+      ['bundle', 'verify', path, '--root', 'root.json', '--json'],
+    ]) {
+      const r = flotilla(args, work.dir);
+      expect(r.code).toBe(1);
+      expect(r.json()).toMatchObject({ ok: false, error: { code: 'FLOTILLA_ERR_CLI_BUNDLE' } });
+      expect(r.json().error.message).toContain(message);
+      expect(r.json().error.hint).toBeTruthy();
+    }
+  });
+
   it('bundle create refuses a key of the wrong role and writes no bundle', async () => {
     const r = flotilla(
       [

@@ -153,13 +153,19 @@ async function ensureTrust(dir: string, root: unknown): Promise<void> {
 function observedStore(inner: StateStore, power: PowerGate, ctx: LaunchContext): StateStore {
   return {
     load: () => power.guard(() => inner.load()),
-    save: async (r) => {
-      await power.guard(() => inner.save(r));
-      const d = r.deployment;
+    save: async (record) => {
+      await power.guard(() => inner.save(record));
+      const deployment = record.deployment;
       ctx.onState(
-        r.state,
-        d
-          ? { id: d.id, attempt: d.attempt, version: d.version, fullSize: d.full.size, method: d.method }
+        record.state,
+        deployment
+          ? {
+              id: deployment.id,
+              attempt: deployment.attempt,
+              version: deployment.version,
+              fullSize: deployment.full.size,
+              method: deployment.method,
+            }
           : null,
       );
     },

@@ -29,25 +29,29 @@ export interface BootView {
 export type ImageFileReader = (imagePath: string, format: ImageFormat, path: string) => Promise<Buffer>;
 
 export function parseBehaviour(text: string): SimBehaviour {
-  let v: unknown;
+  let parsed: unknown;
   try {
-    v = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch (cause) {
     throw new SimError('FLOTILLA_ERR_SIM_BEHAVIOUR', 'not JSON', { cause });
   }
-  const o = v as Partial<SimBehaviour>;
+  const behaviour = parsed as Partial<SimBehaviour>;
   if (
-    typeof o !== 'object' ||
-    o === null ||
-    typeof o.boots !== 'boolean' ||
-    typeof o.healthy !== 'boolean' ||
-    !(o.healthReason === null || o.healthReason === undefined || typeof o.healthReason === 'string')
+    typeof behaviour !== 'object' ||
+    behaviour === null ||
+    typeof behaviour.boots !== 'boolean' ||
+    typeof behaviour.healthy !== 'boolean' ||
+    !(
+      behaviour.healthReason === null ||
+      behaviour.healthReason === undefined ||
+      typeof behaviour.healthReason === 'string'
+    )
   )
     throw new SimError(
       'FLOTILLA_ERR_SIM_BEHAVIOUR',
       'expected {boots: bool, healthy: bool, healthReason: string|null}',
     );
-  return { boots: o.boots, healthy: o.healthy, healthReason: o.healthReason ?? null };
+  return { boots: behaviour.boots, healthy: behaviour.healthy, healthReason: behaviour.healthReason ?? null };
 }
 
 /**

@@ -132,19 +132,19 @@ export async function runDemo(args: DemoArgs, out: Writer): Promise<DemoResult> 
 function judge(
   world: World,
   outcomes: RolloutOutcome[],
-  s: DemoSummaryJson,
+  summary: DemoSummaryJson,
   canary: number,
 ): DemoResult['checks'] {
   const [good, bad] = outcomes as [RolloutOutcome, RolloutOutcome];
-  const n = s.devices;
+  const deviceCount = summary.devices;
   const versions = world.fleet.versions();
   const faulty = world.fleet.devices.filter((d) => d.fault).length;
   const checks: DemoResult['checks'] = [];
   const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
   check(
     '1.1.0 reached every device',
-    good.view.status === 'completed' && good.view.totals.healthy === n,
-    `${good.view.status}, ${good.view.totals.healthy}/${n} healthy`,
+    good.view.status === 'completed' && good.view.totals.healthy === deviceCount,
+    `${good.view.status}, ${good.view.totals.healthy}/${deviceCount} healthy`,
   );
   check(
     '1.2.0-bad paused at its canary',
@@ -168,47 +168,47 @@ function judge(
   );
   check(
     'the rest of the fleet never got 1.2.0-bad',
-    bad.view.totals.notStarted >= n - canary,
-    `${bad.view.totals.notStarted} of ${n} not started`,
+    bad.view.totals.notStarted >= deviceCount - canary,
+    `${bad.view.totals.notStarted} of ${deviceCount} not started`,
   );
   check(
     'the fleet runs 1.1.0',
-    (versions.get('1.1.0') ?? 0) === n,
+    (versions.get('1.1.0') ?? 0) === deviceCount,
     [...versions].map(([v, c]) => `${v}: ${c}`).join(', '),
   );
   check(
     'deltas saved bytes',
-    s.bytes.sent > 0 && s.bytes.sent < s.bytes.fullEquivalent,
-    `${formatBytes(s.bytes.sent)} vs ${formatBytes(s.bytes.fullEquivalent)}`,
+    summary.bytes.sent > 0 && summary.bytes.sent < summary.bytes.fullEquivalent,
+    `${formatBytes(summary.bytes.sent)} vs ${formatBytes(summary.bytes.fullEquivalent)}`,
   );
   if (faulty) check('fault profiles were active', true, `${faulty} devices had a fault profile`);
   return checks;
 }
 
 function printSummary(
-  say: (s: string) => void,
+  say: (line: string) => void,
   world: World,
   outcomes: RolloutOutcome[],
-  s: DemoSummaryJson,
+  summary: DemoSummaryJson,
   checks: DemoResult['checks'],
   seconds: number,
 ): void {
   say('\n── summary ──────────────────────────────────────────────');
-  for (const o of outcomes) {
-    const t = o.view.totals;
+  for (const outcome of outcomes) {
+    const totals = outcome.view.totals;
     say(
-      `${o.release.padEnd(10)} ${o.view.status.padEnd(9)} healthy ${t.healthy} · failed ${t.failed} · rolled back ${t.rolledBack} · not started ${t.notStarted}  (${o.seconds.toFixed(1)} s)`,
+      `${outcome.release.padEnd(10)} ${outcome.view.status.padEnd(9)} healthy ${totals.healthy} · failed ${totals.failed} · rolled back ${totals.rolledBack} · not started ${totals.notStarted}  (${outcome.seconds.toFixed(1)} s)`,
     );
-    if (o.view.pause) say(`           paused: ${o.view.pause.detail}`);
-    for (const r of o.rollbacks)
+    if (outcome.view.pause) say(`           paused: ${outcome.view.pause.detail}`);
+    for (const rollback of outcome.rollbacks)
       say(
-        `           ↩ ${r.deviceId} rolled back (now on ${r.runningNow ?? '?'}): ${r.reason ?? 'no reason given'}`,
+        `           ↩ ${rollback.deviceId} rolled back (now on ${rollback.runningNow ?? '?'}): ${rollback.reason ?? 'no reason given'}`,
       );
   }
-  say(describeBytes(s.bytes.sent, s.bytes.fullEquivalent));
+  say(describeBytes(summary.bytes.sent, summary.bytes.fullEquivalent));
   const faults = world.fleet.devices.filter((d) => d.counters.powerCuts > 0).length;
   if (faults) say(`${faults} devices lost power during the run`);
-  for (const c of checks) say(`${c.ok ? '✔' : '✘'} ${c.name}: ${c.detail}`);
+  for (const check of checks) say(`${check.ok ? '✔' : '✘'} ${check.name}: ${check.detail}`);
   say(`finished in ${seconds.toFixed(1)} s`);
   say(
     `dashboard (served while the demo ran): ${world.server.dashboardUrl} — \`pnpm demo --keep-running\` keeps it up`,

@@ -99,14 +99,14 @@ export class SimDevice {
     this.mqttPassword = password;
   }
 
-  constructor(private readonly o: SimDeviceOptions) {
-    this.id = o.id;
-    this.cutsLeft = o.fault?.powerCut ? (o.fault.powerCut.times ?? 1) : 0;
-    this.bootloader = new FileBootloader(join(o.dir, 'bootloader.json'));
+  constructor(private readonly options: SimDeviceOptions) {
+    this.id = options.id;
+    this.cutsLeft = options.fault?.powerCut ? (options.fault.powerCut.times ?? 1) : 0;
+    this.bootloader = new FileBootloader(join(options.dir, 'bootloader.json'));
   }
 
   get fault(): FaultProfile | null {
-    return this.o.fault;
+    return this.options.fault;
   }
 
   /** First power-on of a freshly flashed board running `slot`. */
@@ -122,8 +122,8 @@ export class SimDevice {
     for (;;) {
       const slot = await this.bootloader.simulateBoot();
       const state = await this.bootloader.read();
-      const view = await this.o.behaviour.read(this.o.slots.readPath(slot));
-      const bootsHere = view.behaviour.boots && !(this.o.fault?.bootFailure && state.trial);
+      const view = await this.options.behaviour.read(this.options.slots.readPath(slot));
+      const bootsHere = view.behaviour.boots && !(this.options.fault?.bootFailure && state.trial);
       const record: BootRecord = {
         at: Date.now(),
         slot,
@@ -140,10 +140,13 @@ export class SimDevice {
       }
       this.counters.failedBoots++;
       consecutiveFailures++;
-      this.o.onEvent?.(this, `boot of slot ${slot} failed${view.unreadable ? `: ${view.unreadable}` : ''}`);
+      this.options.onEvent?.(
+        this,
+        `boot of slot ${slot} failed${view.unreadable ? `: ${view.unreadable}` : ''}`,
+      );
       if (consecutiveFailures >= MAX_FAILED_BOOTS && !state.trial) {
         this.phase = 'bricked';
-        this.o.onEvent?.(this, 'no slot boots any more');
+        this.options.onEvent?.(this, 'no slot boots any more');
         return;
       }
     }
@@ -155,24 +158,24 @@ export class SimDevice {
     this.power = power;
     const counters = this.counters;
     const slots = {
-      A: new SimSlotDevice('A', this.o.slots, power, counters),
-      B: new SimSlotDevice('B', this.o.slots, power, counters),
+      A: new SimSlotDevice('A', this.options.slots, power, counters),
+      B: new SimSlotDevice('B', this.options.slots, power, counters),
     };
-    const failHealth = this.o.fault?.failHealth;
+    const failHealth = this.options.fault?.failHealth;
     const ctx: LaunchContext = {
-      ...this.o.base,
+      ...this.options.base,
       deviceId: this.id,
-      key: this.o.key,
-      hardware: this.o.hardware,
-      tags: this.o.tags,
-      dataDir: join(this.o.dir, 'data'),
+      key: this.options.key,
+      hardware: this.options.hardware,
+      tags: this.options.tags,
+      dataDir: join(this.options.dir, 'data'),
       bootloaderPath: this.bootloader.path,
       bootedSlot: boot.slot,
       slots,
       power,
-      mqtt: this.o.mqtt,
+      mqtt: this.options.mqtt,
       ...(this.mqttPassword ? { mqttPassword: this.mqttPassword } : {}),
-      rewriteUrl: this.o.rewriteUrl,
+      rewriteUrl: this.options.rewriteUrl,
       health: async () => {
         if (failHealth) return { ok: false, reason: failHealth };
         return {
@@ -201,22 +204,22 @@ export class SimDevice {
         counters.bytesDownloaded += n;
       },
     };
-    this.agent = await this.o.launcher(ctx);
+    this.agent = await this.options.launcher(ctx);
     this.phase = 'running';
   }
 
   private maybeScheduleCut(state: string, power: PowerGate): void {
-    const pc = this.o.fault?.powerCut;
+    const pc = this.options.fault?.powerCut;
     if (!pc || this.cutsLeft <= 0) return;
     const states = pc.inStates ?? UPDATE_STATES;
     if (!states.includes(state)) return;
     this.cutsLeft--;
     const [min, max] = pc.delayMs ?? [0, 500];
-    const delay = this.o.rng.int(min, max);
+    const delay = this.options.rng.int(min, max);
     setTimeout(() => {
       if (power !== this.power || !power.powered) return; // that boot is already over
       this.counters.powerCuts++;
-      this.o.onEvent?.(this, `power cut ${delay} ms after entering ${state}`);
+      this.options.onEvent?.(this, `power cut ${delay} ms after entering ${state}`);
       void this.cycle('power-cut');
     }, delay);
   }
@@ -227,11 +230,12 @@ export class SimDevice {
     this.cycling = (async () => {
       try {
         await this.takeDown(kind);
-        const offMs = kind === 'power-cut' ? (this.o.fault?.powerCut?.offMs ?? 100) : this.o.rebootDelayMs;
+        const offMs =
+          kind === 'power-cut' ? (this.options.fault?.powerCut?.offMs ?? 100) : this.options.rebootDelayMs;
         await new Promise((r) => setTimeout(r, offMs));
         await this.powerOn();
       } catch (err) {
-        this.o.onEvent?.(this, `power-on failed: ${(err as Error).message}`);
+        this.options.onEvent?.(this, `power-on failed: ${(err as Error).message}`);
       } finally {
         this.cycling = null;
       }

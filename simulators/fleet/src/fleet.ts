@@ -62,76 +62,79 @@ export class Fleet {
   readonly store: SlotStore;
   readonly log: { at: number; device: string; what: string }[] = [];
 
-  private constructor(private readonly o: FleetOptions) {
-    this.store = new SlotStore(join(o.dir, 'store'));
+  private constructor(private readonly options: FleetOptions) {
+    this.store = new SlotStore(join(options.dir, 'store'));
   }
 
-  static async create(o: FleetOptions): Promise<Fleet> {
-    if (!Number.isInteger(o.count) || o.count < 1 || o.count > 20_000)
-      throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `device count ${o.count} (1-20000)`);
-    const fleet = new Fleet(o);
+  static async create(options: FleetOptions): Promise<Fleet> {
+    if (!Number.isInteger(options.count) || options.count < 1 || options.count > 20_000)
+      throw new SimError('FLOTILLA_ERR_SIM_BAD_ARGUMENT', `device count ${options.count} (1-20000)`);
+    const fleet = new Fleet(options);
     await fleet.build();
     return fleet;
   }
 
   private async build(): Promise<void> {
-    const o = this.o;
-    const seed = o.seed ?? 1;
+    const options = this.options;
+    const seed = options.seed ?? 1;
     const rng = createRng(seed);
-    const prefix = o.idPrefix ?? 'sim';
-    const width = String(o.count).length < 4 ? 4 : String(o.count).length;
-    const ids = Array.from({ length: o.count }, (_, i) => `${prefix}-${String(i + 1).padStart(width, '0')}`);
-    const faults = assignFaults(ids, o.faults ?? [], seed);
-    await this.startProxies(o.faults ?? [], seed);
+    const prefix = options.idPrefix ?? 'sim';
+    const width = String(options.count).length < 4 ? 4 : String(options.count).length;
+    const ids = Array.from(
+      { length: options.count },
+      (_, i) => `${prefix}-${String(i + 1).padStart(width, '0')}`,
+    );
+    const faults = assignFaults(ids, options.faults ?? [], seed);
+    await this.startProxies(options.faults ?? [], seed);
 
-    const baseSha = await this.store.addBase(o.baseImage);
-    const behaviour = new BehaviourReader(o.format, o.imageReader);
+    const baseSha = await this.store.addBase(options.baseImage);
+    const behaviour = new BehaviourReader(options.format, options.imageReader);
     const infos: FleetDeviceInfo[] = [];
-    await mkdir(join(o.dir, 'devices'), { recursive: true });
+    await mkdir(join(options.dir, 'devices'), { recursive: true });
     // Devices are set up 32 at a time (the fsyncs of their first state files overlap); the
     // order of `devices` stays the order of ids.
     const built = await runPool(ids, 32, async (id) => {
       const key: KeyPair = generateKeyPair();
       const fault = faults.get(id) ?? null;
-      const dir = join(o.dir, 'devices', id);
-      const slots = await this.store.device(dir, { slotSize: o.slotSize, initial: { A: baseSha } });
+      const dir = join(options.dir, 'devices', id);
+      const slots = await this.store.device(dir, { slotSize: options.slotSize, initial: { A: baseSha } });
       const proxies = fault ? this.proxies.get(fault.name) : undefined;
-      const mqtt = proxies?.mqtt ? { host: proxies.mqtt.host, port: proxies.mqtt.port } : o.mqtt;
+      const mqtt = proxies?.mqtt ? { host: proxies.mqtt.host, port: proxies.mqtt.port } : options.mqtt;
       const http = proxies?.http;
       const rewriteUrl = http
         ? (url: string) =>
-            url.startsWith(o.artifactOrigin)
-              ? `http://${http.host}:${http.port}${url.slice(o.artifactOrigin.length)}`
+            url.startsWith(options.artifactOrigin)
+              ? `http://${http.host}:${http.port}${url.slice(options.artifactOrigin.length)}`
               : url
         : (url: string) => url;
       const device = new SimDevice({
         id,
         key,
-        hardware: o.hardware,
-        tags: o.tags ?? [],
+        hardware: options.hardware,
+        tags: options.tags ?? [],
         dir,
         slots,
         behaviour,
-        launcher: o.launcher,
-        base: { trustRoot: o.trustRoot, timeScale: o.timeScale ?? 1 },
+        launcher: options.launcher,
+        base: { trustRoot: options.trustRoot, timeScale: options.timeScale ?? 1 },
         mqtt,
         rewriteUrl,
         fault,
         rng: rng.fork(id),
-        rebootDelayMs: o.rebootDelayMs ?? 200,
+        rebootDelayMs: options.rebootDelayMs ?? 200,
         onEvent: (d, what) => {
           this.log.push({ at: Date.now(), device: d.id, what });
           if (this.log.length > 10_000) this.log.shift();
-          o.onEvent?.(d, what);
+          options.onEvent?.(d, what);
         },
       });
-      await device.flash('A' as SlotName, o.bootlimit ?? 2);
+      await device.flash('A' as SlotName, options.bootlimit ?? 2);
       const info: FleetDeviceInfo = {
         id,
         publicKeyHex: toHex(key.publicKey),
         proof: makeDevicePassword(id, key, new Date(), randomBytes(16).toString('hex')),
-        hardware: o.hardware,
-        tags: o.tags ?? [],
+        hardware: options.hardware,
+        tags: options.tags ?? [],
       };
       return { device, info };
     });
@@ -141,13 +144,13 @@ export class Fleet {
       this.byId.set(r.value.device.id, r.value.device);
       infos.push(r.value.info);
     }
-    const registered = await o.register(infos);
+    const registered = await options.register(infos);
     for (const [id, password] of registered?.mqttPasswords ?? [])
       this.byId.get(id)?.useMqttPassword(password);
   }
 
   private async startProxies(profiles: FaultProfile[], seed: number): Promise<void> {
-    const http = new URL(this.o.artifactOrigin);
+    const http = new URL(this.options.artifactOrigin);
     let i = 0;
     for (const p of profiles) {
       i++;
@@ -161,8 +164,8 @@ export class Fleet {
         });
       if (p.mqttNetwork)
         entry.mqtt = await startFaultProxy({
-          upstreamHost: this.o.mqtt.host,
-          upstreamPort: this.o.mqtt.port,
+          upstreamHost: this.options.mqtt.host,
+          upstreamPort: this.options.mqtt.port,
           faults: p.mqttNetwork,
           seed: seed + 1000 + i,
         });
@@ -171,7 +174,7 @@ export class Fleet {
   }
 
   /** Powers every device on, `concurrency` at a time. */
-  async powerOn(concurrency = this.o.concurrency ?? 50): Promise<void> {
+  async powerOn(concurrency = this.options.concurrency ?? 50): Promise<void> {
     const res = await runPool(this.devices, concurrency, (d) => d.powerOn());
     const failed = res.filter((r) => !r.ok);
     if (failed.length)
@@ -187,19 +190,20 @@ export class Fleet {
 
   /** What full images would have cost for every payload the devices downloaded. */
   fullEquivalentBytes(): number {
-    let n = 0;
-    for (const d of this.devices) for (const x of d.downloads.values()) n += x.fullSize;
-    return n;
+    let bytes = 0;
+    for (const device of this.devices)
+      for (const download of device.downloads.values()) bytes += download.fullSize;
+    return bytes;
   }
 
   /** Devices per release their running image says it is. */
   versions(): Map<string, number> {
-    const m = new Map<string, number>();
-    for (const d of this.devices) {
-      const v = d.current?.release ?? '(none)';
-      m.set(v, (m.get(v) ?? 0) + 1);
+    const devicesPerRelease = new Map<string, number>();
+    for (const device of this.devices) {
+      const release = device.current?.release ?? '(none)';
+      devicesPerRelease.set(release, (devicesPerRelease.get(release) ?? 0) + 1);
     }
-    return m;
+    return devicesPerRelease;
   }
 
   /** Polls `check` until it returns true; throws FLOTILLA_ERR_SIM_TIMEOUT naming `what`. */

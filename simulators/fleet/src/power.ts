@@ -27,8 +27,10 @@ export class PowerGate {
     if (this.on) fn();
   }
 
+  /** `fn` runs at the cut; at once if the power is already off (a file opened as it went). */
   onCut(fn: () => void): void {
-    this.cutHandlers.push(fn);
+    if (this.on) this.cutHandlers.push(fn);
+    else fn();
   }
 
   cut(): void {

@@ -241,29 +241,32 @@ interface RawRollout {
   };
 }
 
-function toView(r: RawRollout): RolloutView {
-  const s = r.summary;
-  const p = s.pause;
+function toView(raw: RawRollout): RolloutView {
+  const summary = raw.summary;
+  const pause = summary.pause;
   return {
-    id: r.id,
-    release: s.release,
-    status: s.status,
-    currentPhase: s.currentPhase,
-    phases: s.phases.map((ph) => ({
-      name: ph.name,
-      total: ph.total,
-      healthy: ph.healthy,
-      failed: ph.failed,
-      status: ph.status,
+    id: raw.id,
+    release: summary.release,
+    status: summary.status,
+    currentPhase: summary.currentPhase,
+    phases: summary.phases.map((phase) => ({
+      name: phase.name,
+      total: phase.total,
+      healthy: phase.healthy,
+      failed: phase.failed,
+      status: phase.status,
     })),
-    totals: { ...s.totals, rolledBack: s.phases.reduce((n, ph) => n + ph.rolledBack, 0) },
-    pause: p
+    totals: {
+      ...summary.totals,
+      rolledBack: summary.phases.reduce((sum, phase) => sum + phase.rolledBack, 0),
+    },
+    pause: pause
       ? {
-          kind: p.kind,
+          kind: pause.kind,
           detail:
-            p.kind === 'error-threshold'
-              ? `${p.failed} of ${p.total} devices in phase ${p.phase + 1} failed (threshold ${p.threshold}%)`
-              : `paused by an operator${p.note ? `: ${p.note}` : ''}`,
+            pause.kind === 'error-threshold'
+              ? `${pause.failed} of ${pause.total} devices in phase ${pause.phase + 1} failed (threshold ${pause.threshold}%)`
+              : `paused by an operator${pause.note ? `: ${pause.note}` : ''}`,
         }
       : null,
   };

@@ -77,7 +77,11 @@ export class SimSlotDevice {
     return {
       write: (data, position) =>
         this.power.guard(async () => {
-          if (position + data.length > size) throw new RangeError('write past the end of the slot');
+          if (position + data.length > size)
+            throw new SimError(
+              'FLOTILLA_ERR_SIM_SLOT',
+              `${this.name}: write of ${data.length} bytes at ${position} past the end (${size})`,
+            );
           let done = 0;
           while (done < data.length) {
             const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isSimError } from '../src/errors.js';
 import { assignFaults, parseFaultSpec, UPDATE_STATES } from '../src/faults.js';
+import { PowerGate } from '../src/power.js';
 import { createRng, pickIndices } from '../src/rng.js';
 
 const ids = Array.from({ length: 100 }, (_, i) => `dev-${i}`);
@@ -52,5 +53,18 @@ describe('fault assignment', () => {
     const picked = pickIndices(createRng(5), 50, 20);
     expect(new Set(picked).size).toBe(20);
     expect(picked.every((i) => i >= 0 && i < 50)).toBe(true);
+  });
+});
+
+describe('the power gate', () => {
+  it('runs a cut handler at the cut, or at once when the power is already off (a file opened as it went)', () => {
+    const power = new PowerGate();
+    const ran: string[] = [];
+    power.onCut(() => ran.push('before'));
+    expect(ran).toEqual([]);
+    power.cut();
+    expect(ran).toEqual(['before']);
+    power.onCut(() => ran.push('after'));
+    expect(ran).toEqual(['before', 'after']);
   });
 });

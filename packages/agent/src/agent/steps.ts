@@ -104,15 +104,20 @@ export const STEPS: Record<AgentState, Step> = {
         context.limits.maxSpoolBytes,
         context.limits.spoolReserveBytes,
       );
-      const spool = new SpoolFile(path, deployment.delta.size, {
-        durableBytes: deployment.spoolBytes ?? 0,
-        everyBytes: context.limits.checkpointBytes,
-        save: (n) =>
-          context.checkpoint((dep) => {
-            dep.spoolBytes = n;
-          }),
-        ...(context.io.faults ? { faults: context.io.faults } : {}),
-      });
+      const spool = new SpoolFile(
+        path,
+        deployment.delta.size,
+        {
+          durableBytes: deployment.spoolBytes ?? 0,
+          everyBytes: context.limits.checkpointBytes,
+          save: (n) =>
+            context.checkpoint((dep) => {
+              dep.spoolBytes = n;
+            }),
+          ...(context.io.faults ? { faults: context.io.faults } : {}),
+        },
+        context.signal,
+      );
       try {
         await download({
           ...common,
@@ -170,7 +175,12 @@ export const STEPS: Record<AgentState, Step> = {
       // The codec is loaded only when a delta is installed: idle memory stays near Node's own.
       const { applyDelta } = await import('@flotilla/delta');
       const base = await context.io.slots.openRead(deployment.fromSlot);
-      const writer = await context.io.slots.openForInstall(deployment.targetSlot, context.bootedSlot);
+      const writer = await context.io.slots
+        .openForInstall(deployment.targetSlot, context.bootedSlot)
+        .catch(async (err: unknown) => {
+          await base.close();
+          throw err;
+        });
       try {
         // A power cut mid-apply restarts the apply from the first byte: the spool and the base
         // (the active slot) are untouched by it, and the codec's state cannot be resumed.
@@ -197,8 +207,11 @@ export const STEPS: Record<AgentState, Step> = {
           signal: context.signal,
         });
       } finally {
-        await writer.close();
-        await base.close();
+        try {
+          await writer.close();
+        } finally {
+          await base.close();
+        }
       }
     }
     const slotHash = await hashSlot(

@@ -18,8 +18,11 @@ export async function acquireAgentLock(
   for (let i = 0; i < 2; i++) {
     try {
       const fh = await open(path, 'wx', 0o644);
-      await fh.writeFile(`${process.pid}${bootId ? ` ${bootId}` : ''}\n`);
-      await fh.close();
+      try {
+        await fh.writeFile(`${process.pid}${bootId ? ` ${bootId}` : ''}\n`);
+      } finally {
+        await fh.close();
+      }
       return () => rm(path, { force: true });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

@@ -19,11 +19,20 @@ export interface SpoolCheckpoints {
  * The delta spool on the data partition: appended to, bounded by the signed delta size and the
  * free space kept in reserve. After a power cut it resumes from the last durable checkpoint, not
  * from its length: bytes written after the last fsync may be lost or zeros on a real device.
+ *
+ * `signal` (the deployment's): when it aborts — the agent stops or dies — the file is closed at
+ * once, even while a write waits on I/O that never returns (a simulated power cut freezes the
+ * agent there), as the kernel closes the files of a process that died.
  */
 export class SpoolFile implements DownloadSink {
   private fh: FileHandle | null = null;
   private pos = 0;
   private sinceCheckpoint = 0;
+  private readonly release = () => {
+    const fh = this.fh;
+    this.fh = null;
+    fh?.close().catch(() => undefined);
+  };
 
   constructor(
     readonly path: string,
@@ -33,6 +42,7 @@ export class SpoolFile implements DownloadSink {
       everyBytes: Number.MAX_SAFE_INTEGER,
       save: async () => undefined,
     },
+    private readonly signal?: AbortSignal,
   ) {}
 
   static async checkSpace(path: string, size: number, maxSpool: number, reserve: number): Promise<void> {
@@ -61,13 +71,23 @@ export class SpoolFile implements DownloadSink {
    */
   async restart(): Promise<number> {
     if (!this.fh) {
+      this.signal?.throwIfAborted();
       this.fh = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o600);
-      const have = (await this.fh.stat()).size;
+      this.signal?.addEventListener('abort', this.release, { once: true });
+      if (this.signal?.aborted) this.release();
+      const have = (await this.file().stat()).size;
       const durable = this.checkpoints.durableBytes;
       this.pos = durable <= have && durable <= this.size ? durable : 0;
-      if (have !== this.pos) await this.fh.truncate(this.pos);
+      if (have !== this.pos) await this.file().truncate(this.pos);
     }
     return this.pos;
+  }
+
+  /** The open spool; once the signal released it, the signal's reason. */
+  private file(): FileHandle {
+    if (this.fh) return this.fh;
+    this.signal?.throwIfAborted();
+    throw new AgentError('FLOTILLA_ERR_AGENT_IO', `${this.path} is not open`);
   }
 
   async write(data: Uint8Array): Promise<void> {
@@ -80,33 +100,37 @@ export class SpoolFile implements DownloadSink {
       this.checkpoints.faults?.('io:spool-write');
     } catch (err) {
       // A power cut mid-write: the file grew but the data never reached the disk.
-      await this.fh!.write(Buffer.alloc(data.length >> 1), 0, data.length >> 1, this.pos).catch(
-        () => undefined,
-      );
+      await this.fh
+        ?.write(Buffer.alloc(data.length >> 1), 0, data.length >> 1, this.pos)
+        .catch(() => undefined);
       throw err;
     }
-    await this.fh!.write(data, 0, data.length, this.pos);
+    await this.file().write(data, 0, data.length, this.pos);
     this.pos += data.length;
     this.sinceCheckpoint += data.length;
     if (this.sinceCheckpoint >= this.checkpoints.everyBytes) {
       this.sinceCheckpoint = 0;
-      await this.fh!.sync();
+      await this.file().sync();
       await this.checkpoints.save(this.pos);
     }
   }
 
   /** The whole delta arrived: make it durable and record that (a cut now resumes nothing). */
   async complete(): Promise<void> {
-    await this.fh!.sync();
+    await this.file().sync();
     this.sinceCheckpoint = 0;
     await this.checkpoints.save(this.pos);
   }
 
   async close(): Promise<void> {
-    if (this.fh) {
-      await this.fh.sync();
-      await this.fh.close();
-      this.fh = null;
+    const fh = this.fh;
+    if (!fh) return;
+    this.fh = null;
+    this.signal?.removeEventListener('abort', this.release);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
     }
   }
 

@@ -77,13 +77,19 @@ export class SimDevice {
     await mkdir(paths.data, { recursive: true });
     await mkdir(paths.trust, { recursive: true });
     for (const path of [paths.slotA, paths.slotB]) {
-      const fh = await open(path, 'w');
-      await fh.truncate(options.slotSize);
-      await fh.close();
+      const slotFile = await open(path, 'w');
+      try {
+        await slotFile.truncate(options.slotSize);
+      } finally {
+        await slotFile.close();
+      }
     }
-    const fh = await open(paths.slotA, 'r+');
-    await fh.write(options.factoryImage, 0, options.factoryImage.length, 0);
-    await fh.close();
+    const slotA = await open(paths.slotA, 'r+');
+    try {
+      await slotA.write(options.factoryImage, 0, options.factoryImage.length, 0);
+    } finally {
+      await slotA.close();
+    }
     await writeFile(join(paths.trust, 'root.json'), JSON.stringify(options.root));
     if (options.factoryRelease) await writeFile(paths.factoryRelease, JSON.stringify(options.factoryRelease));
     await FileBootloader.create(join(options.dir, 'bootloader.json'), 'A', options.bootlimit ?? 3);

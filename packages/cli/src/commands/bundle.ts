@@ -19,6 +19,7 @@ import {
 } from '@flotilla/image';
 import { type ReleaseKind, verifyRelease } from '@flotilla/protocol';
 import type { Command } from 'commander';
+import { bundleFileStats } from '../bundle-file.js';
 import { printResult } from '../output.js';
 import { addVerifyOptions, allowedKinds, deviceFactsFrom, type VerifyOptions } from './bundle-options.js';
 import { byteBars, parseFormat, parseIntOption, phaseBar, sourceRevisionOf, trustRoot } from './image.js';
@@ -142,6 +143,7 @@ export function registerBundleCommands(program: Command): void {
     try {
       const root = await trustRoot(opts.root);
       const device = deviceFactsFrom(opts);
+      await bundleFileStats(file);
       const r = await verifyBundle(createReadStream(file, { highWaterMark: 1024 * 1024 }), {
         root,
         now: new Date(),
@@ -189,6 +191,7 @@ export function registerBundleCommands(program: Command): void {
     .option('--root <file>', 'trusted root.json to check the manifest signature against')
     .option('--json', 'print JSON')
     .action(async (file: string, opts: { root?: string; json?: boolean }) => {
+      await bundleFileStats(file);
       const header = await readBundleHeader(createReadStream(file, { highWaterMark: 64 * 1024 }));
       const m = header.manifest.signed;
       let signature: { checked: boolean; valid?: boolean; error?: { code: string; message: string } } = {

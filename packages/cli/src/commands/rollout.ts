@@ -43,33 +43,36 @@ function pauseText(
 }
 
 /** The human view of one rollout: header, pause reason, one progress bar per phase. */
-export function renderRollout(r: RolloutInfo): string {
-  const lines = [`rollout ${r.id}${r.name ? ` (${r.name})` : ''}: release ${r.release}, ${r.status}`];
-  const s = r.summary;
-  if (!s) return lines.join('\n');
-  const pause = pauseText(s.pause, s.phases);
+export function renderRollout(rollout: RolloutInfo): string {
+  const lines = [
+    `rollout ${rollout.id}${rollout.name ? ` (${rollout.name})` : ''}: release ${rollout.release}, ${rollout.status}`,
+  ];
+  const summary = rollout.summary;
+  if (!summary) return lines.join('\n');
+  const pause = pauseText(summary.pause, summary.phases);
   if (pause) lines.push(`  ${pause}`);
-  if (s.status === 'waiting')
+  if (summary.status === 'waiting')
     lines.push('  waiting for a maintenance window to open (no new offers until then)');
-  if (s.failure) {
-    const name = s.phases[s.failure.phase]?.name ?? `phase ${s.failure.phase + 1}`;
+  if (summary.failure) {
+    const name = summary.phases[summary.failure.phase]?.name ?? `phase ${summary.failure.phase + 1}`;
     lines.push(
-      `  failed: every device of ${name} finished, ${s.failure.healthy}/${s.failure.total} healthy, below its ${s.failure.successThreshold} % success threshold`,
+      `  failed: every device of ${name} finished, ${summary.failure.healthy}/${summary.failure.total} healthy, below its ${summary.failure.successThreshold} % success threshold`,
     );
   }
-  if (s.rollingBack) lines.push('  rolling back: devices this rollout updated get their previous release');
-  for (const p of s.phases) {
-    const mark = p.index === s.currentPhase && !FINISHED.has(s.status) ? '>' : ' ';
+  if (summary.rollingBack)
+    lines.push('  rolling back: devices this rollout updated get their previous release');
+  for (const phase of summary.phases) {
+    const mark = phase.index === summary.currentPhase && !FINISHED.has(summary.status) ? '>' : ' ';
     lines.push(
-      `${mark} ${p.name.padEnd(12)} ${phaseBar(p)} ${String(p.healthy).padStart(4)}/${p.total} healthy` +
-        `  ${p.failed} failed  ${p.inFlight} in flight  ${p.notStarted} waiting` +
-        `  [${p.status}; success ≥${p.successThreshold} %, errors >${p.errorThreshold} %]`,
+      `${mark} ${phase.name.padEnd(12)} ${phaseBar(phase)} ${String(phase.healthy).padStart(4)}/${phase.total} healthy` +
+        `  ${phase.failed} failed  ${phase.inFlight} in flight  ${phase.notStarted} waiting` +
+        `  [${phase.status}; success ≥${phase.successThreshold} %, errors >${phase.errorThreshold} %]`,
     );
   }
-  const t = s.totals;
+  const totals = summary.totals;
   lines.push(
-    `  total: ${t.healthy}/${t.devices} healthy, ${t.failed} failed, ${t.inFlight} in flight, ${t.notStarted} waiting` +
-      (t.aborted ? `, ${t.aborted} stopped by the abort` : ''),
+    `  total: ${totals.healthy}/${totals.devices} healthy, ${totals.failed} failed, ${totals.inFlight} in flight, ${totals.notStarted} waiting` +
+      (totals.aborted ? `, ${totals.aborted} stopped by the abort` : ''),
   );
   return lines.join('\n');
 }

@@ -120,7 +120,7 @@ export class RolloutRunner {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.pending) clearImmediate(this.pending);
-    for (const t of this.deferred.values()) clearTimeout(t);
+    for (const timer of this.deferred.values()) clearTimeout(timer);
     this.deferred.clear();
     this.timer = null;
     this.pending = null;
@@ -240,16 +240,16 @@ export class RolloutRunner {
     this.store.tx(() => {
       const row = this.store.rollouts.get(id);
       if (!row) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
-      let rt: RolloutRuntime;
+      let nextRuntime: RolloutRuntime;
       switch (action) {
         case 'pause':
-          rt = pauseRollout(row.runtime, now, actor, opts.note ?? null);
+          nextRuntime = pauseRollout(row.runtime, now, actor, opts.note ?? null);
           break;
         case 'resume':
-          rt = resumeRollout(row.policy, this.snapshot(row));
+          nextRuntime = resumeRollout(row.policy, this.snapshot(row));
           break;
         case 'abort':
-          rt = abortRollout(row.policy, row.runtime, now, { rollback: opts.rollback === true });
+          nextRuntime = abortRollout(row.policy, row.runtime, now, { rollback: opts.rollback === true });
           break;
         case 'approve': {
           const phase = opts.phase ?? phaseAwaitingApproval(row.runtime);
@@ -258,11 +258,11 @@ export class RolloutRunner {
               'FLOTILLA_ERR_SERVER_ROLLOUT_STATE',
               'no phase is waiting for approval; name one',
             );
-          rt = approvePhase(row.policy, row.runtime, phase, now, actor);
+          nextRuntime = approvePhase(row.policy, row.runtime, phase, now, actor);
           break;
         }
       }
-      this.store.rollouts.setRuntime(id, rt, now);
+      this.store.rollouts.setRuntime(id, nextRuntime, now);
       this.store.audit.record(actor, `rollout.${action}`, id, { ...opts }, now);
     });
     if (action === 'pause') this.metrics.rolloutPauses.inc({ reason: 'operator' });
@@ -358,12 +358,12 @@ export class RolloutRunner {
       this.tick(id);
       return;
     }
-    const t = setTimeout(() => {
+    const timer = setTimeout(() => {
       this.deferred.delete(id);
       this.tick(id);
     }, Math.ceil(wait));
-    t.unref();
-    this.deferred.set(id, t);
+    timer.unref();
+    this.deferred.set(id, timer);
   }
 
   /** One engine pass for one rollout, applied atomically. */
@@ -461,11 +461,11 @@ export class RolloutRunner {
   }
 
   private async send(outbox: Outbox): Promise<void> {
-    const t = this.transport();
-    if (!t) return;
+    const transport = this.transport();
+    if (!transport) return;
     for (const { deviceId, command } of outbox) {
       try {
-        await t.publishCommand(deviceId, command);
+        await transport.publishCommand(deviceId, command);
         if (command.type === 'offer') this.metrics.offersSent.inc();
       } catch (err) {
         // The deployment stays offered: the engine's timeout and the resend on reconnect cover it.

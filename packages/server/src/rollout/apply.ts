@@ -11,28 +11,28 @@ export class WorkingState {
 
   constructor(snapshot: RolloutSnapshot) {
     this.runtime = cloneRuntime(snapshot.runtime);
-    for (const r of snapshot.deployments) this.records.set(r.deviceId, r);
+    for (const record of snapshot.deployments) this.records.set(record.deviceId, record);
   }
 
   update(deviceId: string, patch: Partial<DeploymentRecord>): void {
-    const r = this.records.get(deviceId);
-    if (r) this.records.set(deviceId, { ...r, ...patch });
+    const record = this.records.get(deviceId);
+    if (record) this.records.set(deviceId, { ...record, ...patch });
   }
 
   phase(index: number): PhaseRuntime {
-    const p = this.runtime.phases[index];
-    if (!p) throw new Error(`rollout engine: phase ${index} out of range`);
-    return p;
+    const phase = this.runtime.phases[index];
+    if (!phase) throw new Error(`rollout engine: phase ${index} out of range`);
+    return phase;
   }
 }
 
-export function cloneRuntime(rt: RolloutRuntime): RolloutRuntime {
+export function cloneRuntime(runtime: RolloutRuntime): RolloutRuntime {
   return {
-    ...rt,
-    phases: rt.phases.map((p) => ({ ...p })),
-    pause: rt.pause ? { ...rt.pause } : null,
-    failure: rt.failure ? { ...rt.failure } : null,
-    rateWindow: rt.rateWindow ? { ...rt.rateWindow } : null,
+    ...runtime,
+    phases: runtime.phases.map((phase) => ({ ...phase })),
+    pause: runtime.pause ? { ...runtime.pause } : null,
+    failure: runtime.failure ? { ...runtime.failure } : null,
+    rateWindow: runtime.rateWindow ? { ...runtime.rateWindow } : null,
   };
 }
 
@@ -40,111 +40,111 @@ export function cloneRuntime(rt: RolloutRuntime): RolloutRuntime {
  * The reference meaning of every decision. The server applies the same changes in SQL (or calls
  * this and stores the result); `decide` runs its rules on the snapshot it leaves, so a pass is consistent.
  */
-export function applyDecision(w: WorkingState, d: Decision, now: number): void {
-  const rt = w.runtime;
-  switch (d.type) {
+export function applyDecision(working: WorkingState, decision: Decision, now: number): void {
+  const runtime = working.runtime;
+  switch (decision.type) {
     case 'rollout-started':
-      rt.status = 'running';
-      rt.startedAt = now;
+      runtime.status = 'running';
+      runtime.startedAt = now;
       return;
     case 'assign':
-      w.records.set(d.deviceId, {
-        deviceId: d.deviceId,
-        phase: d.phase,
+      working.records.set(decision.deviceId, {
+        deviceId: decision.deviceId,
+        phase: decision.phase,
         state: 'pending',
         attempts: 0,
         offeredAt: null,
         updatedAt: now,
         failureReason: null,
-        fromVersion: d.fromVersion,
+        fromVersion: decision.fromVersion,
         rollback: null,
       });
       return;
     case 'phase-started':
-      w.phase(d.phase).startedAt = now;
-      rt.currentPhase = d.phase;
-      rt.status = 'running';
+      working.phase(decision.phase).startedAt = now;
+      runtime.currentPhase = decision.phase;
+      runtime.status = 'running';
       return;
     case 'wait-approval':
-      rt.status = 'waiting-approval';
+      runtime.status = 'waiting-approval';
       return;
     case 'offer':
-      w.update(d.deviceId, {
+      working.update(decision.deviceId, {
         state: 'offered',
-        attempts: d.attempt,
+        attempts: decision.attempt,
         offeredAt: now,
         updatedAt: now,
         failureReason: null,
       });
-      rt.rateWindow = countOffer(rt.rateWindow, now);
+      runtime.rateWindow = countOffer(runtime.rateWindow, now);
       return;
     case 'already-installed':
-      w.update(d.deviceId, { state: 'healthy', updatedAt: now });
+      working.update(decision.deviceId, { state: 'healthy', updatedAt: now });
       return;
     case 'timed-out':
-      w.update(d.deviceId, {
+      working.update(decision.deviceId, {
         state: 'timed-out',
         updatedAt: now,
         failureReason: 'no result within the per-device timeout',
       });
       return;
     case 'retry':
-      w.update(d.deviceId, { state: 'pending', updatedAt: now });
+      working.update(decision.deviceId, { state: 'pending', updatedAt: now });
       return;
     case 'soak-started':
-      w.phase(d.phase).soakStartedAt = now;
-      rt.status = 'soaking';
+      working.phase(decision.phase).soakStartedAt = now;
+      runtime.status = 'soaking';
       return;
     case 'soak-reset':
-      w.phase(d.phase).soakStartedAt = null;
-      rt.status = 'running';
+      working.phase(decision.phase).soakStartedAt = null;
+      runtime.status = 'running';
       return;
     case 'phase-succeeded':
-      w.phase(d.phase).succeededAt = now;
-      rt.status = 'running';
+      working.phase(decision.phase).succeededAt = now;
+      runtime.status = 'running';
       return;
     case 'pause':
-      rt.status = 'paused';
-      rt.pause = d.reason;
-      rt.rollingBack = rt.rollingBack || d.rollback;
+      runtime.status = 'paused';
+      runtime.pause = decision.reason;
+      runtime.rollingBack = runtime.rollingBack || decision.rollback;
       return;
     case 'complete':
-      rt.status = 'completed';
-      rt.finishedAt = now;
+      runtime.status = 'completed';
+      runtime.finishedAt = now;
       return;
     case 'fail':
-      rt.status = 'failed';
-      rt.finishedAt = now;
-      rt.failure = { at: now, ...d.failure };
+      runtime.status = 'failed';
+      runtime.finishedAt = now;
+      runtime.failure = { at: now, ...decision.failure };
       return;
     case 'wait-window':
-      rt.status = 'waiting';
+      runtime.status = 'waiting';
       return;
     case 'stop-waiting':
-      rt.status = 'running';
+      runtime.status = 'running';
       return;
     case 'cancel':
       // Told to stop mid-flight: aborted (not a failure); never offered: cancelled.
-      w.update(d.deviceId, { state: d.notify ? 'aborted' : 'cancelled', updatedAt: now });
+      working.update(decision.deviceId, { state: decision.notify ? 'aborted' : 'cancelled', updatedAt: now });
       return;
     case 'rollback-offer':
-      w.update(d.deviceId, {
+      working.update(decision.deviceId, {
         rollback: {
-          toVersion: d.toVersion,
+          toVersion: decision.toVersion,
           state: 'offered',
           offeredAt: now,
           updatedAt: now,
           failureReason: null,
         },
       });
-      rt.rateWindow = countOffer(rt.rateWindow, now);
+      runtime.rateWindow = countOffer(runtime.rateWindow, now);
       return;
     case 'rollback-timed-out': {
-      const r = w.records.get(d.deviceId);
-      if (r?.rollback) {
-        w.update(d.deviceId, {
+      const record = working.records.get(decision.deviceId);
+      if (record?.rollback) {
+        working.update(decision.deviceId, {
           rollback: {
-            ...r.rollback,
+            ...record.rollback,
             state: 'timed-out',
             updatedAt: now,
             failureReason: 'no result within the per-device timeout',
@@ -162,7 +162,7 @@ export function applyDecisions(
   decisions: readonly Decision[],
   now: number,
 ): RolloutSnapshot {
-  const w = new WorkingState(snapshot);
-  for (const d of decisions) applyDecision(w, d, now);
-  return { ...snapshot, runtime: w.runtime, deployments: [...w.records.values()] };
+  const working = new WorkingState(snapshot);
+  for (const decision of decisions) applyDecision(working, decision, now);
+  return { ...snapshot, runtime: working.runtime, deployments: [...working.records.values()] };
 }

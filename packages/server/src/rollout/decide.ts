@@ -147,15 +147,15 @@ const errorPause: Rule = ({ policy, snapshot, devices, now }) => {
   const counts = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id));
   for (let i = 0; i <= runtime.currentPhase; i++) {
     const spec = policy.phases[i]!;
-    const c = counts[i]!;
-    const judgement = judgePhase(spec, runtime.phases[i]!, c);
+    const count = counts[i]!;
+    const judgement = judgePhase(spec, runtime.phases[i]!, count);
     if (!judgement.errorExceeded) continue;
     const reason = {
       kind: 'error-threshold' as const,
       at: now,
       phase: i,
       failed: judgement.judgedFailures,
-      total: c.total,
+      total: count.total,
       threshold: spec.errorThreshold,
     };
     return [{ type: 'pause', reason, rollback: policy.autoRollback }];
@@ -167,24 +167,24 @@ const errorPause: Rule = ({ policy, snapshot, devices, now }) => {
 const nextPhaseMove: Rule = ({ policy, snapshot, devices, now }) => {
   const runtime = snapshot.runtime;
   if (!ACTIVE.has(runtime.status)) return [];
-  const p = runtime.currentPhase;
-  const current = p >= 0 ? runtime.phases[p]! : null;
+  const phase = runtime.currentPhase;
+  const current = phase >= 0 ? runtime.phases[phase]! : null;
   if (current === null || current.succeededAt !== null) {
-    const next = p + 1;
+    const next = phase + 1;
     if (next >= policy.phases.length) return [];
     if (policy.phases[next]!.requireApproval && runtime.phases[next]!.approvedAt === null) {
       return runtime.status === 'waiting-approval' ? [] : [{ type: 'wait-approval', phase: next }];
     }
     return [{ type: 'phase-started', phase: next }];
   }
-  const spec = policy.phases[p]!;
+  const spec = policy.phases[phase]!;
   const counts = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id));
-  if (!judgePhase(spec, current, counts[p]!).successMet) {
-    return current.soakStartedAt !== null ? [{ type: 'soak-reset', phase: p }] : [];
+  if (!judgePhase(spec, current, counts[phase]!).successMet) {
+    return current.soakStartedAt !== null ? [{ type: 'soak-reset', phase }] : [];
   }
-  if (current.soakStartedAt === null && spec.soakSeconds > 0) return [{ type: 'soak-started', phase: p }];
+  if (current.soakStartedAt === null && spec.soakSeconds > 0) return [{ type: 'soak-started', phase }];
   if (spec.soakSeconds > 0 && now - (current.soakStartedAt ?? now) < spec.soakSeconds * 1000) return [];
-  return [{ type: 'phase-succeeded', phase: p }];
+  return [{ type: 'phase-succeeded', phase }];
 };
 
 /**
@@ -194,16 +194,16 @@ const nextPhaseMove: Rule = ({ policy, snapshot, devices, now }) => {
 const stuckPhase: Rule = ({ policy, snapshot, devices }) => {
   const runtime = snapshot.runtime;
   if (!ACTIVE.has(runtime.status) || policy.target.membership !== 'static') return [];
-  const p = runtime.currentPhase;
-  if (p < 0 || runtime.phases[p]!.succeededAt !== null) return [];
-  const spec = policy.phases[p]!;
-  const counts = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id))[p]!;
-  if (counts.total === 0 || counts.notStarted > 0 || counts.inFlight > 0 || counts.retrying > 0) return [];
-  if (judgePhase(spec, runtime.phases[p]!, counts).successMet) return [];
+  const phase = runtime.currentPhase;
+  if (phase < 0 || runtime.phases[phase]!.succeededAt !== null) return [];
+  const spec = policy.phases[phase]!;
+  const count = countPhases(policy, runtime, snapshot.deployments, (id) => devices.has(id))[phase]!;
+  if (count.total === 0 || count.notStarted > 0 || count.inFlight > 0 || count.retrying > 0) return [];
+  if (judgePhase(spec, runtime.phases[phase]!, count).successMet) return [];
   const failure = {
-    phase: p,
-    healthy: counts.healthy,
-    total: counts.total,
+    phase,
+    healthy: count.healthy,
+    total: count.total,
     successThreshold: spec.successThreshold,
   };
   return [{ type: 'fail', failure }];

@@ -41,10 +41,10 @@ export function pauseRollout(
       `cannot pause ${withArticle(runtime.status)} rollout`,
     );
   }
-  const rt = cloneRuntime(runtime);
-  rt.status = 'paused';
-  rt.pause = { kind: 'operator', at: now, by, note };
-  return rt;
+  const next = cloneRuntime(runtime);
+  next.status = 'paused';
+  next.pause = { kind: 'operator', at: now, by, note };
+  return next;
 }
 
 /**
@@ -66,23 +66,23 @@ export function resumeRollout(policy: RolloutPolicy, snapshot: RolloutSnapshot):
       'the rollout rolled devices back to their previous release; create a new rollout instead',
     );
   }
-  const rt = cloneRuntime(runtime);
+  const next = cloneRuntime(runtime);
   if (runtime.pause?.kind === 'error-threshold') {
-    const present = new Set(snapshot.devices.map((d) => d.id));
+    const present = new Set(snapshot.devices.map((device) => device.id));
     const counts = countPhases(policy, runtime, snapshot.deployments, (id) => present.has(id));
-    rt.phases.forEach((p, i) => {
-      p.acknowledgedFailures = counts[i]?.failed ?? 0;
+    next.phases.forEach((phaseRuntime, index) => {
+      phaseRuntime.acknowledgedFailures = counts[index]?.failed ?? 0;
     });
   }
-  const current = rt.phases[rt.currentPhase];
-  rt.status =
-    rt.startedAt === null
+  const current = next.phases[next.currentPhase];
+  next.status =
+    next.startedAt === null
       ? 'scheduled'
       : current && current.soakStartedAt !== null && current.succeededAt === null
         ? 'soaking'
         : 'running';
-  rt.pause = null;
-  return rt;
+  next.pause = null;
+  return next;
 }
 
 /**
@@ -102,11 +102,11 @@ export function abortRollout(
       `cannot abort ${withArticle(runtime.status)} rollout`,
     );
   }
-  const rt = cloneRuntime(runtime);
-  rt.status = 'aborted';
-  rt.finishedAt = now;
-  rt.rollingBack = rt.rollingBack || policy.autoRollback || opts.rollback === true;
-  return rt;
+  const next = cloneRuntime(runtime);
+  next.status = 'aborted';
+  next.finishedAt = now;
+  next.rollingBack = next.rollingBack || policy.autoRollback || opts.rollback === true;
+  return next;
 }
 
 /** Approves a phase that needs approval (ahead of time too); `decide` then starts it. */
@@ -134,11 +134,11 @@ export function approvePhase(
   if (state.startedAt !== null) {
     throw new RolloutError('FLOTILLA_ERR_ROLLOUT_PHASE', `phase ${phase} has already started`);
   }
-  const rt = cloneRuntime(runtime);
-  const p = rt.phases[phase]!;
-  p.approvedAt = now;
-  p.approvedBy = by;
-  return rt;
+  const next = cloneRuntime(runtime);
+  const approved = next.phases[phase]!;
+  approved.approvedAt = now;
+  approved.approvedBy = by;
+  return next;
 }
 
 /** The phase waiting for approval now, if any (what `flotilla rollout approve <id>` approves by default). */

@@ -8,73 +8,75 @@ const pct = (n: number, total: number) => (total === 0 ? 0 : Math.round((n * 10_
 
 /** Per-phase progress for the API, the CLI and the dashboard (the same counts `decide` judges by). */
 export function summarize(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: number): RolloutSummary {
-  const rt = snapshot.runtime;
-  const present = new Set(snapshot.devices.map((d) => d.id));
-  const counts = countPhases(policy, rt, snapshot.deployments, (id) => present.has(id));
+  const runtime = snapshot.runtime;
+  const present = new Set(snapshot.devices.map((device) => device.id));
+  const counts = countPhases(policy, runtime, snapshot.deployments, (id) => present.has(id));
   let notified = 0;
   let rollbackInFlight = 0;
-  for (const r of snapshot.deployments) {
-    if (!present.has(r.deviceId)) continue;
-    if (r.attempts > 0) notified++;
-    if (r.rollback && isInFlight(r.rollback.state)) rollbackInFlight++;
+  for (const deployment of snapshot.deployments) {
+    if (!present.has(deployment.deviceId)) continue;
+    if (deployment.attempts > 0) notified++;
+    if (deployment.rollback && isInFlight(deployment.rollback.state)) rollbackInFlight++;
   }
 
   const phases: PhaseSummary[] = policy.phases.map((spec, index) => {
-    const c = counts[index]!;
-    const p = rt.phases[index]!;
-    const j = judgePhase(spec, p, c);
+    const count = counts[index]!;
+    const phase = runtime.phases[index]!;
+    const judged = judgePhase(spec, phase, count);
     const status: PhaseSummary['status'] =
-      p.succeededAt !== null
+      phase.succeededAt !== null
         ? 'succeeded'
-        : p.startedAt === null
-          ? rt.status === 'waiting-approval' && index === rt.currentPhase + 1
+        : phase.startedAt === null
+          ? runtime.status === 'waiting-approval' && index === runtime.currentPhase + 1
             ? 'waiting-approval'
             : 'not-started'
-          : p.soakStartedAt !== null
+          : phase.soakStartedAt !== null
             ? 'soaking'
             : 'running';
     return {
       index,
       name: spec.name ?? `phase ${index + 1}`,
-      total: c.total,
-      healthy: c.healthy,
-      failed: c.failed,
-      rolledBack: c.rolledBack,
-      timedOut: c.timedOut,
-      retrying: c.retrying,
-      inFlight: c.inFlight,
-      notStarted: c.notStarted,
-      cancelled: c.cancelled,
-      aborted: c.aborted,
-      reverted: c.reverted,
-      executed: j.executed,
-      minExecuted: j.minExecuted,
+      total: count.total,
+      healthy: count.healthy,
+      failed: count.failed,
+      rolledBack: count.rolledBack,
+      timedOut: count.timedOut,
+      retrying: count.retrying,
+      inFlight: count.inFlight,
+      notStarted: count.notStarted,
+      cancelled: count.cancelled,
+      aborted: count.aborted,
+      reverted: count.reverted,
+      executed: judged.executed,
+      minExecuted: judged.minExecuted,
       successThreshold: spec.successThreshold,
       errorThreshold: spec.errorThreshold,
-      successPercent: c.total === 0 ? 100 : pct(c.healthy, c.total),
-      errorPercent: pct(j.judgedFailures, c.total),
-      successMet: j.successMet,
-      errorExceeded: j.errorExceeded,
+      successPercent: count.total === 0 ? 100 : pct(count.healthy, count.total),
+      errorPercent: pct(judged.judgedFailures, count.total),
+      successMet: judged.successMet,
+      errorExceeded: judged.errorExceeded,
       status,
-      startedAt: p.startedAt,
+      startedAt: phase.startedAt,
       soakEndsAt:
-        p.soakStartedAt !== null && p.succeededAt === null ? p.soakStartedAt + spec.soakSeconds * 1000 : null,
-      succeededAt: p.succeededAt,
+        phase.soakStartedAt !== null && phase.succeededAt === null
+          ? phase.soakStartedAt + spec.soakSeconds * 1000
+          : null,
+      succeededAt: phase.succeededAt,
       requireApproval: spec.requireApproval,
-      approved: p.approvedAt !== null,
+      approved: phase.approvedAt !== null,
     };
   });
 
   const sum = (
-    k: 'total' | 'healthy' | 'failed' | 'inFlight' | 'notStarted' | 'cancelled' | 'aborted' | 'reverted',
-  ) => counts.reduce((a, c) => a + c[k], 0);
+    key: 'total' | 'healthy' | 'failed' | 'inFlight' | 'notStarted' | 'cancelled' | 'aborted' | 'reverted',
+  ) => counts.reduce((total, count) => total + count[key], 0);
   return {
     rolloutId: snapshot.rolloutId,
     release: snapshot.release.version,
-    status: rt.status,
-    currentPhase: rt.currentPhase,
-    pause: rt.pause,
-    rollingBack: rt.rollingBack,
+    status: runtime.status,
+    currentPhase: runtime.currentPhase,
+    pause: runtime.pause,
+    rollingBack: runtime.rollingBack,
     ratePerMinute: ratePerMinute(policy, { notified, succeeded: sum('healthy') }),
     inMaintenanceWindow: inMaintenanceWindow(policy.maintenanceWindows, now),
     phases,
@@ -88,6 +90,6 @@ export function summarize(policy: RolloutPolicy, snapshot: RolloutSnapshot, now:
       aborted: sum('aborted'),
       reverted: sum('reverted'),
     },
-    failure: rt.failure ?? null,
+    failure: runtime.failure ?? null,
   };
 }
