@@ -109,7 +109,7 @@ function runNode(args, timeoutMs) {
     child.on('exit', (code) => {
       clearTimeout(timer);
       if (code === 0) resolvePromise(out);
-      else reject(new Error(`node ${args.join(' ')} exited ${code}`));
+      else reject(new Error(`node ${args.join(' ')} exited ${code}: ${out.slice(-2000)}`));
     });
   });
 }
@@ -447,7 +447,9 @@ async function scenario(arch, name, fn) {
   try {
     Object.assign(r, await fn(), { result: 'pass' });
   } catch (err) {
-    r.error = err.message;
+    // fetch's own message is only "fetch failed": the reason is its cause
+    r.error = err.cause ? `${err.message}: ${err.cause.message ?? err.cause}` : err.message;
+    if (err.stack) say(err.stack);
   }
   r.seconds = Math.round((Date.now() - started) / 100) / 10;
   results.push(r);
@@ -655,21 +657,26 @@ async function runScenarios(ctx) {
     writeFileSync(blank, '');
     truncateSync(blank, ctx.factorySize);
     const recovery = ctx.releases.get('recovery');
-    node([
-      'packages/cli/dist/bin/flotilla.js',
-      'flash',
-      '--arch',
-      ctx.arch,
-      '--recovery',
-      '--bundle',
-      recovery.bundlePath,
-      '--root',
-      join(ctx.keys, 'root.json'),
-      ...diskArgs(ctx.arch, ctx.uboot),
-      '--target',
-      blank,
-      '--json',
-    ]);
+    // not execFileSync: the server runs in this process and must keep serving while flash runs
+    // (a blocked event loop let a pooled keep-alive socket expire under the next request)
+    await runNode(
+      [
+        'packages/cli/dist/bin/flotilla.js',
+        'flash',
+        '--arch',
+        ctx.arch,
+        '--recovery',
+        '--bundle',
+        recovery.bundlePath,
+        '--root',
+        join(ctx.keys, 'root.json'),
+        ...diskArgs(ctx.arch, ctx.uboot),
+        '--target',
+        blank,
+        '--json',
+      ],
+      BUDGET.firmwareBuildMs,
+    );
     await provision(ctx, blank);
     const fresh = newVm(ctx, 'recovered', blank);
     const t0 = Date.now();
