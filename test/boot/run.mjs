@@ -464,11 +464,15 @@ const BOARDS = {
     // the kernel's last words, or the firmware starting again (a reset without them)
     rebootLine: /reboot: Restarting system|BdsDxe: loading/,
     envSnapshot: espEnvBlocks,
+    // power-cut-env-write cuts the agent's grubenv writes; GRUB's in-place save_env is not cut
+    cutBootloaderEnvWrite: false,
   },
   aarch64: {
     bootloaderBanner: /U-Boot \d{4}\.\d+/,
     rebootLine: /reboot: Restarting system|U-Boot \d{4}\.\d+/,
     envSnapshot: ubootEnvCopies,
+    // power-cut-env-write also cuts U-Boot's own saveenv of a trial boot (redundant env)
+    cutBootloaderEnvWrite: true,
   },
 };
 
@@ -631,6 +635,7 @@ async function runScenarios(ctx) {
       },
       jitterMs: 30,
       acceptable: [state, target],
+      watchFromPowerOn: board.cutBootloaderEnvWrite,
     });
     const view = await rolloutEnd(ctx, id);
     const deps = await ctx.server.deployments(id);
@@ -729,20 +734,37 @@ const sameBlocks = (a, b) => a.size === b.size && [...a].every(([k, v]) => b.get
  * then QEMU is SIGKILLed after a random delay below `jitterMs`; the board is powered on again and
  * must come up on an acceptable slot. Repeated `cuts` times; returns what each cut saw.
  */
-async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable }) {
+async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable, watchFromPowerOn = false }) {
   const seen = [];
+  let watching = null; // a trigger that has watched since the last power-on
   for (let i = 0; i < cuts; i++) {
-    await trigger(vm);
+    await (watching ?? trigger(vm));
+    watching = null;
     const delay = Math.floor(Math.random() * jitterMs);
     await sleep(delay);
     await vm.kill();
     const from = vm.mark();
+    // watchFromPowerOn: the next trigger's baseline is taken before power-on, so a write the
+    // bootloader makes before any kernel runs (a trial boot's saveenv) is cut too
+    const next = watchFromPowerOn && i + 1 < cuts ? trigger(vm) : null;
     vm.start();
-    const up = await vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
+    const userspace = vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
       from,
       timeoutMs: BUDGET.bootToAgentMs,
       what: `userspace after power cut ${i + 1}`,
     });
+    if (next) {
+      userspace.catch(() => undefined); // left to fail when the next cut comes first
+      const first = await Promise.race([userspace.then(() => 'userspace'), next.then(() => 'write')]);
+      watching = next;
+      if (first === 'write') {
+        // only the bootloader writes the environment before userspace: this power-on is cut
+        // again in that write, before a kernel ran, so there is no booted slot to check yet
+        seen.push({ delayMs: delay, bootedSlot: null, version: null, nextCutInBootloaderWrite: true });
+        continue;
+      }
+    }
+    const up = await userspace;
     const [, slot, version] = up.match;
     if (!acceptable.some((a) => a.slot === slot && a.version === version))
       throw new Error(`after power cut ${i + 1} the board runs ${version} in slot ${slot}`);
