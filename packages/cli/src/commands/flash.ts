@@ -20,7 +20,7 @@ export function registerFlashCommands(program: Command): void {
     .option('--partition', 'write only the partition image (target is one slot partition)')
     .option('--slot-size <bytes>', 'disk layout: size of each root slot')
     .option('--data-size <bytes>', 'disk layout: size of the data partition', '16M')
-    .option('--disk-size <bytes>', 'disk layout: size of the target disk: the layout must fit, data takes the rest')
+    .option('--disk-size <bytes>', 'disk layout: size of the target disk (data takes the rest)')
     .option('--arch <arch>', 'disk layout: bootable for x86_64 (ESP + GRUB EFI) or aarch64 (U-Boot env)')
     .option(
       '--uboot-initial-env <file>',
