@@ -137,13 +137,37 @@ async function checkConfig(dotConfig) {
     );
 }
 
+/** A finished build directory: renamed into place whole, build-info.json written last. */
+async function finished(outDir) {
+  return (await exists(join(outDir, 'u-boot.bin'))) && (await exists(join(outDir, 'build-info.json')));
+}
+
+/** Work directories of builds whose process is gone (killed, or the machine restarted). */
+async function removeAbandonedWork(cacheDir, key) {
+  const pattern = new RegExp(`^uboot-${key}\\.work-(\\d+)$`);
+  for (const name of await readdir(cacheDir).catch(() => [])) {
+    const pid = Number(pattern.exec(name)?.[1] ?? 0);
+    if (pid > 0 && pid !== process.pid && !alive(pid))
+      await rm(join(cacheDir, name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
 async function build({ cacheDir, jobs, json }) {
   const log = (line) => json || process.stderr.write(`${line}\n`);
   const source = await sourcePackage();
   const key = await cacheKey(source);
   const outDir = join(cacheDir, `uboot-${key}`);
   const infoFile = join(outDir, 'build-info.json');
-  if ((await exists(join(outDir, 'u-boot.bin'))) && (await exists(infoFile)))
+  if (await finished(outDir))
     return {
       ...JSON.parse(await readFile(infoFile, 'utf8')),
       path: join(outDir, 'u-boot.bin'),
@@ -152,7 +176,10 @@ async function build({ cacheDir, jobs, json }) {
     };
 
   const started = Date.now();
-  const work = join(cacheDir, `uboot-${key}.work`);
+  // one work directory per build process: two builds of the same key at once (a CI run and a
+  // test run sharing the cache) must not delete each other's tree; the first to finish wins
+  await removeAbandonedWork(cacheDir, key);
+  const work = join(cacheDir, `uboot-${key}.work-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   log(`u-boot: fetching Debian source ${source.version}`);
@@ -203,8 +230,13 @@ async function build({ cacheDir, jobs, json }) {
     jobs,
   };
   await writeFile(join(staged, 'build-info.json'), `${JSON.stringify(info, null, 2)}\n`);
-  await rm(outDir, { recursive: true, force: true });
-  await rename(staged, outDir); // appears whole or not at all
+  if (!(await finished(outDir))) {
+    await rm(outDir, { recursive: true, force: true });
+    // appears whole or not at all; a build that finished meanwhile keeps its (equal) output
+    await rename(staged, outDir).catch(async (err) => {
+      if (!(await finished(outDir))) throw err;
+    });
+  }
   await rm(work, { recursive: true, force: true });
   return {
     ...info,

@@ -109,7 +109,7 @@ function runNode(args, timeoutMs) {
     child.on('exit', (code) => {
       clearTimeout(timer);
       if (code === 0) resolvePromise(out);
-      else reject(new Error(`node ${args.join(' ')} exited ${code}`));
+      else reject(new Error(`node ${args.join(' ')} exited ${code}: ${out.slice(-2000)}`));
     });
   });
 }
@@ -447,7 +447,9 @@ async function scenario(arch, name, fn) {
   try {
     Object.assign(r, await fn(), { result: 'pass' });
   } catch (err) {
-    r.error = err.message;
+    // fetch's own message is only "fetch failed": the reason is its cause
+    r.error = err.cause ? `${err.message}: ${err.cause.message ?? err.cause}` : err.message;
+    if (err.stack) say(err.stack);
   }
   r.seconds = Math.round((Date.now() - started) / 100) / 10;
   results.push(r);
@@ -462,11 +464,15 @@ const BOARDS = {
     // the kernel's last words, or the firmware starting again (a reset without them)
     rebootLine: /reboot: Restarting system|BdsDxe: loading/,
     envSnapshot: espEnvBlocks,
+    // power-cut-env-write cuts the agent's grubenv writes; GRUB's in-place save_env is not cut
+    cutBootloaderEnvWrite: false,
   },
   aarch64: {
     bootloaderBanner: /U-Boot \d{4}\.\d+/,
     rebootLine: /reboot: Restarting system|U-Boot \d{4}\.\d+/,
     envSnapshot: ubootEnvCopies,
+    // power-cut-env-write also cuts U-Boot's own saveenv of a trial boot (redundant env)
+    cutBootloaderEnvWrite: true,
   },
 };
 
@@ -629,6 +635,7 @@ async function runScenarios(ctx) {
       },
       jitterMs: 30,
       acceptable: [state, target],
+      watchFromPowerOn: board.cutBootloaderEnvWrite,
     });
     const view = await rolloutEnd(ctx, id);
     const deps = await ctx.server.deployments(id);
@@ -655,21 +662,26 @@ async function runScenarios(ctx) {
     writeFileSync(blank, '');
     truncateSync(blank, ctx.factorySize);
     const recovery = ctx.releases.get('recovery');
-    node([
-      'packages/cli/dist/bin/flotilla.js',
-      'flash',
-      '--arch',
-      ctx.arch,
-      '--recovery',
-      '--bundle',
-      recovery.bundlePath,
-      '--root',
-      join(ctx.keys, 'root.json'),
-      ...diskArgs(ctx.arch, ctx.uboot),
-      '--target',
-      blank,
-      '--json',
-    ]);
+    // not execFileSync: the server runs in this process and must keep serving while flash runs
+    // (a blocked event loop let a pooled keep-alive socket expire under the next request)
+    await runNode(
+      [
+        'packages/cli/dist/bin/flotilla.js',
+        'flash',
+        '--arch',
+        ctx.arch,
+        '--recovery',
+        '--bundle',
+        recovery.bundlePath,
+        '--root',
+        join(ctx.keys, 'root.json'),
+        ...diskArgs(ctx.arch, ctx.uboot),
+        '--target',
+        blank,
+        '--json',
+      ],
+      BUDGET.firmwareBuildMs,
+    );
     await provision(ctx, blank);
     const fresh = newVm(ctx, 'recovered', blank);
     const t0 = Date.now();
@@ -722,20 +734,37 @@ const sameBlocks = (a, b) => a.size === b.size && [...a].every(([k, v]) => b.get
  * then QEMU is SIGKILLed after a random delay below `jitterMs`; the board is powered on again and
  * must come up on an acceptable slot. Repeated `cuts` times; returns what each cut saw.
  */
-async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable }) {
+async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable, watchFromPowerOn = false }) {
   const seen = [];
+  let watching = null; // a trigger that has watched since the last power-on
   for (let i = 0; i < cuts; i++) {
-    await trigger(vm);
+    await (watching ?? trigger(vm));
+    watching = null;
     const delay = Math.floor(Math.random() * jitterMs);
     await sleep(delay);
     await vm.kill();
     const from = vm.mark();
+    // watchFromPowerOn: the next trigger's baseline is taken before power-on, so a write the
+    // bootloader makes before any kernel runs (a trial boot's saveenv) is cut too
+    const next = watchFromPowerOn && i + 1 < cuts ? trigger(vm) : null;
     vm.start();
-    const up = await vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
+    const userspace = vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
       from,
       timeoutMs: BUDGET.bootToAgentMs,
       what: `userspace after power cut ${i + 1}`,
     });
+    if (next) {
+      userspace.catch(() => undefined); // left to fail when the next cut comes first
+      const first = await Promise.race([userspace.then(() => 'userspace'), next.then(() => 'write')]);
+      watching = next;
+      if (first === 'write') {
+        // only the bootloader writes the environment before userspace: this power-on is cut
+        // again in that write, before a kernel ran, so there is no booted slot to check yet
+        seen.push({ delayMs: delay, bootedSlot: null, version: null, nextCutInBootloaderWrite: true });
+        continue;
+      }
+    }
+    const up = await userspace;
     const [, slot, version] = up.match;
     if (!acceptable.some((a) => a.slot === slot && a.version === version))
       throw new Error(`after power cut ${i + 1} the board runs ${version} in slot ${slot}`);

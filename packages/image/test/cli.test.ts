@@ -208,6 +208,25 @@ describe('flotilla image / bundle / disk / flash (compiled CLI)', () => {
       expect((await readFile(join(work.dir, 'card.bin'))).equals(wholeDisk)).toBe(true);
       const forced = flotilla([...partitionArgs, '--force', '--json'], work.dir);
       expect(forced.json()).toMatchObject({ ok: true, layout: 'partition' });
+
+      // --disk-size: the layout of a card of that size (data takes the rest), as `disk build` makes it
+      const cardSize = String(disk.json().size + 1024 * 1024);
+      const sized = [
+        '--bundle',
+        'r.flot',
+        '--root',
+        'root.json',
+        '--data-size',
+        '1M',
+        '--disk-size',
+        cardSize,
+      ];
+      expect(flotilla(['disk', 'build', ...sized, '--out', 'sized.img', '--json'], work.dir).code).toBe(0);
+      const big = flotilla(['flash', ...sized, '--target', 'card2.bin', '--json'], work.dir);
+      expect(big.json()).toMatchObject({ ok: true, layout: 'disk', bytesWritten: Number(cardSize) });
+      expect(
+        (await readFile(join(work.dir, 'card2.bin'))).equals(await readFile(join(work.dir, 'sized.img'))),
+      ).toBe(true);
     },
   );
 });

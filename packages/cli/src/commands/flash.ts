@@ -31,6 +31,7 @@ export function registerFlashCommands(program: Command): void {
     .option('--force', 'with --partition: write even over a partition table (destroys it)')
     .option('--slot-size <bytes>', 'disk layout: size of each root slot')
     .option('--data-size <bytes>', 'disk layout: size of the data partition', '16M')
+    .option('--disk-size <bytes>', 'disk layout: size of the target disk (data takes the rest)')
     .option('--arch <arch>', 'disk layout: bootable for x86_64 (ESP + GRUB EFI) or aarch64 (U-Boot env)')
     .option(
       '--uboot-initial-env <file>',
