@@ -46,6 +46,13 @@ const SLOT_BYTES = 192 * 1024 * 1024;
 /** Where the factory puts the one-time provisioning token (on the data partition). */
 export const PROVISIONING_TOKEN_FILE = '/data/provisioning-token';
 
+const VIRTIO_PCI = [
+  'drivers/virtio/virtio_pci_modern_dev',
+  'drivers/virtio/virtio_pci_legacy_dev',
+  'drivers/virtio/virtio_pci',
+];
+const VIRTIO_NET = ['net/core/failover', 'drivers/net/net_failover', 'drivers/net/virtio_net'];
+const EXT4 = ['lib/crc16', 'fs/mbcache', 'fs/jbd2/jbd2', 'crypto/crc32c_generic', 'fs/ext4/ext4'];
 /** Kernel modules the initramfs loads, in dependency order (the initramfs has no modprobe). */
 const MODULES = {
   x86_64: [
@@ -53,18 +60,10 @@ const MODULES = {
     'drivers/watchdog/i6300esb',
     'drivers/virtio/virtio_ring',
     'drivers/virtio/virtio',
-    'drivers/virtio/virtio_pci_modern_dev',
-    'drivers/virtio/virtio_pci_legacy_dev',
-    'drivers/virtio/virtio_pci',
+    ...VIRTIO_PCI,
     'drivers/block/virtio_blk',
-    'net/core/failover',
-    'drivers/net/net_failover',
-    'drivers/net/virtio_net',
-    'lib/crc16',
-    'fs/mbcache',
-    'fs/jbd2/jbd2',
-    'crypto/crc32c_generic',
-    'fs/ext4/ext4',
+    ...VIRTIO_NET,
+    ...EXT4,
     'fs/fat/fat',
     'fs/fat/vfat',
     'fs/nls/nls_cp437',
@@ -76,17 +75,9 @@ const MODULES = {
     'drivers/mmc/host/sdhci',
     'drivers/mmc/host/sdhci-pci',
     'drivers/watchdog/i6300esb',
-    'drivers/virtio/virtio_pci_modern_dev',
-    'drivers/virtio/virtio_pci_legacy_dev',
-    'drivers/virtio/virtio_pci',
-    'net/core/failover',
-    'drivers/net/net_failover',
-    'drivers/net/virtio_net',
-    'lib/crc16',
-    'fs/mbcache',
-    'fs/jbd2/jbd2',
-    'crypto/crc32c_generic',
-    'fs/ext4/ext4',
+    ...VIRTIO_PCI,
+    ...VIRTIO_NET,
+    ...EXT4,
   ],
 };
 /** Debian's name of each architecture, and where its glibc and dynamic loader live. */
