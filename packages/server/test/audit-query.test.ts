@@ -63,3 +63,22 @@ describe('GET /audit filters', () => {
     }
   });
 });
+
+describe('a device timeline reads the audit log by index', () => {
+  it('finds what was recorded about a device and by it without scanning the log', () => {
+    const db = server.ctx.store.db;
+    const plan = db
+      .prepare(
+        `EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE (target = ? OR actor = ?) AND ts < ?
+         ORDER BY id DESC LIMIT ?`,
+      )
+      .all('TEST-ONLY-d1', 'device:TEST-ONLY-d1', T0 + 4 * HOUR, 10) as { detail: string }[];
+    const steps = plan.map((p) => p.detail).join('\n');
+    expect(steps).toContain('audit_target_id');
+    expect(steps).toContain('audit_actor_id');
+    expect(steps).not.toMatch(/^SCAN audit_log$/m);
+    expect(
+      server.ctx.store.audit.aboutDevice('TEST-ONLY-d1', T0 + 4 * HOUR, 10).map((e) => e.action),
+    ).toEqual(['device.register']);
+  });
+});

@@ -261,4 +261,12 @@ CREATE TABLE version_samples (
 );
 `,
   },
+  {
+    version: 5,
+    name: 'audit log by target and by actor (a device timeline reads both without scanning the log)',
+    sql: `
+CREATE INDEX audit_target_id ON audit_log(target, id);
+CREATE INDEX audit_actor_id ON audit_log(actor, id);
+`,
+  },
 ];
