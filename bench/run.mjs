@@ -35,6 +35,11 @@ const BENCHES = {
     args: ['--devices', '100000'],
     what: 'device search (id, tag, group, version, hardware, status, pages) at 100,000 devices',
   },
+  ingest: {
+    script: 'store/ingest.mjs',
+    args: ['--devices', '10000'],
+    what: '10,000 devices: state reports and events through the report ingestor into SQLite',
+  },
   storm: {
     script: 'fleet/storm.mjs',
     args: ['--devices', '19000'],
