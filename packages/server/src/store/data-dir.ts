@@ -58,7 +58,7 @@ function schemaVersion(file: string): number {
  * the admin token. That is FLOTILLA_ERR_SERVER_STORE, never a silent new install. Call before
  * anything else in the data directory is created.
  */
-export function openServerStore(dataDir: string): Store {
+export async function openServerStore(dataDir: string): Promise<Store> {
   checkWritable(dataDir);
   const file = join(dataDir, DB_FILE);
   const held = stateBesidesDb(dataDir);
@@ -86,7 +86,7 @@ export function openServerStore(dataDir: string): Store {
     if (version === 0 && held.length > 0) lost('holds no schema');
   }
   try {
-    return Store.open(file);
+    return await Store.open(file);
   } catch (err) {
     if (err instanceof ServerError) throw err;
     throw storageFault(err, file) ?? refuse(`${file} cannot be opened: ${(err as Error).message}`, err);

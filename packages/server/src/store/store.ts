@@ -1,4 +1,3 @@
-import { type Db, openDb } from './db.js';
 import { ArtifactsRepo } from './repos/artifacts.js';
 import { AuditRepo } from './repos/audit.js';
 import { DeltasRepo } from './repos/deltas.js';
@@ -13,8 +12,14 @@ import { RolloutsRepo } from './repos/rollouts.js';
 import { TokensRepo } from './repos/tokens.js';
 import { VersionSamplesRepo } from './repos/version-samples.js';
 import { VulnsRepo } from './repos/vulns.js';
+import type { Sql, SqlDriver } from './sql.js';
+import { SqliteDriver } from './sqlite-driver.js';
 
-/** The SQLite store: one repository per aggregate over one connection (SQLite has a single writer anyway). */
+/**
+ * The store: one repository per aggregate, every call asynchronous, over a `Sql` — a driver's
+ * connection (SQLite, the embedded default, or PostgreSQL) or one transaction on it. This class
+ * is the store's whole public shape; both engines are used through it.
+ */
 export class Store {
   readonly devices: DevicesRepo;
   readonly events: EventsRepo;
@@ -31,33 +36,53 @@ export class Store {
   readonly policies: PoliciesRepo;
   readonly versionSamples: VersionSamplesRepo;
 
-  constructor(readonly db: Db) {
-    this.devices = new DevicesRepo(db);
-    this.events = new EventsRepo(db);
-    this.provisioning = new ProvisioningRepo(db);
-    this.artifacts = new ArtifactsRepo(db);
-    this.releases = new ReleasesRepo(db);
-    this.deltas = new DeltasRepo(db);
-    this.rollouts = new RolloutsRepo(db);
-    this.deployments = new DeploymentsRepo(db);
-    this.tokens = new TokensRepo(db);
-    this.audit = new AuditRepo(db);
-    this.nonces = new NoncesRepo(db);
-    this.vulns = new VulnsRepo(db);
-    this.policies = new PoliciesRepo(db);
-    this.versionSamples = new VersionSamplesRepo(db);
+  /** `driver` is set on the root store (it owns the connection); a transaction's store has none. */
+  constructor(
+    readonly sql: Sql,
+    private readonly driver: SqlDriver | null = null,
+  ) {
+    this.devices = new DevicesRepo(sql);
+    this.events = new EventsRepo(sql);
+    this.provisioning = new ProvisioningRepo(sql);
+    this.artifacts = new ArtifactsRepo(sql);
+    this.releases = new ReleasesRepo(sql);
+    this.deltas = new DeltasRepo(sql);
+    this.rollouts = new RolloutsRepo(sql);
+    this.deployments = new DeploymentsRepo(sql);
+    this.tokens = new TokensRepo(sql);
+    this.audit = new AuditRepo(sql);
+    this.nonces = new NoncesRepo(sql);
+    this.vulns = new VulnsRepo(sql);
+    this.policies = new PoliciesRepo(sql);
+    this.versionSamples = new VersionSamplesRepo(sql);
   }
 
-  static open(file: string): Store {
-    return new Store(openDb(file));
+  /** A store on a driver, its schema migrated (closes the driver when that fails). */
+  static async fromDriver(driver: SqlDriver): Promise<Store> {
+    try {
+      await driver.migrate();
+    } catch (err) {
+      await driver.close();
+      throw err;
+    }
+    return new Store(driver, driver);
   }
 
-  /** Runs fn in one transaction (nested calls become savepoints): all of it or nothing. */
-  tx<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+  /** The embedded store: an SQLite file (created when missing), migrated. */
+  static open(file: string): Promise<Store> {
+    return Store.fromDriver(SqliteDriver.open(file));
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
+  /**
+   * Runs fn in one transaction (nested calls become savepoints): all of it or nothing. fn gets a
+   * store bound to the transaction and must use only that one: on SQLite the root store waits
+   * until the transaction ends.
+   */
+  tx<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
+    return this.sql.tx((sql) => fn(new Store(sql)));
+  }
+
+  async close(): Promise<void> {
+    await this.driver?.close();
   }
 }

@@ -1,4 +1,4 @@
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export type ArtifactKind = 'image' | 'delta' | 'sbom' | 'bundle';
 
@@ -11,39 +11,31 @@ export interface ArtifactRow {
 
 /** Content-addressed artifacts (the bytes live in the artifact directory under their sha256). */
 export class ArtifactsRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      upsert: db.prepare(
-        'INSERT INTO artifacts (sha256, size, kind, created) VALUES (?, ?, ?, ?) ON CONFLICT(sha256) DO NOTHING',
-      ),
-      get: db.prepare<[string], ArtifactRow>('SELECT * FROM artifacts WHERE sha256 = ?'),
-      del: db.prepare('DELETE FROM artifacts WHERE sha256 = ?'),
-      list: db.prepare<[], ArtifactRow>('SELECT * FROM artifacts ORDER BY created'),
-      totals: db.prepare<[], { kind: string; n: number; bytes: number }>(
-        'SELECT kind, COUNT(*) AS n, SUM(size) AS bytes FROM artifacts GROUP BY kind',
-      ),
-    };
+  async add(sha256: string, size: number, kind: ArtifactKind, now: number): Promise<void> {
+    await this.sql.run(
+      'INSERT INTO artifacts (sha256, size, kind, created) VALUES (?, ?, ?, ?) ON CONFLICT(sha256) DO NOTHING',
+      [sha256, size, kind, now],
+    );
   }
 
-  add(sha256: string, size: number, kind: ArtifactKind, now: number): void {
-    this.s.upsert.run(sha256, size, kind, now);
+  get(sha256: string): Promise<ArtifactRow | undefined> {
+    return this.sql.get<ArtifactRow>('SELECT * FROM artifacts WHERE sha256 = ?', [sha256]);
   }
 
-  get(sha256: string): ArtifactRow | undefined {
-    return this.s.get.get(sha256);
+  async delete(sha256: string): Promise<void> {
+    await this.sql.run('DELETE FROM artifacts WHERE sha256 = ?', [sha256]);
   }
 
-  delete(sha256: string): void {
-    this.s.del.run(sha256);
+  list(): Promise<ArtifactRow[]> {
+    return this.sql.all<ArtifactRow>('SELECT * FROM artifacts ORDER BY created');
   }
 
-  list(): ArtifactRow[] {
-    return this.s.list.all();
-  }
-
-  totals(): { kind: string; count: number; bytes: number }[] {
-    return this.s.totals.all().map((r) => ({ kind: r.kind, count: r.n, bytes: r.bytes }));
+  async totals(): Promise<{ kind: string; count: number; bytes: number }[]> {
+    const rows = await this.sql.all<{ kind: string; n: number; bytes: number }>(
+      'SELECT kind, COUNT(*) AS n, SUM(size) AS bytes FROM artifacts GROUP BY kind',
+    );
+    return rows.map((r) => ({ kind: r.kind, count: r.n, bytes: Number(r.bytes) }));
   }
 }

@@ -1,4 +1,4 @@
-import type { Db } from '../db.js';
+import type { Sql, SqlValue } from '../sql.js';
 
 export interface AuditEntry {
   id: number;
@@ -34,68 +34,91 @@ interface Row {
 
 const toEntry = (r: Row): AuditEntry => ({ ...r, detail: JSON.parse(r.detail) as Record<string, unknown> });
 
+/** `?, ?, …` for an IN list of n values (never empty: callers pass at least one). */
+const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+
 /** Append-only record of every change (who, what, on which object); written in the change's transaction. */
 export class AuditRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare('INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)'),
-      lastOf: db.prepare<[string, string], Row>(
-        `SELECT * FROM audit_log WHERE actor = ? AND action IN (SELECT value FROM json_each(?))
-         ORDER BY id DESC LIMIT 1`,
-      ),
-      // One statement for every filter: an absent one is NULL and matches all.
-      query: db.prepare<[Record<string, string | number | null>], Row>(
-        `SELECT * FROM audit_log WHERE id < @before
-           AND (@actor IS NULL OR actor = @actor OR actor = 'token:' || @actor
-                OR substr(actor, 1, length(@actor) + 7) = 'token:' || @actor || '('
-                OR substr(actor, -(length(@actor) + 2)) = '(' || @actor || ')')
-           AND (@action IS NULL OR action = @action
-                OR (@actionPrefix IS NOT NULL AND substr(action, 1, length(@actionPrefix)) = @actionPrefix))
-           AND (@target IS NULL OR target = @target)
-           AND ts >= @since AND ts < @until
-         ORDER BY id DESC LIMIT @limit`,
-      ),
-      aboutDevice: db.prepare<[string, string, number, number], Row>(
-        `SELECT * FROM audit_log WHERE (target = ? OR actor = ?) AND ts < ? ORDER BY id DESC LIMIT ?`,
-      ),
-    };
-  }
-
-  record(actor: string, action: string, target: string | null, detail: Record<string, unknown>, now: number) {
-    this.s.insert.run(now, actor, action, target, JSON.stringify(detail));
+  async record(
+    actor: string,
+    action: string,
+    target: string | null,
+    detail: Record<string, unknown>,
+    now: number,
+  ): Promise<void> {
+    await this.sql.run('INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)', [
+      now,
+      actor,
+      action,
+      target,
+      JSON.stringify(detail),
+    ]);
   }
 
   /** The newest entry of `actor` with one of these actions. */
-  lastOf(actor: string, actions: readonly string[]): AuditEntry | undefined {
-    const r = this.s.lastOf.get(actor, JSON.stringify(actions));
+  async lastOf(actor: string, actions: readonly string[]): Promise<AuditEntry | undefined> {
+    if (actions.length === 0) return undefined;
+    const r = await this.sql.get<Row>(
+      `SELECT * FROM audit_log WHERE actor = ? AND action IN (${placeholders(actions.length)}) ORDER BY id DESC LIMIT 1`,
+      [actor, ...actions],
+    );
     return r ? toEntry(r) : undefined;
   }
 
-  list(beforeId: number, limit: number): AuditEntry[] {
+  list(beforeId: number, limit: number): Promise<AuditEntry[]> {
     return this.query({ before: beforeId }, limit);
   }
 
-  /** Entries matching `filter`, newest first. */
-  query(filter: AuditFilter, limit: number): AuditEntry[] {
-    const action = filter.action ?? null;
-    return this.s.query
-      .all({
-        before: filter.before ?? Number.MAX_SAFE_INTEGER,
-        actor: filter.actor ?? null,
-        action,
-        actionPrefix: action?.endsWith('*') ? action.slice(0, -1) : null,
-        target: filter.target ?? null,
-        since: filter.since ?? 0,
-        until: filter.until ?? Number.MAX_SAFE_INTEGER,
-        limit,
-      })
-      .map(toEntry);
+  /**
+   * Entries matching `filter`, newest first. Only the filters given become conditions (an
+   * untyped `? IS NULL` is not portable). Suffix and prefix tests use substr from a positive
+   * start, which both engines read the same way.
+   */
+  async query(filter: AuditFilter, limit: number): Promise<AuditEntry[]> {
+    const where = ['id < ?', 'ts >= ?', 'ts < ?'];
+    const args: SqlValue[] = [
+      filter.before ?? Number.MAX_SAFE_INTEGER,
+      filter.since ?? 0,
+      filter.until ?? Number.MAX_SAFE_INTEGER,
+    ];
+    const { actor, action, target } = filter;
+    if (actor !== undefined) {
+      // As recorded, as `token:<name-or-id>`, or as `token:<name>(<id>)` by either part.
+      where.push(`(actor = ? OR actor = ? OR substr(actor, 1, ?) = ?
+        OR (length(actor) >= ? AND substr(actor, length(actor) - ?) = ?))`);
+      const open = `token:${actor}(`;
+      const close = `(${actor})`;
+      args.push(actor, `token:${actor}`, open.length, open, close.length, close.length - 1, close);
+    }
+    if (action !== undefined) {
+      if (action.endsWith('*')) {
+        const prefix = action.slice(0, -1);
+        where.push('(action = ? OR substr(action, 1, ?) = ?)');
+        args.push(action, prefix.length, prefix);
+      } else {
+        where.push('action = ?');
+        args.push(action);
+      }
+    }
+    if (target !== undefined) {
+      where.push('target = ?');
+      args.push(target);
+    }
+    const rows = await this.sql.all<Row>(
+      `SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
+      [...args, limit],
+    );
+    return rows.map(toEntry);
   }
 
   /** What was recorded about a device (its target) or by it (`device:<id>`) before `until`. */
-  aboutDevice(deviceId: string, until: number, limit: number): AuditEntry[] {
-    return this.s.aboutDevice.all(deviceId, `device:${deviceId}`, until, limit).map(toEntry);
+  async aboutDevice(deviceId: string, until: number, limit: number): Promise<AuditEntry[]> {
+    const rows = await this.sql.all<Row>(
+      'SELECT * FROM audit_log WHERE (target = ? OR actor = ?) AND ts < ? ORDER BY id DESC LIMIT ?',
+      [deviceId, `device:${deviceId}`, until, limit],
+    );
+    return rows.map(toEntry);
   }
 }

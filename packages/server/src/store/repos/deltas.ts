@@ -1,5 +1,5 @@
 import type { SignedDelta } from '@flotilla/protocol';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export type DeltaStatus = 'queued' | 'building' | 'ready' | 'failed';
 
@@ -44,76 +44,67 @@ const toDelta = (r: Row): DeltaRow => ({
 
 /** The delta cache, keyed by (from image, to image); a failed entry is remembered so it is not retried in a loop. */
 export class DeltasRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      get: db.prepare<[string, string], Row>('SELECT * FROM deltas WHERE from_sha256 = ? AND to_sha256 = ?'),
-      queue: db.prepare(
-        `INSERT INTO deltas (from_sha256, to_sha256, status, created, updated) VALUES (?, ?, 'queued', ?, ?)
-         ON CONFLICT DO NOTHING`,
-      ),
-      status: db.prepare(
-        'UPDATE deltas SET status = ?, error = ?, updated = ? WHERE from_sha256 = ? AND to_sha256 = ?',
-      ),
-      ready: db.prepare(
-        `UPDATE deltas SET status = 'ready', delta_sha256 = @deltaSha256, delta_size = @deltaSize, codec = @codec,
-           descriptor = @descriptor, error = NULL, updated = @now WHERE from_sha256 = @from AND to_sha256 = @to`,
-      ),
-      descriptor: db.prepare(
-        `UPDATE deltas SET descriptor = ?, updated = ? WHERE from_sha256 = ? AND to_sha256 = ? AND status = 'ready'`,
-      ),
-      pending: db.prepare<[], Row>(
-        `SELECT * FROM deltas WHERE status IN ('queued','building') ORDER BY created`,
-      ),
-      list: db.prepare<[], Row>('SELECT * FROM deltas ORDER BY created DESC'),
-      del: db.prepare('DELETE FROM deltas WHERE from_sha256 = ? AND to_sha256 = ?'),
-      requeue: db.prepare(`UPDATE deltas SET status = 'queued' WHERE status = 'building'`),
-    };
-  }
-
-  get(from: string, to: string): DeltaRow | undefined {
-    const r = this.s.get.get(from, to);
+  async get(from: string, to: string): Promise<DeltaRow | undefined> {
+    const r = await this.sql.get<Row>('SELECT * FROM deltas WHERE from_sha256 = ? AND to_sha256 = ?', [from, to]);
     return r ? toDelta(r) : undefined;
   }
 
   /** True when newly queued. */
-  queue(from: string, to: string, now: number): boolean {
-    return this.s.queue.run(from, to, now, now).changes === 1;
+  async queue(from: string, to: string, now: number): Promise<boolean> {
+    const r = await this.sql.run(
+      `INSERT INTO deltas (from_sha256, to_sha256, status, created, updated) VALUES (?, ?, 'queued', ?, ?)
+       ON CONFLICT DO NOTHING`,
+      [from, to, now, now],
+    );
+    return r.changes === 1;
   }
 
-  setStatus(from: string, to: string, status: DeltaStatus, error: string | null, now: number): void {
-    this.s.status.run(status, error, now, from, to);
+  async setStatus(from: string, to: string, status: DeltaStatus, error: string | null, now: number): Promise<void> {
+    await this.sql.run(
+      'UPDATE deltas SET status = ?, error = ?, updated = ? WHERE from_sha256 = ? AND to_sha256 = ?',
+      [status, error, now, from, to],
+    );
   }
 
-  setReady(
+  async setReady(
     from: string,
     to: string,
     d: { deltaSha256: string; deltaSize: number; codec: string; descriptor: SignedDelta },
     now: number,
-  ): void {
-    this.s.ready.run({ from, to, ...d, descriptor: JSON.stringify(d.descriptor), now });
+  ): Promise<void> {
+    await this.sql.run(
+      `UPDATE deltas SET status = 'ready', delta_sha256 = ?, delta_size = ?, codec = ?,
+         descriptor = ?, error = NULL, updated = ? WHERE from_sha256 = ? AND to_sha256 = ?`,
+      [d.deltaSha256, d.deltaSize, d.codec, JSON.stringify(d.descriptor), now, from, to],
+    );
   }
 
   /** Replaces the signed descriptor of a ready delta (a renewed expiry). */
-  setDescriptor(from: string, to: string, descriptor: SignedDelta, now: number): void {
-    this.s.descriptor.run(JSON.stringify(descriptor), now, from, to);
+  async setDescriptor(from: string, to: string, descriptor: SignedDelta, now: number): Promise<void> {
+    await this.sql.run(
+      `UPDATE deltas SET descriptor = ?, updated = ? WHERE from_sha256 = ? AND to_sha256 = ? AND status = 'ready'`,
+      [JSON.stringify(descriptor), now, from, to],
+    );
   }
 
-  pending(): DeltaRow[] {
-    return this.s.pending.all().map(toDelta);
+  async pending(): Promise<DeltaRow[]> {
+    return (
+      await this.sql.all<Row>(`SELECT * FROM deltas WHERE status IN ('queued','building') ORDER BY created`)
+    ).map(toDelta);
   }
 
-  list(): DeltaRow[] {
-    return this.s.list.all().map(toDelta);
+  async list(): Promise<DeltaRow[]> {
+    return (await this.sql.all<Row>('SELECT * FROM deltas ORDER BY created DESC')).map(toDelta);
   }
 
-  delete(from: string, to: string): void {
-    this.s.del.run(from, to);
+  async delete(from: string, to: string): Promise<void> {
+    await this.sql.run('DELETE FROM deltas WHERE from_sha256 = ? AND to_sha256 = ?', [from, to]);
   }
 
   /** A build interrupted by a crash goes back to the queue. */
-  requeueInterrupted(): number {
-    return this.s.requeue.run().changes;
+  async requeueInterrupted(): Promise<number> {
+    return (await this.sql.run(`UPDATE deltas SET status = 'queued' WHERE status = 'building'`)).changes;
   }
 }

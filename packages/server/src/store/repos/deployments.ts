@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { DeploymentRecord, DeploymentState, RollbackRecord } from '../../rollout/index.js';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export interface DeploymentRow extends DeploymentRecord {
   id: string;
@@ -43,93 +43,89 @@ export const ROLLBACK_SUFFIX = '-rb';
 
 /** One device's part in one rollout (the engine's DeploymentRecord plus ids). */
 export class DeploymentsRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare(
-        `INSERT INTO deployments (id, rollout_id, device_id, phase, state, attempts, from_version, created, updated)
-         VALUES (@id, @rolloutId, @deviceId, @phase, 'pending', 0, @fromVersion, @now, @now)
-         ON CONFLICT (rollout_id, device_id) DO NOTHING`,
-      ),
-      get: db.prepare<[string], Row>('SELECT * FROM deployments WHERE id = ?'),
-      byDevice: db.prepare<[string, string], Row>(
-        'SELECT * FROM deployments WHERE rollout_id = ? AND device_id = ?',
-      ),
-      forRollout: db.prepare<[string], Row>(
-        'SELECT * FROM deployments WHERE rollout_id = ? ORDER BY phase, device_id',
-      ),
-      forDevice: db.prepare<[string], Row>(
-        'SELECT * FROM deployments WHERE device_id = ? ORDER BY created DESC',
-      ),
-      update: db.prepare(
-        `UPDATE deployments SET phase = @phase, state = @state, attempts = @attempts, offered_at = @offeredAt,
-           failure_reason = @failureReason, from_version = @fromVersion, rollback = @rollback, updated = @updatedAt
-         WHERE id = @id`,
-      ),
-      busyDevices: db.prepare<[string], { device_id: string }>(
-        `SELECT DISTINCT d.device_id FROM deployments d JOIN rollouts r ON r.id = d.rollout_id
-         WHERE d.rollout_id != ? AND r.status IN ('scheduled','running','waiting','waiting-approval','soaking','paused')
-           AND d.state IN ('offered','downloading','installing','installed','rebooting')`,
-      ),
-      releasesOnDevices: db.prepare<[], { release_id: string }>(
-        `SELECT DISTINCT r.release_id FROM deployments d JOIN rollouts r ON r.id = d.rollout_id
-         WHERE d.state IN ('offered','downloading','installing','installed','rebooting')`,
-      ),
-    };
-  }
-
-  assign(
+  /** The deployment of this device in this rollout, created when missing; returns its id. */
+  async assign(
     rolloutId: string,
     deviceId: string,
     phase: number,
     fromVersion: string | null,
     now: number,
-  ): string {
+  ): Promise<string> {
     const id = `dep_${randomBytes(8).toString('hex')}`;
-    this.s.insert.run({ id, rolloutId, deviceId, phase, fromVersion, now });
-    return this.s.byDevice.get(rolloutId, deviceId)!.id;
+    await this.sql.run(
+      `INSERT INTO deployments (id, rollout_id, device_id, phase, state, attempts, from_version, created, updated)
+       VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT (rollout_id, device_id) DO NOTHING`,
+      [id, rolloutId, deviceId, phase, fromVersion, now, now],
+    );
+    return (await this.find(rolloutId, deviceId))!.id;
   }
 
-  get(id: string): DeploymentRow | undefined {
-    const r = this.s.get.get(id);
+  async get(id: string): Promise<DeploymentRow | undefined> {
+    const r = await this.sql.get<Row>('SELECT * FROM deployments WHERE id = ?', [id]);
     return r ? toDeployment(r) : undefined;
   }
 
-  find(rolloutId: string, deviceId: string): DeploymentRow | undefined {
-    const r = this.s.byDevice.get(rolloutId, deviceId);
+  async find(rolloutId: string, deviceId: string): Promise<DeploymentRow | undefined> {
+    const r = await this.sql.get<Row>('SELECT * FROM deployments WHERE rollout_id = ? AND device_id = ?', [
+      rolloutId,
+      deviceId,
+    ]);
     return r ? toDeployment(r) : undefined;
   }
 
-  forRollout(rolloutId: string): DeploymentRow[] {
-    return this.s.forRollout.all(rolloutId).map(toDeployment);
+  async forRollout(rolloutId: string): Promise<DeploymentRow[]> {
+    const rows = await this.sql.all<Row>(
+      'SELECT * FROM deployments WHERE rollout_id = ? ORDER BY phase, device_id',
+      [rolloutId],
+    );
+    return rows.map(toDeployment);
   }
 
-  forDevice(deviceId: string): DeploymentRow[] {
-    return this.s.forDevice.all(deviceId).map(toDeployment);
+  async forDevice(deviceId: string): Promise<DeploymentRow[]> {
+    const rows = await this.sql.all<Row>('SELECT * FROM deployments WHERE device_id = ? ORDER BY created DESC', [
+      deviceId,
+    ]);
+    return rows.map(toDeployment);
   }
 
-  save(d: DeploymentRow): void {
-    this.s.update.run({
-      id: d.id,
-      phase: d.phase,
-      state: d.state,
-      attempts: d.attempts,
-      offeredAt: d.offeredAt,
-      failureReason: d.failureReason,
-      fromVersion: d.fromVersion,
-      rollback: d.rollback ? JSON.stringify(d.rollback) : null,
-      updatedAt: d.updatedAt,
-    });
+  async save(d: DeploymentRow): Promise<void> {
+    await this.sql.run(
+      `UPDATE deployments SET phase = ?, state = ?, attempts = ?, offered_at = ?,
+         failure_reason = ?, from_version = ?, rollback = ?, updated = ?
+       WHERE id = ?`,
+      [
+        d.phase,
+        d.state,
+        d.attempts,
+        d.offeredAt,
+        d.failureReason,
+        d.fromVersion,
+        d.rollback ? JSON.stringify(d.rollback) : null,
+        d.updatedAt,
+        d.id,
+      ],
+    );
   }
 
   /** Devices in flight in another active rollout (the engine does not offer them meanwhile). */
-  busyDevices(exceptRolloutId: string): Set<string> {
-    return new Set(this.s.busyDevices.all(exceptRolloutId).map((r) => r.device_id));
+  async busyDevices(exceptRolloutId: string): Promise<Set<string>> {
+    const rows = await this.sql.all<{ device_id: string }>(
+      `SELECT DISTINCT d.device_id FROM deployments d JOIN rollouts r ON r.id = d.rollout_id
+       WHERE d.rollout_id != ? AND r.status IN ('scheduled','running','waiting','waiting-approval','soaking','paused')
+         AND d.state IN ('offered','downloading','installing','installed','rebooting')`,
+      [exceptRolloutId],
+    );
+    return new Set(rows.map((r) => r.device_id));
   }
 
   /** Releases being delivered right now. */
-  inFlightReleaseIds(): string[] {
-    return this.s.releasesOnDevices.all().map((r) => r.release_id);
+  async inFlightReleaseIds(): Promise<string[]> {
+    const rows = await this.sql.all<{ release_id: string }>(
+      `SELECT DISTINCT r.release_id FROM deployments d JOIN rollouts r ON r.id = d.rollout_id
+       WHERE d.state IN ('offered','downloading','installing','installed','rebooting')`,
+    );
+    return rows.map((r) => r.release_id);
   }
 }

@@ -1,5 +1,5 @@
 import type { DeviceStateMessage, InventoryMessage } from '@flotilla/protocol';
-import type { Db } from '../db.js';
+import type { Sql, SqlValue } from '../sql.js';
 
 export type DeviceStatus = 'pending' | 'accepted' | 'rejected' | 'decommissioned';
 
@@ -136,108 +136,60 @@ export interface DeviceFilter {
 /** The count and page statements of a device search, with their parameters. */
 function listQueries(f: DeviceFilter) {
   const where: string[] = [];
-  const args: Record<string, unknown> = {};
-  const add = (sql: string, values: Record<string, unknown>) => {
+  const args: SqlValue[] = [];
+  const add = (sql: string, ...values: SqlValue[]) => {
     where.push(sql);
-    Object.assign(args, values);
+    args.push(...values);
   };
-  if (f.q) add('id >= @q AND id < @qEnd', { q: f.q, qEnd: `${f.q}${ID_PREFIX_END}` });
-  if (f.status) add('status = @status', { status: f.status });
-  if (f.hardware) add('hardware = @hardware', { hardware: f.hardware });
-  if (f.group) add('grp = @group', { group: f.group });
-  if (f.channel) add('channel = @channel', { channel: f.channel });
-  if (f.version) add('version = @version', { version: f.version });
-  if (f.online !== undefined) add('online = @online', { online: f.online ? 1 : 0 });
-  if (f.tag) add('id IN (SELECT device_id FROM device_tags WHERE tag = @tag)', { tag: f.tag });
+  if (f.q) add('id >= ? AND id < ?', f.q, `${f.q}${ID_PREFIX_END}`);
+  if (f.status) add('status = ?', f.status);
+  if (f.hardware) add('hardware = ?', f.hardware);
+  if (f.group) add('grp = ?', f.group);
+  if (f.channel) add('channel = ?', f.channel);
+  if (f.version) add('version = ?', f.version);
+  if (f.online !== undefined) add('online = ?', f.online ? 1 : 0);
+  if (f.tag) add('id IN (SELECT device_id FROM device_tags WHERE tag = ?)', f.tag);
   const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
-  const pageWhere = f.after ? `${clause ? `${clause} AND` : 'WHERE'} id > @after` : clause;
+  const pageWhere = f.after ? `${clause ? `${clause} AND` : 'WHERE'} id > ?` : clause;
   return {
     count: `SELECT COUNT(*) AS n FROM devices ${clause}`,
     args,
     // One row more than asked says whether there is a next page.
-    page: `SELECT * FROM devices ${pageWhere} ORDER BY id LIMIT @limit OFFSET @offset`,
-    pageArgs: { ...args, ...(f.after ? { after: f.after } : {}), limit: f.limit + 1, offset: f.offset },
+    page: `SELECT * FROM devices ${pageWhere} ORDER BY id LIMIT ? OFFSET ?`,
+    pageArgs: [...args, ...(f.after ? [f.after] : []), f.limit + 1, f.offset],
   };
 }
 
+const STATE = `UPDATE devices SET version = ?, image_sha256 = ?,
+    security_version = CASE WHEN security_version > ? THEN security_version ELSE ? END,
+    active_slot = ?, agent_state = ?, deployment_id = ?, last_error = ?,
+    state_seq = ?, state_ts = ?, online = 1, last_seen = ?, updated = ?
+  WHERE id = ? AND (state_seq IS NULL OR state_seq <= ? OR ? > COALESCE(state_ts, 0))`;
+
 /** Devices: identity (key, status), placement (tags, group, channel) and the latest reported state. */
 export class DevicesRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(private readonly db: Db) {
-    this.s = {
-      get: db.prepare<[string], Row>('SELECT * FROM devices WHERE id = ?'),
-      acceptedKeys: db.prepare<[number], { publicKey: string }>(
-        "SELECT public_key AS publicKey FROM devices WHERE status = 'accepted' ORDER BY updated DESC LIMIT ?",
-      ),
-      authInfo: db.prepare<[string], { publicKey: string; status: DeviceStatus }>(
-        'SELECT public_key AS publicKey, status FROM devices WHERE id = ?',
-      ),
-      insert: db.prepare(
-        `INSERT INTO devices (id, public_key, status, hardware, tags, grp, channel, created, updated)
-         VALUES (@id, @publicKey, @status, @hardware, @tags, @group, @channel, @now, @now)`,
-      ),
-      setStatus: db.prepare('UPDATE devices SET status = ?, updated = ? WHERE id = ?'),
-      setKey: db.prepare('UPDATE devices SET public_key = ?, status = ?, updated = ? WHERE id = ?'),
-      setClaim: db.prepare(
-        'UPDATE devices SET public_key = ?, status = ?, hardware = ?, updated = ? WHERE id = ?',
-      ),
-      countStatus: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM devices WHERE status = ?'),
-      setPlacement: db.prepare(
-        'UPDATE devices SET tags = @tags, grp = @group, channel = @channel, updated = @now WHERE id = @id',
-      ),
-      state: db.prepare(
-        `UPDATE devices SET version = @version, image_sha256 = @imageSha256, security_version = MAX(security_version, @securityVersion),
-           active_slot = @activeSlot, agent_state = @agentState, deployment_id = @deploymentId, last_error = @lastError,
-           state_seq = @seq, state_ts = @ts, online = 1, last_seen = @now, updated = @now
-         WHERE id = @id AND (state_seq IS NULL OR state_seq <= @seq OR @ts > COALESCE(state_ts, 0))`,
-      ),
-      inventory: db.prepare(
-        `UPDATE devices SET inventory = @inventory, inventory_ts = @ts, hardware = @hardware, online = 1, last_seen = @now,
-           updated = @now WHERE id = @id`,
-      ),
-      seen: db.prepare('UPDATE devices SET online = 1, last_seen = ? WHERE id = ?'),
-      online: db.prepare('UPDATE devices SET online = ?, updated = ? WHERE id = ?'),
-      staleOffline: db.prepare<[number], { id: string }>(
-        'UPDATE devices SET online = 0 WHERE online = 1 AND (last_seen IS NULL OR last_seen < ?) RETURNING id',
-      ),
-      allOffline: db.prepare('UPDATE devices SET online = 0 WHERE online = 1'),
-      setSecret: db.prepare('UPDATE devices SET mqtt_secret_hash = ?, updated = ? WHERE id = ?'),
-      credentials: db.prepare<[], { id: string; mqtt_secret_hash: string }>(
-        `SELECT id, mqtt_secret_hash FROM devices WHERE status = 'accepted' AND mqtt_secret_hash IS NOT NULL ORDER BY id`,
-      ),
-      counts: db.prepare<[], { status: string; n: number }>(
-        'SELECT status, COUNT(*) AS n FROM devices GROUP BY status',
-      ),
-      versions: db.prepare<[], { version: string | null; n: number }>(
-        `SELECT version, COUNT(*) AS n FROM devices WHERE status = 'accepted' GROUP BY version`,
-      ),
-      accepted: db.prepare<[], AcceptedRow>(
-        `SELECT id, hardware, tags, grp, channel, version, image_sha256, security_version, online, last_seen
-         FROM devices WHERE status = 'accepted'`,
-      ),
-      runningImages: db.prepare<[], { image_sha256: string }>(
-        `SELECT DISTINCT image_sha256 FROM devices WHERE image_sha256 IS NOT NULL AND status != 'decommissioned'`,
-      ),
-    };
-  }
-
-  get(id: string): Device | undefined {
-    const r = this.s.get.get(id);
+  async get(id: string): Promise<Device | undefined> {
+    const r = await this.sql.get<Row>('SELECT * FROM devices WHERE id = ?', [id]);
     return r ? toDevice(r) : undefined;
   }
 
   /** Public keys of accepted devices, most recently changed first. */
-  acceptedKeys(limit: number): string[] {
-    return this.s.acceptedKeys.all(limit).map((r) => r.publicKey);
+  async acceptedKeys(limit: number): Promise<string[]> {
+    const rows = await this.sql.all<{ publicKey: string }>(
+      "SELECT public_key AS \"publicKey\" FROM devices WHERE status = 'accepted' ORDER BY updated DESC LIMIT ?",
+      [limit],
+    );
+    return rows.map((r) => r.publicKey);
   }
 
   /** Only what a login needs (runs on every MQTT connect: no tags to parse, no other columns). */
-  authInfo(id: string): { publicKey: string; status: DeviceStatus } | undefined {
-    return this.s.authInfo.get(id);
+  authInfo(id: string): Promise<{ publicKey: string; status: DeviceStatus } | undefined> {
+    return this.sql.get('SELECT public_key AS "publicKey", status FROM devices WHERE id = ?', [id]);
   }
 
-  insert(d: {
+  async insert(d: {
     id: string;
     publicKey: string;
     status: DeviceStatus;
@@ -246,99 +198,132 @@ export class DevicesRepo {
     group?: string | null;
     channel?: string;
     now: number;
-  }): void {
-    this.s.insert.run({
-      id: d.id,
-      publicKey: d.publicKey,
-      status: d.status,
-      hardware: d.hardware ?? null,
-      tags: JSON.stringify(d.tags ?? []),
-      group: d.group ?? null,
-      channel: d.channel ?? 'prod',
-      now: d.now,
-    });
+  }): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO devices (id, public_key, status, hardware, tags, grp, channel, created, updated)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        d.id,
+        d.publicKey,
+        d.status,
+        d.hardware ?? null,
+        JSON.stringify(d.tags ?? []),
+        d.group ?? null,
+        d.channel ?? 'prod',
+        d.now,
+        d.now,
+      ],
+    );
   }
 
-  setStatus(id: string, status: DeviceStatus, now: number): void {
-    this.s.setStatus.run(status, now, id);
+  async setStatus(id: string, status: DeviceStatus, now: number): Promise<void> {
+    await this.sql.run('UPDATE devices SET status = ?, updated = ? WHERE id = ?', [status, now, id]);
   }
 
-  replaceKey(id: string, publicKey: string, status: DeviceStatus, now: number): void {
-    this.s.setKey.run(publicKey, status, now, id);
+  async replaceKey(id: string, publicKey: string, status: DeviceStatus, now: number): Promise<void> {
+    await this.sql.run('UPDATE devices SET public_key = ?, status = ?, updated = ? WHERE id = ?', [
+      publicKey,
+      status,
+      now,
+      id,
+    ]);
   }
 
   /** Another key takes over an unproven claim: nothing the claimant said about itself stays. */
-  replaceClaim(
+  async replaceClaim(
     id: string,
     publicKey: string,
     status: DeviceStatus,
     hardware: string | null,
     now: number,
-  ): void {
-    this.s.setClaim.run(publicKey, status, hardware, now, id);
-  }
-
-  countByStatus(status: DeviceStatus): number {
-    return this.s.countStatus.get(status)!.n;
-  }
-
-  setPlacement(id: string, p: { tags: string[]; group: string | null; channel: string }, now: number): void {
-    this.s.setPlacement.run({ id, tags: JSON.stringify(p.tags), group: p.group, channel: p.channel, now });
-  }
-
-  /** Applies a state report unless an older one arrives after a newer one (seq restarts only with a later ts). */
-  applyState(id: string, m: DeviceStateMessage, now: number): boolean {
-    return (
-      this.s.state.run({
-        id,
-        version: m.version,
-        imageSha256: m.imageSha256,
-        securityVersion: m.securityVersion,
-        activeSlot: m.activeSlot,
-        agentState: m.agentState,
-        deploymentId: m.deploymentId,
-        lastError: m.lastError ? JSON.stringify(m.lastError) : null,
-        seq: m.seq,
-        ts: Date.parse(m.ts),
-        now,
-      }).changes > 0
+  ): Promise<void> {
+    await this.sql.run(
+      'UPDATE devices SET public_key = ?, status = ?, hardware = ?, updated = ? WHERE id = ?',
+      [publicKey, status, hardware, now, id],
     );
   }
 
-  applyInventory(id: string, m: InventoryMessage, now: number): void {
-    this.s.inventory.run({
-      id,
-      inventory: JSON.stringify(m),
-      ts: Date.parse(m.ts),
-      hardware: m.hardware,
+  async countByStatus(status: DeviceStatus): Promise<number> {
+    const r = await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM devices WHERE status = ?', [status]);
+    return r?.n ?? 0;
+  }
+
+  async setPlacement(
+    id: string,
+    p: { tags: string[]; group: string | null; channel: string },
+    now: number,
+  ): Promise<void> {
+    await this.sql.run('UPDATE devices SET tags = ?, grp = ?, channel = ?, updated = ? WHERE id = ?', [
+      JSON.stringify(p.tags),
+      p.group,
+      p.channel,
       now,
-    });
+      id,
+    ]);
   }
 
-  seen(id: string, now: number): void {
-    this.s.seen.run(now, id);
+  /** Applies a state report unless an older one arrives after a newer one (seq restarts only with a later ts). */
+  async applyState(id: string, m: DeviceStateMessage, now: number): Promise<boolean> {
+    const ts = Date.parse(m.ts);
+    const r = await this.sql.run(STATE, [
+      m.version,
+      m.imageSha256,
+      m.securityVersion,
+      m.securityVersion,
+      m.activeSlot,
+      m.agentState,
+      m.deploymentId,
+      m.lastError ? JSON.stringify(m.lastError) : null,
+      m.seq,
+      ts,
+      now,
+      now,
+      id,
+      m.seq,
+      ts,
+    ]);
+    return r.changes > 0;
   }
 
-  setOnline(id: string, online: boolean, now: number): void {
-    this.s.online.run(online ? 1 : 0, now, id);
+  async applyInventory(id: string, m: InventoryMessage, now: number): Promise<void> {
+    await this.sql.run(
+      `UPDATE devices SET inventory = ?, inventory_ts = ?, hardware = ?, online = 1, last_seen = ?, updated = ?
+       WHERE id = ?`,
+      [JSON.stringify(m), Date.parse(m.ts), m.hardware, now, now, id],
+    );
+  }
+
+  async seen(id: string, now: number): Promise<void> {
+    await this.sql.run('UPDATE devices SET online = 1, last_seen = ? WHERE id = ?', [now, id]);
+  }
+
+  async setOnline(id: string, online: boolean, now: number): Promise<void> {
+    await this.sql.run('UPDATE devices SET online = ?, updated = ? WHERE id = ?', [online ? 1 : 0, now, id]);
   }
 
   /** Marks devices silent since `before` offline; returns their ids. */
-  markStaleOffline(before: number): string[] {
-    return this.s.staleOffline.all(before).map((r) => r.id);
+  async markStaleOffline(before: number): Promise<string[]> {
+    const rows = await this.sql.all<{ id: string }>(
+      'UPDATE devices SET online = 0 WHERE online = 1 AND (last_seen IS NULL OR last_seen < ?) RETURNING id',
+      [before],
+    );
+    return rows.map((r) => r.id);
   }
 
   /** On start nobody is connected yet. */
-  markAllOffline(): void {
-    this.s.allOffline.run();
+  async markAllOffline(): Promise<void> {
+    await this.sql.run('UPDATE devices SET online = 0 WHERE online = 1');
   }
 
-  setMqttSecretHash(id: string, hash: string | null, now: number): void {
-    this.s.setSecret.run(hash, now, id);
+  async setMqttSecretHash(id: string, hash: string | null, now: number): Promise<void> {
+    await this.sql.run('UPDATE devices SET mqtt_secret_hash = ?, updated = ? WHERE id = ?', [hash, now, id]);
   }
 
-  mqttCredentials(): { id: string; hash: string }[] {
-    return this.s.credentials.all().map((r) => ({ id: r.id, hash: r.mqtt_secret_hash }));
+  async mqttCredentials(): Promise<{ id: string; hash: string }[]> {
+    const rows = await this.sql.all<{ id: string; mqtt_secret_hash: string }>(
+      `SELECT id, mqtt_secret_hash FROM devices WHERE status = 'accepted' AND mqtt_secret_hash IS NOT NULL ORDER BY id`,
+    );
+    return rows.map((r) => ({ id: r.id, hash: r.mqtt_secret_hash }));
   }
 
   /**
@@ -346,44 +331,63 @@ export class DevicesRepo {
    * backed by an index (migration 4) and `after` continues from the last id seen, so a page costs
    * the same at 100,000 devices as at 100; `offset` is kept for callers that count pages.
    */
-  list(f: DeviceFilter): { items: Device[]; total: number; next: string | null } {
+  async list(f: DeviceFilter): Promise<{ items: Device[]; total: number; next: string | null }> {
     const q = listQueries(f);
-    const total = (this.db.prepare(q.count).get(q.args) as { n: number }).n;
-    const rows = this.db.prepare(q.page).all(q.pageArgs) as Row[];
+    const total = (await this.sql.get<{ n: number }>(q.count, q.args))?.n ?? 0;
+    const rows = await this.sql.all<Row>(q.page, q.pageArgs);
     const more = rows.length > f.limit;
     const items = rows.slice(0, f.limit).map(toDevice);
     return { items, total, next: more ? items[items.length - 1]!.id : null };
   }
 
-  /** SQLite's plan for `list` with this filter (the search tests check that it walks indexes). */
-  explainList(f: DeviceFilter): string[] {
+  /**
+   * The engine's plan for `list` with this filter (the search tests check that it walks
+   * indexes). SQLite's `EXPLAIN QUERY PLAN` only: plans are engine-specific.
+   */
+  async explainList(f: DeviceFilter): Promise<string[]> {
+    if (this.sql.dialect !== 'sqlite') return [];
     const q = listQueries(f);
-    return [q.count, q.page].flatMap((sql) =>
-      (
-        this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(sql === q.count ? q.args : q.pageArgs) as {
-          detail: string;
-        }[]
-      ).map((r) => r.detail),
-    );
+    const out: string[] = [];
+    for (const [sql, args] of [
+      [q.count, q.args],
+      [q.page, q.pageArgs],
+    ] as const) {
+      const rows = await this.sql.all<{ detail: string }>(`EXPLAIN QUERY PLAN ${sql}`, args);
+      out.push(...rows.map((r) => r.detail));
+    }
+    return out;
   }
 
   /**
    * Every accepted device with only what the rollout engine reads (no inventory, key or error to
    * parse): the rollout snapshot and the preview read the whole fleet in one pass.
    */
-  allAccepted(): AcceptedDevice[] {
-    return this.s.accepted.all().map(toAccepted);
+  async allAccepted(): Promise<AcceptedDevice[]> {
+    const rows = await this.sql.all<AcceptedRow>(
+      `SELECT id, hardware, tags, grp, channel, version, image_sha256, security_version, online, last_seen
+       FROM devices WHERE status = 'accepted'`,
+    );
+    return rows.map(toAccepted);
   }
 
-  countsByStatus(): Record<string, number> {
-    return Object.fromEntries(this.s.counts.all().map((r) => [r.status, r.n]));
+  async countsByStatus(): Promise<Record<string, number>> {
+    const rows = await this.sql.all<{ status: string; n: number }>(
+      'SELECT status, COUNT(*) AS n FROM devices GROUP BY status',
+    );
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
   }
 
-  countsByVersion(): { version: string | null; count: number }[] {
-    return this.s.versions.all().map((r) => ({ version: r.version, count: r.n }));
+  async countsByVersion(): Promise<{ version: string | null; count: number }[]> {
+    const rows = await this.sql.all<{ version: string | null; n: number }>(
+      `SELECT version, COUNT(*) AS n FROM devices WHERE status = 'accepted' GROUP BY version`,
+    );
+    return rows.map((r) => ({ version: r.version, count: r.n }));
   }
 
-  runningImages(): string[] {
-    return this.s.runningImages.all().map((r) => r.image_sha256);
+  async runningImages(): Promise<string[]> {
+    const rows = await this.sql.all<{ image_sha256: string }>(
+      `SELECT DISTINCT image_sha256 FROM devices WHERE image_sha256 IS NOT NULL AND status != 'decommissioned'`,
+    );
+    return rows.map((r) => r.image_sha256);
   }
 }

@@ -1,5 +1,5 @@
 import type { DeviceEventMessage } from '@flotilla/protocol';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export interface StoredEvent {
   id: number;
@@ -39,61 +39,47 @@ const toEvent = (r: Row): StoredEvent => ({
 
 /** Device events. (device, eventId) is unique, so a resent event is recorded — and counted — once. */
 export class EventsRepo {
-  private readonly s;
-
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare(
-        `INSERT OR IGNORE INTO device_events (device_id, event_id, seq, ts, kind, deployment_id, body, received)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      timeline: db.prepare<[string, number, number], Row>(
-        'SELECT * FROM device_events WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?',
-      ),
-      // Ids grow with arrival, so the device index walks newest first and stops at the limit.
-      receivedBefore: db.prepare<[string, number, number], Row>(
-        'SELECT * FROM device_events WHERE device_id = ? AND received < ? ORDER BY id DESC LIMIT ?',
-      ),
-      byDeployment: db.prepare<[string], Row>(
-        'SELECT * FROM device_events WHERE deployment_id = ? ORDER BY id',
-      ),
-      count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM device_events'),
-      countDevice: db.prepare<[string], { n: number }>(
-        'SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?',
-      ),
-    };
-  }
+  constructor(private readonly sql: Sql) {}
 
   /** Returns false when this event id was already recorded for this device. */
-  insert(deviceId: string, m: DeviceEventMessage, now: number): boolean {
-    return (
-      this.s.insert.run(
-        deviceId,
-        m.eventId,
-        m.seq,
-        Date.parse(m.ts),
-        m.kind,
-        m.deploymentId,
-        JSON.stringify(m),
-        now,
-      ).changes === 1
+  async insert(deviceId: string, m: DeviceEventMessage, now: number): Promise<boolean> {
+    const r = await this.sql.run(
+      `INSERT INTO device_events (device_id, event_id, seq, ts, kind, deployment_id, body, received)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      [deviceId, m.eventId, m.seq, Date.parse(m.ts), m.kind, m.deploymentId, JSON.stringify(m), now],
     );
+    return r.changes === 1;
   }
 
-  timeline(deviceId: string, beforeId: number, limit: number): StoredEvent[] {
-    return this.s.timeline.all(deviceId, beforeId, limit).map(toEvent);
+  async timeline(deviceId: string, beforeId: number, limit: number): Promise<StoredEvent[]> {
+    const rows = await this.sql.all<Row>(
+      'SELECT * FROM device_events WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?',
+      [deviceId, beforeId, limit],
+    );
+    return rows.map(toEvent);
   }
 
   /** The device's events that arrived before `until` (ms), newest first. */
-  receivedBefore(deviceId: string, until: number, limit: number): StoredEvent[] {
-    return this.s.receivedBefore.all(deviceId, until, limit).map(toEvent);
+  async receivedBefore(deviceId: string, until: number, limit: number): Promise<StoredEvent[]> {
+    // Ids grow with arrival, so the device index walks newest first and stops at the limit.
+    const rows = await this.sql.all<Row>(
+      'SELECT * FROM device_events WHERE device_id = ? AND received < ? ORDER BY id DESC LIMIT ?',
+      [deviceId, until, limit],
+    );
+    return rows.map(toEvent);
   }
 
-  byDeployment(deploymentId: string): StoredEvent[] {
-    return this.s.byDeployment.all(deploymentId).map(toEvent);
+  async byDeployment(deploymentId: string): Promise<StoredEvent[]> {
+    const rows = await this.sql.all<Row>('SELECT * FROM device_events WHERE deployment_id = ? ORDER BY id', [
+      deploymentId,
+    ]);
+    return rows.map(toEvent);
   }
 
-  count(deviceId?: string): number {
-    return deviceId ? (this.s.countDevice.get(deviceId)?.n ?? 0) : (this.s.count.get()?.n ?? 0);
+  async count(deviceId?: string): Promise<number> {
+    const r = deviceId
+      ? await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?', [deviceId])
+      : await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM device_events');
+    return r?.n ?? 0;
   }
 }

@@ -1,4 +1,4 @@
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 /**
  * The key a device password's nonce is recorded under: the same for an MQTT login and for the
@@ -12,48 +12,45 @@ export const authNonceKey = (deviceId: string, nonce: string): string => `${devi
  * is the fast path; this table is what survives).
  */
 export class NoncesRepo {
-  private readonly s;
-
-  constructor(db: Db) {
-    this.s = {
-      // A live row wins (0 changes = replay); an expired one is reused.
-      add: db.prepare(
-        `INSERT INTO auth_nonces (key, until) VALUES (?, ?)
-         ON CONFLICT(key) DO UPDATE SET until = excluded.until WHERE auth_nonces.until <= ?`,
-      ),
-      live: db.prepare<[number, number], { key: string; until: number }>(
-        'SELECT key, until FROM auth_nonces WHERE until > ? ORDER BY until DESC LIMIT ?',
-      ),
-      prune: db.prepare('DELETE FROM auth_nonces WHERE until <= ?'),
-      count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM auth_nonces'),
-    };
-    this.addAll = db.transaction((entries: { key: string; until: number }[], now: number) =>
-      entries.map((e) => this.add(e.key, e.until, now)),
-    );
-  }
+  constructor(private readonly sql: Sql) {}
 
   /** False when the key is already recorded and still live (a replay). */
-  add(key: string, until: number, now: number): boolean {
-    return this.s.add.run(key, until, now).changes === 1;
+  add(key: string, until: number, now: number): Promise<boolean> {
+    return NoncesRepo.addOn(this.sql, key, until, now);
+  }
+
+  // A live row wins (0 changes = replay); an expired one is reused.
+  private static async addOn(sql: Sql, key: string, until: number, now: number): Promise<boolean> {
+    const r = await sql.run(
+      `INSERT INTO auth_nonces (key, until) VALUES (?, ?)
+       ON CONFLICT(key) DO UPDATE SET until = excluded.until WHERE auth_nonces.until <= ?`,
+      [key, until, now],
+    );
+    return r.changes === 1;
   }
 
   /** add() for many keys in one transaction (one commit for a whole burst of logins). */
-  addMany(entries: { key: string; until: number }[], now: number): boolean[] {
-    return this.addAll(entries, now);
+  addMany(entries: { key: string; until: number }[], now: number): Promise<boolean[]> {
+    return this.sql.tx(async (tx) => {
+      const out: boolean[] = [];
+      for (const e of entries) out.push(await NoncesRepo.addOn(tx, e.key, e.until, now));
+      return out;
+    });
   }
-
-  private readonly addAll;
 
   /** The live entries, newest first, at most `max`. */
-  live(now: number, max: number): { key: string; until: number }[] {
-    return this.s.live.all(now, max);
+  live(now: number, max: number): Promise<{ key: string; until: number }[]> {
+    return this.sql.all('SELECT key, until FROM auth_nonces WHERE until > ? ORDER BY until DESC LIMIT ?', [
+      now,
+      max,
+    ]);
   }
 
-  prune(now: number): number {
-    return this.s.prune.run(now).changes;
+  async prune(now: number): Promise<number> {
+    return (await this.sql.run('DELETE FROM auth_nonces WHERE until <= ?', [now])).changes;
   }
 
-  count(): number {
-    return this.s.count.get()!.n;
+  async count(): Promise<number> {
+    return (await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM auth_nonces'))?.n ?? 0;
   }
 }

@@ -1,5 +1,5 @@
 import type { PolicyDocument } from '../../policy/policy-schema.js';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export interface StoredPolicy {
   version: number;
@@ -35,54 +35,57 @@ interface PromotionRow {
   override_reason: string | null;
 }
 
+type PolicyRow = { version: number; document: string; actor: string; created: number };
+
+const toPolicy = (r: PolicyRow): StoredPolicy => ({ ...r, document: JSON.parse(r.document) as PolicyDocument });
+
 /** Policy documents (every version kept: history) and promotion records (metadata shown per release). */
 export class PoliciesRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare('INSERT INTO policies (version, document, actor, created) VALUES (?, ?, ?, ?)'),
-      latest: db.prepare<[], { version: number; document: string; actor: string; created: number }>(
-        'SELECT * FROM policies ORDER BY version DESC LIMIT 1',
-      ),
-      history: db.prepare<[number], { version: number; document: string; actor: string; created: number }>(
-        'SELECT * FROM policies ORDER BY version DESC LIMIT ?',
-      ),
-      promote: db.prepare(
-        `INSERT INTO promotions (release_id, from_channel, to_channel, actor, ts, policy_version, scan, violations, override_reason)
-         VALUES (@releaseId, @from, @to, @actor, @ts, @policyVersion, @scan, @violations, @overrideReason)`,
-      ),
-      promotions: db.prepare<[string], PromotionRow>(
-        'SELECT * FROM promotions WHERE release_id = ? ORDER BY id',
-      ),
-    };
+  async insert(version: number, document: PolicyDocument, actor: string, now: number): Promise<void> {
+    await this.sql.run('INSERT INTO policies (version, document, actor, created) VALUES (?, ?, ?, ?)', [
+      version,
+      JSON.stringify(document),
+      actor,
+      now,
+    ]);
   }
 
-  insert(version: number, document: PolicyDocument, actor: string, now: number): void {
-    this.s.insert.run(version, JSON.stringify(document), actor, now);
+  async latest(): Promise<StoredPolicy | undefined> {
+    const r = await this.sql.get<PolicyRow>('SELECT * FROM policies ORDER BY version DESC LIMIT 1');
+    return r ? toPolicy(r) : undefined;
   }
 
-  latest(): StoredPolicy | undefined {
-    const r = this.s.latest.get();
-    return r ? { ...r, document: JSON.parse(r.document) as PolicyDocument } : undefined;
+  async history(limit: number): Promise<StoredPolicy[]> {
+    return (await this.sql.all<PolicyRow>('SELECT * FROM policies ORDER BY version DESC LIMIT ?', [limit])).map(
+      toPolicy,
+    );
   }
 
-  history(limit: number): StoredPolicy[] {
-    return this.s.history
-      .all(limit)
-      .map((r) => ({ ...r, document: JSON.parse(r.document) as PolicyDocument }));
+  async recordPromotion(p: Omit<Promotion, 'id'>): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO promotions (release_id, from_channel, to_channel, actor, ts, policy_version, scan, violations, override_reason)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        p.releaseId,
+        p.from,
+        p.to,
+        p.actor,
+        p.ts,
+        p.policyVersion,
+        JSON.stringify(p.scan),
+        JSON.stringify(p.violations),
+        p.overrideReason,
+      ],
+    );
   }
 
-  recordPromotion(p: Omit<Promotion, 'id'>): void {
-    this.s.promote.run({
-      ...p,
-      scan: JSON.stringify(p.scan),
-      violations: JSON.stringify(p.violations),
-    });
-  }
-
-  promotions(releaseId: string): Promotion[] {
-    return this.s.promotions.all(releaseId).map((r) => ({
+  async promotions(releaseId: string): Promise<Promotion[]> {
+    const rows = await this.sql.all<PromotionRow>('SELECT * FROM promotions WHERE release_id = ? ORDER BY id', [
+      releaseId,
+    ]);
+    return rows.map((r) => ({
       id: r.id,
       releaseId: r.release_id,
       from: r.from_channel,

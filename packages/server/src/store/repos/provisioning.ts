@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 import { hashSecret, newSecret } from './tokens.js';
 
 export interface ProvisioningToken {
@@ -34,43 +34,30 @@ const toToken = (r: Row): ProvisioningToken => ({
 
 /** One-time device provisioning tokens: stored hashed, consumed atomically by the first device. */
 export class ProvisioningRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare(
-        `INSERT INTO provisioning_tokens (id, hash, label, auto_accept, expires, created)
-         VALUES (@id, @hash, @label, @autoAccept, @expires, @now)`,
-      ),
-      consume: db.prepare(
-        `UPDATE provisioning_tokens SET used_by = @deviceId, used_at = @now
-         WHERE hash = @hash AND used_by IS NULL AND expires > @now RETURNING *`,
-      ),
-      list: db.prepare<[], Row>('SELECT * FROM provisioning_tokens ORDER BY created DESC'),
-    };
-  }
-
-  create(label: string, ttlMs: number, autoAccept: boolean, now: number) {
+  async create(label: string, ttlMs: number, autoAccept: boolean, now: number) {
     const id = `prov_${randomBytes(8).toString('hex')}`;
     const secret = newSecret('flp');
-    this.s.insert.run({
-      id,
-      hash: hashSecret(secret),
-      label,
-      autoAccept: autoAccept ? 1 : 0,
-      expires: now + ttlMs,
-      now,
-    });
+    await this.sql.run(
+      `INSERT INTO provisioning_tokens (id, hash, label, auto_accept, expires, created)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+      [id, hashSecret(secret), label, autoAccept ? 1 : 0, now + ttlMs, now],
+    );
     return { id, secret, expires: now + ttlMs };
   }
 
   /** Marks the token used by this device; undefined when unknown, expired or used. */
-  consume(secret: string, deviceId: string, now: number): ProvisioningToken | undefined {
-    const r = this.s.consume.get({ hash: hashSecret(secret), deviceId, now }) as Row | undefined;
+  async consume(secret: string, deviceId: string, now: number): Promise<ProvisioningToken | undefined> {
+    const r = await this.sql.get<Row>(
+      `UPDATE provisioning_tokens SET used_by = ?, used_at = ?
+       WHERE hash = ? AND used_by IS NULL AND expires > ? RETURNING *`,
+      [deviceId, now, hashSecret(secret), now],
+    );
     return r ? toToken(r) : undefined;
   }
 
-  list(): ProvisioningToken[] {
-    return this.s.list.all().map(toToken);
+  async list(): Promise<ProvisioningToken[]> {
+    return (await this.sql.all<Row>('SELECT * FROM provisioning_tokens ORDER BY created DESC')).map(toToken);
   }
 }

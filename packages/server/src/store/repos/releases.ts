@@ -1,5 +1,5 @@
 import type { ReleaseManifest, SignedRelease } from '@flotilla/protocol';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export type Channel = 'dev' | 'staging' | 'prod';
 export const CHANNELS: readonly Channel[] = ['dev', 'staging', 'prod'];
@@ -49,7 +49,11 @@ const toRelease = (r: Row): Release => ({
   created: r.created,
 });
 
-const SELECT = `SELECT r.*, (SELECT group_concat(channel) FROM channel_releases c WHERE c.release_id = r.id) AS channels FROM releases r`;
+/** A release with its channels as one comma-separated column (the aggregate is named differently per engine). */
+function selectReleases(sql: Sql): string {
+  const channels = sql.dialect === 'postgres' ? "string_agg(channel, ',')" : 'group_concat(channel)';
+  return `SELECT r.*, (SELECT ${channels} FROM channel_releases c WHERE c.release_id = r.id) AS channels FROM releases r`;
+}
 
 /** Versions are unique on a server (rollouts, device reports and rollbacks name a release by version). */
 export function releaseId(version: string): string {
@@ -58,74 +62,70 @@ export function releaseId(version: string): string {
 
 /** Releases (immutable once stored) and their channel membership (dev → staging → prod). */
 export class ReleasesRepo {
-  private readonly s;
+  private readonly select: string;
 
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare(
-        `INSERT INTO releases (id, name, version, kind, security_version, compatible, image_sha256, image_size, sbom_sha256, manifest, created)
-         VALUES (@id, @name, @version, @kind, @securityVersion, @compatible, @imageSha256, @imageSize, @sbomSha256, @manifest, @now)`,
-      ),
-      get: db.prepare<[string], Row>(`${SELECT} WHERE r.id = ?`),
-      byImage: db.prepare<[string], Row>(
-        `${SELECT} WHERE r.image_sha256 = ? ORDER BY r.created DESC LIMIT 1`,
-      ),
-      byVersion: db.prepare<[string], Row>(`${SELECT} WHERE r.version = ? ORDER BY r.created DESC LIMIT 1`),
-      list: db.prepare<[], Row>(`${SELECT} ORDER BY r.created DESC`),
-      promote: db.prepare(
-        'INSERT INTO channel_releases (channel, release_id, promoted) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
-      ),
-      channel: db.prepare<[string], Row & { promoted: number }>(
-        `${SELECT} JOIN channel_releases cr ON cr.release_id = r.id WHERE cr.channel = ? ORDER BY cr.promoted DESC, r.created DESC`,
-      ),
-      del: db.prepare('DELETE FROM releases WHERE id = ?'),
-      delChannels: db.prepare('DELETE FROM channel_releases WHERE release_id = ?'),
-    };
+  constructor(private readonly sql: Sql) {
+    this.select = selectReleases(sql);
   }
 
-  insert(m: ReleaseManifest, envelope: SignedRelease, now: number): string {
+  async insert(m: ReleaseManifest, envelope: SignedRelease, now: number): Promise<string> {
     const id = releaseId(m.version);
-    this.s.insert.run({
-      id,
-      name: m.name,
-      version: m.version,
-      kind: m.kind,
-      securityVersion: m.securityVersion,
-      compatible: JSON.stringify(m.compatible),
-      imageSha256: m.image.sha256,
-      imageSize: m.image.size,
-      sbomSha256: m.sbom.sha256,
-      manifest: JSON.stringify(envelope),
-      now,
-    });
+    await this.sql.run(
+      `INSERT INTO releases (id, name, version, kind, security_version, compatible, image_sha256, image_size, sbom_sha256, manifest, created)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        id,
+        m.name,
+        m.version,
+        m.kind,
+        m.securityVersion,
+        JSON.stringify(m.compatible),
+        m.image.sha256,
+        m.image.size,
+        m.sbom.sha256,
+        JSON.stringify(envelope),
+        now,
+      ],
+    );
     return id;
   }
 
-  get(id: string): Release | undefined {
-    const r = this.s.get.get(id);
+  private async one(where: string, arg: string): Promise<Release | undefined> {
+    const r = await this.sql.get<Row>(`${this.select} ${where}`, [arg]);
     return r ? toRelease(r) : undefined;
   }
 
-  byImage(sha256: string): Release | undefined {
-    const r = this.s.byImage.get(sha256);
-    return r ? toRelease(r) : undefined;
+  get(id: string): Promise<Release | undefined> {
+    return this.one('WHERE r.id = ?', id);
   }
 
-  byVersion(version: string): Release | undefined {
-    const r = this.s.byVersion.get(version);
-    return r ? toRelease(r) : undefined;
+  byImage(sha256: string): Promise<Release | undefined> {
+    return this.one('WHERE r.image_sha256 = ? ORDER BY r.created DESC LIMIT 1', sha256);
   }
 
-  list(channel?: Channel): Release[] {
-    return (channel ? this.s.channel.all(channel) : this.s.list.all()).map(toRelease);
+  byVersion(version: string): Promise<Release | undefined> {
+    return this.one('WHERE r.version = ? ORDER BY r.created DESC LIMIT 1', version);
   }
 
-  addToChannel(id: string, channel: Channel, now: number): void {
-    this.s.promote.run(channel, id, now);
+  async list(channel?: Channel): Promise<Release[]> {
+    const rows = channel
+      ? await this.sql.all<Row>(
+          `${this.select} JOIN channel_releases cr ON cr.release_id = r.id WHERE cr.channel = ? ORDER BY cr.promoted DESC, r.created DESC`,
+          [channel],
+        )
+      : await this.sql.all<Row>(`${this.select} ORDER BY r.created DESC`);
+    return rows.map(toRelease);
   }
 
-  delete(id: string): void {
-    this.s.delChannels.run(id);
-    this.s.del.run(id);
+  async addToChannel(id: string, channel: Channel, now: number): Promise<void> {
+    await this.sql.run(
+      'INSERT INTO channel_releases (channel, release_id, promoted) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      [channel, id, now],
+    );
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.sql.run('DELETE FROM channel_releases WHERE release_id = ?', [id]);
+    await this.sql.run('DELETE FROM releases WHERE id = ?', [id]);
   }
 }

@@ -1,5 +1,5 @@
 import type { RolloutPolicy, RolloutRuntime, RolloutStatus } from '../../rollout/index.js';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export interface RolloutRow {
   id: string;
@@ -41,34 +41,9 @@ const ACTIVE = `('scheduled','running','waiting','waiting-approval','soaking','p
 
 /** Rollouts: the policy as created and the engine's runtime document (one JSON column, written atomically). */
 export class RolloutsRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare(
-        `INSERT INTO rollouts (id, name, release_id, policy, status, runtime, created_by, created, updated)
-         VALUES (@id, @name, @releaseId, @policy, @status, @runtime, @createdBy, @now, @now)`,
-      ),
-      get: db.prepare<[string], Row>('SELECT * FROM rollouts WHERE id = ?'),
-      list: db.prepare<[number, number], Row>(
-        'SELECT * FROM rollouts ORDER BY created DESC LIMIT ? OFFSET ?',
-      ),
-      // An aborted rollout that rolls devices back still needs engine passes.
-      active: db.prepare<[], Row>(
-        `SELECT * FROM rollouts WHERE status IN ${ACTIVE}
-           OR (status = 'aborted' AND json_extract(runtime, '$.rollingBack') = 1) ORDER BY created`,
-      ),
-      setRuntime: db.prepare('UPDATE rollouts SET runtime = ?, status = ?, updated = ? WHERE id = ?'),
-      activeReleases: db.prepare<[], { release_id: string }>(
-        `SELECT DISTINCT release_id FROM rollouts WHERE status IN ${ACTIVE}`,
-      ),
-      anyForRelease: db.prepare<[string], { n: number }>(
-        `SELECT COUNT(*) AS n FROM rollouts WHERE release_id = ? AND status IN ${ACTIVE}`,
-      ),
-    };
-  }
-
-  insert(r: {
+  async insert(r: {
     id: string;
     name: string;
     releaseId: string;
@@ -76,34 +51,64 @@ export class RolloutsRepo {
     runtime: RolloutRuntime;
     createdBy: string;
     now: number;
-  }): void {
-    this.s.insert.run({
-      ...r,
-      policy: JSON.stringify(r.policy),
-      runtime: JSON.stringify(r.runtime),
-      status: r.runtime.status,
-    });
+  }): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO rollouts (id, name, release_id, policy, status, runtime, created_by, created, updated)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        r.id,
+        r.name,
+        r.releaseId,
+        JSON.stringify(r.policy),
+        r.runtime.status,
+        JSON.stringify(r.runtime),
+        r.createdBy,
+        r.now,
+        r.now,
+      ],
+    );
   }
 
-  get(id: string): RolloutRow | undefined {
-    const r = this.s.get.get(id);
+  async get(id: string): Promise<RolloutRow | undefined> {
+    const r = await this.sql.get<Row>('SELECT * FROM rollouts WHERE id = ?', [id]);
     return r ? toRollout(r) : undefined;
   }
 
-  list(limit: number, offset: number): RolloutRow[] {
-    return this.s.list.all(limit, offset).map(toRollout);
+  async list(limit: number, offset: number): Promise<RolloutRow[]> {
+    const rows = await this.sql.all<Row>('SELECT * FROM rollouts ORDER BY created DESC LIMIT ? OFFSET ?', [
+      limit,
+      offset,
+    ]);
+    return rows.map(toRollout);
   }
 
-  active(): RolloutRow[] {
-    return this.s.active.all().map(toRollout);
+  /** Unfinished rollouts; an aborted one that rolls devices back still needs engine passes. */
+  async active(): Promise<RolloutRow[]> {
+    // The JSON path is read differently per engine (runtime is JSON text in both).
+    const rollingBack =
+      this.sql.dialect === 'postgres'
+        ? "(runtime::jsonb ->> 'rollingBack') = 'true'"
+        : "json_extract(runtime, '$.rollingBack') = 1";
+    const rows = await this.sql.all<Row>(
+      `SELECT * FROM rollouts WHERE status IN ${ACTIVE} OR (status = 'aborted' AND ${rollingBack}) ORDER BY created`,
+    );
+    return rows.map(toRollout);
   }
 
-  setRuntime(id: string, runtime: RolloutRuntime, now: number): void {
-    this.s.setRuntime.run(JSON.stringify(runtime), runtime.status, now, id);
+  async setRuntime(id: string, runtime: RolloutRuntime, now: number): Promise<void> {
+    await this.sql.run('UPDATE rollouts SET runtime = ?, status = ?, updated = ? WHERE id = ?', [
+      JSON.stringify(runtime),
+      runtime.status,
+      now,
+      id,
+    ]);
   }
 
   /** Releases an unfinished rollout still needs (retention must keep them). */
-  activeReleaseIds(): string[] {
-    return this.s.activeReleases.all().map((r) => r.release_id);
+  async activeReleaseIds(): Promise<string[]> {
+    const rows = await this.sql.all<{ release_id: string }>(
+      `SELECT DISTINCT release_id FROM rollouts WHERE status IN ${ACTIVE}`,
+    );
+    return rows.map((r) => r.release_id);
   }
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export type TokenRole = 'viewer' | 'operator' | 'admin';
 export const TOKEN_ROLES: readonly TokenRole[] = ['viewer', 'operator', 'admin'];
@@ -43,58 +43,55 @@ export function newSecret(prefix: string): string {
 
 /** Operator API tokens; only the hash of a token is stored, the token itself is shown once. */
 export class TokensRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare(
-        'INSERT INTO api_tokens (id, name, role, hash, created) VALUES (@id, @name, @role, @hash, @now)',
-      ),
-      byHash: db.prepare<[string], Row>('SELECT * FROM api_tokens WHERE hash = ? AND revoked IS NULL'),
-      get: db.prepare<[string], Row>('SELECT * FROM api_tokens WHERE id = ?'),
-      list: db.prepare<[], Row>('SELECT * FROM api_tokens ORDER BY created'),
-      used: db.prepare('UPDATE api_tokens SET last_used = ? WHERE id = ?'),
-      revoke: db.prepare('UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL'),
-      count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_tokens WHERE revoked IS NULL'),
-    };
+  private async insert(name: string, role: TokenRole, secret: string, now: number): Promise<ApiToken> {
+    const id = `tok_${randomBytes(8).toString('hex')}`;
+    const r = await this.sql.get<Row>(
+      'INSERT INTO api_tokens (id, name, role, hash, created) VALUES (?, ?, ?, ?, ?) RETURNING *',
+      [id, name, role, hashSecret(secret), now],
+    );
+    return toToken(r!);
   }
 
-  create(name: string, role: TokenRole, now: number): { token: ApiToken; secret: string } {
-    const id = `tok_${randomBytes(8).toString('hex')}`;
+  async create(name: string, role: TokenRole, now: number): Promise<{ token: ApiToken; secret: string }> {
     const secret = newSecret('flt');
-    this.s.insert.run({ id, name, role, hash: hashSecret(secret), now });
-    return { token: this.get(id)!, secret };
+    return { token: await this.insert(name, role, secret, now), secret };
   }
 
   /** Adds a token whose secret the caller chose (bootstrap from FLOTILLA_ADMIN_TOKEN, tests). */
-  createWithSecret(name: string, role: TokenRole, secret: string, now: number): ApiToken {
-    const id = `tok_${randomBytes(8).toString('hex')}`;
-    this.s.insert.run({ id, name, role, hash: hashSecret(secret), now });
-    return this.get(id)!;
+  createWithSecret(name: string, role: TokenRole, secret: string, now: number): Promise<ApiToken> {
+    return this.insert(name, role, secret, now);
   }
 
-  authenticate(secret: string, now: number): ApiToken | undefined {
-    const row = this.s.byHash.get(hashSecret(secret));
+  async authenticate(secret: string, now: number): Promise<ApiToken | undefined> {
+    const row = await this.sql.get<Row>('SELECT * FROM api_tokens WHERE hash = ? AND revoked IS NULL', [
+      hashSecret(secret),
+    ]);
     if (!row) return undefined;
     // last-used is informative: write it at most once a minute per token.
-    if (!row.last_used || now - row.last_used > 60_000) this.s.used.run(now, row.id);
+    if (!row.last_used || now - row.last_used > 60_000)
+      await this.sql.run('UPDATE api_tokens SET last_used = ? WHERE id = ?', [now, row.id]);
     return toToken(row);
   }
 
-  get(id: string): ApiToken | undefined {
-    const r = this.s.get.get(id);
+  async get(id: string): Promise<ApiToken | undefined> {
+    const r = await this.sql.get<Row>('SELECT * FROM api_tokens WHERE id = ?', [id]);
     return r ? toToken(r) : undefined;
   }
 
-  list(): ApiToken[] {
-    return this.s.list.all().map(toToken);
+  async list(): Promise<ApiToken[]> {
+    return (await this.sql.all<Row>('SELECT * FROM api_tokens ORDER BY created')).map(toToken);
   }
 
-  revoke(id: string, now: number): boolean {
-    return this.s.revoke.run(now, id).changes === 1;
+  async revoke(id: string, now: number): Promise<boolean> {
+    const r = await this.sql.run('UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL', [now, id]);
+    return r.changes === 1;
   }
 
-  activeCount(): number {
-    return this.s.count.get()?.n ?? 0;
+  async activeCount(): Promise<number> {
+    return (
+      (await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM api_tokens WHERE revoked IS NULL'))?.n ?? 0
+    );
   }
 }

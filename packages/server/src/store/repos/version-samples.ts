@@ -1,4 +1,4 @@
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 /** Accepted devices per version at one instant (`null` version: not reported yet). */
 export interface VersionSample {
@@ -8,36 +8,30 @@ export interface VersionSample {
 
 /** The versions-over-time history: one row per sample, bounded by age and count on every write. */
 export class VersionSamplesRepo {
-  private readonly s;
-
-  constructor(db: Db) {
-    this.s = {
-      insert: db.prepare('INSERT OR REPLACE INTO version_samples (ts, counts) VALUES (?, ?)'),
-      pruneOlder: db.prepare('DELETE FROM version_samples WHERE ts < ?'),
-      pruneBeyond: db.prepare(
-        'DELETE FROM version_samples WHERE ts <= (SELECT ts FROM version_samples ORDER BY ts DESC LIMIT 1 OFFSET ?)',
-      ),
-      since: db.prepare<[number], { ts: number; counts: string }>(
-        'SELECT ts, counts FROM version_samples WHERE ts >= ? ORDER BY ts',
-      ),
-      count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM version_samples'),
-    };
-  }
+  constructor(private readonly sql: Sql) {}
 
   /** Adds a sample, then drops those older than `keepSince` and all but the newest `maxSamples`. */
-  add(sample: VersionSample, keepSince: number, maxSamples: number): void {
-    this.s.insert.run(sample.ts, JSON.stringify(sample.counts));
-    this.s.pruneOlder.run(keepSince);
-    this.s.pruneBeyond.run(maxSamples);
+  async add(sample: VersionSample, keepSince: number, maxSamples: number): Promise<void> {
+    await this.sql.run(
+      'INSERT INTO version_samples (ts, counts) VALUES (?, ?) ON CONFLICT(ts) DO UPDATE SET counts = excluded.counts',
+      [sample.ts, JSON.stringify(sample.counts)],
+    );
+    await this.sql.run('DELETE FROM version_samples WHERE ts < ?', [keepSince]);
+    await this.sql.run(
+      'DELETE FROM version_samples WHERE ts <= (SELECT ts FROM version_samples ORDER BY ts DESC LIMIT 1 OFFSET ?)',
+      [maxSamples],
+    );
   }
 
-  since(ts: number): VersionSample[] {
-    return this.s.since
-      .all(ts)
-      .map((r) => ({ ts: r.ts, counts: JSON.parse(r.counts) as Record<string, number> }));
+  async since(ts: number): Promise<VersionSample[]> {
+    const rows = await this.sql.all<{ ts: number; counts: string }>(
+      'SELECT ts, counts FROM version_samples WHERE ts >= ? ORDER BY ts',
+      [ts],
+    );
+    return rows.map((r) => ({ ts: r.ts, counts: JSON.parse(r.counts) as Record<string, number> }));
   }
 
-  count(): number {
-    return this.s.count.get()!.n;
+  async count(): Promise<number> {
+    return (await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM version_samples'))?.n ?? 0;
   }
 }

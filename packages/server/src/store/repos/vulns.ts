@@ -1,6 +1,6 @@
 import type { Finding } from '../../vulns/match.js';
 import type { VulnRecord } from '../../vulns/osv-record.js';
-import type { Db } from '../db.js';
+import type { Sql } from '../sql.js';
 
 export interface VulnImport {
   id: number;
@@ -23,99 +23,80 @@ export interface ReleaseScan {
   findings: Finding[];
 }
 
+type ScanRow = { release_id: string; ts: number; import_id: number | null; packages: number; findings: string };
+
 /** OSV records (newest `modified` wins per id), import history, and each release's latest scan. */
 export class VulnsRepo {
-  private readonly s;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.s = {
-      modified: db.prepare<[string], { modified: number }>('SELECT modified FROM vuln_records WHERE id = ?'),
-      upsert: db.prepare(
-        `INSERT INTO vuln_records (id, modified, withdrawn, severity, score, record, import_id)
-         VALUES (@id, @modified, @withdrawn, @severity, @score, @record, @importId)
-         ON CONFLICT (id) DO UPDATE SET modified = excluded.modified, withdrawn = excluded.withdrawn,
-           severity = excluded.severity, score = excluded.score, record = excluded.record, import_id = excluded.import_id`,
-      ),
-      all: db.prepare<[], { record: string }>('SELECT record FROM vuln_records ORDER BY id'),
-      count: db.prepare<[], { n: number; withdrawn: number; newest: number | null }>(
-        'SELECT count(*) AS n, coalesce(sum(withdrawn), 0) AS withdrawn, max(modified) AS newest FROM vuln_records',
-      ),
-      bySeverity: db.prepare<[], { severity: string; n: number }>(
-        'SELECT severity, count(*) AS n FROM vuln_records WHERE withdrawn = 0 GROUP BY severity',
-      ),
-      addImport: db.prepare(
-        `INSERT INTO vuln_imports (ts, actor, files, added, replaced, unchanged, skipped, ecosystems)
-         VALUES (@ts, @actor, @files, @added, @replaced, @unchanged, @skipped, @ecosystems)`,
-      ),
-      imports: db.prepare<[number], Omit<VulnImport, 'ecosystems'> & { ecosystems: string }>(
-        'SELECT * FROM vuln_imports ORDER BY id DESC LIMIT ?',
-      ),
-      saveScan: db.prepare(
-        `INSERT INTO release_scans (release_id, ts, import_id, packages, findings) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (release_id) DO UPDATE SET ts = excluded.ts, import_id = excluded.import_id,
-           packages = excluded.packages, findings = excluded.findings`,
-      ),
-      scan: db.prepare<
-        [string],
-        { release_id: string; ts: number; import_id: number | null; packages: number; findings: string }
-      >('SELECT * FROM release_scans WHERE release_id = ?'),
-      delScan: db.prepare('DELETE FROM release_scans WHERE release_id = ?'),
-      devicesByImage: db.prepare<[], { image: string; channel: string; n: number }>(
-        `SELECT image_sha256 AS image, channel, count(*) AS n FROM devices
-         WHERE status = 'accepted' AND image_sha256 IS NOT NULL GROUP BY image_sha256, channel`,
-      ),
-    };
+  async modifiedOf(id: string): Promise<number | undefined> {
+    return (await this.sql.get<{ modified: number }>('SELECT modified FROM vuln_records WHERE id = ?', [id]))
+      ?.modified;
   }
 
-  modifiedOf(id: string): number | undefined {
-    return this.s.modified.get(id)?.modified;
+  async upsert(r: VulnRecord, importId: number): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO vuln_records (id, modified, withdrawn, severity, score, record, import_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET modified = excluded.modified, withdrawn = excluded.withdrawn,
+         severity = excluded.severity, score = excluded.score, record = excluded.record, import_id = excluded.import_id`,
+      [r.id, r.modified, r.withdrawn ? 1 : 0, r.severity, r.score, JSON.stringify(r), importId],
+    );
   }
 
-  upsert(r: VulnRecord, importId: number): void {
-    this.s.upsert.run({
-      id: r.id,
-      modified: r.modified,
-      withdrawn: r.withdrawn ? 1 : 0,
-      severity: r.severity,
-      score: r.score,
-      record: JSON.stringify(r),
-      importId,
-    });
+  async all(): Promise<VulnRecord[]> {
+    const rows = await this.sql.all<{ record: string }>('SELECT record FROM vuln_records ORDER BY id');
+    return rows.map((row) => JSON.parse(row.record) as VulnRecord);
   }
 
-  all(): VulnRecord[] {
-    return this.s.all.all().map((row) => JSON.parse(row.record) as VulnRecord);
-  }
-
-  counts(): {
+  async counts(): Promise<{
     records: number;
     withdrawn: number;
     newestModified: number | null;
     bySeverity: Record<string, number>;
-  } {
-    const c = this.s.count.get()!;
+  }> {
+    const c = (await this.sql.get<{ n: number; withdrawn: number; newest: number | null }>(
+      'SELECT count(*) AS n, coalesce(sum(withdrawn), 0) AS withdrawn, max(modified) AS newest FROM vuln_records',
+    ))!;
+    const bySeverity = await this.sql.all<{ severity: string; n: number }>(
+      'SELECT severity, count(*) AS n FROM vuln_records WHERE withdrawn = 0 GROUP BY severity',
+    );
     return {
       records: c.n,
-      withdrawn: c.withdrawn,
+      withdrawn: Number(c.withdrawn),
       newestModified: c.newest,
-      bySeverity: Object.fromEntries(this.s.bySeverity.all().map((r) => [r.severity, r.n])),
+      bySeverity: Object.fromEntries(bySeverity.map((r) => [r.severity, r.n])),
     };
   }
 
-  addImport(i: Omit<VulnImport, 'id'>): number {
-    return Number(this.s.addImport.run({ ...i, ecosystems: JSON.stringify(i.ecosystems) }).lastInsertRowid);
+  async addImport(i: Omit<VulnImport, 'id'>): Promise<number> {
+    const r = await this.sql.get<{ id: number }>(
+      `INSERT INTO vuln_imports (ts, actor, files, added, replaced, unchanged, skipped, ecosystems)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+      [i.ts, i.actor, i.files, i.added, i.replaced, i.unchanged, i.skipped, JSON.stringify(i.ecosystems)],
+    );
+    return r!.id;
   }
 
-  imports(limit: number): VulnImport[] {
-    return this.s.imports.all(limit).map((r) => ({ ...r, ecosystems: JSON.parse(r.ecosystems) as string[] }));
+  async imports(limit: number): Promise<VulnImport[]> {
+    const rows = await this.sql.all<Omit<VulnImport, 'ecosystems'> & { ecosystems: string }>(
+      'SELECT * FROM vuln_imports ORDER BY id DESC LIMIT ?',
+      [limit],
+    );
+    return rows.map((r) => ({ ...r, ecosystems: JSON.parse(r.ecosystems) as string[] }));
   }
 
-  saveScan(scan: ReleaseScan): void {
-    this.s.saveScan.run(scan.releaseId, scan.ts, scan.importId, scan.packages, JSON.stringify(scan.findings));
+  async saveScan(scan: ReleaseScan): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO release_scans (release_id, ts, import_id, packages, findings) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (release_id) DO UPDATE SET ts = excluded.ts, import_id = excluded.import_id,
+         packages = excluded.packages, findings = excluded.findings`,
+      [scan.releaseId, scan.ts, scan.importId, scan.packages, JSON.stringify(scan.findings)],
+    );
   }
 
-  scan(releaseId: string): ReleaseScan | undefined {
-    const r = this.s.scan.get(releaseId);
+  async scan(releaseId: string): Promise<ReleaseScan | undefined> {
+    const r = await this.sql.get<ScanRow>('SELECT * FROM release_scans WHERE release_id = ?', [releaseId]);
     return r
       ? {
           releaseId: r.release_id,
@@ -128,11 +109,14 @@ export class VulnsRepo {
   }
 
   /** Accepted devices per running image and channel (the fleet view's weights). */
-  devicesByImage(): { image: string; channel: string; n: number }[] {
-    return this.s.devicesByImage.all();
+  devicesByImage(): Promise<{ image: string; channel: string; n: number }[]> {
+    return this.sql.all(
+      `SELECT image_sha256 AS image, channel, count(*) AS n FROM devices
+       WHERE status = 'accepted' AND image_sha256 IS NOT NULL GROUP BY image_sha256, channel`,
+    );
   }
 
-  deleteScan(releaseId: string): void {
-    this.s.delScan.run(releaseId);
+  async deleteScan(releaseId: string): Promise<void> {
+    await this.sql.run('DELETE FROM release_scans WHERE release_id = ?', [releaseId]);
   }
 }
