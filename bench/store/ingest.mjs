@@ -26,9 +26,9 @@ const server = await createServer({ dataDir, logLevel: 'silent', devKeys: true }
 try {
   const { store } = server.ctx;
   const now = Date.now();
-  store.tx(() => {
+  await store.tx(async (tx) => {
     for (let i = 0; i < N; i++)
-      store.devices.insert({ id: id(i), publicKey: sha(i), status: 'accepted', hardware: 'board-0', now });
+      await tx.devices.insert({ id: id(i), publicKey: sha(i), status: 'accepted', hardware: 'board-0', now });
   });
 
   /** Submits one state report and one event per device and resolves when all are acknowledged. */
@@ -80,9 +80,9 @@ try {
     if (!values.json) console.log(`round ${r}: ${Math.round(rate).toLocaleString('en')} reports/s`);
   }
   const median = [...rates].sort((a, b) => a - b)[Math.floor(rates.length / 2)];
-  const devices = store.devices.countsByStatus().accepted ?? 0;
-  const events = store.events.count();
-  const current = store.devices.countsByVersion().find((v) => v.version === `1.${ROUNDS}.0`)?.count ?? 0;
+  const devices = (await store.devices.countsByStatus()).accepted ?? 0;
+  const events = await store.events.count();
+  const current = (await store.devices.countsByVersion()).find((v) => v.version === `1.${ROUNDS}.0`)?.count ?? 0;
   const out = {
     devices,
     rounds: ROUNDS,

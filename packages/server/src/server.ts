@@ -31,6 +31,7 @@ import { PolicyService } from './policy/policy-service.js';
 import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
 import { FailedLoginLimiter } from './security/failed-logins.js';
+import { inBackground } from './store/background.js';
 import { openServerStore } from './store/data-dir.js';
 import { FleetStats } from './store/fleet-stats.js';
 import { registerVulnGauges } from './vulns/vuln-metrics.js';
@@ -115,7 +116,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const log = opts.logger ?? (opts.logToStderr ? pino(logOptions, pino.destination(2)) : pino(logOptions));
   const artifactDeliveryOptions = artifactDelivery(opts);
   // First: a lost database must stop the start before anything in the data dir is (re)created.
-  const store = openServerStore(dataDir);
+  const store = await openServerStore(dataDir);
   let keys: ReturnType<typeof loadOrCreateServerKeys>;
   try {
     if (opts.importKeysFrom) checkImportTarget(opts.importKeysFrom, join(dataDir, 'keys'));
@@ -125,7 +126,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       ...(opts.offlineKeysDir ? { offlineKeysDir: opts.offlineKeysDir } : {}),
     });
   } catch (err) {
-    store.close();
+    await store.close();
     throw err;
   }
   if (keys.holdsRootKeys)
@@ -138,13 +139,13 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       { offlineKeysDir: keys.offlineKeysDir },
       'new root keys written outside the data directory: move them offline now',
     );
-  store.devices.markAllOffline();
+  await store.devices.markAllOffline();
   const artifacts = new ArtifactStore(join(dataDir, 'artifacts'), opts.artifactFs);
   const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
   // External brokers report no disconnects: there a device is online only if seen recently.
   const onlineSince = () => (opts.broker?.kind === 'external' ? clock() - limits.offlineAfterMs : null);
-  const fleet = new FleetStats(store.db, onlineSince, clock);
+  const fleet = new FleetStats(store.sql, onlineSince, clock);
   const metrics = createMetrics(fleet);
   const registry = new DeviceRegistry(
     store,
@@ -184,14 +185,21 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     limits,
     clock,
   );
-  runner.wantDeltas = (from, to) => deltas.want(from, to);
-  runner.deltasPending = (from, to) => deltas.pending(from, to);
-  ingestor.onEvent((deviceId, event, now) => runner.applyEvent(deviceId, event, now));
+  runner.wantDeltas = async (from, to) => {
+    await deltas.want(from, to);
+  };
+  runner.deltasPending = (tx, from, to) => deltas.pending(from, to, tx);
+  ingestor.onEvent((tx, deviceId, event, now) => runner.applyEvent(tx, deviceId, event, now));
   ingestor.onApplied((applied) => {
     runner.afterReports();
     for (const { report, fresh } of applied) {
       if (report.channel === 'events' && fresh && report.message.kind === 'offer-refresh')
-        if (report.message.deploymentId) runner.refreshOffer(report.deviceId, report.message.deploymentId);
+        if (report.message.deploymentId)
+          inBackground(
+            log,
+            'offer refresh',
+            runner.refreshOffer(report.deviceId, report.message.deploymentId),
+          );
       if (report.channel === 'events' && fresh && report.message.kind === 'rolled-back')
         metrics.countRollback(report.message.reason?.code);
       if (report.channel === 'events' && fresh)
@@ -216,19 +224,21 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   vulns.watch();
   const policy = new PolicyService(store, vulns, keys.delta, clock);
   registerVulnGauges(metrics.registry, {
-    releases: () =>
-      store.releases.list().map((r) => {
-        const bySeverity: Record<string, number> = {};
-        for (const f of store.vulns.scan(r.id)?.findings ?? [])
-          bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
-        const channel = ['prod', 'staging', 'dev'].find((c) => r.channels.includes(c as 'prod')) ?? 'none';
-        return { version: r.version, channel, bySeverity };
-      }),
-    devicesExposed: () => vulns.fleetExposure().devicesExposed,
-    prodFailures: () => policy.prodFailures().length,
-    records: () => ({
-      records: store.vulns.counts().records,
-      lastImportTs: store.vulns.imports(1)[0]?.ts ?? null,
+    releases: async () =>
+      Promise.all(
+        (await store.releases.list()).map(async (r) => {
+          const bySeverity: Record<string, number> = {};
+          for (const f of (await store.vulns.scan(r.id))?.findings ?? [])
+            bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
+          const channel = ['prod', 'staging', 'dev'].find((c) => r.channels.includes(c as 'prod')) ?? 'none';
+          return { version: r.version, channel, bySeverity };
+        }),
+      ),
+    devicesExposed: async () => (await vulns.fleetExposure()).devicesExposed,
+    prodFailures: async () => (await policy.prodFailures()).length,
+    records: async () => ({
+      records: (await store.vulns.counts()).records,
+      lastImportTs: (await store.vulns.imports(1))[0]?.ts ?? null,
     }),
     clock,
   });
@@ -261,17 +271,17 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   };
 
   let bootstrapToken: string | null = null;
-  if (store.tokens.activeCount() === 0) {
+  if ((await store.tokens.activeCount()) === 0) {
     const secret = opts.adminToken;
-    if (secret) store.tokens.createWithSecret('bootstrap admin', 'admin', secret, clock());
+    if (secret) await store.tokens.createWithSecret('bootstrap admin', 'admin', secret, clock());
     else {
-      const { secret: s } = store.tokens.create('bootstrap admin', 'admin', clock());
+      const { secret: s } = await store.tokens.create('bootstrap admin', 'admin', clock());
       const file = join(dataDir, 'admin-token');
       writeFileSync(file, `${s}\n`, { mode: 0o600 });
       chmodSync(file, 0o600);
       bootstrapToken = s;
     }
-    store.audit.record('server', 'token.bootstrap', null, {}, clock());
+    await store.audit.record('server', 'token.bootstrap', null, {}, clock());
   }
 
   const app = await buildApp(ctx, opts.tls ? { https: opts.tls } : {});
@@ -281,9 +291,10 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     // Signatures are checked in a worker thread: a storm's ed25519 checks leave the broker's loop.
     const verifier = new PasswordVerifier(log.child({ component: 'mqtt' }));
     const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier);
+    await auth.load();
     // The fleet's keys are parsed now, not during the reconnect storm that follows this start;
     // a bulk-registered fleet usually comes online together, so its keys too.
-    await verifier.preload(store.devices.acceptedKeys(50_000));
+    await verifier.preload(await store.devices.acceptedKeys(50_000));
     registry.onKeysAccepted = (keys) => void verifier.preload(keys);
     broker = await EmbeddedBroker.create({
       auth,
@@ -291,7 +302,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       limits,
       log: log.child({ component: 'mqtt' }),
       metrics,
-      onDeviceReachable: (id) => runner.resendFor(id),
+      onDeviceReachable: (id) => inBackground(log, 'offer resend', runner.resendFor(id)),
       failedLogins: ctx.failedLogins,
       clock,
     });
@@ -303,9 +314,9 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   let started = false;
   // Every start is audited; a restart says whether the run before it ended cleanly (a
   // `server.stop`) or not (killed, crashed, power lost: its last entry is its `server.start`).
-  const recordStart = () => {
-    const last = store.audit.lastOf('server', ['server.start', 'server.restart', 'server.stop']);
-    store.audit.record(
+  const recordStart = async () => {
+    const last = await store.audit.lastOf('server', ['server.start', 'server.restart', 'server.stop']);
+    await store.audit.record(
       'server',
       last ? 'server.restart' : 'server.start',
       null,
@@ -333,7 +344,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
         if (brokerOpts.mosquitto && brokerOpts.mosquitto !== 'dynsec') {
           const creds = new MosquittoCredentials(store, brokerOpts.mosquitto, clock);
           registry.credentials = creds;
-          creds.render();
+          await creds.render();
         }
         if (dynsec) await prepareDynsecServerRole(brokerOpts.connect);
         const external = await ExternalBroker.connect(brokerOpts.connect, {
@@ -341,7 +352,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
           log: log.child({ component: 'mqtt' }),
           metrics,
           limits,
-          onDeviceReachable: (id) => runner.resendFor(id),
+          onDeviceReachable: (id) => inBackground(log, 'offer resend', runner.resendFor(id)),
         });
         transport = external;
         if (dynsec) {
@@ -352,31 +363,35 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
         // Devices' last wills make offline immediate; a device whose will was lost (a broker
         // restart) is marked offline once silent for offlineAfterMs, checked a few times per window.
         offlineSweep = setInterval(
-          () => {
-            for (const deviceId of store.devices.markStaleOffline(clock() - limits.offlineAfterMs))
-              bus.emit('device.connection', { deviceId, online: false });
-          },
+          () =>
+            inBackground(
+              log,
+              'offline sweep',
+              store.devices.markStaleOffline(clock() - limits.offlineAfterMs).then((ids) => {
+                for (const deviceId of ids) bus.emit('device.connection', { deviceId, online: false });
+              }),
+            ),
           Math.max(50, Math.min(30_000, Math.floor(limits.offlineAfterMs / 4))),
         );
         offlineSweep.unref();
       }
-      deltas.start();
+      await deltas.start();
       ctx.retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel });
-      ctx.versionHistory.start();
-      recordStart();
+      await ctx.versionHistory.start();
+      await recordStart();
       runner.start();
     },
     async close() {
-      if (started) store.audit.record('server', 'server.stop', null, { pid: process.pid }, clock());
+      if (started) await store.audit.record('server', 'server.stop', null, { pid: process.pid }, clock());
       runner.stop();
       ctx.retention.unschedule();
       ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
       await transport?.close();
-      ingestor.close();
+      await ingestor.close();
       await deltas.close();
       await app.close();
-      store.close();
+      await store.close();
     },
     async crash() {
       runner.stop();
@@ -387,7 +402,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       await deltas.close();
       await transport?.close().catch(() => {});
       await app.close().catch(() => {});
-      store.close();
+      await store.close();
     },
   };
   return server;

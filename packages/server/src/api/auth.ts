@@ -42,12 +42,12 @@ export interface TokenAuth {
  * many failed logins gets FLOTILLA_ERR_SERVER_RATE_LIMITED (429, Retry-After) before its token is
  * even looked up; a wrong or missing token counts as a failure, a valid one never does.
  */
-export function requireToken(
+export async function requireToken(
   auth: TokenAuth,
   req: FastifyRequest,
   reply: FastifyReply,
   access: TokenRole,
-): void {
+): Promise<void> {
   const now = auth.clock();
   const source = req.ip;
   const wait = auth.failedLogins.blockedFor(source, now);
@@ -59,7 +59,7 @@ export function requireToken(
     );
   }
   const secret = bearerToken(req.headers.authorization);
-  const token = secret ? auth.store.tokens.authenticate(secret, now) : undefined;
+  const token = secret ? await auth.store.tokens.authenticate(secret, now) : undefined;
   if (!token) {
     auth.failedLogins.fail(source, now);
     throw new ServerError('FLOTILLA_ERR_SERVER_UNAUTHENTICATED');
@@ -76,6 +76,6 @@ export function authHook(auth: TokenAuth) {
     const docs = req.routeOptions.url?.startsWith('/docs') === true;
     const access = docs ? 'public' : (req.routeOptions.config?.access ?? 'admin');
     if (access === 'public' || access === 'route') return;
-    requireToken(auth, req, reply, access);
+    await requireToken(auth, req, reply, access);
   };
 }

@@ -9,6 +9,7 @@ import type { EventBus } from '../events/bus.js';
 import type { ServerKeys } from '../keys/server-keys.js';
 import type { ServerLimits } from '../limits.js';
 import { countSigning, type Metrics } from '../metrics.js';
+import { inBackground } from '../store/background.js';
 import type { Store } from '../store/store.js';
 import { workerFile } from '../worker-file.js';
 
@@ -46,43 +47,49 @@ export class DeltaService {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  start(): void {
-    const n = this.store.deltas.requeueInterrupted();
+  async start(): Promise<void> {
+    const n = await this.store.deltas.requeueInterrupted();
     if (n > 0) this.log.info({ n }, 'requeued delta builds a restart interrupted');
-    this.pump();
+    await this.pump();
   }
 
   /** Queues deltas from each base the server holds to `to`; returns how many were new. */
-  want(from: readonly string[], to: string): number {
+  async want(from: readonly string[], to: string): Promise<number> {
     let queued = 0;
     const now = this.clock();
     for (const f of from) {
-      if (f === to || !this.store.releases.byImage(f) || !this.artifacts.has(f) || !this.artifacts.has(to))
+      if (
+        f === to ||
+        !(await this.store.releases.byImage(f)) ||
+        !this.artifacts.has(f) ||
+        !this.artifacts.has(to)
+      )
         continue;
-      if (this.store.deltas.queue(f, to, now)) queued++;
+      if (await this.store.deltas.queue(f, to, now)) queued++;
     }
-    if (queued > 0) this.pump();
+    if (queued > 0) await this.pump();
     return queued;
   }
 
-  /** True while any of these deltas is queued or being built. */
-  pending(from: readonly string[], to: string): boolean {
-    return from.some((f) => {
-      const d = this.store.deltas.get(f, to);
-      return d?.status === 'queued' || d?.status === 'building';
-    });
+  /** True while any of these deltas is queued or being built (`store`: the caller's transaction). */
+  async pending(from: readonly string[], to: string, store: Store = this.store): Promise<boolean> {
+    for (const f of from) {
+      const d = await store.deltas.get(f, to);
+      if (d?.status === 'queued' || d?.status === 'building') return true;
+    }
+    return false;
   }
 
-  private pump(): void {
+  private async pump(): Promise<void> {
     if (this.closed) return;
-    const queue = this.store.deltas.pending().filter((d) => d.status === 'queued');
+    const queue = (await this.store.deltas.pending()).filter((d) => d.status === 'queued');
     while (this.running < this.limits.deltaWorkers && queue.length > 0) {
       const job = queue.shift()!;
       this.running++;
-      this.store.deltas.setStatus(job.fromSha256, job.toSha256, 'building', null, this.clock());
+      await this.store.deltas.setStatus(job.fromSha256, job.toSha256, 'building', null, this.clock());
       void this.build(job.fromSha256, job.toSha256).finally(() => {
         this.running--;
-        this.pump();
+        inBackground(this.log, 'delta queue', this.pump());
       });
     }
   }
@@ -101,8 +108,8 @@ export class DeltaService {
       if (this.closed) return;
       if (stats.baseSha256 !== from || stats.targetSha256 !== to)
         throw new ServerError('FLOTILLA_ERR_SERVER_DELTA', 'an artifact does not hash to its name');
-      const fromRel = this.store.releases.byImage(from);
-      const toRel = this.store.releases.byImage(to);
+      const fromRel = await this.store.releases.byImage(from);
+      const toRel = await this.store.releases.byImage(to);
       if (!fromRel || !toRel)
         throw new ServerError('FLOTILLA_ERR_SERVER_DELTA', 'a release was pruned meanwhile');
       const now = this.clock();
@@ -120,9 +127,9 @@ export class DeltaService {
       };
       const signed = countSigning(this.metrics, 'delta', () => signDocument(descriptor, [this.keys.delta]));
       this.artifacts.commit(outPath, stats.deltaSha256);
-      this.store.tx(() => {
-        this.store.artifacts.add(stats.deltaSha256, stats.deltaSize, 'delta', now);
-        this.store.deltas.setReady(from, to, { ...stats, descriptor: signed }, now);
+      await this.store.tx(async (tx) => {
+        await tx.artifacts.add(stats.deltaSha256, stats.deltaSize, 'delta', now);
+        await tx.deltas.setReady(from, to, { ...stats, descriptor: signed }, now);
       });
       this.metrics.deltasBuilt.inc({ result: 'ok' });
       this.log.info({ from: fromRel.version, to: toRel.version, size: stats.deltaSize }, 'delta ready');
@@ -138,7 +145,7 @@ export class DeltaService {
       const message = (err as Error).message;
       this.metrics.deltasBuilt.inc({ result: 'failed' });
       this.log.warn({ from, to, err: message }, 'delta build failed; devices get the full image');
-      this.store.deltas.setStatus(from, to, 'failed', message.slice(0, 1000), this.clock());
+      await this.store.deltas.setStatus(from, to, 'failed', message.slice(0, 1000), this.clock());
       this.bus.emit('delta.failed', { from, to, error: message });
     } finally {
       await rm(outPath, { force: true });

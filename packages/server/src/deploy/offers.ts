@@ -41,15 +41,19 @@ export class OfferBuilder {
     return `${this.urls.artifactBaseUrl()}${path}?${query}`;
   }
 
-  build(p: {
-    deploymentId: string;
-    /** The deployment's attempt (absent for a rollback offer). */
-    attempt?: number;
-    deviceId: string;
-    release: Release;
-    deviceImageSha256: string | null;
-    now: number;
-  }): SignedOffer {
+  /** `store` is the caller's (a rollout pass's transaction, or the root store). */
+  async build(
+    p: {
+      deploymentId: string;
+      /** The deployment's attempt (absent for a rollback offer). */
+      attempt?: number;
+      deviceId: string;
+      release: Release;
+      deviceImageSha256: string | null;
+      now: number;
+    },
+    store: Store = this.store,
+  ): Promise<SignedOffer> {
     const offer: Offer = {
       _type: 'offer',
       schemaVersion: SCHEMA_VERSION,
@@ -66,7 +70,7 @@ export class OfferBuilder {
       },
     };
     if (p.deviceImageSha256 && p.deviceImageSha256 !== p.release.imageSha256) {
-      const delta = this.deltaFor(p.deviceImageSha256, p.release.imageSha256, p.deviceId, p.now);
+      const delta = await this.deltaFor(store, p.deviceImageSha256, p.release.imageSha256, p.deviceId, p.now);
       if (delta) offer.delta = delta;
     }
     return countSigning(this.metrics, 'offer', () => signDocumentFast(offer, this.keys.delta));
@@ -78,15 +82,21 @@ export class OfferBuilder {
    * on the offer) or is signed by a retired delta key is re-issued with the current delta key
    * and stored, rather than the device falling back to the full image.
    */
-  private deltaFor(from: string, to: string, deviceId: string, now: number): Offer['delta'] | null {
-    const d = this.store.deltas.get(from, to);
+  private async deltaFor(
+    store: Store,
+    from: string,
+    to: string,
+    deviceId: string,
+    now: number,
+  ): Promise<Offer['delta'] | null> {
+    const d = await store.deltas.get(from, to);
     if (d?.status !== 'ready' || !d.descriptor || !d.deltaSha256) return null;
     let descriptor = d.descriptor;
     const margin = Math.max(this.limits.deltaRenewBeforeMs, this.limits.offerTtlMs);
     if (descriptorNeedsRenewal(descriptor, this.keys.delta, now, margin)) {
       const renewed = renewDescriptor(d, this.keys.delta, now, this.limits.deltaTtlDays);
       if (!renewed) return null;
-      this.store.deltas.setDescriptor(from, to, renewed, now);
+      await store.deltas.setDescriptor(from, to, renewed, now);
       descriptor = renewed;
     }
     return { url: this.artifactUrl(d.deltaSha256, deviceId, now), descriptor };

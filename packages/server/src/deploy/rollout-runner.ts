@@ -30,6 +30,7 @@ import {
   resumeRollout,
   summarize,
 } from '../rollout/index.js';
+import { inBackground } from '../store/background.js';
 import { type DeploymentRow, ROLLBACK_SUFFIX } from '../store/repos/deployments.js';
 import type { Release } from '../store/repos/releases.js';
 import type { RolloutRow } from '../store/repos/rollouts.js';
@@ -91,10 +92,12 @@ export class RolloutRunner {
   private readonly deferred = new Map<string, NodeJS.Timeout>();
   private readonly outcomes: UpdateOutcomes;
   private readonly releaseVersions = new Map<string, string>();
+  /** The pass of each rollout in progress: passes of one rollout run one after the other. */
+  private readonly running = new Map<string, Promise<Decision[]>>();
   /** Asks for deltas from the images the targeted devices run (set by the delta service). */
-  wantDeltas: ((from: string[], toImageSha256: string) => void) | null = null;
+  wantDeltas: ((from: string[], toImageSha256: string) => Promise<void>) | null = null;
   /** True while deltas this rollout's first offers could use are still being built. */
-  deltasPending: ((from: string[], toImageSha256: string) => boolean) | null = null;
+  deltasPending: ((store: Store, from: string[], toImageSha256: string) => Promise<boolean>) | null = null;
 
   constructor(
     private readonly store: Store,
@@ -110,10 +113,13 @@ export class RolloutRunner {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.tickAll(), this.limits.rolloutTickMs);
+    this.timer = setInterval(
+      () => inBackground(this.log, 'rollout timer', this.tickAll()),
+      this.limits.rolloutTickMs,
+    );
     this.timer.unref();
-    this.resendOffered();
-    this.tickAll();
+    inBackground(this.log, 'offer resend', this.resendOffered());
+    inBackground(this.log, 'rollout timer', this.tickAll());
   }
 
   stop(): void {
@@ -126,23 +132,26 @@ export class RolloutRunner {
     this.pending = null;
   }
 
-  create(input: { name?: string; release: string; policy: unknown }, actor: string): RolloutRow {
+  async create(
+    input: { name?: string; release: string; policy: unknown },
+    actor: string,
+  ): Promise<RolloutRow> {
     const policy = normalizePolicy(input.policy);
-    const release = this.store.releases.get(input.release);
+    const release = await this.store.releases.get(input.release);
     if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
-    const downgrades = this.checkDeliverable(policy, release);
+    const downgrades = this.checkDeliverable(policy, release, await this.fleet(this.store, () => false));
     const now = this.clock();
     const id = `ro_${randomBytes(8).toString('hex')}`;
-    this.store.tx(() => {
+    await this.store.tx(async (tx) => {
       if (policy.allowDowngrade)
-        this.store.audit.record(
+        await tx.audit.record(
           actor,
           'rollout.allow-downgrade',
           id,
           { release: release.id, reason: policy.allowDowngrade.reason, devices: downgrades },
           now,
         );
-      this.store.rollouts.insert({
+      await tx.rollouts.insert({
         id,
         name: input.name ?? `${release.version} rollout`,
         releaseId: release.id,
@@ -151,10 +160,10 @@ export class RolloutRunner {
         createdBy: actor,
         now,
       });
-      this.store.audit.record(actor, 'rollout.create', id, { release: release.id, policy }, now);
+      await tx.audit.record(actor, 'rollout.create', id, { release: release.id, policy }, now);
     });
-    const row = this.store.rollouts.get(id)!;
-    this.requestDeltas(row);
+    const row = (await this.store.rollouts.get(id))!;
+    await this.requestDeltas(this.store, row);
     this.bus.emit('rollout.created', { rolloutId: id, release: release.id });
     this.schedule(id);
     return row;
@@ -165,12 +174,12 @@ export class RolloutRunner {
    * refusals), the devices the engine's own selection takes now and how many each phase gets.
    * Phase sizes follow `phaseSizes` exactly; a dynamic target can grow after the start.
    */
-  preview(input: { release: string; policy: unknown }): RolloutPreview {
+  async preview(input: { release: string; policy: unknown }): Promise<RolloutPreview> {
     const policy = normalizePolicy(input.policy);
-    const release = this.store.releases.get(input.release);
+    const release = await this.store.releases.get(input.release);
     if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${input.release}`);
     // One read of the fleet serves the checks and the count (it is the cost at 100,000 devices).
-    const fleet = this.fleet(() => false);
+    const fleet = await this.fleet(this.store, () => false);
     const downgrades = this.checkDeliverable(policy, release, fleet);
     const ref = {
       version: release.version,
@@ -198,11 +207,7 @@ export class RolloutRunner {
    * device, downgrade flag or not), and a downgrade of targeted devices unless the policy names a
    * reason in `allowDowngrade`. Returns how many targeted devices the rollout takes down.
    */
-  private checkDeliverable(
-    policy: RolloutPolicy,
-    release: Release,
-    fleet: DeviceSnapshot[] = this.fleet(() => false),
-  ): number {
+  private checkDeliverable(policy: RolloutPolicy, release: Release, fleet: DeviceSnapshot[]): number {
     if (release.kind !== 'release')
       throw new ServerError(
         'FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY',
@@ -230,15 +235,15 @@ export class RolloutRunner {
   }
 
   /** Operator actions: change the runtime, audit, re-run. */
-  act(
+  async act(
     id: string,
     action: 'pause' | 'resume' | 'abort' | 'approve',
     actor: string,
     opts: { phase?: number; rollback?: boolean; note?: string } = {},
-  ): RolloutRow {
+  ): Promise<RolloutRow> {
     const now = this.clock();
-    this.store.tx(() => {
-      const row = this.store.rollouts.get(id);
+    await this.store.tx(async (tx) => {
+      const row = await tx.rollouts.get(id);
       if (!row) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
       let nextRuntime: RolloutRuntime;
       switch (action) {
@@ -246,7 +251,7 @@ export class RolloutRunner {
           nextRuntime = pauseRollout(row.runtime, now, actor, opts.note ?? null);
           break;
         case 'resume':
-          nextRuntime = resumeRollout(row.policy, this.snapshot(row));
+          nextRuntime = resumeRollout(row.policy, await this.snapshot(tx, row));
           break;
         case 'abort':
           nextRuntime = abortRollout(row.policy, row.runtime, now, { rollback: opts.rollback === true });
@@ -262,19 +267,19 @@ export class RolloutRunner {
           break;
         }
       }
-      this.store.rollouts.setRuntime(id, nextRuntime, now);
-      this.store.audit.record(actor, `rollout.${action}`, id, { ...opts }, now);
+      await tx.rollouts.setRuntime(id, nextRuntime, now);
+      await tx.audit.record(actor, `rollout.${action}`, id, { ...opts }, now);
     });
     if (action === 'pause') this.metrics.rolloutPauses.inc({ reason: 'operator' });
     this.bus.emit('rollout.updated', { rolloutId: id, action });
-    this.tick(id);
-    return this.store.rollouts.get(id)!;
+    await this.tick(id);
+    return (await this.store.rollouts.get(id))!;
   }
 
-  summary(id: string): RolloutSummary {
-    const row = this.store.rollouts.get(id);
+  async summary(id: string): Promise<RolloutSummary> {
+    const row = await this.store.rollouts.get(id);
     if (!row) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
-    return summarize(row.policy, this.snapshot(row), this.clock());
+    return summarize(row.policy, await this.snapshot(this.store, row), this.clock());
   }
 
   /**
@@ -282,26 +287,27 @@ export class RolloutRunner {
    * cost is one pass over the accepted devices plus each listed rollout's own deployment records.
    * `summarize` reads only which devices are present, never `busy`, so the shared list leaves it false.
    */
-  summaries(rows: readonly RolloutRow[]): Map<string, RolloutSummary> {
+  async summaries(rows: readonly RolloutRow[]): Promise<Map<string, RolloutSummary>> {
     const out = new Map<string, RolloutSummary>();
     if (rows.length === 0) return out;
-    const devices = this.fleet(() => false);
+    const devices = await this.fleet(this.store, () => false);
     const now = this.clock();
-    for (const row of rows) out.set(row.id, summarize(row.policy, this.snapshotWith(row, devices), now));
+    for (const row of rows)
+      out.set(row.id, summarize(row.policy, await this.snapshotWith(this.store, row, devices), now));
     return out;
   }
 
   /** Inside the report transaction: moves the deployment the event names (only the device's own). */
-  applyEvent(deviceId: string, event: DeviceEventMessage, now: number): void {
+  async applyEvent(tx: Store, deviceId: string, event: DeviceEventMessage, now: number): Promise<void> {
     if (!event.deploymentId) return;
     const rollback = event.deploymentId.endsWith(ROLLBACK_SUFFIX);
     const depId = rollback ? event.deploymentId.slice(0, -ROLLBACK_SUFFIX.length) : event.deploymentId;
-    const dep = this.store.deployments.get(depId);
+    const dep = await tx.deployments.get(depId);
     if (!dep || dep.deviceId !== deviceId) return;
     // An event of the forward offer must not move the rollback record, nor the other way round.
     if (rollback !== (dep.rollback !== null)) return;
     const reason = event.reason ? `${event.reason.code}: ${event.reason.message}` : null;
-    const release = this.releaseVersionOf(dep.rolloutId);
+    const release = await this.releaseVersionOf(tx, dep.rolloutId);
     if (release === null) return;
     const next = applyDeviceEvent(
       dep,
@@ -309,25 +315,25 @@ export class RolloutRunner {
       release,
     );
     if (!next) return;
-    this.store.deployments.save({ ...dep, ...next });
+    await tx.deployments.save({ ...dep, ...next });
     if (!rollback) this.outcomes.moved(dep, next, now);
     this.dirty.add(dep.rolloutId);
   }
 
   /** The version a rollout delivers (fixed for its life, so remembered: this runs per device event). */
-  private releaseVersionOf(rolloutId: string): string | null {
+  private async releaseVersionOf(tx: Store, rolloutId: string): Promise<string | null> {
     const known = this.releaseVersions.get(rolloutId);
     if (known !== undefined) return known;
-    const row = this.store.rollouts.get(rolloutId);
-    const version = row ? (this.store.releases.get(row.releaseId)?.version ?? null) : null;
+    const row = await tx.rollouts.get(rolloutId);
+    const version = row ? ((await tx.releases.get(row.releaseId))?.version ?? null) : null;
     if (version !== null) this.releaseVersions.set(rolloutId, version);
     return version;
   }
 
   /** After reports committed: re-run the rollouts they touched. */
   afterReports(): void {
-    this.outcomes.flush();
     if (this.dirty.size > 0) this.kick();
+    inBackground(this.log, 'update outcome metrics', this.outcomes.flush());
   }
 
   schedule(id: string): void {
@@ -345,8 +351,8 @@ export class RolloutRunner {
     });
   }
 
-  tickAll(): void {
-    for (const r of this.store.rollouts.active()) this.tickSoon(r.id);
+  async tickAll(): Promise<void> {
+    for (const r of await this.store.rollouts.active()) this.tickSoon(r.id);
   }
 
   /** A pass now, or once the gap after the last one is over (at most one waiting per rollout). */
@@ -355,35 +361,49 @@ export class RolloutRunner {
     const last = this.lastPass.get(id);
     const wait = last ? last.end + PASS_GAP_FACTOR * last.cost - performance.now() : 0;
     if (wait <= 0) {
-      this.tick(id);
+      void this.tick(id);
       return;
     }
     const timer = setTimeout(() => {
       this.deferred.delete(id);
-      this.tick(id);
+      void this.tick(id);
     }, Math.ceil(wait));
     timer.unref();
     this.deferred.set(id, timer);
   }
 
-  /** One engine pass for one rollout, applied atomically. */
-  tick(id: string): Decision[] {
+  /**
+   * One engine pass for one rollout, applied atomically; after the one in progress, if any.
+   * Never rejects: a failed pass is logged and runs again on the next event or tick.
+   */
+  tick(id: string): Promise<Decision[]> {
+    const before = this.running.get(id);
+    const pass: Promise<Decision[]> = (before ? before.then(() => this.pass(id)) : this.pass(id)).finally(
+      () => {
+        if (this.running.get(id) === pass) this.running.delete(id);
+      },
+    );
+    this.running.set(id, pass);
+    return pass;
+  }
+
+  private async pass(id: string): Promise<Decision[]> {
     if (this.stopped) return [];
     const now = this.clock();
     const started = performance.now();
     const outbox: Outbox = [];
     let decisions: Decision[] = [];
     try {
-      this.store.tx(() => {
-        const row = this.store.rollouts.get(id);
+      await this.store.tx(async (tx) => {
+        const row = await tx.rollouts.get(id);
         // An aborted rollout still runs: it cancels pending devices and may roll devices back.
         if (!row || row.status === 'completed' || row.status === 'failed') return;
-        const snap = this.snapshot(row);
-        if (row.runtime.startedAt === null && this.waitForDeltas(row, snap, now)) return;
+        const snap = await this.snapshot(tx, row);
+        if (row.runtime.startedAt === null && (await this.waitForDeltas(tx, row, snap, now))) return;
         decisions = decide(row.policy, snap, now);
         if (decisions.length === 0) return;
         const next = applyDecisions(snap, decisions, now);
-        this.persist(row, snap, next, decisions, now, outbox);
+        await this.persist(tx, row, snap, next, decisions, now, outbox);
       });
     } catch (err) {
       this.log.error({ err, rolloutId: id }, 'rollout pass failed; it will run again');
@@ -392,47 +412,53 @@ export class RolloutRunner {
       const end = performance.now();
       this.lastPass.set(id, { end, cost: end - started });
     }
-    this.outcomes.decided(id, decisions);
+    inBackground(this.log, 'update outcome metrics', this.outcomes.decided(id, decisions));
     if (decisions.length > 0)
       this.bus.emit('rollout.updated', { rolloutId: id, decisions: decisions.length });
     void this.send(outbox);
     return decisions;
   }
 
-  private waitForDeltas(row: RolloutRow, snap: RolloutSnapshot, now: number): boolean {
+  private async waitForDeltas(
+    tx: Store,
+    row: RolloutRow,
+    snap: RolloutSnapshot,
+    now: number,
+  ): Promise<boolean> {
     const wait = this.limits.deltaWaitMs ?? 0;
     if (!this.deltasPending || wait <= 0 || now - row.created > wait) return false;
-    const release = this.store.releases.get(row.releaseId);
+    const release = await tx.releases.get(row.releaseId);
     if (!release) return false;
     const from = [...new Set(snap.devices.map((d) => d.currentImageSha256).filter((s): s is string => !!s))];
-    return this.deltasPending(from, release.imageSha256);
+    return this.deltasPending(tx, from, release.imageSha256);
   }
 
-  private persist(
+  private async persist(
+    tx: Store,
     row: RolloutRow,
     before: RolloutSnapshot,
     after: RolloutSnapshot,
     decisions: Decision[],
     now: number,
     outbox: Outbox,
-  ): void {
-    this.store.rollouts.setRuntime(row.id, after.runtime, now);
-    const existing = new Map(this.store.deployments.forRollout(row.id).map((d) => [d.deviceId, d]));
+  ): Promise<void> {
+    await tx.rollouts.setRuntime(row.id, after.runtime, now);
+    const existing = new Map((await tx.deployments.forRollout(row.id)).map((d) => [d.deviceId, d]));
     const prev = new Map(before.deployments.map((d) => [d.deviceId, d]));
     for (const rec of after.deployments) {
       let dep = existing.get(rec.deviceId);
       if (!dep) {
-        const depId = this.store.deployments.assign(row.id, rec.deviceId, rec.phase, rec.fromVersion, now);
-        dep = this.store.deployments.get(depId)!;
+        const depId = await tx.deployments.assign(row.id, rec.deviceId, rec.phase, rec.fromVersion, now);
+        dep = (await tx.deployments.get(depId))!;
         existing.set(rec.deviceId, dep);
       }
-      if (prev.get(rec.deviceId) !== rec) this.store.deployments.save({ ...dep, ...rec });
+      if (prev.get(rec.deviceId) !== rec) await tx.deployments.save({ ...dep, ...rec });
     }
-    const release = this.store.releases.get(row.releaseId)!;
+    const release = (await tx.releases.get(row.releaseId))!;
     for (const d of decisions) {
       if (d.type === 'offer' || d.type === 'rollback-offer') {
         const dep = existing.get(d.deviceId)!;
-        const rel = d.type === 'offer' ? release : this.store.releases.get(d.toVersion);
+        const rel = d.type === 'offer' ? release : await tx.releases.get(d.toVersion);
         if (!rel) {
           this.log.warn(
             { deviceId: d.deviceId, version: d.type === 'rollback-offer' ? d.toVersion : '' },
@@ -440,24 +466,27 @@ export class RolloutRunner {
           );
           continue;
         }
-        const device = this.store.devices.get(d.deviceId);
+        const device = await tx.devices.get(d.deviceId);
         const deploymentId = d.type === 'offer' ? dep.id : `${dep.id}${ROLLBACK_SUFFIX}`;
-        const offer = this.offers.build({
-          deploymentId,
-          ...(d.type === 'offer' ? { attempt: d.attempt } : {}),
-          deviceId: d.deviceId,
-          release: rel,
-          deviceImageSha256: device?.imageSha256 ?? null,
-          now,
-        });
+        const offer = await this.offers.build(
+          {
+            deploymentId,
+            ...(d.type === 'offer' ? { attempt: d.attempt } : {}),
+            deviceId: d.deviceId,
+            release: rel,
+            deviceImageSha256: device?.imageSha256 ?? null,
+            now,
+          },
+          tx,
+        );
         outbox.push({ deviceId: d.deviceId, command: this.offers.command(offer) });
       } else if (d.type === 'cancel' && d.notify) {
         outbox.push({ deviceId: d.deviceId, command: this.offers.cancel(existing.get(d.deviceId)!.id) });
       } else if (AUDITED.has(d.type)) {
-        this.store.audit.record('rollout-engine', `rollout.${d.type}`, row.id, { ...d }, now);
+        await tx.audit.record('rollout-engine', `rollout.${d.type}`, row.id, { ...d }, now);
       }
     }
-    if (decisions.some((d) => d.type === 'assign')) this.requestDeltas(row);
+    if (decisions.some((d) => d.type === 'assign')) await this.requestDeltas(tx, row);
   }
 
   private async send(outbox: Outbox): Promise<void> {
@@ -475,10 +504,11 @@ export class RolloutRunner {
   }
 
   /** Re-sends a fresh offer for every deployment of this device still waiting in `offered`. */
-  resendFor(deviceId: string): void {
+  async resendFor(deviceId: string): Promise<void> {
     const now = this.clock();
     const outbox: Outbox = [];
-    for (const dep of this.store.deployments.forDevice(deviceId)) this.collectResend(dep, now, outbox);
+    for (const dep of await this.store.deployments.forDevice(deviceId))
+      await this.collectResend(dep, now, outbox);
     void this.send(outbox);
   }
 
@@ -490,57 +520,54 @@ export class RolloutRunner {
    * gets a fresh offer, with fresh URLs, for the same deployment while that is still offered or
    * downloading. At most one per deployment per `REFRESH_MIN_INTERVAL_MS`.
    */
-  refreshOffer(deviceId: string, deploymentId: string): void {
+  async refreshOffer(deviceId: string, deploymentId: string): Promise<void> {
     const rollback = deploymentId.endsWith(ROLLBACK_SUFFIX);
-    const dep = this.store.deployments.get(
+    const dep = await this.store.deployments.get(
       rollback ? deploymentId.slice(0, -ROLLBACK_SUFFIX.length) : deploymentId,
     );
     if (!dep || dep.deviceId !== deviceId) return;
     const state = rollback ? dep.rollback?.state : dep.state;
     if (state !== 'offered' && state !== 'downloading') return;
-    const row = this.store.rollouts.get(dep.rolloutId);
+    const row = await this.store.rollouts.get(dep.rolloutId);
     if (!row || row.status === 'completed' || (!rollback && row.status === 'aborted')) return;
     const now = this.clock();
     const last = this.refreshedAt.get(deploymentId);
     if (last !== undefined && now - last < REFRESH_MIN_INTERVAL_MS) return;
     if (this.refreshedAt.size >= 10_000) this.refreshedAt.clear();
     this.refreshedAt.set(deploymentId, now);
-    const rel = rollback
-      ? this.store.releases.get(dep.rollback!.toVersion)
-      : this.store.releases.get(row.releaseId);
+    const rel = await this.store.releases.get(rollback ? dep.rollback!.toVersion : row.releaseId);
     if (!rel) return;
-    const offer = this.offers.build({
+    const offer = await this.offers.build({
       deploymentId,
       ...(rollback ? {} : { attempt: dep.attempts }),
       deviceId,
       release: rel,
-      deviceImageSha256: this.store.devices.get(deviceId)?.imageSha256 ?? null,
+      deviceImageSha256: (await this.store.devices.get(deviceId))?.imageSha256 ?? null,
       now,
     });
     void this.send([{ deviceId, command: this.offers.command(offer) }]);
   }
 
-  private resendOffered(): void {
+  private async resendOffered(): Promise<void> {
     // The embedded broker starts with no sessions: each device gets its offers when it subscribes.
     if (this.transport()?.kind === 'embedded') return;
     const now = this.clock();
     const outbox: Outbox = [];
-    for (const r of this.store.rollouts.active())
-      for (const dep of this.store.deployments.forRollout(r.id)) this.collectResend(dep, now, outbox);
+    for (const r of await this.store.rollouts.active())
+      for (const dep of await this.store.deployments.forRollout(r.id))
+        await this.collectResend(dep, now, outbox);
     void this.send(outbox);
   }
 
-  private collectResend(dep: DeploymentRow, now: number, outbox: Outbox): void {
-    const row = this.store.rollouts.get(dep.rolloutId);
+  private async collectResend(dep: DeploymentRow, now: number, outbox: Outbox): Promise<void> {
+    const row = await this.store.rollouts.get(dep.rolloutId);
     if (!row || row.status === 'completed' || row.status === 'failed') return;
     const rollback = dep.rollback?.state === 'offered';
     if (!rollback && (dep.state !== 'offered' || row.status === 'aborted')) return;
-    const rel = rollback
-      ? this.store.releases.get(dep.rollback!.toVersion)
-      : this.store.releases.get(row.releaseId);
+    const rel = await this.store.releases.get(rollback ? dep.rollback!.toVersion : row.releaseId);
     if (!rel) return;
-    const device = this.store.devices.get(dep.deviceId);
-    const offer = this.offers.build({
+    const device = await this.store.devices.get(dep.deviceId);
+    const offer = await this.offers.build({
       deploymentId: rollback ? `${dep.id}${ROLLBACK_SUFFIX}` : dep.id,
       ...(rollback ? {} : { attempt: dep.attempts }),
       deviceId: dep.deviceId,
@@ -551,27 +578,25 @@ export class RolloutRunner {
     outbox.push({ deviceId: dep.deviceId, command: this.offers.command(offer) });
   }
 
-  private requestDeltas(row: RolloutRow): void {
+  private async requestDeltas(s: Store, row: RolloutRow): Promise<void> {
     if (!this.wantDeltas) return;
-    const release = this.store.releases.get(row.releaseId);
+    const release = await s.releases.get(row.releaseId);
     if (!release) return;
     const from = new Set<string>();
-    for (const d of this.snapshot(row).devices)
+    for (const d of (await this.snapshot(s, row)).devices)
       if (d.currentImageSha256 && d.currentImageSha256 !== release.imageSha256)
         from.add(d.currentImageSha256);
-    this.wantDeltas([...from], release.imageSha256);
+    await this.wantDeltas([...from], release.imageSha256);
   }
 
-  snapshot(row: RolloutRow): RolloutSnapshot {
-    const busy = this.store.deployments.busyDevices(row.id);
-    return this.snapshotWith(
-      row,
-      this.fleet((id) => busy.has(id)),
-    );
+  /** `s`: the store to read (inside a pass, its transaction's). */
+  async snapshot(s: Store, row: RolloutRow): Promise<RolloutSnapshot> {
+    const busy = await s.deployments.busyDevices(row.id);
+    return this.snapshotWith(s, row, await this.fleet(s, (id) => busy.has(id)));
   }
 
-  private snapshotWith(row: RolloutRow, devices: DeviceSnapshot[]): RolloutSnapshot {
-    const release = this.store.releases.get(row.releaseId);
+  private async snapshotWith(s: Store, row: RolloutRow, devices: DeviceSnapshot[]): Promise<RolloutSnapshot> {
+    const release = await s.releases.get(row.releaseId);
     return {
       rolloutId: row.id,
       release: {
@@ -581,15 +606,15 @@ export class RolloutRunner {
       },
       runtime: row.runtime,
       devices,
-      deployments: this.store.deployments.forRollout(row.id),
+      deployments: await s.deployments.forRollout(row.id),
     };
   }
 
   /** The accepted devices as the engine sees them. */
-  private fleet(busy: (id: string) => boolean): DeviceSnapshot[] {
+  private async fleet(s: Store, busy: (id: string) => boolean): Promise<DeviceSnapshot[]> {
     const transport = this.transport();
     const staleBefore = this.clock() - this.limits.offlineAfterMs;
-    return this.store.devices.allAccepted().map((d) => ({
+    return (await s.devices.allAccepted()).map((d) => ({
       id: d.id,
       hardware: d.hardware ?? '',
       tags: d.tags,
@@ -607,7 +632,7 @@ export class RolloutRunner {
     }));
   }
 
-  policyOf(id: string): RolloutPolicy | undefined {
-    return this.store.rollouts.get(id)?.policy;
+  async policyOf(id: string): Promise<RolloutPolicy | undefined> {
+    return (await this.store.rollouts.get(id))?.policy;
   }
 }

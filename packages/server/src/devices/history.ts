@@ -22,11 +22,18 @@ export interface HistoryEntry {
   detail: Record<string, unknown>;
 }
 
-export function deviceHistory(store: Store, deviceId: string, until: number, limit: number): HistoryEntry[] {
+export async function deviceHistory(
+  store: Store,
+  deviceId: string,
+  until: number,
+  limit: number,
+): Promise<HistoryEntry[]> {
   const entries = [
-    ...store.events.receivedBefore(deviceId, until, limit).map(fromEvent),
-    ...store.deployments.forDevice(deviceId).flatMap((d) => fromDeployment(store, d)),
-    ...store.audit.aboutDevice(deviceId, until, limit).map(fromAudit),
+    ...(await store.events.receivedBefore(deviceId, until, limit)).map(fromEvent),
+    ...(
+      await Promise.all((await store.deployments.forDevice(deviceId)).map((d) => fromDeployment(store, d)))
+    ).flat(),
+    ...(await store.audit.aboutDevice(deviceId, until, limit)).map(fromAudit),
   ].filter((e) => e.ts < until);
   // Stable order for equal times: audit after deployment after event, as they happen in one step.
   const rank = { event: 0, deployment: 1, audit: 2 } as const;
@@ -57,8 +64,8 @@ function fromEvent(e: StoredEvent): HistoryEntry {
   };
 }
 
-function fromDeployment(store: Store, d: DeploymentRow): HistoryEntry[] {
-  const release = store.rollouts.get(d.rolloutId)?.releaseId ?? null;
+async function fromDeployment(store: Store, d: DeploymentRow): Promise<HistoryEntry[]> {
+  const release = (await store.rollouts.get(d.rolloutId))?.releaseId ?? null;
   const detail = { rolloutId: d.rolloutId, release, phase: d.phase };
   const created: HistoryEntry = {
     ts: d.created,

@@ -55,7 +55,7 @@ export class DeviceRegistry {
 
   private readonly limiter: RegistrationLimiter;
 
-  authInfo(id: string): { publicKey: string; status: DeviceStatus } | undefined {
+  authInfo(id: string): Promise<{ publicKey: string; status: DeviceStatus } | undefined> {
     return this.store.devices.authInfo(id);
   }
 
@@ -74,7 +74,7 @@ export class DeviceRegistry {
       throw new ServerError('FLOTILLA_ERR_SERVER_REGISTER_RATE_LIMITED', `from ${source}`);
     let device: Device;
     try {
-      device = this.registerNow(req, now);
+      device = await this.registerNow(req, now);
     } catch (err) {
       this.limiter.charge(source, now);
       throw err;
@@ -85,7 +85,7 @@ export class DeviceRegistry {
     return { device };
   }
 
-  private registerNow(req: RegisterRequest, now: number): Device {
+  private registerNow(req: RegisterRequest, now: number): Promise<Device> {
     if (!isValidDeviceId(req.deviceId))
       throw new ServerError('FLOTILLA_ERR_SERVER_VALIDATION', 'invalid device id');
     if (!req.proof.startsWith(`${DEVICE_AUTH_PREFIX}.`))
@@ -105,15 +105,22 @@ export class DeviceRegistry {
         `proof of key possession failed: ${isFlotillaError(err) ? err.message : 'bad proof'}`,
       );
     }
-    return this.store.tx(() => {
+    return this.store.tx(async (tx) => {
       // Kept as long as a login nonce (the password verifies ±window around its timestamp).
       const until = now + 2 * this.opts.authWindowMs;
-      if (!this.store.nonces.add(authNonceKey(req.deviceId, nonce), until, now))
+      if (!(await tx.nonces.add(authNonceKey(req.deviceId, nonce), until, now)))
         throw new ServerError(
           'FLOTILLA_ERR_SERVER_UNAUTHENTICATED',
           'proof of key possession was already used; sign a fresh one',
         );
-      const r = this.upsert(req.deviceId, req.publicKey, req.hardware ?? null, req.provisioningToken, now);
+      const r = await this.upsert(
+        tx,
+        req.deviceId,
+        req.publicKey,
+        req.hardware ?? null,
+        req.provisioningToken,
+        now,
+      );
       if (!r.ok)
         throw new ServerError(
           r.code === 'token'
@@ -123,7 +130,7 @@ export class DeviceRegistry {
               : 'FLOTILLA_ERR_SERVER_DEVICE_KEY_MISMATCH',
           r.detail,
         );
-      return this.store.devices.get(req.deviceId)!;
+      return (await tx.devices.get(req.deviceId))!;
     });
   }
 
@@ -133,11 +140,11 @@ export class DeviceRegistry {
    * already registered with another key (and not decommissioned) fails the whole batch. A device
    * already registered with the same key is left as it is. One audit entry names every id.
    */
-  bulkRegister(
+  async bulkRegister(
     items: readonly { deviceId: string; publicKey: string; hardware?: string; tags?: string[] }[],
     status: 'accepted' | 'pending',
     actor: string,
-  ): { registered: string[]; unchanged: string[] } {
+  ): Promise<{ registered: string[]; unchanged: string[] }> {
     // Static MQTT secrets (external broker) are handed to each device when it registers itself.
     if (this.credentials)
       throw new ServerError(
@@ -153,11 +160,11 @@ export class DeviceRegistry {
       seen.add(it.deviceId);
     }
     const now = this.clock();
-    const out = this.store.tx(() => {
+    const out = await this.store.tx(async (tx) => {
       const registered: string[] = [];
       const unchanged: string[] = [];
       for (const it of items) {
-        const existing = this.store.devices.get(it.deviceId);
+        const existing = await tx.devices.get(it.deviceId);
         if (existing && existing.status !== 'decommissioned') {
           if (existing.publicKey !== it.publicKey)
             throw new ServerError(
@@ -167,9 +174,9 @@ export class DeviceRegistry {
           unchanged.push(it.deviceId);
           continue;
         }
-        if (existing) this.store.devices.replaceKey(it.deviceId, it.publicKey, status, now);
+        if (existing) await tx.devices.replaceKey(it.deviceId, it.publicKey, status, now);
         else
-          this.store.devices.insert({
+          await tx.devices.insert({
             id: it.deviceId,
             publicKey: it.publicKey,
             status,
@@ -179,7 +186,7 @@ export class DeviceRegistry {
           });
         registered.push(it.deviceId);
       }
-      this.store.audit.record(actor, 'device.bulk-register', null, { status, registered, unchanged }, now);
+      await tx.audit.record(actor, 'device.bulk-register', null, { status, registered, unchanged }, now);
       return { registered, unchanged };
     });
     for (const deviceId of out.registered) this.bus.emit('device.registered', { deviceId, status });
@@ -188,17 +195,17 @@ export class DeviceRegistry {
   }
 
   /** The MQTT provisioning path: the token authorises the key in one step. */
-  registerWithToken(
+  async registerWithToken(
     deviceId: string,
     publicKey: string,
     token: string,
     now: number,
-  ): { ok: true; status: DeviceStatus } | { ok: false; detail: string } {
+  ): Promise<{ ok: true; status: DeviceStatus } | { ok: false; detail: string }> {
     try {
-      return this.store.tx(() => {
-        const r = this.upsert(deviceId, publicKey, null, token, now);
+      return await this.store.tx(async (tx) => {
+        const r = await this.upsert(tx, deviceId, publicKey, null, token, now);
         if (!r.ok) throw new Error(r.detail);
-        return { ok: true as const, status: this.store.devices.get(deviceId)!.status };
+        return { ok: true as const, status: (await tx.devices.get(deviceId))!.status };
       });
     } catch (err) {
       return { ok: false, detail: (err as Error).message };
@@ -210,14 +217,15 @@ export class DeviceRegistry {
    * that a valid provisioning token replaces a `pending` claim: an unproven claim (anyone can
    * sign one for any id) must not lock out the real device the operator issued a token for.
    */
-  private upsert(
+  private async upsert(
+    tx: Store,
     id: string,
     publicKey: string,
     hardware: string | null,
     token: string | undefined,
     now: number,
-  ): { ok: true } | { ok: false; code: 'token' | 'key' | 'full'; detail: string } {
-    const existing = this.store.devices.get(id);
+  ): Promise<{ ok: true } | { ok: false; code: 'token' | 'key' | 'full'; detail: string }> {
+    const existing = await tx.devices.get(id);
     if (existing && existing.publicKey === publicKey && existing.status !== 'decommissioned' && !token)
       return { ok: true };
     const live = existing && existing.status !== 'decommissioned';
@@ -226,12 +234,12 @@ export class DeviceRegistry {
       return { ok: false, code: 'key', detail: `device ${id} is registered with another key` };
     let status: DeviceStatus = this.opts.autoAccept ? 'accepted' : 'pending';
     if (token) {
-      const t = this.store.provisioning.consume(token, id, now);
+      const t = await tx.provisioning.consume(token, id, now);
       if (!t) return { ok: false, code: 'token', detail: 'provisioning token is unknown, expired or used' };
       status = t.autoAccept ? 'accepted' : 'pending';
     } else if (
       status === 'pending' &&
-      this.store.devices.countByStatus('pending') >= this.opts.maxPendingDevices
+      (await tx.devices.countByStatus('pending')) >= this.opts.maxPendingDevices
     )
       return {
         ok: false,
@@ -239,10 +247,10 @@ export class DeviceRegistry {
         detail: `${this.opts.maxPendingDevices} devices already wait for acceptance`,
       };
     if (existing && existing.publicKey === publicKey && existing.status === 'accepted') return { ok: true };
-    if (claimed) this.store.devices.replaceClaim(id, publicKey, status, hardware, now);
-    else if (existing) this.store.devices.replaceKey(id, publicKey, status, now);
-    else this.store.devices.insert({ id, publicKey, status, hardware, now });
-    this.store.audit.record(
+    if (claimed) await tx.devices.replaceClaim(id, publicKey, status, hardware, now);
+    else if (existing) await tx.devices.replaceKey(id, publicKey, status, now);
+    else await tx.devices.insert({ id, publicKey, status, hardware, now });
+    await tx.audit.record(
       `device:${id}`,
       'device.register',
       id,
@@ -264,8 +272,8 @@ export class DeviceRegistry {
     actor: string,
   ): Promise<Device> {
     const now = this.clock();
-    const device = this.store.tx(() => {
-      const d = this.store.devices.get(id);
+    const device = await this.store.tx(async (tx) => {
+      const d = await tx.devices.get(id);
       if (!d) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
       const allowed: Record<typeof to, DeviceStatus[]> = {
         accepted: ['pending', 'rejected'],
@@ -278,16 +286,16 @@ export class DeviceRegistry {
           'FLOTILLA_ERR_SERVER_DEVICE_STATE',
           `device ${id} is ${d.status}, cannot become ${to}`,
         );
-      this.store.devices.setStatus(id, to, now);
-      if (to !== 'accepted') this.store.devices.setMqttSecretHash(id, null, now);
-      this.store.audit.record(
+      await tx.devices.setStatus(id, to, now);
+      if (to !== 'accepted') await tx.devices.setMqttSecretHash(id, null, now);
+      await tx.audit.record(
         actor,
         `device.${to === 'accepted' ? 'accept' : to === 'rejected' ? 'reject' : 'decommission'}`,
         id,
         { from: d.status },
         now,
       );
-      return this.store.devices.get(id)!;
+      return (await tx.devices.get(id))!;
     });
     if (to !== 'accepted' && this.credentials) await this.credentials.revoke(id);
     if (to !== 'accepted') this.onRevoked?.(id);
@@ -299,19 +307,19 @@ export class DeviceRegistry {
     id: string,
     p: { tags?: string[]; group?: string | null; channel?: string },
     actor: string,
-  ): Device {
+  ): Promise<Device> {
     const now = this.clock();
-    return this.store.tx(() => {
-      const d = this.store.devices.get(id);
+    return this.store.tx(async (tx) => {
+      const d = await tx.devices.get(id);
       if (!d) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
       const next = {
         tags: p.tags ?? d.tags,
         group: p.group === undefined ? d.group : p.group,
         channel: p.channel ?? d.channel,
       };
-      this.store.devices.setPlacement(id, next, now);
-      this.store.audit.record(actor, 'device.placement', id, next, now);
-      return this.store.devices.get(id)!;
+      await tx.devices.setPlacement(id, next, now);
+      await tx.audit.record(actor, 'device.placement', id, next, now);
+      return (await tx.devices.get(id))!;
     });
   }
 }

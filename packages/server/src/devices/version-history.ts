@@ -23,9 +23,9 @@ export class VersionHistory {
     private readonly clock: () => number,
   ) {}
 
-  start(): void {
+  async start(): Promise<void> {
     this.stop();
-    this.sample();
+    await this.sample();
     if (!(this.limits.versionSampleIntervalMs > 0)) return;
     this.timer = setInterval(() => this.sample(), this.limits.versionSampleIntervalMs);
     this.timer.unref();
@@ -37,13 +37,13 @@ export class VersionHistory {
   }
 
   /** Stores the counts now (a failed write is logged; the next tick tries again). */
-  sample(): void {
+  async sample(): Promise<void> {
     const now = this.clock();
     try {
       const counts = Object.fromEntries(
-        this.store.devices.countsByVersion().map((r) => [r.version ?? 'unknown', r.count]),
+        (await this.store.devices.countsByVersion()).map((r) => [r.version ?? 'unknown', r.count]),
       );
-      this.store.versionSamples.add(
+      await this.store.versionSamples.add(
         { ts: now, counts },
         now - this.limits.versionHistoryDays * DAY_MS,
         this.limits.versionHistoryMaxSamples,
@@ -57,8 +57,8 @@ export class VersionHistory {
    * Samples since `since`, oldest first, thinned to at most `maxPoints` by keeping every n-th
    * (always the newest), so a week of history is one small answer.
    */
-  history(since: number, maxPoints: number): VersionSample[] {
-    const all = this.store.versionSamples.since(since);
+  async history(since: number, maxPoints: number): Promise<VersionSample[]> {
+    const all = await this.store.versionSamples.since(since);
     if (all.length <= maxPoints) return all;
     const step = Math.ceil(all.length / maxPoints);
     const kept = all.filter((_, i) => (all.length - 1 - i) % step === 0);

@@ -10,8 +10,13 @@ export type Report =
   | { deviceId: string; channel: 'inventory'; message: InventoryMessage }
   | { deviceId: string; channel: 'connection'; online: boolean };
 
-/** Called inside the report's transaction for a newly recorded event (the rollout bookkeeping). */
-export type EventHook = (deviceId: string, event: DeviceEventMessage, now: number) => void;
+/** Called inside the report's transaction (`tx`) for a newly recorded event (the rollout bookkeeping). */
+export type EventHook = (
+  tx: Store,
+  deviceId: string,
+  event: DeviceEventMessage,
+  now: number,
+) => Promise<void>;
 /** Called after a batch committed (SSE, rollout re-evaluation). */
 export type AppliedHook = (applied: { report: Report; fresh: boolean }[]) => void;
 
@@ -39,6 +44,8 @@ interface Pending {
 export class ReportIngestor {
   private queue: Pending[] = [];
   private timer: NodeJS.Timeout | null = null;
+  /** The batch being written: one at a time, so batches commit in the order they were taken. */
+  private flushing: Promise<void> | null = null;
   private closed = false;
   private readonly eventHooks: EventHook[] = [];
   private readonly appliedHooks: AppliedHook[] = [];
@@ -71,28 +78,34 @@ export class ReportIngestor {
     }
     this.queue.push(done ? { report, done } : { report });
     this.metrics.ingestQueue.set(this.queue.length);
-    if (!this.timer) this.timer = setTimeout(() => this.flushSoon(), this.limits.ingestFlushMs);
+    if (!this.timer && !this.flushing)
+      this.timer = setTimeout(() => this.flushSoon(), this.limits.ingestFlushMs);
     return true;
   }
 
   /** Applies one report now, in its own transaction (used where the transport delivers one at a time). */
-  applyNow(report: Report): void {
-    const applied = this.store.tx(() => [{ report, fresh: this.applyOne(report, this.clock()) }]);
+  async applyNow(report: Report): Promise<void> {
+    const applied = await this.store.tx(async (tx) => [
+      { report, fresh: await this.applyOne(tx, report, this.clock()) },
+    ]);
     this.notify(applied);
   }
 
   private flushSoon(): void {
     this.timer = null;
-    this.flush();
-    if (this.queue.length > 0 && !this.closed)
-      this.timer = setTimeout(
-        () => this.flushSoon(),
-        this.queue.length > this.limits.ingestMaxBatch ? 0 : this.limits.ingestFlushMs,
-      );
+    const flushing: Promise<void> = this.flush().finally(() => {
+      this.flushing = null;
+      if (this.queue.length > 0 && !this.closed && !this.timer)
+        this.timer = setTimeout(
+          () => this.flushSoon(),
+          this.queue.length > this.limits.ingestMaxBatch ? 0 : this.limits.ingestFlushMs,
+        );
+    });
+    this.flushing = flushing;
   }
 
-  /** Writes up to one batch in one transaction, then acknowledges it. */
-  flush(): void {
+  /** Writes up to one batch in one transaction, then acknowledges it. Never rejects. */
+  async flush(): Promise<void> {
     if (this.queue.length === 0) return;
     const batch = this.queue.splice(0, this.limits.ingestMaxBatch);
     this.metrics.ingestQueue.set(this.queue.length);
@@ -100,9 +113,11 @@ export class ReportIngestor {
     const end = this.metrics.ingestFlushSeconds.startTimer();
     let applied: { report: Report; fresh: boolean }[];
     try {
-      applied = this.store.tx(() =>
-        batch.map((p) => ({ report: p.report, fresh: this.applyOne(p.report, now) })),
-      );
+      applied = await this.store.tx(async (tx) => {
+        const out: { report: Report; fresh: boolean }[] = [];
+        for (const p of batch) out.push({ report: p.report, fresh: await this.applyOne(tx, p.report, now) });
+        return out;
+      });
     } catch (err) {
       // The whole batch rolled back: nobody is acknowledged, devices resend.
       this.log.error({ err, size: batch.length }, 'report batch failed; devices will resend');
@@ -133,10 +148,10 @@ export class ReportIngestor {
    * statements) gets a savepoint; the other reports are one UPDATE each, which SQLite already
    * undoes by itself on failure (a savepoint there cost a third of a storm's ingest time).
    */
-  private applyOne(report: Report, now: number): boolean {
+  private async applyOne(tx: Store, report: Report, now: number): Promise<boolean> {
     try {
-      if (report.channel !== 'events') return this.applyUnsafe(report, now);
-      return this.store.tx(() => this.applyUnsafe(report, now));
+      if (report.channel !== 'events') return await this.applyUnsafe(tx, report, now);
+      return await tx.tx((sp) => this.applyUnsafe(sp, report, now));
     } catch (err) {
       if (storeUnwritable(err)) throw err;
       this.metrics.reportsDropped.inc({ reason: 'store' });
@@ -145,37 +160,38 @@ export class ReportIngestor {
     }
   }
 
-  private applyUnsafe(report: Report, now: number): boolean {
-    const { devices, events } = this.store;
+  private async applyUnsafe(tx: Store, report: Report, now: number): Promise<boolean> {
+    const { devices, events } = tx;
     switch (report.channel) {
       case 'state':
-        devices.applyState(report.deviceId, report.message, now);
+        await devices.applyState(report.deviceId, report.message, now);
         return true;
       case 'inventory':
-        devices.applyInventory(report.deviceId, report.message, now);
+        await devices.applyInventory(report.deviceId, report.message, now);
         return true;
       case 'connection':
-        devices.setOnline(report.deviceId, report.online, now);
+        await devices.setOnline(report.deviceId, report.online, now);
         return true;
       case 'events': {
-        devices.seen(report.deviceId, now);
-        const fresh = events.insert(report.deviceId, report.message, now);
+        await devices.seen(report.deviceId, now);
+        const fresh = await events.insert(report.deviceId, report.message, now);
         if (!fresh) {
           this.metrics.reportsDuplicate.inc();
           return false;
         }
-        for (const hook of this.eventHooks) hook(report.deviceId, report.message, now);
+        for (const hook of this.eventHooks) await hook(tx, report.deviceId, report.message, now);
         return true;
       }
     }
   }
 
   /** Writes what is queued and stops taking reports. */
-  close(): void {
+  async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    while (this.queue.length > 0) this.flush();
     this.closed = true;
+    await this.flushing;
+    while (this.queue.length > 0) await this.flush();
   }
 
   /** Drops the queue without writing (a crash, for tests): queued reports were never acknowledged. */

@@ -45,14 +45,14 @@ export class UpdateOutcomes {
   }
 
   /** After the report transaction committed: counts what the store confirms. */
-  flush(): void {
+  async flush(): Promise<void> {
     if (this.held.size === 0) return;
     const held = [...this.held.values()];
     this.held.clear();
     for (const f of held) {
-      const dep = this.store.deployments.get(f.deploymentId);
+      const dep = await this.store.deployments.get(f.deploymentId);
       if (!dep || dep.state !== f.result || dep.attempts !== f.attempts) continue;
-      const release = this.store.rollouts.get(f.rolloutId)?.releaseId ?? 'unknown';
+      const release = (await this.store.rollouts.get(f.rolloutId))?.releaseId ?? 'unknown';
       this.metrics.updates.inc({ release, result: f.result });
       if (f.result === 'healthy' && f.offeredAt !== null)
         this.metrics.offerToHealthy.observe(Math.max(0, (f.at - f.offeredAt) / 1000));
@@ -60,10 +60,10 @@ export class UpdateOutcomes {
   }
 
   /** After a rollout pass committed: its timeouts and automatic pauses. */
-  decided(rolloutId: string, decisions: readonly Decision[]): void {
+  async decided(rolloutId: string, decisions: readonly Decision[]): Promise<void> {
     for (const d of decisions) {
       if (d.type === 'timed-out') {
-        const release = this.store.rollouts.get(rolloutId)?.releaseId ?? 'unknown';
+        const release = (await this.store.rollouts.get(rolloutId))?.releaseId ?? 'unknown';
         this.metrics.updates.inc({ release, result: 'timed-out' });
       } else if (d.type === 'pause') {
         this.metrics.rolloutPauses.inc({ reason: d.reason.kind });

@@ -16,9 +16,9 @@ export type AuthResult =
 /** Where accepted nonces survive a restart (the store's `auth_nonces` table). */
 export interface NoncePersistence {
   /** Records the keys in one transaction; false for a key already recorded and still live. */
-  addMany(entries: { key: string; until: number }[], now: number): boolean[];
-  live(now: number, max: number): { key: string; until: number }[];
-  prune(now: number): number;
+  addMany(entries: { key: string; until: number }[], now: number): Promise<boolean[]>;
+  live(now: number, max: number): Promise<{ key: string; until: number }[]>;
+  prune(now: number): Promise<number>;
 }
 
 /** Logins of this long share one commit (each waits at most this long for its CONNACK). */
@@ -54,13 +54,14 @@ export class NonceCache {
     private readonly windowMs: number,
     private readonly max: number,
     private readonly persist: NoncePersistence | null = null,
-    now = Date.now(),
-  ) {
-    if (persist) {
-      persist.prune(now);
-      for (const { key, until } of persist.live(now, max)) this.seen.set(key, until);
-      this.lastPrune = now;
-    }
+  ) {}
+
+  /** Takes in the live nonces the store holds (call once before the first login). */
+  async load(now: number): Promise<void> {
+    if (!this.persist) return;
+    await this.persist.prune(now);
+    for (const { key, until } of await this.persist.live(now, this.max)) this.seen.set(key, until);
+    this.lastPrune = now;
   }
 
   /**
@@ -80,17 +81,17 @@ export class NonceCache {
     if (!this.persist) return Promise.resolve('ok');
     return new Promise((resolve) => {
       // Gather a few milliseconds of logins into one commit: aedes hands them over one by one.
-      if (this.pending.length === 0) setTimeout(() => this.flush(), NONCE_COMMIT_DELAY_MS);
+      if (this.pending.length === 0) setTimeout(() => void this.flush(), NONCE_COMMIT_DELAY_MS);
       this.pending.push({ key, until: keepUntil, now, resolve });
     });
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     const batch = this.pending;
     this.pending = [];
     let fresh: boolean[];
     try {
-      fresh = this.persist!.addMany(batch, batch[batch.length - 1]!.now);
+      fresh = await this.persist!.addMany(batch, batch[batch.length - 1]!.now);
     } catch {
       // Not recorded, so not accepted: the device retries with a new password.
       for (const p of batch) {
@@ -105,7 +106,8 @@ export class NonceCache {
   prune(now: number): void {
     this.lastPrune = now;
     for (const [k, until] of this.seen) if (until <= now) this.seen.delete(k);
-    this.persist?.prune(now);
+    // Best effort: what a failed prune leaves is removed by the next one (the rows stay refusable).
+    this.persist?.prune(now).catch(() => {});
   }
 
   get size(): number {
@@ -132,15 +134,20 @@ export class DeviceAuthenticator {
       close: async () => {},
     },
   ) {
-    this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist, clock());
+    this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist);
+  }
+
+  /** Loads the persisted nonces (a restart must not open a replay window); before the first login. */
+  load(): Promise<void> {
+    return this.nonces.load(this.clock());
   }
 
   close(): Promise<void> {
     return this.verifier.close();
   }
 
-  isAccepted(deviceId: string): boolean {
-    return this.registry.authInfo(deviceId)?.status === 'accepted';
+  async isAccepted(deviceId: string): Promise<boolean> {
+    return (await this.registry.authInfo(deviceId))?.status === 'accepted';
   }
 
   async authenticate(username: string | undefined, password: Buffer | undefined): Promise<AuthResult> {
@@ -151,7 +158,7 @@ export class DeviceAuthenticator {
     if (pw.startsWith(`${PROVISIONING_AUTH_PREFIX}.`)) return this.withToken(username, pw, now);
     if (!pw.startsWith(`${DEVICE_AUTH_PREFIX}.`))
       return { ok: false, reason: 'bad-credentials', detail: 'unknown password scheme' };
-    const device = this.registry.authInfo(username);
+    const device = await this.registry.authInfo(username);
     if (!device) return { ok: false, reason: 'not-authorized', detail: 'unknown device' };
     const verdict = await this.verifier.check({
       password: pw,
@@ -170,10 +177,10 @@ export class DeviceAuthenticator {
     return { ok: true, deviceId: username, via: 'key' };
   }
 
-  private withToken(deviceId: string, pw: string, now: number): AuthResult {
+  private async withToken(deviceId: string, pw: string, now: number): Promise<AuthResult> {
     const parsed = parseProvisioningPassword(pw);
     if (!parsed) return { ok: false, reason: 'bad-credentials', detail: 'malformed provisioning password' };
-    const r = this.registry.registerWithToken(deviceId, parsed.publicKeyHex, parsed.token, now);
+    const r = await this.registry.registerWithToken(deviceId, parsed.publicKeyHex, parsed.token, now);
     if (!r.ok) return { ok: false, reason: 'not-authorized', detail: r.detail };
     if (r.status !== 'accepted')
       return { ok: false, reason: 'not-authorized', detail: `device is ${r.status}` };

@@ -19,6 +19,7 @@ import type { Report, ReportIngestor } from '../ingest/report-ingestor.js';
 import type { ServerLimits } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import type { FailedLoginLimiter } from '../security/failed-logins.js';
+import { inBackground } from '../store/background.js';
 import type { AuthResult, DeviceAuthenticator } from './device-auth.js';
 import { guardFrames } from './frame-guard.js';
 import type { DeviceTransport } from './transport.js';
@@ -233,11 +234,20 @@ export class EmbeddedBroker implements DeviceTransport {
   private onReady(client: FlotillaClient): void {
     const id = client.flotilla;
     if (id?.kind !== 'device') return;
-    // Revoked between authentication and now: the revocation may have missed this connection.
-    if (this.revocations !== client.revocationsAtAuth && !this.deps.auth.isAccepted(id.deviceId)) {
-      client.close();
+    if (this.revocations === client.revocationsAtAuth) {
+      this.admit(client, id.deviceId);
       return;
     }
+    // Revoked between authentication and now: the revocation may have missed this connection.
+    const check = this.deps.auth.isAccepted(id.deviceId).then((accepted) => {
+      if (!accepted) client.close();
+      else if (!(client as unknown as { closed?: boolean }).closed) this.admit(client, id.deviceId);
+    });
+    inBackground(this.deps.log, 'revocation check', check);
+  }
+
+  private admit(client: FlotillaClient, deviceId: string): void {
+    const id = { deviceId };
     this.connected.set(id.deviceId, client);
     this.deps.metrics.devicesConnected.set(this.connected.size);
     this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: true });

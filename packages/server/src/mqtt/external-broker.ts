@@ -11,6 +11,7 @@ import { ServerError } from '../errors.js';
 import type { Report, ReportIngestor } from '../ingest/report-ingestor.js';
 import type { ServerLimits } from '../limits.js';
 import type { Metrics } from '../metrics.js';
+import { inBackground } from '../store/background.js';
 import { ConnectionSessions } from './connection-sessions.js';
 import type { DeviceTransport } from './transport.js';
 
@@ -70,7 +71,16 @@ export class ExternalBroker implements DeviceTransport {
       ...(o.ca ? { ca: o.ca } : {}),
     });
     const self = new ExternalBroker(client, deps);
-    client.handleMessage = (packet, done) => self.onMessage(packet, done);
+    // A report not stored is not acknowledged (held): the broker delivers it again.
+    client.handleMessage = (packet, done) =>
+      inBackground(
+        deps.log,
+        'report from the broker',
+        self.onMessage(packet, done).catch((err: Error) => {
+          done(err);
+          throw err;
+        }),
+      );
     client.on('connect', () => {
       self.holding = false;
     });
@@ -114,7 +124,7 @@ export class ExternalBroker implements DeviceTransport {
   }
 
   /** Calls `done()` (sends the PUBACK) once the report is stored or known to be invalid; `done(err)` holds it. */
-  private onMessage(packet: IPublishPacket, done: (err?: Error) => void): void {
+  private async onMessage(packet: IPublishPacket, done: (err?: Error) => void): Promise<void> {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const extra = this.extraHandlers.get(packet.topic);
     if (extra) {
@@ -146,7 +156,7 @@ export class ExternalBroker implements DeviceTransport {
       return;
     }
     try {
-      ingestor.applyNow(report);
+      await ingestor.applyNow(report);
     } catch (err) {
       this.hold(err as Error);
       done(err as Error);

@@ -38,20 +38,20 @@ export class MosquittoCredentials implements CredentialIssuer {
 
   async issue(deviceId: string): Promise<{ username: string; password: string }> {
     const password = randomBytes(24).toString('base64url');
-    this.store.devices.setMqttSecretHash(deviceId, mosquittoHash(password), this.clock());
-    this.render();
+    await this.store.devices.setMqttSecretHash(deviceId, mosquittoHash(password), this.clock());
+    await this.render();
     return { username: deviceId, password };
   }
 
   async revoke(deviceId: string): Promise<void> {
-    this.store.devices.setMqttSecretHash(deviceId, null, this.clock());
-    this.render();
+    await this.store.devices.setMqttSecretHash(deviceId, null, this.clock());
+    await this.render();
   }
 
   /** Writes both files atomically and asks Mosquitto to reload them. */
-  render(): void {
+  async render(): Promise<void> {
     const lines = [`${this.files.serverUser}:${this.serverHash}`];
-    for (const c of this.store.devices.mqttCredentials()) lines.push(`${c.id}:${c.hash}`);
+    for (const c of await this.store.devices.mqttCredentials()) lines.push(`${c.id}:${c.hash}`);
     atomicWrite(this.files.passwordFile, `${lines.join('\n')}\n`);
     atomicWrite(this.files.aclFile, renderMosquittoAcl(this.files.serverUser));
     this.files.reload();

@@ -52,8 +52,11 @@ export class PolicyService {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  current(): { version: number; document: PolicyDocument; actor: string | null; created: number | null } {
-    const p = this.store.policies.latest();
+  /** `store`: the caller's transaction when inside one. */
+  async current(
+    store: Store = this.store,
+  ): Promise<{ version: number; document: PolicyDocument; actor: string | null; created: number | null }> {
+    const p = await store.policies.latest();
     return p ?? { version: 0, document: DEFAULT_POLICY, actor: null, created: null };
   }
 
@@ -61,7 +64,11 @@ export class PolicyService {
     return this.store.policies.history(limit);
   }
 
-  set(document: unknown, actor: string, source = 'policy'): { version: number; document: PolicyDocument } {
+  set(
+    document: unknown,
+    actor: string,
+    source = 'policy',
+  ): Promise<{ version: number; document: PolicyDocument }> {
     if (!Value.Check(PolicyDocument, document)) {
       const first = Value.Errors(PolicyDocument, document).First();
       throw new PolicyError(
@@ -76,10 +83,10 @@ export class PolicyService {
           `${source}: field /waivers/${i}/expires: not a time`,
         );
     const now = this.clock();
-    return this.store.tx(() => {
-      const version = this.current().version + 1;
-      this.store.policies.insert(version, document, actor, now);
-      this.store.audit.record(
+    return this.store.tx(async (tx) => {
+      const version = (await this.current(tx)).version + 1;
+      await tx.policies.insert(version, document, actor, now);
+      await tx.audit.record(
         actor,
         'policy.set',
         `policy:${version}`,
@@ -93,7 +100,7 @@ export class PolicyService {
   async evaluate(release: Release, channel: ChannelName): Promise<GateResult> {
     const scan = await this.vulns.findings(release.version);
     const now = this.clock();
-    const policy = this.current();
+    const policy = await this.current();
     const bySeverity: Record<string, number> = {};
     for (const f of scan.findings) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
     return {
@@ -129,7 +136,7 @@ export class PolicyService {
       );
     if (caller.role !== 'admin')
       throw new PolicyError('FLOTILLA_ERR_POLICY_OVERRIDE_FORBIDDEN', `${caller.role} token`);
-    this.store.audit.record(
+    await this.store.audit.record(
       caller.actor,
       'policy.override',
       release.version,
@@ -144,25 +151,25 @@ export class PolicyService {
     return { ...gate, overrideReason };
   }
 
-  recordPromotion(
+  async recordPromotion(
     release: Release,
     from: string | null,
     to: string,
     actor: string,
     gate: GateResult & { overrideReason: string | null },
-  ): void {
+  ): Promise<void> {
     const attestation = signStatement(
       scanStatement({
         imageName: `${release.name}-${release.version}.img`,
         imageSha256: release.imageSha256,
         importId: gate.scan.importId,
-        recordsModified: this.store.vulns.counts().newestModified,
+        recordsModified: (await this.store.vulns.counts()).newestModified,
         scannedAt: gate.scan.scannedAt,
         findings: gate.findings,
       }),
       this.attestKey,
     );
-    this.store.policies.recordPromotion({
+    await this.store.policies.recordPromotion({
       releaseId: release.id,
       from,
       to,
@@ -189,10 +196,7 @@ export class PolicyService {
       (ALL_CHANNELS as readonly string[]).includes(c),
     );
     const overridden = new Set(
-      this.store.policies
-        .promotions(release.id)
-        .filter((p) => p.overrideReason)
-        .map((p) => p.to),
+      (await this.store.policies.promotions(release.id)).filter((p) => p.overrideReason).map((p) => p.to),
     );
     const violations: string[] = [];
     for (const channel of targets) {
@@ -208,12 +212,12 @@ export class PolicyService {
   }
 
   /** Releases in prod that fail prod's policy now (from the stored scans): the alert's source. */
-  prodFailures(): { version: string; violations: string[] }[] {
+  async prodFailures(): Promise<{ version: string; violations: string[] }[]> {
     const now = this.clock();
-    const doc = this.current().document;
+    const doc = (await this.current()).document;
     const out: { version: string; violations: string[] }[] = [];
-    for (const r of this.store.releases.list('prod')) {
-      const scan = this.store.vulns.scan(r.id);
+    for (const r of await this.store.releases.list('prod')) {
+      const scan = await this.store.vulns.scan(r.id);
       const e = evaluatePolicy(doc, 'prod', releaseFacts(r), scan?.findings ?? [], now);
       if (!e.pass) out.push({ version: r.version, violations: e.violations });
     }

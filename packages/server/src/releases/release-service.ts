@@ -90,7 +90,7 @@ export class ReleaseService {
         if (part.type === 'manifest') {
           manifest = part.manifest;
           signed = part.signed;
-          this.checkImmutable(manifest, signed);
+          await this.checkImmutable(manifest, signed);
         } else if (part.type === 'sbom') sbom = part.bytes;
         else if (part.type === 'chunk') await image.write(part.data);
         else ended = true;
@@ -119,7 +119,7 @@ export class ReleaseService {
   ): Promise<{ release: Release; created: boolean }> {
     const key = p.kind === 'recovery' ? this.keys.recovery : this.keys.release;
     if (!key) throw new ServerError('FLOTILLA_ERR_SERVER_NO_RELEASE_KEY', `no ${p.kind ?? 'release'} key`);
-    if (this.store.releases.get(p.version))
+    if (await this.store.releases.get(p.version))
       throw new ServerError('FLOTILLA_ERR_SERVER_RELEASE_EXISTS', `version ${p.version}`);
     this.checkDeclared(declaredBytes);
     const ticket = this.uploads.admit();
@@ -165,7 +165,7 @@ export class ReleaseService {
       });
       const built = await this.counted(building);
       const manifest = built.manifest.signed;
-      this.checkImmutable(manifest, built.manifest);
+      await this.checkImmutable(manifest, built.manifest);
       this.artifacts.commit(built.imagePath, manifest.image.sha256);
       this.artifacts.commit(built.sbomPath, manifest.sbom.sha256);
       return this.record(manifest, built.manifest, actor, 'build');
@@ -207,28 +207,32 @@ export class ReleaseService {
   }
 
   /** Same version with the same signed manifest is a no-op; any difference is refused. */
-  private checkImmutable(m: ReleaseManifest, signed: SignedRelease): Release | undefined {
-    const existing = this.store.releases.get(m.version);
+  private async checkImmutable(
+    m: ReleaseManifest,
+    signed: SignedRelease,
+    store: Store = this.store,
+  ): Promise<Release | undefined> {
+    const existing = await store.releases.get(m.version);
     if (!existing) return undefined;
     if (canonicalize(existing.manifest.signed) !== canonicalize(signed.signed))
       throw new ServerError('FLOTILLA_ERR_SERVER_RELEASE_EXISTS', `version ${m.version}`);
     return existing;
   }
 
-  private record(
+  private async record(
     m: ReleaseManifest,
     signed: SignedRelease,
     actor: string,
     via: 'bundle' | 'build',
-  ): { release: Release; created: boolean } {
+  ): Promise<{ release: Release; created: boolean }> {
     const now = this.clock();
-    const created = this.store.tx(() => {
-      if (this.checkImmutable(m, signed)) return false;
-      this.store.artifacts.add(m.image.sha256, m.image.size, 'image', now);
-      this.store.artifacts.add(m.sbom.sha256, m.sbom.size, 'sbom', now);
-      this.store.releases.insert(m, signed, now);
-      this.store.releases.addToChannel(m.version, 'dev', now);
-      this.store.audit.record(
+    const created = await this.store.tx(async (tx) => {
+      if (await this.checkImmutable(m, signed, tx)) return false;
+      await tx.artifacts.add(m.image.sha256, m.image.size, 'image', now);
+      await tx.artifacts.add(m.sbom.sha256, m.sbom.size, 'sbom', now);
+      await tx.releases.insert(m, signed, now);
+      await tx.releases.addToChannel(m.version, 'dev', now);
+      await tx.audit.record(
         actor,
         'release.create',
         m.version,
@@ -238,14 +242,14 @@ export class ReleaseService {
       return true;
     });
     if (created) this.bus.emit('release.created', { version: m.version, image: m.image.sha256 });
-    return { release: this.store.releases.get(m.version)!, created };
+    return { release: (await this.store.releases.get(m.version))!, created };
   }
 
   /** Moves a release one channel up: dev → staging → prod (never skipping one). */
-  promote(version: string, to: Channel, actor: string): Release {
+  promote(version: string, to: Channel, actor: string): Promise<Release> {
     const now = this.clock();
-    return this.store.tx(() => {
-      const r = this.store.releases.get(version);
+    return this.store.tx(async (tx) => {
+      const r = await tx.releases.get(version);
       if (!r) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
       const idx = CHANNELS.indexOf(to);
       if (idx <= 0) throw new ServerError('FLOTILLA_ERR_SERVER_CHANNEL_ORDER', `cannot promote into ${to}`);
@@ -256,9 +260,9 @@ export class ReleaseService {
         );
       // Re-check the signature against today's trust root: a key may have been rotated out.
       verifyRelease(r.manifest, this.keys.rootMeta, new Date(now), { allowKinds: ['release', 'recovery'] });
-      this.store.releases.addToChannel(version, to, now);
-      this.store.audit.record(actor, 'release.promote', version, { to }, now);
-      return this.store.releases.get(version)!;
+      await tx.releases.addToChannel(version, to, now);
+      await tx.audit.record(actor, 'release.promote', version, { to }, now);
+      return (await tx.releases.get(version))!;
     });
   }
 

@@ -40,56 +40,56 @@ export class Retention {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  plan(policy: RetentionPolicy): { keep: Map<string, string[]>; drop: string[] } {
+  /** `store`: the caller's transaction when inside one. */
+  async plan(
+    policy: RetentionPolicy,
+    store: Store = this.store,
+  ): Promise<{ keep: Map<string, string[]>; drop: string[] }> {
     const keep = new Map<string, string[]>();
     const why = (id: string, reason: string) => keep.set(id, [...(keep.get(id) ?? []), reason]);
-    const byImage = new Map(this.store.releases.list().map((r) => [r.imageSha256, r.id]));
-    for (const sha of this.store.devices.runningImages()) {
+    const byImage = new Map((await store.releases.list()).map((r) => [r.imageSha256, r.id]));
+    for (const sha of await store.devices.runningImages()) {
       const id = byImage.get(sha);
       if (id) why(id, 'running on devices');
     }
-    for (const id of this.store.rollouts.activeReleaseIds()) why(id, 'unfinished rollout');
-    for (const id of this.store.deployments.inFlightReleaseIds()) why(id, 'being installed');
-    for (const r of this.store.rollouts.active())
-      for (const d of this.store.deployments.forRollout(r.id)) {
+    for (const id of await store.rollouts.activeReleaseIds()) why(id, 'unfinished rollout');
+    for (const id of await store.deployments.inFlightReleaseIds()) why(id, 'being installed');
+    for (const r of await store.rollouts.active())
+      for (const d of await store.deployments.forRollout(r.id)) {
         if (d.fromVersion) why(d.fromVersion, 'rollback target of an unfinished rollout');
         if (d.rollback) why(d.rollback.toVersion, 'rollback in progress');
       }
     for (const c of CHANNELS)
-      for (const r of this.store.releases.list(c).slice(0, policy.keepPerChannel))
+      for (const r of (await store.releases.list(c)).slice(0, policy.keepPerChannel))
         why(r.id, `newest in ${c}`);
-    const drop = this.store.releases
-      .list()
-      .map((r) => r.id)
-      .filter((id) => !keep.has(id));
+    const drop = (await store.releases.list()).map((r) => r.id).filter((id) => !keep.has(id));
     return { keep, drop };
   }
 
-  prune(policy: RetentionPolicy, actor: string, dryRun = false): PruneResult {
+  async prune(policy: RetentionPolicy, actor: string, dryRun = false): Promise<PruneResult> {
     const now = this.clock();
     const result: PruneResult = { releases: [], deltas: [], artifacts: [], bytes: 0, kept: [] };
-    this.store.tx(() => {
-      const { keep, drop } = this.plan(policy);
+    await this.store.tx(async (tx) => {
+      const { keep, drop } = await this.plan(policy, tx);
       result.kept = [...keep].map(([release, why]) => ({ release, why }));
-      const releases = this.store.releases.list();
+      const releases = await tx.releases.list();
       const liveImages = new Set(releases.filter((r) => !drop.includes(r.id)).map((r) => r.imageSha256));
       const liveSboms = new Set(releases.filter((r) => !drop.includes(r.id)).map((r) => r.sbomSha256));
-      for (const d of this.store.deltas.list()) {
+      for (const d of await tx.deltas.list()) {
         if (liveImages.has(d.fromSha256) && liveImages.has(d.toSha256)) continue;
         result.deltas.push({ from: d.fromSha256, to: d.toSha256 });
-        if (!dryRun) this.store.deltas.delete(d.fromSha256, d.toSha256);
+        if (!dryRun) await tx.deltas.delete(d.fromSha256, d.toSha256);
       }
       for (const id of drop) {
         result.releases.push(id);
-        if (!dryRun) this.store.releases.delete(id);
+        if (!dryRun) await tx.releases.delete(id);
       }
       const liveDeltas = new Set(
-        this.store.deltas
-          .list()
+        (await tx.deltas.list())
           .filter((d) => !result.deltas.some((x) => x.from === d.fromSha256 && x.to === d.toSha256))
           .map((d) => d.deltaSha256),
       );
-      for (const a of this.store.artifacts.list()) {
+      for (const a of await tx.artifacts.list()) {
         const live =
           a.kind === 'image'
             ? liveImages.has(a.sha256)
@@ -101,10 +101,10 @@ export class Retention {
         if (live) continue;
         result.artifacts.push(a.sha256);
         result.bytes += a.size;
-        if (!dryRun) this.store.artifacts.delete(a.sha256);
+        if (!dryRun) await tx.artifacts.delete(a.sha256);
       }
       if (!dryRun && (result.releases.length || result.artifacts.length))
-        this.store.audit.record(
+        await tx.audit.record(
           actor,
           'retention.prune',
           null,
@@ -129,9 +129,9 @@ export class Retention {
   schedule(intervalMs: number, policy: RetentionPolicy, timers: Timers = globalThis): void {
     this.unschedule();
     if (!(intervalMs > 0)) return;
-    const handle = timers.setInterval(() => {
+    const handle = timers.setInterval(async () => {
       try {
-        this.prune(policy, 'retention-timer');
+        await this.prune(policy, 'retention-timer');
       } catch (err) {
         this.log.error({ err }, 'timed retention failed; it runs again next interval');
       }

@@ -1,5 +1,5 @@
-import type { Sql } from './sql.js';
 import type { DeviceStatus } from './repos/devices.js';
+import type { Sql } from './sql.js';
 
 export const DEVICE_STATUSES: readonly DeviceStatus[] = ['pending', 'accepted', 'rejected', 'decommissioned'];
 
@@ -30,7 +30,9 @@ export class FleetStats {
     const accepted = `FROM devices WHERE status = 'accepted'`;
     // The manifest's `created` (JSON text) is read differently per engine.
     const created = (col: string) =>
-      sql.dialect === 'postgres' ? `(${col}::jsonb #>> '{signed,created}')` : `json_extract(${col}, '$.signed.created')`;
+      sql.dialect === 'postgres'
+        ? `(${col}::jsonb #>> '{signed,created}')`
+        : `json_extract(${col}, '$.signed.created')`;
     this.s = {
       status: 'SELECT status AS k, COUNT(*) AS n FROM devices GROUP BY status',
       online: `SELECT COUNT(*) AS n ${accepted} AND online = 1`,

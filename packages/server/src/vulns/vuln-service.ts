@@ -69,13 +69,13 @@ export class VulnService {
       ...new Set([...byId.values()].flatMap((r) => r.affected.map((a) => a.ecosystem))),
     ].sort();
     const now = this.clock();
-    const result = this.store.tx(() => {
+    const result = await this.store.tx(async (tx) => {
       let added = 0;
       let replaced = 0;
       let unchanged = 0;
       const fresh: VulnRecord[] = [];
       for (const r of byId.values()) {
-        const stored = this.store.vulns.modifiedOf(r.id);
+        const stored = await tx.vulns.modifiedOf(r.id);
         if (stored === undefined) added++;
         else if (stored < r.modified) replaced++;
         else {
@@ -84,7 +84,7 @@ export class VulnService {
         }
         fresh.push(r);
       }
-      const importId = this.store.vulns.addImport({
+      const importId = await tx.vulns.addImport({
         ts: now,
         actor,
         files: entries.length,
@@ -94,8 +94,8 @@ export class VulnService {
         skipped,
         ecosystems,
       });
-      for (const r of fresh) this.store.vulns.upsert(r, importId);
-      this.store.audit.record(
+      for (const r of fresh) await tx.vulns.upsert(r, importId);
+      await tx.audit.record(
         actor,
         'vulns.import',
         null,
@@ -110,44 +110,44 @@ export class VulnService {
     return { ...result, rescanned };
   }
 
-  status() {
-    const imports = this.store.vulns.imports(1);
+  async status() {
+    const imports = await this.store.vulns.imports(1);
     const last = imports[0] ?? null;
     return {
-      ...this.store.vulns.counts(),
+      ...(await this.store.vulns.counts()),
       lastImport: last,
       ageMs: last ? this.clock() - last.ts : null,
     };
   }
 
-  private currentIndex(): VulnIndex {
-    this.index ??= new VulnIndex(this.store.vulns.all());
+  private async currentIndex(): Promise<VulnIndex> {
+    this.index ??= new VulnIndex(await this.store.vulns.all());
     return this.index;
   }
 
   /** Matches one release's SBOM against the records now loaded and stores the result. */
   async scanRelease(version: string): Promise<ReleaseScan> {
-    const release = this.store.releases.get(version);
+    const release = await this.store.releases.get(version);
     if (!release) throw new VulnsError('FLOTILLA_ERR_VULNS_SBOM_UNREADABLE', `no release ${version}`);
     if (!release.sbomSha256 || !this.artifacts.has(release.sbomSha256))
       throw new VulnsError('FLOTILLA_ERR_VULNS_SBOM_UNREADABLE', `release ${version} has no stored SBOM`);
     const packages = sbomPackages(await readFile(this.artifacts.pathOf(release.sbomSha256)));
-    const findings = this.currentIndex().match(packages);
+    const findings = (await this.currentIndex()).match(packages);
     const scan: ReleaseScan = {
       releaseId: release.id,
       ts: this.clock(),
-      importId: this.store.vulns.imports(1)[0]?.id ?? null,
+      importId: (await this.store.vulns.imports(1))[0]?.id ?? null,
       packages: packages.length,
       findings,
     };
-    this.store.vulns.saveScan(scan);
+    await this.store.vulns.saveScan(scan);
     return scan;
   }
 
   /** Re-scans every release (after an import); a release whose SBOM is unreadable is logged and skipped. */
   async scanAll(): Promise<number> {
     let n = 0;
-    for (const r of this.store.releases.list()) {
+    for (const r of await this.store.releases.list()) {
       try {
         await this.scanRelease(r.version);
         n++;
@@ -162,7 +162,7 @@ export class VulnService {
    * Findings across the images devices actually run, weighted by device count (from the stored
    * scans: an image no release describes is counted under `unknownImages`).
    */
-  fleetExposure() {
+  async fleetExposure() {
     const images = new Map<
       string,
       {
@@ -172,11 +172,11 @@ export class VulnService {
         bySeverity: Record<string, number>;
       }
     >();
-    for (const row of this.store.vulns.devicesByImage()) {
+    for (const row of await this.store.vulns.devicesByImage()) {
       let entry = images.get(row.image);
       if (!entry) {
-        const release = this.store.releases.byImage(row.image);
-        const scan = release ? this.store.vulns.scan(release.id) : undefined;
+        const release = await this.store.releases.byImage(row.image);
+        const scan = release ? await this.store.vulns.scan(release.id) : undefined;
         const bySeverity: Record<string, number> = {};
         for (const f of scan?.findings ?? []) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
         entry = { version: release?.version ?? null, devices: 0, channels: {}, bySeverity };
@@ -207,8 +207,8 @@ export class VulnService {
 
   /** The release's findings against the records loaded now: the stored scan when current, else a fresh one. */
   async findings(version: string): Promise<ReleaseScan> {
-    const scan = this.store.vulns.scan(version);
-    const latest = this.store.vulns.imports(1)[0]?.id ?? null;
+    const scan = await this.store.vulns.scan(version);
+    const latest = (await this.store.vulns.imports(1))[0]?.id ?? null;
     if (scan && scan.importId === latest) return scan;
     return this.scanRelease(version);
   }

@@ -69,9 +69,9 @@ export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
     async (req, reply) => {
       const { name, role } = req.body;
       const now = ctx.clock();
-      const created = store.tx(() => {
-        const created = store.tokens.create(name, role, now);
-        store.audit.record(actorOf(req), 'token.create', created.token.id, { name, role }, now);
+      const created = await store.tx(async (tx) => {
+        const created = await tx.tokens.create(name, role, now);
+        await tx.audit.record(actorOf(req), 'token.create', created.token.id, { name, role }, now);
         return created;
       });
       return reply.code(201).send({ ...presentToken(created.token), token: created.secret });
@@ -88,7 +88,7 @@ export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: Type.Object({ items: Type.Array(TokenView) }) }),
       },
     },
-    async () => ({ items: store.tokens.list().map(presentToken) }),
+    async () => ({ items: (await store.tokens.list()).map(presentToken) }),
   );
 
   app.delete(
@@ -105,10 +105,10 @@ export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
     async (req) => {
       const { id } = req.params;
       const now = ctx.clock();
-      store.tx(() => {
-        if (!store.tokens.revoke(id, now))
+      await store.tx(async (tx) => {
+        if (!(await tx.tokens.revoke(id, now)))
           throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `active token ${id}`);
-        store.audit.record(actorOf(req), 'token.revoke', id, {}, now);
+        await tx.audit.record(actorOf(req), 'token.revoke', id, {}, now);
       });
       return { id, revoked: true as const };
     },
@@ -153,8 +153,8 @@ export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
     async (req) => {
       const { limit, since, until, ...filter } = req.query;
       return {
-        items: store.audit
-          .query(
+        items: (
+          await store.audit.query(
             {
               ...filter,
               ...(since !== undefined ? { since: Date.parse(since) } : {}),
@@ -162,7 +162,7 @@ export const adminRoutes: RoutePlugin = async (app, { ctx }) => {
             },
             limit ?? 100,
           )
-          .map((entry) => ({ ...entry, ts: iso(entry.ts) })),
+        ).map((entry) => ({ ...entry, ts: iso(entry.ts) })),
       };
     },
   );

@@ -42,18 +42,23 @@ export function parseRange(
  * authorised request forwarded by nginx is answered with `X-Accel-Redirect`: nginx sends the file.
  */
 export const artifactRoutes: RoutePlugin = async (app, { ctx }) => {
-  const authorise = (req: FastifyRequest, reply: FastifyReply, sha256: string, signature: SignedUrlQuery) => {
+  const authorise = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    sha256: string,
+    signature: SignedUrlQuery,
+  ) => {
     if (signature.sig !== undefined || signature.exp !== undefined || signature.aud !== undefined)
       ctx.urlSigner.verify(artifactPath(sha256), sha256, signature, ctx.clock());
-    else requireToken(ctx, req, reply, 'operator');
+    else await requireToken(ctx, req, reply, 'operator');
   };
   const serve = async (
     req: FastifyRequest,
     reply: FastifyReply,
     { sha256, signature, head }: { sha256: string; signature: SignedUrlQuery; head: boolean },
   ) => {
-    authorise(req, reply, sha256, signature);
-    const row = ctx.store.artifacts.get(sha256);
+    await authorise(req, reply, sha256, signature);
+    const row = await ctx.store.artifacts.get(sha256);
     if (!row || !ctx.artifacts.has(sha256))
       throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `artifact ${sha256}`);
     const size = row.size;

@@ -42,9 +42,10 @@ export const deviceHistoryRoutes: RoutePlugin = async (app, { ctx }) => {
     },
     async (req) => {
       const { id } = req.params;
-      if (!store.devices.get(id)) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
+      if (!(await store.devices.get(id)))
+        throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
       const until = req.query.until === undefined ? Number.MAX_SAFE_INTEGER : Date.parse(req.query.until);
-      const items = deviceHistory(store, id, until, req.query.limit ?? 100);
+      const items = await deviceHistory(store, id, until, req.query.limit ?? 100);
       return { deviceId: id, items: items.map((e) => ({ ...e, ts: iso(e.ts) })) };
     },
   );

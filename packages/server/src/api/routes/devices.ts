@@ -36,8 +36,8 @@ const ProvisioningTokenView = Type.Object({
 /** Devices (registration, status, placement, what they report) and provisioning tokens. */
 export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
   const { store, registry } = ctx;
-  const existing = (id: string) => {
-    const device = store.devices.get(id);
+  const existing = async (id: string) => {
+    const device = await store.devices.get(id);
     if (!device) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `device ${id}`);
     return device;
   };
@@ -165,7 +165,11 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
     async (req, reply) => {
       const filter = req.query;
       const started = performance.now();
-      const page = store.devices.list({ ...filter, limit: filter.limit ?? 100, offset: filter.offset ?? 0 });
+      const page = await store.devices.list({
+        ...filter,
+        limit: filter.limit ?? 100,
+        offset: filter.offset ?? 0,
+      });
       // The search's own cost, apart from the network: browsers and tests read it from the header.
       reply.header(
         'server-timing',
@@ -186,7 +190,7 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: DeviceView }),
       },
     },
-    async (req) => presentDevice(existing(req.params.id)),
+    async (req) => presentDevice(await existing(req.params.id)),
   );
 
   for (const [action, to] of [
@@ -230,7 +234,7 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: DeviceView }),
       },
     },
-    async (req) => presentDevice(registry.setPlacement(req.params.id, req.body, actorOf(req))),
+    async (req) => presentDevice(await registry.setPlacement(req.params.id, req.body, actorOf(req))),
   );
 
   app.get(
@@ -250,7 +254,7 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const device = existing(req.params.id);
+      const device = await existing(req.params.id);
       return { deviceId: device.id, inventory: device.inventory };
     },
   );
@@ -274,9 +278,9 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const device = existing(req.params.id);
+      const device = await existing(req.params.id);
       const { before, limit } = req.query;
-      const events = store.events.timeline(device.id, before ?? Number.MAX_SAFE_INTEGER, limit ?? 100);
+      const events = await store.events.timeline(device.id, before ?? Number.MAX_SAFE_INTEGER, limit ?? 100);
       return {
         items: events.map((event) => ({
           id: event.id,
@@ -305,7 +309,7 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: Type.Object({ items: Type.Array(DeploymentView) }) }),
       },
     },
-    async (req) => ({ items: store.deployments.forDevice(existing(req.params.id).id) }),
+    async (req) => ({ items: await store.deployments.forDevice((await existing(req.params.id)).id) }),
   );
 
   app.post(
@@ -335,9 +339,9 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
     async (req, reply) => {
       const { label, ttlSeconds, autoAccept } = req.body;
       const now = ctx.clock();
-      const created = store.tx(() => {
-        const created = store.provisioning.create(label, ttlSeconds * 1000, autoAccept, now);
-        store.audit.record(actorOf(req), 'provisioning-token.create', created.id, { label }, now);
+      const created = await store.tx(async (tx) => {
+        const created = await tx.provisioning.create(label, ttlSeconds * 1000, autoAccept, now);
+        await tx.audit.record(actorOf(req), 'provisioning-token.create', created.id, { label }, now);
         return created;
       });
       return reply.code(201).send({ id: created.id, token: created.secret, expires: iso(created.expires) });
@@ -354,6 +358,6 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: Type.Object({ items: Type.Array(ProvisioningTokenView) }) }),
       },
     },
-    async () => ({ items: store.provisioning.list() }),
+    async () => ({ items: await store.provisioning.list() }),
   );
 };

@@ -84,9 +84,10 @@ export const fleetRoutes: RoutePlugin = async (app, { ctx }) => {
       const since = ctx.clock() - req.query.hours * 3_600_000;
       return {
         intervalMs: ctx.limits.versionSampleIntervalMs,
-        items: ctx.versionHistory
-          .history(since, req.query.points)
-          .map((s) => ({ ts: new Date(s.ts).toISOString(), counts: s.counts })),
+        items: (await ctx.versionHistory.history(since, req.query.points)).map((s) => ({
+          ts: new Date(s.ts).toISOString(),
+          counts: s.counts,
+        })),
       };
     },
   );

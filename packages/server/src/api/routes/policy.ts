@@ -40,7 +40,7 @@ export const policyRoutes: RoutePlugin = async (app, { ctx }) => {
         }),
       },
     },
-    async (req, reply) => reply.code(201).send(ctx.policy.set(req.body, actorOf(req))),
+    async (req, reply) => reply.code(201).send(await ctx.policy.set(req.body, actorOf(req))),
   );
 
   app.get(
@@ -54,6 +54,6 @@ export const policyRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: Type.Object({ items: Type.Array(PolicyVersion) }) }),
       },
     },
-    async (req) => ({ items: ctx.policy.history(req.query.limit ?? 100) }),
+    async (req) => ({ items: await ctx.policy.history(req.query.limit ?? 100) }),
   );
 };

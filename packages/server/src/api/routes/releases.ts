@@ -89,8 +89,8 @@ async function stopOnError<T>(reply: FastifyReply, run: () => Promise<T>): Promi
 
 /** Releases (list, upload a bundle, build on the server, promote) and deltas between them. */
 export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
-  const existing = (version: string) => {
-    const release = ctx.store.releases.get(version);
+  const existing = async (version: string) => {
+    const release = await ctx.store.releases.get(version);
     if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
     return release;
   };
@@ -107,7 +107,7 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => ({
-      items: ctx.store.releases.list(req.query.channel).map((release) => presentRelease(release)),
+      items: (await ctx.store.releases.list(req.query.channel)).map((release) => presentRelease(release)),
     }),
   );
 
@@ -122,7 +122,7 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: ReleaseView }),
       },
     },
-    async (req) => presentRelease(existing(req.params.version), true),
+    async (req) => presentRelease(await existing(req.params.version), true),
   );
 
   app.get(
@@ -136,7 +136,7 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: SignedManifest }),
       },
     },
-    async (req) => existing(req.params.version).manifest,
+    async (req) => (await existing(req.params.version)).manifest,
   );
 
   app.post(
@@ -226,15 +226,15 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
       const { version } = req.params;
       const { channel, overrideReason } = req.body;
       // Policy gate (issue 17): refuses with FLOTILLA_ERR_POLICY_VIOLATION; then the promotion record.
-      const before = existing(version);
+      const before = await existing(version);
       const gate = await ctx.policy.gatePromotion(
         before,
         channel,
         { actor: actorOf(req), role: req.token?.role ?? 'viewer' },
         overrideReason,
       );
-      const promoted = ctx.releases.promote(version, channel, actorOf(req));
-      ctx.policy.recordPromotion(promoted, previousChannel(channel), channel, actorOf(req), gate);
+      const promoted = await ctx.releases.promote(version, channel, actorOf(req));
+      await ctx.policy.recordPromotion(promoted, previousChannel(channel), channel, actorOf(req), gate);
       return presentRelease(promoted);
     },
   );
@@ -250,7 +250,7 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async () => ({
-      items: ctx.store.deltas.list().map((delta) => ({
+      items: (await ctx.store.deltas.list()).map((delta) => ({
         from: delta.fromSha256,
         to: delta.toSha256,
         status: delta.status,
@@ -282,19 +282,19 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
     },
     async (req, reply) => {
       const versions = req.body;
-      const from = existing(versions.from);
-      const to = existing(versions.to);
+      const from = await existing(versions.from);
+      const to = await existing(versions.to);
       if (from.imageSha256 === to.imageSha256)
         throw new ServerError('FLOTILLA_ERR_SERVER_CONFLICT', 'both releases have the same image');
-      ctx.deltas.want([from.imageSha256], to.imageSha256);
-      ctx.store.audit.record(
+      await ctx.deltas.want([from.imageSha256], to.imageSha256);
+      await ctx.store.audit.record(
         actorOf(req),
         'delta.request',
         `${versions.from}->${versions.to}`,
         {},
         ctx.clock(),
       );
-      const delta = ctx.store.deltas.get(from.imageSha256, to.imageSha256);
+      const delta = await ctx.store.deltas.get(from.imageSha256, to.imageSha256);
       return reply
         .code(202)
         .send({ from: versions.from, to: versions.to, status: delta?.status ?? 'queued' });

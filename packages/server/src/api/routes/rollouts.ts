@@ -38,16 +38,16 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
     updated: iso(rollout.updated),
     summary,
   });
-  const withSummary = (rollout: RolloutRow) => present(rollout, ctx.rollouts.summary(rollout.id));
-  const existing = (id: string) => {
-    const rollout = ctx.store.rollouts.get(id);
+  const withSummary = async (rollout: RolloutRow) => present(rollout, await ctx.rollouts.summary(rollout.id));
+  const existing = async (id: string) => {
+    const rollout = await ctx.store.rollouts.get(id);
     if (!rollout) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `rollout ${id}`);
     return rollout;
   };
 
   // Policy gate (issue 17): the release must meet the policy of every channel the rollout targets.
   const policyGate = async (body: { release: string; policy: unknown }) => {
-    const gated = ctx.store.releases.get(body.release);
+    const gated = await ctx.store.releases.get(body.release);
     if (gated)
       await ctx.policy.gateRollout(
         gated,
@@ -67,8 +67,8 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const rows = ctx.store.rollouts.list(req.query.limit ?? 100, req.query.offset ?? 0);
-      const summaries = ctx.rollouts.summaries(rows);
+      const rows = await ctx.store.rollouts.list(req.query.limit ?? 100, req.query.offset ?? 0);
+      const summaries = await ctx.rollouts.summaries(rows);
       return { items: rows.map((row) => present(row, summaries.get(row.id)!)) };
     },
   );
@@ -87,8 +87,8 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
     async (req, reply) => {
       const body = req.body;
       await policyGate(body);
-      const created = ctx.rollouts.create(body, actorOf(req));
-      return reply.code(201).send(withSummary(ctx.store.rollouts.get(created.id)!));
+      const created = await ctx.rollouts.create(body, actorOf(req));
+      return reply.code(201).send(await withSummary((await ctx.store.rollouts.get(created.id))!));
     },
   );
 
@@ -130,7 +130,7 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: RolloutView }),
       },
     },
-    async (req) => withSummary(existing(req.params.id)),
+    async (req) => withSummary(await existing(req.params.id)),
   );
 
   app.get(
@@ -144,7 +144,7 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({ 200: Type.Object({ items: Type.Array(DeploymentView) }) }),
       },
     },
-    async (req) => ({ items: ctx.store.deployments.forRollout(existing(req.params.id).id) }),
+    async (req) => ({ items: await ctx.store.deployments.forRollout((await existing(req.params.id)).id) }),
   );
 
   const actions = {
@@ -172,8 +172,8 @@ export const rolloutRoutes: RoutePlugin = async (app, { ctx }) => {
       },
       async (req) => {
         const { id } = req.params;
-        existing(id);
-        return withSummary(ctx.rollouts.act(id, action, actorOf(req), req.body ?? {}));
+        await existing(id);
+        return withSummary(await ctx.rollouts.act(id, action, actorOf(req), req.body ?? {}));
       },
     );
   }

@@ -44,7 +44,7 @@ export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
     }),
   };
   app.get('/healthz', { config: { access: 'public' }, schema: healthSchema }, async (_req, reply) => {
-    ctx.store.db.prepare('SELECT 1').get();
+    await ctx.store.sql.get('SELECT 1');
     const mqtt = ctx.transport()?.kind ?? null;
     try {
       await ctx.artifacts.probeWritable();
@@ -76,7 +76,7 @@ export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
     },
     async (req, reply) => {
       if (ctx.metricsToken !== null && !sameSecret(bearerToken(req.headers.authorization), ctx.metricsToken))
-        requireToken(ctx, req, reply, 'viewer');
+        await requireToken(ctx, req, reply, 'viewer');
       reply.header('content-type', ctx.metrics.registry.contentType);
       return ctx.metrics.registry.metrics();
     },
@@ -114,9 +114,9 @@ export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
   };
   app.get('/api/v1/server', { config: { access: 'viewer' }, schema: serverSchema }, async () => ({
     endpoints: ctx.endpoints,
-    devices: ctx.store.devices.countsByStatus(),
-    versions: ctx.store.devices.countsByVersion(),
-    artifacts: ctx.store.artifacts.totals(),
+    devices: await ctx.store.devices.countsByStatus(),
+    versions: await ctx.store.devices.countsByVersion(),
+    artifacts: await ctx.store.artifacts.totals(),
     ingestQueue: (await ctx.metrics.ingestQueue.get()).values[0]?.value ?? 0,
     keys: {
       delta: ctx.keys.delta.keyId,

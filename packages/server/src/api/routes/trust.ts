@@ -60,7 +60,7 @@ export const trustRoutes: RoutePlugin = async (app, { ctx }) => {
     async (req, reply) => {
       const now = ctx.clock();
       const next = publishRoot(ctx.keys, req.body, new Date(now));
-      ctx.store.audit.record(
+      await ctx.store.audit.record(
         actorOf(req),
         'trust.root.publish',
         `root.${next.version}`,

@@ -62,8 +62,8 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
   // The archive streams to a temporary file under the import size limit; it is never buffered whole.
   app.addContentTypeParser('application/zip', (_req, payload, done) => done(null, payload));
 
-  const existing = (version: string) => {
-    const release = ctx.store.releases.get(version);
+  const existing = async (version: string) => {
+    const release = await ctx.store.releases.get(version);
     if (!release) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `release ${version}`);
     return release;
   };
@@ -119,9 +119,9 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const release = existing(req.params.version);
+      const release = await existing(req.params.version);
       const scan = await ctx.vulns.findings(release.version);
-      const policy = ctx.policy.current();
+      const policy = await ctx.policy.current();
       const evaluations: Evaluation[] = [];
       for (const channel of CHANNELS)
         evaluations.push((await ctx.policy.evaluate(release, channel)).evaluation);
@@ -174,7 +174,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const scan = await ctx.vulns.scanRelease(existing(req.params.version).version);
+      const scan = await ctx.vulns.scanRelease((await existing(req.params.version)).version);
       return {
         version: scan.releaseId,
         scannedAt: new Date(scan.ts).toISOString(),
@@ -201,13 +201,14 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const release = existing(req.params.version);
+      const release = await existing(req.params.version);
       return {
         version: release.version,
         provenance: releaseFacts(release).provenance,
-        items: ctx.store.policies
-          .promotions(release.id)
-          .map((promotion) => ({ ...promotion, ts: new Date(promotion.ts).toISOString() })),
+        items: (await ctx.store.policies.promotions(release.id)).map((promotion) => ({
+          ...promotion,
+          ts: new Date(promotion.ts).toISOString(),
+        })),
       };
     },
   );
@@ -238,7 +239,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async (req) => {
-      const release = existing(req.params.version);
+      const release = await existing(req.params.version);
       const manifest = release.manifest.signed;
       const key = ctx.keys.delta;
       return {
@@ -255,7 +256,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
           }),
           key,
         ),
-        scans: ctx.store.policies.promotions(release.id).map((promotion) => ({
+        scans: (await ctx.store.policies.promotions(release.id)).map((promotion) => ({
           to: promotion.to,
           ts: new Date(promotion.ts).toISOString(),
           attestation: promotion.scan.attestation ?? null,

@@ -47,7 +47,10 @@ export class DeltasRepo {
   constructor(private readonly sql: Sql) {}
 
   async get(from: string, to: string): Promise<DeltaRow | undefined> {
-    const r = await this.sql.get<Row>('SELECT * FROM deltas WHERE from_sha256 = ? AND to_sha256 = ?', [from, to]);
+    const r = await this.sql.get<Row>('SELECT * FROM deltas WHERE from_sha256 = ? AND to_sha256 = ?', [
+      from,
+      to,
+    ]);
     return r ? toDelta(r) : undefined;
   }
 
@@ -61,7 +64,13 @@ export class DeltasRepo {
     return r.changes === 1;
   }
 
-  async setStatus(from: string, to: string, status: DeltaStatus, error: string | null, now: number): Promise<void> {
+  async setStatus(
+    from: string,
+    to: string,
+    status: DeltaStatus,
+    error: string | null,
+    now: number,
+  ): Promise<void> {
     await this.sql.run(
       'UPDATE deltas SET status = ?, error = ?, updated = ? WHERE from_sha256 = ? AND to_sha256 = ?',
       [status, error, now, from, to],

@@ -84,9 +84,10 @@ export class DeploymentsRepo {
   }
 
   async forDevice(deviceId: string): Promise<DeploymentRow[]> {
-    const rows = await this.sql.all<Row>('SELECT * FROM deployments WHERE device_id = ? ORDER BY created DESC', [
-      deviceId,
-    ]);
+    const rows = await this.sql.all<Row>(
+      'SELECT * FROM deployments WHERE device_id = ? ORDER BY created DESC',
+      [deviceId],
+    );
     return rows.map(toDeployment);
   }
 

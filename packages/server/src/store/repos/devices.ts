@@ -178,7 +178,7 @@ export class DevicesRepo {
   /** Public keys of accepted devices, most recently changed first. */
   async acceptedKeys(limit: number): Promise<string[]> {
     const rows = await this.sql.all<{ publicKey: string }>(
-      "SELECT public_key AS \"publicKey\" FROM devices WHERE status = 'accepted' ORDER BY updated DESC LIMIT ?",
+      'SELECT public_key AS "publicKey" FROM devices WHERE status = \'accepted\' ORDER BY updated DESC LIMIT ?',
       [limit],
     );
     return rows.map((r) => r.publicKey);
@@ -244,7 +244,9 @@ export class DevicesRepo {
   }
 
   async countByStatus(status: DeviceStatus): Promise<number> {
-    const r = await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM devices WHERE status = ?', [status]);
+    const r = await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM devices WHERE status = ?', [
+      status,
+    ]);
     return r?.n ?? 0;
   }
 

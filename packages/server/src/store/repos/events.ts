@@ -78,7 +78,9 @@ export class EventsRepo {
 
   async count(deviceId?: string): Promise<number> {
     const r = deviceId
-      ? await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?', [deviceId])
+      ? await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?', [
+          deviceId,
+        ])
       : await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM device_events');
     return r?.n ?? 0;
   }

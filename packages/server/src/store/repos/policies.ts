@@ -37,7 +37,10 @@ interface PromotionRow {
 
 type PolicyRow = { version: number; document: string; actor: string; created: number };
 
-const toPolicy = (r: PolicyRow): StoredPolicy => ({ ...r, document: JSON.parse(r.document) as PolicyDocument });
+const toPolicy = (r: PolicyRow): StoredPolicy => ({
+  ...r,
+  document: JSON.parse(r.document) as PolicyDocument,
+});
 
 /** Policy documents (every version kept: history) and promotion records (metadata shown per release). */
 export class PoliciesRepo {
@@ -58,9 +61,9 @@ export class PoliciesRepo {
   }
 
   async history(limit: number): Promise<StoredPolicy[]> {
-    return (await this.sql.all<PolicyRow>('SELECT * FROM policies ORDER BY version DESC LIMIT ?', [limit])).map(
-      toPolicy,
-    );
+    return (
+      await this.sql.all<PolicyRow>('SELECT * FROM policies ORDER BY version DESC LIMIT ?', [limit])
+    ).map(toPolicy);
   }
 
   async recordPromotion(p: Omit<Promotion, 'id'>): Promise<void> {
@@ -82,9 +85,10 @@ export class PoliciesRepo {
   }
 
   async promotions(releaseId: string): Promise<Promotion[]> {
-    const rows = await this.sql.all<PromotionRow>('SELECT * FROM promotions WHERE release_id = ? ORDER BY id', [
-      releaseId,
-    ]);
+    const rows = await this.sql.all<PromotionRow>(
+      'SELECT * FROM promotions WHERE release_id = ? ORDER BY id',
+      [releaseId],
+    );
     return rows.map((r) => ({
       id: r.id,
       releaseId: r.release_id,

@@ -85,13 +85,17 @@ export class TokensRepo {
   }
 
   async revoke(id: string, now: number): Promise<boolean> {
-    const r = await this.sql.run('UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL', [now, id]);
+    const r = await this.sql.run('UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL', [
+      now,
+      id,
+    ]);
     return r.changes === 1;
   }
 
   async activeCount(): Promise<number> {
     return (
-      (await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM api_tokens WHERE revoked IS NULL'))?.n ?? 0
+      (await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM api_tokens WHERE revoked IS NULL'))?.n ??
+      0
     );
   }
 }

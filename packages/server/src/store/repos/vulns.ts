@@ -23,7 +23,13 @@ export interface ReleaseScan {
   findings: Finding[];
 }
 
-type ScanRow = { release_id: string; ts: number; import_id: number | null; packages: number; findings: string };
+type ScanRow = {
+  release_id: string;
+  ts: number;
+  import_id: number | null;
+  packages: number;
+  findings: string;
+};
 
 /** OSV records (newest `modified` wins per id), import history, and each release's latest scan. */
 export class VulnsRepo {
