@@ -289,7 +289,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     const wanted = 'bulk-07342';
     await page.getByLabel('Device id starts with').fill(wanted);
     await page.getByLabel('Hardware').fill('TEST-ONLY-bulk-board');
-    const answer = page.waitForResponse((r) => r.url().includes(`q=${wanted}`));
+    const answer = await page.waitForResponse((r) => r.url().includes(`q=${wanted}`));
     await page.getByRole('button', { name: 'Search' }).click();
     const res = await answer;
     expect(res.status()).toBe(200);
@@ -305,7 +305,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       `${JSON.stringify({ devices: BULK + DEVICES, search: { q: wanted }, serverMs: Number(timing![1]) })}\n`,
     );
     process.stdout.write(`device search among ${BULK + DEVICES}: ${timing![1]} ms server time\n`);
-    const plan = w.sim.running.ctx.store.devices.explainList({
+    const plan = await w.sim.running.ctx.store.devices.explainList({
       q: wanted,
       hardware: 'TEST-ONLY-bulk-board',
       limit: 50,

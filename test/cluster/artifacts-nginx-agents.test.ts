@@ -63,7 +63,7 @@ describe('real agents download through nginx', () => {
     expect(lines[refused]!.range).toMatch(/^bytes=[1-9]\d*-$/);
     expect(resumed).toMatchObject({ status: 206, serverStatus: '200', range: lines[refused]!.range });
     expect(resumed.uri).toBe(first.uri);
-    const events = ctx.store.events.timeline('sim-0001', Number.MAX_SAFE_INTEGER, 1000);
+    const events = await ctx.store.events.timeline('sim-0001', Number.MAX_SAFE_INTEGER, 1000);
     expect(events.map((e) => e.kind)).toContain('offer-refresh');
   }, 300_000);
 });

@@ -6,6 +6,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rollOut, smallWorld, stuckDevices } from './helpers.js';
 import { hasMosquittoDynsec, type Mosquitto, startMosquitto } from './mosquitto.js';
+import type { SqliteDriver } from '../../packages/server/src/store/sqlite-driver.js';
 
 /**
  * Mosquitto 2 as the external broker, end to end: real agents (the simulator's devices) log in
@@ -128,11 +129,11 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
     });
     try {
       // The thief's own valid password, but the victim's client id (and, below, a real agent's).
-      await expect(connect(mosquitto.url, { clientId: 'TEST-ONLY-victim', ...thief })).rejects.toThrow(
+      await expect(await connect(mosquitto.url, { clientId: 'TEST-ONLY-victim', ...thief })).rejects.toThrow(
         /Not authorized/,
       );
       const agent = world.fleet.devices[0]!.id;
-      await expect(connect(mosquitto.url, { clientId: agent, ...thief })).rejects.toThrow(/Not authorized/);
+      await expect(await connect(mosquitto.url, { clientId: agent, ...thief })).rejects.toThrow(/Not authorized/);
       // Its own client id gets in: the refusals were about the client id alone. Its report
       // reaches the server after anything the refused logins could have caused.
       const t = await connect(mosquitto.url, { clientId: thief.username, ...thief });
@@ -146,7 +147,7 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
       expect(victimClosed).toBe(false);
       expect(v.connected).toBe(true);
       expect(running.ctx.transport()?.isConnected(agent)).toBe(true);
-      expect(running.ctx.store.devices.get(agent)?.online).toBe(true);
+      expect((await running.ctx.store.devices.get(agent))?.online).toBe(true);
     } finally {
       await v.endAsync();
     }
@@ -156,9 +157,10 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
     const id = 'TEST-ONLY-disk-full';
     const creds = await registerDevice(id);
     const c = await connect(mosquitto.url, { clientId: id, ...creds, clean: false });
-    const db = running.ctx.store.db;
-    const stored = () =>
-      (db.prepare('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?').get(id) as { n: number }).n;
+    const db = running.ctx.store.sql as SqliteDriver;
+    const stored = async () =>
+      (await running.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?', [id]))
+        ?.n ?? 0;
     const refusedBefore = (await running.ctx.metrics.reportsRefused.get()).values[0]?.value ?? 0;
     const eventIds: string[] = [];
     const event = (i: number) => {
@@ -178,7 +180,7 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
     };
     try {
       // The disk is full: SQLite may not grow the database by a single page (SQLITE_FULL).
-      db.pragma('max_page_count = 1');
+      await db.exec('PRAGMA max_page_count = 1');
       const N = 30;
       for (let i = 0; i < N; i++)
         await c.publishAsync(`flotilla/v1/devices/${id}/events`, event(i), { qos: 1 });
@@ -187,16 +189,17 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
         'the server to hold a report',
         async () => ((await running.ctx.metrics.reportsRefused.get()).values[0]?.value ?? 0) > refusedBefore,
       );
-      expect(stored()).toBeLessThan(N);
+      expect(await stored()).toBeLessThan(N);
       // The disk is back: the broker redelivers what the server never acknowledged.
-      db.pragma('max_page_count = 1073741823');
-      await until(`all ${N} events stored`, () => stored() === N, 90_000);
-      const rows = db
-        .prepare('SELECT event_id AS e FROM device_events WHERE device_id = ? ORDER BY event_id')
-        .all(id) as { e: string }[];
+      await db.exec('PRAGMA max_page_count = 1073741823');
+      await until(`all ${N} events stored`, async () => (await stored()) === N, 90_000);
+      const rows = await db.all<{ e: string }>(
+        'SELECT event_id AS e FROM device_events WHERE device_id = ? ORDER BY event_id',
+        [id],
+      );
       expect(rows.map((r) => r.e)).toEqual([...eventIds].sort());
     } finally {
-      db.pragma('max_page_count = 1073741823');
+      await db.exec('PRAGMA max_page_count = 1073741823');
       await c.endAsync();
     }
   }, 150_000);
@@ -209,13 +212,13 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
     });
     try {
       // Off for a while, then on again; no report during the cut, and offlineAfterMs is 10 min.
-      const cut = device.powerCut(5000);
+      const cut = await device.powerCut(5000);
       await until('offline by the last will', () => offline.includes(device.id), 30_000);
-      expect(running.ctx.store.devices.get(device.id)?.online).toBe(false);
+      expect((await running.ctx.store.devices.get(device.id))?.online).toBe(false);
       await cut;
       await until(
         'online again after power-on',
-        () => running.ctx.store.devices.get(device.id)?.online === true,
+        async () => (await running.ctx.store.devices.get(device.id))?.online === true,
         60_000,
       );
     } finally {

@@ -57,7 +57,7 @@ beforeAll(async () => {
   const offer = await device!.nextOffer(20_000);
   await device!.install(offer.offer.signed.deploymentId, 'healthy', '1.1.0', v2.image.sha256);
   await waitFor(
-    () => server.ctx.store.rollouts.get(rolloutId)?.status === 'completed',
+    async () => (await server.ctx.store.rollouts.get(rolloutId))?.status === 'completed',
     20_000,
     'the rollout to complete',
   );

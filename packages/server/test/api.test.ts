@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type FlotillaServer } from '../src/index.js';
 import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir, testDevice } from './helpers.js';
+import type { SqliteDriver } from '../src/store/sqlite-driver.js';
 
 let server: FlotillaServer;
 let viewer: string;
@@ -73,7 +74,7 @@ describe('API: authentication and roles', () => {
 
   it('lets a viewer read but change nothing', async () => {
     expect((await inject('GET', '/api/v1/devices', undefined, viewer)).statusCode).toBe(200);
-    const audit = server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000).length;
+    const audit = (await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000)).length;
     const changes: [string, string, unknown][] = [
       ['POST', '/api/v1/devices/x/accept', {}],
       ['PUT', '/api/v1/devices/x/placement', { tags: ['a'] }],
@@ -88,7 +89,7 @@ describe('API: authentication and roles', () => {
     ];
     for (const [method, url, body] of changes)
       expectError(await inject(method, url, body, viewer), 403, 'FLOTILLA_ERR_SERVER_FORBIDDEN');
-    expect(server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000).length).toBe(audit);
+    expect((await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000)).length).toBe(audit);
   });
 
   it('keeps token management and the audit log for admins', async () => {
@@ -203,8 +204,8 @@ describe('API: bad input is refused with 4xx and a clear message', () => {
 
   it('writes nothing half-way when a bundle upload is not a bundle', async () => {
     const before = {
-      releases: server.ctx.store.releases.list().length,
-      artifacts: server.ctx.store.artifacts.list().length,
+      releases: (await server.ctx.store.releases.list()).length,
+      artifacts: (await server.ctx.store.artifacts.list()).length,
     };
     const res = await server.app.inject({
       method: 'POST',
@@ -213,8 +214,8 @@ describe('API: bad input is refused with 4xx and a clear message', () => {
       payload: randomBytes(10_000),
     });
     expectError(res, 400, 'FLOTILLA_ERR_SERVER_UPLOAD_INVALID');
-    expect(server.ctx.store.releases.list().length).toBe(before.releases);
-    expect(server.ctx.store.artifacts.list().length).toBe(before.artifacts);
+    expect((await server.ctx.store.releases.list()).length).toBe(before.releases);
+    expect((await server.ctx.store.artifacts.list()).length).toBe(before.artifacts);
   });
 });
 
@@ -233,9 +234,9 @@ describe('API: JSON bodies are validated exactly, query strings are coerced', ()
   ];
   for (const [method, url, body] of wrongTyped) {
     it(`refuses a wrong-typed body: ${method} ${url} ${JSON.stringify(body)} → 400`, async () => {
-      const audit = server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000).length;
+      const audit = (await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000)).length;
       expectError(await inject(method, url, body), 400, 'FLOTILLA_ERR_SERVER_VALIDATION');
-      expect(server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000).length).toBe(audit);
+      expect((await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000)).length).toBe(audit);
     });
   }
 
@@ -337,11 +338,11 @@ describe('API: devices, releases, artifacts', () => {
       payload: Buffer.alloc(0),
     });
     expectError(res, 400, 'FLOTILLA_ERR_SERVER_UPLOAD_INVALID');
-    expect(server.ctx.store.releases.get('9.8.7')).toBeUndefined();
+    expect(await server.ctx.store.releases.get('9.8.7')).toBeUndefined();
   });
 
   it('serves an artifact with ETag, Range, If-None-Match and 416', async () => {
-    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const rel = (await server.ctx.store.releases.get('1.0.0'))!;
     const url = `/api/v1/artifacts/${rel.imageSha256}?${server.ctx.urlSigner.sign(
       `/api/v1/artifacts/${rel.imageSha256}`,
       rel.imageSha256,
@@ -381,7 +382,7 @@ describe('API: devices, releases, artifacts', () => {
   });
 
   it('refuses anonymous downloads of images and the release manifest (confidential firmware)', async () => {
-    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const rel = (await server.ctx.store.releases.get('1.0.0'))!;
     for (const method of ['GET', 'HEAD'] as const) {
       const res = await server.app.inject({ method, url: `/api/v1/artifacts/${rel.imageSha256}` });
       expect(res.statusCode).toBe(401);
@@ -395,7 +396,7 @@ describe('API: devices, releases, artifacts', () => {
   });
 
   it('lets an operator token download an artifact, not a viewer token', async () => {
-    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const rel = (await server.ctx.store.releases.get('1.0.0'))!;
     const url = `/api/v1/artifacts/${rel.imageSha256}`;
     const ok = await server.app.inject({ method: 'GET', url, headers: auth(operator) });
     expect(ok.statusCode).toBe(200);
@@ -409,7 +410,7 @@ describe('API: devices, releases, artifacts', () => {
   });
 
   it('refuses a URL signed for one artifact when it asks for another (signature bound to the sha256)', async () => {
-    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const rel = (await server.ctx.store.releases.get('1.0.0'))!;
     const other = 'f'.repeat(64);
     const query = server.ctx.urlSigner.sign(
       `/api/v1/artifacts/${other}`,
@@ -438,7 +439,7 @@ describe('API: devices, releases, artifacts', () => {
   });
 
   it('answers an expired signed URL with FLOTILLA_ERR_SERVER_URL_EXPIRED (403) the agent recognises', async () => {
-    const rel = server.ctx.store.releases.get('1.0.0')!;
+    const rel = (await server.ctx.store.releases.get('1.0.0'))!;
     const path = `/api/v1/artifacts/${rel.imageSha256}`;
     const query = server.ctx.urlSigner.sign(path, rel.imageSha256, 'dev-1', Date.now() - 1000);
     const res = await server.app.inject({
@@ -452,12 +453,12 @@ describe('API: devices, releases, artifacts', () => {
   it('keeps the URL-signing secret in the data dir, readable by the server only (0600)', async () => {
     const { statSync } = await import('node:fs');
     const { join } = await import('node:path');
-    const dir = (server.ctx.store.db as unknown as { name: string }).name.replace(/server\.db$/, '');
+    const dir = (server.ctx.store.sql as SqliteDriver).file.replace(/server\.db$/, '');
     expect(statSync(join(dir, 'url-signing.key')).mode & 0o777).toBe(0o600);
   });
 
   it('records every change in the audit log', async () => {
-    const actions = server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000).map((e) => e.action);
+    const actions = (await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 1000)).map((e) => e.action);
     for (const a of [
       'token.create',
       'token.revoke',

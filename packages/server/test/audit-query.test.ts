@@ -10,10 +10,10 @@ const HOUR = 3_600_000;
 beforeAll(async () => {
   server = await createServer({ dataDir: tempDir(), devKeys: true, logger: silent, adminToken: TEST_ADMIN });
   const audit = server.ctx.store.audit;
-  audit.record('token:TEST-ONLY a_b(tok_00000000000000aa)', 'token.create', 'tok_1', {}, T0);
-  audit.record('token:TEST-ONLY axb(tok_00000000000000bb)', 'token.revoke', 'tok_1', {}, T0 + HOUR);
-  audit.record('device:TEST-ONLY-d1', 'device.register', 'TEST-ONLY-d1', {}, T0 + 2 * HOUR);
-  audit.record('server', 'tokenizer.run', null, {}, T0 + 3 * HOUR);
+  await audit.record('token:TEST-ONLY a_b(tok_00000000000000aa)', 'token.create', 'tok_1', {}, T0);
+  await audit.record('token:TEST-ONLY axb(tok_00000000000000bb)', 'token.revoke', 'tok_1', {}, T0 + HOUR);
+  await audit.record('device:TEST-ONLY-d1', 'device.register', 'TEST-ONLY-d1', {}, T0 + 2 * HOUR);
+  await audit.record('server', 'tokenizer.run', null, {}, T0 + 3 * HOUR);
 });
 afterAll(async () => {
   await server.close();
@@ -65,20 +65,18 @@ describe('GET /audit filters', () => {
 });
 
 describe('a device timeline reads the audit log by index', () => {
-  it('finds what was recorded about a device and by it without scanning the log', () => {
-    const db = server.ctx.store.db;
-    const plan = db
-      .prepare(
-        `EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE (target = ? OR actor = ?) AND ts < ?
+  it('finds what was recorded about a device and by it without scanning the log', async () => {
+    const plan = await server.ctx.store.sql.all<{ detail: string }>(
+      `EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE (target = ? OR actor = ?) AND ts < ?
          ORDER BY id DESC LIMIT ?`,
-      )
-      .all('TEST-ONLY-d1', 'device:TEST-ONLY-d1', T0 + 4 * HOUR, 10) as { detail: string }[];
+      ['TEST-ONLY-d1', 'device:TEST-ONLY-d1', T0 + 4 * HOUR, 10],
+    );
     const steps = plan.map((p) => p.detail).join('\n');
     expect(steps).toContain('audit_target_id');
     expect(steps).toContain('audit_actor_id');
     expect(steps).not.toMatch(/^SCAN audit_log$/m);
     expect(
-      server.ctx.store.audit.aboutDevice('TEST-ONLY-d1', T0 + 4 * HOUR, 10).map((e) => e.action),
+      (await server.ctx.store.audit.aboutDevice('TEST-ONLY-d1', T0 + 4 * HOUR, 10)).map((e) => e.action),
     ).toEqual(['device.register']);
   });
 });

@@ -37,7 +37,7 @@ const entry = (d: { id: string; publicKeyHex: string }) => ({
   publicKey: d.publicKeyHex,
   hardware: 'TEST-ONLY-board',
 });
-const status = (id: string) => server.ctx.store.devices.get(id)?.status;
+const status = async (id: string) => (await server.ctx.store.devices.get(id))?.status;
 
 describe('POST /devices/bulk-register', () => {
   it('registers accepted devices that then connect with their own signed passwords, and audits the batch', async () => {
@@ -49,8 +49,8 @@ describe('POST /devices/bulk-register', () => {
     expect(c.connected).toBe(true);
     await c.endAsync();
     // The key is what authenticates: another key under the same id is refused.
-    await expect(connectDevice(server.addresses.mqtt!, testDevice(devs[2]!.id))).rejects.toThrow();
-    const audit = server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 10);
+    await expect(await connectDevice(server.addresses.mqtt!, testDevice(devs[2]!.id))).rejects.toThrow();
+    const audit = await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 10);
     const a = audit.find((e) => e.action === 'device.bulk-register');
     expect(a?.actor).toBeTruthy();
     expect(JSON.stringify(a)).toContain(devs[0]!.id);
@@ -64,8 +64,8 @@ describe('POST /devices/bulk-register', () => {
   it('keeps pending devices out of the broker until an operator accepts them', async () => {
     const d = testDevice('TEST-ONLY-bulk-pending');
     expect((await post({ devices: [entry(d)], status: 'pending' })).statusCode).toBe(200);
-    expect(status(d.id)).toBe('pending');
-    await expect(connectDevice(server.addresses.mqtt!, d)).rejects.toThrow(/Not authorized/i);
+    expect(await status(d.id)).toBe('pending');
+    await expect(await connectDevice(server.addresses.mqtt!, d)).rejects.toThrow(/Not authorized/i);
   });
 
   it('refuses the whole batch when one id is registered with another key (409, nothing written)', async () => {
@@ -75,7 +75,7 @@ describe('POST /devices/bulk-register', () => {
     const res = await post({ devices: [entry(fresh), entry(testDevice(taken.id))] });
     expect(res.statusCode).toBe(409);
     expect(res.json().error.code).toBe('FLOTILLA_ERR_SERVER_DEVICE_KEY_MISMATCH');
-    expect(status(fresh.id)).toBeUndefined();
+    expect(await status(fresh.id)).toBeUndefined();
   });
 
   it('rejects duplicates, oversized batches, bad keys and unknown fields with 400 and writes nothing', async () => {
@@ -93,14 +93,14 @@ describe('POST /devices/bulk-register', () => {
       expect(res.statusCode, JSON.stringify(body).slice(0, 80)).toBe(400);
       expect(res.json().error.code).toBe('FLOTILLA_ERR_SERVER_VALIDATION');
     }
-    expect(status(d.id)).toBeUndefined();
-    expect(status('TEST-ONLY-bulk-big-0')).toBeUndefined();
+    expect(await status(d.id)).toBeUndefined();
+    expect(await status('TEST-ONLY-bulk-big-0')).toBeUndefined();
   });
 
   it('is for admins only', async () => {
     const d = testDevice('TEST-ONLY-bulk-operator');
     const res = await post({ devices: [entry(d)] }, operator);
     expect(res.statusCode).toBe(403);
-    expect(status(d.id)).toBeUndefined();
+    expect(await status(d.id)).toBeUndefined();
   });
 });

@@ -27,8 +27,8 @@ beforeAll(async () => {
   });
   from = (await uploadRelease(server, '1.0.0', testImage(0, 256 * 1024))).image.sha256;
   to = (await uploadRelease(server, '1.1.0', testImage(1, 256 * 1024))).image.sha256;
-  server.ctx.deltas.want([from], to);
-  await waitFor(() => server.ctx.store.deltas.get(from, to)?.status === 'ready', 20_000, 'delta built');
+  await server.ctx.deltas.want([from], to);
+  await waitFor(async () => (await server.ctx.store.deltas.get(from, to))?.status === 'ready', 20_000, 'delta built');
   offers = new OfferBuilder(
     server.ctx.store,
     server.ctx.keys,
@@ -42,10 +42,10 @@ afterAll(async () => {
   cleanupDirs();
 });
 
-function offerAt(at: number) {
+async function offerAt(at: number) {
   now = at;
-  const release = server.ctx.store.releases.get('1.1.0')!;
-  const offer = offers.build({
+  const release = (await server.ctx.store.releases.get('1.1.0'))!;
+  const offer = await offers.build({
     deploymentId: 'dep_TEST-ONLY',
     deviceId: 'TEST-ONLY-dev',
     release,
@@ -56,7 +56,7 @@ function offerAt(at: number) {
 }
 
 /** What a device would conclude at `at` (throws when it refuses the offer). */
-const deviceVerifies = (offer: ReturnType<typeof offerAt>, at: number) =>
+const deviceVerifies = (offer: Awaited<ReturnType<typeof offerAt>>, at: number) =>
   verifyOffer(offer, {
     root: server.ctx.keys.rootMeta,
     now: new Date(at),
@@ -66,45 +66,45 @@ const deviceVerifies = (offer: ReturnType<typeof offerAt>, at: number) =>
   });
 
 describe('delta descriptors are re-issued instead of falling back to the full image', () => {
-  it('offers a fresh descriptor as stored', () => {
-    const stored = server.ctx.store.deltas.get(from, to)!.descriptor!;
-    const offer = offerAt(t0);
+  it('offers a fresh descriptor as stored', async () => {
+    const stored = (await server.ctx.store.deltas.get(from, to))!.descriptor!;
+    const offer = await offerAt(t0);
     expect(offer.signed.delta?.descriptor).toEqual(stored);
     expect(deviceVerifies(offer, t0).delta?.toImageSha256).toBe(to);
   });
 
-  it('re-signs an expired descriptor with the delta key, stores it, and the device accepts the delta', () => {
+  it('re-signs an expired descriptor with the delta key, stores it, and the device accepts the delta', async () => {
     const at = t0 + 31 * DAY;
-    const before = server.ctx.store.deltas.get(from, to)!.descriptor!;
+    const before = (await server.ctx.store.deltas.get(from, to))!.descriptor!;
     expect(Date.parse(before.signed.expires)).toBeLessThan(at);
-    const offer = offerAt(at);
+    const offer = await offerAt(at);
     const d = offer.signed.delta!.descriptor;
     expect(Date.parse(d.signed.expires)).toBeGreaterThan(at + 29 * DAY);
     expect({ ...d.signed, expires: null }).toEqual({ ...before.signed, expires: null });
     expect(d.signatures[0]?.keyid).toBe(server.ctx.keys.delta.keyId);
-    expect(server.ctx.store.deltas.get(from, to)!.descriptor).toEqual(d);
+    expect((await server.ctx.store.deltas.get(from, to))!.descriptor).toEqual(d);
     expect(deviceVerifies(offer, at).delta?.deltaSha256).toBe(before.signed.deltaSha256);
   });
 
-  it('re-signs a descriptor about to expire (less than a day left), not one with time to spare', () => {
-    const issued = Date.parse(server.ctx.store.deltas.get(from, to)!.descriptor!.signed.expires);
-    const spare = offerAt(issued - 2 * DAY).signed.delta!.descriptor;
+  it('re-signs a descriptor about to expire (less than a day left), not one with time to spare', async () => {
+    const issued = Date.parse((await server.ctx.store.deltas.get(from, to))!.descriptor!.signed.expires);
+    const spare = (await offerAt(issued - 2 * DAY)).signed.delta!.descriptor;
     expect(Date.parse(spare.signed.expires)).toBe(issued);
-    const near = offerAt(issued - 60 * 60 * 1000).signed.delta!.descriptor;
+    const near = (await offerAt(issued - 60 * 60 * 1000)).signed.delta!.descriptor;
     expect(Date.parse(near.signed.expires)).toBeGreaterThan(issued);
   });
 
-  it('never signs a descriptor whose fields no longer match the cached delta (full image instead)', () => {
-    const row = server.ctx.store.deltas.get(from, to)!;
+  it('never signs a descriptor whose fields no longer match the cached delta (full image instead)', async () => {
+    const row = (await server.ctx.store.deltas.get(from, to))!;
     const tampered = {
       ...row.descriptor!,
       signed: { ...row.descriptor!.signed, deltaSize: row.descriptor!.signed.deltaSize + 1 },
     };
-    server.ctx.store.deltas.setDescriptor(from, to, tampered, now);
+    await server.ctx.store.deltas.setDescriptor(from, to, tampered, now);
     const at = Date.parse(tampered.signed.expires) + DAY;
-    const offer = offerAt(at);
+    const offer = await offerAt(at);
     expect(offer.signed.delta).toBeUndefined();
     expect(deviceVerifies(offer, at).delta).toBeUndefined();
-    expect(server.ctx.store.deltas.get(from, to)!.descriptor).toEqual(tampered);
+    expect((await server.ctx.store.deltas.get(from, to))!.descriptor).toEqual(tampered);
   });
 });

@@ -90,11 +90,11 @@ describe('rollouts drive signed offers over MQTT', () => {
     for (const [i, d] of rest.entries())
       await d.install(offers[i]!.offer.signed.deploymentId, 'healthy', '1.1.0', v2.image.sha256);
     await waitFor(
-      () => server!.ctx.store.rollouts.get(rolloutId)?.status === 'completed',
+      async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'completed',
       10_000,
       'rollout completed',
     );
-    const summary = server!.ctx.rollouts.summary(rolloutId);
+    const summary = await server!.ctx.rollouts.summary(rolloutId);
     expect(summary.totals.healthy).toBe(3);
   }, 90_000);
 
@@ -107,8 +107,8 @@ describe('rollouts drive signed offers over MQTT', () => {
     const rolloutId = res.json().id as string;
     const canary = await firstOffered(fleet);
     await canary.d.install(canary.cmd.offer.signed.deploymentId, 'rolled-back', '', '');
-    await waitFor(() => server!.ctx.store.rollouts.get(rolloutId)?.status === 'paused', 10_000, 'paused');
-    const r = server!.ctx.store.rollouts.get(rolloutId)!;
+    await waitFor(async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'paused', 10_000, 'paused');
+    const r = (await server!.ctx.store.rollouts.get(rolloutId))!;
     expect(r.runtime.pause?.kind).toBe('error-threshold');
     const tl = await server!.app.inject({
       method: 'GET',
@@ -117,7 +117,7 @@ describe('rollouts drive signed offers over MQTT', () => {
     });
     const rb = tl.json().items.find((e: { kind: string }) => e.kind === 'rolled-back');
     expect(rb.reason).toEqual({ code: 'HEALTH', message: 'app.service failed: exit code 3' });
-    const dep = server!.ctx.store.deployments.find(rolloutId, canary.d.id)!;
+    const dep = (await server!.ctx.store.deployments.find(rolloutId, canary.d.id))!;
     expect(dep.state).toBe('rolled-back');
     expect(dep.failureReason).toContain('app.service failed');
     // No one else got an offer.
@@ -133,7 +133,7 @@ describe('rollouts drive signed offers over MQTT', () => {
     const other = fleet.find((d) => d !== canary.d)!;
     await other.event('healthy', canary.cmd.offer.signed.deploymentId);
     await new Promise((r) => setTimeout(r, 300));
-    expect(server!.ctx.store.deployments.find(rolloutId, canary.d.id)?.state).toBe('offered');
+    expect((await server!.ctx.store.deployments.find(rolloutId, canary.d.id))?.state).toBe('offered');
   }, 90_000);
 
   it('answers an offer-refresh (signed URL expired mid-download) with a fresh offer of the same deployment, once per interval', async () => {
@@ -158,7 +158,7 @@ describe('rollouts drive signed offers over MQTT', () => {
     await d.event('offer-refresh', 'not-my-deployment');
     await d.event('log', deploymentId); // ordered after the refreshes: once it is stored, they were handled
     await waitFor(
-      () => server!.ctx.store.events.byDeployment(deploymentId).some((e) => e.kind === 'log'),
+      async () => (await server!.ctx.store.events.byDeployment(deploymentId)).some((e) => e.kind === 'log'),
       10_000,
       'the log event stored',
     );

@@ -74,27 +74,25 @@ export function deviceBrokerSuite(
       clients.push(c);
       return c;
     }
-    const storedEvents = (id: string, eventId: string) =>
+    const storedEvents = async (id: string, eventId: string) =>
       (
-        broker.server.ctx.store.db
-          .prepare('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?')
-          .get(id, eventId) as { n: number }
+        (await broker.server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?', [id, eventId])) as { n: number }
       ).n;
     /** The server is unharmed: a fresh connection's report is stored. */
     async function stillWorks(d: BrokerDevice): Promise<void> {
       const c = await device(d);
       const marker = uid('alive');
       await c.publishAsync(topic(d.id, 'events'), JSON.stringify(eventMessage(marker, 1, 'log')), { qos: 1 });
-      await waitFor(() => storedEvents(d.id, marker) === 1, 5000, `marker ${marker} stored`);
+      await waitFor(async () => (await storedEvents(d.id, marker)) === 1, 5000, `marker ${marker} stored`);
       await c.endAsync();
     }
 
     it('refuses a client without credentials', async () => {
-      await expect(open({ clientId: a.id })).rejects.toThrow(/Not authorized|Bad username or password/);
+      await expect(await open({ clientId: a.id })).rejects.toThrow(/Not authorized|Bad username or password/);
     });
 
     it('refuses wrong credentials for a real device', async () => {
-      await expect(open({ clientId: a.id, ...a.wrongCredentials() })).rejects.toThrow(
+      await expect(await open({ clientId: a.id, ...a.wrongCredentials() })).rejects.toThrow(
         /Not authorized|Bad username or password/,
       );
     });
@@ -109,30 +107,30 @@ export function deviceBrokerSuite(
       await c.publishAsync(topic(a.id, 'events'), e, { qos: 1 });
       await c.publishAsync(topic(a.id, 'events'), e, { qos: 1 });
       await waitFor(
-        () => broker.server.ctx.store.devices.get(a.id)?.version === '2.0.0',
+        async () => (await broker.server.ctx.store.devices.get(a.id))?.version === '2.0.0',
         5000,
         'state stored',
       );
-      await waitFor(() => storedEvents(a.id, eventId) === 1, 5000, 'event stored');
+      await waitFor(async () => (await storedEvents(a.id, eventId)) === 1, 5000, 'event stored');
       // A marker after the resend: once it is stored, the resend has been handled too.
       const marker = uid('after-resend');
       await c.publishAsync(topic(a.id, 'events'), JSON.stringify(eventMessage(marker, 5, 'log')), { qos: 1 });
-      await waitFor(() => storedEvents(a.id, marker) === 1, 5000, 'marker stored');
-      expect(storedEvents(a.id, eventId)).toBe(1);
+      await waitFor(async () => (await storedEvents(a.id, marker)) === 1, 5000, 'marker stored');
+      expect(await storedEvents(a.id, eventId)).toBe(1);
       await c.endAsync();
     });
 
     it('never lets device A publish as device B', async () => {
       const c = await device(a);
-      const closed = closedWithin(c, 3000);
+      const closed = await closedWithin(c, 3000);
       const forged = uid('forged');
       c.publish(topic(b.id, 'state'), JSON.stringify(stateMessage(99, { version: '6.6.6' })), { qos: 1 });
       c.publish(topic(b.id, 'events'), JSON.stringify(eventMessage(forged, 99, 'healthy')), { qos: 1 });
       if (broker.deniedPublish === 'disconnect') expect(await closed).toBe(true);
       else c.end(); // Mosquitto drops the message silently and keeps the connection.
       await stillWorks(a);
-      expect(broker.server.ctx.store.devices.get(b.id)?.version).not.toBe('6.6.6');
-      expect(storedEvents(b.id, forged)).toBe(0);
+      expect((await broker.server.ctx.store.devices.get(b.id))?.version).not.toBe('6.6.6');
+      expect(await storedEvents(b.id, forged)).toBe(0);
     });
 
     it("delivers nothing of B's commands, B's reports, # or $SYS to A", async () => {
@@ -170,7 +168,7 @@ export function deviceBrokerSuite(
 
     it('closes a connection that sends an oversized payload, and stores nothing of it', async () => {
       const c = await device(a);
-      const closed = closedWithin(c, 5000);
+      const closed = await closedWithin(c, 5000);
       const big = JSON.stringify({
         ...stateMessage(7, { version: '7.7.7' }),
         lastError: 'x'.repeat(200 * 1024),
@@ -178,7 +176,7 @@ export function deviceBrokerSuite(
       c.publish(topic(a.id, 'state'), big, { qos: 1 });
       expect(await closed).toBe(true);
       await stillWorks(a);
-      expect(broker.server.ctx.store.devices.get(a.id)?.version).not.toBe('7.7.7');
+      expect((await broker.server.ctx.store.devices.get(a.id))?.version).not.toBe('7.7.7');
     });
 
     it('drops malformed JSON and wrong-schema messages without disconnecting the device', async () => {
@@ -203,9 +201,9 @@ export function deviceBrokerSuite(
       });
       const marker = uid('good-after-bad');
       await c.publishAsync(ev, JSON.stringify(eventMessage(marker, 2, 'log')), { qos: 1 });
-      await waitFor(() => storedEvents(a.id, marker) === 1, 5000, 'good event after the bad ones');
+      await waitFor(async () => (await storedEvents(a.id, marker)) === 1, 5000, 'good event after the bad ones');
       expect(c.connected).toBe(true);
-      for (const id of bad) expect(storedEvents(a.id, id)).toBe(0);
+      for (const id of bad) expect(await storedEvents(a.id, id)).toBe(0);
       expect((await dropped()) - before).toBe(5);
       await c.endAsync();
     });
@@ -241,7 +239,7 @@ export function deviceBrokerSuite(
     it('closes the connection of a decommissioned device and refuses it from then on', async () => {
       const c3 = await broker.addDevice(`TEST-ONLY-suite-${Math.random().toString(36).slice(2, 8)}`);
       const live = await device(c3);
-      const closed = closedWithin(live, 5000);
+      const closed = await closedWithin(live, 5000);
       const res = await broker.server.app.inject({
         method: 'POST',
         url: `/api/v1/devices/${c3.id}/decommission`,

@@ -8,6 +8,7 @@ import type { DeviceFilter } from '../src/store/repos/devices.js';
 import { Store } from '../src/store/store.js';
 import { testImage, uploadRelease } from './fleet.js';
 import { auth, cleanupDirs, silent, startTestServer, tempDir } from './helpers.js';
+import type { SqliteDriver } from '../src/store/sqlite-driver.js';
 
 /**
  * Device search at 10,000 devices (issue 18): every filter walks an index in id order, pages
@@ -23,10 +24,10 @@ beforeAll(async () => {
   await uploadRelease(server, '1.0.0', testImage(0, 256 * 1024));
   await uploadRelease(server, '1.1.0', testImage(1, 256 * 1024));
   const { store } = server.ctx;
-  const setVersion = store.db.prepare('UPDATE devices SET version = ? WHERE id = ?');
-  store.tx(() => {
+  const SET_VERSION = 'UPDATE devices SET version = ? WHERE id = ?';
+  await store.tx(async (tx) => {
     for (let i = 0; i < N; i++) {
-      store.devices.insert({
+      await tx.devices.insert({
         id: id(i),
         publicKey: i.toString(16).padStart(64, '0'),
         status: i % 500 === 3 ? 'pending' : 'accepted',
@@ -35,7 +36,7 @@ beforeAll(async () => {
         group: `g${i % 10}`,
         now: Date.now(),
       });
-      setVersion.run(i % 4 === 0 ? '1.1.0' : '1.0.0', id(i));
+      await tx.sql.run(SET_VERSION, [i % 4 === 0 ? '1.1.0' : '1.0.0', id(i)]);
     }
   });
 }, 120_000);
@@ -99,7 +100,7 @@ describe('device search', () => {
     );
   });
 
-  it('every filter is answered from an index, never by scanning the devices table', () => {
+  it('every filter is answered from an index, never by scanning the devices table', async () => {
     const filters: Omit<DeviceFilter, 'limit' | 'offset'>[] = [
       {},
       { q: 'TEST-ONLY-s-07' },
@@ -113,7 +114,7 @@ describe('device search', () => {
       { tag: 'site-1', group: 'g1', status: 'accepted' },
     ];
     for (const f of filters) {
-      const plan = server.ctx.store.devices.explainList({ ...f, limit: 50, offset: 0 });
+      const plan = await server.ctx.store.devices.explainList({ ...f, limit: 50, offset: 0 });
       // "SCAN devices" alone is a full table scan; index walks read "USING (COVERING) INDEX" or the primary key.
       expect(
         plan.filter((line) => /^SCAN devices$/.test(line)),
@@ -135,13 +136,11 @@ describe('device search', () => {
       id(11),
     ]);
     expect((await get('/api/v1/devices?group=lab')).json().total).toBe(1);
-    const rows = server.ctx.store.db
-      .prepare('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag')
-      .all(id(11)) as { tag: string }[];
+    const rows = (await server.ctx.store.sql.all('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag', [id(11)])) as { tag: string }[];
     expect(rows.map((r) => r.tag)).toEqual(['moved', 'site-11']);
   });
 
-  it('an existing database gains the tags table from its devices when migration 4 runs', () => {
+  it('an existing database gains the tags table from its devices when migration 4 runs', async () => {
     const file = join(tempDir(), 'v3.db');
     const old = new Database(file);
     for (const m of MIGRATIONS.filter((m) => m.version <= 3)) old.exec(m.sql);
@@ -152,15 +151,15 @@ describe('device search', () => {
     insert.run('old-1', '["north","lab"]');
     insert.run('old-2', '[]');
     old.close();
-    const store = Store.open(file);
+    const store = await Store.open(file);
     try {
-      expect(store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
-      expect(store.devices.list({ tag: 'lab', limit: 10, offset: 0 }).items.map((d) => d.id)).toEqual([
+      expect(await (store.sql as SqliteDriver).schemaVersion()).toBe(MIGRATIONS.at(-1)!.version);
+      expect((await store.devices.list({ tag: 'lab', limit: 10, offset: 0 })).items.map((d) => d.id)).toEqual([
         'old-1',
       ]);
-      expect(store.devices.list({ tag: 'north', limit: 10, offset: 0 }).total).toBe(1);
+      expect((await store.devices.list({ tag: 'north', limit: 10, offset: 0 })).total).toBe(1);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -195,16 +194,16 @@ describe('rollout preview', () => {
       { name: 'phase 2', devices: Math.ceil(matching / 10) },
       { name: 'rest', devices: matching - 5 - Math.ceil(matching / 10) },
     ]);
-    expect(server.ctx.store.rollouts.list(10, 0)).toEqual([]);
+    expect(await server.ctx.store.rollouts.list(10, 0)).toEqual([]);
 
     const created = await post('/api/v1/rollouts', {
       release: '1.1.0',
       policy: { ...evenGroup, phases: evenGroup.phases.map((p) => ({ ...p, requireApproval: true })) },
     });
     expect(created.statusCode, created.body).toBe(201);
-    server.ctx.rollouts.tick(created.json().id);
+    await server.ctx.rollouts.tick(created.json().id);
     const byPhase = [0, 0, 0];
-    for (const d of server.ctx.store.deployments.forRollout(created.json().id)) byPhase[d.phase]!++;
+    for (const d of (await server.ctx.store.deployments.forRollout(created.json().id))) byPhase[d.phase]!++;
     expect(byPhase).toEqual(preview.phases.map((p: { devices: number }) => p.devices));
     await post(`/api/v1/rollouts/${created.json().id}/abort`, {});
   });
@@ -218,7 +217,7 @@ describe('rollout preview', () => {
 
 describe('versions over time, kept by the server', () => {
   it('samples accepted devices per version into the store and serves them oldest first', async () => {
-    server.ctx.versionHistory.sample();
+    await server.ctx.versionHistory.sample();
     const res = await get('/api/v1/fleet/versions/history?hours=1');
     expect(res.statusCode, res.body).toBe(200);
     const items = res.json().items as { ts: string; counts: Record<string, number> }[];
@@ -232,14 +231,14 @@ describe('versions over time, kept by the server', () => {
     expect([...items].sort((a, b) => a.ts.localeCompare(b.ts))).toEqual(items);
   });
 
-  it('stays bounded by age and by count, and thins long histories to the points asked for', () => {
-    const store = Store.open(join(tempDir(), 'history.db'));
+  it('stays bounded by age and by count, and thins long histories to the points asked for', async () => {
+    const store = await Store.open(join(tempDir(), 'history.db'));
     try {
       const t0 = 1_700_000_000_000;
       for (let i = 0; i < 20; i++)
-        store.versionSamples.add({ ts: t0 + i * 1000, counts: { '1.0.0': i } }, t0 + 5000, 10);
+        await store.versionSamples.add({ ts: t0 + i * 1000, counts: { '1.0.0': i } }, t0 + 5000, 10);
       // Older than t0 + 5 s went; of the rest only the newest 10 stayed.
-      expect(store.versionSamples.since(0).map((s) => s.counts['1.0.0'])).toEqual([
+      expect((await store.versionSamples.since(0)).map((s) => s.counts['1.0.0'])).toEqual([
         10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
       ]);
       const history = new VersionHistory(
@@ -248,14 +247,14 @@ describe('versions over time, kept by the server', () => {
         silent,
         () => t0 + 20_000,
       );
-      const thinned = history.history(0, 4);
+      const thinned = await history.history(0, 4);
       expect(thinned.map((s) => s.counts['1.0.0'])).toEqual([10, 13, 16, 19]);
       // A sample now: counts of an empty fleet; the oldest sample beyond the bound goes.
-      history.sample();
-      expect(store.versionSamples.count()).toBe(10);
-      expect(store.versionSamples.since(0).at(-1)).toEqual({ ts: t0 + 20_000, counts: {} });
+      await history.sample();
+      expect(await store.versionSamples.count()).toBe(10);
+      expect((await store.versionSamples.since(0)).at(-1)).toEqual({ ts: t0 + 20_000, counts: {} });
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

@@ -51,17 +51,17 @@ describe('device squatting', () => {
     const res = await register(real, { provisioningToken: await token() });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json().device.status).toBe('accepted');
-    const stored = server.ctx.store.devices.get(real.id)!;
+    const stored = (await server.ctx.store.devices.get(real.id))!;
     expect(stored.publicKey).toBe(real.publicKeyHex);
     expect(stored.hardware).toBeNull();
-    const audit = server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 20);
+    const audit = await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 20);
     expect(
       audit.find((e) => e.action === 'device.register' && e.detail.via === 'token')?.detail,
     ).toMatchObject({
       replacedPendingKey: squatter.publicKeyHex,
     });
     // The squatter's key logs in nowhere; the real device's does.
-    await expect(connectDevice(server.addresses.mqtt!, squatter)).rejects.toThrow();
+    await expect(await connectDevice(server.addresses.mqtt!, squatter)).rejects.toThrow();
     clients.push(await connectDevice(server.addresses.mqtt!, real));
   });
 
@@ -94,7 +94,7 @@ describe('device squatting', () => {
     const full = await register(testDevice('TEST-ONLY-junk-3'), {}, '192.0.2.9');
     expect(full.statusCode).toBe(503);
     expect(full.json().error.code).toBe('FLOTILLA_ERR_SERVER_PENDING_FULL');
-    expect(server.ctx.store.devices.countByStatus('pending')).toBe(3);
+    expect(await server.ctx.store.devices.countByStatus('pending')).toBe(3);
     // A device with a token still joins (even one its token leaves pending).
     expect(
       (await register(testDevice('TEST-ONLY-real-1'), { provisioningToken: await token() })).statusCode,
@@ -112,7 +112,7 @@ describe('device squatting', () => {
     const limited = await register(testDevice('TEST-ONLY-rl-4'), {}, '198.51.100.7');
     expect(limited.statusCode).toBe(429);
     expect(limited.json().error.code).toBe('FLOTILLA_ERR_SERVER_REGISTER_RATE_LIMITED');
-    expect(server.ctx.store.devices.get('TEST-ONLY-rl-4')).toBeUndefined();
+    expect(await server.ctx.store.devices.get('TEST-ONLY-rl-4')).toBeUndefined();
     // Another address is not affected.
     expect((await register(testDevice('TEST-ONLY-rl-5'), {}, '198.51.100.8')).statusCode).toBe(200);
   });
@@ -130,7 +130,7 @@ describe('device squatting', () => {
     const reg = await register(d, { proof });
     expect(reg.json().device.status).toBe('accepted');
 
-    await expect(connectDevice(server.addresses.mqtt!, d, { password: proof })).rejects.toThrow();
+    await expect(await connectDevice(server.addresses.mqtt!, d, { password: proof })).rejects.toThrow();
     const again = await register(d, { proof });
     expect(again.statusCode).toBe(401);
     expect(again.json().error.message).toMatch(/already used/);

@@ -69,19 +69,18 @@ describe('GET /api/v1/fleet/summary', () => {
   it('counts the whole fleet in SQL, beyond the 1,000 devices a list page holds', async () => {
     const s = await start();
     const now = Date.now();
-    const { devices } = s.ctx.store;
-    s.ctx.store.tx(() => {
+    await s.ctx.store.tx(async ({ devices }) => {
       for (let i = 0; i < 1_250; i++) {
         const id = `TEST-ONLY-f-${String(i).padStart(4, '0')}`;
         // Ids sort so that the 250 board-b devices come after the first 1,000.
-        devices.insert({
+        await devices.insert({
           id,
           publicKey: '00'.repeat(32),
           status: 'accepted',
           hardware: i < 1_000 ? 'board-a' : 'board-b',
           now,
         });
-        devices.applyState(
+        await devices.applyState(
           id,
           stateMessage(1, {
             version: i % 5 === 0 ? '1.1.0' : '1.0.0',
@@ -89,11 +88,11 @@ describe('GET /api/v1/fleet/summary', () => {
           }),
           now,
         );
-        if (i % 10 === 0) devices.setOnline(id, false, now);
+        if (i % 10 === 0) await devices.setOnline(id, false, now);
       }
-      devices.insert({ id: 'TEST-ONLY-f-pending', publicKey: '00'.repeat(32), status: 'pending', now });
-      devices.insert({ id: 'TEST-ONLY-f-never', publicKey: '00'.repeat(32), status: 'accepted', now });
-      devices.insert({ id: 'TEST-ONLY-f-gone', publicKey: '00'.repeat(32), status: 'decommissioned', now });
+      await devices.insert({ id: 'TEST-ONLY-f-pending', publicKey: '00'.repeat(32), status: 'pending', now });
+      await devices.insert({ id: 'TEST-ONLY-f-never', publicKey: '00'.repeat(32), status: 'accepted', now });
+      await devices.insert({ id: 'TEST-ONLY-f-gone', publicKey: '00'.repeat(32), status: 'decommissioned', now });
     });
     const viewer = await token(s, 'TEST-ONLY viewer', 'viewer');
     const res = await s.app.inject({

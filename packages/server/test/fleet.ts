@@ -130,11 +130,11 @@ export class SimDevice {
 /** Enrols and connects every device, then waits until the server holds each one's reported image. */
 export async function connectFleet(server: RunningServer, fleet: SimDevice[]): Promise<void> {
   for (const d of fleet) {
-    enroll(server, d.key);
+    await enroll(server, d.key);
     await d.connect(server.addresses.mqtt!);
   }
   await waitFor(
-    () => fleet.every((d) => server.ctx.store.devices.get(d.id)?.imageSha256 === d.imageSha256),
+    () => fleet.every(async (d) => (await server.ctx.store.devices.get(d.id))?.imageSha256 === d.imageSha256),
     5000,
     'states',
   );

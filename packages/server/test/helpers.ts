@@ -70,8 +70,8 @@ export function testDevice(id: string): TestDevice {
 }
 
 /** Registers a device as accepted straight in the store (fleet set-up for tests). */
-export function enroll(server: RunningServer, d: TestDevice, extra: { hardware?: string } = {}): void {
-  server.ctx.store.devices.insert({
+export async function enroll(server: RunningServer, d: TestDevice, extra: { hardware?: string } = {}): Promise<void> {
+  await server.ctx.store.devices.insert({
     id: d.id,
     publicKey: d.publicKeyHex,
     status: 'accepted',

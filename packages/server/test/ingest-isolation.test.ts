@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
 import { cleanupDirs, enroll, eventMessage, startTestServer, stateMessage, testDevice } from './helpers.js';
+import type { SqliteDriver } from '../src/store/sqlite-driver.js';
 
 let server: RunningServer | undefined;
 afterAll(async () => {
@@ -13,11 +14,11 @@ describe('one report the store refuses', () => {
     server = await startTestServer();
     const good = testDevice('TEST-ONLY-ingest-good');
     const bad = testDevice('TEST-ONLY-ingest-bad');
-    enroll(server, good);
-    enroll(server, bad);
-    const { db } = server.ctx.store;
+    await enroll(server, good);
+    await enroll(server, bad);
+    const db = server.ctx.store.sql as SqliteDriver;
     // The store refuses any write to the bad device's row (as a full or damaged table would).
-    db.exec(`CREATE TEMP TRIGGER refuse_bad BEFORE UPDATE ON devices WHEN OLD.id = '${bad.id}'
+    await db.exec(`CREATE TEMP TRIGGER refuse_bad BEFORE UPDATE ON devices WHEN OLD.id = '${bad.id}'
              BEGIN SELECT RAISE(ABORT, 'TEST-ONLY refused'); END`);
     const acks: (Error | null | undefined)[] = [];
     const ack = (err?: Error | null) => acks.push(err);
@@ -34,7 +35,7 @@ describe('one report the store refuses', () => {
       { deviceId: good.id, channel: 'events', message: eventMessage('e1', 1, 'log') as never },
       ack,
     );
-    ingestor.flush();
+    await ingestor.flush();
 
     expect(acks).toEqual([null, null, null, null, null, null]);
     const row = (id: string) =>
@@ -45,7 +46,7 @@ describe('one report the store refuses', () => {
     expect(row(good.id)).toEqual({ seq: 3, online: 1 });
     expect(row(bad.id).seq).not.toBe(3);
     expect(row(bad.id).online).toBe(0);
-    expect(server.ctx.store.events.count()).toBe(1); // the good device's; the bad one's rolled back whole
+    expect(await server.ctx.store.events.count()).toBe(1); // the good device's; the bad one's rolled back whole
     const dropped = await server.ctx.metrics.reportsDropped.get();
     expect(dropped.values.find((v) => v.labels.reason === 'store')?.value).toBe(3);
   });

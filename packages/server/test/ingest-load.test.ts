@@ -30,9 +30,7 @@ describe('report ingestion under load', () => {
     server = await startTestServer();
     const url = server.addresses.mqtt!;
     const devices = Array.from({ length: DEVICES }, (_, i) => testDevice(`TEST-ONLY-load-${i}`));
-    server.ctx.store.tx(() => {
-      for (const d of devices) enroll(server!, d);
-    });
+    for (const d of devices) await enroll(server!, d);
     for (let i = 0; i < devices.length; i += 200)
       clients.push(...(await Promise.all(devices.slice(i, i + 200).map((d) => connectDevice(url, d)))));
     await waitFor(() => server!.broker!.connectedCount === DEVICES, 10_000, 'all devices connected');
@@ -68,10 +66,8 @@ describe('report ingestion under load', () => {
     // every report must be in the store.
     await Promise.all(acks);
     const seconds = (Date.now() - started) / 1000;
-    const rows = server.ctx.store.events.count();
-    const states = server.ctx.store.db
-      .prepare('SELECT COUNT(*) AS n FROM devices WHERE state_seq = ?')
-      .get(ROUNDS - 1) as { n: number };
+    const rows = await server.ctx.store.events.count();
+    const states = (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM devices WHERE state_seq = ?', [ROUNDS - 1])) as { n: number };
     console.log(
       `ingest: ${DEVICES} devices, ${sent} events + ${sent} states in ${seconds.toFixed(1)} s (${Math.round((2 * sent) / seconds)} reports/s); events stored ${rows}`,
     );

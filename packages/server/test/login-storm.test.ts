@@ -46,8 +46,8 @@ describe('a login storm', () => {
     expect(res.statusCode, res.body).toBe(200);
 
     const passwords = devices.map((d) => d.password());
-    const nonceRows = () =>
-      (server!.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM auth_nonces').get() as { n: number }).n;
+    const nonceRows = async () =>
+      ((await server!.ctx.store.sql.get('SELECT COUNT(*) AS n FROM auth_nonces')) as { n: number }).n;
     const connectedAt: number[] = [];
     clients.push(
       ...(await Promise.all(
@@ -58,23 +58,23 @@ describe('a login storm', () => {
             password: passwords[i]!,
             clean: false,
             connectTimeout: 60_000,
-          }).then((c) => {
+          }).then(async (c) => {
             // A CONNACK means the nonce is committed: the table holds at least this many.
-            connectedAt.push(nonceRows());
+            connectedAt.push(await nonceRows());
             return c;
           }),
         ),
       )),
     );
     expect(connectedAt.every((rows, i) => rows >= i + 1)).toBe(true);
-    expect(nonceRows()).toBe(DEVICES);
+    expect(await nonceRows()).toBe(DEVICES);
     await waitFor(() => server!.broker!.connectedCount === DEVICES, 10_000, 'all devices connected');
     const refused = await server.ctx.metrics.mqttAuth.get();
     expect(refused.values.filter((v) => v.labels.result !== 'ok').reduce((a, v) => a + v.value, 0)).toBe(0);
 
     // One of them replays its password from another socket: refused, and the device stays in.
     await expect(
-      connect(url, { clientId: devices[7]!.id, username: devices[7]!.id, password: passwords[7]! }),
+      await connect(url, { clientId: devices[7]!.id, username: devices[7]!.id, password: passwords[7]! }),
     ).rejects.toThrow(/Bad username or password/);
     expect(server.broker!.isConnected(devices[7]!.id)).toBe(true);
     // A fresh password still works (the session is taken over, as a reconnecting device would).

@@ -15,21 +15,21 @@ afterEach(async () => {
 
 const DAY = 86_400_000;
 
-function addDevice(
+async function addDevice(
   s: FlotillaServer,
   id: string,
   status: 'pending' | 'accepted' | 'rejected' | 'decommissioned',
   now: number,
   state?: { version: string | null; imageSha256: string | null; online?: boolean },
 ) {
-  s.ctx.store.devices.insert({ id, publicKey: testDevice(id).publicKeyHex, status, now });
+  await s.ctx.store.devices.insert({ id, publicKey: testDevice(id).publicKeyHex, status, now });
   if (!state) return;
-  s.ctx.store.devices.applyState(
+  await s.ctx.store.devices.applyState(
     id,
     stateMessage(1, { version: state.version, imageSha256: state.imageSha256 }),
     now,
   );
-  if (state.online === false) s.ctx.store.devices.setOnline(id, false, now);
+  if (state.online === false) await s.ctx.store.devices.setOnline(id, false, now);
 }
 
 describe('fleet gauges', () => {
@@ -45,7 +45,7 @@ describe('fleet gauges', () => {
     const v1 = await uploadRelease(server, '1.0.0', testImage(0));
     now += 10 * DAY;
     const v2 = await uploadRelease(server, '1.1.0', testImage(1));
-    const created = (v: string) => Date.parse(server!.ctx.store.releases.get(v)!.manifest.signed.created);
+    const created = async (v: string) => Date.parse((await server!.ctx.store.releases.get(v))!.manifest.signed.created);
     now += 5 * DAY;
 
     let m = await scrape(server);
@@ -55,18 +55,18 @@ describe('fleet gauges', () => {
     expect(m.series('flotilla_devices_by_version')).toEqual([]);
 
     for (let i = 0; i < 3; i++)
-      addDevice(server, `TEST-ONLY-g-v1-${i}`, 'accepted', now, {
+      await addDevice(server, `TEST-ONLY-g-v1-${i}`, 'accepted', now, {
         version: '1.0.0',
         imageSha256: v1.image.sha256,
       });
-    addDevice(server, 'TEST-ONLY-g-v2', 'accepted', now, {
+    await addDevice(server, 'TEST-ONLY-g-v2', 'accepted', now, {
       version: '1.1.0',
       imageSha256: v2.image.sha256,
       online: false,
     });
-    addDevice(server, 'TEST-ONLY-g-none', 'accepted', now); // never reported
-    addDevice(server, 'TEST-ONLY-g-pending', 'pending', now);
-    addDevice(server, 'TEST-ONLY-g-rejected', 'rejected', now, {
+    await addDevice(server, 'TEST-ONLY-g-none', 'accepted', now); // never reported
+    await addDevice(server, 'TEST-ONLY-g-pending', 'pending', now);
+    await addDevice(server, 'TEST-ONLY-g-rejected', 'rejected', now, {
       version: '1.1.0',
       imageSha256: v2.image.sha256,
     });
@@ -89,25 +89,25 @@ describe('fleet gauges', () => {
       none: 1,
     });
     expect(m.value('flotilla_release_created_timestamp_seconds', { version: '1.0.0' })).toBe(
-      created('1.0.0') / 1000,
+      (await created('1.0.0')) / 1000,
     );
     expect(m.value('flotilla_release_created_timestamp_seconds', { version: '1.1.0' })).toBe(
-      created('1.1.0') / 1000,
+      (await created('1.1.0')) / 1000,
     );
-    const age = (v: string) => (now - created(v)) / 1000;
+    const age = async (v: string) => (now - (await created(v))) / 1000;
     expect(m.value('flotilla_fleet_oldest_image_age_seconds')).toBe(age('1.0.0'));
     // Mean over the 4 accepted devices on a known release image (the one that never reported is left out).
     expect(m.value('flotilla_fleet_mean_image_age_seconds')).toBeCloseTo(
-      (3 * age('1.0.0') + age('1.1.0')) / 4,
+      (3 * (await age('1.0.0')) + (await age('1.1.0'))) / 4,
       6,
     );
 
     // The last 1.1.0 device moves back: its version series disappears instead of keeping a stale 1.
-    server.ctx.store.devices.applyState(
+    (await server.ctx.store.devices.applyState(
       'TEST-ONLY-g-v2',
       stateMessage(2, { version: '1.0.0', imageSha256: v1.image.sha256 }),
       now,
-    );
+    ));
     m = await scrape(server);
     expect(m.has('flotilla_devices_by_version', { version: '1.1.0' })).toBe(false);
     expect(m.value('flotilla_devices_by_version', { version: '1.0.0' })).toBe(4);
@@ -128,8 +128,8 @@ describe('fleet gauges', () => {
       },
       limits: { offlineAfterMs: 60_000 },
     });
-    addDevice(server, 'TEST-ONLY-x-fresh', 'accepted', now - 1000, { version: null, imageSha256: null });
-    addDevice(server, 'TEST-ONLY-x-stale', 'accepted', now - 120_000, { version: null, imageSha256: null });
+    await addDevice(server, 'TEST-ONLY-x-fresh', 'accepted', now - 1000, { version: null, imageSha256: null });
+    await addDevice(server, 'TEST-ONLY-x-stale', 'accepted', now - 120_000, { version: null, imageSha256: null });
     const m = await scrape(server);
     expect(m.value('flotilla_devices_online')).toBe(1);
   });

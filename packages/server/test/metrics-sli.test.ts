@@ -65,7 +65,7 @@ describe('update SLIs', () => {
     now += 1_000_000;
     await other.install(offer.offer.signed.deploymentId, 'healthy', '1.1.0', v2.image.sha256);
     await waitFor(
-      () => server!.ctx.store.rollouts.get(rolloutId)?.status === 'completed',
+      async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'completed',
       10_000,
       'completed',
     );
@@ -119,7 +119,7 @@ describe('update SLIs', () => {
     const canary = await firstOffered(fleet);
     const depId = canary.cmd.offer.signed.deploymentId;
     await canary.d.install(depId, 'rolled-back', '', '');
-    await waitFor(() => server!.ctx.store.rollouts.get(rolloutId)?.status === 'paused', 10_000, 'paused');
+    await waitFor(async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'paused', 10_000, 'paused');
     await waitFor(async () => (await scrape(server!)).value(UPDATES) === 1, 5000, 'update counted');
 
     let m = await scrape(server!);
@@ -195,7 +195,7 @@ describe('artifact bytes, builds and signing', () => {
   it('counts artifact bytes by kind as they are sent: whole files, ranges, nothing for HEAD or 304', async () => {
     if (!existsSync(deltaWorkerPath())) throw new Error(`run \`npx tsc -b\` first: ${deltaWorkerPath()}`);
     await setup(0);
-    const v1 = server!.ctx.store.releases.get('1.0.0')!;
+    const v1 = (await server!.ctx.store.releases.get('1.0.0'))!;
     const get = (sha: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') =>
       server!.app.inject({ method, url: `/api/v1/artifacts/${sha}`, headers: { ...auth(), ...headers } });
     const bytes = async (kind: string) =>
@@ -225,16 +225,16 @@ describe('artifact bytes, builds and signing', () => {
     });
     expect(res.statusCode, res.body).toBe(202);
     await waitFor(
-      () =>
-        server!.ctx.store.deltas.get(v1.imageSha256, server!.ctx.store.releases.get('1.1.0')!.imageSha256)
+      async () =>
+        (await server!.ctx.store.deltas.get(v1.imageSha256, (await server!.ctx.store.releases.get('1.1.0'))!.imageSha256))
           ?.status === 'ready',
       20_000,
       'delta',
     );
-    const d = server!.ctx.store.deltas.get(
+    const d = (await server!.ctx.store.deltas.get(
       v1.imageSha256,
-      server!.ctx.store.releases.get('1.1.0')!.imageSha256,
-    )!;
+      (await server!.ctx.store.releases.get('1.1.0'))!.imageSha256,
+    ))!;
     const delta = await get(d.deltaSha256!);
     expect(delta.rawPayload.length).toBe(d.deltaSize);
     const m = await scrape(server!);

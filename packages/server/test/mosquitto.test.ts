@@ -59,13 +59,13 @@ describe.skipIf(lacksMosquitto)('Mosquitto: credentials, reloads and staleness',
         qos: 1,
       });
       await waitFor(
-        () => broker.server.ctx.store.devices.get('TEST-ONLY-mq-stale')?.online === true,
+        async () => (await broker.server.ctx.store.devices.get('TEST-ONLY-mq-stale'))?.online === true,
         5000,
         'online after a report',
       );
       // Still connected, but silent: the broker tells the server nothing, staleness decides.
       await waitFor(
-        () => broker.server.ctx.store.devices.get('TEST-ONLY-mq-stale')?.online === false,
+        async () => (await broker.server.ctx.store.devices.get('TEST-ONLY-mq-stale'))?.online === false,
         5000,
         'offline after the staleness window',
       );
@@ -79,7 +79,7 @@ describe.skipIf(lacksMosquitto)('Mosquitto: credentials, reloads and staleness',
 
   it('refuses a device id without a credential even with a plausible password', async () => {
     await expect(
-      connect(broker.url, {
+      await connect(broker.url, {
         clientId: 'TEST-ONLY-mq-none',
         username: 'TEST-ONLY-mq-none',
         password: 'x'.repeat(32),

@@ -37,8 +37,8 @@ const clients: MqttClient[] = [];
 beforeAll(async () => {
   server = await startTestServer();
   url = server.addresses.mqtt!;
-  enroll(server, a);
-  enroll(server, b);
+  await enroll(server, a);
+  await enroll(server, b);
 });
 afterAll(async () => {
   await endClients(clients);
@@ -72,9 +72,7 @@ async function serverStillWorks(): Promise<void> {
     JSON.stringify(eventMessage(eventId, 1, 'log')),
     { qos: 1 },
   );
-  const rows = server.ctx.store.db
-    .prepare('SELECT COUNT(*) AS n FROM device_events WHERE event_id = ?')
-    .get(eventId) as { n: number };
+  const rows = (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM device_events WHERE event_id = ?', [eventId])) as { n: number };
   expect(rows.n).toBe(1);
   await c.endAsync();
 }
@@ -88,14 +86,14 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     const pw = a.password();
     const first = await connect(url, { clientId: a.id, username: a.id, password: pw });
     await first.endAsync();
-    await expect(connect(url, { clientId: a.id, username: a.id, password: pw })).rejects.toThrow(
+    await expect(await connect(url, { clientId: a.id, username: a.id, password: pw })).rejects.toThrow(
       /Bad username or password/,
     );
   });
 
   it('closes a login whose device is rejected while its login is being checked', async () => {
     const d = testDevice('TEST-ONLY-dev-revoked-mid-login');
-    enroll(server, d);
+    await enroll(server, d);
     // Reject the device in the middle of its login: after its status was read, before its nonce
     // is committed (the connection is not registered yet, so the revocation cannot find it).
     const nonces = server.ctx.store.nonces;
@@ -119,37 +117,37 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
 
   it('refuses a password outside the time window', async () => {
     await expect(
-      connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),
+      await connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),
     ).rejects.toThrow(/Bad username or password/);
   });
 
   it('refuses a device using another device id as client id (session takeover)', async () => {
-    await expect(connect(url, { clientId: b.id, username: a.id, password: a.password() })).rejects.toThrow(
+    await expect(await connect(url, { clientId: b.id, username: a.id, password: a.password() })).rejects.toThrow(
       /Identifier rejected/,
     );
   });
 
   it('refuses unknown and pending devices', async () => {
     const stranger = testDevice('TEST-ONLY-stranger');
-    await expect(connectDevice(url, stranger)).rejects.toThrow(/Not authorized/);
-    server.ctx.store.devices.insert({
+    await expect(await connectDevice(url, stranger)).rejects.toThrow(/Not authorized/);
+    await server.ctx.store.devices.insert({
       id: 'TEST-ONLY-pending',
       publicKey: testDevice('x').publicKeyHex,
       status: 'pending',
       now: 1,
     });
     const p = testDevice('TEST-ONLY-pending');
-    await expect(connectDevice(url, p)).rejects.toThrow(/Not authorized|Bad username/);
+    await expect(await connectDevice(url, p)).rejects.toThrow(/Not authorized|Bad username/);
   });
 
   it('refuses an MQTT 5 client (the embedded broker speaks 3.1.1)', async () => {
-    await expect(connectDevice(url, a, { protocolVersion: 5 })).rejects.toThrow();
+    await expect(await connectDevice(url, a, { protocolVersion: 5 })).rejects.toThrow();
   });
 
   it('disconnects a device publishing on its own commands topic or on $SYS', async () => {
     for (const topic of ['flotilla/v1/devices/TEST-ONLY-dev-a/commands', '$SYS/broker/x', 'other/topic']) {
       const c = await device(a);
-      const closed = closedWithin(c, 3000);
+      const closed = await closedWithin(c, 3000);
       c.publish(topic, '{}', { qos: 1 });
       expect(await closed).toBe(true);
     }
@@ -166,7 +164,7 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
       'flotilla/v1/devices/TEST-ONLY-dev-a/state',
     ]) {
       // mqtt.js turns the SUBACK failure code 0x80 into this error.
-      await expect(c.subscribeAsync(topic, { qos: 1 }), topic).rejects.toThrow(/Subscribe error/);
+      await expect(await c.subscribeAsync(topic, { qos: 1 }), topic).rejects.toThrow(/Subscribe error/);
     }
     const own = await c.subscribeAsync('flotilla/v1/devices/TEST-ONLY-dev-a/commands', { qos: 1 });
     expect(own[0]?.qos).toBe(1);
@@ -196,30 +194,30 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     const retained: unknown[] = [];
     for await (const p of retainedStream(server.broker!.aedes, ['#'])) retained.push(p);
     expect(retained).toEqual([]);
-    expect(server.ctx.store.devices.get(a.id)?.stateSeq).toBe(50);
+    expect((await server.ctx.store.devices.get(a.id))?.stateSeq).toBe(50);
     await c.endAsync();
   });
 
   it('marks a device offline when its connection drops', async () => {
     const c = await device(b);
-    await waitFor(() => server.ctx.store.devices.get(b.id)?.online === true, 3000, 'online');
+    await waitFor(async () => (await server.ctx.store.devices.get(b.id))?.online === true, 3000, 'online');
     c.stream.destroy();
-    await waitFor(() => server.ctx.store.devices.get(b.id)?.online === false, 3000, 'offline');
+    await waitFor(async () => (await server.ctx.store.devices.get(b.id))?.online === false, 3000, 'offline');
   });
 
   it('joins a new device with a one-time provisioning token, and only once', async () => {
-    const t = server.ctx.store.provisioning.create('TEST-ONLY line', 60_000, true, Date.now());
+    const t = await server.ctx.store.provisioning.create('TEST-ONLY line', 60_000, true, Date.now());
     const n = testDevice('TEST-ONLY-new');
     const c = await connect(url, {
       clientId: n.id,
       username: n.id,
       password: `flp1.${t.secret}.${n.publicKeyHex}`,
     });
-    expect(server.ctx.store.devices.get(n.id)?.status).toBe('accepted');
+    expect((await server.ctx.store.devices.get(n.id))?.status).toBe('accepted');
     await c.endAsync();
     const m = testDevice('TEST-ONLY-other');
     await expect(
-      connect(url, { clientId: m.id, username: m.id, password: `flp1.${t.secret}.${m.publicKeyHex}` }),
+      await connect(url, { clientId: m.id, username: m.id, password: `flp1.${t.secret}.${m.publicKeyHex}` }),
     ).rejects.toThrow(/Not authorized/);
     // The registered key works from then on.
     const again = await connectDevice(url, n);
@@ -233,7 +231,7 @@ describe('replay protection across a restart', () => {
     const d = testDevice('TEST-ONLY-restart');
     let s = await startTestServer({ dataDir });
     try {
-      enroll(s, d);
+      await enroll(s, d);
       const captured = d.password();
       const c = await connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured });
       await c.endAsync();
@@ -241,7 +239,7 @@ describe('replay protection across a restart', () => {
       await s.crash();
       s = await startTestServer({ dataDir });
       await expect(
-        connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured }),
+        await connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured }),
       ).rejects.toThrow(/Bad username or password/);
       const fresh = await connectDevice(s.addresses.mqtt!, d);
       await fresh.endAsync();

@@ -22,17 +22,15 @@ beforeAll(async () => {
     sha[v] = (await uploadRelease(server, v, testImage(i, 256 * 1024))).image.sha256;
   // A device still runs 1.0.0; an unfinished rollout targets 1.2.0.
   const d = testDevice('TEST-ONLY-ret-1');
-  server.ctx.store.devices.insert({
+  await server.ctx.store.devices.insert({
     id: d.id,
     publicKey: d.publicKeyHex,
     status: 'accepted',
     hardware: 'TEST-ONLY-board',
     now: 1,
   });
-  server.ctx.store.db
-    .prepare('UPDATE devices SET version = ?, image_sha256 = ? WHERE id = ?')
-    .run('1.0.0', sha['1.0.0'], d.id);
-  server.ctx.rollouts.create(
+  await server.ctx.store.sql.run('UPDATE devices SET version = ?, image_sha256 = ? WHERE id = ?', ['1.0.0', sha['1.0.0']!, d.id]);
+  await server.ctx.rollouts.create(
     { release: '1.2.0', policy: { target: {}, phases: [{ percent: 100 }] } },
     'test',
   );
@@ -51,7 +49,7 @@ describe('retention', () => {
       payload: { keepPerChannel: 1, dryRun: true },
     });
     expect(dry.json().releases).toEqual(['1.3.0', '1.1.0']);
-    expect(server.ctx.store.releases.list()).toHaveLength(5);
+    expect(await server.ctx.store.releases.list()).toHaveLength(5);
 
     const res = await server.app.inject({
       method: 'POST',
@@ -68,8 +66,8 @@ describe('retention', () => {
     expect(why['1.2.0']).toContain('unfinished rollout');
     expect(why['1.4.0']).toContain('newest in dev');
     expect(
-      server.ctx.store.releases
-        .list()
+      (await server.ctx.store.releases
+        .list())
         .map((r) => r.version)
         .sort(),
     ).toEqual(['1.0.0', '1.2.0', '1.4.0']);
@@ -82,7 +80,7 @@ describe('retention', () => {
     });
     expect(gone.statusCode).toBe(404);
     expect(
-      server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 100).some((e) => e.action === 'retention.prune'),
+      (await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 100)).some((e) => e.action === 'retention.prune'),
     ).toBe(true);
   });
 });
@@ -117,11 +115,11 @@ describe('retention on a timer', () => {
       const { timers, scheduled } = fakeTimers();
       s.ctx.retention.schedule(60_000, { keepPerChannel: 1 }, timers);
       expect(scheduled.map((t) => t.ms)).toEqual([60_000]);
-      expect(s.ctx.store.releases.list()).toHaveLength(3); // nothing happens before the interval
+      expect(await s.ctx.store.releases.list()).toHaveLength(3); // nothing happens before the interval
       scheduled[0]!.fn();
-      expect(s.ctx.store.releases.list().map((r) => r.version)).toEqual(['2.2.0']);
-      const entry = s.ctx.store.audit
-        .list(Number.MAX_SAFE_INTEGER, 100)
+      expect((await s.ctx.store.releases.list()).map((r) => r.version)).toEqual(['2.2.0']);
+      const entry = (await s.ctx.store.audit
+        .list(Number.MAX_SAFE_INTEGER, 100))
         .find((e) => e.action === 'retention.prune');
       expect(entry?.actor).toBe('retention-timer');
       s.ctx.retention.unschedule();
@@ -153,9 +151,9 @@ describe('retention on a timer', () => {
       await uploadRelease(s, '3.0.0', testImage(0, 256 * 1024));
       await uploadRelease(s, '3.1.0', testImage(1, 256 * 1024));
       await waitFor(
-        () =>
-          s.ctx.store.releases
-            .list()
+        async () =>
+          (await s.ctx.store.releases
+            .list())
             .map((r) => r.version)
             .join() === '3.1.0',
         10_000,

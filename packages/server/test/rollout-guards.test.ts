@@ -31,16 +31,16 @@ afterAll(async () => {
 
 const create = (payload: object) =>
   server.app.inject({ method: 'POST', url: '/api/v1/rollouts', headers: auth(), payload });
-const rolloutCount = () => server.ctx.store.rollouts.list(1000, 0).length;
+const rolloutCount = async () => (await server.ctx.store.rollouts.list(1000, 0)).length;
 
 describe('POST /rollouts refuses downgrades and recovery releases', () => {
   it('refuses a rollout of 1.0.0 onto devices running 1.1.0 (a downgrade rolled out unchecked)', async () => {
-    const before = rolloutCount();
+    const before = await rolloutCount();
     const res = await create({ release: '1.0.0', policy: { phases: [{}] } });
     expect(res.statusCode, res.body).toBe(409);
     expect(res.json().error.code).toBe('FLOTILLA_ERR_SERVER_ROLLOUT_DOWNGRADE');
     expect(res.json().error.message).toMatch(/TEST-ONLY-guard-0 \(1\.1\.0\)/);
-    expect(rolloutCount()).toBe(before);
+    expect(await rolloutCount()).toBe(before);
   });
 
   it('refuses allowDowngrade without a reason', async () => {
@@ -50,7 +50,7 @@ describe('POST /rollouts refuses downgrades and recovery releases', () => {
 
   it('never below a device security floor, even with allowDowngrade', async () => {
     const id = 'TEST-ONLY-guard-2';
-    server.ctx.store.devices.applyState(
+    await server.ctx.store.devices.applyState(
       id,
       stateMessage(1000, { version: '1.1.0', imageSha256: v2.image.sha256, securityVersion: 2 }),
       Date.now(),
@@ -74,7 +74,7 @@ describe('POST /rollouts refuses downgrades and recovery releases', () => {
     });
     expect(res.statusCode, res.body).toBe(201);
     const id = res.json().id as string;
-    const audit = server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 50);
+    const audit = await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 50);
     expect(audit.find((e) => e.action === 'rollout.allow-downgrade' && e.target === id)).toMatchObject({
       actor: expect.any(String),
       detail: { release: '1.0.0', reason: 'TEST-ONLY 1.1.0 drops the modem', devices: 2 },
@@ -88,13 +88,13 @@ describe('POST /rollouts refuses downgrades and recovery releases', () => {
   });
 
   it('refuses to roll out a recovery-kind release (every device would refuse it)', async () => {
-    const base = server.ctx.store.releases.get('1.1.0')!;
+    const base = (await server.ctx.store.releases.get('1.1.0'))!;
     const manifest = {
       ...(base.manifest.signed as ReleaseManifest),
       kind: 'recovery',
       version: '1.2.0',
     } as ReleaseManifest;
-    server.ctx.store.releases.insert(manifest, { ...base.manifest, signed: manifest }, Date.now());
+    await server.ctx.store.releases.insert(manifest, { ...base.manifest, signed: manifest }, Date.now());
     const res = await create({ release: '1.2.0', policy: { phases: [{}] } });
     expect(res.statusCode, res.body).toBe(422);
     expect(res.json().error.code).toBe('FLOTILLA_ERR_SERVER_ROLLOUT_RECOVERY');
@@ -115,16 +115,16 @@ describe('a device cannot turn its own failure into success', () => {
     await device.event('failed', dep, { reason: { code: 'TEST', message: 'TEST-ONLY disk full' } });
     await device.event('healthy', dep, { version: '1.1.0' });
     await waitFor(
-      () =>
-        server.ctx.store.events
-          .timeline(device.id, Number.MAX_SAFE_INTEGER, 10)
+      async () =>
+        (await server.ctx.store.events
+          .timeline(device.id, Number.MAX_SAFE_INTEGER, 10))
           .some((e) => e.kind === 'healthy'),
       10_000,
       'the healthy event stored',
     );
-    expect(server.ctx.store.deployments.find(rolloutId, device.id)?.state).toBe('failed');
+    expect((await server.ctx.store.deployments.find(rolloutId, device.id))?.state).toBe('failed');
     await waitFor(
-      () => server.ctx.store.rollouts.get(rolloutId)?.status === 'failed',
+      async () => (await server.ctx.store.rollouts.get(rolloutId))?.status === 'failed',
       10_000,
       'rollout failed',
     );

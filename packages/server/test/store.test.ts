@@ -5,13 +5,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NonceCache } from '../src/mqtt/device-auth.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { Store } from '../src/store/store.js';
+import type { SqliteDriver } from '../src/store/sqlite-driver.js';
 
 const dirs: string[] = [];
-function tempStore(): { store: Store; file: string } {
+async function tempStore(): Promise<{ store: Store; file: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-store-'));
   dirs.push(dir);
   const file = join(dir, 'server.db');
-  return { store: Store.open(file), file };
+  return { store: await Store.open(file), file };
 }
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -28,31 +29,31 @@ const event = (eventId: string, seq: number) => ({
 });
 
 describe('store', () => {
-  it('applies every migration once and reopens an existing database unchanged', () => {
-    const { store, file } = tempStore();
-    expect(store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
-    expect(store.db.pragma('journal_mode', { simple: true })).toBe('wal');
-    store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
-    store.close();
-    const again = Store.open(file);
-    expect(again.devices.get('d1')?.status).toBe('accepted');
-    again.close();
+  it('applies every migration once and reopens an existing database unchanged', async () => {
+    const { store, file } = await tempStore();
+    expect(await (store.sql as SqliteDriver).schemaVersion()).toBe(MIGRATIONS.at(-1)!.version);
+    expect((await store.sql.get<{ journal_mode: string }>('PRAGMA journal_mode'))?.journal_mode).toBe('wal');
+    await store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+    await store.close();
+    const again = await Store.open(file);
+    expect((await again.devices.get('d1'))?.status).toBe('accepted');
+    await again.close();
   });
 
-  it('records an event id once per device, so a resent event is not double-counted', () => {
-    const { store } = tempStore();
-    store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
-    store.devices.insert({ id: 'd2', publicKey: 'cd'.repeat(32), status: 'accepted', now: 1 });
-    expect(store.events.insert('d1', event('e1', 1), 2)).toBe(true);
-    expect(store.events.insert('d1', event('e1', 1), 3)).toBe(false);
-    expect(store.events.insert('d2', event('e1', 1), 3)).toBe(true);
-    expect(store.events.count()).toBe(2);
-    store.close();
+  it('records an event id once per device, so a resent event is not double-counted', async () => {
+    const { store } = await tempStore();
+    await store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+    await store.devices.insert({ id: 'd2', publicKey: 'cd'.repeat(32), status: 'accepted', now: 1 });
+    expect(await store.events.insert('d1', event('e1', 1), 2)).toBe(true);
+    expect(await store.events.insert('d1', event('e1', 1), 3)).toBe(false);
+    expect(await store.events.insert('d2', event('e1', 1), 3)).toBe(true);
+    expect(await store.events.count()).toBe(2);
+    await store.close();
   });
 
-  it('ignores a state report older than the one already stored', () => {
-    const { store } = tempStore();
-    store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+  it('ignores a state report older than the one already stored', async () => {
+    const { store } = await tempStore();
+    await store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
     const state = (seq: number, version: string, ts: string) => ({
       schemaVersion: 1 as const,
       type: 'state' as const,
@@ -66,97 +67,103 @@ describe('store', () => {
       deploymentId: null,
       lastError: null,
     });
-    store.devices.applyState('d1', state(5, '1.1.0', '2026-01-01T00:00:05Z'), 10);
-    expect(store.devices.applyState('d1', state(4, '1.0.0', '2026-01-01T00:00:04Z'), 11)).toBe(false);
-    expect(store.devices.get('d1')?.version).toBe('1.1.0');
-    store.close();
+    await store.devices.applyState('d1', state(5, '1.1.0', '2026-01-01T00:00:05Z'), 10);
+    expect(await store.devices.applyState('d1', state(4, '1.0.0', '2026-01-01T00:00:04Z'), 11)).toBe(false);
+    expect((await store.devices.get('d1'))?.version).toBe('1.1.0');
+    await store.close();
   });
 
-  it('consumes a provisioning token only once and never after it expires', () => {
-    const { store } = tempStore();
-    const t = store.provisioning.create('line 3', 1000, true, 100);
-    expect(store.provisioning.consume(t.secret, 'd1', 200)?.usedBy).toBe('d1');
-    expect(store.provisioning.consume(t.secret, 'd2', 201)).toBeUndefined();
-    const late = store.provisioning.create('late', 1000, true, 100);
-    expect(store.provisioning.consume(late.secret, 'd3', 1200)).toBeUndefined();
-    store.close();
+  it('consumes a provisioning token only once and never after it expires', async () => {
+    const { store } = await tempStore();
+    const t = await store.provisioning.create('line 3', 1000, true, 100);
+    expect((await store.provisioning.consume(t.secret, 'd1', 200))?.usedBy).toBe('d1');
+    expect(await store.provisioning.consume(t.secret, 'd2', 201)).toBeUndefined();
+    const late = await store.provisioning.create('late', 1000, true, 100);
+    expect(await store.provisioning.consume(late.secret, 'd3', 1200)).toBeUndefined();
+    await store.close();
   });
 
-  it('rolls back every write of a transaction that throws', () => {
-    const { store } = tempStore();
-    expect(() =>
-      store.tx(() => {
-        store.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
-        store.audit.record('test', 'device.create', 'd1', {}, 1);
+  it('rolls back every write of a transaction that throws', async () => {
+    const { store } = await tempStore();
+    await expect(() =>
+      store.tx(async (tx) => {
+        await tx.devices.insert({ id: 'd1', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+        await tx.audit.record('test', 'device.create', 'd1', {}, 1);
         throw new Error('boom');
       }),
-    ).toThrow('boom');
-    expect(store.devices.get('d1')).toBeUndefined();
-    expect(store.audit.list(Number.MAX_SAFE_INTEGER, 10)).toHaveLength(0);
-    store.close();
+    ).rejects.toThrow('boom');
+    expect(await store.devices.get('d1')).toBeUndefined();
+    expect(await store.audit.list(Number.MAX_SAFE_INTEGER, 10)).toHaveLength(0);
+    await store.close();
   });
 
-  it('stores only the hash of an API token and finds it by the token', () => {
-    const { store } = tempStore();
-    const { token, secret } = store.tokens.create('ci', 'viewer', 1);
-    const raw = store.db.prepare('SELECT hash FROM api_tokens WHERE id = ?').get(token.id) as {
+  it('stores only the hash of an API token and finds it by the token', async () => {
+    const { store } = await tempStore();
+    const { token, secret } = await store.tokens.create('ci', 'viewer', 1);
+    const raw = (await store.sql.get('SELECT hash FROM api_tokens WHERE id = ?', [token.id])) as {
       hash: string;
     };
     expect(raw.hash).not.toContain(secret);
-    expect(store.tokens.authenticate(secret, 2)?.role).toBe('viewer');
-    expect(store.tokens.authenticate(`${secret}x`, 2)).toBeUndefined();
-    store.tokens.revoke(token.id, 3);
-    expect(store.tokens.authenticate(secret, 4)).toBeUndefined();
-    store.close();
+    expect((await store.tokens.authenticate(secret, 2))?.role).toBe('viewer');
+    expect(await store.tokens.authenticate(`${secret}x`, 2)).toBeUndefined();
+    await store.tokens.revoke(token.id, 3);
+    expect(await store.tokens.authenticate(secret, 4)).toBeUndefined();
+    await store.close();
   });
 });
 
 describe('accepted device-password nonces', () => {
   it('survive reopening the store, expire after twice the auth window and are pruned', async () => {
-    const { store, file } = tempStore();
+    const { store, file } = await tempStore();
     const window = 5 * 60_000;
     const t0 = 1_800_000_000_000;
-    const first = new NonceCache(window, 100, store.nonces, t0);
+    const first = new NonceCache(window, 100, store.nonces);
+    await first.load(t0);
     expect(await first.add('TEST-ONLY-dev:nonce-1', t0)).toBe('ok');
     expect(await first.add('TEST-ONLY-dev:nonce-1', t0 + 1000)).toBe('replay');
-    store.close();
+    await store.close();
 
     // A restarted server: a fresh cache over the reopened file still knows the nonce.
-    const reopened = Store.open(file);
-    const second = new NonceCache(window, 100, reopened.nonces, t0 + 60_000);
+    const reopened = await Store.open(file);
+    const second = new NonceCache(window, 100, reopened.nonces);
+    await second.load(t0 + 60_000);
     expect(second.size).toBe(1);
     expect(await second.add('TEST-ONLY-dev:nonce-1', t0 + 60_000)).toBe('replay');
     // Once no password carrying it can verify any more, the nonce is forgotten, in memory and on disk.
     const later = t0 + 2 * window + 1;
     expect(await second.add('TEST-ONLY-dev:nonce-2', later)).toBe('ok');
     expect(second.size).toBe(1);
-    expect(reopened.nonces.count()).toBe(1);
-    reopened.close();
+    expect(await reopened.nonces.count()).toBe(1);
+    await reopened.close();
   });
 
   it('refuses a nonce another process recorded (the table is checked, not only memory)', async () => {
-    const { store } = tempStore();
+    const { store } = await tempStore();
     const now = 1_800_000_000_000;
-    const a = new NonceCache(60_000, 100, store.nonces, now);
-    const b = new NonceCache(60_000, 100, store.nonces, now);
+    const a = new NonceCache(60_000, 100, store.nonces);
+    await a.load(now);
+    const b = new NonceCache(60_000, 100, store.nonces);
+    await b.load(now);
     expect(await a.add('TEST-ONLY-dev:n', now)).toBe('ok');
     expect(await b.add('TEST-ONLY-dev:n', now)).toBe('replay');
   });
 
   it('records a burst of logins in one transaction; the same nonce twice in it is a replay', async () => {
-    const { store } = tempStore();
+    const { store } = await tempStore();
     const now = 1_800_000_000_000;
-    const cache = new NonceCache(60_000, 1000, store.nonces, now);
+    const cache = new NonceCache(60_000, 1000, store.nonces);
+    await cache.load(now);
     const batches: number[] = [];
     const persist = {
       addMany: (e: { key: string; until: number }[], t: number) => {
         batches.push(e.length);
         return store.nonces.addMany(e, t);
       },
-      live: () => [],
-      prune: () => 0,
+      live: async () => [],
+      prune: async () => 0,
     };
-    const grouped = new NonceCache(60_000, 1000, persist, now);
+    const grouped = new NonceCache(60_000, 1000, persist);
+    await grouped.load(now);
     const verdicts = await Promise.all([
       ...Array.from({ length: 50 }, (_, i) => grouped.add(`TEST-ONLY-dev:${i}`, now)),
       grouped.add('TEST-ONLY-dev:7', now),
@@ -164,7 +171,7 @@ describe('accepted device-password nonces', () => {
     expect(batches).toEqual([50]);
     expect(verdicts.filter((v) => v === 'ok')).toHaveLength(50);
     expect(verdicts[50]).toBe('replay');
-    expect(store.nonces.count()).toBe(50);
+    expect(await store.nonces.count()).toBe(50);
     expect(await cache.add('TEST-ONLY-dev:7', now)).toBe('replay'); // on disk: another cache sees it
   });
 
@@ -172,14 +179,15 @@ describe('accepted device-password nonces', () => {
     const now = 1_800_000_000_000;
     let failing = true;
     const persist = {
-      addMany: (e: { key: string; until: number }[]) => {
+      addMany: async (e: { key: string; until: number }[]) => {
         if (failing) throw new Error('SQLITE_FULL: database or disk is full');
         return e.map(() => true);
       },
-      live: () => [],
-      prune: () => 0,
+      live: async () => [],
+      prune: async () => 0,
     };
-    const cache = new NonceCache(60_000, 1000, persist, now);
+    const cache = new NonceCache(60_000, 1000, persist);
+    await cache.load(now);
     expect(await cache.add('TEST-ONLY-dev:n', now)).toBe('busy');
     expect(cache.size).toBe(0);
     failing = false;

@@ -22,11 +22,9 @@ deviceBrokerSuite('embedded aedes over WebSocket (/mqtt)', () => aedesBroker('ws
 
 afterAll(() => cleanupDirs());
 
-const stored = (server: RunningServer, id: string, eventId: string) =>
+const stored = async (server: RunningServer, id: string, eventId: string) =>
   (
-    server.ctx.store.db
-      .prepare('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?')
-      .get(id, eventId) as { n: number }
+    (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?', [id, eventId])) as { n: number }
   ).n;
 
 describe.skipIf(missingTools(['openssl']).length > 0)('TLS listeners', () => {
@@ -34,7 +32,7 @@ describe.skipIf(missingTools(['openssl']).length > 0)('TLS listeners', () => {
   const d = testDevice('TEST-ONLY-tls-dev');
   beforeAll(async () => {
     broker = await aedesBroker('tls');
-    enroll(broker.server, d);
+    await enroll(broker.server, d);
   }, 30_000);
   afterAll(() => broker?.close());
 
@@ -62,7 +60,7 @@ describe.skipIf(missingTools(['openssl']).length > 0)('TLS listeners', () => {
   });
 
   it('refuses a TLS client that does not trust the certificate', async () => {
-    await expect(connectDevice(broker.url, d)).rejects.toThrow(/self[- ]signed|certificate/i);
+    await expect(await connectDevice(broker.url, d)).rejects.toThrow(/self[- ]signed|certificate/i);
   });
 
   it('serves MQTT over wss on the HTTPS API port: a device report is stored', async () => {
@@ -76,7 +74,7 @@ describe.skipIf(missingTools(['openssl']).length > 0)('TLS listeners', () => {
         qos: 1,
       },
     );
-    await waitFor(() => stored(broker.server, d.id, 'wss-1') === 1, 5000, 'report over wss');
+    await waitFor(async () => (await stored(broker.server, d.id, 'wss-1')) === 1, 5000, 'report over wss');
     await c.endAsync();
   });
 });
@@ -131,7 +129,7 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
       payload: { name: 'TEST-ONLY viewer', role: 'viewer' },
     });
     viewer = res.json().token;
-    enroll(server, d);
+    await enroll(server, d);
     device = await connectDevice(server.addresses.mqtt!, d);
   });
   afterAll(async () => {
@@ -148,7 +146,7 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
     try {
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-      const got = readEvents(
+      const got = await readEvents(
         res,
         (e) => e.event === 'device.event' && e.data.deviceId === d.id && e.data.kind === 'healthy',
         5000,
@@ -198,6 +196,6 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
 
   it('does not serve MQTT over WebSocket on another path', async () => {
     const url = server.addresses.ws!.replace(/\/mqtt$/, '/not-mqtt');
-    await expect(connect(url, { clientId: d.id, username: d.id, password: d.password() })).rejects.toThrow();
+    await expect(await connect(url, { clientId: d.id, username: d.id, password: d.password() })).rejects.toThrow();
   });
 });

@@ -92,7 +92,7 @@ describe('release names and versions (path traversal)', () => {
     expect(res.statusCode, res.body).toBe(400);
     expect(res.json().error.code).toBe('FLOTILLA_ERR_SERVER_VALIDATION');
     expect(readdirSync(parent)).toEqual(['data']);
-    expect(s.ctx.store.releases.list()).toEqual([]);
+    expect(await s.ctx.store.releases.list()).toEqual([]);
   });
 
   it.each([
@@ -125,7 +125,7 @@ describe('bundle uploads are checked as the bytes arrive', () => {
     const res = await post(s, '/api/v1/releases/bundle', bundleBytes);
     expect(res.statusCode, res.body).toBe(201);
     expect(res.json()).toMatchObject({ version: '2.0.0', name: 'TEST-ONLY-os', channels: ['dev'] });
-    expect(s.ctx.artifacts.has(s.ctx.store.releases.get('2.0.0')!.imageSha256)).toBe(true);
+    expect(s.ctx.artifacts.has((await s.ctx.store.releases.get('2.0.0'))!.imageSha256)).toBe(true);
     expect((await post(s, '/api/v1/releases/bundle', bundleBytes)).statusCode).toBe(200);
     expect(tmpFiles(s)).toEqual([]);
   });
@@ -158,7 +158,7 @@ describe('bundle uploads are checked as the bytes arrive', () => {
     expect(res.statusCode, res.body).toBe(422);
     expect(res.json().error.code).toBe('FLOTILLA_ERR_SERVER_RELEASE_INVALID');
     expect(upload.pulled()).toBeLessThan(headerEnd + 4 * MiB + REFUSED_UPLOAD_LINGER.bytes);
-    expect(s.ctx.store.releases.list()).toEqual([]);
+    expect(await s.ctx.store.releases.list()).toEqual([]);
     expect(tmpFiles(s)).toEqual([]);
   });
 
@@ -197,7 +197,7 @@ describe('uploads are bounded as a whole', () => {
     const build = await post(s, buildUrl({ partitionSize: String(1024 * 1024) }), testImage(2));
     expect(build.statusCode, build.body).toBe(507);
     expect(tmpFiles(s)).toEqual([]);
-    expect(s.ctx.store.releases.list()).toEqual([]);
+    expect(await s.ctx.store.releases.list()).toEqual([]);
   });
 
   it('refuses a declared Content-Length over limits.maxUploadBytes before reading (413)', async () => {
@@ -229,7 +229,7 @@ describe('a full disk (ENOSPC from /dev/full)', () => {
     const build = await post(s, buildUrl({}), testImage(2));
     expect(build.statusCode, build.body).toBe(507);
     expect(build.json().error.code).toBe('FLOTILLA_ERR_SERVER_STORAGE_FULL');
-    expect(s.ctx.store.releases.list()).toEqual([]);
+    expect(await s.ctx.store.releases.list()).toEqual([]);
 
     const health = await s.app.inject({ url: '/healthz' });
     expect(health.statusCode).toBe(503);

@@ -65,6 +65,11 @@ export class SqliteDriver implements SqlDriver {
     return new SqliteDriver(db);
   }
 
+  /** The database file (`:memory:` for an in-memory one). */
+  get file(): string {
+    return this.db.name;
+  }
+
   /** How many distinct statements are prepared (each SQL text once). */
   get preparedCount(): number {
     return this.statements.size;

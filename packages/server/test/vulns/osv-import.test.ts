@@ -29,10 +29,9 @@ const importZip = (zip: Buffer, query = '') =>
   });
 const status = async () =>
   (await server.app.inject({ method: 'GET', url: '/api/v1/vulnerabilities/status', headers: auth() })).json();
-const storedSeverity = (id: string) =>
-  server.ctx.store.db
-    .prepare<[string], { severity: string }>('SELECT severity FROM vuln_records WHERE id = ?')
-    .get(id)?.severity;
+const storedSeverity = async (id: string) =>
+  (await server.ctx.store.sql.get<{ severity: string }>('SELECT severity FROM vuln_records WHERE id = ?', [id]))
+    ?.severity;
 
 /** Rewrites every declared uncompressed size (local headers and central directory) to `size`. */
 function lyingSizes(zip: Buffer, size: number): Buffer {
@@ -96,7 +95,7 @@ describe('OSV import', () => {
       }),
     );
     expect(newer.json()).toMatchObject({ added: 0, replaced: 1 });
-    expect(storedSeverity('DSA-1')).toBe('medium');
+    expect(await storedSeverity('DSA-1')).toBe('medium');
     const older = await importZip(
       osvZip({
         'DSA-1.json': osvRecord({
@@ -108,7 +107,7 @@ describe('OSV import', () => {
       }),
     );
     expect(older.json()).toMatchObject({ replaced: 0, unchanged: 1 });
-    expect(storedSeverity('DSA-1')).toBe('medium');
+    expect(await storedSeverity('DSA-1')).toBe('medium');
   });
 
   it('refuses the whole import when one file is bad, naming the file and field (nothing half-imported)', async () => {
@@ -142,7 +141,7 @@ describe('OSV import', () => {
       /bad-time\.json: field \/modified/,
     );
     expect((await status()).records).toBe(before);
-    expect(storedSeverity('DSA-2')).toBeUndefined();
+    expect(await storedSeverity('DSA-2')).toBeUndefined();
   });
 
   it('refuses an unknown ecosystem by default, and records it as skipped with skipUnknownEcosystems', async () => {
