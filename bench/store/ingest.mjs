@@ -82,7 +82,8 @@ try {
   const median = [...rates].sort((a, b) => a - b)[Math.floor(rates.length / 2)];
   const devices = (await store.devices.countsByStatus()).accepted ?? 0;
   const events = await store.events.count();
-  const current = (await store.devices.countsByVersion()).find((v) => v.version === `1.${ROUNDS}.0`)?.count ?? 0;
+  const current =
+    (await store.devices.countsByVersion()).find((v) => v.version === `1.${ROUNDS}.0`)?.count ?? 0;
   const out = {
     devices,
     rounds: ROUNDS,

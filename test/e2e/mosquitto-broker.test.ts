@@ -4,9 +4,9 @@ import { generateKeyPair, makeDevicePassword, SCHEMA_VERSION, toHex } from '@flo
 import { type RunningServer, startServer } from '@flotilla/server';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SqliteDriver } from '../../packages/server/src/store/sqlite-driver.js';
 import { rollOut, smallWorld, stuckDevices } from './helpers.js';
 import { hasMosquittoDynsec, type Mosquitto, startMosquitto } from './mosquitto.js';
-import type { SqliteDriver } from '../../packages/server/src/store/sqlite-driver.js';
 
 /**
  * Mosquitto 2 as the external broker, end to end: real agents (the simulator's devices) log in
@@ -133,7 +133,9 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
         /Not authorized/,
       );
       const agent = world.fleet.devices[0]!.id;
-      await expect(await connect(mosquitto.url, { clientId: agent, ...thief })).rejects.toThrow(/Not authorized/);
+      await expect(await connect(mosquitto.url, { clientId: agent, ...thief })).rejects.toThrow(
+        /Not authorized/,
+      );
       // Its own client id gets in: the refusals were about the client id alone. Its report
       // reaches the server after anything the refused logins could have caused.
       const t = await connect(mosquitto.url, { clientId: thief.username, ...thief });
@@ -159,8 +161,12 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
     const c = await connect(mosquitto.url, { clientId: id, ...creds, clean: false });
     const db = running.ctx.store.sql as SqliteDriver;
     const stored = async () =>
-      (await running.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?', [id]))
-        ?.n ?? 0;
+      (
+        await running.ctx.store.sql.get<{ n: number }>(
+          'SELECT COUNT(*) AS n FROM device_events WHERE device_id = ?',
+          [id],
+        )
+      )?.n ?? 0;
     const refusedBefore = (await running.ctx.metrics.reportsRefused.get()).values[0]?.value ?? 0;
     const eventIds: string[] = [];
     const event = (i: number) => {

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type FlotillaServer } from '../src/index.js';
-import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir, testDevice } from './helpers.js';
 import type { SqliteDriver } from '../src/store/sqlite-driver.js';
+import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir, testDevice } from './helpers.js';
 
 let server: FlotillaServer;
 let viewer: string;

@@ -28,7 +28,11 @@ beforeAll(async () => {
   from = (await uploadRelease(server, '1.0.0', testImage(0, 256 * 1024))).image.sha256;
   to = (await uploadRelease(server, '1.1.0', testImage(1, 256 * 1024))).image.sha256;
   await server.ctx.deltas.want([from], to);
-  await waitFor(async () => (await server.ctx.store.deltas.get(from, to))?.status === 'ready', 20_000, 'delta built');
+  await waitFor(
+    async () => (await server.ctx.store.deltas.get(from, to))?.status === 'ready',
+    20_000,
+    'delta built',
+  );
   offers = new OfferBuilder(
     server.ctx.store,
     server.ctx.keys,

@@ -107,7 +107,11 @@ describe('rollouts drive signed offers over MQTT', () => {
     const rolloutId = res.json().id as string;
     const canary = await firstOffered(fleet);
     await canary.d.install(canary.cmd.offer.signed.deploymentId, 'rolled-back', '', '');
-    await waitFor(async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'paused', 10_000, 'paused');
+    await waitFor(
+      async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'paused',
+      10_000,
+      'paused',
+    );
     const r = (await server!.ctx.store.rollouts.get(rolloutId))!;
     expect(r.runtime.pause?.kind).toBe('error-threshold');
     const tl = await server!.app.inject({

@@ -76,7 +76,10 @@ export function deviceBrokerSuite(
     }
     const storedEvents = async (id: string, eventId: string) =>
       (
-        (await broker.server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?', [id, eventId])) as { n: number }
+        (await broker.server.ctx.store.sql.get(
+          'SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?',
+          [id, eventId],
+        )) as { n: number }
       ).n;
     /** The server is unharmed: a fresh connection's report is stored. */
     async function stillWorks(d: BrokerDevice): Promise<void> {
@@ -201,7 +204,11 @@ export function deviceBrokerSuite(
       });
       const marker = uid('good-after-bad');
       await c.publishAsync(ev, JSON.stringify(eventMessage(marker, 2, 'log')), { qos: 1 });
-      await waitFor(async () => (await storedEvents(a.id, marker)) === 1, 5000, 'good event after the bad ones');
+      await waitFor(
+        async () => (await storedEvents(a.id, marker)) === 1,
+        5000,
+        'good event after the bad ones',
+      );
       expect(c.connected).toBe(true);
       for (const id of bad) expect(await storedEvents(a.id, id)).toBe(0);
       expect((await dropped()) - before).toBe(5);

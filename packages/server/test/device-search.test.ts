@@ -5,10 +5,10 @@ import { VersionHistory } from '../src/devices/version-history.js';
 import type { RunningServer } from '../src/index.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import type { DeviceFilter } from '../src/store/repos/devices.js';
+import type { SqliteDriver } from '../src/store/sqlite-driver.js';
 import { Store } from '../src/store/store.js';
 import { testImage, uploadRelease } from './fleet.js';
 import { auth, cleanupDirs, silent, startTestServer, tempDir } from './helpers.js';
-import type { SqliteDriver } from '../src/store/sqlite-driver.js';
 
 /**
  * Device search at 10,000 devices (issue 18): every filter walks an index in id order, pages
@@ -136,7 +136,10 @@ describe('device search', () => {
       id(11),
     ]);
     expect((await get('/api/v1/devices?group=lab')).json().total).toBe(1);
-    const rows = (await server.ctx.store.sql.all('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag', [id(11)])) as { tag: string }[];
+    const rows = (await server.ctx.store.sql.all(
+      'SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag',
+      [id(11)],
+    )) as { tag: string }[];
     expect(rows.map((r) => r.tag)).toEqual(['moved', 'site-11']);
   });
 
@@ -154,9 +157,9 @@ describe('device search', () => {
     const store = await Store.open(file);
     try {
       expect(await (store.sql as SqliteDriver).schemaVersion()).toBe(MIGRATIONS.at(-1)!.version);
-      expect((await store.devices.list({ tag: 'lab', limit: 10, offset: 0 })).items.map((d) => d.id)).toEqual([
-        'old-1',
-      ]);
+      expect((await store.devices.list({ tag: 'lab', limit: 10, offset: 0 })).items.map((d) => d.id)).toEqual(
+        ['old-1'],
+      );
       expect((await store.devices.list({ tag: 'north', limit: 10, offset: 0 })).total).toBe(1);
     } finally {
       await store.close();
@@ -203,7 +206,7 @@ describe('rollout preview', () => {
     expect(created.statusCode, created.body).toBe(201);
     await server.ctx.rollouts.tick(created.json().id);
     const byPhase = [0, 0, 0];
-    for (const d of (await server.ctx.store.deployments.forRollout(created.json().id))) byPhase[d.phase]!++;
+    for (const d of await server.ctx.store.deployments.forRollout(created.json().id)) byPhase[d.phase]!++;
     expect(byPhase).toEqual(preview.phases.map((p: { devices: number }) => p.devices));
     await post(`/api/v1/rollouts/${created.json().id}/abort`, {});
   });

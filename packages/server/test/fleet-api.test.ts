@@ -92,7 +92,12 @@ describe('GET /api/v1/fleet/summary', () => {
       }
       await devices.insert({ id: 'TEST-ONLY-f-pending', publicKey: '00'.repeat(32), status: 'pending', now });
       await devices.insert({ id: 'TEST-ONLY-f-never', publicKey: '00'.repeat(32), status: 'accepted', now });
-      await devices.insert({ id: 'TEST-ONLY-f-gone', publicKey: '00'.repeat(32), status: 'decommissioned', now });
+      await devices.insert({
+        id: 'TEST-ONLY-f-gone',
+        publicKey: '00'.repeat(32),
+        status: 'decommissioned',
+        now,
+      });
     });
     const viewer = await token(s, 'TEST-ONLY viewer', 'viewer');
     const res = await s.app.inject({

@@ -70,7 +70,11 @@ export function testDevice(id: string): TestDevice {
 }
 
 /** Registers a device as accepted straight in the store (fleet set-up for tests). */
-export async function enroll(server: RunningServer, d: TestDevice, extra: { hardware?: string } = {}): Promise<void> {
+export async function enroll(
+  server: RunningServer,
+  d: TestDevice,
+  extra: { hardware?: string } = {},
+): Promise<void> {
   await server.ctx.store.devices.insert({
     id: d.id,
     publicKey: d.publicKeyHex,

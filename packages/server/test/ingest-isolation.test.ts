@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
-import { cleanupDirs, enroll, eventMessage, startTestServer, stateMessage, testDevice } from './helpers.js';
 import type { SqliteDriver } from '../src/store/sqlite-driver.js';
+import { cleanupDirs, enroll, eventMessage, startTestServer, stateMessage, testDevice } from './helpers.js';
 
 let server: RunningServer | undefined;
 afterAll(async () => {

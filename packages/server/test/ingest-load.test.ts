@@ -67,7 +67,9 @@ describe('report ingestion under load', () => {
     await Promise.all(acks);
     const seconds = (Date.now() - started) / 1000;
     const rows = await server.ctx.store.events.count();
-    const states = (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM devices WHERE state_seq = ?', [ROUNDS - 1])) as { n: number };
+    const states = (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM devices WHERE state_seq = ?', [
+      ROUNDS - 1,
+    ])) as { n: number };
     console.log(
       `ingest: ${DEVICES} devices, ${sent} events + ${sent} states in ${seconds.toFixed(1)} s (${Math.round((2 * sent) / seconds)} reports/s); events stored ${rows}`,
     );

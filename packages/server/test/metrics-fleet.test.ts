@@ -45,7 +45,8 @@ describe('fleet gauges', () => {
     const v1 = await uploadRelease(server, '1.0.0', testImage(0));
     now += 10 * DAY;
     const v2 = await uploadRelease(server, '1.1.0', testImage(1));
-    const created = async (v: string) => Date.parse((await server!.ctx.store.releases.get(v))!.manifest.signed.created);
+    const created = async (v: string) =>
+      Date.parse((await server!.ctx.store.releases.get(v))!.manifest.signed.created);
     now += 5 * DAY;
 
     let m = await scrape(server);
@@ -103,11 +104,11 @@ describe('fleet gauges', () => {
     );
 
     // The last 1.1.0 device moves back: its version series disappears instead of keeping a stale 1.
-    (await server.ctx.store.devices.applyState(
+    await server.ctx.store.devices.applyState(
       'TEST-ONLY-g-v2',
       stateMessage(2, { version: '1.0.0', imageSha256: v1.image.sha256 }),
       now,
-    ));
+    );
     m = await scrape(server);
     expect(m.has('flotilla_devices_by_version', { version: '1.1.0' })).toBe(false);
     expect(m.value('flotilla_devices_by_version', { version: '1.0.0' })).toBe(4);
@@ -128,8 +129,14 @@ describe('fleet gauges', () => {
       },
       limits: { offlineAfterMs: 60_000 },
     });
-    await addDevice(server, 'TEST-ONLY-x-fresh', 'accepted', now - 1000, { version: null, imageSha256: null });
-    await addDevice(server, 'TEST-ONLY-x-stale', 'accepted', now - 120_000, { version: null, imageSha256: null });
+    await addDevice(server, 'TEST-ONLY-x-fresh', 'accepted', now - 1000, {
+      version: null,
+      imageSha256: null,
+    });
+    await addDevice(server, 'TEST-ONLY-x-stale', 'accepted', now - 120_000, {
+      version: null,
+      imageSha256: null,
+    });
     const m = await scrape(server);
     expect(m.value('flotilla_devices_online')).toBe(1);
   });

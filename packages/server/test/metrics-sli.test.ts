@@ -119,7 +119,11 @@ describe('update SLIs', () => {
     const canary = await firstOffered(fleet);
     const depId = canary.cmd.offer.signed.deploymentId;
     await canary.d.install(depId, 'rolled-back', '', '');
-    await waitFor(async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'paused', 10_000, 'paused');
+    await waitFor(
+      async () => (await server!.ctx.store.rollouts.get(rolloutId))?.status === 'paused',
+      10_000,
+      'paused',
+    );
     await waitFor(async () => (await scrape(server!)).value(UPDATES) === 1, 5000, 'update counted');
 
     let m = await scrape(server!);
@@ -226,8 +230,12 @@ describe('artifact bytes, builds and signing', () => {
     expect(res.statusCode, res.body).toBe(202);
     await waitFor(
       async () =>
-        (await server!.ctx.store.deltas.get(v1.imageSha256, (await server!.ctx.store.releases.get('1.1.0'))!.imageSha256))
-          ?.status === 'ready',
+        (
+          await server!.ctx.store.deltas.get(
+            v1.imageSha256,
+            (await server!.ctx.store.releases.get('1.1.0'))!.imageSha256,
+          )
+        )?.status === 'ready',
       20_000,
       'delta',
     );

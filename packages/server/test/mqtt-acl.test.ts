@@ -72,7 +72,9 @@ async function serverStillWorks(): Promise<void> {
     JSON.stringify(eventMessage(eventId, 1, 'log')),
     { qos: 1 },
   );
-  const rows = (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM device_events WHERE event_id = ?', [eventId])) as { n: number };
+  const rows = (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM device_events WHERE event_id = ?', [
+    eventId,
+  ])) as { n: number };
   expect(rows.n).toBe(1);
   await c.endAsync();
 }
@@ -122,9 +124,9 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
   });
 
   it('refuses a device using another device id as client id (session takeover)', async () => {
-    await expect(await connect(url, { clientId: b.id, username: a.id, password: a.password() })).rejects.toThrow(
-      /Identifier rejected/,
-    );
+    await expect(
+      await connect(url, { clientId: b.id, username: a.id, password: a.password() }),
+    ).rejects.toThrow(/Identifier rejected/);
   });
 
   it('refuses unknown and pending devices', async () => {

@@ -29,7 +29,11 @@ beforeAll(async () => {
     hardware: 'TEST-ONLY-board',
     now: 1,
   });
-  await server.ctx.store.sql.run('UPDATE devices SET version = ?, image_sha256 = ? WHERE id = ?', ['1.0.0', sha['1.0.0']!, d.id]);
+  await server.ctx.store.sql.run('UPDATE devices SET version = ?, image_sha256 = ? WHERE id = ?', [
+    '1.0.0',
+    sha['1.0.0']!,
+    d.id,
+  ]);
   await server.ctx.rollouts.create(
     { release: '1.2.0', policy: { target: {}, phases: [{ percent: 100 }] } },
     'test',
@@ -65,12 +69,11 @@ describe('retention', () => {
     expect(why['1.0.0']).toContain('running on devices');
     expect(why['1.2.0']).toContain('unfinished rollout');
     expect(why['1.4.0']).toContain('newest in dev');
-    expect(
-      (await server.ctx.store.releases
-        .list())
-        .map((r) => r.version)
-        .sort(),
-    ).toEqual(['1.0.0', '1.2.0', '1.4.0']);
+    expect((await server.ctx.store.releases.list()).map((r) => r.version).sort()).toEqual([
+      '1.0.0',
+      '1.2.0',
+      '1.4.0',
+    ]);
     expect(server.ctx.artifacts.has(sha['1.1.0']!)).toBe(false);
     expect(server.ctx.artifacts.has(sha['1.0.0']!)).toBe(true);
     const gone = await server.app.inject({
@@ -80,7 +83,9 @@ describe('retention', () => {
     });
     expect(gone.statusCode).toBe(404);
     expect(
-      (await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 100)).some((e) => e.action === 'retention.prune'),
+      (await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 100)).some(
+        (e) => e.action === 'retention.prune',
+      ),
     ).toBe(true);
   });
 });
@@ -118,9 +123,9 @@ describe('retention on a timer', () => {
       expect(await s.ctx.store.releases.list()).toHaveLength(3); // nothing happens before the interval
       scheduled[0]!.fn();
       expect((await s.ctx.store.releases.list()).map((r) => r.version)).toEqual(['2.2.0']);
-      const entry = (await s.ctx.store.audit
-        .list(Number.MAX_SAFE_INTEGER, 100))
-        .find((e) => e.action === 'retention.prune');
+      const entry = (await s.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 100)).find(
+        (e) => e.action === 'retention.prune',
+      );
       expect(entry?.actor).toBe('retention-timer');
       s.ctx.retention.unschedule();
       expect(scheduled[0]!.cleared).toBe(true);
@@ -151,11 +156,7 @@ describe('retention on a timer', () => {
       await uploadRelease(s, '3.0.0', testImage(0, 256 * 1024));
       await uploadRelease(s, '3.1.0', testImage(1, 256 * 1024));
       await waitFor(
-        async () =>
-          (await s.ctx.store.releases
-            .list())
-            .map((r) => r.version)
-            .join() === '3.1.0',
+        async () => (await s.ctx.store.releases.list()).map((r) => r.version).join() === '3.1.0',
         10_000,
         'the timer to prune 3.0.0',
       );

@@ -116,9 +116,9 @@ describe('a device cannot turn its own failure into success', () => {
     await device.event('healthy', dep, { version: '1.1.0' });
     await waitFor(
       async () =>
-        (await server.ctx.store.events
-          .timeline(device.id, Number.MAX_SAFE_INTEGER, 10))
-          .some((e) => e.kind === 'healthy'),
+        (await server.ctx.store.events.timeline(device.id, Number.MAX_SAFE_INTEGER, 10)).some(
+          (e) => e.kind === 'healthy',
+        ),
       10_000,
       'the healthy event stored',
     );

@@ -41,7 +41,8 @@ describe('GET /rollouts', () => {
       created.push(res.json().id);
     }
     // The first rollout offers its canaries; the second waits for approval.
-    for (const id of created) for (let pass = 0; pass < 5 && (await server.ctx.rollouts.tick(id)).length > 0; pass++);
+    for (const id of created)
+      for (let pass = 0; pass < 5 && (await server.ctx.rollouts.tick(id)).length > 0; pass++);
 
     const list = await get('/api/v1/rollouts');
     expect(list.statusCode).toBe(200);

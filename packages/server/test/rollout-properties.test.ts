@@ -102,11 +102,13 @@ const NEXT_KIND: Partial<Record<DeploymentState, string>> = {
 };
 
 const inFlight = async (s: RolloutSnapshot) =>
-  (await s.deployments.filter(
-    (r) =>
-      IN_FLIGHT_STATES.includes(r.state) ||
-      (r.rollback !== null && IN_FLIGHT_STATES.includes(r.rollback.state)),
-  )).length;
+  (
+    await s.deployments.filter(
+      (r) =>
+        IN_FLIGHT_STATES.includes(r.state) ||
+        (r.rollback !== null && IN_FLIGHT_STATES.includes(r.rollback.state)),
+    )
+  ).length;
 
 const isOffer = (d: Decision) => d.type === 'offer' || d.type === 'rollback-offer';
 
@@ -172,7 +174,7 @@ async function runScenario({ policy: p, devices: n, online, steps }: Scenario, c
     s = await deviceEvents(after, step.moves, now + 1000);
     if (step.toggleOnline !== undefined && s.devices.length > 0) {
       const k = step.toggleOnline % s.devices.length;
-      s = { ...s, devices: (await s.devices.map((dv, i) => (i === k ? { ...dv, online: !dv.online } : dv))) };
+      s = { ...s, devices: await s.devices.map((dv, i) => (i === k ? { ...dv, online: !dv.online } : dv)) };
     }
     if (step.join) s = { ...s, devices: [...s.devices, device(`j${joined++}`)] };
     if (step.approve && s.runtime.status === 'waiting-approval') {
@@ -300,20 +302,27 @@ describe('rollout engine properties', () => {
       'cancelled',
     );
     await fc.assert(
-      fc.asyncProperty(policyArb, fc.array(notHealthy, { minLength: 1, maxLength: 30 }), async (p, states) => {
-        const devices = states.map((_, i) => device(`d${i}`));
-        let s = applyDecisions(snapshot(p, devices), decide(p, snapshot(p, devices), T0), T0);
-        s = { ...s, deployments: (await s.deployments.map((r, i) => ({ ...r, state: states[i]!, attempts: 9 }))) };
-        const sum = summarize(p, s, T0);
-        const d = decide(p, s, T0 + 1);
-        for (const ph of sum.phases) {
-          expect(ph.healthy).toBe(0);
-          if (ph.total > 0 && ph.successThreshold > 0) {
-            expect(ph.successMet).toBe(false);
-            expect(d).not.toContainEqual({ type: 'phase-succeeded', phase: ph.index });
+      fc.asyncProperty(
+        policyArb,
+        fc.array(notHealthy, { minLength: 1, maxLength: 30 }),
+        async (p, states) => {
+          const devices = states.map((_, i) => device(`d${i}`));
+          let s = applyDecisions(snapshot(p, devices), decide(p, snapshot(p, devices), T0), T0);
+          s = {
+            ...s,
+            deployments: await s.deployments.map((r, i) => ({ ...r, state: states[i]!, attempts: 9 })),
+          };
+          const sum = summarize(p, s, T0);
+          const d = decide(p, s, T0 + 1);
+          for (const ph of sum.phases) {
+            expect(ph.healthy).toBe(0);
+            if (ph.total > 0 && ph.successThreshold > 0) {
+              expect(ph.successMet).toBe(false);
+              expect(d).not.toContainEqual({ type: 'phase-succeeded', phase: ph.index });
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 200, seed: 7 },
     );
   });
@@ -365,8 +374,11 @@ describe('rollout engine properties', () => {
     // fc.statistics takes a synchronous classifier: the same samples, classified with the async store.
     const samples = fc.sample(scenarioArb, { numRuns: 150, seed: SEED });
     const counts = new Map<string, number>();
-    for (const s of samples) for (const label of await classify(s)) counts.set(label, (counts.get(label) ?? 0) + 1);
-    const lines = [...counts].map(([label, n]) => `${label}${'.'.repeat(4)}${((100 * n) / samples.length).toFixed(2)}%`);
+    for (const s of samples)
+      for (const label of await classify(s)) counts.set(label, (counts.get(label) ?? 0) + 1);
+    const lines = [...counts].map(
+      ([label, n]) => `${label}${'.'.repeat(4)}${((100 * n) / samples.length).toFixed(2)}%`,
+    );
     console.log(`generated rollout scenarios:\n${lines.join('\n')}`);
     const share = new Map(
       lines.map((line) => {

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NonceCache } from '../src/mqtt/device-auth.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
-import { Store } from '../src/store/store.js';
 import type { SqliteDriver } from '../src/store/sqlite-driver.js';
+import { Store } from '../src/store/store.js';
 
 const dirs: string[] = [];
 async function tempStore(): Promise<{ store: Store; file: string }> {

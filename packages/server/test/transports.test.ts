@@ -24,7 +24,10 @@ afterAll(() => cleanupDirs());
 
 const stored = async (server: RunningServer, id: string, eventId: string) =>
   (
-    (await server.ctx.store.sql.get('SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?', [id, eventId])) as { n: number }
+    (await server.ctx.store.sql.get(
+      'SELECT COUNT(*) AS n FROM device_events WHERE device_id = ? AND event_id = ?',
+      [id, eventId],
+    )) as { n: number }
   ).n;
 
 describe.skipIf(missingTools(['openssl']).length > 0)('TLS listeners', () => {
@@ -196,6 +199,8 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
 
   it('does not serve MQTT over WebSocket on another path', async () => {
     const url = server.addresses.ws!.replace(/\/mqtt$/, '/not-mqtt');
-    await expect(await connect(url, { clientId: d.id, username: d.id, password: d.password() })).rejects.toThrow();
+    await expect(
+      await connect(url, { clientId: d.id, username: d.id, password: d.password() }),
+    ).rejects.toThrow();
   });
 });

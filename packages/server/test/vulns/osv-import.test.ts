@@ -30,8 +30,11 @@ const importZip = (zip: Buffer, query = '') =>
 const status = async () =>
   (await server.app.inject({ method: 'GET', url: '/api/v1/vulnerabilities/status', headers: auth() })).json();
 const storedSeverity = async (id: string) =>
-  (await server.ctx.store.sql.get<{ severity: string }>('SELECT severity FROM vuln_records WHERE id = ?', [id]))
-    ?.severity;
+  (
+    await server.ctx.store.sql.get<{ severity: string }>('SELECT severity FROM vuln_records WHERE id = ?', [
+      id,
+    ])
+  )?.severity;
 
 /** Rewrites every declared uncompressed size (local headers and central directory) to `size`. */
 function lyingSizes(zip: Buffer, size: number): Buffer {
