@@ -129,13 +129,11 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
     });
     try {
       // The thief's own valid password, but the victim's client id (and, below, a real agent's).
-      await expect(await connect(mosquitto.url, { clientId: 'TEST-ONLY-victim', ...thief })).rejects.toThrow(
+      await expect(connect(mosquitto.url, { clientId: 'TEST-ONLY-victim', ...thief })).rejects.toThrow(
         /Not authorized/,
       );
       const agent = world.fleet.devices[0]!.id;
-      await expect(await connect(mosquitto.url, { clientId: agent, ...thief })).rejects.toThrow(
-        /Not authorized/,
-      );
+      await expect(connect(mosquitto.url, { clientId: agent, ...thief })).rejects.toThrow(/Not authorized/);
       // Its own client id gets in: the refusals were about the client id alone. Its report
       // reaches the server after anything the refused logins could have caused.
       const t = await connect(mosquitto.url, { clientId: thief.username, ...thief });

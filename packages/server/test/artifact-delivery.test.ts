@@ -76,7 +76,7 @@ describe('artifact delivery', () => {
     ['an X-Accel-Redirect prefix that climbs out (..)', { artifactAccelRedirect: '/_flotilla/../keys/' }],
   ] as const)
     it(`refuses to start on ${name} with FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG`, async () => {
-      await expect(await startTestServer(opts)).rejects.toMatchObject({
+      await expect(startTestServer(opts)).rejects.toMatchObject({
         code: 'FLOTILLA_ERR_SERVER_ARTIFACT_CONFIG',
       });
     });

@@ -49,7 +49,7 @@ describe('POST /devices/bulk-register', () => {
     expect(c.connected).toBe(true);
     await c.endAsync();
     // The key is what authenticates: another key under the same id is refused.
-    await expect(await connectDevice(server.addresses.mqtt!, testDevice(devs[2]!.id))).rejects.toThrow();
+    await expect(connectDevice(server.addresses.mqtt!, testDevice(devs[2]!.id))).rejects.toThrow();
     const audit = await server.ctx.store.audit.list(Number.MAX_SAFE_INTEGER, 10);
     const a = audit.find((e) => e.action === 'device.bulk-register');
     expect(a?.actor).toBeTruthy();
@@ -65,7 +65,7 @@ describe('POST /devices/bulk-register', () => {
     const d = testDevice('TEST-ONLY-bulk-pending');
     expect((await post({ devices: [entry(d)], status: 'pending' })).statusCode).toBe(200);
     expect(await status(d.id)).toBe('pending');
-    await expect(await connectDevice(server.addresses.mqtt!, d)).rejects.toThrow(/Not authorized/i);
+    await expect(connectDevice(server.addresses.mqtt!, d)).rejects.toThrow(/Not authorized/i);
   });
 
   it('refuses the whole batch when one id is registered with another key (409, nothing written)', async () => {

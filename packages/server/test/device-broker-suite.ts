@@ -91,11 +91,11 @@ export function deviceBrokerSuite(
     }
 
     it('refuses a client without credentials', async () => {
-      await expect(await open({ clientId: a.id })).rejects.toThrow(/Not authorized|Bad username or password/);
+      await expect(open({ clientId: a.id })).rejects.toThrow(/Not authorized|Bad username or password/);
     });
 
     it('refuses wrong credentials for a real device', async () => {
-      await expect(await open({ clientId: a.id, ...a.wrongCredentials() })).rejects.toThrow(
+      await expect(open({ clientId: a.id, ...a.wrongCredentials() })).rejects.toThrow(
         /Not authorized|Bad username or password/,
       );
     });

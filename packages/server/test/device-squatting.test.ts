@@ -61,7 +61,7 @@ describe('device squatting', () => {
       replacedPendingKey: squatter.publicKeyHex,
     });
     // The squatter's key logs in nowhere; the real device's does.
-    await expect(await connectDevice(server.addresses.mqtt!, squatter)).rejects.toThrow();
+    await expect(connectDevice(server.addresses.mqtt!, squatter)).rejects.toThrow();
     clients.push(await connectDevice(server.addresses.mqtt!, real));
   });
 
@@ -130,7 +130,7 @@ describe('device squatting', () => {
     const reg = await register(d, { proof });
     expect(reg.json().device.status).toBe('accepted');
 
-    await expect(await connectDevice(server.addresses.mqtt!, d, { password: proof })).rejects.toThrow();
+    await expect(connectDevice(server.addresses.mqtt!, d, { password: proof })).rejects.toThrow();
     const again = await register(d, { proof });
     expect(again.statusCode).toBe(401);
     expect(again.json().error.message).toMatch(/already used/);

@@ -79,11 +79,11 @@ describe.skipIf(lacksMosquitto)('Mosquitto: credentials, reloads and staleness',
 
   it('refuses a device id without a credential even with a plausible password', async () => {
     await expect(
-      await connect(broker.url, {
+      connect(broker.url, {
         clientId: 'TEST-ONLY-mq-none',
         username: 'TEST-ONLY-mq-none',
         password: 'x'.repeat(32),
-      }),
+      }),,
     ).rejects.toThrow(/Not authorized|Bad username/);
   });
 });

@@ -88,7 +88,7 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     const pw = a.password();
     const first = await connect(url, { clientId: a.id, username: a.id, password: pw });
     await first.endAsync();
-    await expect(await connect(url, { clientId: a.id, username: a.id, password: pw })).rejects.toThrow(
+    await expect(connect(url, { clientId: a.id, username: a.id, password: pw })).rejects.toThrow(
       /Bad username or password/,
     );
   });
@@ -119,19 +119,19 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
 
   it('refuses a password outside the time window', async () => {
     await expect(
-      await connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),
+      connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),,
     ).rejects.toThrow(/Bad username or password/);
   });
 
   it('refuses a device using another device id as client id (session takeover)', async () => {
     await expect(
-      await connect(url, { clientId: b.id, username: a.id, password: a.password() }),
+      connect(url, { clientId: b.id, username: a.id, password: a.password() }),,
     ).rejects.toThrow(/Identifier rejected/);
   });
 
   it('refuses unknown and pending devices', async () => {
     const stranger = testDevice('TEST-ONLY-stranger');
-    await expect(await connectDevice(url, stranger)).rejects.toThrow(/Not authorized/);
+    await expect(connectDevice(url, stranger)).rejects.toThrow(/Not authorized/);
     await server.ctx.store.devices.insert({
       id: 'TEST-ONLY-pending',
       publicKey: testDevice('x').publicKeyHex,
@@ -139,11 +139,11 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
       now: 1,
     });
     const p = testDevice('TEST-ONLY-pending');
-    await expect(await connectDevice(url, p)).rejects.toThrow(/Not authorized|Bad username/);
+    await expect(connectDevice(url, p)).rejects.toThrow(/Not authorized|Bad username/);
   });
 
   it('refuses an MQTT 5 client (the embedded broker speaks 3.1.1)', async () => {
-    await expect(await connectDevice(url, a, { protocolVersion: 5 })).rejects.toThrow();
+    await expect(connectDevice(url, a, { protocolVersion: 5 })).rejects.toThrow();
   });
 
   it('disconnects a device publishing on its own commands topic or on $SYS', async () => {
@@ -166,7 +166,7 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
       'flotilla/v1/devices/TEST-ONLY-dev-a/state',
     ]) {
       // mqtt.js turns the SUBACK failure code 0x80 into this error.
-      await expect(await c.subscribeAsync(topic, { qos: 1 }), topic).rejects.toThrow(/Subscribe error/);
+      await expect(c.subscribeAsync(topic, { qos: 1 }), topic).rejects.toThrow(/Subscribe error/);
     }
     const own = await c.subscribeAsync('flotilla/v1/devices/TEST-ONLY-dev-a/commands', { qos: 1 });
     expect(own[0]?.qos).toBe(1);
@@ -219,7 +219,7 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     await c.endAsync();
     const m = testDevice('TEST-ONLY-other');
     await expect(
-      await connect(url, { clientId: m.id, username: m.id, password: `flp1.${t.secret}.${m.publicKeyHex}` }),
+      connect(url, { clientId: m.id, username: m.id, password: `flp1.${t.secret}.${m.publicKeyHex}` }),,
     ).rejects.toThrow(/Not authorized/);
     // The registered key works from then on.
     const again = await connectDevice(url, n);
@@ -241,7 +241,7 @@ describe('replay protection across a restart', () => {
       await s.crash();
       s = await startTestServer({ dataDir });
       await expect(
-        await connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured }),
+        connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured }),,
       ).rejects.toThrow(/Bad username or password/);
       const fresh = await connectDevice(s.addresses.mqtt!, d);
       await fresh.endAsync();

@@ -75,7 +75,7 @@ describe('server keys: the root key stays offline', () => {
     const dataDir = tempDir();
     await start(dataDir, { devKeys: true });
     await servers.pop()!.close();
-    await expect(await start(dataDir)).rejects.toMatchObject({ code: 'FLOTILLA_ERR_SERVER_ROOT_KEY_ONLINE' });
+    await expect(start(dataDir)).rejects.toMatchObject({ code: 'FLOTILLA_ERR_SERVER_ROOT_KEY_ONLINE' });
   });
 
   it('keeps the whole set, root key included, only in the named TEST-ONLY dev-keys mode', async () => {

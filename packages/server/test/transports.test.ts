@@ -63,7 +63,7 @@ describe.skipIf(missingTools(['openssl']).length > 0)('TLS listeners', () => {
   });
 
   it('refuses a TLS client that does not trust the certificate', async () => {
-    await expect(await connectDevice(broker.url, d)).rejects.toThrow(/self[- ]signed|certificate/i);
+    await expect(connectDevice(broker.url, d)).rejects.toThrow(/self[- ]signed|certificate/i);
   });
 
   it('serves MQTT over wss on the HTTPS API port: a device report is stored', async () => {
@@ -200,7 +200,7 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
   it('does not serve MQTT over WebSocket on another path', async () => {
     const url = server.addresses.ws!.replace(/\/mqtt$/, '/not-mqtt');
     await expect(
-      await connect(url, { clientId: d.id, username: d.id, password: d.password() }),
+      connect(url, { clientId: d.id, username: d.id, password: d.password() }),,
     ).rejects.toThrow();
   });
 });
