@@ -50,6 +50,52 @@ describe('SqliteDriver', () => {
     await driver.close();
   });
 
+  it('refuses a root statement or transaction from inside an open transaction instead of waiting for ever', async () => {
+    const { driver } = await open();
+    const deadlock = {
+      code: 'FLOTILLA_ERR_SERVER_STORE',
+      message: expect.stringMatching(/transaction's store/),
+    };
+    await expect(
+      driver.tx(async (sql) => {
+        await sql.run('INSERT INTO t (v) VALUES (?)', ['undone']);
+        await driver.get('SELECT v FROM t');
+      }),
+    ).rejects.toMatchObject(deadlock);
+    await expect(driver.tx(async () => driver.tx(async () => 1))).rejects.toMatchObject(deadlock);
+    // Deeper in the async chain, after the transaction's own awaits, it is still caught.
+    await expect(
+      driver.tx(async (sql) => {
+        await sql.tx(async () => new Promise((r) => setImmediate(r)));
+        await Promise.resolve().then(() => driver.run('INSERT INTO t (v) VALUES (?)', ['undone']));
+      }),
+    ).rejects.toMatchObject(deadlock);
+    expect(await values(driver)).toEqual([]);
+    await driver.close();
+  });
+
+  it('lets work started inside an ended transaction wait for a later one, as any outside caller', async () => {
+    const { driver } = await open();
+    let later!: Promise<unknown>;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    await driver.tx(async () => {
+      // Started inside this transaction, runs after it ended, while another one is open.
+      later = gate.then(() => driver.run('INSERT INTO t (v) VALUES (?)', ['after']));
+    });
+    const other = driver.tx(async (sql) => {
+      release();
+      await new Promise((r) => setImmediate(r));
+      await sql.run('INSERT INTO t (v) VALUES (?)', ['other']);
+    });
+    await other;
+    await later;
+    expect(await values(driver)).toEqual(['other', 'after']);
+    await driver.close();
+  });
+
   it('rolls back a nested savepoint alone and commits the rest', async () => {
     const { driver } = await open();
     await driver.tx(async (sql) => {

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -51,6 +52,11 @@ export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
   private readonly statements = new Map<string, Statement>();
   private readonly turn = new Turn();
+  // Which transaction the running async code was started in, and which one is open now: a root
+  // statement from inside the open one would wait for that transaction to end, that is for ever.
+  private readonly inside = new AsyncLocalStorage<number>();
+  private openTx = 0;
+  private txCount = 0;
 
   private constructor(private readonly db: Database.Database) {}
 
@@ -116,9 +122,19 @@ export class SqliteDriver implements SqlDriver {
     this.db.exec(`RELEASE ${savepoint}`);
   }
 
+  /** Refuses to queue behind the transaction the caller runs inside (it would wait for itself). */
+  private checkNotInsideOpenTx(): void {
+    if (this.openTx !== 0 && this.inside.getStore() === this.openTx)
+      throw new ServerError(
+        'FLOTILLA_ERR_SERVER_STORE',
+        "a statement inside a transaction went to the root store and would wait for that transaction for ever: use the transaction's store inside tx() (store.tx(async (tx) => tx.devices.get(…)))",
+      );
+  }
+
   /** Runs `now` at once when no transaction is open, else after the ones queued before it. */
   private async inTurn<T>(now: () => T): Promise<T> {
     if (!this.turn.busy) return now();
+    this.checkNotInsideOpenTx();
     await this.turn.acquire();
     try {
       return now();
@@ -140,12 +156,15 @@ export class SqliteDriver implements SqlDriver {
   }
 
   async tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+    if (this.turn.busy) this.checkNotInsideOpenTx();
     await this.turn.acquire();
+    const id = ++this.txCount;
+    this.openTx = id;
     try {
       this.db.exec('BEGIN IMMEDIATE');
       const tx = new SqliteTx(this, 0);
       try {
-        const out = await fn(tx);
+        const out = await this.inside.run(id, () => fn(tx));
         tx.end();
         this.db.exec('COMMIT');
         return out;
@@ -155,6 +174,7 @@ export class SqliteDriver implements SqlDriver {
         throw err;
       }
     } finally {
+      this.openTx = 0;
       this.turn.release();
     }
   }
