@@ -185,9 +185,8 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     limits,
     clock,
   );
-  runner.wantDeltas = async (from, to) => {
-    await deltas.want(from, to);
-  };
+  runner.wantDeltas = (from, to, store) => deltas.want(from, to, store);
+  runner.startDeltas = () => deltas.pump();
   runner.deltasPending = (tx, from, to) => deltas.pending(from, to, tx);
   ingestor.onEvent((tx, deviceId, event, now) => runner.applyEvent(tx, deviceId, event, now));
   ingestor.onApplied((applied) => {

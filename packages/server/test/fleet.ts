@@ -134,7 +134,10 @@ export async function connectFleet(server: RunningServer, fleet: SimDevice[]): P
     await d.connect(server.addresses.mqtt!);
   }
   await waitFor(
-    () => fleet.every(async (d) => (await server.ctx.store.devices.get(d.id))?.imageSha256 === d.imageSha256),
+    async () =>
+      (await Promise.all(fleet.map((d) => server.ctx.store.devices.get(d.id)))).every(
+        (row, i) => row?.imageSha256 === fleet[i]!.imageSha256,
+      ),
     5000,
     'states',
   );

@@ -53,21 +53,20 @@ export class DeltaService {
     await this.pump();
   }
 
-  /** Queues deltas from each base the server holds to `to`; returns how many were new. */
-  async want(from: readonly string[], to: string): Promise<number> {
+  /**
+   * Queues deltas from each base the server holds to `to`; returns how many were new. Through a
+   * transaction's `store` the builds start only when the caller calls `pump()` after its commit
+   * (a build reads and writes the store outside that transaction).
+   */
+  async want(from: readonly string[], to: string, store: Store = this.store): Promise<number> {
     let queued = 0;
     const now = this.clock();
     for (const f of from) {
-      if (
-        f === to ||
-        !(await this.store.releases.byImage(f)) ||
-        !this.artifacts.has(f) ||
-        !this.artifacts.has(to)
-      )
+      if (f === to || !(await store.releases.byImage(f)) || !this.artifacts.has(f) || !this.artifacts.has(to))
         continue;
-      if (await this.store.deltas.queue(f, to, now)) queued++;
+      if (await store.deltas.queue(f, to, now)) queued++;
     }
-    if (queued > 0) await this.pump();
+    if (queued > 0 && store === this.store) await this.pump();
     return queued;
   }
 
@@ -80,7 +79,8 @@ export class DeltaService {
     return false;
   }
 
-  private async pump(): Promise<void> {
+  /** Starts queued builds, up to the worker limit. */
+  async pump(): Promise<void> {
     if (this.closed) return;
     const queue = (await this.store.deltas.pending()).filter((d) => d.status === 'queued');
     while (this.running < this.limits.deltaWorkers && queue.length > 0) {

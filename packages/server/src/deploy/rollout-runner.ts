@@ -94,8 +94,12 @@ export class RolloutRunner {
   private readonly releaseVersions = new Map<string, string>();
   /** The pass of each rollout in progress: passes of one rollout run one after the other. */
   private readonly running = new Map<string, Promise<Decision[]>>();
-  /** Asks for deltas from the images the targeted devices run (set by the delta service). */
-  wantDeltas: ((from: string[], toImageSha256: string) => Promise<void>) | null = null;
+  /**
+   * Queues deltas from the images the targeted devices run, through `store` (set by the delta
+   * service); returns how many were new. Builds start at `startDeltas()`, after the commit.
+   */
+  wantDeltas: ((from: string[], toImageSha256: string, store: Store) => Promise<number>) | null = null;
+  startDeltas: (() => Promise<void>) | null = null;
   /** True while deltas this rollout's first offers could use are still being built. */
   deltasPending: ((store: Store, from: string[], toImageSha256: string) => Promise<boolean>) | null = null;
 
@@ -163,7 +167,7 @@ export class RolloutRunner {
       await tx.audit.record(actor, 'rollout.create', id, { release: release.id, policy }, now);
     });
     const row = (await this.store.rollouts.get(id))!;
-    await this.requestDeltas(this.store, row);
+    if ((await this.requestDeltas(this.store, row)) > 0) await this.startDeltas?.();
     this.bus.emit('rollout.created', { rolloutId: id, release: release.id });
     this.schedule(id);
     return row;
@@ -393,6 +397,7 @@ export class RolloutRunner {
     const started = performance.now();
     const outbox: Outbox = [];
     let decisions: Decision[] = [];
+    let deltasQueued = 0;
     try {
       await this.store.tx(async (tx) => {
         const row = await tx.rollouts.get(id);
@@ -403,7 +408,7 @@ export class RolloutRunner {
         decisions = decide(row.policy, snap, now);
         if (decisions.length === 0) return;
         const next = applyDecisions(snap, decisions, now);
-        await this.persist(tx, row, snap, next, decisions, now, outbox);
+        deltasQueued = await this.persist(tx, row, snap, next, decisions, now, outbox);
       });
     } catch (err) {
       this.log.error({ err, rolloutId: id }, 'rollout pass failed; it will run again');
@@ -412,6 +417,7 @@ export class RolloutRunner {
       const end = performance.now();
       this.lastPass.set(id, { end, cost: end - started });
     }
+    if (deltasQueued > 0 && this.startDeltas) inBackground(this.log, 'delta queue', this.startDeltas());
     inBackground(this.log, 'update outcome metrics', this.outcomes.decided(id, decisions));
     if (decisions.length > 0)
       this.bus.emit('rollout.updated', { rolloutId: id, decisions: decisions.length });
@@ -441,7 +447,7 @@ export class RolloutRunner {
     decisions: Decision[],
     now: number,
     outbox: Outbox,
-  ): Promise<void> {
+  ): Promise<number> {
     await tx.rollouts.setRuntime(row.id, after.runtime, now);
     const existing = new Map((await tx.deployments.forRollout(row.id)).map((d) => [d.deviceId, d]));
     const prev = new Map(before.deployments.map((d) => [d.deviceId, d]));
@@ -486,7 +492,8 @@ export class RolloutRunner {
         await tx.audit.record('rollout-engine', `rollout.${d.type}`, row.id, { ...d }, now);
       }
     }
-    if (decisions.some((d) => d.type === 'assign')) await this.requestDeltas(tx, row);
+    // Queued in this transaction (with the assignments); built after the commit.
+    return decisions.some((d) => d.type === 'assign') ? this.requestDeltas(tx, row) : 0;
   }
 
   private async send(outbox: Outbox): Promise<void> {
@@ -578,15 +585,16 @@ export class RolloutRunner {
     outbox.push({ deviceId: dep.deviceId, command: this.offers.command(offer) });
   }
 
-  private async requestDeltas(s: Store, row: RolloutRow): Promise<void> {
-    if (!this.wantDeltas) return;
+  /** Queues (through `s`) the deltas this rollout's devices could use; returns how many were new. */
+  private async requestDeltas(s: Store, row: RolloutRow): Promise<number> {
+    if (!this.wantDeltas) return 0;
     const release = await s.releases.get(row.releaseId);
-    if (!release) return;
+    if (!release) return 0;
     const from = new Set<string>();
     for (const d of (await this.snapshot(s, row)).devices)
       if (d.currentImageSha256 && d.currentImageSha256 !== release.imageSha256)
         from.add(d.currentImageSha256);
-    await this.wantDeltas([...from], release.imageSha256);
+    return this.wantDeltas([...from], release.imageSha256, s);
   }
 
   /** `s`: the store to read (inside a pass, its transaction's). */
