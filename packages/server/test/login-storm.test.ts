@@ -74,7 +74,7 @@ describe('a login storm', () => {
 
     // One of them replays its password from another socket: refused, and the device stays in.
     await expect(
-      connect(url, { clientId: devices[7]!.id, username: devices[7]!.id, password: passwords[7]! }),,
+      connect(url, { clientId: devices[7]!.id, username: devices[7]!.id, password: passwords[7]! }),
     ).rejects.toThrow(/Bad username or password/);
     expect(server.broker!.isConnected(devices[7]!.id)).toBe(true);
     // A fresh password still works (the session is taken over, as a reconnecting device would).

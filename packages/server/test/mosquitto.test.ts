@@ -83,7 +83,7 @@ describe.skipIf(lacksMosquitto)('Mosquitto: credentials, reloads and staleness',
         clientId: 'TEST-ONLY-mq-none',
         username: 'TEST-ONLY-mq-none',
         password: 'x'.repeat(32),
-      }),,
+      }),
     ).rejects.toThrow(/Not authorized|Bad username/);
   });
 });

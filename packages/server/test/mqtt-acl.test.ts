@@ -119,13 +119,13 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
 
   it('refuses a password outside the time window', async () => {
     await expect(
-      connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),,
+      connect(url, { clientId: a.id, username: a.id, password: a.password(Date.now() - 10 * 60_000) }),
     ).rejects.toThrow(/Bad username or password/);
   });
 
   it('refuses a device using another device id as client id (session takeover)', async () => {
     await expect(
-      connect(url, { clientId: b.id, username: a.id, password: a.password() }),,
+      connect(url, { clientId: b.id, username: a.id, password: a.password() }),
     ).rejects.toThrow(/Identifier rejected/);
   });
 
@@ -219,7 +219,7 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     await c.endAsync();
     const m = testDevice('TEST-ONLY-other');
     await expect(
-      connect(url, { clientId: m.id, username: m.id, password: `flp1.${t.secret}.${m.publicKeyHex}` }),,
+      connect(url, { clientId: m.id, username: m.id, password: `flp1.${t.secret}.${m.publicKeyHex}` }),
     ).rejects.toThrow(/Not authorized/);
     // The registered key works from then on.
     const again = await connectDevice(url, n);
@@ -241,7 +241,7 @@ describe('replay protection across a restart', () => {
       await s.crash();
       s = await startTestServer({ dataDir });
       await expect(
-        connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured }),,
+        connect(s.addresses.mqtt!, { clientId: d.id, username: d.id, password: captured }),
       ).rejects.toThrow(/Bad username or password/);
       const fresh = await connectDevice(s.addresses.mqtt!, d);
       await fresh.endAsync();

@@ -200,7 +200,7 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
   it('does not serve MQTT over WebSocket on another path', async () => {
     const url = server.addresses.ws!.replace(/\/mqtt$/, '/not-mqtt');
     await expect(
-      connect(url, { clientId: d.id, username: d.id, password: d.password() }),,
+      connect(url, { clientId: d.id, username: d.id, password: d.password() }),
     ).rejects.toThrow();
   });
 });
