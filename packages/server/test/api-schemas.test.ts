@@ -48,13 +48,13 @@ describe('response serialisation', () => {
   it('keeps every field of an open shape (the serialiser drops undeclared properties)', async () => {
     const res = await server.app.inject({ method: 'GET', url: '/api/v1/policy', headers: auth() });
     expect(res.statusCode).toBe(200);
-    expect(res.body).toBe(JSON.stringify(server.ctx.policy.current()));
+    expect(res.body).toBe(JSON.stringify(await server.ctx.policy.current()));
     const status = await server.app.inject({
       method: 'GET',
       url: '/api/v1/vulnerabilities/status',
       headers: auth(),
     });
-    expect(status.body).toBe(JSON.stringify(server.ctx.vulns.status()));
+    expect(status.body).toBe(JSON.stringify(await server.ctx.vulns.status()));
   });
 
   it('answers errors in the one coded shape through the error schema', async () => {

@@ -96,7 +96,7 @@ describe('fleet gauges', () => {
       (await created('1.1.0')) / 1000,
     );
     const age = async (v: string) => (now - (await created(v))) / 1000;
-    expect(m.value('flotilla_fleet_oldest_image_age_seconds')).toBe(age('1.0.0'));
+    expect(m.value('flotilla_fleet_oldest_image_age_seconds')).toBe(await age('1.0.0'));
     // Mean over the 4 accepted devices on a known release image (the one that never reported is left out).
     expect(m.value('flotilla_fleet_mean_image_age_seconds')).toBeCloseTo(
       (3 * (await age('1.0.0')) + (await age('1.1.0'))) / 4,
@@ -112,7 +112,7 @@ describe('fleet gauges', () => {
     m = await scrape(server);
     expect(m.has('flotilla_devices_by_version', { version: '1.1.0' })).toBe(false);
     expect(m.value('flotilla_devices_by_version', { version: '1.0.0' })).toBe(4);
-    expect(m.value('flotilla_fleet_mean_image_age_seconds')).toBe(age('1.0.0'));
+    expect(m.value('flotilla_fleet_mean_image_age_seconds')).toBe(await age('1.0.0'));
   });
 
   it('counts online devices on an external broker only when seen within offlineAfterMs', async () => {
