@@ -289,7 +289,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     const wanted = 'bulk-07342';
     await page.getByLabel('Device id starts with').fill(wanted);
     await page.getByLabel('Hardware').fill('TEST-ONLY-bulk-board');
-    const answer = await page.waitForResponse((r) => r.url().includes(`q=${wanted}`));
+    const answer = page.waitForResponse((r) => r.url().includes(`q=${wanted}`));
     await page.getByRole('button', { name: 'Search' }).click();
     const res = await answer;
     expect(res.status()).toBe(200);

@@ -216,7 +216,7 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
     });
     try {
       // Off for a while, then on again; no report during the cut, and offlineAfterMs is 10 min.
-      const cut = await device.powerCut(5000);
+      const cut = device.powerCut(5000);
       await until('offline by the last will', () => offline.includes(device.id), 30_000);
       expect((await running.ctx.store.devices.get(device.id))?.online).toBe(false);
       await cut;

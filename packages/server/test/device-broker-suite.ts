@@ -125,7 +125,7 @@ export function deviceBrokerSuite(
 
     it('never lets device A publish as device B', async () => {
       const c = await device(a);
-      const closed = await closedWithin(c, 3000);
+      const closed = closedWithin(c, 3000);
       const forged = uid('forged');
       c.publish(topic(b.id, 'state'), JSON.stringify(stateMessage(99, { version: '6.6.6' })), { qos: 1 });
       c.publish(topic(b.id, 'events'), JSON.stringify(eventMessage(forged, 99, 'healthy')), { qos: 1 });
@@ -171,7 +171,7 @@ export function deviceBrokerSuite(
 
     it('closes a connection that sends an oversized payload, and stores nothing of it', async () => {
       const c = await device(a);
-      const closed = await closedWithin(c, 5000);
+      const closed = closedWithin(c, 5000);
       const big = JSON.stringify({
         ...stateMessage(7, { version: '7.7.7' }),
         lastError: 'x'.repeat(200 * 1024),
@@ -246,7 +246,7 @@ export function deviceBrokerSuite(
     it('closes the connection of a decommissioned device and refuses it from then on', async () => {
       const c3 = await broker.addDevice(`TEST-ONLY-suite-${Math.random().toString(36).slice(2, 8)}`);
       const live = await device(c3);
-      const closed = await closedWithin(live, 5000);
+      const closed = closedWithin(live, 5000);
       const res = await broker.server.app.inject({
         method: 'POST',
         url: `/api/v1/devices/${c3.id}/decommission`,

@@ -101,20 +101,18 @@ const NEXT_KIND: Partial<Record<DeploymentState, string>> = {
   rebooting: 'healthy',
 };
 
-const inFlight = async (s: RolloutSnapshot) =>
-  (
-    await s.deployments.filter(
-      (r) =>
-        IN_FLIGHT_STATES.includes(r.state) ||
-        (r.rollback !== null && IN_FLIGHT_STATES.includes(r.rollback.state)),
-    )
+const inFlight = (s: RolloutSnapshot) =>
+  s.deployments.filter(
+    (r) =>
+      IN_FLIGHT_STATES.includes(r.state) ||
+      (r.rollback !== null && IN_FLIGHT_STATES.includes(r.rollback.state)),
   ).length;
 
 const isOffer = (d: Decision) => d.type === 'offer' || d.type === 'rollback-offer';
 
-async function deviceEvents(s: RolloutSnapshot, moves: string[], now: number): Promise<RolloutSnapshot> {
+function deviceEvents(s: RolloutSnapshot, moves: string[], now: number): RolloutSnapshot {
   let i = 0;
-  const deployments = await s.deployments.map((r) => {
+  const deployments = s.deployments.map((r) => {
     const state = r.rollback ? r.rollback.state : r.state;
     if (!IN_FLIGHT_STATES.includes(state)) return r;
     const move = moves[i++ % Math.max(1, moves.length)] ?? 'nothing';
@@ -127,8 +125,8 @@ async function deviceEvents(s: RolloutSnapshot, moves: string[], now: number): P
 }
 
 /** Every device in flight reports its way to healthy, as a good release on a good device does. */
-async function everyOfferGoesHealthy(s: RolloutSnapshot, now: number): Promise<RolloutSnapshot> {
-  const deployments = await s.deployments.map((r) => {
+function everyOfferGoesHealthy(s: RolloutSnapshot, now: number): RolloutSnapshot {
+  const deployments = s.deployments.map((r) => {
     let next = r;
     for (let kind = NEXT_KIND[next.state]; kind !== undefined; kind = NEXT_KIND[next.state]) {
       const moved = applyDeviceEvent(next, { kind, at: now, version: s.release.version }, s.release.version);
@@ -138,7 +136,7 @@ async function everyOfferGoesHealthy(s: RolloutSnapshot, now: number): Promise<R
     return next;
   });
   const healthy = new Set(deployments.filter((r) => r.state === 'healthy').map((r) => r.deviceId));
-  const devices = await s.devices.map((dv) =>
+  const devices = s.devices.map((dv) =>
     healthy.has(dv.id) ? { ...dv, currentVersion: s.release.version } : dv,
   );
   return { ...s, devices, deployments };
@@ -161,7 +159,7 @@ const scenarioArb = fc.record({
 type Scenario = typeof scenarioArb extends fc.Arbitrary<infer T> ? T : never;
 
 /** Drives one random rollout for a few steps and runs `check` on every engine tick. */
-async function runScenario({ policy: p, devices: n, online, steps }: Scenario, check: Check): Promise<void> {
+function runScenario({ policy: p, devices: n, online, steps }: Scenario, check: Check): void {
   const devices = Array.from({ length: n }, (_, i) => device(`d${i}`, { online: online[i] ?? true }));
   let s = snapshot(p, devices);
   let now = T0;
@@ -171,10 +169,10 @@ async function runScenario({ policy: p, devices: n, online, steps }: Scenario, c
     const d = decide(p, s, now);
     const after = applyDecisions(s, d, now);
     check(p, s, d, after, now);
-    s = await deviceEvents(after, step.moves, now + 1000);
+    s = deviceEvents(after, step.moves, now + 1000);
     if (step.toggleOnline !== undefined && s.devices.length > 0) {
       const k = step.toggleOnline % s.devices.length;
-      s = { ...s, devices: await s.devices.map((dv, i) => (i === k ? { ...dv, online: !dv.online } : dv)) };
+      s = { ...s, devices: s.devices.map((dv, i) => (i === k ? { ...dv, online: !dv.online } : dv)) };
     }
     if (step.join) s = { ...s, devices: [...s.devices, device(`j${joined++}`)] };
     if (step.approve && s.runtime.status === 'waiting-approval') {
@@ -186,9 +184,9 @@ async function runScenario({ policy: p, devices: n, online, steps }: Scenario, c
 const SEED = 20260302;
 
 /** Drives random rollouts and runs `check` on every engine tick. */
-function simulate(check: Check, runs = 150): Promise<void> {
-  return fc.assert(
-    fc.asyncProperty(scenarioArb, (scenario) => runScenario(scenario, check)),
+function simulate(check: Check, runs = 150) {
+  fc.assert(
+    fc.property(scenarioArb, (scenario) => runScenario(scenario, check)),
     { numRuns: runs, seed: SEED },
   );
 }
@@ -197,9 +195,9 @@ function simulate(check: Check, runs = 150): Promise<void> {
 const ACTIVE = ['running', 'soaking', 'waiting-approval', 'waiting'];
 
 /** Offers the engine may still make at `now` under the rate limit (its documented meaning). */
-async function rateRoom(p: RolloutPolicy, s: RolloutSnapshot, now: number): Promise<number> {
-  const notified = (await s.deployments.filter((r) => r.attempts > 0)).length;
-  const succeeded = (await s.deployments.filter((r) => r.state === 'healthy')).length;
+function rateRoom(p: RolloutPolicy, s: RolloutSnapshot, now: number): number {
+  const notified = s.deployments.filter((r) => r.attempts > 0).length;
+  const succeeded = s.deployments.filter((r) => r.state === 'healthy').length;
   const perMinute = ratePerMinute(p, { notified, succeeded });
   if (perMinute === null) return Number.POSITIVE_INFINITY;
   const w = s.runtime.rateWindow;
@@ -208,8 +206,8 @@ async function rateRoom(p: RolloutPolicy, s: RolloutSnapshot, now: number): Prom
 }
 
 /** Online, idle, pending devices of a started phase: the ones the engine owes an offer. */
-async function waitingForOffer(s: RolloutSnapshot): Promise<string[]> {
-  const ready = new Set((await s.devices.filter((dv) => dv.online && !dv.busy)).map((dv) => dv.id));
+function waitingForOffer(s: RolloutSnapshot): string[] {
+  const ready = new Set(s.devices.filter((dv) => dv.online && !dv.busy).map((dv) => dv.id));
   return s.deployments
     .filter(
       (r) => r.state === 'pending' && ready.has(r.deviceId) && s.runtime.phases[r.phase]!.startedAt !== null,
@@ -218,15 +216,15 @@ async function waitingForOffer(s: RolloutSnapshot): Promise<string[]> {
 }
 
 /** What a tick shows about a scenario, for fc.statistics. */
-async function classify(scenario: Scenario): Promise<string[]> {
+function classify(scenario: Scenario): string[] {
   const seen = new Set<string>();
-  await runScenario(scenario, async (p, before, d, after, now) => {
+  runScenario(scenario, (p, before, d, after, now) => {
     if (d.some((x) => x.type === 'pause')) seen.add('paused on errors');
     if (d.some((x) => x.type === 'wait-approval')) seen.add('waited for an approval');
     if (before.runtime.phases.some((ph) => ph.approvedAt !== null)) seen.add('approved a phase');
     if (p.maintenanceWindows.length > 0) {
       const open = inMaintenanceWindow(p.maintenanceWindows, now);
-      if (!open && ACTIVE.includes(after.runtime.status) && (await waitingForOffer(after)).length > 0)
+      if (!open && ACTIVE.includes(after.runtime.status) && waitingForOffer(after).length > 0)
         seen.add('held offers outside a window');
       if (open && d.some(isOffer)) seen.add('offered inside a window');
     }
@@ -239,20 +237,20 @@ async function classify(scenario: Scenario): Promise<string[]> {
 }
 
 describe('rollout engine properties', () => {
-  it('never more devices in flight than maxConcurrent', async () => {
-    await simulate(async (p, _b, _d, after) => {
-      expect(await inFlight(after)).toBeLessThanOrEqual(p.maxConcurrent);
+  it('never more devices in flight than maxConcurrent', () => {
+    simulate((p, _b, _d, after) => {
+      expect(inFlight(after)).toBeLessThanOrEqual(p.maxConcurrent);
     });
   });
 
-  it('never offers outside a maintenance window', async () => {
-    await simulate((p, _b, d, _a, now) => {
+  it('never offers outside a maintenance window', () => {
+    simulate((p, _b, d, _a, now) => {
       if (d.some(isOffer)) expect(inMaintenanceWindow(p.maintenanceWindows, now)).toBe(true);
     });
   });
 
-  it('never offers to a device of a later phase before every earlier phase succeeded', async () => {
-    await simulate((p, _b, d, after) => {
+  it('never offers to a device of a later phase before every earlier phase succeeded', () => {
+    simulate((p, _b, d, after) => {
       for (const x of d) {
         if (x.type === 'phase-succeeded') {
           // Recount from the records, independently of the engine's own judgement.
@@ -273,22 +271,22 @@ describe('rollout engine properties', () => {
     });
   });
 
-  it('never offers to an offline device', async () => {
-    await simulate((_p, before, d) => {
+  it('never offers to an offline device', () => {
+    simulate((_p, before, d) => {
       const online = new Map(before.devices.map((dv) => [dv.id, dv.online]));
       for (const x of d) if (isOffer(x)) expect(online.get((x as { deviceId: string }).deviceId)).toBe(true);
     });
   });
 
-  it('is idempotent: deciding again on the applied snapshot at the same time decides nothing', async () => {
-    await simulate((p, before, d, after, now) => {
+  it('is idempotent: deciding again on the applied snapshot at the same time decides nothing', () => {
+    simulate((p, before, d, after, now) => {
       expect(decide(p, after, now)).toEqual([]);
       // and deterministic: the same input gives the same output
       expect(decide(p, before, now)).toEqual(d);
     });
   });
 
-  it('never counts installed as success: without a healthy device no non-empty phase succeeds', async () => {
+  it('never counts installed as success: without a healthy device no non-empty phase succeeds', () => {
     const notHealthy = fc.constantFrom<DeploymentState>(
       'pending',
       'offered',
@@ -301,48 +299,41 @@ describe('rollout engine properties', () => {
       'timed-out',
       'cancelled',
     );
-    await fc.assert(
-      fc.asyncProperty(
-        policyArb,
-        fc.array(notHealthy, { minLength: 1, maxLength: 30 }),
-        async (p, states) => {
-          const devices = states.map((_, i) => device(`d${i}`));
-          let s = applyDecisions(snapshot(p, devices), decide(p, snapshot(p, devices), T0), T0);
-          s = {
-            ...s,
-            deployments: await s.deployments.map((r, i) => ({ ...r, state: states[i]!, attempts: 9 })),
-          };
-          const sum = summarize(p, s, T0);
-          const d = decide(p, s, T0 + 1);
-          for (const ph of sum.phases) {
-            expect(ph.healthy).toBe(0);
-            if (ph.total > 0 && ph.successThreshold > 0) {
-              expect(ph.successMet).toBe(false);
-              expect(d).not.toContainEqual({ type: 'phase-succeeded', phase: ph.index });
-            }
+    fc.assert(
+      fc.property(policyArb, fc.array(notHealthy, { minLength: 1, maxLength: 30 }), (p, states) => {
+        const devices = states.map((_, i) => device(`d${i}`));
+        let s = applyDecisions(snapshot(p, devices), decide(p, snapshot(p, devices), T0), T0);
+        s = { ...s, deployments: s.deployments.map((r, i) => ({ ...r, state: states[i]!, attempts: 9 })) };
+        const sum = summarize(p, s, T0);
+        const d = decide(p, s, T0 + 1);
+        for (const ph of sum.phases) {
+          expect(ph.healthy).toBe(0);
+          if (ph.total > 0 && ph.successThreshold > 0) {
+            expect(ph.successMet).toBe(false);
+            expect(d).not.toContainEqual({ type: 'phase-succeeded', phase: ph.index });
           }
-        },
-      ),
+        }
+      }),
       { numRuns: 200, seed: 7 },
     );
   });
 
-  it('offers happen: a tick never leaves a rollout unstarted or an owed offer unmade', async () => {
-    await simulate(async (p, _b, _d, after, now) => {
+  it('offers happen: a tick never leaves a rollout unstarted or an owed offer unmade', () => {
+    simulate((p, _b, _d, after, now) => {
       // These policies have no start time: the first tick starts them.
       expect(after.runtime.status).not.toBe('scheduled');
       if (!ACTIVE.includes(after.runtime.status) || after.runtime.rollingBack) return;
       if (!inMaintenanceWindow(p.maintenanceWindows, now)) return;
-      if ((await inFlight(after)) >= p.maxConcurrent || (await rateRoom(p, after, now)) < 1) return;
-      expect(await waitingForOffer(after)).toEqual([]);
+      if (inFlight(after) >= p.maxConcurrent || rateRoom(p, after, now) < 1) return;
+      expect(waitingForOffer(after)).toEqual([]);
     });
   });
 
-  it('a rollout whose devices all become healthy advances through every phase and completes', async () => {
+  it('a rollout whose devices all become healthy advances through every phase and completes', () => {
     const TICK = 5 * MIN;
     const LIMIT = 42 * 1440 * MIN; // six weeks: a 10-minute weekly window at one offer a minute is enough
-    await fc.assert(
-      fc.asyncProperty(policyArb, fc.integer({ min: 1, max: 24 }), async (p, n) => {
+    fc.assert(
+      fc.property(policyArb, fc.integer({ min: 1, max: 24 }), (p, n) => {
         let s = snapshot(
           p,
           Array.from({ length: n }, (_, i) => device(`d${i}`)),
@@ -355,13 +346,13 @@ describe('rollout engine properties', () => {
               x.deployments.every((r) => r.state === 'healthy');
         for (let now = T0; now < T0 + LIMIT && !finished(s); now += TICK) {
           s = applyDecisions(s, decide(p, s, now), now);
-          s = await everyOfferGoesHealthy(s, now + 1000);
+          s = everyOfferGoesHealthy(s, now + 1000);
           if (s.runtime.status === 'waiting-approval') {
             s = { ...s, runtime: approvePhase(p, s.runtime, s.runtime.currentPhase + 1, now, 'prop') };
           }
         }
         expect(s.runtime.phases.every((ph) => ph.succeededAt !== null)).toBe(true);
-        expect(await s.deployments.map((r) => r.state)).toEqual(Array.from({ length: n }, () => 'healthy'));
+        expect(s.deployments.map((r) => r.state)).toEqual(Array.from({ length: n }, () => 'healthy'));
         if (p.target.membership === 'static') expect(s.runtime.status).toBe('completed');
       }),
       { numRuns: 100, seed: SEED },
@@ -370,15 +361,9 @@ describe('rollout engine properties', () => {
 
   // Soaks, completions and rollbacks are rare in these short random runs (an error pauses for good):
   // the statistics print them, and the progress property above drives soaks to completion.
-  it('covers pauses, approvals, maintenance windows and retries (fc.statistics)', async () => {
-    // fc.statistics takes a synchronous classifier: the same samples, classified with the async store.
-    const samples = fc.sample(scenarioArb, { numRuns: 150, seed: SEED });
-    const counts = new Map<string, number>();
-    for (const s of samples)
-      for (const label of await classify(s)) counts.set(label, (counts.get(label) ?? 0) + 1);
-    const lines = [...counts].map(
-      ([label, n]) => `${label}${'.'.repeat(4)}${((100 * n) / samples.length).toFixed(2)}%`,
-    );
+  it('covers pauses, approvals, maintenance windows and retries (fc.statistics)', () => {
+    const lines: string[] = [];
+    fc.statistics(scenarioArb, classify, { numRuns: 150, seed: SEED, logger: (line) => lines.push(line) });
     console.log(`generated rollout scenarios:\n${lines.join('\n')}`);
     const share = new Map(
       lines.map((line) => {

@@ -149,7 +149,7 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
     try {
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-      const got = await readEvents(
+      const got = readEvents(
         res,
         (e) => e.event === 'device.event' && e.data.deviceId === d.id && e.data.kind === 'healthy',
         5000,
