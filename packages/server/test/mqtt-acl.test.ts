@@ -124,9 +124,9 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
   });
 
   it('refuses a device using another device id as client id (session takeover)', async () => {
-    await expect(
-      connect(url, { clientId: b.id, username: a.id, password: a.password() }),
-    ).rejects.toThrow(/Identifier rejected/);
+    await expect(connect(url, { clientId: b.id, username: a.id, password: a.password() })).rejects.toThrow(
+      /Identifier rejected/,
+    );
   });
 
   it('refuses unknown and pending devices', async () => {

@@ -199,8 +199,6 @@ describe('Server-Sent Events (GET /api/v1/events)', () => {
 
   it('does not serve MQTT over WebSocket on another path', async () => {
     const url = server.addresses.ws!.replace(/\/mqtt$/, '/not-mqtt');
-    await expect(
-      connect(url, { clientId: d.id, username: d.id, password: d.password() }),
-    ).rejects.toThrow();
+    await expect(connect(url, { clientId: d.id, username: d.id, password: d.password() })).rejects.toThrow();
   });
 });
