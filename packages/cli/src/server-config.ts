@@ -34,6 +34,12 @@ export const ServerConfigFile = Type.Object(
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactBaseUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactAccelRedirect: Type.Optional(Type.String({ pattern: '^/.*/$', maxLength: 200 })),
+    trustProxy: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[0-9a-fA-F.:]+(/[0-9]{1,3})?$', maxLength: 64 }), {
+        minItems: 1,
+        maxItems: 64,
+      }),
+    ),
     logLevel: Type.Optional(
       Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     ),

@@ -99,6 +99,12 @@ describe('flotilla server --config FILE', { timeout: SERVER_STARTS_MS }, () => {
     await writeFile(config, JSON.stringify({ prot: 8080 }));
     const unknown = runFlotilla(['server', '--config', config]);
     expect(unknown.stderr).toContain('field "prot"');
+    await writeFile(config, JSON.stringify({ trustProxy: ['nginx.local'] }));
+    const proxy = runFlotilla(['server', '--config', config]);
+    expect(proxy.stderr).toContain('field "trustProxy.0"');
+    const flag = runFlotilla(['server', '--trust-proxy', '127.0.0.1,every-host']);
+    expect(flag.code).not.toBe(0);
+    expect(flag.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
   });
 
   it('says a missing config file is not found (not an internal error)', () => {

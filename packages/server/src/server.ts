@@ -63,6 +63,12 @@ export interface ServerOptions {
    * bytes (docs/cluster.md). Requests straight to the server are still served by the server.
    */
   artifactAccelRedirect?: string;
+  /**
+   * Addresses or CIDR ranges of reverse proxies (nginx) whose `X-Forwarded-For` names the real
+   * client: failed-login limits and logged sources then key on the device or operator, not on the
+   * proxy. Off by default: a client could otherwise claim any address to dodge the limiter.
+   */
+  trustProxy?: string[];
   limits?: Partial<ServerLimits> & { deltaWaitMs?: number };
   /** Embedded aedes (default) or an external broker the server joins as a privileged client. */
   broker?:
@@ -274,7 +280,10 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     store.audit.record('server', 'token.bootstrap', null, {}, clock());
   }
 
-  const app = await buildApp(ctx, opts.tls ? { https: opts.tls } : {});
+  const app = await buildApp(ctx, {
+    ...(opts.tls ? { https: opts.tls } : {}),
+    ...(opts.trustProxy?.length ? { trustProxy: opts.trustProxy } : {}),
+  });
   let broker: EmbeddedBroker | null = null;
   const brokerOpts = opts.broker ?? { kind: 'embedded' as const };
   if (brokerOpts.kind === 'embedded') {

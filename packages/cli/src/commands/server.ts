@@ -21,6 +21,20 @@ function readInput(path: string, flag: string): Buffer {
   }
 }
 
+const ADDRESS_OR_CIDR = /^[0-9a-fA-F.:]+(\/[0-9]{1,3})?$/;
+
+/** `--trust-proxy a,b` (or the config file's list): each an IP address or a CIDR range. */
+function proxyList(value: string | string[]): string[] {
+  const list = (Array.isArray(value) ? value : value.split(',')).map((a) => a.trim()).filter(Boolean);
+  const bad = list.find((a) => !ADDRESS_OR_CIDR.test(a));
+  if (bad !== undefined || list.length === 0)
+    throw new CliError(
+      'FLOTILLA_ERR_CLI_USAGE',
+      `--trust-proxy ${JSON.stringify(bad ?? value)} is not an IP address or CIDR range (e.g. 127.0.0.1,10.0.0.0/8)`,
+    );
+  return list;
+}
+
 /** `--broker` and its login: the server joins Mosquitto and manages device clients there (dynsec). */
 function externalBroker(opts: {
   broker?: string;
@@ -99,6 +113,10 @@ export function registerServerCommands(program: Command): void {
       'nginx internal location of <data-dir>/artifacts/ (e.g. /_flotilla/artifacts/): nginx sends authorised downloads',
     )
     .option(
+      '--trust-proxy <addresses>',
+      'comma-separated addresses/CIDRs of reverse proxies (nginx) whose X-Forwarded-For names the client',
+    )
+    .option(
       '--metrics-token-file <file>',
       'GET /metrics needs `Authorization: Bearer <the token in this file>` (or an API token)',
     )
@@ -132,6 +150,7 @@ export function registerServerCommands(program: Command): void {
         publicUrl?: string;
         artifactBaseUrl?: string;
         artifactAccelRedirect?: string;
+        trustProxy?: string | string[];
         metricsTokenFile?: string;
         broker?: string;
         brokerUsername: string;
@@ -180,6 +199,7 @@ export function registerServerCommands(program: Command): void {
           ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
           ...(opts.artifactBaseUrl ? { artifactBaseUrl: opts.artifactBaseUrl } : {}),
           ...(opts.artifactAccelRedirect ? { artifactAccelRedirect: opts.artifactAccelRedirect } : {}),
+          ...(opts.trustProxy ? { trustProxy: proxyList(opts.trustProxy) } : {}),
           ...(opts.metricsTokenFile
             ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
             : {}),
