@@ -309,6 +309,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     registry.onRevoked = (id) => broker?.disconnect(id);
   }
   let offlineSweep: NodeJS.Timeout | null = null;
+  let brokerReconcile: NodeJS.Timeout | null = null;
   let started = false;
   // Every start is audited; a restart says whether the run before it ended cleanly (a
   // `server.stop`) or not (killed, crashed, power lost: its last entry is its `server.start`).
@@ -356,7 +357,31 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
         if (dynsec) {
           const control = new DynsecControl(external.client);
           await control.attach((topic, handler) => external.listen(topic, handler));
-          registry.credentials = new DynsecCredentials(control);
+          const dynsecCredentials = new DynsecCredentials(control);
+          registry.credentials = dynsecCredentials;
+          const reconcile = () =>
+            dynsecCredentials
+              .reconcile(
+                (id) => store.devices.get(id)?.status === 'accepted',
+                () => store.devices.allAccepted().map((d) => d.id),
+              )
+              .then(({ removed, withoutClient }) => {
+                if (removed.length > 0)
+                  log.warn({ removed }, 'deleted broker clients of devices the store does not accept');
+                if (withoutClient.length > 0)
+                  log.warn(
+                    { count: withoutClient.length, sample: withoutClient.slice(0, 20) },
+                    'accepted devices without a broker client: they must register again for a password',
+                  );
+              })
+              .catch((err: unknown) => log.error({ err }, 'broker client reconcile failed; retried later'));
+          registry.onRevokeFailed = (deviceId, err) => {
+            log.error({ err, deviceId }, 'broker did not take the revocation; reconciling in 10 s');
+            setTimeout(reconcile, 10_000).unref();
+          };
+          await reconcile();
+          brokerReconcile = setInterval(reconcile, limits.brokerReconcileMs);
+          brokerReconcile.unref();
         }
         // Devices' last wills make offline immediate; a device whose will was lost (a broker
         // restart) is marked offline once silent for offlineAfterMs, checked a few times per window.
@@ -381,6 +406,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       ctx.retention.unschedule();
       ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
+      if (brokerReconcile) clearInterval(brokerReconcile);
       await transport?.close();
       ingestor.close();
       await deltas.close();
@@ -392,6 +418,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       ctx.retention.unschedule();
       ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
+      if (brokerReconcile) clearInterval(brokerReconcile);
       ingestor.abandon();
       await deltas.close();
       await transport?.close().catch(() => {});
