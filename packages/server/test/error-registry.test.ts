@@ -1,6 +1,6 @@
 import { CodedError } from '@flotilla/protocol';
 import { describe, expect, it } from 'vitest';
-import { SERVER_ERRORS, STORE_ERRORS, ServerError } from '../src/errors.js';
+import { SERVER_ERRORS, ServerError, STORE_ERRORS } from '../src/errors.js';
 import { POLICY_ERRORS } from '../src/policy/errors.js';
 import { ROLLOUT_ERRORS, RolloutError } from '../src/rollout/errors.js';
 import { VULNS_ERRORS } from '../src/vulns/errors.js';

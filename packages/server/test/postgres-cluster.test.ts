@@ -2,14 +2,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../test/e2e/mosquitto.js';
 import { StoreError } from '../src/errors.js';
-import { openPostgresDriver, PostgresDriver } from '../src/store/postgres/driver.js';
+import { openPostgresDriver, type PostgresDriver } from '../src/store/postgres/driver.js';
 import { PostgresLease } from '../src/store/postgres/lease.js';
 import { claimNextDelta, completeDeltaClaim, renewDeltaClaim } from '../src/store/sql-delta-claims.js';
 import { fenced } from '../src/store/sql-lease.js';
-import { freePort } from '../../../test/e2e/mosquitto.js';
-import { waitFor } from './helpers.js';
 import { POSTGRES_MISSING, postgresBin, startTestPostgres, type TestPostgres } from './helpers/postgres.js';
+import { waitFor } from './helpers.js';
 
 // Several server nodes on one PostgreSQL: each node is a driver with its own pool here (and, for
 // the lease, a process of its own that the test SIGKILLs).

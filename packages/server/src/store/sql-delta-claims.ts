@@ -69,7 +69,7 @@ export async function completeDeltaClaim(
   sql: Sql,
   claim: DeltaClaim,
   node: string,
-  finish: (tx: Sql) => Promise<void>,
+  finish: (tx: Sql) => Promise<unknown>,
 ): Promise<boolean> {
   return sql.tx(async (tx) => {
     const r = await tx.run(

@@ -53,7 +53,9 @@ export async function fenced<T>(
   if (epoch === undefined) throw new StoreError('FLOTILLA_ERR_STORE_LEASE_LOST', `lease ${name} is not held`);
   return sql.tx(async (tx) => {
     const lock = tx.dialect === 'postgres' ? 'FOR SHARE' : '';
-    const row = await tx.get<{ epoch: number }>(`SELECT epoch FROM cluster_leases WHERE name = ? ${lock}`, [name]);
+    const row = await tx.get<{ epoch: number }>(`SELECT epoch FROM cluster_leases WHERE name = ? ${lock}`, [
+      name,
+    ]);
     if (row?.epoch !== epoch)
       throw new StoreError(
         'FLOTILLA_ERR_STORE_LEASE_LOST',

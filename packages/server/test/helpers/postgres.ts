@@ -70,7 +70,11 @@ process.once('exit', () => {
   }
 });
 
-export async function startTestPostgres(database = 'flotilla'): Promise<TestPostgres> {
+/** `durable: true` keeps PostgreSQL's fsync on (for measurements); tests leave it off. */
+export async function startTestPostgres(
+  database = 'flotilla',
+  opts: { durable?: boolean } = {},
+): Promise<TestPostgres> {
   if (!postgresBin) throw new Error(POSTGRES_MISSING);
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-pg-'));
   const dataDir = join(dir, 'data');
@@ -87,9 +91,7 @@ export async function startTestPostgres(database = 'flotilla'): Promise<TestPost
     `-c unix_socket_directories=${dir}`,
     '-c max_connections=60',
     // Throw-away data: no fsync, so tests on a shared 2-core box do not wait on the disk.
-    '-c fsync=off',
-    '-c synchronous_commit=off',
-    '-c full_page_writes=off',
+    ...(opts.durable ? [] : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
   ].join(' ');
   const start = () => pgTool('pg_ctl', ['start', '-w', '-t', '60', '-D', dataDir, '-l', log, '-o', settings]);
   const stop = () => pgTool('pg_ctl', ['stop', '-w', '-t', '60', '-m', 'fast', '-D', dataDir]);

@@ -131,7 +131,10 @@ export class PostgresDriver extends PgSql implements SqlDriver {
       await sql.run('COMMIT');
       return out;
     } catch (err) {
-      if (!broken) await sql.run('ROLLBACK').catch((e: unknown) => (broken = e));
+      if (!broken)
+        await sql.run('ROLLBACK').catch((e: unknown) => {
+          broken = e; // the connection is unusable: the pool must not hand it out again
+        });
       throw err;
     } finally {
       client.off('error', onError);

@@ -63,7 +63,9 @@ export class PostgresLease implements Lease {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      const reason = await this.session().catch((err: unknown) => (mapPgError(err, this.target) as Error).message);
+      const reason = await this.session().catch(
+        (err: unknown) => (mapPgError(err, this.target) as Error).message,
+      );
       this.lose(reason);
       await this.pause(this.pollMs);
     }
