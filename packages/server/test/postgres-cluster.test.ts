@@ -7,7 +7,7 @@ import { StoreError } from '../src/errors.js';
 import { openPostgresDriver, type PostgresDriver } from '../src/store/postgres/driver.js';
 import { PostgresLease } from '../src/store/postgres/lease.js';
 import { claimNextDelta, completeDeltaClaim, renewDeltaClaim } from '../src/store/sql-delta-claims.js';
-import { fenced } from '../src/store/sql-lease.js';
+import { fenced, LocalLease } from '../src/store/sql-lease.js';
 import { POSTGRES_MISSING, postgresBin, startTestPostgres, type TestPostgres } from './helpers/postgres.js';
 import { waitFor } from './helpers.js';
 
@@ -248,6 +248,32 @@ describe.skipIf(!postgresBin)('PostgreSQL shared by several nodes (a real Postgr
       await expectOneHolderAtATime();
     },
   );
+
+  it('holds a local lease (the one-process default) from start to stop, a new epoch each start', async () => {
+    const events: string[] = [];
+    const opts = {
+      name: 'local-engine',
+      node: 'solo',
+      onAcquired: (e: number) => events.push(`acquired ${e}`),
+      onLost: (why: string) => events.push(`lost: ${why}`),
+    };
+    const first = new LocalLease(a, opts);
+    first.start();
+    await waitFor(() => first.epoch !== undefined, 10_000, 'the local lease');
+    const epoch = first.epoch!;
+    expect(await fenced(a, 'local-engine', epoch, (tx) => tx.get('SELECT 1 AS ok'))).toEqual({ ok: 1 });
+    await first.stop();
+    const second = new LocalLease(a, opts);
+    second.start();
+    await waitFor(() => second.epoch !== undefined, 10_000, 'the local lease again');
+    expect(second.epoch).toBe(epoch + 1);
+    // A write under the first run's epoch is refused.
+    await expect(fenced(a, 'local-engine', epoch, (tx) => tx.get('SELECT 1'))).rejects.toMatchObject({
+      code: 'FLOTILLA_ERR_STORE_LEASE_LOST',
+    });
+    await second.stop();
+    expect(events).toEqual([`acquired ${epoch}`, 'lost: stopped', `acquired ${epoch + 1}`, 'lost: stopped']);
+  });
 
   it('reports PostgreSQL down at start as FLOTILLA_ERR_STORE_UNAVAILABLE with a hint', async () => {
     const port = await freePort(); // nothing listens there
