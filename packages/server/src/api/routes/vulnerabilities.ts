@@ -271,13 +271,16 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       config: { access: 'viewer' },
       schema: {
         tags: ['vulnerabilities'],
-        summary: 'Findings across the images devices run, weighted by device count',
+        summary:
+          'Findings across the images devices run, weighted by device count; prod releases failing policy',
         response: responses({
-          200: OpenObject('per image: version, devices, channels, findings by severity'),
+          200: OpenObject(
+            'images (per image: version, devices, channels, findings by severity), devicesExposed, prodFailures ([{version, violations}]: the alert of flotilla_policy_prod_failures)',
+          ),
         }),
       },
     },
-    async () => ctx.vulns.fleetExposure(),
+    async () => ({ ...ctx.vulns.fleetExposure(), prodFailures: ctx.policy.prodFailures() }),
   );
 };
 
