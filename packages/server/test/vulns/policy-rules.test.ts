@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServerEvent } from '../../src/events/bus.js';
 import { createServer, type FlotillaServer } from '../../src/index.js';
 import { makeBundle, writeTrustDir } from '../bundles.js';
 import { testImage } from '../fleet.js';
@@ -176,7 +177,13 @@ describe('policy rules at promotion', () => {
     const message = await refusal('4.0.0');
     expect(message).toMatch(/4\.0\.0 → prod/);
     expect(message).toMatch(/image is 2 days old: over prod's maxImageAgeDays 1/);
+    const events: ServerEvent[] = [];
+    const unsubscribe = server.ctx.bus.subscribe((e) => events.push(e));
     await promoted('4.0.1');
+    unsubscribe();
+    expect(events.map((e) => [e.type, e.data])).toEqual([
+      ['release.promoted', { version: '4.0.1', channel: 'prod' }],
+    ]);
   });
 });
 
@@ -184,7 +191,12 @@ describe('the policy document', () => {
   it('keeps every version in GET /policy/history and audits each set with who and which version', async () => {
     const admin = await api.token('TEST-ONLY policy admin', 'admin');
     const doc = { schemaVersion: 1, channels: { prod: { maxSeverity: 'high', noHighWithFix: true } } };
+    const events: ServerEvent[] = [];
+    const unsubscribe = server.ctx.bus.subscribe((e) => events.push(e));
     const { version } = await api.setPolicy(doc, admin);
+    unsubscribe();
+    // Dashboard pages showing policy results reload on this event.
+    expect(events.map((e) => [e.type, e.data])).toEqual([['policy.set', { version }]]);
     const history = (await api.call('GET', '/api/v1/policy/history')).json().items as {
       version: number;
       actor: string;

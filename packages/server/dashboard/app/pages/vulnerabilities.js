@@ -14,12 +14,39 @@ function Severity({ s }) {
   return html`<${Badge} value=${TONE[s] ?? 'neutral'} label=${s} />`;
 }
 
+/**
+ * Releases in prod that fail the prod policy with the data loaded now (the alert of
+ * flotilla_policy_prod_failures): each links to its findings. Devices keep running them.
+ */
+function ProdFailures({ failures }) {
+  return html`<section aria-labelledby="prod-failures-h" data-testid="prod-failures">
+    <h3 id="prod-failures-h">Prod releases failing policy</h3>
+    ${
+      failures.length
+        ? html`<ul class="prod-failures">
+          ${failures.map(
+            (f) => html`<li data-version=${f.version}>
+              <a href=${link.vulnerabilities(f.version)} aria-label=${`Release ${f.version}: ${f.violations.length} violations of the prod policy`}>${f.version}</a>
+              <${Badge} value="failed" label=${`${f.violations.length} violations`} />
+              <span class="muted">${f.violations.slice(0, 3).join('; ')}${f.violations.length > 3 ? ` and ${f.violations.length - 3} more` : ''}</span>
+            </li>`,
+          )}
+        </ul>`
+        : html`<p class="muted">None: every release in prod meets the prod policy.</p>`
+    }
+  </section>`;
+}
+
 /** Fleet view: critical/high findings across the images devices actually run, weighted by devices. */
 function FleetExposure() {
   const fleet = useResource(
     () => api.vulnFleet(),
     [],
-    (ev) => ev.type.startsWith('vulns') || ev.type.startsWith('release') || ev.type === 'device.state',
+    (ev) =>
+      ev.type.startsWith('vulns') ||
+      ev.type.startsWith('release') ||
+      ev.type.startsWith('policy') ||
+      ev.type === 'device.state',
   );
   const status = useResource(
     () => api.vulnStatus(),
@@ -48,6 +75,7 @@ function FleetExposure() {
           }</span> `,
       )}
     </p>
+    ${fleet.data ? html`<${ProdFailures} failures=${fleet.data.prodFailures ?? []} />` : null}
     ${fleet.loading && !fleet.data ? html`<${Loading} what="fleet exposure" />` : null}
     ${
       images.length
