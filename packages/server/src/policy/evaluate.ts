@@ -60,10 +60,12 @@ export function evaluatePolicy(
     if (waiver) waived.push({ finding: f, waiver });
     else violations.push(`${f.id} in ${f.package} ${f.installed}: ${reasons.join('; ')}`);
   }
-  if (rules.maxImageAgeDays !== undefined && now - release.created > rules.maxImageAgeDays * DAY_MS)
+  if (rules.maxImageAgeDays !== undefined && now - release.created > rules.maxImageAgeDays * DAY_MS) {
+    const days = Math.floor((now - release.created) / DAY_MS);
     violations.push(
-      `image is ${Math.floor((now - release.created) / DAY_MS)} days old: over ${channel}'s maxImageAgeDays ${rules.maxImageAgeDays}`,
+      `image is ${days} day${days === 1 ? '' : 's'} old: over ${channel}'s maxImageAgeDays ${rules.maxImageAgeDays}`,
     );
+  }
   const wantsProvenance = rules.requiredAttestations?.includes('provenance') || rules.provenance;
   if (wantsProvenance) {
     const p = release.provenance;

@@ -184,6 +184,16 @@ describe('policy rules at promotion', () => {
     expect(events.map((e) => [e.type, e.data])).toEqual([
       ['release.promoted', { version: '4.0.1', channel: 'prod' }],
     ]);
+    // Once in prod it is not taken out when it ages past the rule: it is listed as failing instead.
+    const failing = async () => {
+      const fleet = (await api.call('GET', '/api/v1/vulnerabilities/fleet')).json();
+      return (fleet.prodFailures as { version: string }[]).filter((f) => f.version === '4.0.1');
+    };
+    expect(await failing()).toEqual([]);
+    now += DAY;
+    expect(await failing()).toEqual([
+      { version: '4.0.1', violations: ["image is 1 day old: over prod's maxImageAgeDays 1"] },
+    ]);
   });
 });
 

@@ -9,6 +9,7 @@ import { useResource } from '../use-resource.js';
 const SEVERITY_ORDER = ['critical', 'high', 'medium', 'low', 'unknown'];
 const TONE = { critical: 'failed', high: 'failed', medium: 'pending', low: 'neutral', unknown: 'neutral' };
 const rank = (s) => SEVERITY_ORDER.indexOf(s);
+const violationCount = (n) => `${n} violation${n === 1 ? '' : 's'}`;
 
 function Severity({ s }) {
   return html`<${Badge} value=${TONE[s] ?? 'neutral'} label=${s} />`;
@@ -25,11 +26,8 @@ function ProdFailures({ failures }) {
       failures.length
         ? html`<ul class="prod-failures">
           ${failures.map(
-            (f) => html`<li data-version=${f.version}>
-              <a href=${link.vulnerabilities(f.version)} aria-label=${`Release ${f.version}: ${f.violations.length} violations of the prod policy`}>${f.version}</a>
-              <${Badge} value="failed" label=${`${f.violations.length} violations`} />
-              <span class="muted">${f.violations.slice(0, 3).join('; ')}${f.violations.length > 3 ? ` and ${f.violations.length - 3} more` : ''}</span>
-            </li>`,
+            (f) =>
+              html`<li data-version=${f.version}><a href=${link.vulnerabilities(f.version)} aria-label=${`Release ${f.version}: ${violationCount(f.violations.length)} of the prod policy`}>${f.version}</a> <${Badge} value="failed" label=${violationCount(f.violations.length)} /> <span class="muted">${f.violations.slice(0, 3).join('; ')}${f.violations.length > 3 ? ` and ${f.violations.length - 3} more` : ''}</span></li>`,
           )}
         </ul>`
         : html`<p class="muted">None: every release in prod meets the prod policy.</p>`
@@ -141,7 +139,7 @@ function ReleaseVulns({ version }) {
         ? html`<p>
           ${Object.entries(res.data.channels).map(
             ([c, e]) =>
-              html`<span class="stat" data-channel=${c}>${c}: <${Badge} value=${e.pass ? 'accepted' : 'failed'} label=${e.pass ? 'passes policy' : `${e.violations.length} violations`} /></span> `,
+              html`<span class="stat" data-channel=${c}>${c}: <${Badge} value=${e.pass ? 'accepted' : 'failed'} label=${e.pass ? 'passes policy' : violationCount(e.violations.length)} /></span> `,
           )}
           <span class="muted">policy version ${res.data.policyVersion}, scanned <${Time} t=${res.data.scannedAt} /></span>
         </p>
