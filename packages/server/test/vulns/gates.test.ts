@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DsseEnvelope, verifyStatement } from '../../src/attestations/in-toto.js';
-import { createServer, type FlotillaServer } from '../../src/index.js';
-import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir } from '../helpers.js';
+import type { FlotillaServer } from '../../src/index.js';
+import { cleanupDirs, TEST_ADMIN } from '../helpers.js';
 import { CRITICAL, type DpkgEntry, HIGH, osvRecord } from './fixtures.js';
-import { vulnApi } from './vuln-api.js';
+import { vulnApi, vulnServer } from './vuln-api.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 let now = Date.parse('2026-03-01T00:00:00Z');
@@ -11,20 +11,8 @@ let server: FlotillaServer;
 let operator: string;
 
 beforeAll(async () => {
-  server = await createServer({
-    dataDir: tempDir(),
-    logger: silent,
-    adminToken: TEST_ADMIN,
-    clock: () => now,
-  });
-  operator = (
-    await server.app.inject({
-      method: 'POST',
-      url: '/api/v1/tokens',
-      headers: auth(),
-      payload: { name: 'TEST-ONLY operator', role: 'operator' },
-    })
-  ).json().token as string;
+  server = await vulnServer(() => now);
+  operator = await vulnApi(server).token('TEST-ONLY operator', 'operator');
 });
 afterAll(async () => {
   await server.close();

@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerEvent } from '../../src/events/bus.js';
-import { createServer, type FlotillaServer } from '../../src/index.js';
+import type { FlotillaServer } from '../../src/index.js';
 import { makeBundle, writeTrustDir } from '../bundles.js';
 import { testImage } from '../fleet.js';
-import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir } from '../helpers.js';
+import { auth, cleanupDirs, TEST_ADMIN, tempDir } from '../helpers.js';
 import { CRITICAL, osvRecord } from './fixtures.js';
-import { vulnApi } from './vuln-api.js';
+import { vulnApi, vulnServer } from './vuln-api.js';
 
 // Each policy rule of docs/vulnerabilities.md ("Policy") through the HTTP API, on a server whose
 // clock the test moves: image age, unknown severity, provenance source and builder, waivers limited
@@ -26,13 +26,7 @@ const CLEAN = { name: 'bash', version: '5.2.15-2+b2', source: 'bash (5.2.15-2)' 
 beforeAll(async () => {
   const keysDir = tempDir('flotilla-policy-keys-');
   const trust = writeTrustDir(keysDir);
-  server = await createServer({
-    dataDir: tempDir(),
-    logger: silent,
-    adminToken: TEST_ADMIN,
-    importKeysFrom: keysDir,
-    clock: () => now,
-  });
+  server = await vulnServer(() => now, { importKeysFrom: keysDir });
   api = vulnApi(server);
   const imported = await api.importRecords({
     'DSA-7001.json': osvRecord({

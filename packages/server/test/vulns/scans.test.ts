@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type FlotillaServer } from '../../src/index.js';
-import { cleanupDirs, silent, TEST_ADMIN, tempDir, waitFor } from '../helpers.js';
+import type { FlotillaServer } from '../../src/index.js';
+import { cleanupDirs, waitFor } from '../helpers.js';
 import { scrape } from '../metrics-scrape.js';
 import { CRITICAL, HIGH, osvRecord } from './fixtures.js';
-import { vulnApi } from './vuln-api.js';
+import { vulnApi, vulnServer } from './vuln-api.js';
 
 // Scans are stored: a release uploaded after an import is scanned as it lands, and
 // POST …/vulnerabilities/scan matches again on demand. The server clock tells the scans apart.
@@ -14,12 +14,7 @@ let server: FlotillaServer;
 let api: ReturnType<typeof vulnApi>;
 
 beforeAll(async () => {
-  server = await createServer({
-    dataDir: tempDir(),
-    logger: silent,
-    adminToken: TEST_ADMIN,
-    clock: () => now,
-  });
+  server = await vulnServer(() => now);
   api = vulnApi(server);
 }, 60_000);
 

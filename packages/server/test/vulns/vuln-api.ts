@@ -1,7 +1,12 @@
 import { expect } from 'vitest';
-import type { FlotillaServer } from '../../src/index.js';
-import { auth, TEST_ADMIN, tempDir } from '../helpers.js';
+import { createServer, type FlotillaServer, type ServerOptions } from '../../src/index.js';
+import { auth, silent, TEST_ADMIN, tempDir } from '../helpers.js';
 import { type DpkgEntry, osvZip, rootfsTar } from './fixtures.js';
+
+/** A server without listeners (app.inject only) on the test's clock. */
+export function vulnServer(clock: () => number, opts: ServerOptions = {}): Promise<FlotillaServer> {
+  return createServer({ dataDir: tempDir(), logger: silent, adminToken: TEST_ADMIN, clock, ...opts });
+}
 
 /**
  * The HTTP calls the vulnerability tests make, all through app.inject (no store access): build a
