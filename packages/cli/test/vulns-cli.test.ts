@@ -103,6 +103,23 @@ describe('vulnerability commands', () => {
     expect(r.json().error.message).toMatch(/bad\.json: field \/affected\/0\/package\/name/);
   });
 
+  it('an invalid policy file is refused naming the file and the field (FLOTILLA_ERR_POLICY_INVALID), nothing stored', async () => {
+    const file = join(dir, 'bad-policy.json');
+    writeFileSync(file, JSON.stringify({ schemaVersion: 1, channels: { prod: { maxSeverity: 'severe' } } }));
+    const json = await flotilla(['policy', 'set', file, '--json']);
+    expect(json.code).toBe(1);
+    expect(json.json().error.code).toBe('FLOTILLA_ERR_POLICY_INVALID');
+    const prefix = `${file}: policy document is invalid: field /channels/prod/maxSeverity: `;
+    expect(json.json().error.message.slice(0, prefix.length)).toBe(prefix);
+    expect(json.json().error.hint).toMatch(/docs\/vulnerabilities\.md/);
+    const text = await flotilla(['policy', 'set', file]);
+    expect(text.code).toBe(1);
+    expect(text.stderr).toContain(`${file}: policy document is invalid: field /channels/prod/maxSeverity`);
+    expect(text.stderr).toContain('FLOTILLA_ERR_POLICY_INVALID');
+    const got = await flotilla(['policy', 'get', '--json']);
+    expect(got.json().policy.version).toBe(0);
+  });
+
   it('sets and gets the policy; promotion to prod is refused with FLOTILLA_ERR_POLICY_VIOLATION, admin can override', async () => {
     const file = join(dir, 'policy.json');
     writeFileSync(file, JSON.stringify({ schemaVersion: 1, channels: { prod: { maxSeverity: 'medium' } } }));

@@ -235,6 +235,8 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
       );
       const promoted = ctx.releases.promote(version, channel, actorOf(req));
       ctx.policy.recordPromotion(promoted, previousChannel(channel), channel, actorOf(req), gate);
+      // Pages showing channels, promotion records and prod's policy failures reload on it.
+      ctx.bus.emit('release.promoted', { version, channel });
       return presentRelease(promoted);
     },
   );

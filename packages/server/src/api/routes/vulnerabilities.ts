@@ -6,6 +6,7 @@ import { ServerError } from '../../errors.js';
 import type { Evaluation } from '../../policy/evaluate.js';
 import { releaseFacts } from '../../policy/policy-service.js';
 import { VulnsError } from '../../vulns/errors.js';
+import type { Finding } from '../../vulns/match.js';
 import { actorOf } from '../auth.js';
 import { VersionParams } from '../schemas.js';
 import { IsoTime, OpenObject, OrNull } from '../views.js';
@@ -143,7 +144,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
           purl: finding.purl,
           summary: finding.summary,
           waivedIn: evaluations
-            .filter((evaluation) => evaluation.waived.some((waived) => waived.finding === finding))
+            .filter((evaluation) => evaluation.waived.some((waived) => sameFinding(waived.finding, finding)))
             .map((evaluation) => evaluation.channel),
         })),
         channels: Object.fromEntries(
@@ -270,15 +271,25 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       config: { access: 'viewer' },
       schema: {
         tags: ['vulnerabilities'],
-        summary: 'Findings across the images devices run, weighted by device count',
+        summary:
+          'Findings across the images devices run, weighted by device count; prod releases failing policy',
         response: responses({
-          200: OpenObject('per image: version, devices, channels, findings by severity'),
+          200: OpenObject(
+            'images (per image: version, devices, channels, findings by severity), devicesExposed, prodFailures ([{version, violations}]: the alert of flotilla_policy_prod_failures)',
+          ),
         }),
       },
     },
-    async () => ctx.vulns.fleetExposure(),
+    async () => ({ ...ctx.vulns.fleetExposure(), prodFailures: ctx.policy.prodFailures() }),
   );
 };
+
+/**
+ * Each evaluation reads the stored scan again (new objects): a finding is the same when its
+ * record, package and installed version are.
+ */
+const sameFinding = (a: Finding, b: Finding) =>
+  a.id === b.id && a.package === b.package && a.installed === b.installed;
 
 /** The upload's bytes, refused at the first one past `maxBytes` (nothing past it is written). */
 async function* capped(source: AsyncIterable<Buffer>, maxBytes: number): AsyncIterable<Buffer> {
