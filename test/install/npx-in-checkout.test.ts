@@ -16,8 +16,12 @@ describe('npx in the checkout', () => {
     ['flotilla', 'Usage: flotilla'],
     ['flotilla-agent', 'flotilla-agent — the Flotilla device agent'],
     ['flotilla-sim', 'flotilla-sim'],
-  ])('npx --no-install %s --help exits 0 from the repository root', async (name, expected) => {
-    const { stdout } = await run('npx', ['--no-install', name, '--help'], { cwd: ROOT, timeout: 120_000 });
-    expect(stdout).toContain(expected);
-  }, 150_000);
+  ])(
+    'npx --no-install %s --help exits 0 from the repository root',
+    async (name, expected) => {
+      const { stdout } = await run('npx', ['--no-install', name, '--help'], { cwd: ROOT, timeout: 120_000 });
+      expect(stdout).toContain(expected);
+    },
+    150_000,
+  );
 });
