@@ -186,6 +186,31 @@ describe('release create / list / promote against the real server', () => {
   });
 });
 
+/**
+ * A server with its MQTT listener, a fast rollout loop and releases 1.0.0 and 1.1.0, and two
+ * scripted devices on 1.0.0 (not connected yet).
+ */
+async function startLiveServer(dataDir: string, prefix: string) {
+  const live = await startServer({
+    dataDir,
+    devKeys: true,
+    adminToken: TEST_ADMIN,
+    port: 0,
+    mqttPort: 0,
+    logLevel: 'silent',
+    limits: { rolloutTickMs: 100 },
+  });
+  const v1 = await uploadRelease(live, '1.0.0', testImage(0));
+  await uploadRelease(live, '1.1.0', testImage(1));
+  return { live, fleet: SimDevice.fleet(prefix, 2, '1.0.0', v1.image.sha256) };
+}
+
+async function stopLiveServer(live: RunningServer | undefined, fleet: SimDevice[], dataDir: string) {
+  await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
+  await live?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
 // `rollout status --watch` against a live rollout: the real server with its MQTT listener, two
 // scripted devices on real MQTT connections (the server tests' SimDevice), the compiled CLI in a
 // child process following the rollout while the devices install.
@@ -195,26 +220,11 @@ describe('rollout status --watch against a live rollout', () => {
   const liveDir = mkdtempSync(join(tmpdir(), 'flotilla-cli-watch-'));
 
   beforeAll(async () => {
-    live = await startServer({
-      dataDir: liveDir,
-      devKeys: true,
-      adminToken: TEST_ADMIN,
-      port: 0,
-      mqttPort: 0,
-      logLevel: 'silent',
-      limits: { rolloutTickMs: 100 },
-    });
-    const v1 = await uploadRelease(live, '1.0.0', testImage(0));
-    await uploadRelease(live, '1.1.0', testImage(1));
-    fleet = SimDevice.fleet('TEST-ONLY-cli-watch', 2, '1.0.0', v1.image.sha256);
+    ({ live, fleet } = await startLiveServer(liveDir, 'TEST-ONLY-cli-watch'));
     await connectFleet(live, fleet);
   });
 
-  afterAll(async () => {
-    await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
-    await live?.close();
-    rmSync(liveDir, { recursive: true, force: true });
-  });
+  afterAll(() => stopLiveServer(live, fleet, liveDir));
 
   it('prints the rollout as it progresses and exits 0 when it completes (--json, one line per change)', async () => {
     const created = await live.app.inject({
@@ -299,25 +309,11 @@ describe('an operator drives a rollout through the CLI against the real server',
   };
 
   beforeAll(async () => {
-    live = await startServer({
-      dataDir: opsDir,
-      devKeys: true,
-      adminToken: TEST_ADMIN,
-      port: 0,
-      mqttPort: 0,
-      logLevel: 'silent',
-      limits: { rolloutTickMs: 100 },
-    });
-    const v1 = await uploadRelease(live, '1.0.0', testImage(0));
-    await uploadRelease(live, '1.1.0', testImage(1));
-    fleet = SimDevice.fleet('TEST-ONLY-cli-ops', 2, '1.0.0', v1.image.sha256);
+    // The devices are not enrolled here: they register themselves and the CLI accepts them.
+    ({ live, fleet } = await startLiveServer(opsDir, 'TEST-ONLY-cli-ops'));
   }, 60_000);
 
-  afterAll(async () => {
-    await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
-    await live?.close();
-    rmSync(opsDir, { recursive: true, force: true });
-  });
+  afterAll(() => stopLiveServer(live, fleet, opsDir));
 
   it('devices accept and show, then rollout create → pause → resume → approve → abort, watched to the end', async () => {
     // Devices register themselves (pending) and are accepted by the operator with the CLI.
