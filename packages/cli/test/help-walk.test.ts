@@ -14,7 +14,9 @@ const NO_JSON: Record<string, string> = {
   'image cat': 'writes the raw filesystem image bytes to stdout (for a pipe); there is no result to describe',
 };
 
-// Commands the walk does not run: they start something that keeps running until stopped.
+// Commands the walk does not run: they start something that keeps running until stopped. (It
+// passes no flag but --json, so `rollout status --watch` is never started; the agent's `run` and
+// the simulator are other programs, flotilla-agent and flotilla-sim.)
 const NOT_RUN: Record<string, string> = {
   server: 'starts the API and MQTT server and runs until stopped (server-command.test.ts starts it)',
 };
