@@ -120,6 +120,11 @@ export class VulnService {
     };
   }
 
+  /** Every loaded record (withdrawn ones too), in id order: what `vulns list|show` read. */
+  records(): VulnRecord[] {
+    return this.store.vulns.all();
+  }
+
   private currentIndex(): VulnIndex {
     this.index ??= new VulnIndex(this.store.vulns.all());
     return this.index;

@@ -7,8 +7,10 @@ import type { Evaluation } from '../../policy/evaluate.js';
 import { releaseFacts } from '../../policy/policy-service.js';
 import { VulnsError } from '../../vulns/errors.js';
 import type { Finding } from '../../vulns/match.js';
+import { filterRecords, recordDocument, recordRow } from '../../vulns/record-list.js';
+import { SEVERITIES } from '../../vulns/severity.js';
 import { actorOf } from '../auth.js';
-import { VersionParams } from '../schemas.js';
+import { Paging, VersionParams } from '../schemas.js';
 import { IsoTime, OpenObject, OrNull } from '../views.js';
 import { type RoutePlugin, responses } from './plugin.js';
 
@@ -40,6 +42,31 @@ const ReleaseFindings = Type.Object({
     Type.String(),
     Type.Object({ pass: Type.Boolean(), violations: Type.Array(Type.String()) }),
   ),
+});
+
+const Severity = Type.Union([...SEVERITIES.map((s) => Type.Literal(s)), Type.Literal('unknown')]);
+const RecordId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' });
+const PackageRef = Type.Object({ ecosystem: Type.String(), name: Type.String() });
+
+const RecordRow = Type.Object({
+  id: Type.String(),
+  severity: Type.String(),
+  score: OrNull(Type.Number()),
+  modified: IsoTime,
+  withdrawn: Type.Boolean(),
+  packages: Type.Array(PackageRef, { description: 'the affected packages (ecosystem and name)' }),
+  summary: OrNull(Type.String()),
+});
+
+const RecordDocument = Type.Object({
+  id: Type.String(),
+  modified: IsoTime,
+  withdrawn: Type.Boolean(),
+  aliases: Type.Array(Type.String()),
+  summary: OrNull(Type.String()),
+  severity: Type.String(),
+  score: OrNull(Type.Number()),
+  affected: Type.Array(OpenObject('an affected package: ecosystem, name, ranges, versions, family')),
 });
 
 const PromotionView = Type.Object({
@@ -106,6 +133,51 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       },
     },
     async () => ctx.vulns.status(),
+  );
+
+  app.get(
+    '/vulnerabilities',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: 'The loaded OSV records, in id order (filter by affected package name, severity)',
+        querystring: Type.Object(
+          {
+            package: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+            severity: Type.Optional(Severity),
+            ...Paging,
+          },
+          strict,
+        ),
+        response: responses({
+          200: Type.Object({ items: Type.Array(RecordRow), total: Type.Integer({ minimum: 0 }) }),
+        }),
+      },
+    },
+    async (req) => {
+      const { limit = 100, offset = 0, ...filter } = req.query;
+      const matching = filterRecords(ctx.vulns.records(), filter);
+      return { items: matching.slice(offset, offset + limit).map(recordRow), total: matching.length };
+    },
+  );
+
+  app.get(
+    '/vulnerabilities/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: 'One loaded OSV record as stored (the fields matching uses)',
+        params: Type.Object({ id: RecordId }, strict),
+        response: responses({ 200: RecordDocument }),
+      },
+    },
+    async (req) => {
+      const record = ctx.vulns.records().find((r) => r.id === req.params.id);
+      if (!record) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `vulnerability ${req.params.id}`);
+      return recordDocument(record);
+    },
   );
 
   app.get(
