@@ -367,7 +367,8 @@ const BUSYBOX_SBIN = [
   'blockdev',
 ];
 
-function agentConfig(arch) {
+/** The agent config baked into the QEMU boot images (one image per arch serves one test VM). */
+export function agentConfig(arch) {
   return {
     deviceId: `qemu-${arch.replace('_', '-')}`,
     hardware: qemuHardware(arch),
