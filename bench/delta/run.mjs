@@ -181,7 +181,7 @@ const only = typeof args.only === 'string' ? args.only.split(',') : undefined;
 const tools = typeof args.tools === 'string' ? args.tools.split(',') : Object.keys(TOOLS);
 const unknownTool = tools.find((t) => !(t in TOOLS));
 if (unknownTool) usageError(USAGE, `unknown tool '${unknownTool}' (tools: ${Object.keys(TOOLS).join(', ')})`);
-const pairs = buildCorpus({ big: Boolean(args.big) }).filter((p) => !only || only.includes(p.id));
+const pairs = (await buildCorpus({ big: Boolean(args.big) })).filter((p) => !only || only.includes(p.id));
 const results = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, 'utf8')) : {};
 for (const pair of pairs) {
   pair.newSha256 = sha256File(pair.new);
@@ -198,7 +198,7 @@ for (const pair of pairs) {
   results[pair.id] = rows;
   writeFileSync(RESULTS, JSON.stringify(results, null, 2));
 }
-const all = buildCorpus({ big: Boolean(args.big) });
+const all = await buildCorpus({ big: Boolean(args.big) });
 for (const p of all) {
   if (p.kind === 'filesystem' && !p.fullZstd) {
     const z = join(WORK, `${p.id}.full.zst`);
