@@ -17,26 +17,32 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderMosquittoAcl } from '@flotilla/protocol';
 import { mosquittoHash } from '@flotilla/server';
+import { benchArgs, usageError } from '../args.mjs';
 import { cpuSeconds, peakRssBytes, sampler, spawnServer } from './server-process.mjs';
 
 const USAGE =
   'usage: node bench/fleet/storm.mjs [--devices N (1-19500)] [--processes P] [--brokers flotilla,mosquitto] [--rounds first,restart] [--spread-ms S] [--pin]';
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const devices = Number(opt('--devices', '19000'));
-const processes = Number(opt('--processes', '2'));
-const brokers = opt('--brokers', 'flotilla,mosquitto').split(',');
-const rounds = opt('--rounds', 'first,restart').split(',');
+const { values: opts } = benchArgs(USAGE, {
+  options: {
+    devices: { type: 'string', default: '19000' },
+    processes: { type: 'string', default: '2' },
+    brokers: { type: 'string', default: 'flotilla,mosquitto' },
+    rounds: { type: 'string', default: 'first,restart' },
+    'spread-ms': { type: 'string', default: '1000' },
+    pin: { type: 'boolean', default: false },
+  },
+});
+const devices = Number(opts.devices);
+const processes = Number(opts.processes);
+const brokers = opts.brokers.split(',');
+const rounds = opts.rounds.split(',');
 // How the devices' first attempts are spread: 0 = all in one synchronous pass (a burst no real
 // fleet produces, and one that overflows every accept queue); 1000 = within one second, as the
 // agents' jittered reconnects (first retry after 0.5–1 s) arrive after a broker restart.
-const spreadMs = Number(opt('--spread-ms', '1000'));
+const spreadMs = Number(opts['spread-ms']);
 // --pin: the broker on CPU 0, the load processes on CPU 1 (taskset), so the broker's figures are
 // those of one dedicated core, as on a server that does not also run 19,000 devices.
-const pin = args.includes('--pin');
+const pin = opts.pin;
 if (
   !Number.isInteger(devices) ||
   devices < 1 ||
@@ -48,10 +54,8 @@ if (
   !rounds.every((r) => ['first', 'restart'].includes(r)) ||
   !Number.isInteger(spreadMs) ||
   spreadMs < 0
-) {
-  console.error(USAGE);
-  process.exit(2);
-}
+)
+  usageError(USAGE, 'a value is out of range');
 const ROUND_TIMEOUT_MS = 180_000;
 const say = (s) => process.stderr.write(`${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

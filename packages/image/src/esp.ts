@@ -10,7 +10,6 @@ import {
   renderGrubCfg,
   serializeGrubEnv,
 } from '@flotilla/protocol';
-import type { DiskPartitionPlan } from './disk-image.js';
 import { ImageError } from './errors.js';
 import { runTool } from './exec.js';
 import { IMAGE_LIMITS } from './limits.js';
@@ -50,7 +49,8 @@ const GRUB_X86_64_EFI_DIR = '/usr/lib/grub/x86_64-efi';
  */
 export async function buildEsp(
   work: string,
-  part: Pick<DiskPartitionPlan, 'size' | 'guid'>,
+  // the ESP's place in the disk plan (disk-image.ts, which imports this module)
+  part: { size: number; guid: string },
 ): Promise<string> {
   const dir = join(work, 'esp');
   await mkdir(dir, { recursive: true });

@@ -25,6 +25,7 @@ const DeltaView = Type.Object({
   codec: OrNull(Type.String()),
   error: OrNull(Type.String()),
   url: OrNull(Type.String()),
+  // Open on purpose: a signed document, served as stored (a schema would drop or reorder its fields).
   descriptor: OrNull(OpenObject('the signed delta descriptor')),
 });
 

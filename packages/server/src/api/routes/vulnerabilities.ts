@@ -12,6 +12,12 @@ import { SEVERITIES } from '../../vulns/severity.js';
 import { actorOf } from '../auth.js';
 import { Paging, VersionParams } from '../schemas.js';
 import { IsoTime, OpenObject, OrNull } from '../views.js';
+import {
+  DsseEnvelopeView,
+  FleetExposureView,
+  VulnImportResultView,
+  VulnStatusView,
+} from '../vulnerability-views.js';
 import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
@@ -77,6 +83,8 @@ const PromotionView = Type.Object({
   actor: Type.String(),
   ts: IsoTime,
   policyVersion: OrNull(Type.Integer()),
+  // Open: the store keeps this record untyped and its fields grew over versions (importId,
+  // scannedAt, packages, findings, bySeverity, then result, waived, attestation).
   scan: OpenObject("the scan attestation's summary at promotion"),
   violations: Type.Array(Type.String()),
   overrideReason: OrNull(Type.String()),
@@ -105,7 +113,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
         summary: 'Import a zip of OSV records (all or nothing; newer `modified` replaces older)',
         headers: Type.Object({ 'content-type': Type.String({ pattern: '^application/zip' }) }),
         querystring: Type.Object({ skipUnknownEcosystems: Type.Optional(Type.Boolean()) }, strict),
-        response: responses({ 200: OpenObject('what the import added, replaced and skipped') }),
+        response: responses({ 200: VulnImportResultView }),
       },
     },
     async (req) => {
@@ -129,7 +137,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       schema: {
         tags: ['vulnerabilities'],
         summary: 'Record counts and the last import (with its age)',
-        response: responses({ 200: OpenObject('record counts, lastImport, ageMs') }),
+        response: responses({ 200: VulnStatusView }),
       },
     },
     async () => ctx.vulns.status(),
@@ -298,7 +306,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
           200: Type.Object({
             version: Type.String(),
             key: Type.Object({ keyid: Type.String(), publicKey: Type.String() }),
-            provenance: OpenObject('DSSE envelope of the SLSA provenance statement'),
+            provenance: DsseEnvelopeView,
             scans: Type.Array(
               Type.Object({
                 to: Type.String(),
@@ -345,11 +353,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
         tags: ['vulnerabilities'],
         summary:
           'Findings across the images devices run, weighted by device count; prod releases failing policy',
-        response: responses({
-          200: OpenObject(
-            'images (per image: version, devices, channels, findings by severity), devicesExposed, prodFailures ([{version, violations}]: the alert of flotilla_policy_prod_failures)',
-          ),
-        }),
+        response: responses({ 200: FleetExposureView }),
       },
     },
     async () => ({ ...ctx.vulns.fleetExposure(), prodFailures: ctx.policy.prodFailures() }),
