@@ -31,6 +31,7 @@ export const ServerConfigFile = Type.Object(
     brokerUsername: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     brokerPasswordFile: Type.Optional(Path),
     brokerCaFile: Type.Optional(Path),
+    redis: Type.Optional(Type.String({ pattern: '^rediss?://', maxLength: 2048 })),
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactBaseUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactAccelRedirect: Type.Optional(Type.String({ pattern: '^/.*/$', maxLength: 200 })),

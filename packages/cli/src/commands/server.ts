@@ -113,6 +113,10 @@ export function registerServerCommands(program: Command): void {
     )
     .option('--broker-password-file <file>', 'file holding the password of --broker-username')
     .option('--broker-ca-file <file>', 'CA bundle to verify an mqtts:// broker')
+    .option(
+      '--redis <url>',
+      'redis://host:port shared by several server nodes: embedded broker sessions, commands and login nonces (docs/server.md)',
+    )
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--json', 'print the addresses as one JSON line')
     .action(
@@ -137,6 +141,7 @@ export function registerServerCommands(program: Command): void {
         brokerUsername: string;
         brokerPasswordFile?: string;
         brokerCaFile?: string;
+        redis?: string;
         logLevel: string;
         json?: boolean;
       }) => {
@@ -162,6 +167,13 @@ export function registerServerCommands(program: Command): void {
             '--dev-keys makes its own keys: drop --import-keys / --offline-keys-dir',
           );
         const broker = externalBroker(opts);
+        if (opts.redis && (broker || !/^rediss?:\/\/[^/]+/.test(opts.redis)))
+          throw new CliError(
+            'FLOTILLA_ERR_CLI_USAGE',
+            broker
+              ? '--redis shares the embedded broker between nodes: drop --broker (an external broker shares itself)'
+              : `--redis ${opts.redis}: give redis://host:port`,
+          );
         const dataDir = resolve(opts.dataDir);
         const keysExisted = existsSync(join(dataDir, 'keys', 'root.json'));
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
@@ -184,6 +196,7 @@ export function registerServerCommands(program: Command): void {
             ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
             : {}),
           ...(broker ? { broker, mqttPort: null } : {}),
+          ...(opts.redis ? { redis: opts.redis } : {}),
           logLevel: opts.logLevel,
           logToStderr: Boolean(opts.json),
         });
