@@ -1,9 +1,14 @@
+import { createRequire } from 'node:module';
 import { parseDeviceTopic } from '@flotilla/protocol';
-import redisPersistence from 'aedes-persistence-redis';
 import { Redis, type RedisOptions } from 'ioredis';
 import mqemitterRedis from 'mqemitter-redis';
 import type { Logger } from 'pino';
 import { ServerError } from '../errors.js';
+
+/** The package ships no types: an aedes persistence on an existing ioredis connection. */
+const redisPersistence = createRequire(import.meta.url)('aedes-persistence-redis') as (opts: {
+  conn: Redis;
+}) => unknown;
 
 /** How long a start waits for Redis to answer before it refuses to start. */
 const START_TIMEOUT_MS = 5_000;
@@ -48,6 +53,8 @@ export async function connectRedisSharing(url: string, log: Logger): Promise<Red
   // A login must not wait for Redis to come back: refused at once ('busy'), the device retries.
   const logins = open('nonces', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
   const mq = mqemitterRedis({ subConn: sub, pubConn: pub });
+  // Its connections' errors are logged by `health`; unheard, this emitter would throw them.
+  (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => undefined);
   keepReportsLocal(mq as unknown as LocalEmitter);
   const persistence = redisPersistence({ conn: sessions });
   return {
