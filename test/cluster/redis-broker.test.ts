@@ -293,8 +293,13 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
     await redis.stop();
     await until('redis loss logged', () => logA.some((l) => l.includes('FLOTILLA_ERR_SERVER_REDIS')));
     // The device's connection is cut: its logins are refused ('busy') while Redis is down.
+    const busy = async () =>
+      (await a.running.ctx.metrics.mqttAuth.get()).values.find((v) => v.labels.result === 'busy')?.value ?? 0;
+    const busyBefore = await busy();
     a.running.broker!.disconnect(target);
     await until('device disconnected', () => !a.running.broker!.isConnected(target));
+    await until('a login refused while Redis is down', async () => (await busy()) > busyBefore);
+    expect(a.running.broker!.isConnected(target)).toBe(false);
     await redis.start();
     await until('redis back logged', () => logA.some((l) => l.includes('redis connection back')));
     await until('device reconnected', () => a.running.broker!.isConnected(target), 90_000);
