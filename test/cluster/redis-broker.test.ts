@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import {
@@ -116,11 +117,14 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
           autoAccept: true,
           logLevel: 'warn',
           redis: redis.url,
+          // The shipped nginx file sends PROXY protocol v1: the nodes read the devices' addresses.
+          mqttProxyProtocol: true,
         };
         a = await startSimServer({
           ...x,
           serverOptions: {
             redis: redis.url,
+            mqttProxyProtocol: true,
             logger: pino(
               { level: 'info' },
               new Writable({
@@ -197,9 +201,16 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
     await base.server.registerDevices([
       { id, publicKeyHex: toHex(key.publicKey), proof, hardware: base.hardware, tags: [] },
     ]);
+    // Straight to one node, as nginx would: the PROXY line first.
     const login = (url: string, password: string) =>
       new Promise<'ok' | number>((resolve) => {
-        const c = mqtt.connect(url, {
+        const { hostname, port } = new URL(url);
+        const stream = () => {
+          const s = connect({ host: hostname, port: Number(port) });
+          s.write('PROXY TCP4 192.0.2.7 127.0.0.1 40000 1883\r\n');
+          return s;
+        };
+        const c = new mqtt.MqttClient(stream, {
           clientId: id,
           username: id,
           password,

@@ -20,6 +20,7 @@ export const ServerConfigFile = Type.Object(
     port: Type.Optional(Port),
     mqttPort: Type.Optional(Port),
     mqttsPort: Type.Optional(Port),
+    mqttProxyProtocol: Type.Optional(Type.Boolean()),
     tlsCert: Type.Optional(Path),
     tlsKey: Type.Optional(Path),
     importKeys: Type.Optional(Path),

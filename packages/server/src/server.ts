@@ -418,6 +418,8 @@ export interface ListenOptions extends ServerOptions {
   mqttPort?: number | null;
   /** MQTT over TLS; needs `tls`. */
   mqttsPort?: number | null;
+  /** The MQTT TCP port is behind a load balancer sending PROXY protocol v1 (nginx `proxy_protocol on`). */
+  mqttProxyProtocol?: boolean;
   /** Path of MQTT over WebSocket on the API port. Default /mqtt. */
   wsPath?: string;
 }
@@ -440,7 +442,7 @@ export async function startServer(opts: ListenOptions = {}): Promise<RunningServ
   let mqtt: string | null = null;
   let mqtts: string | null = null;
   if (broker && opts.mqttPort !== null)
-    mqtt = `mqtt://${shown}:${await broker.listenTcp(opts.mqttPort ?? 1883, host)}`;
+    mqtt = `mqtt://${shown}:${await broker.listenTcp(opts.mqttPort ?? 1883, host, undefined, opts.mqttProxyProtocol)}`;
   if (broker && opts.tls && opts.mqttsPort !== null)
     mqtts = `mqtts://${shown}:${await broker.listenTcp(opts.mqttsPort ?? 8883, host, opts.tls)}`;
   const ws = broker ? `${opts.tls ? 'wss' : 'ws'}://${shown}:${apiPort}${opts.wsPath ?? '/mqtt'}` : null;

@@ -74,6 +74,10 @@ export function registerServerCommands(program: Command): void {
     .option('--port <port>', 'HTTP API port (MQTT over WebSocket at /mqtt on it)', '8080')
     .option('--mqtt-port <port>', 'MQTT over TCP port', '1883')
     .option('--mqtts-port <port>', 'MQTT over TLS port (with --tls-cert/--tls-key)', '8883')
+    .option(
+      '--mqtt-proxy-protocol',
+      'the MQTT port is reached only through a load balancer sending PROXY protocol v1 (nginx stream, docs/cluster.md)',
+    )
     .option('--tls-cert <file>', 'PEM certificate: HTTPS for the API and MQTT over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option(
@@ -127,6 +131,7 @@ export function registerServerCommands(program: Command): void {
         port: string;
         mqttPort: string;
         mqttsPort: string;
+        mqttProxyProtocol?: boolean;
         tlsCert?: string;
         tlsKey?: string;
         importKeys?: string;
@@ -184,6 +189,7 @@ export function registerServerCommands(program: Command): void {
           port: port(opts.port, '--port'),
           mqttPort: port(opts.mqttPort, '--mqtt-port'),
           mqttsPort: tls ? port(opts.mqttsPort, '--mqtts-port') : null,
+          ...(opts.mqttProxyProtocol ? { mqttProxyProtocol: true } : {}),
           ...(tls ? { tls } : {}),
           ...(opts.importKeys ? { importKeysFrom: resolve(opts.importKeys) } : {}),
           ...(opts.devKeys ? { devKeys: true } : {}),

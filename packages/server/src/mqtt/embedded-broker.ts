@@ -21,6 +21,7 @@ import type { Metrics } from '../metrics.js';
 import type { FailedLoginLimiter } from '../security/failed-logins.js';
 import type { AuthResult, DeviceAuthenticator } from './device-auth.js';
 import { guardFrames } from './frame-guard.js';
+import { acceptProxied } from './proxy-protocol.js';
 import type { DeviceTransport } from './transport.js';
 
 type FlotillaClient = Client & { flotilla?: Identity; revocationsAtAuth?: number };
@@ -256,6 +257,9 @@ export class EmbeddedBroker implements DeviceTransport {
   private onReady(client: FlotillaClient): void {
     const id = client.flotilla;
     if (id?.kind !== 'device') return;
+    // Gone between its CONNACK and now (the session's queue is read in between: a Redis round trip
+    // with several nodes): its disconnect came first, so it must not be counted as connected.
+    if ((client as { closed?: boolean }).closed) return;
     // Revoked between authentication and now: the revocation may have missed this connection.
     if (this.revocations !== client.revocationsAtAuth && !this.deps.auth.isAccepted(id.deviceId)) {
       client.close();
@@ -333,17 +337,21 @@ export class EmbeddedBroker implements DeviceTransport {
     this.aedes.handle(stream, req);
   }
 
-  /** Plain TCP (tls given: MQTT over TLS). Resolves with the bound port. */
+  /**
+   * Plain TCP (tls given: MQTT over TLS). Resolves with the bound port. `proxyProtocol` (plain
+   * TCP only): every connection starts with a PROXY protocol v1 line from a load balancer.
+   */
   listenTcp(
     port: number,
     host: string,
     tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer },
+    proxyProtocol = false,
   ): Promise<number> {
     const server = tls
       ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) }, (s) =>
           this.handle(s),
         )
-      : createNetServer((s) => this.handle(s));
+      : createNetServer((s) => (proxyProtocol ? acceptProxied(s, (p) => this.handle(p)) : this.handle(s)));
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
