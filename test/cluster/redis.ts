@@ -72,6 +72,25 @@ export async function startRedis(): Promise<LocalRedis> {
   };
 }
 
+/** Redis' count of calls of one command (INFO commandstats), e.g. how many PUBLISH it served. */
+export function commandCalls(port: number, command: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1' });
+    let answer = '';
+    s.setTimeout(5000, () => s.destroy(new Error('INFO timed out')));
+    s.once('connect', () => s.write('INFO commandstats\r\n'));
+    s.on('data', (d) => {
+      answer += d.toString();
+      const m = /^\$(\d+)\r\n/.exec(answer);
+      if (m && Buffer.byteLength(answer) >= m[0].length + Number(m[1])) {
+        s.destroy();
+        resolve(Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(answer)?.[1] ?? 0));
+      }
+    });
+    s.once('error', reject);
+  });
+}
+
 function pings(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });

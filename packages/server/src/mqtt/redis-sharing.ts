@@ -52,6 +52,16 @@ export async function connectRedisSharing(url: string, log: Logger): Promise<Red
   const sessions = open('sessions', { maxRetriesPerRequest: 5 });
   // A login must not wait for Redis to come back: refused at once ('busy'), the device retries.
   const logins = open('nonces', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  // Connected before the broker takes logins (the nonce connection queues nothing).
+  try {
+    await Promise.all([sub, pub, sessions, logins].map(whenReady));
+  } catch (cause) {
+    health.closing = true;
+    for (const c of [sub, pub, sessions, logins]) c.disconnect();
+    throw new ServerError('FLOTILLA_ERR_SERVER_REDIS', `${redacted(url)}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
   const mq = mqemitterRedis({ subConn: sub, pubConn: pub });
   // Its connections' errors are logged by `health`; unheard, this emitter would throw them.
   (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => undefined);
@@ -91,6 +101,21 @@ async function checkReachable(url: string): Promise<void> {
   } finally {
     probe.disconnect();
   }
+}
+
+function whenReady(conn: Redis): Promise<void> {
+  if (conn.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      conn.off('ready', onReady);
+      reject(new Error(`no connection within ${START_TIMEOUT_MS} ms`));
+    }, START_TIMEOUT_MS);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    conn.once('ready', onReady);
+  });
 }
 
 /** The URL without its password, for messages and logs. */
