@@ -53,7 +53,8 @@ async function startRedis() {
       s.on('error', () => r(false));
     });
     if (up) break;
-    if (i > 200 || proc.exitCode !== null) throw new Error('redis-server did not start (apt-get install redis-server)');
+    if (i > 200 || proc.exitCode !== null)
+      throw new Error('redis-server did not start (apt-get install redis-server)');
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
@@ -81,11 +82,16 @@ async function measure(label, options) {
     received++;
     if (waiter && received >= waiter.n) waiter.resolve();
   });
-  const receivedAll = (n) => new Promise((resolve) => (received >= n ? resolve() : (waiter = { n, resolve })));
+  const receivedAll = (n) =>
+    new Promise((resolve) => {
+      if (received >= n) resolve();
+      else waiter = { n, resolve };
+    });
   const publish = () =>
     new Promise((r, j) =>
-      broker.publish({ cmd: 'publish', topic: 'cmd/bench-device', payload: PAYLOAD, qos: 1, retain: false }, (e) =>
-        e ? j(e) : r(),
+      broker.publish(
+        { cmd: 'publish', topic: 'cmd/bench-device', payload: PAYLOAD, qos: 1, retain: false },
+        (e) => (e ? j(e) : r()),
       ),
     );
   // Warm up, then one command at a time: publish → the device has it.
@@ -131,8 +137,16 @@ try {
     }),
   );
   sessions.disconnect();
-  console.log(`QoS 1 commands to one persistent-session device, ${MESSAGES} for throughput, ${ROUND_TRIPS} one by one`);
-  console.log('bus'.padEnd(52), 'p50 µs'.padStart(8), 'p99 µs'.padStart(8), 'msg/s'.padStart(8), 'µs/msg'.padStart(8));
+  console.log(
+    `QoS 1 commands to one persistent-session device, ${MESSAGES} for throughput, ${ROUND_TRIPS} one by one`,
+  );
+  console.log(
+    'bus'.padEnd(52),
+    'p50 µs'.padStart(8),
+    'p99 µs'.padStart(8),
+    'msg/s'.padStart(8),
+    'µs/msg'.padStart(8),
+  );
   for (const r of rows)
     console.log(
       r.bus.padEnd(52),

@@ -27,7 +27,11 @@ const missing = redisMissing() ?? nginxStreamMissing();
 if (missing) console.warn(`skipping the Redis broker tests: ${missing}`);
 
 /** Polls `cond` until true; bounded in time, fails naming what it waited for. */
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+async function until(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return;
@@ -40,7 +44,8 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
 const tried = new Map<string, Set<string>>();
 const acked = new Map<string, Set<string>>();
 const commands = new Map<string, number>();
-const add = (m: Map<string, Set<string>>, id: string, v: string) => m.set(id, (m.get(id) ?? new Set()).add(v));
+const add = (m: Map<string, Set<string>>, id: string, v: string) =>
+  m.set(id, (m.get(id) ?? new Set()).add(v));
 
 /** The agent's own MQTT transport, recording what goes through it. */
 const recording: TransportFactory = (ctx) => {
@@ -290,7 +295,10 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
     const store = a.running.ctx.store;
     let total = 0;
     for (const d of fleet.devices) {
-      await until(`${d.id} has nothing left in its outbox`, () => acked.get(d.id)?.size === tried.get(d.id)?.size);
+      await until(
+        `${d.id} has nothing left in its outbox`,
+        () => acked.get(d.id)?.size === tried.get(d.id)?.size,
+      );
       const stored = store.events.timeline(d.id, Number.MAX_SAFE_INTEGER, 10_000).map((e) => e.eventId);
       total += stored.length;
       expect(new Set(stored).size, d.id).toBe(stored.length);
@@ -319,8 +327,8 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
     await until(
       'a command reaches the device after the Redis restart',
       async () => {
-        await a.running.broker!
-          .publishCommand(target, {
+        await a.running
+          .broker!.publishCommand(target, {
             schemaVersion: 1,
             type: 'cancel',
             commandId: `c-${randomBytes(6).toString('hex')}`,

@@ -168,7 +168,10 @@ describe('flotilla server --redis', { timeout: SERVER_STARTS_MS }, () => {
     });
     const config = join(work, 'redis.json');
     await writeFile(config, JSON.stringify({ redis: `redis://:secret@127.0.0.1:${port}` }));
-    for (const args of [['--redis', `redis://127.0.0.1:${port}`], ['--config', config]]) {
+    for (const args of [
+      ['--redis', `redis://127.0.0.1:${port}`],
+      ['--config', config],
+    ]) {
       const r = await serve([...args, '--data-dir', join(work, 'redis-down'), ...PORTS]);
       expect(r.started, args.join(' ')).toBe(false);
       const { error } = JSON.parse(r.stdout!.trim().split('\n').at(-1)!);
@@ -182,7 +185,17 @@ describe('flotilla server --redis', { timeout: SERVER_STARTS_MS }, () => {
     const password = join(work, 'broker-password');
     await writeFile(password, 'TEST-ONLY\n', { mode: 0o600 });
     for (const [args, says] of [
-      [['--redis', 'redis://127.0.0.1:6379', '--broker', 'mqtt://127.0.0.1:1883', '--broker-password-file', password], 'drop --broker'],
+      [
+        [
+          '--redis',
+          'redis://127.0.0.1:6379',
+          '--broker',
+          'mqtt://127.0.0.1:1883',
+          '--broker-password-file',
+          password,
+        ],
+        'drop --broker',
+      ],
       [['--redis', 'http://127.0.0.1:6379'], 'give redis://host:port'],
     ] as const) {
       const r = runFlotilla(['server', '--data-dir', join(work, 'never'), ...PORTS, ...args]);

@@ -43,7 +43,9 @@ describe.skipIf(missing !== null)('what several nodes share through Redis', () =
     expect(await sharing.nonces.claim(key, 60_000)).toBe(true);
     expect(await sharing.nonces.claim(key, 60_000)).toBe(false);
     // Atomic: of many claims at once, one wins.
-    const racing = await Promise.all(Array.from({ length: 20 }, () => sharing.nonces.claim(`${key}:r`, 60_000)));
+    const racing = await Promise.all(
+      Array.from({ length: 20 }, () => sharing.nonces.claim(`${key}:r`, 60_000)),
+    );
     expect(racing.filter(Boolean)).toHaveLength(1);
   });
 
@@ -87,7 +89,11 @@ describe.skipIf(missing !== null)('what several nodes share through Redis', () =
     expect(lost.length).toBeGreaterThan(0);
     expect(JSON.parse(lost[0]!)).toMatchObject({ code: 'FLOTILLA_ERR_SERVER_REDIS', level: 50 });
     await redis.start();
-    for (let i = 0; i < 400 && !(await sharing.nonces.claim(`dev-1:back:${i}`, 60_000).catch(() => false)); i++)
+    for (
+      let i = 0;
+      i < 400 && !(await sharing.nonces.claim(`dev-1:back:${i}`, 60_000).catch(() => false));
+      i++
+    )
       await new Promise((r) => setTimeout(r, 25));
     expect(await sharing.nonces.claim(`dev-1:after:${t0}`, 60_000)).toBe(true);
     // One loss per connection, not one per failed reconnect.
