@@ -5,12 +5,9 @@
 // with mqemitter-redis + aedes-persistence-redis (several nodes, `flotilla server --redis`),
 // against a local redis-server. Prints a table and, last, one JSON line.
 //   --messages N   commands per measure (default 5000)
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer, connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { startRedis } from './local-services.mjs';
 
 // The server's own dependencies (aedes with its patches, the Redis packages), as it loads them.
 const require = createRequire(new URL('../../packages/server/package.json', import.meta.url));
@@ -27,46 +24,6 @@ const arg = (name, dflt) => {
 const MESSAGES = arg('messages', 5000);
 const ROUND_TRIPS = 500;
 const PAYLOAD = Buffer.alloc(600, 'x'); // about an offer command's size without its manifest
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-async function startRedis() {
-  const dir = mkdtempSync(join(tmpdir(), 'flotilla-bench-redis-'));
-  const port = await freePort();
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  for (let i = 0; ; i++) {
-    const up = await new Promise((r) => {
-      const s = netConnect({ port, host: '127.0.0.1' }, () => {
-        s.destroy();
-        r(true);
-      });
-      s.on('error', () => r(false));
-    });
-    if (up) break;
-    if (i > 200 || proc.exitCode !== null)
-      throw new Error('redis-server did not start (apt-get install redis-server)');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async close() {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 async function measure(label, options) {
   const broker = await Aedes.createBroker(options);
