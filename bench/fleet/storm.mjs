@@ -173,7 +173,11 @@ async function startMosquitto(dir, credentials) {
 /** Redis, two server processes on one data dir sharing it, nginx stream in front of both. */
 async function startCluster(dataDir) {
   const redis = await startRedis();
-  const serverOptions = { redis: redis.url, mqttProxyProtocol: true };
+  const serverOptions = {
+    redis: redis.url,
+    mqttProxyProtocol: true,
+    logLevel: process.env.FLOTILLA_BENCH_CLUSTER_LOG ?? 'error',
+  };
   const first = await spawnServer({ dataDir, serverOptions });
   const second = await spawnServer({ dataDir, serverOptions });
   const node = (s) => `${s.mqtt.host}:${s.mqtt.port}`;
