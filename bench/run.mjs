@@ -36,6 +36,11 @@ const BENCHES = {
     args: ['--devices', '100000'],
     what: 'device search (id, tag, group, version, hardware, status, pages) at 100,000 devices',
   },
+  'redis-bus': {
+    script: 'broker/redis-bus.mjs',
+    args: ['--messages', '5000'],
+    what: 'QoS 1 commands through aedes: in-process bus vs shared through Redis (`flotilla server --redis`)',
+  },
   storm: {
     script: 'fleet/storm.mjs',
     args: ['--devices', '19000'],

@@ -182,6 +182,57 @@ describe('flotilla server: artifacts behind nginx', { timeout: SERVER_STARTS_MS 
   });
 });
 
+describe('flotilla server --redis', { timeout: SERVER_STARTS_MS }, () => {
+  it('does not start when Redis is unreachable (flag or config file): FLOTILLA_ERR_SERVER_REDIS with a hint', async () => {
+    // A port nothing listens on: bound, then closed.
+    const { createServer } = await import('node:net');
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const config = join(work, 'redis.json');
+    await writeFile(config, JSON.stringify({ redis: `redis://:secret@127.0.0.1:${port}` }));
+    for (const args of [
+      ['--redis', `redis://127.0.0.1:${port}`],
+      ['--config', config],
+    ]) {
+      const r = await serve([...args, '--data-dir', join(work, 'redis-down'), ...PORTS]);
+      expect(r.started, args.join(' ')).toBe(false);
+      const { error } = JSON.parse(r.stdout!.trim().split('\n').at(-1)!);
+      expect(error.code).toBe('FLOTILLA_ERR_SERVER_REDIS');
+      expect(error.hint).toContain('--redis');
+      expect(r.stdout).not.toContain('secret');
+    }
+  });
+
+  it('refuses --redis with an external broker or without a redis:// URL', async () => {
+    const password = join(work, 'broker-password');
+    await writeFile(password, 'TEST-ONLY\n', { mode: 0o600 });
+    for (const [args, says] of [
+      [
+        [
+          '--redis',
+          'redis://127.0.0.1:6379',
+          '--broker',
+          'mqtt://127.0.0.1:1883',
+          '--broker-password-file',
+          password,
+        ],
+        'drop --broker',
+      ],
+      [['--redis', 'http://127.0.0.1:6379'], 'give redis://host:port'],
+    ] as const) {
+      const r = runFlotilla(['server', '--data-dir', join(work, 'never'), ...PORTS, ...args]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stdout + r.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
+      expect(r.stdout + r.stderr).toContain(says);
+    }
+    expect(existsSync(join(work, 'never'))).toBe(false);
+  });
+});
+
 describe.skipIf(!hasMosquittoDynsec)('flotilla server --broker (Mosquitto 2, dynamic security)', () => {
   let mosquitto: Mosquitto;
   beforeAll(async () => {

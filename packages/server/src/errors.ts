@@ -171,6 +171,11 @@ export const SERVER_ERRORS = {
     message: 'MQTT broker error',
     hint: 'check that the broker is running and reachable',
   },
+  FLOTILLA_ERR_SERVER_REDIS: {
+    status: 503,
+    message: 'Redis (shared broker state of several server nodes) is unreachable',
+    hint: 'start Redis or fix --redis redis://host:port (every node uses the same one); without --redis the server runs alone with its embedded broker',
+  },
   FLOTILLA_ERR_SERVER_RETENTION_DEPLOYED: {
     status: 409,
     message: 'release is deployed or referenced and cannot be pruned',

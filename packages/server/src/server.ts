@@ -26,6 +26,7 @@ import { ExternalBroker, type ExternalBrokerOptions } from './mqtt/external-brok
 import { MosquittoCredentials, type MosquittoFiles } from './mqtt/mosquitto-credentials.js';
 import { DynsecControl, DynsecCredentials, prepareDynsecServerRole } from './mqtt/mosquitto-dynsec.js';
 import { PasswordVerifier } from './mqtt/password-verifier.js';
+import { connectRedisSharing } from './mqtt/redis-sharing.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import { PolicyService } from './policy/policy-service.js';
 import { ReleaseService } from './releases/release-service.js';
@@ -82,6 +83,11 @@ export interface ServerOptions {
          */
         mosquitto?: MosquittoFiles | 'dynsec';
       };
+  /**
+   * `redis://host:port`: this node is one of several sharing the embedded broker's sessions,
+   * message bus and login nonces through this Redis (docs/server.md, "Several nodes").
+   */
+  redis?: string;
   /** Secret of the first admin token when the store has none (else one is generated and written to dataDir/admin-token). */
   adminToken?: string;
   dashboardDir?: string;
@@ -144,7 +150,16 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       { offlineKeysDir: keys.offlineKeysDir },
       'new root keys written outside the data directory: move them offline now',
     );
-  store.devices.markAllOffline();
+  // Several nodes: aedes' bus, sessions and login nonces in Redis; unreachable → no start.
+  const sharing =
+    opts.redis && (opts.broker?.kind ?? 'embedded') === 'embedded'
+      ? await connectRedisSharing(opts.redis, log.child({ component: 'redis' })).catch((err) => {
+          store.close();
+          throw err;
+        })
+      : null;
+  // Alone, no device is connected before the start; in a cluster the other nodes hold some.
+  if (!sharing) store.devices.markAllOffline();
   const artifacts = new ArtifactStore(join(dataDir, 'artifacts'), opts.artifactFs);
   const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
@@ -289,7 +304,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   if (brokerOpts.kind === 'embedded') {
     // Signatures are checked in a worker thread: a storm's ed25519 checks leave the broker's loop.
     const verifier = new PasswordVerifier(log.child({ component: 'mqtt' }));
-    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier);
+    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier, sharing?.nonces);
     // The fleet's keys are parsed now, not during the reconnect storm that follows this start;
     // a bulk-registered fleet usually comes online together, so its keys too.
     await verifier.preload(store.devices.acceptedKeys(50_000));
@@ -303,6 +318,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       onDeviceReachable: (id) => runner.resendFor(id),
       failedLogins: ctx.failedLogins,
       clock,
+      ...(sharing ? { shared: sharing } : {}),
     });
     transport = broker;
     // A revoked key must not keep a connection it opened while it was accepted.
@@ -322,6 +338,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       {
         pid: process.pid,
         broker: brokerOpts.kind,
+        ...(sharing ? { redis: true } : {}),
         autoAccept: opts.autoAccept ?? false,
         ...(last ? { previousRun: last.action === 'server.stop' ? 'stopped' : 'ended-unclean' } : {}),
       },
@@ -437,6 +454,8 @@ export interface ListenOptions extends ServerOptions {
   mqttPort?: number | null;
   /** MQTT over TLS; needs `tls`. */
   mqttsPort?: number | null;
+  /** The MQTT TCP port is behind a load balancer sending PROXY protocol v1 (nginx `proxy_protocol on`). */
+  mqttProxyProtocol?: boolean;
   /** Path of MQTT over WebSocket on the API port. Default /mqtt. */
   wsPath?: string;
 }
@@ -459,7 +478,7 @@ export async function startServer(opts: ListenOptions = {}): Promise<RunningServ
   let mqtt: string | null = null;
   let mqtts: string | null = null;
   if (broker && opts.mqttPort !== null)
-    mqtt = `mqtt://${shown}:${await broker.listenTcp(opts.mqttPort ?? 1883, host)}`;
+    mqtt = `mqtt://${shown}:${await broker.listenTcp(opts.mqttPort ?? 1883, host, undefined, opts.mqttProxyProtocol)}`;
   if (broker && opts.tls && opts.mqttsPort !== null)
     mqtts = `mqtts://${shown}:${await broker.listenTcp(opts.mqttsPort ?? 8883, host, opts.tls)}`;
   const ws = broker ? `${opts.tls ? 'wss' : 'ws'}://${shown}:${apiPort}${opts.wsPath ?? '/mqtt'}` : null;

@@ -88,6 +88,10 @@ export function registerServerCommands(program: Command): void {
     .option('--port <port>', 'HTTP API port (MQTT over WebSocket at /mqtt on it)', '8080')
     .option('--mqtt-port <port>', 'MQTT over TCP port', '1883')
     .option('--mqtts-port <port>', 'MQTT over TLS port (with --tls-cert/--tls-key)', '8883')
+    .option(
+      '--mqtt-proxy-protocol',
+      'the MQTT port is reached only through a load balancer sending PROXY protocol v1 (nginx stream, docs/cluster.md)',
+    )
     .option('--tls-cert <file>', 'PEM certificate: HTTPS for the API and MQTT over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option(
@@ -131,6 +135,10 @@ export function registerServerCommands(program: Command): void {
     )
     .option('--broker-password-file <file>', 'file holding the password of --broker-username')
     .option('--broker-ca-file <file>', 'CA bundle to verify an mqtts:// broker')
+    .option(
+      '--redis <url>',
+      'redis://host:port shared by several server nodes: embedded broker sessions, commands and login nonces (docs/server.md)',
+    )
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--json', 'print the addresses as one JSON line')
     .action(
@@ -141,6 +149,7 @@ export function registerServerCommands(program: Command): void {
         port: string;
         mqttPort: string;
         mqttsPort: string;
+        mqttProxyProtocol?: boolean;
         tlsCert?: string;
         tlsKey?: string;
         importKeys?: string;
@@ -156,6 +165,7 @@ export function registerServerCommands(program: Command): void {
         brokerUsername: string;
         brokerPasswordFile?: string;
         brokerCaFile?: string;
+        redis?: string;
         logLevel: string;
         json?: boolean;
       }) => {
@@ -181,6 +191,13 @@ export function registerServerCommands(program: Command): void {
             '--dev-keys makes its own keys: drop --import-keys / --offline-keys-dir',
           );
         const broker = externalBroker(opts);
+        if (opts.redis && (broker || !/^rediss?:\/\/[^/]+/.test(opts.redis)))
+          throw new CliError(
+            'FLOTILLA_ERR_CLI_USAGE',
+            broker
+              ? '--redis shares the embedded broker between nodes: drop --broker (an external broker shares itself)'
+              : `--redis ${opts.redis}: give redis://host:port`,
+          );
         const dataDir = resolve(opts.dataDir);
         const keysExisted = existsSync(join(dataDir, 'keys', 'root.json'));
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
@@ -191,6 +208,7 @@ export function registerServerCommands(program: Command): void {
           port: port(opts.port, '--port'),
           mqttPort: port(opts.mqttPort, '--mqtt-port'),
           mqttsPort: tls ? port(opts.mqttsPort, '--mqtts-port') : null,
+          ...(opts.mqttProxyProtocol ? { mqttProxyProtocol: true } : {}),
           ...(tls ? { tls } : {}),
           ...(opts.importKeys ? { importKeysFrom: resolve(opts.importKeys) } : {}),
           ...(opts.devKeys ? { devKeys: true } : {}),
@@ -204,6 +222,7 @@ export function registerServerCommands(program: Command): void {
             ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
             : {}),
           ...(broker ? { broker, mqttPort: null } : {}),
+          ...(opts.redis ? { redis: opts.redis } : {}),
           logLevel: opts.logLevel,
           logToStderr: Boolean(opts.json),
         });
