@@ -7,6 +7,7 @@
 //   --messages N   commands per measure (default 5000)
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
+import { benchArgs, usageError } from '../args.mjs';
 import { startRedis } from './local-services.mjs';
 
 // The server's own dependencies (aedes with its patches, the Redis packages), as it loads them.
@@ -17,11 +18,10 @@ const redisPersistence = require('aedes-persistence-redis');
 const { Redis } = require('ioredis');
 const mqtt = require('mqtt');
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const MESSAGES = arg('messages', 5000);
+const USAGE = 'usage: node bench/broker/redis-bus.mjs [--messages N]';
+const { values: opts } = benchArgs(USAGE, { options: { messages: { type: 'string', default: '5000' } } });
+const MESSAGES = Number(opts.messages);
+if (!Number.isInteger(MESSAGES) || MESSAGES < 1) usageError(USAGE, '--messages must be a positive integer');
 const ROUND_TRIPS = 500;
 const PAYLOAD = Buffer.alloc(600, 'x'); // about an offer command's size without its manifest
 

@@ -18,6 +18,7 @@ function run(args: string[]): Promise<{ status: number; stdout: string; stderr: 
 }
 
 const BENCHES: Array<{ script: string; documented: string[]; mistyped: string }> = [
+  { script: 'bench/broker/redis-bus.mjs', documented: ['--messages', '5000'], mistyped: '--mesages' },
   {
     script: 'bench/fleet/run.mjs',
     documented: [
