@@ -20,12 +20,17 @@ const RUN = fileURLToPath(new URL('./run.mjs', import.meta.url));
 function runClusterTest(args: string[]) {
   return promisify(execFile)(process.execPath, [RUN, ...args], { timeout: 600_000 }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({
+      code: e.code,
+      stdout: e.stdout,
+      stderr: e.stderr,
+    }),
   );
 }
 
 const missing = nginxMissing();
-if (missing) console.warn(`cluster-test run skipped: ${missing[0]} is not installed (apt-get install ${missing[1]})`);
+if (missing)
+  console.warn(`cluster-test run skipped: ${missing[0]} is not installed (apt-get install ${missing[1]})`);
 
 describe('cluster-test', () => {
   it.skipIf(missing)(
@@ -65,8 +70,12 @@ describe('cluster-test', () => {
     if (lacking.length === 0) return; // the server has them: `pnpm cluster-test` runs for real
     const r = await runClusterTest(['--json']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`error FLOTILLA_ERR_CLUSTER_TEST_SERVER: flotilla server has no ${lacking.join(', ')}`);
-    expect(JSON.parse(r.stdout.trim())).toMatchObject({ error: { code: 'FLOTILLA_ERR_CLUSTER_TEST_SERVER' } });
+    expect(r.stderr).toContain(
+      `error FLOTILLA_ERR_CLUSTER_TEST_SERVER: flotilla server has no ${lacking.join(', ')}`,
+    );
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({
+      error: { code: 'FLOTILLA_ERR_CLUSTER_TEST_SERVER' },
+    });
   }, 120_000);
 
   it('refuses bad flags with FLOTILLA_ERR_CLUSTER_TEST_USAGE and exit 2', async () => {
@@ -144,7 +153,10 @@ describe('cluster-test history comparison', () => {
       ts: new Date(Date.UTC(2026, 0, 1) + Math.floor(i / 5)).toISOString(),
     }));
     const file = join(mkdtempSync(join(tmpdir(), 'flotilla-history-')), 'acknowledged.jsonl');
-    writeFileSync(file, events.map((e) => `${JSON.stringify({ deviceId: 'd', eventId: e.ref, kind: 'x' })}\n`).join(''));
+    writeFileSync(
+      file,
+      events.map((e) => `${JSON.stringify({ deviceId: 'd', eventId: e.ref, kind: 'x' })}\n`).join(''),
+    );
     try {
       const r = await compareHistories({
         get: historyApi({ d: events }),

@@ -47,11 +47,15 @@ export async function startDevices(o) {
   child.proc.stdout?.on('data', (d) => {
     out += d;
   });
-  const line = await waitFor(`${o.devices} simulated devices starting`, () => out.split('\n').find((l) => l.startsWith('{')), {
-    budgetMs: o.budgetMs,
-    everyMs: 500,
-    abort: () => (child.running() ? null : `flotilla-sim exited: ${child.logTail()}`),
-  });
+  const line = await waitFor(
+    `${o.devices} simulated devices starting`,
+    () => out.split('\n').find((l) => l.startsWith('{')),
+    {
+      budgetMs: o.budgetMs,
+      everyMs: 500,
+      abort: () => (child.running() ? null : `flotilla-sim exited: ${child.logTail()}`),
+    },
+  );
   return { child, history, summary: JSON.parse(line) };
 }
 
@@ -68,9 +72,9 @@ export function readAcknowledged(file) {
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (!line) continue;
     const r = JSON.parse(line);
-    let set = byDevice.get(r.deviceId);
-    if (!set) byDevice.set(r.deviceId, (set = new Set()));
+    const set = byDevice.get(r.deviceId) ?? new Set();
     set.add(r.eventId);
+    byDevice.set(r.deviceId, set);
   }
   return byDevice;
 }
@@ -125,7 +129,9 @@ export async function compareHistories(o) {
   const stored = new Map();
   for (;;) {
     for (const id of pending) stored.set(id, await storedEvents(o.get, id));
-    const missing = pending.filter((id) => [...(o.acknowledged.get(id) ?? [])].some((e) => !stored.get(id)?.has(e)));
+    const missing = pending.filter((id) =>
+      [...(o.acknowledged.get(id) ?? [])].some((e) => !stored.get(id)?.has(e)),
+    );
     if (missing.length === 0 || Date.now() > end) break;
     pending = missing;
     await new Promise((r) => setTimeout(r, 1000));

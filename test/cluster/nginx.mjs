@@ -61,7 +61,10 @@ export async function startClusterNginx(o) {
   const apiNodes = o.nodes.map((n) => n.api);
   writeFileSync(
     join(dir, 'flotilla-api.conf'),
-    renderTemplate('flotilla-api.conf', { LISTEN: `127.0.0.1:${apiPort}`, API_NODES: upstreamLines(apiNodes) }),
+    renderTemplate('flotilla-api.conf', {
+      LISTEN: `127.0.0.1:${apiPort}`,
+      API_NODES: upstreamLines(apiNodes),
+    }),
   );
   writeFileSync(
     join(dir, 'flotilla-artifacts.conf'),

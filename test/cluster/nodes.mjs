@@ -11,7 +11,10 @@ export const CLI = fileURLToPath(new URL('../../packages/cli/dist/bin/flotilla.j
 /** The long options `flotilla server --help` lists (what this build of the server can do). */
 export function serverFlags() {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (npx tsc -b)`);
-  const help = execFileSync(process.execPath, [CLI, 'server', '--help'], { encoding: 'utf8', timeout: 60_000 });
+  const help = execFileSync(process.execPath, [CLI, 'server', '--help'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   return new Set(help.match(/--[a-z][a-z-]*/g) ?? []);
 }
 
@@ -59,7 +62,8 @@ export async function nodePorts() {
 export async function startNode(o) {
   const dataDir = join(o.dir, 'data');
   mkdirSync(dataDir, { recursive: true });
-  if (!existsSync(join(dataDir, 'artifacts'))) symlinkSync(o.sharedArtifacts, join(dataDir, 'artifacts'), 'dir');
+  if (!existsSync(join(dataDir, 'artifacts')))
+    symlinkSync(o.sharedArtifacts, join(dataDir, 'artifacts'), 'dir');
   if (o.firstNodeDir) copyFileSync(join(o.firstNodeDir, 'url-signing.key'), join(dataDir, 'url-signing.key'));
   const args = [
     CLI,
@@ -98,10 +102,14 @@ export async function startNode(o) {
   child.proc.stdout?.on('data', (d) => {
     out += d;
   });
-  const line = await waitFor(`server node ${o.id} starting`, () => out.split('\n').find((l) => l.startsWith('{')), {
-    budgetMs: 180_000,
-    abort: () => (child.running() ? null : `it exited: ${child.logTail()}${out.slice(-2000)}`),
-  });
+  const line = await waitFor(
+    `server node ${o.id} starting`,
+    () => out.split('\n').find((l) => l.startsWith('{')),
+    {
+      budgetMs: 180_000,
+      abort: () => (child.running() ? null : `it exited: ${child.logTail()}${out.slice(-2000)}`),
+    },
+  );
   const summary = JSON.parse(line);
   const mqtt = new URL(summary.mqtt);
   return {

@@ -3,7 +3,7 @@
 // refuses root), listening on 127.0.0.1 at a free port and on a unix socket in that directory.
 // Stopped and removed by destroy(), and killed at process exit if a caller never got there.
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, onExit, removeTempDir, tempDir } from './processes.mjs';
 

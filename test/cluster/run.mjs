@@ -57,7 +57,8 @@ function parse(argv) {
   const devices = Number(values.devices);
   const nodes = Number(values.nodes ?? (values.store === 'sqlite' ? '1' : '3'));
   const bad = (m) => new ClusterTestError('FLOTILLA_ERR_CLUSTER_TEST_USAGE', m);
-  if (!['postgres', 'sqlite'].includes(values.store)) throw bad(`--store ${values.store}: postgres or sqlite`);
+  if (!['postgres', 'sqlite'].includes(values.store))
+    throw bad(`--store ${values.store}: postgres or sqlite`);
   if (!Number.isInteger(devices) || devices < 3 || devices > 20_000)
     throw bad(`--devices ${values.devices}: 3 to 20000 (three rollout phases need three devices)`);
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw bad(`--nodes ${values.nodes}: 1 to 9`);
@@ -125,7 +126,10 @@ async function main(o, log) {
       );
     }
   };
-  const pg = o.store === 'postgres' ? await component('PostgreSQL', 'postgresql', () => startPostgres('flotilla', { maxConnections: 200 })) : null;
+  const pg =
+    o.store === 'postgres'
+      ? await component('PostgreSQL', 'postgresql', () => startPostgres('flotilla', { maxConnections: 200 }))
+      : null;
   if (pg) log(`PostgreSQL on 127.0.0.1:${pg.port}`);
   const redis = o.nodes > 1 ? await component('Redis', 'redis-server', startRedis) : null;
   if (redis) log(`Redis at ${redis.url}`);
@@ -183,13 +187,19 @@ async function main(o, log) {
     if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${(await res.text()).slice(0, 300)}`);
     return res.json();
   };
-  const cluster = o.nodes > 1 || o.store === 'postgres' ? await clusterView(get(nodes[0].url), o.store) : null;
+  const cluster =
+    o.nodes > 1 || o.store === 'postgres' ? await clusterView(get(nodes[0].url), o.store) : null;
   if (cluster) log(`cluster: store ${cluster.store}, engine on ${cluster.engine.holder}`);
 
   for (const version of ['1.0.0', '1.1.0']) {
     const r = firmware.releases.get(version);
     const bundlePath = join(work, 'firmware', `${version}.flot`);
-    await image.writeBundle({ manifest: r.manifest, imagePath: r.imagePath, sbom: r.sbom, output: bundlePath });
+    await image.writeBundle({
+      manifest: r.manifest,
+      imagePath: r.imagePath,
+      sbom: r.sbom,
+      output: bundlePath,
+    });
     await api.publishRelease({ bundlePath, version });
   }
   log('releases 1.0.0 and 1.1.0 uploaded through nginx');
@@ -210,7 +220,10 @@ async function main(o, log) {
       budgetMs: 120_000 + o.devices * 2000,
     }),
   );
-  const deviceIds = Array.from({ length: o.devices }, (_, i) => `${prefix}-${String(i + 1).padStart(4, '0')}`);
+  const deviceIds = Array.from(
+    { length: o.devices },
+    (_, i) => `${prefix}-${String(i + 1).padStart(4, '0')}`,
+  );
   if (devices.summary.first !== deviceIds[0] || devices.summary.last !== deviceIds.at(-1))
     throw new Error(`flotilla-sim named its devices ${devices.summary.first} … ${devices.summary.last}`);
 
@@ -236,14 +249,19 @@ async function main(o, log) {
   log(
     `${comparison.acknowledged} reports acknowledged to the devices: ${comparison.lost} lost, ${comparison.duplicated} duplicated${comparison.examples.length ? ` (${comparison.examples.join('; ')})` : ''}`,
   );
-  if (comparison.acknowledged === 0) throw new Error('the devices recorded no acknowledged report: nothing was compared');
+  if (comparison.acknowledged === 0)
+    throw new Error('the devices recorded no acknowledged report: nothing was compared');
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
   return {
     store: o.store,
     nodes: o.nodes,
     devices: o.devices,
     killed: outcome.killed,
-    rollout: { status: outcome.view.status, healthy: outcome.view.totals.healthy, failed: outcome.view.totals.failed },
+    rollout: {
+      status: outcome.view.status,
+      healthy: outcome.view.totals.healthy,
+      failed: outcome.view.totals.failed,
+    },
     reportsLost: comparison.lost,
     reportsDuplicated: comparison.duplicated,
     engineFailoverSeconds: outcome.engineFailoverSeconds,
@@ -262,7 +280,10 @@ async function clusterView(get, store) {
     );
   }
   if (view.store !== store)
-    throw new ClusterTestError('FLOTILLA_ERR_CLUSTER_TEST_SERVER', `the nodes run on a ${view.store} store, not ${store}`);
+    throw new ClusterTestError(
+      'FLOTILLA_ERR_CLUSTER_TEST_SERVER',
+      `the nodes run on a ${view.store} store, not ${store}`,
+    );
   return view;
 }
 

@@ -1,7 +1,7 @@
 import {
+  postgresBin as bin,
   type LocalPostgres,
   POSTGRES_MISSING as MISSING,
-  postgresBin as bin,
   startPostgres,
 } from '../../../../test/cluster/postgres.mjs';
 
@@ -16,6 +16,9 @@ export const POSTGRES_MISSING = `PostgreSQL tests skipped: ${MISSING}`;
 export type TestPostgres = LocalPostgres;
 
 /** `durable: true` keeps PostgreSQL's fsync on (for measurements); tests leave it off. */
-export function startTestPostgres(database = 'flotilla', opts: { durable?: boolean } = {}): Promise<TestPostgres> {
+export function startTestPostgres(
+  database = 'flotilla',
+  opts: { durable?: boolean } = {},
+): Promise<TestPostgres> {
   return startPostgres(database, opts);
 }
