@@ -69,8 +69,11 @@ export function readAcknowledged(file) {
   /** @type {Map<string, Set<string>>} */
   const byDevice = new Map();
   if (!existsSync(file)) return byDevice;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  for (const [i, line] of lines.entries()) {
     if (!line) continue;
+    // A line cut by the simulator's end (no newline after it) was never a finished record.
+    if (i === lines.length - 1) break;
     const r = JSON.parse(line);
     const set = byDevice.get(r.deviceId) ?? new Set();
     set.add(r.eventId);

@@ -145,7 +145,9 @@ async function main(o, log) {
       artifactDir: sharedArtifacts,
     }),
   );
-  log(`nginx: API ${nginx.apiUrl}, artifacts ${nginx.artifactsUrl}, MQTT ${nginx.mqttUrl}`);
+  log(
+    `nginx: API ${nginx.apiUrl}, artifacts ${nginx.artifactsUrl}, MQTT ${nginx.mqttUrl}${o.keep ? ` (logs in ${nginx.dir})` : ''}`,
+  );
 
   const nodes = [];
   for (let i = 0; i < o.nodes; i++) {
@@ -300,7 +302,10 @@ if (opts.help) {
   process.exit(0);
 }
 keepTempDirs(opts.keep);
-exitOnSignals(stopAll);
+exitOnSignals(async () => {
+  process.stderr.write('interrupted: stopping every process of this run\n');
+  await stopAll();
+});
 const t0 = Date.now();
 const out = opts.json ? process.stderr : process.stdout;
 const log = (line) => out.write(`[${String(Math.round((Date.now() - t0) / 1000)).padStart(4)} s] ${line}\n`);
