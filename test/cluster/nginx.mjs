@@ -34,6 +34,15 @@ export function renderTemplate(name, values) {
   return text;
 }
 
+/**
+ * Whether the shipped MQTT stream configuration starts each connection with a PROXY protocol
+ * line (`proxy_protocol on;`): the nodes must then read it (`--mqtt-proxy-protocol`).
+ */
+export function streamSpeaksProxyProtocol() {
+  const text = readFileSync(new URL('flotilla-mqtt-stream.conf', DEPLOY), 'utf8');
+  return /^\s*proxy_protocol\s+on\s*;/m.test(text);
+}
+
 /** @param {string[]} nodes host:port each */
 const upstreamLines = (nodes) => nodes.map((n) => `server ${n} max_fails=1 fail_timeout=10s;`).join('\n    ');
 

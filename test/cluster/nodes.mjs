@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { streamSpeaksProxyProtocol } from './nginx.mjs';
 import { freePort, spawnGroup, waitFor } from './processes.mjs';
 
 export const CLI = fileURLToPath(new URL('../../packages/cli/dist/bin/flotilla.js', import.meta.url));
@@ -20,13 +21,15 @@ export function serverFlags() {
 
 /**
  * The server flags a run needs that this build lacks: a PostgreSQL store (`--database`), node
- * names (`--node-id`) and, with several nodes, the broker shared through Redis (`--redis`).
+ * names (`--node-id`), with several nodes the broker shared through Redis (`--redis`), and the
+ * PROXY protocol line when the shipped stream configuration sends one (`--mqtt-proxy-protocol`).
  * @param {{ store: 'postgres' | 'sqlite', nodes: number }} o
  */
 export function missingServerFlags(o) {
   const need = [
     ...(o.store === 'postgres' ? ['--database', '--node-id'] : []),
     ...(o.nodes > 1 ? ['--redis', '--node-id'] : []),
+    ...(streamSpeaksProxyProtocol() ? ['--mqtt-proxy-protocol'] : []),
   ];
   const have = serverFlags();
   return [...new Set(need)].filter((f) => !have.has(f));
@@ -95,6 +98,8 @@ export async function startNode(o) {
     ...(o.nodeIdFlag ? ['--node-id', o.id] : []),
     ...(o.database ? ['--database', o.database] : []),
     ...(o.redis ? ['--redis', o.redis] : []),
+    // nginx names each device's address in a PROXY protocol line (the failed-login limit counts devices).
+    ...(streamSpeaksProxyProtocol() ? ['--mqtt-proxy-protocol'] : []),
   ];
   const child = spawnGroup(`node ${o.id}`, process.execPath, args, {
     logFile: join(o.dir, 'server.log'),
