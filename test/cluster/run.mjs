@@ -13,24 +13,16 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRollout, watchRollout } from './cluster-rollout.mjs';
+import { ClusterTestError, component, startCluster } from './cluster-start.mjs';
 import { compareHistories, readAcknowledged, startDevices } from './devices.mjs';
-import { ACCEL_PREFIX, nginxMissing, startClusterNginx } from './nginx.mjs';
-import { adminToken, missingServerFlags, nodePorts, startNode } from './nodes.mjs';
-import { POSTGRES_MISSING, postgresBin, startPostgres } from './postgres.mjs';
+import { nginxMissing } from './nginx.mjs';
+import { adminToken, missingServerFlags } from './nodes.mjs';
+import { POSTGRES_MISSING, postgresBin } from './postgres.mjs';
 import { exitOnSignals, keepTempDirs, stopAll, tempDir } from './processes.mjs';
-import { redisMissing, startRedis } from './redis.mjs';
+import { redisMissing } from './redis.mjs';
 
 const repo = resolve(new URL('../..', import.meta.url).pathname);
 const dist = (path) => import(join(repo, path));
-
-class ClusterTestError extends Error {
-  /** @param {string} code @param {string} message @param {string} [hint] */
-  constructor(code, message, hint) {
-    super(message);
-    this.code = code;
-    this.hint = hint;
-  }
-}
 
 const USAGE = `cluster-test — a real cluster on this machine: PostgreSQL, Redis, nginx, server nodes, devices
 
@@ -91,7 +83,9 @@ async function main(o, log) {
     throw new ClusterTestError(
       'FLOTILLA_ERR_CLUSTER_TEST_SERVER',
       `flotilla server has no ${lacking.join(', ')} (not in \`flotilla server --help\`): this build cannot run ${o.nodes} node(s) on ${o.store}`,
-      'run `--store sqlite --nodes 1` on this build, or build a server that has these options',
+      o.store === 'postgres' || o.nodes > 1
+        ? 'run `--store sqlite --nodes 1` on this build, or build a server that has these options'
+        : 'deploy/nginx/flotilla-mqtt-stream.conf and the server come from different builds: build both from one checkout',
     );
 
   const protocol = await dist('packages/protocol/dist/index.js');
@@ -115,64 +109,7 @@ async function main(o, log) {
     story: sim.DEMO_STORY.filter((s) => s.version === '1.0.0' || s.version === '1.1.0'),
   });
 
-  const component = async (name, pkg, start) => {
-    try {
-      return await start();
-    } catch (err) {
-      throw new ClusterTestError(
-        'FLOTILLA_ERR_CLUSTER_TEST_START',
-        `${name} did not start: ${err.message}`,
-        pkg ? `is the Debian package ${pkg} installed and working?` : undefined,
-      );
-    }
-  };
-  const pg =
-    o.store === 'postgres'
-      ? await component('PostgreSQL', 'postgresql', () => startPostgres('flotilla', { maxConnections: 200 }))
-      : null;
-  if (pg) log(`PostgreSQL on 127.0.0.1:${pg.port}`);
-  const redis = o.nodes > 1 ? await component('Redis', 'redis-server', startRedis) : null;
-  if (redis) log(`Redis at ${redis.url}`);
-
-  // Ports first: nginx's configuration names every node, and the nodes name nginx.
-  const ports = [];
-  for (let i = 0; i < o.nodes; i++) ports.push(await nodePorts());
-  const sharedArtifacts = join(work, 'artifacts');
-  mkdirSync(sharedArtifacts);
-  const nginx = await component('nginx', 'nginx libnginx-mod-stream', () =>
-    startClusterNginx({
-      nodes: ports.map((p) => ({ api: `127.0.0.1:${p.api}`, mqtt: `127.0.0.1:${p.mqtt}` })),
-      artifactDir: sharedArtifacts,
-    }),
-  );
-  log(
-    `nginx: API ${nginx.apiUrl}, artifacts ${nginx.artifactsUrl}, MQTT ${nginx.mqttUrl}${o.keep ? ` (logs in ${nginx.dir})` : ''}`,
-  );
-
-  const nodes = [];
-  for (let i = 0; i < o.nodes; i++) {
-    const id = `node-${i + 1}`;
-    const dir = join(work, id);
-    // The first node migrates the store and makes the admin token; the others join it.
-    const node = await component(`server ${id}`, null, () =>
-      startNode({
-        id,
-        dir,
-        ports: ports[i],
-        keysDir,
-        sharedArtifacts,
-        ...(i > 0 ? { firstNodeDir: nodes[0].dataDir } : {}),
-        publicUrl: nginx.apiUrl,
-        artifactBaseUrl: nginx.artifactsUrl,
-        accelPrefix: ACCEL_PREFIX,
-        nodeIdFlag: o.store === 'postgres' || o.nodes > 1,
-        ...(pg ? { database: pg.url } : {}),
-        ...(redis ? { redis: redis.url } : {}),
-      }),
-    );
-    nodes.push(node);
-    log(`server ${id}: API ${node.url}, MQTT ${node.mqtt}`);
-  }
+  const { nginx, nodes } = await startCluster({ ...o, work, keysDir, log });
   const token = adminToken(nodes[0]);
   const api = sim.httpServerHandle({
     apiUrl: nginx.apiUrl,
