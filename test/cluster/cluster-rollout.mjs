@@ -93,7 +93,12 @@ export async function watchRollout(o) {
     const alive = o.nodes.filter((n) => n.child.running());
     if (o.kills && killed.length === 0 && view.currentPhase >= 1) {
       const engine = await engineHolder(o.nodes, o.get);
-      if (!engine) throw new Error('GET /api/v1/cluster names no live node as the rollout engine holder');
+      if (!engine) {
+        // Between two leases nobody holds it: asked again on the next round (the budget bounds it).
+        o.log('GET /api/v1/cluster names no live node as the rollout engine holder yet');
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
       const since = Date.now();
       await engine.child.kill('SIGKILL');
       killed.push({ node: engine.id, role: 'engine' });
