@@ -139,8 +139,8 @@ export async function startClusterNginx(o) {
   };
 }
 
-/** @param {number} port @returns {Promise<boolean>} */
-function accepts(port) {
+/** True once something accepts a TCP connection on the loopback port. @param {number} port @returns {Promise<boolean>} */
+export function accepts(port) {
   return new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });
     s.setTimeout(2000, () => s.destroy());

@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type SimServer, type SimServerOptions, startSimServer } from '@flotilla/fleet-simulator';
 import type { ListenOptions } from '@flotilla/server';
+import { accepts } from './nginx.mjs';
 
 const NGINX = '/usr/sbin/nginx';
 /** Debian's dynamic stream module (libnginx-mod-stream). */
@@ -208,21 +209,8 @@ export async function startNginxStream(o: { nodes: string[]; port?: number }): P
     ].join('\n'),
   );
   // Up when it accepts a TCP connection on the listen port.
-  const close = await launchNginx(dir, () => canConnect(port));
+  const close = await launchNginx(dir, () => accepts(port));
   return { host: '127.0.0.1', port, close };
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.setTimeout(2000, () => s.destroy());
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.once('close', () => resolve(false));
-  });
 }
 
 function parseAccessLine(line: string): AccessLine {

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { freePort, spawnGroup, tempDir, waitFor } from './processes.mjs';
 
-const REDIS_SERVER = '/usr/bin/redis-server';
+export const REDIS_SERVER = '/usr/bin/redis-server';
 
 /** Why Redis cannot run here (null: it can). */
 export function redisMissing() {
@@ -31,8 +31,8 @@ export async function startRedis() {
   return { url: `redis://127.0.0.1:${port}`, child };
 }
 
-/** @param {number} port @returns {Promise<boolean>} */
-function pings(port) {
+/** True once Redis answers PING on the port. @param {number} port @returns {Promise<boolean>} */
+export function pings(port) {
   return new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });
     let answer = '';

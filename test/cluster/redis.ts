@@ -1,16 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './nginx.js';
+import { pings, REDIS_SERVER, redisMissing } from './redis.mjs';
 
-const REDIS_SERVER = '/usr/bin/redis-server';
-
-/** Why Redis cannot run here (null: it can). */
-export function redisMissing(): string | null {
-  return existsSync(REDIS_SERVER) ? null : 'redis-server is not installed (apt-get install redis-server)';
-}
+export { redisMissing };
 
 export interface LocalRedis {
   url: string;
@@ -88,23 +84,5 @@ export function commandCalls(port: number, command: string): Promise<number> {
       }
     });
     s.once('error', reject);
-  });
-}
-
-function pings(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    let answer = '';
-    s.setTimeout(2000, () => s.destroy());
-    s.once('connect', () => s.write('PING\r\n'));
-    s.on('data', (d) => {
-      answer += d.toString();
-      if (answer.includes('\r\n')) {
-        s.destroy();
-        resolve(answer.startsWith('+PONG'));
-      }
-    });
-    s.once('error', () => resolve(false));
-    s.once('close', () => resolve(false));
   });
 }
