@@ -29,5 +29,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     maxWorkers: 2,
+    // A FileHandle left to the garbage collector fails its test file (best-effort: see the file);
+    // --trace-warnings prints where any other warning was emitted.
+    setupFiles: ['./test/setup/file-leak-warnings.ts'],
+    execArgv: ['--trace-warnings'],
   },
 });

@@ -3,6 +3,7 @@
 // its own table. With no name it lists them. Long campaigns stay here, never in `pnpm test`.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { benchArgs, usageError } from './args.mjs';
 
 const BENCHES = {
   delta: {
@@ -40,6 +41,11 @@ const BENCHES = {
     args: ['--devices', '10000'],
     what: '10,000 devices: state reports and events through the report ingestor into SQLite',
   },
+  'redis-bus': {
+    script: 'broker/redis-bus.mjs',
+    args: ['--messages', '5000'],
+    what: 'QoS 1 commands through aedes: in-process bus vs shared through Redis (`flotilla server --redis`)',
+  },
   storm: {
     script: 'fleet/storm.mjs',
     args: ['--devices', '19000'],
@@ -47,20 +53,32 @@ const BENCHES = {
   },
 };
 
-const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-const passThrough = process.argv.slice(2).filter((a) => a.startsWith('-'));
+const USAGE = [
+  'usage: pnpm bench <name> [<name>...] [--flags passed to each]\n',
+  ...Object.entries(BENCHES).map(([name, b]) => `  ${name.padEnd(16)} ${b.what}`),
+].join('\n');
+// The names come first; everything from the first flag on is passed to each bench unparsed (its
+// values too, e.g. `--devices 500`): each bench parses its own flags strictly and stops on a
+// mistyped one. Only the names are parsed here (strict, positionals only).
+const argv = process.argv.slice(2);
+const firstFlag = argv.findIndex((a) => a.startsWith('-'));
+const passThrough = firstFlag < 0 ? [] : argv.slice(firstFlag);
+const { positionals: names } = benchArgs(USAGE, {
+  args: firstFlag < 0 ? argv : argv.slice(0, firstFlag),
+  allowPositionals: true,
+});
 if (names.length === 0) {
-  console.log('usage: pnpm bench <name> [<name>...] [--flags passed to each]\n');
-  for (const [name, b] of Object.entries(BENCHES)) console.log(`  ${name.padEnd(16)} ${b.what}`);
+  // `pnpm bench` and `pnpm bench --help` list the benches; flags without a name go nowhere.
+  if (passThrough.length > 0 && !['--help', '-h'].includes(passThrough[0]))
+    usageError(USAGE, `name a benchmark before its flags (${passThrough.join(' ')})`);
+  console.log(USAGE);
   process.exit(0);
 }
+const unknown = names.find((name) => !BENCHES[name]);
+if (unknown) usageError(USAGE, `unknown benchmark ${unknown}`);
 let failed = 0;
 for (const name of names) {
   const b = BENCHES[name];
-  if (!b) {
-    console.error(`unknown benchmark ${name}; run \`pnpm bench\` for the list`);
-    process.exit(2);
-  }
   console.log(`\n=== ${name}: ${b.what}`);
   const script = fileURLToPath(new URL(b.script, import.meta.url));
   const r = spawnSync(process.execPath, [script, ...(passThrough.length ? passThrough : b.args)], {

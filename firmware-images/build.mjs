@@ -9,20 +9,32 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { exitWithError, usageError } from './print-error.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const image = await import(join(here, '../packages/image/dist/index.js'));
 const protocol = await import(join(here, '../packages/protocol/dist/index.js'));
 
-const { values } = parseArgs({
-  options: {
-    keys: { type: 'string' },
-    out: { type: 'string', default: join(here, 'out') },
-    only: { type: 'string' },
-    json: { type: 'boolean', default: false },
-    'generate-test-keys': { type: 'boolean', default: false },
-  },
-});
+const json = process.argv.includes('--json');
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      keys: { type: 'string' },
+      out: { type: 'string', default: join(here, 'out') },
+      only: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'generate-test-keys': { type: 'boolean', default: false },
+    },
+  }));
+  if (!values.keys && !values['generate-test-keys'])
+    throw usageError(
+      'FLOTILLA_ERR_IMAGE_KEY_MISSING',
+      'pass --keys DIR (from `flotilla keys init`) or --generate-test-keys',
+    );
+} catch (err) {
+  exitWithError(err, { json });
+}
 const outDir = resolve(values.out);
 await mkdir(outDir, { recursive: true });
 
@@ -49,11 +61,6 @@ if (values['generate-test-keys']) {
     `${JSON.stringify(protocol.signDocument(root, [keys.root]), null, 2)}\n`,
   );
 }
-if (!keysDir) {
-  process.stderr.write('error: pass --keys DIR (from `flotilla keys init`) or --generate-test-keys\n');
-  process.exit(2);
-}
-
 try {
   const set = await image.buildFirmwareSet({
     keysDir,
@@ -72,6 +79,5 @@ try {
       );
   }
 } catch (err) {
-  process.stderr.write(`error ${err.code ?? ''}: ${err.message}\n`);
-  process.exit(1);
+  exitWithError(err, { json });
 }

@@ -21,15 +21,21 @@ import { promisify } from 'node:util';
 import { SimDevice } from '@flotilla/agent/testing';
 import { createDelta } from '@flotilla/delta';
 import { buildRoot, generateKeyPair, isoAfter, sha256Hex, signDocument } from '@flotilla/protocol';
+import { benchArgs, usageError } from '../args.mjs';
 
 const MiB = 1024 * 1024;
 const CHUNK = MiB;
 const here = fileURLToPath(new URL('.', import.meta.url));
-const args = process.argv.slice(2);
-const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
+const USAGE = 'usage: node bench/agent/memory.mjs [sizeMiB ...] [--with-1g]';
+const { values: opts, positionals } = benchArgs(USAGE, {
+  options: { 'with-1g': { type: 'boolean', default: false } },
+  allowPositionals: true,
+});
+const badSize = positionals.find((a) => !/^[1-9]\d*$/.test(a));
+if (badSize !== undefined) usageError(USAGE, `'${badSize}' is not an image size in MiB`);
+const sizes = positionals.map(Number);
 if (sizes.length === 0) sizes.push(64, 256);
-if ((args.includes('--with-1g') || process.env.FLOTILLA_BENCH_1G === '1') && !sizes.includes(1024))
-  sizes.push(1024);
+if ((opts['with-1g'] || process.env.FLOTILLA_BENCH_1G === '1') && !sizes.includes(1024)) sizes.push(1024);
 
 /** Runs `node args`, samples VmRSS/VmHWM from /proc every 20 ms; returns the figures in MiB. */
 function measure(argv, { settleMs = 0 } = {}) {

@@ -13,6 +13,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { buildImage } from '@flotilla/image';
 
 export const OUT = new URL('../out/delta/', import.meta.url).pathname;
 const CACHE = join(OUT, 'cache');
@@ -83,50 +84,19 @@ function rootfs(which) {
   return dir;
 }
 
-function listFiles(dir, prefix = '') {
-  const out = [];
-  for (const e of readdirSync(join(dir, prefix), { withFileTypes: true }).sort((a, b) =>
-    a.name < b.name ? -1 : 1,
-  )) {
-    const rel = `${prefix}/${e.name}`;
-    out.push(rel);
-    if (e.isDirectory()) out.push(...listFiles(dir, rel));
-  }
-  return out;
-}
-
 const IMAGE_BUILDERS = {
-  ext4: (dir, img, size) => {
-    run(
-      'mke2fs',
-      [
-        '-q',
-        '-F',
-        '-t',
-        'ext4',
-        '-d',
-        dir,
-        '-U',
-        UUID,
-        '-E',
-        `hash_seed=${UUID},root_owner=0:0`,
-        img,
-        `${size / 1024}k`,
-      ],
-      {
-        env: { ...process.env, E2FSPROGS_FAKE_TIME: String(T) },
-      },
-    );
-    // mke2fs -d copies each file's atime/ctime; pin every timestamp.
-    const script = listFiles(dir)
-      .flatMap((p) => ['atime', 'ctime', 'mtime', 'crtime'].map((f) => `sif "${p}" ${f} @${T}`))
-      .join('\n');
-    writeFileSync(`${img}.debugfs`, `${script}\nsif / atime @${T}\nsif / ctime @${T}\nsif / mtime @${T}\n`);
-    run('debugfs', ['-w', '-f', `${img}.debugfs`, img], {
-      env: { ...process.env, E2FSPROGS_FAKE_TIME: String(T) },
-    });
-    rmSync(`${img}.debugfs`);
-  },
+  // Flotilla's own ext4 slot image (the one mke2fs + debugfs pinning, packages/image/src/fs-ext4.ts):
+  // the deltas measured are those of the images a device receives.
+  ext4: (dir, img, size) =>
+    buildImage({
+      input: dir,
+      output: img,
+      format: 'ext4',
+      partitionSize: size,
+      epoch: T,
+      uuid: UUID,
+      label: 'rootfs',
+    }),
   erofs: (dir, img) => run('mkfs.erofs', ['-T', String(T), '-U', UUID, '--all-root', img, dir]),
   'erofs-lz4hc': (dir, img) =>
     run('mkfs.erofs', ['-zlz4hc', '-T', String(T), '-U', UUID, '--all-root', img, dir]),
@@ -177,13 +147,13 @@ const IMAGE_BUILDERS = {
     ]),
 };
 
-function image(kind, which, size) {
+async function image(kind, which, size) {
   const dir = join(PAIRS, `${kind}${size ? `-${size >> 20}M` : ''}`);
   const img = join(dir, `${which}.img`);
   if (existsSync(img)) return img;
   mkdirSync(dir, { recursive: true });
   log(`building ${kind} image (${which})`);
-  IMAGE_BUILDERS[kind](rootfs(which), `${img}.tmp`, size);
+  await IMAGE_BUILDERS[kind](rootfs(which), `${img}.tmp`, size);
   renameSync(`${img}.tmp`, img);
   return img;
 }
@@ -206,7 +176,7 @@ export const sha256File = (p) =>
     .digest('hex');
 
 /** Every pair of the corpus, with the kind the targets talk about (executable, filesystem). */
-export function buildCorpus({ big = false } = {}) {
+export async function buildCorpus({ big = false } = {}) {
   const pairs = [];
   const [, eOld, eNew] = NPM.esbuild;
   pairs.push({
@@ -263,8 +233,8 @@ export function buildCorpus({ big = false } = {}) {
       kind: 'filesystem',
       format: kind,
       title: `${kind}${size ? ' 64 MiB' : ''} image, npm packages bumped one patch`,
-      old: image(kind, 'old', size),
-      new: image(kind, 'new', size),
+      old: await image(kind, 'old', size),
+      new: await image(kind, 'new', size),
     });
   }
   if (big) {
@@ -274,8 +244,8 @@ export function buildCorpus({ big = false } = {}) {
       format: 'ext4',
       big: true,
       title: 'ext4 1 GiB image, npm packages bumped one patch',
-      old: image('ext4', 'old', 1 << 30),
-      new: image('ext4', 'new', 1 << 30),
+      old: await image('ext4', 'old', 1 << 30),
+      new: await image('ext4', 'new', 1 << 30),
     });
   }
   for (const p of pairs) p.size = statSync(p.new).size;

@@ -6,14 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArgs, usageError } from '../args.mjs';
 import { buildCorpus, OUT, sha256File } from './corpus.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=');
-    return [k, v ?? true];
-  }),
-);
+const USAGE = 'usage: node bench/delta/run.mjs [--only=id,id] [--tools=ours,bsdiff,xdelta3,zstd] [--big]';
+const { values: args } = benchArgs(USAGE, {
+  options: { only: { type: 'string' }, tools: { type: 'string' }, big: { type: 'boolean', default: false } },
+});
 const CLI = fileURLToPath(new URL('../../packages/cli/dist/bin/flotilla.js', import.meta.url));
 const LIB_APPLY = fileURLToPath(new URL('./apply-lib.mjs', import.meta.url));
 const TIMEOUT_MS = 900_000;
@@ -180,7 +179,9 @@ function formatTable(pairs, results) {
 mkdirSync(WORK, { recursive: true });
 const only = typeof args.only === 'string' ? args.only.split(',') : undefined;
 const tools = typeof args.tools === 'string' ? args.tools.split(',') : Object.keys(TOOLS);
-const pairs = buildCorpus({ big: Boolean(args.big) }).filter((p) => !only || only.includes(p.id));
+const unknownTool = tools.find((t) => !(t in TOOLS));
+if (unknownTool) usageError(USAGE, `unknown tool '${unknownTool}' (tools: ${Object.keys(TOOLS).join(', ')})`);
+const pairs = (await buildCorpus({ big: Boolean(args.big) })).filter((p) => !only || only.includes(p.id));
 const results = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, 'utf8')) : {};
 for (const pair of pairs) {
   pair.newSha256 = sha256File(pair.new);
@@ -197,7 +198,7 @@ for (const pair of pairs) {
   results[pair.id] = rows;
   writeFileSync(RESULTS, JSON.stringify(results, null, 2));
 }
-const all = buildCorpus({ big: Boolean(args.big) });
+const all = await buildCorpus({ big: Boolean(args.big) });
 for (const p of all) {
   if (p.kind === 'filesystem' && !p.fullZstd) {
     const z = join(WORK, `${p.id}.full.zst`);

@@ -13,27 +13,36 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes, prepareWorld, sleep } from '@flotilla/fleet-simulator';
+import { benchArgs, usageError } from '../args.mjs';
 import { sampler, spawnServer } from './server-process.mjs';
 
 const USAGE =
   'usage: node bench/fleet/run.mjs --devices N (1-20000) [--processes P] [--storm] [--no-rollout] [--max-concurrent M] [--boot-concurrency B] [--download-timeout-ms T] [--tweetnacl-devices]';
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(name);
-const opt = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const devices = Number(opt('--devices', '1000'));
-const processes = Number(opt('--processes', String(Math.max(1, Math.ceil(devices / 2500)))));
-const maxConcurrent = Number(opt('--max-concurrent', String(devices)));
-const bootConcurrency = Number(opt('--boot-concurrency', '200'));
-const ints = [devices, processes, maxConcurrent, bootConcurrency];
-if (!ints.every((n) => Number.isInteger(n) && n >= 1) || devices > 20000 || processes > devices) {
-  console.error(USAGE);
-  process.exit(2);
-}
-const storm = flag('--storm');
-const rollout = !flag('--no-rollout');
+const { values: opts } = benchArgs(USAGE, {
+  options: {
+    devices: { type: 'string', default: '1000' },
+    processes: { type: 'string' },
+    storm: { type: 'boolean', default: false },
+    'no-rollout': { type: 'boolean', default: false },
+    'max-concurrent': { type: 'string' },
+    'boot-concurrency': { type: 'string', default: '200' },
+    'download-timeout-ms': { type: 'string', default: '120000' },
+    'tweetnacl-devices': { type: 'boolean', default: false },
+  },
+});
+const devices = Number(opts.devices);
+const processes = Number(opts.processes ?? String(Math.max(1, Math.ceil(devices / 2500))));
+const maxConcurrent = Number(opts['max-concurrent'] ?? String(devices));
+const bootConcurrency = Number(opts['boot-concurrency']);
+const downloadTimeoutMs = Number(opts['download-timeout-ms']);
+const ints = [devices, processes, maxConcurrent, bootConcurrency, downloadTimeoutMs];
+if (!ints.every((n) => Number.isInteger(n) && n >= 1) || devices > 20000 || processes > devices)
+  usageError(
+    USAGE,
+    'every number must be a positive integer, --devices at most 20000 and --processes at most --devices',
+  );
+const storm = opts.storm;
+const rollout = !opts['no-rollout'];
 const say = (s) => process.stderr.write(`${s}\n`);
 const secs = (t) => +((performance.now() - t) / 1000).toFixed(2);
 
@@ -107,8 +116,8 @@ try {
         token: server.token,
         timeScale: 0.05,
         bootConcurrency,
-        fastCrypto: !flag('--tweetnacl-devices'),
-        downloadTimeoutMs: Number(opt('--download-timeout-ms', '120000')),
+        fastCrypto: !opts['tweetnacl-devices'],
+        downloadTimeoutMs,
       }),
     );
   }

@@ -7,7 +7,10 @@
 // connect sequence. The load comes from P processes of raw MQTT connections (storm-worker.mjs).
 // Prints, per broker and round: time until every device is in (and p50/p90/p99), attempts, refusals
 // by reason, broker CPU seconds and peak memory.
-// Usage: node bench/fleet/storm.mjs [--devices N] [--processes P] [--brokers flotilla,mosquitto]
+// `flotilla-cluster`: two server processes sharing Redis (`--redis`, `--mqtt-proxy-protocol`) behind
+// nginx stream (the shipped deploy/nginx/flotilla-mqtt-stream.conf); its second round SIGKILLs one
+// node and every device logs in again, through nginx, to the other.
+// Usage: node bench/fleet/storm.mjs [--devices N] [--processes P] [--brokers flotilla,mosquitto,flotilla-cluster]
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -17,26 +20,33 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderMosquittoAcl } from '@flotilla/protocol';
 import { mosquittoHash } from '@flotilla/server';
+import { benchArgs, usageError } from '../args.mjs';
+import { startNginxStream, startRedis } from '../broker/local-services.mjs';
 import { cpuSeconds, peakRssBytes, sampler, spawnServer } from './server-process.mjs';
 
 const USAGE =
-  'usage: node bench/fleet/storm.mjs [--devices N (1-19500)] [--processes P] [--brokers flotilla,mosquitto] [--rounds first,restart] [--spread-ms S] [--pin]';
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const devices = Number(opt('--devices', '19000'));
-const processes = Number(opt('--processes', '2'));
-const brokers = opt('--brokers', 'flotilla,mosquitto').split(',');
-const rounds = opt('--rounds', 'first,restart').split(',');
+  'usage: node bench/fleet/storm.mjs [--devices N (1-19500)] [--processes P] [--brokers flotilla,mosquitto,flotilla-cluster] [--rounds first,restart] [--spread-ms S] [--pin]';
+const { values: opts } = benchArgs(USAGE, {
+  options: {
+    devices: { type: 'string', default: '19000' },
+    processes: { type: 'string', default: '2' },
+    brokers: { type: 'string', default: 'flotilla,mosquitto' },
+    rounds: { type: 'string', default: 'first,restart' },
+    'spread-ms': { type: 'string', default: '1000' },
+    pin: { type: 'boolean', default: false },
+  },
+});
+const devices = Number(opts.devices);
+const processes = Number(opts.processes);
+const brokers = opts.brokers.split(',');
+const rounds = opts.rounds.split(',');
 // How the devices' first attempts are spread: 0 = all in one synchronous pass (a burst no real
 // fleet produces, and one that overflows every accept queue); 1000 = within one second, as the
 // agents' jittered reconnects (first retry after 0.5–1 s) arrive after a broker restart.
-const spreadMs = Number(opt('--spread-ms', '1000'));
+const spreadMs = Number(opts['spread-ms']);
 // --pin: the broker on CPU 0, the load processes on CPU 1 (taskset), so the broker's figures are
 // those of one dedicated core, as on a server that does not also run 19,000 devices.
-const pin = args.includes('--pin');
+const pin = opts.pin;
 if (
   !Number.isInteger(devices) ||
   devices < 1 ||
@@ -44,14 +54,12 @@ if (
   !Number.isInteger(processes) ||
   processes < 1 ||
   processes > 16 ||
-  !brokers.every((b) => ['flotilla', 'mosquitto'].includes(b)) ||
+  !brokers.every((b) => ['flotilla', 'mosquitto', 'flotilla-cluster'].includes(b)) ||
   !rounds.every((r) => ['first', 'restart'].includes(r)) ||
   !Number.isInteger(spreadMs) ||
   spreadMs < 0
-) {
-  console.error(USAGE);
-  process.exit(2);
-}
+)
+  usageError(USAGE, 'a value is out of range');
 const ROUND_TIMEOUT_MS = 180_000;
 const say = (s) => process.stderr.write(`${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -166,6 +174,38 @@ async function startMosquitto(dir, credentials) {
   };
 }
 
+/** Redis, two server processes on one data dir sharing it, nginx stream in front of both. */
+async function startCluster(dataDir) {
+  const redis = await startRedis();
+  const serverOptions = {
+    redis: redis.url,
+    mqttProxyProtocol: true,
+    logLevel: process.env.FLOTILLA_BENCH_CLUSTER_LOG ?? 'error',
+  };
+  const first = await spawnServer({ dataDir, serverOptions });
+  const second = await spawnServer({ dataDir, serverOptions });
+  const node = (s) => `${s.mqtt.host}:${s.mqtt.port}`;
+  const nginx = await startNginxStream([node(first), node(second)]);
+  let secondKilled = false;
+  return {
+    first,
+    mqtt: nginx.mqtt,
+    pid: () => first.pid(),
+    pids: () => [first.pid(), ...(secondKilled ? [] : [second.pid()])],
+    died: () => first.died() ?? (secondKilled ? null : second.died()),
+    async killSecond() {
+      secondKilled = true;
+      await second.kill();
+    },
+    async close() {
+      await nginx.close();
+      await second.close();
+      await first.close();
+      await redis.close();
+    },
+  };
+}
+
 async function bulkRegister(server, credentials) {
   for (let i = 0; i < credentials.length; i += 1000) {
     const res = await fetch(`${server.apiUrl}/api/v1/devices/bulk-register`, {
@@ -218,7 +258,10 @@ async function round(workers, broker, name) {
   await Promise.all(workers.map((w) => w.request({ cmd: 'prepare' })));
   pinTo(broker.pid(), 0);
   for (const w of workers) pinTo(w.pid, 1);
-  const cpu0 = cpuSeconds(broker.pid());
+  // A cluster's CPU and memory are those of its live nodes together.
+  const pids = () => broker.pids?.() ?? [broker.pid()];
+  const cpu = () => pids().reduce((a, p) => a + cpuSeconds(p), 0);
+  const cpu0 = cpu();
   const load0 = (await Promise.all(workers.map((w) => w.request({ cmd: 'stats' })))).reduce(
     (a, s) => a + s.stats.cpuSeconds,
     0,
@@ -258,9 +301,9 @@ async function round(workers, broker, name) {
     p99Seconds: times.length ? +(quantile(times, 0.99) / 1000).toFixed(2) : null,
     attempts: stats.reduce((a, s) => a + s.stats.attempts, 0),
     failures,
-    brokerCpuSeconds: +(cpuSeconds(broker.pid()) - cpu0).toFixed(2),
+    brokerCpuSeconds: +(cpu() - cpu0).toFixed(2),
     loadCpuSeconds: +(stats.reduce((a, s) => a + s.stats.cpuSeconds, 0) - load0).toFixed(2),
-    brokerPeakRssBytes: peakRssBytes(broker.pid()),
+    brokerPeakRssBytes: pids().reduce((a, p) => a + peakRssBytes(p), 0),
     acceptQueueOverflows: tcp1.acceptQueueOverflows - tcp0.acceptQueueOverflows,
     synRetransmits: tcp1.synRetransmits - tcp0.synRetransmits,
   };
@@ -277,16 +320,19 @@ async function runBroker(kind, workDir) {
   say(`• ${kind}: ${devices} devices from ${processes} processes`);
   const dir = join(workDir, kind);
   await import('node:fs/promises').then((fs) => fs.mkdir(dir, { recursive: true }));
-  const server = kind === 'flotilla' ? await spawnServer({ dataDir: join(dir, 'data') }) : null;
+  const cluster = kind === 'flotilla-cluster' ? await startCluster(join(dir, 'data')) : null;
+  const server =
+    kind === 'flotilla' ? await spawnServer({ dataDir: join(dir, 'data') }) : (cluster?.first ?? null);
   const workers = [];
-  let broker = server;
+  let broker = cluster ?? server;
   try {
     for (let k = 0; k < processes; k++) {
       const count = Math.floor(devices / processes) + (k < devices % processes ? 1 : 0);
       // Each load process connects from its own loopback addresses, with explicit source ports
       // (see sourceEndpoints in storm-worker.mjs): a bind with port 0 or a plain connect() makes
       // the kernel search the ephemeral range, which grows quadratic past ~14,000 sockets.
-      workers.push(startWorker({ mode: kind, count, index: k, idPrefix: `s${k + 1}`, broker: {} }));
+      const mode = kind === 'mosquitto' ? 'mosquitto' : 'flotilla';
+      workers.push(startWorker({ mode, count, index: k, idPrefix: `s${k + 1}`, broker: {} }));
     }
     const credentials = (await Promise.all(workers.map((w) => w.ready))).flat();
     if (server) await bulkRegister(server, credentials);
@@ -296,9 +342,12 @@ async function runBroker(kind, workDir) {
     for (const name of rounds) {
       if (name === 'restart') {
         for (const w of workers) await w.request({ cmd: 'hold' });
-        await broker.kill();
-        await broker.restart();
-        if (server) await waitPort(server.mqtt.port, 30_000);
+        if (cluster) await cluster.killSecond();
+        else {
+          await broker.kill();
+          await broker.restart();
+          if (server) await waitPort(server.mqtt.port, 30_000);
+        }
       }
       out.rounds.push(await round(workers, broker, name));
     }

@@ -17,6 +17,7 @@ import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { exitWithError, usageError } from '../print-error.mjs';
 import { makeCpio } from './cpio.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -106,7 +107,10 @@ async function sha256File(path) {
 
 export async function readLock(arch) {
   const text = await readFile(join(here, `packages.${arch}.lock`), 'utf8').catch(() => {
-    throw new Error(`no package lock for arch '${arch}' (firmware-images/boot/packages.${arch}.lock)`);
+    throw usageError(
+      'FLOTILLA_ERR_IMAGE_UNKNOWN_ARCH',
+      `'${arch}' has no package lock (firmware-images/boot/packages.${arch}.lock)`,
+    );
   });
   return text
     .split('\n')
@@ -132,16 +136,34 @@ async function fetchPinned(entry, cache, debArch) {
   };
   let file = await findIt();
   if (!file) {
-    if (entry.kind === 'deb')
-      sh('apt-get', ['download', `${entry.name}:${debArch}=${entry.version}`], { cwd: dir });
-    else sh('npm', ['pack', `${entry.name}@${entry.version}`, '--pack-destination', dir], { cwd: dir });
+    const [tool, ...args] =
+      entry.kind === 'deb'
+        ? ['apt-get', 'download', `${entry.name}:${debArch}=${entry.version}`]
+        : ['npm', 'pack', `${entry.name}@${entry.version}`, '--pack-destination', dir];
+    try {
+      sh(tool, args, { cwd: dir });
+    } catch (err) {
+      const output = `${err.stderr ?? ''}`.trim().split('\n').slice(-3).join(' | ');
+      throw new image.ImageError(
+        'FLOTILLA_ERR_IMAGE_FETCH_FAILED',
+        `${tool} ${args.join(' ')}: ${output || err.message}`,
+        { cause: err },
+      );
+    }
     file = await findIt();
   }
-  if (!file) throw new Error(`could not fetch ${entry.name} ${entry.version}`);
+  if (!file)
+    throw new image.ImageError(
+      'FLOTILLA_ERR_IMAGE_FETCH_FAILED',
+      `${entry.name} ${entry.version}: no file in ${dir}`,
+    );
   const path = join(dir, file);
   const got = await sha256File(path);
   if (got !== entry.sha256)
-    throw new Error(`${path}: sha256 ${got}, the lock says ${entry.sha256} (delete it or update the lock)`);
+    throw new image.ImageError(
+      'FLOTILLA_ERR_IMAGE_PIN_MISMATCH',
+      `${path}: sha256 ${got}, the lock says ${entry.sha256}`,
+    );
   return path;
 }
 
@@ -171,7 +193,11 @@ async function resolvePackage(fromDir, name) {
   for (let d = fromDir; ; d = dirname(d)) {
     const candidate = join(d, 'node_modules', name);
     if (existsSync(join(candidate, 'package.json'))) return realpath(candidate);
-    if (dirname(d) === d) throw new Error(`cannot resolve ${name} from ${fromDir}`);
+    if (dirname(d) === d)
+      throw new image.ImageError(
+        'FLOTILLA_ERR_IMAGE_INPUT_MISSING',
+        `the agent's dependency ${name} is not installed under ${fromDir} (run \`pnpm install\`)`,
+      );
   }
 }
 
@@ -367,7 +393,8 @@ const BUSYBOX_SBIN = [
   'blockdev',
 ];
 
-function agentConfig(arch) {
+/** The agent config baked into the QEMU boot images (one image per arch serves one test VM). */
+export function agentConfig(arch) {
   return {
     deviceId: `qemu-${arch.replace('_', '-')}`,
     hardware: qemuHardware(arch),
@@ -459,7 +486,8 @@ async function writeFileAt(root, path, data, mode = 0o644) {
 async function stageFwEnvTools(inputs, tree, libDir) {
   const envLib = join(inputs['libubootenv0.1'].dir, 'usr', libDir);
   const so = (await readdir(envLib)).find((f) => /^libubootenv\.so\.\d+\.\d+\.\d+$/.test(f));
-  if (!so) throw new Error('libubootenv.so not found in libubootenv0.1');
+  if (!so)
+    throw new image.ImageError('FLOTILLA_ERR_IMAGE_INPUT_INVALID', `libubootenv.so not found in ${envLib}`);
   await cp(join(envLib, so), join(tree, libDir, 'libubootenv.so.0'));
   await cp(join(inputs.zlib1g.dir, libDir, 'libz.so.1.2.13'), join(tree, libDir, 'libz.so.1'));
   for (const tool of ['fw_printenv', 'fw_setenv']) {
@@ -567,21 +595,15 @@ done
   await writeFileAt(tree, 'var/lib/dpkg/status', `${status}\n`);
 }
 
-async function main() {
-  const { values } = parseArgs({
-    options: {
-      arch: { type: 'string', default: 'x86_64' },
-      keys: { type: 'string' },
-      out: { type: 'string', default: join(here, '../out/boot') },
-      only: { type: 'string' },
-      cache: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-  });
+async function main(values) {
   const arch = values.arch;
   if (!MODULES[arch])
-    throw new Error(`unknown arch '${arch}' (this recipe builds: ${Object.keys(MODULES).join(', ')})`);
-  if (!values.keys) throw new Error('pass --keys DIR (from `flotilla keys init`)');
+    throw usageError(
+      'FLOTILLA_ERR_IMAGE_UNKNOWN_ARCH',
+      `'${arch}' (this recipe builds: ${Object.keys(MODULES).join(', ')})`,
+    );
+  if (!values.keys)
+    throw usageError('FLOTILLA_ERR_IMAGE_KEY_MISSING', 'pass --keys DIR (from `flotilla keys init`)');
   const cache = resolve(values.cache ?? process.env.FLOTILLA_CACHE ?? join(homedir(), '.cache/flotilla'));
   const outDir = resolve(values.out, arch);
   await mkdir(outDir, { recursive: true });
@@ -591,7 +613,8 @@ async function main() {
   const byRole = await image.loadKeysDir(resolve(values.keys));
   const keyOf = (kind) => {
     const key = byRole.get(kind)?.[0];
-    if (!key) throw new Error(`no ${kind} key in ${values.keys}`);
+    if (!key)
+      throw new image.ImageError('FLOTILLA_ERR_IMAGE_KEY_MISSING', `no ${kind} key in ${values.keys}`);
     return key;
   };
   const only = values.only ? values.only.split(',') : null;
@@ -643,8 +666,20 @@ async function main() {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main().catch((err) => {
-    process.stderr.write(`error: ${err.message}\n`);
-    process.exit(1);
-  });
+  const json = process.argv.includes('--json');
+  try {
+    const { values } = parseArgs({
+      options: {
+        arch: { type: 'string', default: 'x86_64' },
+        keys: { type: 'string' },
+        out: { type: 'string', default: join(here, '../out/boot') },
+        only: { type: 'string' },
+        cache: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    await main(values);
+  } catch (err) {
+    exitWithError(err, { json });
+  }
 }

@@ -18,6 +18,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { exitWithError } from '../print-error.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const image = await import(join(here, '../../packages/image/dist/index.js'));
@@ -246,20 +247,31 @@ async function build({ cacheDir, jobs, json }) {
   };
 }
 
-const { values } = parseArgs({
-  options: {
-    cache: { type: 'string' },
-    jobs: { type: 'string', default: '2' },
-    json: { type: 'boolean', default: false },
-  },
-});
+const json = process.argv.includes('--json');
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      cache: { type: 'string' },
+      jobs: { type: 'string', default: '2' },
+      json: { type: 'boolean', default: false },
+    },
+  }));
+} catch (err) {
+  exitWithError(err, { json });
+}
 const cacheDir = resolve(
   values.cache ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'flotilla'),
 );
 const jobs = Number.parseInt(values.jobs, 10);
 try {
   if (!(jobs >= 1 && jobs <= 64))
-    throw new BuildError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `--jobs ${values.jobs}`, 'pass 1 to 64');
+    throw Object.assign(
+      new BuildError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', `--jobs ${values.jobs}`, 'pass 1 to 64'),
+      {
+        usage: true,
+      },
+    );
   await mkdir(cacheDir, { recursive: true });
   const result = await build({ cacheDir, jobs, json: values.json });
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -268,9 +280,5 @@ try {
       `${result.path}  (Debian u-boot ${result.debianSource}, ${result.cached ? 'cached' : `built in ${result.buildSeconds} s`})\n`,
     );
 } catch (err) {
-  const code = err.code ?? 'FLOTILLA_ERR_IMAGE_TOOL_FAILED';
-  if (values.json)
-    process.stdout.write(`${JSON.stringify({ ok: false, code, message: err.message, hint: err.hint })}\n`);
-  else process.stderr.write(`error ${code}: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
-  process.exit(1);
+  exitWithError(err, { json });
 }

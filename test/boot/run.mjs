@@ -556,6 +556,12 @@ async function runScenarios(ctx) {
         throw new Error(
           `${bad}: expected kernel panics and a bootloader fallback (panics ${panics}, fallback ${fellBack})`,
         );
+      // the agent says why: the bootloader fell back (panic), or its health check failed
+      const wantReason = bad.endsWith('panic')
+        ? 'FLOTILLA_ERR_AGENT_BOOT_FALLBACK'
+        : 'FLOTILLA_ERR_AGENT_HEALTH_CHECK_FAILED';
+      if (!String(d.failureReason ?? '').startsWith(wantReason))
+        throw new Error(`${bad}: failure reason ${JSON.stringify(d.failureReason)}, expected ${wantReason}`);
       if (view.status !== 'paused') throw new Error(`${bad}: rollout ${view.status}, expected paused`);
       out.boots += vm.boots(from);
       out.kinds.push({

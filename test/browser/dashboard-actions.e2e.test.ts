@@ -10,7 +10,7 @@ import { type DashboardWorld, startDashboardWorld } from './world.js';
 /**
  * Acting from the dashboard in headless Chromium against a real server and simulated devices
  * running the real agent: upload a release bundle, promote it, create a rollout from the policy
- * form (with the server's preview), watch it complete, abort another, edit a device's tags and
+ * form (with the server's preview), watch it complete, pause, resume and abort another, edit a device's tags and
  * group, find one device among 10,000, read the audit log, manage tokens — with roles respected.
  * Screenshots of each page land in test-output/dashboard/ (kept by CI).
  */
@@ -148,7 +148,7 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
     expect(r.body.policy.phases).toMatchObject([{ name: 'canary', count: 1 }, { name: 'everyone' }]);
   }, 240_000);
 
-  it('aborts another rollout after a confirmation', async () => {
+  it('pauses and resumes another rollout, then aborts it after a confirmation', async () => {
     await w.world.publish('1.2.0-bad');
     await fillRolloutForm('to be aborted', '1.2.0-bad', true);
     // Dynamic targets: devices that match later join the last phase.
@@ -159,6 +159,18 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       .toBe('1');
     const id = await createFromForm();
     await expect.poll(ui.statusOfPage, { timeout: 30_000 }).toBe('waiting-approval');
+    // Pause and resume can be taken back: no confirmation, the server's state follows each click.
+    await page.getByRole('button', { name: 'Pause rollout', exact: true }).click();
+    await expect.poll(ui.statusOfPage, { timeout: 30_000 }).toBe('paused');
+    expect((await w.api<{ status: string }>('GET', `/rollouts/${id}`)).body.status).toBe('paused');
+    await page.locator('[data-testid="pause-reason"]').waitFor();
+    expect(await page.getByRole('button', { name: 'Pause rollout', exact: true }).count()).toBe(0);
+    await ui.shot('act-04a-rollout-paused');
+    await page.getByRole('button', { name: 'Resume rollout', exact: true }).click();
+    // Resumed, it waits again for the canary's approval.
+    await expect.poll(ui.statusOfPage, { timeout: 30_000 }).toBe('waiting-approval');
+    expect((await w.api<{ status: string }>('GET', `/rollouts/${id}`)).body.status).toBe('waiting-approval');
+    expect(await page.locator('[data-testid="pause-reason"]').count()).toBe(0);
     await page.getByRole('button', { name: 'Abort rollout', exact: true }).click();
     expect(await page.getByRole('alert').filter({ hasText: 'cannot be undone' }).count()).toBe(1);
     await ui.shot('act-04-rollout-abort-confirm');
@@ -240,6 +252,8 @@ describe.skipIf(lacksBrowser)('operator dashboard: acting from it, in headless C
       'release.create',
       'release.promote',
       'rollout.create',
+      'rollout.pause',
+      'rollout.resume',
       'rollout.abort',
       'device.placement',
     ])

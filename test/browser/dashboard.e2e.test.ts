@@ -1,8 +1,18 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { zipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CRITICAL,
+  HIGH,
+  MEDIUM,
+  osvRecord,
+  osvZip,
+  rootfsTar,
+} from '../../packages/server/test/vulns/fixtures.js';
 import { unreachedInteractive, walkTabOrder } from './a11y.js';
 import { type Browser, openBrowser } from './chromium.js';
 import { contrastRatio } from './contrast.js';
@@ -231,6 +241,99 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     await page.getByRole('heading', { name: 'Release 1.1.0' }).waitFor();
     await expect.poll(() => page.locator('[data-channel="prod"]').textContent()).toMatch(/passes policy/);
     await ui.shot('10-vulnerabilities');
+  });
+
+  it('lists a prod release an import made fail its policy, and sorts a release’s findings with their waivers', async () => {
+    // A TEST-ONLY release with a dpkg database (the demo images hold no packages), clean when it
+    // reaches prod; then a policy with a prod-only waiver, then records that affect it.
+    const rootfs = mkdtempSync(join(tmpdir(), 'flotilla-browser-rootfs-'));
+    const built = await fetch(
+      `${w.origin}/api/v1/releases/build?name=TEST-ONLY-os&version=1.3.0&securityVersion=1&compatible=TEST-ONLY-board&format=ext4&partitionSize=4194304&input=tar`,
+      {
+        method: 'POST',
+        headers: { authorization: `Bearer ${w.operatorToken}`, 'content-type': 'application/x-tar' },
+        body: new Uint8Array(
+          rootfsTar(rootfs, [
+            { name: 'libssl3', version: '3.0.11-1~deb12u2', source: 'openssl' },
+            { name: 'bash', version: '5.2.15-2+b2', source: 'bash (5.2.15-2)' },
+            { name: 'libexpat1', version: '2.5.0-1', source: 'expat' },
+          ]),
+        ),
+      },
+    );
+    rmSync(rootfs, { recursive: true, force: true });
+    expect(built.status, await built.text()).toBe(201);
+    for (const channel of ['staging', 'prod'])
+      expect((await w.api('POST', '/releases/1.3.0/promote', { channel }, w.operatorToken)).status).toBe(200);
+    const policy = await w.api('PUT', '/policy', {
+      schemaVersion: 1,
+      channels: { prod: { maxSeverity: 'medium' } },
+      waivers: [
+        {
+          id: 'CVE-2026-9102',
+          package: 'bash',
+          reason: 'TEST-ONLY no shell reachable from outside',
+          approvedBy: 'TEST-ONLY security',
+          expires: new Date(Date.now() + 30 * 86_400_000).toISOString(),
+          channels: ['prod'],
+        },
+      ],
+    });
+    expect(policy.status, JSON.stringify(policy.body)).toBe(201);
+
+    await ui.go('#/vulnerabilities');
+    const failing = page.locator('[data-testid="prod-failures"]');
+    await expect
+      .poll(() => failing.textContent())
+      .toContain('None: every release in prod meets the prod policy');
+    const imported = await fetch(`${w.origin}/api/v1/vulnerabilities/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${w.operatorToken}`, 'content-type': 'application/zip' },
+      body: new Uint8Array(
+        osvZip({
+          'DSA-9101.json': osvRecord({
+            id: 'DSA-9101',
+            name: 'openssl',
+            fixed: '3.0.13-1~deb12u1',
+            cvss: CRITICAL,
+          }),
+          'DSA-9102.json': osvRecord({
+            id: 'DSA-9102',
+            aliases: ['CVE-2026-9102'],
+            name: 'bash',
+            fixed: '5.2.15-3',
+            cvss: HIGH,
+          }),
+          'DSA-9103.json': osvRecord({ id: 'DSA-9103', name: 'expat', cvss: MEDIUM }),
+        }),
+      ),
+    });
+    expect(imported.status, await imported.text()).toBe(200);
+    // The page updates on its own (the import's event): 1.3.0 is listed, the others are not.
+    await failing.locator('li[data-version="1.3.0"]').waitFor({ timeout: 20_000 });
+    expect(await failing.locator('li').count()).toBe(1);
+    expect(await failing.textContent()).toMatch(/1 violation\b.*DSA-9101 in libssl3/);
+    await ui.shot('10b-prod-failing-policy');
+
+    await failing.getByRole('link', { name: /^Release 1\.3\.0: 1 violation of the prod policy/ }).click();
+    await page.getByRole('heading', { name: 'Release 1.3.0' }).waitFor();
+    await expect.poll(() => page.locator('[data-channel="prod"]').textContent()).toMatch(/1 violation$/);
+    const table = page.locator('[data-testid="release-vulns"]');
+    const order = () =>
+      table.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id')));
+    await expect.poll(order).toEqual(['DSA-9101', 'DSA-9102', 'DSA-9103']); // most severe first
+    // The waiver shows on its finding, for the channel it covers only.
+    const waivedIn = (id: string) => table.locator(`tr[data-id="${id}"] td`).last().textContent();
+    expect(await waivedIn('DSA-9102')).toBe('prod');
+    expect(await waivedIn('DSA-9101')).toBe('—');
+    const severity = table.getByRole('button', { name: 'Severity' });
+    await severity.click();
+    await expect.poll(order).toEqual(['DSA-9103', 'DSA-9102', 'DSA-9101']);
+    expect(await table.locator('th[aria-sort="descending"]').textContent()).toBe('Severity');
+    await table.getByRole('button', { name: 'Package' }).click();
+    await expect.poll(order).toEqual(['DSA-9102', 'DSA-9103', 'DSA-9101']); // bash, libexpat1, libssl3
+    expect(await table.locator('th[aria-sort="ascending"]').textContent()).toBe('Package');
+    await ui.shot('10c-release-findings-sorted');
   });
 
   it('accepts a device that waits for acceptance', async () => {

@@ -5,8 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type SimServer, type SimServerOptions, startSimServer } from '@flotilla/fleet-simulator';
 import type { ListenOptions } from '@flotilla/server';
+import { accepts } from './nginx.mjs';
 
 const NGINX = '/usr/sbin/nginx';
+/** Debian's dynamic stream module (libnginx-mod-stream). */
+const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+/** The MQTT load balancer operators install (deploy/nginx/): the tests run exactly this file. */
+export const MQTT_STREAM_CONF = new URL('../../deploy/nginx/flotilla-mqtt-stream.conf', import.meta.url);
 /** The configuration operators install (deploy/nginx/): the tests run exactly this file. */
 export const ARTIFACTS_CONF = new URL('../../deploy/nginx/flotilla-artifacts.conf', import.meta.url);
 /** The internal location of the shipped configuration (the server's `artifactAccelRedirect`). */
@@ -22,21 +27,35 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** The shipped template with its {{…}} values filled in, as its header tells an operator to do. */
+/** A shipped template with its {{…}} values filled in, as its header tells an operator to do. */
+function renderTemplate(file: URL, values: Record<string, string>): string {
+  let text = readFileSync(file, 'utf8');
+  for (const [name, value] of Object.entries(values)) text = text.replaceAll(`{{${name}}}`, value);
+  const left = /\{\{[A-Z_]+\}\}/.exec(text.replace(/^\s*#.*$/gm, ''));
+  if (left) throw new Error(`${file.pathname}: ${left[0]} is not filled in`);
+  return text;
+}
+
 export function renderArtifactsConf(values: {
   listen: string;
   flotillaApi: string;
   artifactDir: string;
   accessLog: string;
 }): string {
-  const text = readFileSync(ARTIFACTS_CONF, 'utf8')
-    .replaceAll('{{LISTEN}}', values.listen)
-    .replaceAll('{{FLOTILLA_API}}', values.flotillaApi)
-    .replaceAll('{{ARTIFACT_DIR}}', values.artifactDir)
-    .replaceAll('{{ACCESS_LOG}}', values.accessLog);
-  const left = /\{\{[A-Z_]+\}\}/.exec(text.replace(/^#.*$/gm, ''));
-  if (left) throw new Error(`deploy/nginx/flotilla-artifacts.conf: ${left[0]} is not filled in`);
-  return text;
+  return renderTemplate(ARTIFACTS_CONF, {
+    LISTEN: values.listen,
+    FLOTILLA_API: values.flotillaApi,
+    ARTIFACT_DIR: values.artifactDir,
+    ACCESS_LOG: values.accessLog,
+  });
+}
+
+/** Why the MQTT load balancer cannot run here (null: it can). */
+export function nginxStreamMissing(): string | null {
+  if (!existsSync(NGINX)) return 'nginx is not installed (apt-get install nginx libnginx-mod-stream)';
+  if (!existsSync(STREAM_MODULE))
+    return 'the nginx stream module is not installed (apt-get install libnginx-mod-stream)';
+  return null;
 }
 
 /** One line of the shipped `flotilla_artifacts` access log format. */
@@ -83,12 +102,7 @@ export async function startNginx(o: {
   writeFileSync(
     join(dir, 'nginx.conf'),
     [
-      // As root the workers would drop to nobody, who cannot read a 0700 temp dir.
-      ...(process.getuid?.() === 0 ? ['user root root;'] : []),
-      'worker_processes 1;',
-      `pid ${join(dir, 'nginx.pid')};`,
-      `error_log ${join(dir, 'error.log')} warn;`,
-      'events { worker_connections 256; }',
+      ...mainConf(dir),
       'http {',
       `  client_body_temp_path ${join(dir, 'client_body')};`,
       `  proxy_temp_path ${join(dir, 'proxy')};`,
@@ -100,38 +114,14 @@ export async function startNginx(o: {
       '',
     ].join('\n'),
   );
-  const errors: string[] = [];
-  const proc: ChildProcess = spawn(
-    NGINX,
-    ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  proc.stderr?.on('data', (d: Buffer) => errors.push(d.toString()));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const url = `http://127.0.0.1:${port}`;
-  const close = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  };
-  // Up when it answers (its own 404 for anything but artifacts); bounded in count and time.
-  for (let i = 0; ; i++) {
-    if (proc.exitCode !== null) {
-      const log = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
-      await close();
-      throw new Error(`nginx exited: ${errors.join('')}${log}`);
-    }
-    const up = await fetch(`${url}/`, { signal: AbortSignal.timeout(2000) }).then(
+  // Up when it answers (its own 404 for anything but artifacts).
+  const close = await launchNginx(dir, () =>
+    fetch(`${url}/`, { signal: AbortSignal.timeout(2000) }).then(
       (r) => r.status === 404,
       () => false,
-    );
-    if (up) break;
-    if (i >= 200) {
-      await close();
-      throw new Error('nginx did not answer within 200 tries');
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    ),
+  );
   return {
     url,
     accessLog: () =>
@@ -141,6 +131,86 @@ export async function startNginx(o: {
         .map(parseAccessLine),
     close,
   };
+}
+
+/** Runs nginx on `dir/nginx.conf` until `ready` says it is up (bounded); resolves with its stop. */
+async function launchNginx(dir: string, ready: () => Promise<boolean>): Promise<() => Promise<void>> {
+  const errors: string[] = [];
+  const proc: ChildProcess = spawn(
+    NGINX,
+    ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  proc.stderr?.on('data', (d: Buffer) => errors.push(d.toString()));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const close = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; ; i++) {
+    if (proc.exitCode !== null) {
+      const log = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
+      await close();
+      throw new Error(`nginx exited: ${errors.join('')}${log}`);
+    }
+    if (await ready()) break;
+    if (i >= 200) {
+      await close();
+      throw new Error('nginx did not answer within 200 tries');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return close;
+}
+
+/** The common top of a test nginx.conf: pid, logs and temp paths in `dir`. */
+function mainConf(dir: string): string[] {
+  return [
+    // As root the workers would drop to nobody, who cannot read a 0700 temp dir.
+    ...(process.getuid?.() === 0 ? ['user root root;'] : []),
+    'worker_processes 1;',
+    `pid ${join(dir, 'nginx.pid')};`,
+    `error_log ${join(dir, 'error.log')} warn;`,
+    'events { worker_connections 1024; }',
+  ];
+}
+
+export interface NginxStream {
+  /** Where devices connect. */
+  host: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Debian's nginx with its stream module as a local process: the shipped
+ * `flotilla-mqtt-stream.conf` spreading MQTT connections over `nodes` (host:port each).
+ */
+export async function startNginxStream(o: { nodes: string[]; port?: number }): Promise<NginxStream> {
+  const missing = nginxStreamMissing();
+  if (missing) throw new Error(missing);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-nginx-stream-'));
+  const port = o.port ?? (await freePort());
+  writeFileSync(
+    join(dir, 'flotilla-mqtt-stream.conf'),
+    renderTemplate(MQTT_STREAM_CONF, {
+      LISTEN: `127.0.0.1:${port}`,
+      MQTT_NODES: o.nodes.map((n) => `server ${n} max_fails=1 fail_timeout=10s;`).join(' '),
+    }),
+  );
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    [
+      `load_module ${STREAM_MODULE};`,
+      ...mainConf(dir),
+      `stream { include ${join(dir, 'flotilla-mqtt-stream.conf')}; }`,
+      '',
+    ].join('\n'),
+  );
+  // Up when it accepts a TCP connection on the listen port.
+  const close = await launchNginx(dir, () => accepts(port));
+  return { host: '127.0.0.1', port, close };
 }
 
 function parseAccessLine(line: string): AccessLine {

@@ -1,7 +1,6 @@
 import { readdirSync, readlinkSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
+import { collectGarbage } from '../setup/collect-garbage.js';
 import { smallWorld } from './helpers.js';
 
 /**
@@ -24,12 +23,6 @@ function openFilesUnder(dir: string): string[] {
     }
   }
   return held;
-}
-
-/** A full collection now (vitest's workers run without --expose-gc). */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
 }
 
 describe('files of an agent that lost power', () => {

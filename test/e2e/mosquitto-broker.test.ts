@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { httpServerHandle, newToken, type World } from '@flotilla/fleet-simulator';
 import { generateKeyPair, makeDevicePassword, SCHEMA_VERSION, toHex } from '@flotilla/protocol';
@@ -74,7 +75,12 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
           port: 0,
           mqttPort: null,
           logLevel: 'warn',
-          limits: { rolloutTickMs: 1000, deltaWaitMs: 60_000, offlineAfterMs: 600_000 },
+          limits: {
+            rolloutTickMs: 1000,
+            deltaWaitMs: 60_000,
+            offlineAfterMs: 600_000,
+            brokerReconcileMs: 1000,
+          },
           broker: {
             kind: 'external',
             connect: { url: mosquitto.url, username: mosquitto.user, password: mosquitto.password },
@@ -229,4 +235,53 @@ describe.skipIf(!hasMosquittoDynsec)('Mosquitto 2 as the external broker (dynami
       unsubscribe();
     }
   }, 120_000);
+
+  it('deletes a broker client the store does not accept (a revocation that never reached the broker), keeping every device', async () => {
+    const ctl = (...args: string[]) =>
+      execFileSync(
+        'mosquitto_ctrl',
+        [
+          '-h',
+          mosquitto.host,
+          '-p',
+          String(mosquitto.port),
+          '-u',
+          mosquitto.user,
+          '-P',
+          mosquitto.password,
+          'dynsec',
+          ...args,
+        ],
+        { encoding: 'utf8' },
+      );
+    const clients = () =>
+      ctl('listClients')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+    // What a revoke lost to an unreachable broker leaves behind: a device client with its role.
+    const ghost = 'TEST-ONLY-revoked-device';
+    ctl('createRole', `flotilla-device-${ghost}`);
+    ctl('createClient', ghost, '-c', ghost, '-p', 'TEST-ONLY-ghost-password');
+    ctl('addClientRole', ghost, `flotilla-device-${ghost}`);
+    // A broker user that is not a Flotilla device (no device role) is not Flotilla's to delete.
+    ctl('createClient', 'TEST-ONLY-monitoring', '-p', 'TEST-ONLY-monitoring-password');
+    expect(clients()).toContain(ghost);
+    await until('the reconcile deleted the ghost', () => !clients().includes(ghost), 30_000);
+    const left = clients();
+    expect(left).toContain('TEST-ONLY-monitoring');
+    for (const d of world.fleet.devices) expect(left).toContain(d.id);
+    const refused = await connect(mosquitto.url, {
+      clientId: ghost,
+      username: ghost,
+      password: 'TEST-ONLY-ghost-password',
+    }).then(
+      (c) => {
+        c.end(true);
+        return false;
+      },
+      () => true,
+    );
+    expect(refused).toBe(true);
+  }, 90_000);
 });

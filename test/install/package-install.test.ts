@@ -18,6 +18,8 @@ const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DIST = join(ROOT, 'dist-packages');
 const INSTALL_BUDGET_MS = 15 * 60_000;
+/** The prefix docs/install.md installs into; the shipped systemd units run commands from its bin/. */
+const DOCUMENTED_PREFIX = '/usr/local';
 
 let work: string;
 let prefix: string;
@@ -99,6 +101,42 @@ describe('installed from the tarballs of `pnpm package`', () => {
   it('runs flotilla-agent --help and flotilla-sim --help outside the checkout', async () => {
     expect((await runInstalled('flotilla-agent', ['--help'])).stdout).toContain('flotilla-agent');
     expect((await runInstalled('flotilla-sim', ['--help'])).stdout).toContain('--server URL');
+  });
+
+  it('ships systemd units whose ExecStart is DOCUMENTED_PREFIX/bin/<command>, a command the install gives', async () => {
+    const scope = join(prefix, 'lib', 'node_modules', '@flotilla');
+    const units = readdirSync(scope).flatMap((pkg) => {
+      const dir = join(scope, pkg, 'systemd');
+      return existsSync(dir)
+        ? readdirSync(dir)
+            .filter((n) => n.endsWith('.service'))
+            .map((n) => join(dir, n))
+        : [];
+    });
+    expect(units.map((u) => u.slice(scope.length + 1)).sort()).toEqual([
+      'agent/systemd/flotilla-agent.service',
+      'server/systemd/flotilla-server.service',
+    ]);
+    for (const unit of units) {
+      const execStart = readFileSync(unit, 'utf8').match(/^ExecStart=(.+)$/m)?.[1];
+      const [program, ...args] = (execStart ?? '').trim().split(/\s+/);
+      expect(program, unit).toMatch(new RegExp(`^${DOCUMENTED_PREFIX}/bin/[a-z-]+$`));
+      const name = program!.slice(`${DOCUMENTED_PREFIX}/bin/`.length);
+      expect(existsSync(bin(name)), `${unit}: ${name} is not in DIR/bin`).toBe(true);
+      // The unit's own command line, with its config pointed at a missing file: the command must
+      // take it as the service command (a config error), not answer with its usage.
+      const configAt = args.indexOf('--config');
+      expect(configAt, `${unit}: no --config`).toBeGreaterThan(0);
+      const missing = join(work, `missing-${name}.json`);
+      args[configAt + 1] = missing;
+      const failed = await runInstalled(name, args).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(failed.code, unit).not.toBe(0);
+      expect(failed.stderr, unit).toMatch(/FLOTILLA_ERR_[A-Z_]*CONFIG_NOT_FOUND/);
+      expect(failed.stderr, unit).toContain(missing);
+    }
   });
 
   it('starts flotilla server with the natively built better-sqlite3 and serves /healthz', async () => {

@@ -25,22 +25,6 @@ export const systemClock: Clock = {
     }),
 };
 
-/**
- * A clock whose wall time is set by the caller (expiry tests, simulated days) while sleeps stay
- * real but scaled by `sleepScale` (0 = do not wait at all).
- */
-export function offsetClock(start: Date, sleepScale = 1): Clock & { advance(ms: number): void } {
-  let offset = start.getTime() - Date.now();
-  return {
-    now: () => new Date(Date.now() + offset),
-    monotonicMs: () => performance.now(),
-    sleep: (ms, signal) => systemClock.sleep(Math.floor(ms * sleepScale), signal),
-    advance: (ms) => {
-      offset += ms;
-    },
-  };
-}
-
 /** Exponential backoff with "equal jitter": half the step fixed (never a hot loop), half random. */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
   const cap = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));

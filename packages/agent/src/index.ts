@@ -1,7 +1,7 @@
 // The agent's public entry: build an agent (`createAgent`) from its config and its I/O
 // boundary (`AgentDeps`), with the real implementations of each boundary. Test machinery (memory
 // implementations, the simulated device, power cuts, boot emulators) is in `@flotilla/agent/testing`.
-export { AGENT_VERSION, Agent, type AgentStatus, createAgent } from './agent/agent.js';
+export { Agent, type AgentStatus, createAgent } from './agent/agent.js';
 export type { AgentConfig, AgentDeps, FaultInjector } from './agent/deps.js';
 export { CommandReboot, type RebootAction } from './agent/reboot.js';
 export { FileBootloader } from './bootloader/file-bootloader.js';

@@ -2,10 +2,8 @@
 // Memory implementations of the agent's I/O boundary, a simulated device on files, power cuts
 // (fault injection) and emulators of what U-Boot and GRUB do at boot.
 export { emulateGrubBoot, emulateUbootBoot } from './bootloader/boot-emulator.js';
-export { offsetClock } from './clock.js';
 export { MemoryFetcher } from './download/fetcher.js';
 export { AgentKilled } from './errors.js';
-export { FunctionHookRunner } from './hooks/hooks.js';
 export { MemoryUpdateLock } from './hooks/update-lock.js';
 export { MemoryOutbox } from './report/outbox.js';
 export { SimDevice, type SimDeviceOptions } from './sim/device.js';
@@ -14,4 +12,3 @@ export { MemorySlotDevice } from './slots/slot-device.js';
 export { MemorySecurityFloor } from './state/security-floor.js';
 export { MemoryStateStore } from './state/store.js';
 export { MemoryHub, MemoryTransport } from './transport/memory-transport.js';
-export { MemoryTrustStore } from './trust/trust-store.js';

@@ -188,4 +188,24 @@ describe.skipIf(lacks('grub'))('grubenv', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('a commit writes grubenv-committed (what grub.cfg boots when grubenv is torn); a trial does not', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-grubenv-'));
+    try {
+      const be = await grubBackend(dir);
+      const committed = join(dir, 'grubenv-committed');
+      await be.bootloader.armTrial('B', 'A');
+      await expect(stat(committed)).rejects.toThrow();
+      await be.bootloader.commit('B');
+      expect(execFileSync('grub-editenv', [committed, 'list']).toString()).toBe(
+        'flotilla_committed_slot=B\n',
+      );
+      await be.bootloader.abortTrial('A');
+      expect(execFileSync('grub-editenv', [committed, 'list']).toString()).toBe(
+        'flotilla_committed_slot=A\n',
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

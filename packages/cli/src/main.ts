@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { commandGroups } from './commands/index.js';
+import { CliError } from './errors.js';
 import { reportError } from './output.js';
 
 /**
@@ -25,8 +26,17 @@ export async function runCli(argv: string[]): Promise<number> {
     return Number(process.exitCode ?? 0);
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? 0 : 2;
+      if (err.exitCode === 0) return 0;
+      // commander has printed the message and the help on stderr; a script asked for JSON gets
+      // the same coded error shape as any other failure (exit code 2 still says "usage").
+      if (argv.includes('--json')) reportError(usageError(err.message), true);
+      return 2;
     }
     return reportError(err, argv.includes('--json'));
   }
+}
+
+/** commander's "error: missing required argument 'id'" as FLOTILLA_ERR_CLI_USAGE. */
+function usageError(message: string): CliError {
+  return new CliError('FLOTILLA_ERR_CLI_USAGE', message.replace(/^error: /, ''));
 }

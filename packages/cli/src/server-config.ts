@@ -20,6 +20,7 @@ export const ServerConfigFile = Type.Object(
     port: Type.Optional(Port),
     mqttPort: Type.Optional(Port),
     mqttsPort: Type.Optional(Port),
+    mqttProxyProtocol: Type.Optional(Type.Boolean()),
     tlsCert: Type.Optional(Path),
     tlsKey: Type.Optional(Path),
     importKeys: Type.Optional(Path),
@@ -31,9 +32,16 @@ export const ServerConfigFile = Type.Object(
     brokerUsername: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     brokerPasswordFile: Type.Optional(Path),
     brokerCaFile: Type.Optional(Path),
+    redis: Type.Optional(Type.String({ pattern: '^rediss?://', maxLength: 2048 })),
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactBaseUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactAccelRedirect: Type.Optional(Type.String({ pattern: '^/.*/$', maxLength: 200 })),
+    trustProxy: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[0-9a-fA-F.:]+(/[0-9]{1,3})?$', maxLength: 64 }), {
+        minItems: 1,
+        maxItems: 64,
+      }),
+    ),
     logLevel: Type.Optional(
       Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     ),

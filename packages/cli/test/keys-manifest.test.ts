@@ -81,6 +81,38 @@ describe('flotilla keys', () => {
     expect(human.stdout).not.toMatch(/"private"/);
   });
 
+  it('show ROLE gives the role of root.json: key ids, threshold, expiry, the private key files held', () => {
+    const root = JSON.parse(readFileSync(join(keys, 'root.json'), 'utf8')).signed;
+    const r = runFlotilla(['keys', 'show', 'root', '--dir', keys, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toEqual({
+      ok: true,
+      role: 'root',
+      threshold: 2,
+      rootVersion: root.version,
+      expires: root.expires,
+      keys: root.roles.root.keyids.map((keyid: string, i: number) => ({ keyid, file: `root-${i + 1}.key` })),
+    });
+    const human = runFlotilla(['keys', 'show', 'release', '--dir', keys]);
+    expect(human.stdout).toContain(
+      `release: 1-of-1 keys (root.json version ${root.version}, expires ${root.expires})`,
+    );
+    expect(human.stdout).toContain(`  ${root.roles.release.keyids[0]}  release.key`);
+  });
+
+  it.each([
+    ['a role that does not exist', ['keys', 'show', 'admin', '--dir', keys], 'FLOTILLA_ERR_CLI_USAGE'],
+    [
+      'a directory without root.json',
+      ['keys', 'show', 'root', '--dir', join(dir, 'nowhere')],
+      'FLOTILLA_ERR_CLI_ROOT_FILE',
+    ],
+  ])('show refuses %s with a coded error', (_name, args, code) => {
+    const r = runFlotilla([...args, '--json']);
+    expect(r.code).toBe(1);
+    expect(r.json().error.code).toBe(code);
+  });
+
   it('init refuses to overwrite an existing keys directory', () => {
     const r = runFlotilla(['keys', 'init', '--dir', keys]);
     expect(r.code).toBe(1);

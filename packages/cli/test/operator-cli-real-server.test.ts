@@ -186,6 +186,31 @@ describe('release create / list / promote against the real server', () => {
   });
 });
 
+/**
+ * A server with its MQTT listener, a fast rollout loop and releases 1.0.0 and 1.1.0, and two
+ * scripted devices on 1.0.0 (not connected yet).
+ */
+async function startLiveServer(dataDir: string, prefix: string) {
+  const live = await startServer({
+    dataDir,
+    devKeys: true,
+    adminToken: TEST_ADMIN,
+    port: 0,
+    mqttPort: 0,
+    logLevel: 'silent',
+    limits: { rolloutTickMs: 100 },
+  });
+  const v1 = await uploadRelease(live, '1.0.0', testImage(0));
+  await uploadRelease(live, '1.1.0', testImage(1));
+  return { live, fleet: SimDevice.fleet(prefix, 2, '1.0.0', v1.image.sha256) };
+}
+
+async function stopLiveServer(live: RunningServer | undefined, fleet: SimDevice[], dataDir: string) {
+  await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
+  await live?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
 // `rollout status --watch` against a live rollout: the real server with its MQTT listener, two
 // scripted devices on real MQTT connections (the server tests' SimDevice), the compiled CLI in a
 // child process following the rollout while the devices install.
@@ -195,26 +220,11 @@ describe('rollout status --watch against a live rollout', () => {
   const liveDir = mkdtempSync(join(tmpdir(), 'flotilla-cli-watch-'));
 
   beforeAll(async () => {
-    live = await startServer({
-      dataDir: liveDir,
-      devKeys: true,
-      adminToken: TEST_ADMIN,
-      port: 0,
-      mqttPort: 0,
-      logLevel: 'silent',
-      limits: { rolloutTickMs: 100 },
-    });
-    const v1 = await uploadRelease(live, '1.0.0', testImage(0));
-    await uploadRelease(live, '1.1.0', testImage(1));
-    fleet = SimDevice.fleet('TEST-ONLY-cli-watch', 2, '1.0.0', v1.image.sha256);
+    ({ live, fleet } = await startLiveServer(liveDir, 'TEST-ONLY-cli-watch'));
     await connectFleet(live, fleet);
   });
 
-  afterAll(async () => {
-    await Promise.all(fleet.map((d) => d.client?.endAsync(true).catch(() => {})));
-    await live?.close();
-    rmSync(liveDir, { recursive: true, force: true });
-  });
+  afterAll(() => stopLiveServer(live, fleet, liveDir));
 
   it('prints the rollout as it progresses and exits 0 when it completes (--json, one line per change)', async () => {
     const created = await live.app.inject({
@@ -270,4 +280,126 @@ describe('rollout status --watch against a live rollout', () => {
     expect(out.at(-1).rollout.status).toBe('completed');
     expect(out.at(-1).rollout.summary.totals.devices).toBe(2);
   }, 60_000);
+});
+
+// A rollout driven only by the compiled CLI, as an operator drives one (issue 13: these commands
+// were answered by a stub): `devices accept` of devices that registered themselves, `devices
+// show`, then `rollout create` → pause → resume → approve the waiting phase → abort, followed by
+// `rollout status --watch` until the abort ends it. The devices are the server tests' scripted
+// ones on real MQTT; everything the test reads or changes goes through the API or the CLI.
+describe('an operator drives a rollout through the CLI against the real server', () => {
+  let live: RunningServer;
+  let fleet: SimDevice[] = [];
+  const opsDir = mkdtempSync(join(tmpdir(), 'flotilla-cli-ops-'));
+  const cli = (args: string[]) =>
+    startFlotilla(args, { FLOTILLA_SERVER: live.addresses.api, FLOTILLA_TOKEN: TEST_ADMIN }, 60_000).done;
+  const api = async (path: string, init: RequestInit = {}) => {
+    const res = await fetch(`${live.addresses.api}/api/v1/${path}`, {
+      ...init,
+      headers: { ...auth(), ...(init.body ? { 'content-type': 'application/json' } : {}) },
+    });
+    // biome-ignore lint/suspicious/noExplicitAny: API JSON
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  /** Runs a CLI command that must succeed and returns its JSON. */
+  const ok = async (args: string[]) => {
+    const r = await cli([...args, '--json']);
+    expect(r.code, `flotilla ${args.join(' ')}: ${r.stderr}${r.stdout}`).toBe(0);
+    return r.json();
+  };
+
+  beforeAll(async () => {
+    // The devices are not enrolled here: they register themselves and the CLI accepts them.
+    ({ live, fleet } = await startLiveServer(opsDir, 'TEST-ONLY-cli-ops'));
+  }, 60_000);
+
+  afterAll(() => stopLiveServer(live, fleet, opsDir));
+
+  it('devices accept and show, then rollout create → pause → resume → approve → abort, watched to the end', async () => {
+    // Devices register themselves (pending) and are accepted by the operator with the CLI.
+    for (const d of fleet) {
+      const reg = await api('devices/register', {
+        method: 'POST',
+        body: JSON.stringify({
+          deviceId: d.id,
+          publicKey: d.key.publicKeyHex,
+          proof: d.key.password(),
+          hardware: 'TEST-ONLY-board',
+        }),
+      });
+      expect(reg.status, JSON.stringify(reg.body)).toBe(200);
+      expect((await ok(['devices', 'show', d.id])).device.status).toBe('pending');
+      expect((await ok(['devices', 'accept', d.id])).device).toMatchObject({ id: d.id, status: 'accepted' });
+      await d.connect(live.addresses.mqtt!);
+    }
+    for (const d of fleet)
+      await waitFor(
+        async () => (await api(`devices/${d.id}`)).body.version === '1.0.0',
+        15_000,
+        `${d.id} reporting 1.0.0`,
+      );
+    const shown = await ok(['devices', 'show', fleet[0]!.id]);
+    expect(shown.device).toMatchObject({ status: 'accepted', version: '1.0.0', online: true });
+    const human = await cli(['devices', 'show', fleet[0]!.id]);
+    expect(human.stdout).toContain(fleet[0]!.id);
+
+    // One canary, then the rest after an approval.
+    const created = await ok(['rollout', 'create', '--release', '1.1.0', '--phases', '1,*', '--approval']);
+    const id = created.rollout.id as string;
+    // created `scheduled`; the rollout loop starts it on its next tick
+    expect(['scheduled', 'running']).toContain(created.rollout.status);
+    await waitFor(
+      async () => (await api(`rollouts/${id}`)).body.status === 'running',
+      30_000,
+      'the rollout to run',
+    );
+    const watch = startFlotilla(
+      ['rollout', 'status', id, '--watch', '--json', '--interval', '0.5'],
+      { FLOTILLA_SERVER: live.addresses.api, FLOTILLA_TOKEN: TEST_ADMIN },
+      90_000,
+    );
+    try {
+      expect((await ok(['rollout', 'pause', id, '--note', 'TEST-ONLY lunch'])).rollout.status).toBe('paused');
+      const paused = await cli(['rollout', 'pause', id, '--json']);
+      expect(paused.code).toBe(1);
+      expect(paused.json().error).toMatchObject({
+        code: 'FLOTILLA_ERR_ROLLOUT_STATE',
+        message: expect.stringContaining('a paused rollout'),
+      });
+      expect((await ok(['rollout', 'resume', id])).rollout.status).toBe('running');
+
+      const canary = await firstOffered(fleet, 30_000);
+      await canary.d.install(canary.cmd.offer.signed.deploymentId, 'healthy', '1.1.0', 'b'.repeat(64));
+      await waitFor(
+        async () => (await api(`rollouts/${id}`)).body.status === 'waiting-approval',
+        30_000,
+        'the second phase waiting for approval',
+      );
+      const other = fleet.find((d) => d !== canary.d)!;
+      expect(other.commands.some((c) => c.type === 'offer')).toBe(false);
+      expect((await ok(['rollout', 'approve', id, '--phase', '2'])).rollout.status).not.toBe(
+        'waiting-approval',
+      );
+      // The approval lets the second phase offer the update; abort while that device is in flight.
+      await other.nextOffer(30_000);
+      expect((await ok(['rollout', 'abort', id])).rollout.status).toBe('aborted');
+      const again = await cli(['rollout', 'abort', id, '--json']);
+      expect(again.json().error.message).toContain('an aborted rollout');
+
+      const watched = await watch.done;
+      expect(watched.code, watched.stderr).toBe(0);
+      // biome-ignore lint/suspicious/noExplicitAny: the CLI's JSON lines
+      const lines: any[] = watched.stdout
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l));
+      expect(lines.every((l) => l.ok === true && l.rollout.id === id)).toBe(true);
+      expect(lines.some((l) => l.rollout.summary.totals.healthy === 1)).toBe(true);
+      expect(lines.at(-1).rollout.status).toBe('aborted');
+    } finally {
+      watch.child.kill('SIGKILL');
+    }
+    const listed = await ok(['rollout', 'list']);
+    expect(listed.rollouts.find((r: { id: string }) => r.id === id).status).toBe('aborted');
+  }, 180_000);
 });

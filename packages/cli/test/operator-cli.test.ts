@@ -6,11 +6,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFlotilla } from './run-cli.js';
 
-// Transport-level behaviour of the operator commands (exit codes, --json shape, errors, auth,
-// the SSE-driven --watch) against a tiny HTTP stub on loopback. The server's real semantics are
-// tested in packages/server. Release commands are not here: a stub agreed with the CLI on a
-// route the server never had, so they run against the real server
-// (operator-cli-real-server.test.ts).
+// Transport only: what the CLI sends and how it relays answers (paths, bodies, bearer token,
+// exit codes, --json shape, error codes the real server cannot be made to give on demand such as a
+// non-JSON error page, the SSE-driven --watch) against a tiny HTTP stub on loopback. A stub can
+// agree with the CLI on a route the server never had, so everything an operator does — release
+// commands, rollout create/pause/resume/approve/abort, devices show/accept, `rollout status
+// --watch` — also runs against the real server in operator-cli-real-server.test.ts, and the
+// server's semantics are tested in packages/server.
 
 interface Seen {
   method: string;

@@ -16,7 +16,8 @@ const lastJsonLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at
 
 export function runFlotilla(
   args: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
+  // an `undefined` value removes that variable from the CLI's environment
+  opts: { cwd?: string; env?: Record<string, string | undefined> } = {},
 ): CliRun {
   const r = spawnSync(process.execPath, [CLI, ...args], {
     cwd: opts.cwd,

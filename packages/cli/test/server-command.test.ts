@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,12 +54,32 @@ describe('flotilla server: where the trust root came from', { timeout: SERVER_ST
     expect(again.started && again.summary.trustRoot.origin).toBe('existing');
   });
 
-  it('says a plain first start made its own root, which bundles signed elsewhere will not match', async () => {
-    const r = await serve(['--data-dir', join(work, 'plain'), ...PORTS]);
-    expect(r.started && r.summary.trustRoot.origin).toBe('generated');
-    expect(r.started && r.summary.trustRoot.text).toContain('--import-keys');
+  it('says a plain first start made its own root (bundles signed elsewhere will not match) and where its root key is, to move offline', async () => {
+    const dataDir = join(work, 'plain');
+    const r = await serve(['--data-dir', dataDir, ...PORTS]);
+    if (!r.started) throw new Error(`a plain first start did not start: ${r.stderr}${r.stdout}`);
+    const { summary } = r;
+    expect(summary.trustRoot.origin).toBe('generated');
+    expect(summary.trustRoot.text).toContain('--import-keys');
+    // The new root key went to a directory outside the data dir, and the output says where and
+    // that it must go offline; the server keeps only root.json and the online role keys.
+    const offline: string = summary.offlineKeysDir;
+    expect(offline).toBe(join(work, 'plain.offline-keys'));
+    expect(existsSync(offline)).toBe(true);
+    expect(readdirSync(offline).sort()).toEqual(
+      ['delta.key', 'recovery.key', 'release.key', 'root.1.json', 'root.json', 'root.key'].sort(),
+    );
+    const served = readFileSync(summary.root, 'utf8');
+    expect(readFileSync(join(offline, 'root.json'), 'utf8')).toBe(served);
+    const rootKey = JSON.parse(readFileSync(join(offline, 'root.key'), 'utf8'));
+    expect(rootKey.role).toBe('root');
+    expect(JSON.parse(served).signed.roles.root.keyids).toEqual([rootKey.keyid]);
+    expect(statSync(join(offline, 'root.key')).mode & 0o777).toBe(0o600);
+    for (const name of readdirSync(summary.keysDir).filter((n) => n.endsWith('.key')))
+      expect(JSON.parse(readFileSync(join(summary.keysDir, name), 'utf8')).role).not.toBe('root');
+    expect(summary.trustRoot.text).toContain(`its root key is in ${offline}: move it offline`);
     // --json keeps stdout for the summary alone: the first start's key warning is a log on stderr.
-    expect(r.started && r.stdout.trim().split('\n')).toHaveLength(1);
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
   });
 
   it('refuses --import-keys on a data dir that holds other keys instead of ignoring it without a word', async () => {
@@ -99,6 +119,12 @@ describe('flotilla server --config FILE', { timeout: SERVER_STARTS_MS }, () => {
     await writeFile(config, JSON.stringify({ prot: 8080 }));
     const unknown = runFlotilla(['server', '--config', config]);
     expect(unknown.stderr).toContain('field "prot"');
+    await writeFile(config, JSON.stringify({ trustProxy: ['nginx.local'] }));
+    const proxy = runFlotilla(['server', '--config', config]);
+    expect(proxy.stderr).toContain('field "trustProxy.0"');
+    const flag = runFlotilla(['server', '--trust-proxy', '127.0.0.1,every-host']);
+    expect(flag.code).not.toBe(0);
+    expect(flag.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
   });
 
   it('says a missing config file is not found (not an internal error)', () => {
@@ -153,6 +179,57 @@ describe('flotilla server: artifacts behind nginx', { timeout: SERVER_STARTS_MS 
       expect(error.hint).toContain('docs/cluster.md');
     }
     expect(existsSync(dataDir)).toBe(false);
+  });
+});
+
+describe('flotilla server --redis', { timeout: SERVER_STARTS_MS }, () => {
+  it('does not start when Redis is unreachable (flag or config file): FLOTILLA_ERR_SERVER_REDIS with a hint', async () => {
+    // A port nothing listens on: bound, then closed.
+    const { createServer } = await import('node:net');
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const config = join(work, 'redis.json');
+    await writeFile(config, JSON.stringify({ redis: `redis://:secret@127.0.0.1:${port}` }));
+    for (const args of [
+      ['--redis', `redis://127.0.0.1:${port}`],
+      ['--config', config],
+    ]) {
+      const r = await serve([...args, '--data-dir', join(work, 'redis-down'), ...PORTS]);
+      expect(r.started, args.join(' ')).toBe(false);
+      const { error } = JSON.parse(r.stdout!.trim().split('\n').at(-1)!);
+      expect(error.code).toBe('FLOTILLA_ERR_SERVER_REDIS');
+      expect(error.hint).toContain('--redis');
+      expect(r.stdout).not.toContain('secret');
+    }
+  });
+
+  it('refuses --redis with an external broker or without a redis:// URL', async () => {
+    const password = join(work, 'broker-password');
+    await writeFile(password, 'TEST-ONLY\n', { mode: 0o600 });
+    for (const [args, says] of [
+      [
+        [
+          '--redis',
+          'redis://127.0.0.1:6379',
+          '--broker',
+          'mqtt://127.0.0.1:1883',
+          '--broker-password-file',
+          password,
+        ],
+        'drop --broker',
+      ],
+      [['--redis', 'http://127.0.0.1:6379'], 'give redis://host:port'],
+    ] as const) {
+      const r = runFlotilla(['server', '--data-dir', join(work, 'never'), ...PORTS, ...args]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stdout + r.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
+      expect(r.stdout + r.stderr).toContain(says);
+    }
+    expect(existsSync(join(work, 'never'))).toBe(false);
   });
 });
 

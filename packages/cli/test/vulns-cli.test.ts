@@ -87,6 +87,70 @@ describe('vulnerability commands', () => {
     });
   });
 
+  it('lists the loaded records with filters, shows one as stored (records of the import above)', async () => {
+    const all = await flotilla(['vulns', 'list', '--json']);
+    expect(all.code, all.stderr + all.stdout).toBe(0);
+    expect(all.json()).toEqual({
+      ok: true,
+      total: 2,
+      records: [
+        {
+          id: 'DSA-5001',
+          severity: 'critical',
+          score: 9.8,
+          modified: '2026-01-01T00:00:00.000Z',
+          withdrawn: false,
+          packages: [{ ecosystem: 'Debian:12', name: 'openssl' }],
+          summary: 'TEST-ONLY DSA-5001',
+        },
+        expect.objectContaining({ id: 'DSA-5002', packages: [{ ecosystem: 'Debian:12', name: 'zlib' }] }),
+      ],
+    });
+    const byPackage = await flotilla(['vulns', 'list', '--package', 'zlib', '--json']);
+    expect(byPackage.json().records.map((r: { id: string }) => r.id)).toEqual(['DSA-5002']);
+    const bySeverity = await flotilla(['vulns', 'list', '--severity', 'critical', '--json']);
+    expect(bySeverity.json().records.map((r: { id: string }) => r.id)).toEqual(['DSA-5001']);
+    const page = await flotilla(['vulns', 'list', '--limit', '1', '--offset', '1', '--json']);
+    expect(page.json()).toMatchObject({ total: 2, records: [{ id: 'DSA-5002' }] });
+    const human = await flotilla(['vulns', 'list']);
+    expect(human.stdout).toMatch(/^ID +SEVERITY +ECOSYSTEM +PACKAGE +MODIFIED$/m);
+    expect(human.stdout).toMatch(/^DSA-5001 +critical +Debian:12 +openssl /m);
+
+    const shown = await flotilla(['vulns', 'show', 'DSA-5001', '--json']);
+    expect(shown.code, shown.stderr + shown.stdout).toBe(0);
+    expect(shown.json().record).toMatchObject({
+      id: 'DSA-5001',
+      modified: '2026-01-01T00:00:00.000Z',
+      withdrawn: false,
+      aliases: ['CVE-2026-0001'],
+      severity: 'critical',
+      score: 9.8,
+      affected: [
+        {
+          ecosystem: 'Debian:12',
+          name: 'openssl',
+          ranges: [[{ introduced: '0' }, { fixed: '3.0.13-1~deb12u1' }]],
+          versions: [],
+        },
+      ],
+    });
+    expect((await flotilla(['vulns', 'show', 'DSA-5001'])).stdout).toContain('affects Debian:12 openssl');
+  });
+
+  it.each([
+    ['vulns show of an id not loaded', ['vulns', 'show', 'DSA-9999'], 'FLOTILLA_ERR_SERVER_NOT_FOUND'],
+    [
+      'vulns list --severity of no level',
+      ['vulns', 'list', '--severity', 'severe'],
+      'FLOTILLA_ERR_CLI_USAGE',
+    ],
+    ['vulns list --limit 0', ['vulns', 'list', '--limit', '0'], 'FLOTILLA_ERR_CLI_USAGE'],
+  ])('%s is a coded error', async (_name, args, code) => {
+    const r = await flotilla([...args, '--json']);
+    expect(r.code).toBe(1);
+    expect(r.json().error.code).toBe(code);
+  });
+
   it('an invalid OSV file is refused with the file and field named', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(
@@ -101,6 +165,23 @@ describe('vulnerability commands', () => {
     expect(r.code).toBe(1);
     expect(r.json().error.code).toBe('FLOTILLA_ERR_VULNS_IMPORT_INVALID');
     expect(r.json().error.message).toMatch(/bad\.json: field \/affected\/0\/package\/name/);
+  });
+
+  it('an invalid policy file is refused naming the file and the field (FLOTILLA_ERR_POLICY_INVALID), nothing stored', async () => {
+    const file = join(dir, 'bad-policy.json');
+    writeFileSync(file, JSON.stringify({ schemaVersion: 1, channels: { prod: { maxSeverity: 'severe' } } }));
+    const json = await flotilla(['policy', 'set', file, '--json']);
+    expect(json.code).toBe(1);
+    expect(json.json().error.code).toBe('FLOTILLA_ERR_POLICY_INVALID');
+    const prefix = `${file}: policy document is invalid: field /channels/prod/maxSeverity: `;
+    expect(json.json().error.message.slice(0, prefix.length)).toBe(prefix);
+    expect(json.json().error.hint).toMatch(/docs\/vulnerabilities\.md/);
+    const text = await flotilla(['policy', 'set', file]);
+    expect(text.code).toBe(1);
+    expect(text.stderr).toContain(`${file}: policy document is invalid: field /channels/prod/maxSeverity`);
+    expect(text.stderr).toContain('FLOTILLA_ERR_POLICY_INVALID');
+    const got = await flotilla(['policy', 'get', '--json']);
+    expect(got.json().policy.version).toBe(0);
   });
 
   it('sets and gets the policy; promotion to prod is refused with FLOTILLA_ERR_POLICY_VIOLATION, admin can override', async () => {

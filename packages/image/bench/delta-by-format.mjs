@@ -9,8 +9,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const { benchArgs } = await import(join(here, '../../../bench/args.mjs'));
+const { values } = benchArgs('usage: node packages/image/bench/delta-by-format.mjs [--json]', {
+  options: { json: { type: 'boolean', default: false } },
+});
+const json = values.json;
 const image = await import(join(here, '../dist/index.js'));
-const json = process.argv.includes('--json');
 const work = await mkdtemp(join(tmpdir(), 'flotilla-delta-bench-'));
 const from = await image.loadRecipe(join(image.DEFAULT_RECIPES_DIR, '1.0.0/recipe.json'));
 const to = await image.loadRecipe(join(image.DEFAULT_RECIPES_DIR, '1.1.0/recipe.json'));

@@ -143,6 +143,17 @@ export const IMAGE_ERRORS = {
     message: 'unknown architecture',
     hint: 'pass --arch x86_64 (GRUB EFI) or --arch aarch64 (U-Boot)',
   },
+  // pinned inputs of the firmware-images recipes (firmware-images/boot/packages.<arch>.lock)
+  FLOTILLA_ERR_IMAGE_PIN_MISMATCH: {
+    status: 500,
+    message: 'a pinned input does not match the sha256 in its lock',
+    hint: 'delete the cached file named in the message to fetch it again, or update the lock if the new file is intended',
+  },
+  FLOTILLA_ERR_IMAGE_FETCH_FAILED: {
+    status: 500,
+    message: 'a pinned input could not be fetched',
+    hint: 'run `apt-get update` (debs) or check the npm registry (Node), then build again; the tool output is in the message',
+  },
   FLOTILLA_ERR_IMAGE_READBACK_MISMATCH: {
     status: 500,
     message: 'data read back from the target differs from what was written',

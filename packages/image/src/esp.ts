@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import {
   ESP_FAT_LABEL,
   factoryBootVars,
+  GRUB_COMMITTED_ENV_PATH,
+  GRUB_COMMITTED_VAR,
   GRUB_EFI_PATH,
   GRUB_ENV_PATH,
   renderGrubCfg,
   serializeGrubEnv,
 } from '@flotilla/protocol';
-import type { DiskPartitionPlan } from './disk-image.js';
 import { ImageError } from './errors.js';
 import { runTool } from './exec.js';
 import { IMAGE_LIMITS } from './limits.js';
@@ -48,7 +49,8 @@ const GRUB_X86_64_EFI_DIR = '/usr/lib/grub/x86_64-efi';
  */
 export async function buildEsp(
   work: string,
-  part: Pick<DiskPartitionPlan, 'size' | 'guid'>,
+  // the ESP's place in the disk plan (disk-image.ts, which imports this module)
+  part: { size: number; guid: string },
 ): Promise<string> {
   const dir = join(work, 'esp');
   await mkdir(dir, { recursive: true });
@@ -71,8 +73,11 @@ export async function buildEsp(
   const block = serializeGrubEnv(factoryBootVars('A'));
   if (!block) throw new ImageError('FLOTILLA_ERR_IMAGE_BAD_ARGUMENT', 'factory grubenv does not fit 1 KiB');
   await writeFile(env, block);
+  // the committed slot grub.cfg boots when grubenv is torn (GRUB never writes this file)
+  const committed = join(dir, 'grubenv-committed');
+  await writeFile(committed, serializeGrubEnv({ [GRUB_COMMITTED_VAR]: 'A' })!);
   const epoch = new Date(IMAGE_LIMITS.defaultSourceDateEpoch * 1000);
-  for (const f of [efi, cfg, env]) await utimes(f, epoch, epoch);
+  for (const f of [efi, cfg, env, committed]) await utimes(f, epoch, epoch);
 
   const img = join(work, 'esp.img');
   const volumeId = part.guid.replace(/-/g, '').slice(0, 8);
@@ -99,5 +104,6 @@ export async function buildEsp(
   await runTool('mcopy', ['-i', img, '-m', efi, `::${bootDir}/${efiName}`], mtools);
   await runTool('mcopy', ['-i', img, '-m', cfg, `::${bootDir}/grub.cfg`], mtools);
   await runTool('mcopy', ['-i', img, '-m', env, `::${bootDir}/${envName}`], mtools);
+  await runTool('mcopy', ['-i', img, '-m', committed, `::${GRUB_COMMITTED_ENV_PATH}`], mtools);
   return img;
 }

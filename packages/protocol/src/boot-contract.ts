@@ -122,6 +122,14 @@ export const GRUB_EFI_PATH = '/EFI/BOOT/BOOTX64.EFI';
 /** grubenv lives on the ESP (GRUB's save_env rewrites its 1 KiB in place; the agent renames a copy). */
 export const GRUB_ENV_PATH = '/EFI/BOOT/grubenv';
 export const GRUB_ENV_SIZE = 1024;
+/**
+ * A second grubenv beside it holding only the committed slot (`flotilla_committed_slot`). GRUB
+ * never writes it; the agent writes it at commit, before grubenv. When grubenv is torn (GRUB
+ * loads every whole `name=value` line before a cut and nothing from a block without its header),
+ * grub.cfg boots this slot instead of guessing A (docs/boot.md, "A torn grubenv").
+ */
+export const GRUB_COMMITTED_ENV_PATH = '/EFI/BOOT/grubenv-committed';
+export const GRUB_COMMITTED_VAR = 'flotilla_committed_slot';
 const GRUBENV_HEADER = '# GRUB Environment Block\n';
 
 /**
@@ -233,8 +241,25 @@ export function decideUbootBoot(vars: Record<string, string | undefined>): BootD
   return { slot, save: { [BOOT_VARS.count]: count.toString(16) }, fellBack: false };
 }
 
-/** What the generated grub.cfg decides at power-on (string countdown of boot_left). */
-export function decideGrubBoot(vars: Record<string, string | undefined>): BootDecision {
+/**
+ * True when grubenv holds the three variables every Flotilla write sets, each with a value it can
+ * have: anything less is a block torn by a power cut (or never written), not a state to boot.
+ */
+export function isWholeGrubEnv(vars: Record<string, string | undefined>): boolean {
+  const slotVar = (v: string | undefined) => v === 'A' || v === 'B';
+  const upgrade = vars[BOOT_VARS.upgrade];
+  return (
+    slotVar(vars[BOOT_VARS.slot]) && slotVar(vars[BOOT_VARS.good]) && (upgrade === '0' || upgrade === '1')
+  );
+}
+
+/**
+ * What the generated grub.cfg decides at power-on (string countdown of boot_left). `vars` is what
+ * GRUB's load_env took from grubenv; `committed` the slot in grubenv-committed (undefined when
+ * that file is missing or unreadable). A torn grubenv boots the committed slot, A without one.
+ */
+export function decideGrubBoot(vars: Record<string, string | undefined>, committed?: string): BootDecision {
+  if (!isWholeGrubEnv(vars)) return { slot: slotOr(committed, 'A'), save: {}, fellBack: false };
   const slot = slotOr(vars[BOOT_VARS.slot], 'A');
   const good = slotOr(vars[BOOT_VARS.good], slot);
   if (vars[BOOT_VARS.upgrade] !== '1') return { slot, save: {}, fellBack: false };
@@ -266,6 +291,8 @@ export function renderGrubCfg(opts: GrubCfgOptions = {}): string {
   const arch: BootArch = 'x86_64';
   const timeout = opts.timeoutSeconds ?? 0;
   const envFile = `\${cmdpath}/${GRUB_ENV_PATH.split('/').pop()}`;
+  const committedFile = `\${cmdpath}/${GRUB_COMMITTED_ENV_PATH.split('/').pop()}`;
+  const c = GRUB_COMMITTED_VAR;
   const countdown = Array.from({ length: MAX_BOOTLIMIT + 1 }, (_, i) => MAX_BOOTLIMIT + 1 - i)
     .map((n, i) => `  ${i === 0 ? 'if  ' : 'elif'} [ "\${${v.left}}" = "${n}" ]; then set ${v.left}=${n - 1}`)
     .join('\n');
@@ -294,9 +321,20 @@ insmod ext2
 insmod regexp
 # the disk GRUB was started from: $cmdpath is (hdN,gptM)/EFI/BOOT
 regexp --set=1:bootdisk '^\\(([^,]+),' "\${cmdpath}"
+load_env --file "${committedFile}" ${c}
 load_env --file "${envFile}" ${v.slot} ${v.good} ${v.upgrade} ${v.left}
-if [ "\${${v.slot}}" != "B" ]; then set ${v.slot}=A; fi
-if [ "\${${v.good}}" != "B" -a "\${${v.good}}" != "A" ]; then set ${v.good}="\${${v.slot}}"; fi
+# a torn grubenv (no header: nothing loaded; cut: the lines before the cut) boots the committed slot
+set flotilla_env=whole
+if [ "\${${v.slot}}" != "A" -a "\${${v.slot}}" != "B" ]; then set flotilla_env=torn; fi
+if [ "\${${v.good}}" != "A" -a "\${${v.good}}" != "B" ]; then set flotilla_env=torn; fi
+if [ "\${${v.upgrade}}" != "0" -a "\${${v.upgrade}}" != "1" ]; then set flotilla_env=torn; fi
+if [ "\${flotilla_env}" = "torn" ]; then
+  if [ "\${${c}}" != "B" ]; then set ${c}=A; fi
+  echo "flotilla: grubenv is torn or unreadable, booting the committed slot \${${c}}"
+  set ${v.slot}="\${${c}}"
+  set ${v.good}="\${${c}}"
+  set ${v.upgrade}=0
+fi
 if [ "\${${v.upgrade}}" = "1" ]; then
 ${countdown}
   else

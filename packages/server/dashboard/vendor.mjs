@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // The packages are installed for the workspace test package (see docs/dashboard.md).
@@ -37,7 +38,9 @@ const sha = (bytes) => createHash('sha256').update(bytes).digest('hex');
 // The source maps (and the sources they name) are not shipped: drop the comment that points at
 // them, so the browser does not ask the server for files it does not have.
 const vendored = (src) => readFileSync(src, 'utf8').replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n');
-const check = process.argv.includes('--check');
+// strict: a mistyped --check must not rewrite the vendored files
+const check = parseArgs({ options: { check: { type: 'boolean', default: false } }, strict: true }).values
+  .check;
 const out = join(here, 'vendor');
 mkdirSync(join(out, 'eventsource-parser'), { recursive: true });
 let stale = 0;

@@ -171,6 +171,11 @@ export const SERVER_ERRORS = {
     message: 'MQTT broker error',
     hint: 'check that the broker is running and reachable',
   },
+  FLOTILLA_ERR_SERVER_REDIS: {
+    status: 503,
+    message: 'Redis (shared broker state of several server nodes) is unreachable',
+    hint: 'start Redis or fix --redis redis://host:port (every node uses the same one); without --redis the server runs alone with its embedded broker',
+  },
   FLOTILLA_ERR_SERVER_RETENTION_DEPLOYED: {
     status: 409,
     message: 'release is deployed or referenced and cannot be pruned',
@@ -187,3 +192,35 @@ export const SERVER_ERRORS = {
 export type ServerErrorCode = keyof typeof SERVER_ERRORS;
 
 export class ServerError extends errorClass(SERVER_ERRORS, 'server', 'ServerError') {}
+
+/**
+ * Errors of the store's database engine, whichever it is (SQLite file or PostgreSQL server),
+ * registered here beside the server's own: the API and the CLI answer them the same way. A schema
+ * newer than the server stays FLOTILLA_ERR_SERVER_STORE, the code SQLite has always used.
+ */
+export const STORE_ERRORS = {
+  FLOTILLA_ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    message: 'the database server cannot be reached',
+    hint: 'is PostgreSQL running and reachable? check host, port (or socket directory), database, user and password in the store URL (postgres://user:password@host:5432/db); the server retries on the next request',
+  },
+  FLOTILLA_ERR_STORE_URL: {
+    status: 500,
+    message: 'the store URL is not valid',
+    hint: 'give postgres://user:password@host:5432/database, or postgres://user@/database?host=/run/postgresql for a unix socket',
+  },
+  FLOTILLA_ERR_STORE_INTEGER: {
+    status: 500,
+    message: 'a number in the database is beyond the integers JavaScript holds exactly',
+    hint: 'values above 2^53-1 are refused rather than rounded: check the row named in the message',
+  },
+  FLOTILLA_ERR_STORE_LEASE_LOST: {
+    status: 409,
+    message: 'this node no longer holds the lease',
+    hint: 'another node took it over (or the database connection dropped); this node stops that work and tries again later',
+  },
+} as const satisfies Record<string, ErrorEntry>;
+
+export type StoreErrorCode = keyof typeof STORE_ERRORS;
+
+export class StoreError extends errorClass(STORE_ERRORS, 'store', 'StoreError') {}

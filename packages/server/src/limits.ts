@@ -55,6 +55,8 @@ export const DEFAULT_LIMITS = {
    * idle device behind an external broker shows offline after this window (docs/server.md).
    */
   offlineAfterMs: 5 * 60 * 1000,
+  /** External broker (Mosquitto dynsec): how often broker clients are checked against the store. */
+  brokerReconcileMs: 5 * 60 * 1000,
   /**
    * Pending-connection queue of the API and MQTT listeners. The kernel caps it at
    * net.core.somaxconn (4096 on Debian 12), so asking for the most makes that sysctl the one knob

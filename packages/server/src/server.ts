@@ -26,6 +26,7 @@ import { ExternalBroker, type ExternalBrokerOptions } from './mqtt/external-brok
 import { MosquittoCredentials, type MosquittoFiles } from './mqtt/mosquitto-credentials.js';
 import { DynsecControl, DynsecCredentials, prepareDynsecServerRole } from './mqtt/mosquitto-dynsec.js';
 import { PasswordVerifier } from './mqtt/password-verifier.js';
+import { connectRedisSharing } from './mqtt/redis-sharing.js';
 import type { DeviceTransport } from './mqtt/transport.js';
 import { PolicyService } from './policy/policy-service.js';
 import { ReleaseService } from './releases/release-service.js';
@@ -64,6 +65,12 @@ export interface ServerOptions {
    * bytes (docs/cluster.md). Requests straight to the server are still served by the server.
    */
   artifactAccelRedirect?: string;
+  /**
+   * Addresses or CIDR ranges of reverse proxies (nginx) whose `X-Forwarded-For` names the real
+   * client: failed-login limits and logged sources then key on the device or operator, not on the
+   * proxy. Off by default: a client could otherwise claim any address to dodge the limiter.
+   */
+  trustProxy?: string[];
   limits?: Partial<ServerLimits> & { deltaWaitMs?: number };
   /** Embedded aedes (default) or an external broker the server joins as a privileged client. */
   broker?:
@@ -77,6 +84,11 @@ export interface ServerOptions {
          */
         mosquitto?: MosquittoFiles | 'dynsec';
       };
+  /**
+   * `redis://host:port`: this node is one of several sharing the embedded broker's sessions,
+   * message bus and login nonces through this Redis (docs/server.md, "Several nodes").
+   */
+  redis?: string;
   /** Secret of the first admin token when the store has none (else one is generated and written to dataDir/admin-token). */
   adminToken?: string;
   dashboardDir?: string;
@@ -139,7 +151,16 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       { offlineKeysDir: keys.offlineKeysDir },
       'new root keys written outside the data directory: move them offline now',
     );
-  await store.devices.markAllOffline();
+  // Several nodes: aedes' bus, sessions and login nonces in Redis; unreachable → no start.
+  const sharing =
+    opts.redis && (opts.broker?.kind ?? 'embedded') === 'embedded'
+      ? await connectRedisSharing(opts.redis, log.child({ component: 'redis' })).catch(async (err) => {
+          await store.close();
+          throw err;
+        })
+      : null;
+  // Alone, no device is connected before the start; in a cluster the other nodes hold some.
+  if (!sharing) await store.devices.markAllOffline();
   const artifacts = new ArtifactStore(join(dataDir, 'artifacts'), opts.artifactFs);
   const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
@@ -283,13 +304,16 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     await store.audit.record('server', 'token.bootstrap', null, {}, clock());
   }
 
-  const app = await buildApp(ctx, opts.tls ? { https: opts.tls } : {});
+  const app = await buildApp(ctx, {
+    ...(opts.tls ? { https: opts.tls } : {}),
+    ...(opts.trustProxy?.length ? { trustProxy: opts.trustProxy } : {}),
+  });
   let broker: EmbeddedBroker | null = null;
   const brokerOpts = opts.broker ?? { kind: 'embedded' as const };
   if (brokerOpts.kind === 'embedded') {
     // Signatures are checked in a worker thread: a storm's ed25519 checks leave the broker's loop.
     const verifier = new PasswordVerifier(log.child({ component: 'mqtt' }));
-    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier);
+    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier, sharing?.nonces);
     await auth.load();
     // The fleet's keys are parsed now, not during the reconnect storm that follows this start;
     // a bulk-registered fleet usually comes online together, so its keys too.
@@ -304,12 +328,14 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       onDeviceReachable: (id) => inBackground(log, 'offer resend', runner.resendFor(id)),
       failedLogins: ctx.failedLogins,
       clock,
+      ...(sharing ? { shared: sharing } : {}),
     });
     transport = broker;
     // A revoked key must not keep a connection it opened while it was accepted.
     registry.onRevoked = (id) => broker?.disconnect(id);
   }
   let offlineSweep: NodeJS.Timeout | null = null;
+  let brokerReconcile: NodeJS.Timeout | null = null;
   let started = false;
   // Every start is audited; a restart says whether the run before it ended cleanly (a
   // `server.stop`) or not (killed, crashed, power lost: its last entry is its `server.start`).
@@ -322,6 +348,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       {
         pid: process.pid,
         broker: brokerOpts.kind,
+        ...(sharing ? { redis: true } : {}),
         autoAccept: opts.autoAccept ?? false,
         ...(last ? { previousRun: last.action === 'server.stop' ? 'stopped' : 'ended-unclean' } : {}),
       },
@@ -357,7 +384,31 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
         if (dynsec) {
           const control = new DynsecControl(external.client);
           await control.attach((topic, handler) => external.listen(topic, handler));
-          registry.credentials = new DynsecCredentials(control);
+          const dynsecCredentials = new DynsecCredentials(control);
+          registry.credentials = dynsecCredentials;
+          const reconcile = () =>
+            dynsecCredentials
+              .reconcile(
+                async (id) => (await store.devices.get(id))?.status === 'accepted',
+                async () => (await store.devices.allAccepted()).map((d) => d.id),
+              )
+              .then(({ removed, withoutClient }) => {
+                if (removed.length > 0)
+                  log.warn({ removed }, 'deleted broker clients of devices the store does not accept');
+                if (withoutClient.length > 0)
+                  log.warn(
+                    { count: withoutClient.length, sample: withoutClient.slice(0, 20) },
+                    'accepted devices without a broker client: they must register again for a password',
+                  );
+              })
+              .catch((err: unknown) => log.error({ err }, 'broker client reconcile failed; retried later'));
+          registry.onRevokeFailed = (deviceId, err) => {
+            log.error({ err, deviceId }, 'broker did not take the revocation; reconciling in 10 s');
+            setTimeout(reconcile, 10_000).unref();
+          };
+          await reconcile();
+          brokerReconcile = setInterval(reconcile, limits.brokerReconcileMs);
+          brokerReconcile.unref();
         }
         // Devices' last wills make offline immediate; a device whose will was lost (a broker
         // restart) is marked offline once silent for offlineAfterMs, checked a few times per window.
@@ -386,6 +437,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       ctx.retention.unschedule();
       ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
+      if (brokerReconcile) clearInterval(brokerReconcile);
       await transport?.close();
       await ingestor.close();
       await deltas.close();
@@ -397,6 +449,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       ctx.retention.unschedule();
       ctx.versionHistory.stop();
       if (offlineSweep) clearInterval(offlineSweep);
+      if (brokerReconcile) clearInterval(brokerReconcile);
       ingestor.abandon();
       await deltas.close();
       await transport?.close().catch(() => {});
@@ -415,6 +468,8 @@ export interface ListenOptions extends ServerOptions {
   mqttPort?: number | null;
   /** MQTT over TLS; needs `tls`. */
   mqttsPort?: number | null;
+  /** The MQTT TCP port is behind a load balancer sending PROXY protocol v1 (nginx `proxy_protocol on`). */
+  mqttProxyProtocol?: boolean;
   /** Path of MQTT over WebSocket on the API port. Default /mqtt. */
   wsPath?: string;
 }
@@ -437,7 +492,7 @@ export async function startServer(opts: ListenOptions = {}): Promise<RunningServ
   let mqtt: string | null = null;
   let mqtts: string | null = null;
   if (broker && opts.mqttPort !== null)
-    mqtt = `mqtt://${shown}:${await broker.listenTcp(opts.mqttPort ?? 1883, host)}`;
+    mqtt = `mqtt://${shown}:${await broker.listenTcp(opts.mqttPort ?? 1883, host, undefined, opts.mqttProxyProtocol)}`;
   if (broker && opts.tls && opts.mqttsPort !== null)
     mqtts = `mqtts://${shown}:${await broker.listenTcp(opts.mqttsPort ?? 8883, host, opts.tls)}`;
   const ws = broker ? `${opts.tls ? 'wss' : 'ws'}://${shown}:${apiPort}${opts.wsPath ?? '/mqtt'}` : null;

@@ -57,6 +57,23 @@ describe('response serialisation', () => {
     expect(status.body).toBe(JSON.stringify(await server.ctx.vulns.status()));
   });
 
+  it('serves the typed vulnerability answers whole (status, fleet exposure)', async () => {
+    for (const [url, expected] of [
+      ['/api/v1/vulnerabilities/status', () => server.ctx.vulns.status()],
+      [
+        '/api/v1/vulnerabilities/fleet',
+        async () => ({
+          ...(await server.ctx.vulns.fleetExposure()),
+          prodFailures: await server.ctx.policy.prodFailures(),
+        }),
+      ],
+    ] as const) {
+      const res = await server.app.inject({ method: 'GET', url, headers: auth() });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.json(), url).toEqual(JSON.parse(JSON.stringify(await expected())));
+    }
+  });
+
   it('answers errors in the one coded shape through the error schema', async () => {
     const res = await server.app.inject({
       method: 'GET',

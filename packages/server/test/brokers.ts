@@ -59,7 +59,7 @@ export async function aedesBroker(
     ...(tls ? { tls } : {}),
     async addDevice(id: string): Promise<BrokerDevice> {
       const d = testDevice(id);
-      enroll(server, d);
+      await enroll(server, d);
       return {
         id,
         // A fresh signed password per connection, as the agent does.

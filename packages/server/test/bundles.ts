@@ -20,7 +20,7 @@ export function writeTrustDir(dir: string, now = new Date()): TrustSet {
 export async function makeBundle(
   dir: string,
   trust: TrustSet,
-  o: { version: string; image: Buffer; name?: string },
+  o: { version: string; image: Buffer; name?: string; builder?: string },
 ): Promise<string> {
   mkdirSync(dir, { recursive: true });
   const input = join(dir, `input-${o.version}.img`);
@@ -36,6 +36,7 @@ export async function makeBundle(
       version: o.version,
       securityVersion: 1,
       compatible: ['TEST-ONLY-board'],
+      ...(o.builder !== undefined ? { builder: o.builder } : {}),
     },
     signingKey: { key: trust.keys.release[0]!, role: 'release' },
   });

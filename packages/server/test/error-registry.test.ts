@@ -1,12 +1,13 @@
 import { CodedError } from '@flotilla/protocol';
 import { describe, expect, it } from 'vitest';
-import { SERVER_ERRORS, ServerError } from '../src/errors.js';
+import { SERVER_ERRORS, ServerError, STORE_ERRORS } from '../src/errors.js';
 import { POLICY_ERRORS } from '../src/policy/errors.js';
 import { ROLLOUT_ERRORS, RolloutError } from '../src/rollout/errors.js';
 import { VULNS_ERRORS } from '../src/vulns/errors.js';
 
 const registries = [
   ['server', SERVER_ERRORS, /^FLOTILLA_ERR_SERVER_[A-Z_]+$/],
+  ['store', STORE_ERRORS, /^FLOTILLA_ERR_STORE_[A-Z_]+$/],
   ['rollout', ROLLOUT_ERRORS, /^FLOTILLA_ERR_ROLLOUT_[A-Z_]+$/],
   ['vulns', VULNS_ERRORS, /^FLOTILLA_ERR_VULNS_[A-Z_]+$/],
   ['policy', POLICY_ERRORS, /^FLOTILLA_ERR_POLICY_[A-Z_]+$/],

@@ -94,6 +94,32 @@ describe('hardening a user expects', () => {
     for (let i = 0; i < 20; i++) expect((await attempt(TEST_ADMIN, '10.0.0.2')).statusCode).toBe(200);
   });
 
+  it('keys failed logins on X-Forwarded-For only behind a trusted proxy (spoofed header dodging the limiter)', async () => {
+    const limits = { maxFailedLogins: 3, failedLoginWindowMs: 60_000 };
+    const attempt = (s: FlotillaServer, from: string, forwardedFor: string) =>
+      s.app.inject({
+        method: 'GET',
+        url: '/api/v1/devices',
+        headers: { ...auth('wrong-token-xxxxxxxx'), 'x-forwarded-for': forwardedFor },
+        remoteAddress: from,
+      });
+    // Not trusted: a client that invents a new X-Forwarded-For per guess is still one source.
+    const direct = await apiServer({ limits });
+    for (let i = 0; i < 3; i++)
+      expect((await attempt(direct, '10.0.0.9', `192.0.2.${i}`)).statusCode).toBe(401);
+    expect((await attempt(direct, '10.0.0.9', '192.0.2.200')).statusCode).toBe(429);
+    await direct.close();
+    // Behind nginx at 127.0.0.1: the limit is per client, so one attacker does not lock out the rest.
+    const proxied = await apiServer({ limits, trustProxy: ['127.0.0.1'] });
+    for (let i = 0; i < 3; i++)
+      expect((await attempt(proxied, '127.0.0.1', '192.0.2.7')).statusCode).toBe(401);
+    expect((await attempt(proxied, '127.0.0.1', '192.0.2.7')).statusCode).toBe(429);
+    expect((await attempt(proxied, '127.0.0.1', '192.0.2.8')).statusCode).toBe(401);
+    // A header from a connection that is not the proxy is ignored there too.
+    for (let i = 0; i < 3; i++) await attempt(proxied, '10.0.0.5', `198.51.100.${i}`);
+    expect((await attempt(proxied, '10.0.0.5', '198.51.100.99')).statusCode).toBe(429);
+  });
+
   it('puts /metrics behind a token when one is configured (scrape data is not public)', async () => {
     const s = await apiServer({ metricsToken: 'TEST-ONLY-metrics-token' });
     expect((await s.app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
@@ -111,7 +137,7 @@ describe('hardening a user expects', () => {
     const s = await startTestServer();
     server = s;
     const d = testDevice('dev-qos');
-    enroll(s, d);
+    await enroll(s, d);
     const c = await connectDevice(s.addresses.mqtt!, d);
     clients.push(c);
     const granted = await c.subscribeAsync(`flotilla/v1/devices/${d.id}/commands`, { qos: 2 });
@@ -122,7 +148,7 @@ describe('hardening a user expects', () => {
     const s = await startTestServer({ limits: { maxFailedLogins: 3, failedLoginWindowMs: 60_000 } });
     server = s;
     const d = testDevice('dev-guess');
-    enroll(s, d);
+    await enroll(s, d);
     const other = testDevice('dev-guess'); // same id, wrong key
     for (let i = 0; i < 3; i++)
       await expect(connectDevice(s.addresses.mqtt!, other)).rejects.toMatchObject({ code: 4 });

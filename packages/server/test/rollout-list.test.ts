@@ -64,6 +64,28 @@ describe('GET /rollouts', () => {
     expect(second.status).toBe('waiting-approval');
   });
 
+  it('serves policy, runtime and summary whole: the response schemas drop nothing the engine holds', async () => {
+    const items = (await get('/api/v1/rollouts')).json().items as { id: string }[];
+    // a paused rollout: the pause reason (a union in the schema) is served too
+    const paused = await server.app.inject({
+      method: 'POST',
+      url: `/api/v1/rollouts/${items[0]!.id}/pause`,
+      headers: auth(),
+      payload: { note: 'checking the schemas' },
+    });
+    expect(paused.statusCode, paused.body).toBe(200);
+    expect(paused.json().runtime.pause).toMatchObject({ kind: 'operator', note: 'checking the schemas' });
+    const plain = (value: unknown) => JSON.parse(JSON.stringify(value));
+    for (const { id } of items) {
+      const served = (await get(`/api/v1/rollouts/${id}`)).json();
+      // direct reads of what the route presents (the engine's summary, the stored rollout)
+      expect(served.summary).toEqual(plain(await server.ctx.rollouts.summary(id)));
+      const stored = (await server.ctx.store.rollouts.get(id))!;
+      expect(served.runtime).toEqual(plain(stored.runtime));
+      expect(served.policy).toEqual(plain(stored.policy));
+    }
+  });
+
   it('pages the list and keeps a summary on every item', async () => {
     const page = (await get('/api/v1/rollouts?limit=1&offset=1')).json().items as { summary?: unknown }[];
     expect(page).toHaveLength(1);

@@ -9,6 +9,7 @@ import { createAgentLauncher } from './agent-wiring.js';
 import { BehaviourReader } from './behaviour.js';
 import { SimError } from './errors.js';
 import { Fleet } from './fleet.js';
+import { recordAcknowledged } from './history.js';
 import { httpServerHandle } from './server-wiring.js';
 import { defaultTransport } from './transport-wiring.js';
 
@@ -35,6 +36,8 @@ export interface AttachOptions {
   tags?: string[];
   /** Agent timings (backoffs, health retries); 1 = production. */
   timeScale?: number;
+  /** Append every report the broker acknowledged to this file (`recordAcknowledged`). */
+  history?: string;
   log?: (line: string) => void;
 }
 
@@ -130,7 +133,10 @@ export async function attachFleet(o: AttachOptions): Promise<AttachedFleet> {
     format: image.format,
     slotSize: image.size,
     trustRoot: root,
-    launcher: createAgentLauncher({ factoryRelease: manifestPath, transport: defaultTransport }),
+    launcher: createAgentLauncher({
+      factoryRelease: manifestPath,
+      transport: o.history ? recordAcknowledged(defaultTransport, o.history) : defaultTransport,
+    }),
     mqtt: handle.mqtt,
     artifactOrigin: api,
     timeScale: o.timeScale ?? 1,

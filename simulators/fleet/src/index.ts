@@ -17,6 +17,7 @@ export {
   parseFaultSpec,
 } from './faults.js';
 export { Fleet, type FleetDeviceInfo, type FleetOptions } from './fleet.js';
+export { type AcknowledgedReport, recordAcknowledged } from './history.js';
 export { type FaultProxy, type NetFaults, startFaultProxy } from './net-proxy.js';
 export { runPool, sleep } from './pool.js';
 export type * from './ports.js';
@@ -42,4 +43,5 @@ export {
   type World,
   type WorldBase,
   type WorldOptions,
+  writeKeys,
 } from './world.js';

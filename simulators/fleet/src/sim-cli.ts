@@ -19,6 +19,8 @@ Usage:
   --prefix P        device ids P-0001… (default sim-<random>, so runs do not collide)
   --tag T           tag every device (repeatable)
   --dir DIR         keep slots and agent data here (default: a temp dir, removed at exit)
+  --history FILE    append one JSON line {"deviceId","eventId","kind"} per report the broker
+                    acknowledged (the devices' own record, to compare with the server's)
   --json            print one JSON line once the devices are up
   -h, --help        this help
 
@@ -34,6 +36,7 @@ const OPTIONS = {
   prefix: { type: 'string' },
   tag: { type: 'string', multiple: true },
   dir: { type: 'string' },
+  history: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -87,6 +90,7 @@ export async function main(argv: string[], signal: AbortSignal): Promise<number>
       ...(values.mqtt ? { mqtt: values.mqtt } : {}),
       ...(values.prefix ? { prefix: values.prefix } : {}),
       ...(values.tag ? { tags: values.tag } : {}),
+      ...(values.history ? { history: resolve(values.history) } : {}),
       log,
     });
     const summary = {

@@ -197,7 +197,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
 }
 
 /** The TEST-ONLY keys of this run, as `flotilla keys init` would write them (mode 0600). */
-async function writeKeys(dir: string, trust: TrustSet): Promise<void> {
+export async function writeKeys(dir: string, trust: TrustSet): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   for (const [role, keys] of Object.entries(trust.keys)) {
     let i = 0;

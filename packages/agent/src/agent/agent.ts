@@ -29,7 +29,7 @@ import type { StepContext, StepOutcome } from './step-context.js';
 import { STEPS } from './steps.js';
 import { RecordKeeper } from './transitions.js';
 
-export { AGENT_VERSION, type AgentStatus } from './reporting.js';
+export type { AgentStatus } from './reporting.js';
 
 export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
   return new Agent(config, deps);

@@ -1,6 +1,9 @@
+import { basename, dirname, join } from 'node:path';
 import {
   BOOT_VARS,
   DEFAULT_BOOTLIMIT,
+  GRUB_COMMITTED_ENV_PATH,
+  GRUB_COMMITTED_VAR,
   MAX_BOOTLIMIT,
   parseGrubEnv,
   type Slot,
@@ -39,6 +42,24 @@ export interface GrubOptions extends BootedSlotSources {
  */
 export class GrubEnv {
   constructor(readonly opts: Pick<GrubOptions, 'envFile'>) {}
+
+  /** grubenv-committed beside grubenv: the slot grub.cfg boots when grubenv is torn. */
+  get committedFile(): string {
+    return join(dirname(this.opts.envFile), basename(GRUB_COMMITTED_ENV_PATH));
+  }
+
+  /** Written (by rename) before grubenv at every commit, so it never names a slot not yet committed. */
+  async writeCommitted(slot: Slot): Promise<void> {
+    const block = serializeGrubEnv({ [GRUB_COMMITTED_VAR]: slot })!;
+    try {
+      await atomicWriteFile(this.committedFile, block);
+    } catch (cause) {
+      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `cannot write ${this.committedFile}`, {
+        cause,
+        component: 'grub',
+      });
+    }
+  }
 
   async readAll(): Promise<Record<string, string>> {
     let bytes: Buffer | null;
@@ -136,8 +157,9 @@ export class GrubBootloader implements Bootloader {
     });
   }
 
-  commit(slot: Slot, opts: CommitOptions = {}): Promise<void> {
-    return this.env.setMany({
+  async commit(slot: Slot, opts: CommitOptions = {}): Promise<void> {
+    await this.env.writeCommitted(slot);
+    await this.env.setMany({
       [GRUB_VARS.slot]: slot,
       [GRUB_VARS.good]: slot,
       [GRUB_VARS.upgrade]: 0,
@@ -146,8 +168,9 @@ export class GrubBootloader implements Bootloader {
     });
   }
 
-  abortTrial(good: Slot): Promise<void> {
-    return this.env.setMany({
+  async abortTrial(good: Slot): Promise<void> {
+    await this.env.writeCommitted(good);
+    await this.env.setMany({
       [GRUB_VARS.slot]: good,
       [GRUB_VARS.good]: good,
       [GRUB_VARS.upgrade]: 0,

@@ -1,7 +1,7 @@
 import { access, copyFile, mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { toHex, validate } from '@flotilla/protocol';
+import { BOOT_VARS, GRUB_COMMITTED_VAR, toHex, validate } from '@flotilla/protocol';
 import { FileBootloader } from '../bootloader/file-bootloader.js';
 import { GrubEnv } from '../bootloader/grub.js';
 import { UbootEnv } from '../bootloader/uboot.js';
@@ -166,7 +166,14 @@ export async function runInit(argv: string[], defaultConfig: string): Promise<Re
     }
     // GRUB counts down `boot_left` only while a trial is armed; no bootcount.
     const { bootcount: _none, ...grubVars } = freshEnv(bootlimit);
-    envSet = await fillMissing(new GrubEnv({ envFile: envPath }), grubVars);
+    const grubEnv = new GrubEnv({ envFile: envPath });
+    envSet = await fillMissing(grubEnv, grubVars);
+    // grub.cfg boots this slot when grubenv is torn: the slot grubenv calls good
+    if (!(await exists(grubEnv.committedFile))) {
+      const good = (await grubEnv.readAll())[BOOT_VARS.good];
+      await grubEnv.writeCommitted(good === 'B' ? 'B' : 'A');
+      envSet.push(GRUB_COMMITTED_VAR);
+    }
   } else envSet = await fillMissing(new UbootEnv({ configFile: envPath }), freshEnv(bootlimit));
 
   await mkdir(dirname(configPath), { recursive: true });

@@ -78,19 +78,3 @@ export class DirHookRunner implements HookRunner {
     };
   }
 }
-
-/** Hooks as functions (tests, simulator). */
-export class FunctionHookRunner implements HookRunner {
-  constructor(
-    private readonly hooks: Partial<
-      Record<HookPoint, Record<string, (env: HookEnv) => Promise<{ exitCode: number; output?: string }>>>
-    > = {},
-  ) {}
-  async list(point: HookPoint): Promise<string[]> {
-    return Object.keys(this.hooks[point] ?? {}).sort();
-  }
-  async run(point: HookPoint, name: string, env: HookEnv): Promise<HookRun> {
-    const result = await this.hooks[point]![name]!(env);
-    return { name, exitCode: result.exitCode, output: result.output ?? '', truncated: false };
-  }
-}

@@ -114,32 +114,3 @@ export class FileTrustStore implements TrustStore {
     return next;
   }
 }
-
-export class MemoryTrustStore implements TrustStore {
-  constructor(private envelope: unknown) {}
-  async loadTrusted(): Promise<RootMetadata> {
-    return verifyTrustedRoot(this.envelope);
-  }
-  async update(now: Date, source?: RootSource | null, signal?: AbortSignal): Promise<RootMetadata> {
-    let root = await this.loadTrusted();
-    if (source)
-      root = await fetchChain(
-        root,
-        source,
-        async (env) => {
-          this.envelope = env;
-        },
-        signal,
-      );
-    checkNotExpired(root.expires, now, 'root metadata');
-    return root;
-  }
-  load(now: Date): Promise<RootMetadata> {
-    return this.update(now);
-  }
-  async rotate(envelope: unknown, now: Date): Promise<RootMetadata> {
-    const next = verifyRootRotation(await this.loadTrusted(), envelope, now);
-    this.envelope = envelope;
-    return next;
-  }
-}

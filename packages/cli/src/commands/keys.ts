@@ -17,9 +17,11 @@ import { CliError } from '../errors.js';
 import { ensureEmptyDir, ROOT_FILE, readKeyDir, readRoot, writePrivateKey, writeRoot } from '../key-store.js';
 import { printResult } from '../output.js';
 
-/** `flotilla keys init|list|rotate`: the trust root and role keys. Private keys are written 0600 and never printed. */
+/** `flotilla keys init|list|show|rotate`: the trust root and role keys. Private keys are written 0600 and never printed. */
 export function registerKeysCommands(program: Command): void {
-  const keys = program.command('keys').description('create, list and rotate the trust root and role keys');
+  const keys = program
+    .command('keys')
+    .description('create, list, show and rotate the trust root and role keys');
 
   keys
     .command('init')
@@ -53,7 +55,7 @@ export function registerKeysCommands(program: Command): void {
           expiresDays: positiveInt(opts.expiresDays, '--expires-days'),
         });
         const written: { role: Role; keyid: string; file: string }[] = [];
-        for (const role of ['root', 'release', 'delta', 'recovery'] as Role[]) {
+        for (const role of ROLES) {
           for (const [i, key] of set.keys[role].entries()) {
             const file = set.keys[role].length > 1 ? `${role}-${i + 1}.key` : `${role}.key`;
             await writePrivateKey(opts.dir, file, key, role, `${opts.label} ${role} key`);
@@ -82,6 +84,7 @@ export function registerKeysCommands(program: Command): void {
     );
 
   registerKeysList(keys);
+  registerKeysShow(keys);
 
   keys
     .command('rotate')
@@ -91,9 +94,7 @@ export function registerKeysCommands(program: Command): void {
     .option('--expires-days <days>', 'validity of the new root.json in days', '365')
     .option('--json', 'print a JSON summary')
     .action(async (opts: { dir: string; role: string; expiresDays: string; json?: boolean }) => {
-      const role = opts.role as Role;
-      if (!['root', 'release', 'delta', 'recovery'].includes(role))
-        throw new CliError('FLOTILLA_ERR_CLI_USAGE', `unknown role ${opts.role}`);
+      const role = roleArg(opts.role);
       const now = new Date();
       const current = await readRoot(join(opts.dir, ROOT_FILE));
       verifyInitialRoot(current, now);
@@ -103,7 +104,7 @@ export function registerKeysCommands(program: Command): void {
       const count = current.signed.roles[role].keyids.length;
       const fresh: KeyPair[] = Array.from({ length: count }, () => generateKeyPair());
       const roles = {} as Record<Role, { keys: KeyPair[]; threshold: number }>;
-      for (const r of ['root', 'release', 'delta', 'recovery'] as Role[]) {
+      for (const r of ROLES) {
         roles[r] = { keys: r === role ? fresh : held(r), threshold: current.signed.roles[r].threshold };
       }
       const next = buildRoot({
@@ -151,10 +152,8 @@ function registerKeysList(keys: Command): void {
     .option('--json', 'print JSON: {"ok","rootVersion","expires","keys":[{role,keyid,threshold,file}]}')
     .action(async (opts: { dir: string; json?: boolean }) => {
       const root = await readRoot(join(opts.dir, ROOT_FILE));
-      const files = new Map<string, string>();
-      for (const held of (await readKeyDir(opts.dir)).values())
-        for (const { key, file } of held) files.set(key.keyId, file);
-      const rows = (['root', 'release', 'delta', 'recovery'] as Role[]).flatMap((role) =>
+      const files = await privateKeyFiles(opts.dir);
+      const rows = ROLES.flatMap((role) =>
         root.signed.roles[role].keyids.map((keyid) => ({
           role,
           keyid,
@@ -183,6 +182,52 @@ function registerKeysList(keys: Command): void {
         ].join('\n'),
       );
     });
+}
+
+/** `keys show ROLE`: one role of root.json: its key ids, threshold, the root's expiry. */
+function registerKeysShow(keys: Command): void {
+  keys
+    .command('show')
+    .description("show one role of the trust root: its key ids, threshold and the root's expiry")
+    .argument('<role>', 'root, release, delta or recovery')
+    .requiredOption('--dir <dir>', 'keys directory made by `keys init`')
+    .option('--json', 'print JSON: {"ok","role","threshold","rootVersion","expires","keys":[{keyid,file}]}')
+    .action(async (roleText: string, opts: { dir: string; json?: boolean }) => {
+      const role = roleArg(roleText);
+      const root = await readRoot(join(opts.dir, ROOT_FILE));
+      const files = await privateKeyFiles(opts.dir);
+      const { keyids, threshold } = root.signed.roles[role];
+      const summary = {
+        ok: true,
+        role,
+        threshold,
+        rootVersion: root.signed.version,
+        expires: root.signed.expires,
+        keys: keyids.map((keyid) => ({ keyid, file: files.get(keyid) ?? null })),
+      };
+      printResult(Boolean(opts.json), summary, () =>
+        [
+          `${role}: ${threshold}-of-${keyids.length} keys (root.json version ${summary.rootVersion}, expires ${summary.expires})`,
+          ...summary.keys.map((k) => `  ${k.keyid}  ${k.file ?? 'private key not here (offline?)'}`),
+        ].join('\n'),
+      );
+    });
+}
+
+const ROLES: Role[] = ['root', 'release', 'delta', 'recovery'];
+
+function roleArg(text: string): Role {
+  if (!(ROLES as string[]).includes(text))
+    throw new CliError('FLOTILLA_ERR_CLI_USAGE', `unknown role ${text} (one of ${ROLES.join(', ')})`);
+  return text as Role;
+}
+
+/** Key id → the file in `dir` holding its private key. */
+async function privateKeyFiles(dir: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (const held of (await readKeyDir(dir)).values())
+    for (const { key, file } of held) files.set(key.keyId, file);
+  return files;
 }
 
 function positiveInt(text: string, flag: string): number {

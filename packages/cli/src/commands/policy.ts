@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { addServerOptions, clientFor, wantsJson } from '../api-client.js';
+import { ApiClientError, addServerOptions, clientFor, wantsJson } from '../api-client.js';
 import { CliError } from '../errors.js';
 import { printResult } from '../output.js';
 
@@ -41,7 +41,22 @@ export function registerPolicyCommands(program: Command): void {
           cause: err,
         });
       }
-      const p = await clientFor(cmd).request<{ version: number }>('PUT', 'policy', doc);
+      const p = await clientFor(cmd)
+        .request<{ version: number }>('PUT', 'policy', doc)
+        .catch((err: unknown) => {
+          throw namingFile(err, file);
+        });
       printResult(wantsJson(cmd), { ok: true, policy: p }, () => `policy version ${p.version} stored`);
     });
+}
+
+/**
+ * The server checks the document and names the field, not the file it came from: its refusal is
+ * passed on with FILE in front (same code, hint and status).
+ */
+function namingFile(err: unknown, file: string): unknown {
+  if (!(err instanceof ApiClientError) || err.code !== 'FLOTILLA_ERR_POLICY_INVALID') return err;
+  // The server names its own source ('policy: field /…'): the file takes its place.
+  const message = err.message.replace(': policy: field ', ': field ');
+  return ApiClientError.relayed(err.code, `${file}: ${message}`, err.hint, err.httpStatus);
 }

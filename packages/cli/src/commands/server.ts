@@ -21,6 +21,20 @@ function readInput(path: string, flag: string): Buffer {
   }
 }
 
+const ADDRESS_OR_CIDR = /^[0-9a-fA-F.:]+(\/[0-9]{1,3})?$/;
+
+/** `--trust-proxy a,b` (or the config file's list): each an IP address or a CIDR range. */
+function proxyList(value: string | string[]): string[] {
+  const list = (Array.isArray(value) ? value : value.split(',')).map((a) => a.trim()).filter(Boolean);
+  const bad = list.find((a) => !ADDRESS_OR_CIDR.test(a));
+  if (bad !== undefined || list.length === 0)
+    throw new CliError(
+      'FLOTILLA_ERR_CLI_USAGE',
+      `--trust-proxy ${JSON.stringify(bad ?? value)} is not an IP address or CIDR range (e.g. 127.0.0.1,10.0.0.0/8)`,
+    );
+  return list;
+}
+
 /** `--broker` and its login: the server joins Mosquitto and manages device clients there (dynsec). */
 function externalBroker(opts: {
   broker?: string;
@@ -74,6 +88,10 @@ export function registerServerCommands(program: Command): void {
     .option('--port <port>', 'HTTP API port (MQTT over WebSocket at /mqtt on it)', '8080')
     .option('--mqtt-port <port>', 'MQTT over TCP port', '1883')
     .option('--mqtts-port <port>', 'MQTT over TLS port (with --tls-cert/--tls-key)', '8883')
+    .option(
+      '--mqtt-proxy-protocol',
+      'the MQTT port is reached only through a load balancer sending PROXY protocol v1 (nginx stream, docs/cluster.md)',
+    )
     .option('--tls-cert <file>', 'PEM certificate: HTTPS for the API and MQTT over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option(
@@ -99,6 +117,10 @@ export function registerServerCommands(program: Command): void {
       'nginx internal location of <data-dir>/artifacts/ (e.g. /_flotilla/artifacts/): nginx sends authorised downloads',
     )
     .option(
+      '--trust-proxy <addresses>',
+      'comma-separated addresses/CIDRs of reverse proxies (nginx) whose X-Forwarded-For names the client',
+    )
+    .option(
       '--metrics-token-file <file>',
       'GET /metrics needs `Authorization: Bearer <the token in this file>` (or an API token)',
     )
@@ -113,6 +135,10 @@ export function registerServerCommands(program: Command): void {
     )
     .option('--broker-password-file <file>', 'file holding the password of --broker-username')
     .option('--broker-ca-file <file>', 'CA bundle to verify an mqtts:// broker')
+    .option(
+      '--redis <url>',
+      'redis://host:port shared by several server nodes: embedded broker sessions, commands and login nonces (docs/server.md)',
+    )
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--json', 'print the addresses as one JSON line')
     .action(
@@ -123,6 +149,7 @@ export function registerServerCommands(program: Command): void {
         port: string;
         mqttPort: string;
         mqttsPort: string;
+        mqttProxyProtocol?: boolean;
         tlsCert?: string;
         tlsKey?: string;
         importKeys?: string;
@@ -132,11 +159,13 @@ export function registerServerCommands(program: Command): void {
         publicUrl?: string;
         artifactBaseUrl?: string;
         artifactAccelRedirect?: string;
+        trustProxy?: string | string[];
         metricsTokenFile?: string;
         broker?: string;
         brokerUsername: string;
         brokerPasswordFile?: string;
         brokerCaFile?: string;
+        redis?: string;
         logLevel: string;
         json?: boolean;
       }) => {
@@ -162,6 +191,13 @@ export function registerServerCommands(program: Command): void {
             '--dev-keys makes its own keys: drop --import-keys / --offline-keys-dir',
           );
         const broker = externalBroker(opts);
+        if (opts.redis && (broker || !/^rediss?:\/\/[^/]+/.test(opts.redis)))
+          throw new CliError(
+            'FLOTILLA_ERR_CLI_USAGE',
+            broker
+              ? '--redis shares the embedded broker between nodes: drop --broker (an external broker shares itself)'
+              : `--redis ${opts.redis}: give redis://host:port`,
+          );
         const dataDir = resolve(opts.dataDir);
         const keysExisted = existsSync(join(dataDir, 'keys', 'root.json'));
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
@@ -172,6 +208,7 @@ export function registerServerCommands(program: Command): void {
           port: port(opts.port, '--port'),
           mqttPort: port(opts.mqttPort, '--mqtt-port'),
           mqttsPort: tls ? port(opts.mqttsPort, '--mqtts-port') : null,
+          ...(opts.mqttProxyProtocol ? { mqttProxyProtocol: true } : {}),
           ...(tls ? { tls } : {}),
           ...(opts.importKeys ? { importKeysFrom: resolve(opts.importKeys) } : {}),
           ...(opts.devKeys ? { devKeys: true } : {}),
@@ -180,10 +217,12 @@ export function registerServerCommands(program: Command): void {
           ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
           ...(opts.artifactBaseUrl ? { artifactBaseUrl: opts.artifactBaseUrl } : {}),
           ...(opts.artifactAccelRedirect ? { artifactAccelRedirect: opts.artifactAccelRedirect } : {}),
+          ...(opts.trustProxy ? { trustProxy: proxyList(opts.trustProxy) } : {}),
           ...(opts.metricsTokenFile
             ? { metricsToken: readFileSync(opts.metricsTokenFile, 'utf8').trim() }
             : {}),
           ...(broker ? { broker, mqttPort: null } : {}),
+          ...(opts.redis ? { redis: opts.redis } : {}),
           logLevel: opts.logLevel,
           logToStderr: Boolean(opts.json),
         });

@@ -5,6 +5,24 @@ import { zipSync } from 'fflate';
 import { addServerOptions, clientFor, table, wantsJson, when } from '../api-client.js';
 import { CliError } from '../errors.js';
 import { count, printResult } from '../output.js';
+import { countArg } from '../time-arg.js';
+
+const SEVERITIES = ['critical', 'high', 'medium', 'low', 'unknown'];
+const MAX_PAGE = 1000;
+
+interface RecordRow {
+  id: string;
+  severity: string;
+  score: number | null;
+  modified: string;
+  withdrawn: boolean;
+  packages: { ecosystem: string; name: string }[];
+  summary: string | null;
+}
+
+/** A record's distinct values of one package field, comma-joined for a table cell. */
+const cell = (r: RecordRow, field: 'ecosystem' | 'name') =>
+  [...new Set(r.packages.map((p) => p[field]))].join(',');
 
 /** Most files a directory import zips up (osv.dev's Debian dump holds some tens of thousands). */
 const MAX_DIR_FILES = 500_000;
@@ -43,7 +61,7 @@ async function osvArchive(path: string): Promise<Uint8Array> {
   return zipSync(files, { level: 6 });
 }
 
-/** `flotilla vulns import|status`: offline vulnerability data (OSV) on the server. */
+/** `flotilla vulns import|status|list|show`: offline vulnerability data (OSV) on the server. */
 export function registerVulnsCommands(program: Command): void {
   addServerOptions(program);
   const vulns = program.command('vulns').description('vulnerability data (OSV records) on the server');
@@ -102,6 +120,106 @@ export function registerVulnsCommands(program: Command): void {
             ].join('\n')
           : 'no vulnerability data loaded: import OSV records with `flotilla vulns import PATH`',
       );
+    });
+
+  registerRecordCommands(vulns);
+}
+
+interface StoredRecord {
+  id: string;
+  modified: string;
+  withdrawn: boolean;
+  aliases: string[];
+  summary: string | null;
+  severity: string;
+  score: number | null;
+  affected: { ecosystem: string; name: string; ranges: Record<string, string>[][]; versions: string[] }[];
+}
+
+/** A range's events as `introduced 0, fixed 3.0.13`. */
+const events = (range: Record<string, string>[]) =>
+  range.flatMap((e) => Object.entries(e).map(([k, v]) => `${k} ${v}`)).join(', ');
+
+function renderRecord(r: StoredRecord): string {
+  return [
+    `${r.id}${r.withdrawn ? ' (withdrawn)' : ''}: ${r.severity}${r.score === null ? '' : ` (${r.score})`}`,
+    `  modified: ${when(r.modified)}`,
+    `  aliases: ${r.aliases.join(', ') || '–'}`,
+    `  summary: ${r.summary ?? '–'}`,
+    ...r.affected.flatMap((a) => [
+      `  affects ${a.ecosystem} ${a.name}`,
+      ...a.ranges.map((range) => `    ${events(range)}`),
+      ...(a.versions.length > 0 ? [`    versions: ${a.versions.join(', ')}`] : []),
+    ]),
+  ].join('\n');
+}
+
+/** `flotilla vulns list|show`: the loaded records, as the server stores them. */
+function registerRecordCommands(vulns: Command): void {
+  vulns
+    .command('list')
+    .description('list the loaded OSV records (id, severity, ecosystem, package, modified)')
+    .option('--package <name>', 'only records affecting a package of this name (any ecosystem)')
+    .option('--severity <level>', `only records of this severity: ${SEVERITIES.join(', ')}`)
+    .option('--limit <n>', `at most this many (1–${MAX_PAGE})`, '100')
+    .option('--offset <n>', 'skip this many (the next page)')
+    .option(
+      '--json',
+      'print JSON: {"ok","total","records":[{id,severity,score,modified,withdrawn,packages:[{ecosystem,name}],summary}]}',
+    )
+    .action(
+      async (o: { package?: string; severity?: string; limit: string; offset?: string }, cmd: Command) => {
+        if (o.severity !== undefined && !SEVERITIES.includes(o.severity))
+          throw new CliError(
+            'FLOTILLA_ERR_CLI_USAGE',
+            `--severity ${o.severity} (one of ${SEVERITIES.join(', ')})`,
+          );
+        const q = new URLSearchParams({ limit: String(countArg('--limit', o.limit, MAX_PAGE)) });
+        if (o.offset !== undefined) q.set('offset', String(countArg('--offset', o.offset, 1_000_000_000)));
+        if (o.package !== undefined) q.set('package', o.package);
+        if (o.severity !== undefined) q.set('severity', o.severity);
+        const r = await clientFor(cmd).request<{ items: RecordRow[]; total: number }>(
+          'GET',
+          `vulnerabilities?${q}`,
+        );
+        printResult(wantsJson(cmd), { ok: true, total: r.total, records: r.items }, () =>
+          r.items.length === 0
+            ? r.total === 0
+              ? 'no records match (import OSV records with `flotilla vulns import PATH`)'
+              : `no records on this page (${count(r.total, 'record')} match)`
+            : [
+                table(
+                  ['ID', 'SEVERITY', 'ECOSYSTEM', 'PACKAGE', 'MODIFIED'],
+                  r.items.map((v) => [
+                    v.id,
+                    v.withdrawn ? `${v.severity} (withdrawn)` : v.severity,
+                    cell(v, 'ecosystem'),
+                    cell(v, 'name'),
+                    when(v.modified),
+                  ]),
+                ),
+                ...(r.items.length < r.total
+                  ? [`${r.items.length} of ${r.total} shown (--limit, --offset)`]
+                  : []),
+              ].join('\n'),
+        );
+      },
+    );
+
+  vulns
+    .command('show')
+    .description('show one loaded OSV record as stored (the fields matching uses)')
+    .argument('<id>', 'record id, e.g. DSA-5001-1 or GHSA-xxxx-xxxx-xxxx')
+    .option(
+      '--json',
+      'print JSON: {"ok","record":{id,modified,withdrawn,aliases,summary,severity,score,affected}}',
+    )
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const record = await clientFor(cmd).request<StoredRecord>(
+        'GET',
+        `vulnerabilities/${encodeURIComponent(id)}`,
+      );
+      printResult(wantsJson(cmd), { ok: true, record }, () => renderRecord(record));
     });
 }
 

@@ -28,10 +28,12 @@ import { validatorFactory } from './validators.js';
  */
 export async function buildApp(
   ctx: ServerContext,
-  opts: { https?: { cert: string | Buffer; key: string | Buffer } } = {},
+  opts: { https?: { cert: string | Buffer; key: string | Buffer }; trustProxy?: string[] } = {},
 ): Promise<ApiInstance> {
   const app = Fastify({
     ...(opts.https ? { https: opts.https } : {}),
+    // req.ip is the proxy's X-Forwarded-For only when the connection comes from a listed proxy.
+    ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
     loggerInstance: ctx.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
     // No per-request access lines (too chatty for a fleet's downloads). fastify 5.12 deprecates the
     // top-level `disableRequestLogging` option (FSTDEP023): it belongs to the log controller.

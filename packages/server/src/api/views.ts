@@ -25,7 +25,12 @@ export const DeviceView = Type.Object({
   activeSlot: OrNull(Type.String()),
   agentState: OrNull(Type.String()),
   deploymentId: OrNull(Type.String()),
-  lastError: OrNull(OpenObject('the last error the device reported: {code, message}')),
+  lastError: OrNull(
+    Type.Object(
+      { code: Type.String(), message: Type.String() },
+      { description: 'the last error the device reported' },
+    ),
+  ),
   online: Type.Boolean(),
   lastSeen: OrNull(IsoTime),
   created: IsoTime,
@@ -43,7 +48,18 @@ export const DeploymentView = Type.Object({
   updatedAt: EpochMs,
   failureReason: OrNull(Type.String()),
   fromVersion: OrNull(Type.String()),
-  rollback: OrNull(OpenObject('the rollback offer made to this device')),
+  rollback: OrNull(
+    Type.Object(
+      {
+        toVersion: Type.String(),
+        state: Type.String(),
+        offeredAt: EpochMs,
+        updatedAt: EpochMs,
+        failureReason: OrNull(Type.String()),
+      },
+      { description: 'the rollback offer made to this device (the previous release offered back)' },
+    ),
+  ),
   created: EpochMs,
 });
 
@@ -58,5 +74,6 @@ export const ReleaseView = Type.Object({
   sbom: OrNull(Type.Object({ sha256: Type.String(), url: Type.String() })),
   channels: Type.Array(Type.String()),
   created: IsoTime,
+  // Open on purpose: a signed document, served as stored (a schema would drop or reorder its fields).
   manifest: Type.Optional(OpenObject('the signed release manifest, as stored')),
 });

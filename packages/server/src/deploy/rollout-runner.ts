@@ -631,9 +631,10 @@ export class RolloutRunner {
       currentVersion: d.version,
       currentImageSha256: d.imageSha256,
       online:
-        transport?.kind === 'embedded'
+        transport?.kind === 'embedded' && !transport.sharedPresence
           ? transport.isConnected(d.id)
-          : d.online && d.lastSeen !== null && d.lastSeen >= staleBefore,
+          : d.online &&
+            (transport?.sharedPresence === true || (d.lastSeen !== null && d.lastSeen >= staleBefore)),
       lastSeen: d.lastSeen,
       busy: busy(d.id),
       securityVersion: d.securityVersion,

@@ -35,6 +35,8 @@ export class DeviceRegistry {
   credentials: CredentialIssuer | null = null;
   /** Called after a device stops being accepted (the embedded broker closes its connection). */
   onRevoked: ((deviceId: string) => void) | null = null;
+  /** The broker could not be told of a revocation (it is retried by the broker reconcile). */
+  onRevokeFailed: ((deviceId: string, err: unknown) => void) | null = null;
   /** Called with the public keys of devices just accepted in bulk (to parse them ahead of logins). */
   onKeysAccepted: ((publicKeys: string[]) => void) | null = null;
 
@@ -297,7 +299,10 @@ export class DeviceRegistry {
       );
       return (await tx.devices.get(id))!;
     });
-    if (to !== 'accepted' && this.credentials) await this.credentials.revoke(id);
+    // Committed first: a broker that cannot be reached now keeps the device's client until the
+    // next reconcile deletes it (the store is the truth); the live session is closed regardless.
+    if (to !== 'accepted' && this.credentials)
+      await this.credentials.revoke(id).catch((err: unknown) => this.onRevokeFailed?.(id, err));
     if (to !== 'accepted') this.onRevoked?.(id);
     this.bus.emit('device.status', { deviceId: id, status: device.status });
     return device;

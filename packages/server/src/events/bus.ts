@@ -10,17 +10,32 @@ export interface ServerEvent {
 
 export class EventBus {
   private readonly emitter = new EventEmitter();
+  private readonly forwarders = new Set<(e: ServerEvent) => void>();
 
   constructor() {
     this.emitter.setMaxListeners(0);
   }
 
+  /** An event of this node: its listeners hear it, and it is forwarded to the other nodes (if any). */
   emit(type: string, data: Record<string, unknown>): void {
-    this.emitter.emit('event', { type, ts: Date.now(), data } satisfies ServerEvent);
+    const event: ServerEvent = { type, ts: Date.now(), data };
+    this.emitter.emit('event', event);
+    for (const forward of this.forwarders) forward(event);
+  }
+
+  /** An event another node emitted: heard here, never forwarded again. */
+  deliverRemote(event: ServerEvent): void {
+    this.emitter.emit('event', event);
   }
 
   subscribe(listener: (e: ServerEvent) => void): () => void {
     this.emitter.on('event', listener);
     return () => this.emitter.off('event', listener);
+  }
+
+  /** Sends every event this node emits to `forward` as well (a relay to other nodes). */
+  forwardLocal(forward: (e: ServerEvent) => void): () => void {
+    this.forwarders.add(forward);
+    return () => this.forwarders.delete(forward);
   }
 }

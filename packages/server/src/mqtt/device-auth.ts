@@ -8,6 +8,7 @@ import type { DeviceRegistry } from '../devices/registry.js';
 import type { ServerLimits } from '../limits.js';
 import { authNonceKey } from '../store/repos/nonces.js';
 import { checkPassword, type PasswordVerifier } from './password-verifier.js';
+import type { SharedNonces } from './redis-sharing.js';
 
 export type AuthResult =
   | { ok: true; deviceId: string; via: 'key' | 'provisioning-token' }
@@ -54,6 +55,8 @@ export class NonceCache {
     private readonly windowMs: number,
     private readonly max: number,
     private readonly persist: NoncePersistence | null = null,
+    /** Several nodes: a nonce is claimed cluster-wide (Redis) before it is recorded here. */
+    private readonly shared: SharedNonces | null = null,
   ) {}
 
   /** Takes in the live nonces the store holds (call once before the first login). */
@@ -78,6 +81,19 @@ export class NonceCache {
     const keepUntil = now + 2 * this.windowMs;
     // Taken in memory at once: the same nonce again in this turn is a replay.
     this.seen.set(key, keepUntil);
+    if (!this.shared) return this.record(key, keepUntil, now);
+    // Another node may have accepted this password: the cluster-wide claim decides.
+    return this.shared.claim(key, keepUntil - now).then(
+      (fresh) => (fresh ? this.record(key, keepUntil, now) : 'replay'),
+      () => {
+        this.seen.delete(key);
+        return 'busy';
+      },
+    );
+  }
+
+  /** Recorded in the store too: a replay stays refused after a restart, also of Redis. */
+  private record(key: string, keepUntil: number, now: number): Promise<NonceVerdict> {
     if (!this.persist) return Promise.resolve('ok');
     return new Promise((resolve) => {
       // Gather a few milliseconds of logins into one commit: aedes hands them over one by one.
@@ -133,8 +149,9 @@ export class DeviceAuthenticator {
       check: async (c) => checkPassword(c),
       close: async () => {},
     },
+    sharedNonces: SharedNonces | null = null,
   ) {
-    this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist);
+    this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist, sharedNonces);
   }
 
   /** Loads the persisted nonces (a restart must not open a replay window); before the first login. */

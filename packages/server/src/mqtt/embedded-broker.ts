@@ -22,9 +22,13 @@ import type { FailedLoginLimiter } from '../security/failed-logins.js';
 import { inBackground } from '../store/background.js';
 import type { AuthResult, DeviceAuthenticator } from './device-auth.js';
 import { guardFrames } from './frame-guard.js';
+import { acceptProxied } from './proxy-protocol.js';
 import type { DeviceTransport } from './transport.js';
 
 type FlotillaClient = Client & { flotilla?: Identity; revocationsAtAuth?: number };
+type BusListener = {
+  on(topic: string, fn: (packet: { topic: string; payload: Buffer }, done: () => void) => void): void;
+};
 
 /** Room for the topic and headers around the largest payload a device may publish. */
 const FRAME_OVERHEAD = 1024;
@@ -43,6 +47,11 @@ export interface EmbeddedBrokerDeps {
    * topic, or its restored session already holds that subscription (e.g. to re-send a pending offer).
    */
   onDeviceReachable?: (deviceId: string) => void;
+  /**
+   * Several nodes: aedes' message bus and persistence shared through Redis (redis-sharing.ts).
+   * Without it: in-process bus and memory persistence.
+   */
+  shared?: { mq: unknown; persistence: unknown; close(): Promise<void> };
 }
 
 /**
@@ -54,9 +63,13 @@ export interface EmbeddedBrokerDeps {
  */
 export class EmbeddedBroker implements DeviceTransport {
   readonly kind = 'embedded' as const;
+  /** With `shared`, devices are spread over nodes: isConnected knows only this node's. */
+  readonly sharedPresence: boolean;
   private readonly connected = new Map<string, Client>();
   /** Connections already told to onDeviceReachable (once per connection). */
   private readonly reachable = new WeakSet<Client>();
+  /** Connections closed because the device logged in on another node: not an offline. */
+  private readonly movedAway = new WeakSet<Client>();
   private readonly servers: NetServer[] = [];
   /** Counts revocations: a login that saw none while it was checked needs no second look-up. */
   private revocations = 0;
@@ -65,7 +78,9 @@ export class EmbeddedBroker implements DeviceTransport {
   private constructor(
     readonly aedes: Aedes,
     private readonly deps: EmbeddedBrokerDeps,
-  ) {}
+  ) {
+    this.sharedPresence = deps.shared !== undefined;
+  }
 
   static async create(deps: EmbeddedBrokerDeps): Promise<EmbeddedBroker> {
     let self: EmbeddedBroker | null = null;
@@ -75,6 +90,7 @@ export class EmbeddedBroker implements DeviceTransport {
       drainTimeout: 30_000,
       maxTopicLevels: 8,
       maxClientsIdLength: 64,
+      ...(deps.shared ? { mq: deps.shared.mq, persistence: deps.shared.persistence } : {}),
       authenticate: (client, username, password, done) =>
         self!.authenticate(client as FlotillaClient, username, password, done),
       authorizePublish: (client, packet, done) =>
@@ -107,6 +123,14 @@ export class EmbeddedBroker implements DeviceTransport {
       const topic = deviceTopic(id.deviceId, 'commands');
       if (subs.some((s) => s.topic === topic && (s.qos as number) !== 128)) self!.onReachable(c, id.deviceId);
     });
+    // aedes announces each login to every node and closes the device's older connection on
+    // the node that held it; that node must not then report the device offline.
+    if (deps.shared)
+      (aedes as unknown as { mq: BusListener }).mq.on('$SYS/+/new/clients', (packet, done) => {
+        const old = self!.connected.get(packet.payload.toString());
+        if (old && packet.topic.split('/')[1] !== aedes.id) self!.movedAway.add(old);
+        done();
+      });
     aedes.on('clientError', (c, err) =>
       deps.log.debug({ clientId: c?.id, err: err.message }, 'mqtt client error'),
     );
@@ -234,6 +258,9 @@ export class EmbeddedBroker implements DeviceTransport {
   private onReady(client: FlotillaClient): void {
     const id = client.flotilla;
     if (id?.kind !== 'device') return;
+    // Gone between its CONNACK and now (the session's queue is read in between: a Redis round trip
+    // with several nodes): its disconnect came first, so it must not be counted as connected.
+    if ((client as { closed?: boolean }).closed) return;
     if (this.revocations === client.revocationsAtAuth) {
       this.admit(client, id.deviceId);
       return;
@@ -271,6 +298,7 @@ export class EmbeddedBroker implements DeviceTransport {
     if (this.connected.get(id.deviceId) !== client) return;
     this.connected.delete(id.deviceId);
     this.deps.metrics.devicesConnected.set(this.connected.size);
+    if (this.movedAway.has(client)) return;
     this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: false });
   }
 
@@ -319,17 +347,21 @@ export class EmbeddedBroker implements DeviceTransport {
     this.aedes.handle(stream, req);
   }
 
-  /** Plain TCP (tls given: MQTT over TLS). Resolves with the bound port. */
+  /**
+   * Plain TCP (tls given: MQTT over TLS). Resolves with the bound port. `proxyProtocol` (plain
+   * TCP only): every connection starts with a PROXY protocol v1 line from a load balancer.
+   */
   listenTcp(
     port: number,
     host: string,
     tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer },
+    proxyProtocol = false,
   ): Promise<number> {
     const server = tls
       ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) }, (s) =>
           this.handle(s),
         )
-      : createNetServer((s) => this.handle(s));
+      : createNetServer((s) => (proxyProtocol ? acceptProxied(s, (p) => this.handle(p)) : this.handle(s)));
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -363,6 +395,7 @@ export class EmbeddedBroker implements DeviceTransport {
     for (const c of this.wss?.clients ?? []) c.terminate();
     this.wss?.close();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    await this.deps.shared?.close();
     await this.deps.auth.close();
   }
 }

@@ -81,8 +81,12 @@ export class ExternalBroker implements DeviceTransport {
           throw err;
         }),
       );
-    client.on('connect', () => {
-      self.holding = false;
+    // A new connection takes reports again from its CONNACK on. Not from 'connect': mqtt.js emits
+    // that only after re-sending the server's own queued publishes (offers, broker control), and
+    // reports the broker redelivers before then would be refused on the new connection too, with
+    // nothing left to drop it again: they would wait unacknowledged for ever.
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'connack') self.holding = false;
     });
     client.on('error', (err) => deps.log.warn({ err: err.message }, 'external broker error'));
     await new Promise<void>((resolve, reject) => {

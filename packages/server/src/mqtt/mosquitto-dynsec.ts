@@ -13,6 +13,7 @@ const REPLY_TIMEOUT_MS = 10_000;
 
 type Acl = { acltype: string; topic: string; allow: true; priority?: number };
 type Command = { command: string; [k: string]: unknown };
+type DynsecClient = { username: string; roles?: { rolename: string }[] };
 type Response = { command: string; error?: string; data?: unknown; correlationData?: string };
 
 /** Sends dynamic-security commands on an MQTT connection and matches the answers (correlationData). */
@@ -118,6 +119,33 @@ export class DynsecCredentials implements CredentialIssuer {
       ['Client not found', 'Role not found'],
     );
     return { username: deviceId, password };
+  }
+
+  /**
+   * Makes the broker agree with the store: deletes the client of every device the store does not
+   * accept (a revocation that could not reach the broker, a device removed while the server was
+   * down), and names accepted devices that have no client (they must register again for a
+   * password). Only clients carrying their own `flotilla-device-<id>` role are Flotilla's; other
+   * broker users are left alone.
+   */
+  async reconcile(
+    isAccepted: (deviceId: string) => boolean | Promise<boolean>,
+    acceptedIds: () => string[] | Promise<string[]>,
+  ): Promise<{ removed: string[]; withoutClient: string[] }> {
+    const [listing] = await this.control.run([
+      { command: 'listClients', verbose: true, count: -1, offset: 0 },
+    ]);
+    const clients = (listing?.data as { clients?: DynsecClient[] } | undefined)?.clients ?? [];
+    const deviceClients = clients.filter((c) => c.roles?.some((r) => r.rolename === deviceRole(c.username)));
+    const removed: string[] = [];
+    for (const c of deviceClients) {
+      if (await isAccepted(c.username)) continue;
+      await this.revoke(c.username);
+      removed.push(c.username);
+    }
+    const known = new Set(deviceClients.map((c) => c.username));
+    const withoutClient = (await acceptedIds()).filter((id) => !known.has(id));
+    return { removed, withoutClient };
   }
 
   async revoke(deviceId: string): Promise<void> {

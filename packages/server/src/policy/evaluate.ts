@@ -53,20 +53,24 @@ export function evaluatePolicy(
     if (rank > maxRank) reasons.push(`${f.severity} exceeds ${channel}'s maximum ${rules.maxSeverity}`);
     if (rules.noHighWithFix && f.severity === 'high' && f.fixed)
       reasons.push(`high with a fix available (${f.fixed})`);
-    if (rules.failOnUnknownSeverity && f.severity === 'unknown') reasons.push('unknown severity');
+    if (rules.failOnUnknownSeverity && f.severity === 'unknown')
+      reasons.push(`unknown severity (${channel}'s failOnUnknownSeverity)`);
     if (!reasons.length) continue;
     const waiver = waiverFor(f, channel, doc.waivers ?? [], now);
     if (waiver) waived.push({ finding: f, waiver });
     else violations.push(`${f.id} in ${f.package} ${f.installed}: ${reasons.join('; ')}`);
   }
-  if (rules.maxImageAgeDays !== undefined && now - release.created > rules.maxImageAgeDays * DAY_MS)
+  if (rules.maxImageAgeDays !== undefined && now - release.created > rules.maxImageAgeDays * DAY_MS) {
+    const days = Math.floor((now - release.created) / DAY_MS);
     violations.push(
-      `image is ${Math.floor((now - release.created) / DAY_MS)} days old, ${channel} allows ${rules.maxImageAgeDays}`,
+      `image is ${days} day${days === 1 ? '' : 's'} old: over ${channel}'s maxImageAgeDays ${rules.maxImageAgeDays}`,
     );
+  }
   const wantsProvenance = rules.requiredAttestations?.includes('provenance') || rules.provenance;
   if (wantsProvenance) {
     const p = release.provenance;
-    if (!p || !p.builder) violations.push('no signed provenance');
+    if (!p || !p.builder)
+      violations.push(`no signed provenance naming a builder (${channel} requires provenance)`);
     else {
       if (rules.provenance?.builderId && p.builder !== rules.provenance.builderId)
         violations.push(`provenance builder '${p.builder}' is not '${rules.provenance.builderId}'`);

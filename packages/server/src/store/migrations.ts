@@ -1,3 +1,5 @@
+import { CLUSTER_MIGRATION } from './sql-cluster-migration.js';
+
 /**
  * Numbered migrations, applied in order inside one transaction each; `PRAGMA user_version` records
  * the last one applied. Never edit a migration that has shipped: add the next number.
@@ -269,4 +271,6 @@ CREATE INDEX audit_target_id ON audit_log(target, id);
 CREATE INDEX audit_actor_id ON audit_log(actor, id);
 `,
   },
+  // Written once for both engines (PostgreSQL applies the same migration).
+  { version: 6, name: CLUSTER_MIGRATION.name, sql: CLUSTER_MIGRATION.sqlite },
 ];

@@ -120,6 +120,11 @@ export class VulnService {
     };
   }
 
+  /** Every loaded record (withdrawn ones too), in id order: what `vulns list|show` read. */
+  records(): Promise<VulnRecord[]> {
+    return this.store.vulns.all();
+  }
+
   private async currentIndex(): Promise<VulnIndex> {
     this.index ??= new VulnIndex(await this.store.vulns.all());
     return this.index;

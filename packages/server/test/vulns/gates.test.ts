@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DsseEnvelope, verifyStatement } from '../../src/attestations/in-toto.js';
-import { createServer, type FlotillaServer } from '../../src/index.js';
-import { auth, cleanupDirs, silent, TEST_ADMIN, tempDir } from '../helpers.js';
-import { CRITICAL, type DpkgEntry, HIGH, osvRecord, osvZip, rootfsTar } from './fixtures.js';
+import type { FlotillaServer } from '../../src/index.js';
+import { cleanupDirs, TEST_ADMIN } from '../helpers.js';
+import { CRITICAL, type DpkgEntry, HIGH, osvRecord } from './fixtures.js';
+import { vulnApi, vulnServer } from './vuln-api.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 let now = Date.parse('2026-03-01T00:00:00Z');
@@ -10,33 +11,23 @@ let server: FlotillaServer;
 let operator: string;
 
 beforeAll(async () => {
-  server = await createServer({
-    dataDir: tempDir(),
-    logger: silent,
-    adminToken: TEST_ADMIN,
-    clock: () => now,
-  });
-  operator = (
-    await server.app.inject({
-      method: 'POST',
-      url: '/api/v1/tokens',
-      headers: auth(),
-      payload: { name: 'TEST-ONLY operator', role: 'operator' },
-    })
-  ).json().token as string;
+  server = await vulnServer(() => now);
+  operator = await vulnApi(server).token('TEST-ONLY operator', 'operator');
 });
 afterAll(async () => {
   await server.close();
   cleanupDirs();
 });
 
+const api = () => vulnApi(server);
 const call = (method: string, url: string, payload?: unknown, token = TEST_ADMIN) =>
-  server.app.inject({
-    method: method as 'GET',
-    url,
-    headers: auth(token),
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
+  api().call(method, url, payload, token);
+const build = async (version: string, pkgs: DpkgEntry[]) => {
+  await api().build(version, pkgs, operator);
+};
+const promote = (version: string, channel: string, extra: Record<string, unknown> = {}, token = operator) =>
+  api().promote(version, channel, extra, token);
+const importRecords = (records: Record<string, unknown>) => api().importRecords(records);
 
 const VULNERABLE: DpkgEntry[] = [
   { name: 'libssl3', version: '3.0.11-1~deb12u2', source: 'openssl' },
@@ -46,27 +37,6 @@ const FIXED: DpkgEntry[] = [
   { name: 'libssl3', version: '3.0.13-1~deb12u1', source: 'openssl' },
   { name: 'bash', version: '5.2.15-2+b2', source: 'bash (5.2.15-2)' },
 ];
-
-async function build(version: string, pkgs: DpkgEntry[]): Promise<void> {
-  const res = await server.app.inject({
-    method: 'POST',
-    url: `/api/v1/releases/build?name=TEST-ONLY-os&version=${version}&securityVersion=1&compatible=TEST-ONLY-board&format=ext4&partitionSize=4194304&input=tar`,
-    headers: { ...auth(operator), 'content-type': 'application/x-tar' },
-    payload: rootfsTar(tempDir(), pkgs),
-  });
-  expect(res.statusCode, res.body).toBe(201);
-}
-
-const promote = (version: string, channel: string, extra: Record<string, unknown> = {}, token = operator) =>
-  call('POST', `/api/v1/releases/${version}/promote`, { channel, ...extra }, token);
-
-const importRecords = (records: Record<string, unknown>) =>
-  server.app.inject({
-    method: 'POST',
-    url: '/api/v1/vulnerabilities/import',
-    headers: { ...auth(), 'content-type': 'application/zip' },
-    payload: osvZip(records),
-  });
 
 const waiverPolicy = (expires: string) => ({
   schemaVersion: 1,

@@ -9,9 +9,30 @@ import { useResource } from '../use-resource.js';
 const SEVERITY_ORDER = ['critical', 'high', 'medium', 'low', 'unknown'];
 const TONE = { critical: 'failed', high: 'failed', medium: 'pending', low: 'neutral', unknown: 'neutral' };
 const rank = (s) => SEVERITY_ORDER.indexOf(s);
+const violationCount = (n) => `${n} violation${n === 1 ? '' : 's'}`;
 
 function Severity({ s }) {
   return html`<${Badge} value=${TONE[s] ?? 'neutral'} label=${s} />`;
+}
+
+/**
+ * Releases in prod that fail the prod policy with the data loaded now (the alert of
+ * flotilla_policy_prod_failures): each links to its findings. Devices keep running them.
+ */
+function ProdFailures({ failures }) {
+  return html`<section aria-labelledby="prod-failures-h" data-testid="prod-failures">
+    <h3 id="prod-failures-h">Prod releases failing policy</h3>
+    ${
+      failures.length
+        ? html`<ul class="prod-failures">
+          ${failures.map(
+            (f) =>
+              html`<li data-version=${f.version}><a href=${link.vulnerabilities(f.version)} aria-label=${`Release ${f.version}: ${violationCount(f.violations.length)} of the prod policy`}>${f.version}</a> <${Badge} value="failed" label=${violationCount(f.violations.length)} /> <span class="muted">${f.violations.slice(0, 3).join('; ')}${f.violations.length > 3 ? ` and ${f.violations.length - 3} more` : ''}</span></li>`,
+          )}
+        </ul>`
+        : html`<p class="muted">None: every release in prod meets the prod policy.</p>`
+    }
+  </section>`;
 }
 
 /** Fleet view: critical/high findings across the images devices actually run, weighted by devices. */
@@ -19,7 +40,11 @@ function FleetExposure() {
   const fleet = useResource(
     () => api.vulnFleet(),
     [],
-    (ev) => ev.type.startsWith('vulns') || ev.type.startsWith('release') || ev.type === 'device.state',
+    (ev) =>
+      ev.type.startsWith('vulns') ||
+      ev.type.startsWith('release') ||
+      ev.type.startsWith('policy') ||
+      ev.type === 'device.state',
   );
   const status = useResource(
     () => api.vulnStatus(),
@@ -48,6 +73,7 @@ function FleetExposure() {
           }</span> `,
       )}
     </p>
+    ${fleet.data ? html`<${ProdFailures} failures=${fleet.data.prodFailures ?? []} />` : null}
     ${fleet.loading && !fleet.data ? html`<${Loading} what="fleet exposure" />` : null}
     ${
       images.length
@@ -113,7 +139,7 @@ function ReleaseVulns({ version }) {
         ? html`<p>
           ${Object.entries(res.data.channels).map(
             ([c, e]) =>
-              html`<span class="stat" data-channel=${c}>${c}: <${Badge} value=${e.pass ? 'accepted' : 'failed'} label=${e.pass ? 'passes policy' : `${e.violations.length} violations`} /></span> `,
+              html`<span class="stat" data-channel=${c}>${c}: <${Badge} value=${e.pass ? 'accepted' : 'failed'} label=${e.pass ? 'passes policy' : violationCount(e.violations.length)} /></span> `,
           )}
           <span class="muted">policy version ${res.data.policyVersion}, scanned <${Time} t=${res.data.scannedAt} /></span>
         </p>

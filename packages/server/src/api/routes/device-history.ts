@@ -12,6 +12,7 @@ const HistoryEntryView = Type.Object({
   kind: Type.String(),
   summary: Type.String(),
   ref: Type.String({ description: 'the event, deployment or audit entry id' }),
+  // Open on purpose: each source (event kinds, deployments, audit actions) records its own shape.
   detail: OpenObject('what the source recorded'),
 });
 

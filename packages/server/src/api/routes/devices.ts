@@ -248,6 +248,8 @@ export const deviceRoutes: RoutePlugin = async (app, { ctx }) => {
         response: responses({
           200: Type.Object({
             deviceId: Type.String(),
+            // Open on purpose: served exactly as the device sent it (validated on ingest against
+            // protocol's InventoryMessage, whose schemaVersion a response schema would overwrite).
             inventory: OrNull(OpenObject('the inventory message, as the device sent it')),
           }),
         }),

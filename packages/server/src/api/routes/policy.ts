@@ -40,7 +40,12 @@ export const policyRoutes: RoutePlugin = async (app, { ctx }) => {
         }),
       },
     },
-    async (req, reply) => reply.code(201).send(await ctx.policy.set(req.body, actorOf(req))),
+    async (req, reply) => {
+      const stored = await ctx.policy.set(req.body, actorOf(req));
+      // A new version can make releases pass or fail: pages showing policy results reload on it.
+      ctx.bus.emit('policy.set', { version: stored.version });
+      return reply.code(201).send(stored);
+    },
   );
 
   app.get(

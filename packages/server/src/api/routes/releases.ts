@@ -25,6 +25,7 @@ const DeltaView = Type.Object({
   codec: OrNull(Type.String()),
   error: OrNull(Type.String()),
   url: OrNull(Type.String()),
+  // Open on purpose: a signed document, served as stored (a schema would drop or reorder its fields).
   descriptor: OrNull(OpenObject('the signed delta descriptor')),
 });
 
@@ -235,6 +236,8 @@ export const releaseRoutes: RoutePlugin = async (app, { ctx }) => {
       );
       const promoted = await ctx.releases.promote(version, channel, actorOf(req));
       await ctx.policy.recordPromotion(promoted, previousChannel(channel), channel, actorOf(req), gate);
+      // Pages showing channels, promotion records and prod's policy failures reload on it.
+      ctx.bus.emit('release.promoted', { version, channel });
       return presentRelease(promoted);
     },
   );

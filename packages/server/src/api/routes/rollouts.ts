@@ -1,11 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import { ServerError } from '../../errors.js';
-import { RolloutCreateRequest, type RolloutSummary } from '../../rollout/index.js';
+import { RolloutCreateRequest, RolloutPolicy, type RolloutSummary } from '../../rollout/index.js';
 import type { RolloutRow } from '../../store/repos/rollouts.js';
 import { actorOf } from '../auth.js';
 import { iso } from '../present.js';
+import { RolloutRuntimeView, RolloutSummaryView } from '../rollout-views.js';
 import { bodyDefaultsToEmpty, EmptyBody, Paging, RolloutParams } from '../schemas.js';
-import { DeploymentView, IsoTime, OpenObject } from '../views.js';
+import { DeploymentView, IsoTime } from '../views.js';
 import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
@@ -15,13 +16,13 @@ const RolloutView = Type.Object({
   name: Type.String(),
   release: Type.String({ description: 'release id' }),
   status: Type.String(),
-  // Shapes the rollout engine owns (policy, runtime state, summary) pass through as they are.
-  policy: OpenObject('the rollout policy as created (phases, gates, rates, windows)'),
-  runtime: OpenObject('engine state: phase, pause, rollback progress'),
+  // as created, every default filled in (normalizePolicy)
+  policy: RolloutPolicy,
+  runtime: RolloutRuntimeView,
   createdBy: Type.String(),
   created: IsoTime,
   updated: IsoTime,
-  summary: OpenObject('per-phase and total device counts, pause reason, failure'),
+  summary: RolloutSummaryView,
 });
 
 /** Rollouts: list, create (policy-gated), inspect, their deployments, and the operator actions. */

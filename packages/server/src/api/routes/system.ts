@@ -8,7 +8,7 @@ import { ServerError } from '../../errors.js';
 import type { ServerEvent } from '../../events/bus.js';
 import { bearerToken, requireToken } from '../auth.js';
 import { ErrorResponse } from '../schemas.js';
-import { OpenObject, OrNull } from '../views.js';
+import { OrNull } from '../views.js';
 import { type RoutePlugin, responses } from './plugin.js';
 import { SignedRootDocument } from './trust.js';
 
@@ -96,7 +96,15 @@ export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
   );
 
   const ServerInfo = Type.Object({
-    endpoints: OpenObject('the URLs the server listens on: api, mqtt, mqtts, ws'),
+    endpoints: Type.Object(
+      {
+        api: Type.Optional(Type.String()),
+        mqtt: Type.Optional(Type.String()),
+        mqtts: Type.Optional(Type.String()),
+        ws: Type.Optional(Type.String()),
+      },
+      { description: 'the URLs the server listens on (a listener not started is absent)' },
+    ),
     devices: Type.Record(Type.String(), Type.Integer(), { description: 'device counts by status' }),
     versions: Type.Array(Type.Object({ version: OrNull(Type.String()), count: Type.Integer() })),
     artifacts: Type.Array(Type.Object({ kind: Type.String(), count: Type.Integer(), bytes: Type.Integer() })),

@@ -6,9 +6,18 @@ import { ServerError } from '../../errors.js';
 import type { Evaluation } from '../../policy/evaluate.js';
 import { releaseFacts } from '../../policy/policy-service.js';
 import { VulnsError } from '../../vulns/errors.js';
+import type { Finding } from '../../vulns/match.js';
+import { filterRecords, recordDocument, recordRow } from '../../vulns/record-list.js';
+import { SEVERITIES } from '../../vulns/severity.js';
 import { actorOf } from '../auth.js';
-import { VersionParams } from '../schemas.js';
+import { Paging, VersionParams } from '../schemas.js';
 import { IsoTime, OpenObject, OrNull } from '../views.js';
+import {
+  DsseEnvelopeView,
+  FleetExposureView,
+  VulnImportResultView,
+  VulnStatusView,
+} from '../vulnerability-views.js';
 import { type RoutePlugin, responses } from './plugin.js';
 
 const strict = { additionalProperties: false } as const;
@@ -41,6 +50,31 @@ const ReleaseFindings = Type.Object({
   ),
 });
 
+const Severity = Type.Union([...SEVERITIES.map((s) => Type.Literal(s)), Type.Literal('unknown')]);
+const RecordId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' });
+const PackageRef = Type.Object({ ecosystem: Type.String(), name: Type.String() });
+
+const RecordRow = Type.Object({
+  id: Type.String(),
+  severity: Type.String(),
+  score: OrNull(Type.Number()),
+  modified: IsoTime,
+  withdrawn: Type.Boolean(),
+  packages: Type.Array(PackageRef, { description: 'the affected packages (ecosystem and name)' }),
+  summary: OrNull(Type.String()),
+});
+
+const RecordDocument = Type.Object({
+  id: Type.String(),
+  modified: IsoTime,
+  withdrawn: Type.Boolean(),
+  aliases: Type.Array(Type.String()),
+  summary: OrNull(Type.String()),
+  severity: Type.String(),
+  score: OrNull(Type.Number()),
+  affected: Type.Array(OpenObject('an affected package: ecosystem, name, ranges, versions, family')),
+});
+
 const PromotionView = Type.Object({
   id: Type.Integer(),
   releaseId: Type.String(),
@@ -49,6 +83,8 @@ const PromotionView = Type.Object({
   actor: Type.String(),
   ts: IsoTime,
   policyVersion: OrNull(Type.Integer()),
+  // Open: the store keeps this record untyped and its fields grew over versions (importId,
+  // scannedAt, packages, findings, bySeverity, then result, waived, attestation).
   scan: OpenObject("the scan attestation's summary at promotion"),
   violations: Type.Array(Type.String()),
   overrideReason: OrNull(Type.String()),
@@ -77,7 +113,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
         summary: 'Import a zip of OSV records (all or nothing; newer `modified` replaces older)',
         headers: Type.Object({ 'content-type': Type.String({ pattern: '^application/zip' }) }),
         querystring: Type.Object({ skipUnknownEcosystems: Type.Optional(Type.Boolean()) }, strict),
-        response: responses({ 200: OpenObject('what the import added, replaced and skipped') }),
+        response: responses({ 200: VulnImportResultView }),
       },
     },
     async (req) => {
@@ -101,10 +137,55 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       schema: {
         tags: ['vulnerabilities'],
         summary: 'Record counts and the last import (with its age)',
-        response: responses({ 200: OpenObject('record counts, lastImport, ageMs') }),
+        response: responses({ 200: VulnStatusView }),
       },
     },
     async () => ctx.vulns.status(),
+  );
+
+  app.get(
+    '/vulnerabilities',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: 'The loaded OSV records, in id order (filter by affected package name, severity)',
+        querystring: Type.Object(
+          {
+            package: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+            severity: Type.Optional(Severity),
+            ...Paging,
+          },
+          strict,
+        ),
+        response: responses({
+          200: Type.Object({ items: Type.Array(RecordRow), total: Type.Integer({ minimum: 0 }) }),
+        }),
+      },
+    },
+    async (req) => {
+      const { limit = 100, offset = 0, ...filter } = req.query;
+      const matching = filterRecords(await ctx.vulns.records(), filter);
+      return { items: matching.slice(offset, offset + limit).map(recordRow), total: matching.length };
+    },
+  );
+
+  app.get(
+    '/vulnerabilities/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['vulnerabilities'],
+        summary: 'One loaded OSV record as stored (the fields matching uses)',
+        params: Type.Object({ id: RecordId }, strict),
+        response: responses({ 200: RecordDocument }),
+      },
+    },
+    async (req) => {
+      const record = (await ctx.vulns.records()).find((r) => r.id === req.params.id);
+      if (!record) throw new ServerError('FLOTILLA_ERR_SERVER_NOT_FOUND', `vulnerability ${req.params.id}`);
+      return recordDocument(record);
+    },
   );
 
   app.get(
@@ -143,7 +224,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
           purl: finding.purl,
           summary: finding.summary,
           waivedIn: evaluations
-            .filter((evaluation) => evaluation.waived.some((waived) => waived.finding === finding))
+            .filter((evaluation) => evaluation.waived.some((waived) => sameFinding(waived.finding, finding)))
             .map((evaluation) => evaluation.channel),
         })),
         channels: Object.fromEntries(
@@ -226,7 +307,7 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
           200: Type.Object({
             version: Type.String(),
             key: Type.Object({ keyid: Type.String(), publicKey: Type.String() }),
-            provenance: OpenObject('DSSE envelope of the SLSA provenance statement'),
+            provenance: DsseEnvelopeView,
             scans: Type.Array(
               Type.Object({
                 to: Type.String(),
@@ -271,15 +352,21 @@ export const vulnerabilityRoutes: RoutePlugin = async (app, { ctx }) => {
       config: { access: 'viewer' },
       schema: {
         tags: ['vulnerabilities'],
-        summary: 'Findings across the images devices run, weighted by device count',
-        response: responses({
-          200: OpenObject('per image: version, devices, channels, findings by severity'),
-        }),
+        summary:
+          'Findings across the images devices run, weighted by device count; prod releases failing policy',
+        response: responses({ 200: FleetExposureView }),
       },
     },
-    async () => ctx.vulns.fleetExposure(),
+    async () => ({ ...(await ctx.vulns.fleetExposure()), prodFailures: await ctx.policy.prodFailures() }),
   );
 };
+
+/**
+ * Each evaluation reads the stored scan again (new objects): a finding is the same when its
+ * record, package and installed version are.
+ */
+const sameFinding = (a: Finding, b: Finding) =>
+  a.id === b.id && a.package === b.package && a.installed === b.installed;
 
 /** The upload's bytes, refused at the first one past `maxBytes` (nothing past it is written). */
 async function* capped(source: AsyncIterable<Buffer>, maxBytes: number): AsyncIterable<Buffer> {

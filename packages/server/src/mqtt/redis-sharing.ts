@@ -1,0 +1,174 @@
+import { createRequire } from 'node:module';
+import { parseDeviceTopic } from '@flotilla/protocol';
+import { Redis, type RedisOptions } from 'ioredis';
+import mqemitterRedis from 'mqemitter-redis';
+import type { Logger } from 'pino';
+import { ServerError } from '../errors.js';
+
+/** The package ships no types: an aedes persistence on an existing ioredis connection. */
+const redisPersistence = createRequire(import.meta.url)('aedes-persistence-redis') as (opts: {
+  conn: Redis;
+}) => unknown;
+
+/** How long a start waits for Redis to answer before it refuses to start. */
+const START_TIMEOUT_MS = 5_000;
+
+/** Claims a login nonce for the whole cluster: false when any node already claimed it. */
+export interface SharedNonces {
+  claim(key: string, ttlMs: number): Promise<boolean>;
+}
+
+/**
+ * What several server nodes share through one Redis (docs/server.md, "Several nodes"): the
+ * broker's message bus (mqemitter-redis: a command published on any node reaches the node that
+ * holds the device's connection), its sessions, subscriptions and QoS 1 queues
+ * (aedes-persistence-redis: a device that moves to another node finds its session there) and the
+ * login nonces (`SET NX PX`: a password accepted by one node is a replay on every other).
+ */
+export interface RedisSharing {
+  /** aedes' `mq`. */
+  readonly mq: unknown;
+  /** aedes' `persistence`. */
+  readonly persistence: unknown;
+  readonly nonces: SharedNonces;
+  close(): Promise<void>;
+}
+
+/** Checks that Redis answers (else FLOTILLA_ERR_SERVER_REDIS), then opens the shared parts. */
+export async function connectRedisSharing(url: string, log: Logger): Promise<RedisSharing> {
+  await checkReachable(url);
+  const health = new RedisHealth(log);
+  // A connection that logs its losses and returns: a node survives a Redis restart.
+  const open = (role: string, extra: RedisOptions = {}) => {
+    const conn = new Redis(url, {
+      retryStrategy: (times) => Math.min(times * 100, 2_000),
+      ...extra,
+    });
+    health.watch(role, conn);
+    return conn;
+  };
+  const sub = open('bus-sub');
+  const pub = open('bus-pub', { enableAutoPipelining: true });
+  const sessions = open('sessions', { maxRetriesPerRequest: 5 });
+  // A login must not wait for Redis to come back: refused at once ('busy'), the device retries.
+  const logins = open('nonces', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  // Connected before the broker takes logins (the nonce connection queues nothing).
+  try {
+    await Promise.all([sub, pub, sessions, logins].map(whenReady));
+  } catch (cause) {
+    health.closing = true;
+    for (const c of [sub, pub, sessions, logins]) c.disconnect();
+    throw new ServerError('FLOTILLA_ERR_SERVER_REDIS', `${redacted(url)}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const mq = mqemitterRedis({ subConn: sub, pubConn: pub });
+  // Its connections' errors are logged by `health`; unheard, this emitter would throw them.
+  (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => undefined);
+  keepReportsLocal(mq as unknown as LocalEmitter);
+  const persistence = redisPersistence({ conn: sessions });
+  return {
+    mq,
+    persistence,
+    nonces: {
+      async claim(key, ttlMs) {
+        return (await logins.set(`flotilla:nonce:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+      },
+    },
+    async close() {
+      // The bus is closed by aedes (its `close`); the rest here.
+      health.closing = true;
+      await Promise.all([sessions.quit().catch(() => undefined), logins.quit().catch(() => undefined)]);
+    },
+  };
+}
+
+async function checkReachable(url: string): Promise<void> {
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: START_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch (cause) {
+    throw new ServerError('FLOTILLA_ERR_SERVER_REDIS', `${redacted(url)}: ${(cause as Error).message}`, {
+      cause,
+    });
+  } finally {
+    probe.disconnect();
+  }
+}
+
+function whenReady(conn: Redis): Promise<void> {
+  if (conn.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      conn.off('ready', onReady);
+      reject(new Error(`no connection within ${START_TIMEOUT_MS} ms`));
+    }, START_TIMEOUT_MS);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    conn.once('ready', onReady);
+  });
+}
+
+/** The URL without its password, for messages and logs. */
+export function redacted(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis URL';
+  }
+}
+
+interface LocalEmitter {
+  emit(msg: { topic: string }, done?: (err?: Error) => void): void;
+  /** mqemitter-redis keeps the in-process emit under this name. */
+  _emit(msg: { topic: string }, done?: (err?: Error) => void): void;
+}
+
+/**
+ * Device reports are ingested by the node that holds the device's connection, in the broker's
+ * `authorizePublish` hook, and no node subscribes to them: sending them to Redis would only make
+ * every report cost a Redis round trip (and fail while Redis is down). They stay in-process;
+ * commands and the broker's own `$SYS` messages go through Redis.
+ */
+function keepReportsLocal(mq: LocalEmitter): void {
+  const shared = mq.emit.bind(mq);
+  mq.emit = (msg, done) => {
+    const t = parseDeviceTopic(msg.topic);
+    if (t && t.channel !== 'commands') mq._emit(msg, done);
+    else shared(msg, done);
+  };
+}
+
+/** Logs each Redis connection's loss once and its return, not every failed reconnect. */
+class RedisHealth {
+  closing = false;
+  private readonly down = new Set<string>();
+
+  constructor(private readonly log: Logger) {}
+
+  watch(role: string, conn: Redis): void {
+    conn.on('error', (err: Error) => {
+      if (this.closing || this.down.has(role)) return;
+      this.down.add(role);
+      this.log.error(
+        { code: 'FLOTILLA_ERR_SERVER_REDIS', role, err: err.message },
+        'redis connection lost: device logins are refused and commands wait until it is back',
+      );
+    });
+    conn.on('ready', () => {
+      if (!this.down.delete(role)) return;
+      this.log.info({ role }, 'redis connection back');
+    });
+  }
+}
