@@ -115,6 +115,42 @@ export function describeStoreContract(
       expect(await s.devices.get('d3')).toBeUndefined();
     });
 
+    it('queues a delta once, and puts a build a crash interrupted back in the queue', async () => {
+      const { store: s } = await store();
+      const [a, b] = ['aa'.repeat(32), 'bb'.repeat(32)];
+      expect(await s.deltas.queue(a, b, 10)).toBe(true);
+      expect(await s.deltas.queue(a, b, 11)).toBe(false);
+      await s.deltas.setStatus(a, b, 'building', null, 12);
+      expect((await s.deltas.pending()).map((d) => d.status)).toEqual(['building']);
+      expect(await s.deltas.requeueInterrupted()).toBe(1);
+      expect((await s.deltas.get(a, b))?.status).toBe('queued');
+      await s.deltas.setStatus(a, b, 'failed', 'TEST-ONLY no space', 13);
+      expect(await s.deltas.pending()).toEqual([]);
+      expect((await s.deltas.get(a, b))?.error).toBe('TEST-ONLY no space');
+    });
+
+    it('answers audit queries by actor, action prefix, target and time, newest first', async () => {
+      const { store: s } = await store();
+      await s.audit.record('token:ci(t1)', 'token.create', 't2', { n: 1 }, 100);
+      await s.audit.record('server', 'server.start', null, {}, 200);
+      await s.audit.record('token:ci(t1)', 'device.accept', 'd1', { big: 2 ** 40 }, 300);
+      const actions = async (f: Parameters<typeof s.audit.query>[0]) =>
+        (await s.audit.query(f, 10)).map((e) => e.action);
+      expect(await actions({ actor: 'ci' })).toEqual(['device.accept', 'token.create']);
+      expect(await actions({ actor: 't1' })).toEqual(['device.accept', 'token.create']);
+      expect(await actions({ action: 'token.*' })).toEqual(['token.create']);
+      expect(await actions({ target: 'd1' })).toEqual(['device.accept']);
+      expect(await actions({ since: 200, until: 300 })).toEqual(['server.start']);
+      const [newest] = await s.audit.list(Number.MAX_SAFE_INTEGER, 1);
+      expect(newest).toMatchObject({
+        ts: 300,
+        actor: 'token:ci(t1)',
+        target: 'd1',
+        detail: { big: 2 ** 40 },
+      });
+      expect((await s.audit.lastOf('server', ['server.start']))?.ts).toBe(200);
+    });
+
     it('stores only the hash of an API token and finds it by the token', async () => {
       const { store: s } = await store();
       const { token, secret } = await s.tokens.create('ci', 'viewer', 1);
