@@ -63,6 +63,8 @@ describe('SqliteDriver', () => {
       }),
     ).rejects.toMatchObject(deadlock);
     await expect(driver.tx(async () => driver.tx(async () => 1))).rejects.toMatchObject(deadlock);
+    await expect(driver.tx(async () => driver.exec('SELECT 1'))).rejects.toMatchObject(deadlock);
+    await expect(driver.tx(async () => driver.close())).rejects.toMatchObject(deadlock);
     // Deeper in the async chain, after the transaction's own awaits, it is still caught.
     await expect(
       driver.tx(async (sql) => {

@@ -83,6 +83,7 @@ export class SqliteDriver implements SqlDriver {
 
   /** Runs a multi-statement script as is (migrations, maintenance such as ANALYZE). */
   async exec(script: string): Promise<void> {
+    this.checkNotInsideOpenTx();
     await this.turn.acquire();
     try {
       this.db.exec(script);
@@ -156,7 +157,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   async tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
-    if (this.turn.busy) this.checkNotInsideOpenTx();
+    this.checkNotInsideOpenTx();
     await this.turn.acquire();
     const id = ++this.txCount;
     this.openTx = id;
@@ -205,6 +206,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   async close(): Promise<void> {
+    this.checkNotInsideOpenTx();
     await this.turn.acquire();
     try {
       this.statements.clear();
