@@ -151,6 +151,40 @@ export function describeStoreContract(
       expect((await s.audit.lastOf('server', ['server.start']))?.ts).toBe(200);
     });
 
+    it('searches devices by id start, status, tag, group and online, in id pages, tags kept on change', async () => {
+      const { store: s } = await store();
+      for (let i = 0; i < 5; i++) {
+        const id = `TEST-ONLY-${i}`;
+        await s.devices.insert({
+          id,
+          publicKey: `${i}`.repeat(64),
+          status: i < 4 ? 'accepted' : 'pending',
+          now: 1,
+        });
+        await s.devices.setPlacement(
+          id,
+          { tags: i % 2 ? ['odd', 'lab'] : ['lab'], group: `g${i % 2}`, channel: 'prod' },
+          2,
+        );
+      }
+      await s.devices.setOnline('TEST-ONLY-1', true, 3);
+      await s.devices.setOnline('TEST-ONLY-2', true, 3);
+      const ids = async (f: Partial<Parameters<typeof s.devices.list>[0]>) =>
+        (await s.devices.list({ limit: 10, offset: 0, ...f })).items.map((d) => d.id);
+      expect(await ids({ tag: 'odd' })).toEqual(['TEST-ONLY-1', 'TEST-ONLY-3']);
+      expect(await ids({ status: 'pending' })).toEqual(['TEST-ONLY-4']);
+      expect(await ids({ group: 'g0', online: true })).toEqual(['TEST-ONLY-2']);
+      expect(await ids({ q: 'TEST-ONLY-3' })).toEqual(['TEST-ONLY-3']);
+      const first = await s.devices.list({ limit: 2, offset: 0, tag: 'lab' });
+      expect(first.total).toBe(5);
+      expect(await ids({ tag: 'lab', after: first.next!, limit: 2 })).toEqual(['TEST-ONLY-2', 'TEST-ONLY-3']);
+      // The tag index follows a placement change (triggers on SQLite, a function on PostgreSQL).
+      await s.devices.setPlacement('TEST-ONLY-1', { tags: [], group: null, channel: 'prod' }, 4);
+      expect(await ids({ tag: 'odd' })).toEqual(['TEST-ONLY-3']);
+      expect((await s.devices.markStaleOffline(10)).sort()).toEqual(['TEST-ONLY-1', 'TEST-ONLY-2']);
+      expect(await ids({ online: true })).toEqual([]);
+    });
+
     it('stores only the hash of an API token and finds it by the token', async () => {
       const { store: s } = await store();
       const { token, secret } = await s.tokens.create('ci', 'viewer', 1);
