@@ -388,10 +388,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
           registry.credentials = dynsecCredentials;
           const reconcile = () =>
             dynsecCredentials
-              .reconcile(
-                async (id) => (await store.devices.get(id))?.status === 'accepted',
-                async () => (await store.devices.allAccepted()).map((d) => d.id),
-              )
+              .reconcile(async () => (await store.devices.allAccepted()).map((d) => d.id))
               .then(({ removed, withoutClient }) => {
                 if (removed.length > 0)
                   log.warn({ removed }, 'deleted broker clients of devices the store does not accept');

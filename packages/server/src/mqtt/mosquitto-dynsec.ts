@@ -129,22 +129,24 @@ export class DynsecCredentials implements CredentialIssuer {
    * broker users are left alone.
    */
   async reconcile(
-    isAccepted: (deviceId: string) => boolean | Promise<boolean>,
-    acceptedIds: () => string[] | Promise<string[]>,
+    acceptedIds: () => Promise<string[]>,
   ): Promise<{ removed: string[]; withoutClient: string[] }> {
     const [listing] = await this.control.run([
       { command: 'listClients', verbose: true, count: -1, offset: 0 },
     ]);
     const clients = (listing?.data as { clients?: DynsecClient[] } | undefined)?.clients ?? [];
     const deviceClients = clients.filter((c) => c.roles?.some((r) => r.rolename === deviceRole(c.username)));
+    // Read after the listing: a client the broker listed was issued after its device was accepted.
+    const accepted = await acceptedIds();
+    const acceptedSet = new Set(accepted);
     const removed: string[] = [];
     for (const c of deviceClients) {
-      if (await isAccepted(c.username)) continue;
+      if (acceptedSet.has(c.username)) continue;
       await this.revoke(c.username);
       removed.push(c.username);
     }
     const known = new Set(deviceClients.map((c) => c.username));
-    const withoutClient = (await acceptedIds()).filter((id) => !known.has(id));
+    const withoutClient = accepted.filter((id) => !known.has(id));
     return { removed, withoutClient };
   }
 
