@@ -190,8 +190,11 @@ describe.skipIf(lacksBrowser)('operator dashboard in headless Chromium', () => {
     await expect
       .poll(() => page.locator('li[data-kind="rolled-back"]').first().textContent())
       .toContain('app.service failed: exit code 3');
+    // Offers come from the deployments resource, loaded apart from the events: wait for each.
     for (const kind of ['offered', 'installed', 'rebooting', 'rolled-back'])
-      expect(await page.locator(`li[data-kind="${kind}"]`).count(), kind).toBeGreaterThan(0);
+      await expect
+        .poll(() => page.locator(`li[data-kind="${kind}"]`).count(), { message: kind, timeout: 30_000 })
+        .toBeGreaterThan(0);
     // It runs the previous release again, from the slot it came from.
     expect(await page.locator('[data-field="version"]').textContent()).toBe('1.1.0');
     await ui.shot('08-device-rolled-back');
