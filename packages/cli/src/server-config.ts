@@ -33,6 +33,8 @@ export const ServerConfigFile = Type.Object(
     brokerPasswordFile: Type.Optional(Path),
     brokerCaFile: Type.Optional(Path),
     redis: Type.Optional(Type.String({ pattern: '^rediss?://', maxLength: 2048 })),
+    database: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', maxLength: 2048 })),
+    nodeId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' })),
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactBaseUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     artifactAccelRedirect: Type.Optional(Type.String({ pattern: '^/.*/$', maxLength: 200 })),

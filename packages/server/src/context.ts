@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { ArtifactDelivery } from './artifacts/artifact-delivery.js';
 import type { ArtifactStore } from './artifacts/artifact-store.js';
 import type { UrlSigner } from './artifacts/url-signer.js';
+import type { EngineStatus } from './cluster/engine-role.js';
 import type { DeltaService } from './deltas/delta-service.js';
 import type { RolloutRunner } from './deploy/rollout-runner.js';
 import type { DeviceRegistry } from './devices/registry.js';
@@ -53,4 +54,6 @@ export interface ServerContext {
   metricsToken: string | null;
   /** Failed API-token and MQTT logins per source address (rate limit). */
   failedLogins: FailedLoginLimiter;
+  /** This node among those sharing the store, and who runs the rollout engine (GET /api/v1/cluster). */
+  cluster: { node: string; store: 'sqlite' | 'postgres'; engine: () => Promise<EngineStatus> };
 }

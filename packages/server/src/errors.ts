@@ -176,6 +176,11 @@ export const SERVER_ERRORS = {
     message: 'Redis (shared broker state of several server nodes) is unreachable',
     hint: 'start Redis or fix --redis redis://host:port (every node uses the same one); without --redis the server runs alone with its embedded broker',
   },
+  FLOTILLA_ERR_SERVER_CONFIG: {
+    status: 500,
+    message: 'a server option is not valid',
+    hint: 'the message names the option and what it takes; see `flotilla server --help`',
+  },
   FLOTILLA_ERR_SERVER_RETENTION_DEPLOYED: {
     status: 409,
     message: 'release is deployed or referenced and cannot be pruned',

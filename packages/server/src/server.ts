@@ -1,5 +1,6 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
@@ -8,6 +9,9 @@ import { artifactDelivery } from './artifacts/artifact-delivery.js';
 import type { ArtifactFs } from './artifacts/artifact-fs.js';
 import { ArtifactStore } from './artifacts/artifact-store.js';
 import { UrlSigner } from './artifacts/url-signer.js';
+import { ENGINE_LEASE, EngineRole } from './cluster/engine-role.js';
+import { checkNodeId } from './cluster/node-id.js';
+import { kickOnRemoteEvents } from './cluster/remote-kicks.js';
 import type { ServerContext } from './context.js';
 import { DeltaService } from './deltas/delta-service.js';
 import { OfferBuilder } from './deploy/offers.js';
@@ -15,6 +19,7 @@ import { RolloutRunner } from './deploy/rollout-runner.js';
 import { DeviceRegistry } from './devices/registry.js';
 import { VersionHistory } from './devices/version-history.js';
 import { EventBus } from './events/bus.js';
+import { PgEventRelay } from './events/pg-event-relay.js';
 import { ReportIngestor } from './ingest/report-ingestor.js';
 import { checkImportTarget } from './keys/import-check.js';
 import { loadOrCreateServerKeys } from './keys/server-keys.js';
@@ -33,8 +38,10 @@ import { ReleaseService } from './releases/release-service.js';
 import { Retention } from './retention/retention.js';
 import { FailedLoginLimiter } from './security/failed-logins.js';
 import { inBackground } from './store/background.js';
-import { openServerStore } from './store/data-dir.js';
+import { openServerStore, openSharedStore } from './store/data-dir.js';
 import { FleetStats } from './store/fleet-stats.js';
+import { PostgresLease } from './store/postgres/lease.js';
+import { fenced, LocalLease } from './store/sql-lease.js';
 import { registerVulnGauges } from './vulns/vuln-metrics.js';
 import { VulnService } from './vulns/vuln-service.js';
 
@@ -89,6 +96,13 @@ export interface ServerOptions {
    * message bus and login nonces through this Redis (docs/server.md, "Several nodes").
    */
   redis?: string;
+  /**
+   * `postgres://…`: the store is this PostgreSQL database, shared by every node that names it
+   * (default: SQLite, `server.db` in the data directory). Nodes sharing it elect one rollout engine.
+   */
+  database?: string;
+  /** This node's name among nodes sharing a database (default `<hostname>-<pid>`). */
+  nodeId?: string;
   /** Secret of the first admin token when the store has none (else one is generated and written to dataDir/admin-token). */
   adminToken?: string;
   dashboardDir?: string;
@@ -127,8 +141,12 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   const logOptions = { level: opts.logLevel ?? 'info', base: { component: 'flotilla-server' } };
   const log = opts.logger ?? (opts.logToStderr ? pino(logOptions, pino.destination(2)) : pino(logOptions));
   const artifactDeliveryOptions = artifactDelivery(opts);
+  const nodeId = checkNodeId(opts.nodeId ?? `${hostname()}-${process.pid}`);
+  const shared = opts.database !== undefined;
   // First: a lost database must stop the start before anything in the data dir is (re)created.
-  const store = await openServerStore(dataDir);
+  const store = shared
+    ? await openSharedStore(dataDir, opts.database!, nodeId)
+    : await openServerStore(dataDir);
   let keys: ReturnType<typeof loadOrCreateServerKeys>;
   try {
     if (opts.importKeysFrom) checkImportTarget(opts.importKeysFrom, join(dataDir, 'keys'));
@@ -160,8 +178,12 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
         })
       : null;
   // Alone, no device is connected before the start; in a cluster the other nodes hold some.
-  if (!sharing) await store.devices.markAllOffline();
-  const artifacts = new ArtifactStore(join(dataDir, 'artifacts'), opts.artifactFs);
+  if (!sharing && !shared) await store.devices.markAllOffline();
+  const artifacts = new ArtifactStore(
+    join(dataDir, 'artifacts'),
+    opts.artifactFs,
+    shared ? nodeId : undefined,
+  );
   const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
   // External brokers report no disconnects: there a device is online only if seen recently.
@@ -204,6 +226,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     log.child({ component: 'delta' }),
     metrics,
     limits,
+    { node: nodeId, shared },
     clock,
   );
   runner.wantDeltas = (from, to, store) => deltas.want(from, to, store);
@@ -263,6 +286,34 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     clock,
   });
 
+  const versionHistory = new VersionHistory(
+    store,
+    limits,
+    log.child({ component: 'version-history' }),
+    clock,
+  );
+  const retention = new Retention(store, artifacts, bus, log.child({ component: 'retention' }), clock);
+  // What runs on one node only: alone, this one from start to stop; sharing a database, the
+  // holder of the engine lease.
+  const engine = new EngineRole(
+    store.sql,
+    [
+      { name: 'rollout engine', start: () => runner.start(), stop: () => runner.stop() },
+      {
+        name: 'retention',
+        start: () =>
+          retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel }),
+        stop: () => retention.unschedule(),
+      },
+      { name: 'version samples', start: () => versionHistory.start(), stop: () => versionHistory.stop() },
+    ],
+    log.child({ component: 'engine' }),
+  );
+  if (shared) {
+    runner.stop(); // until this node takes the lease
+    runner.fence = (tx) => fenced(tx.sql, ENGINE_LEASE, engine.epoch, async () => undefined);
+  }
+
   const ctx: ServerContext = {
     store,
     artifacts,
@@ -274,12 +325,12 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     metrics,
     fleet,
     limits,
-    versionHistory: new VersionHistory(store, limits, log.child({ component: 'version-history' }), clock),
+    versionHistory,
     registry,
     releases: new ReleaseService(store, artifacts, keys, bus, limits, clock, metrics),
     rollouts: runner,
     deltas,
-    retention: new Retention(store, artifacts, bus, log.child({ component: 'retention' }), clock),
+    retention,
     vulns,
     policy,
     transport: () => transport,
@@ -288,6 +339,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     clock,
     metricsToken: opts.metricsToken ?? null,
     failedLogins: new FailedLoginLimiter(limits.maxFailedLogins, limits.failedLoginWindowMs),
+    cluster: { node: nodeId, store: shared ? 'postgres' : 'sqlite', engine: () => engine.status() },
   };
 
   let bootstrapToken: string | null = null;
@@ -335,18 +387,24 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     registry.onRevoked = (id) => broker?.disconnect(id);
   }
   let offlineSweep: NodeJS.Timeout | null = null;
+  let relay: PgEventRelay | null = null;
+  let stopKicks: (() => void) | null = null;
   let brokerReconcile: NodeJS.Timeout | null = null;
   let started = false;
   // Every start is audited; a restart says whether the run before it ended cleanly (a
   // `server.stop`) or not (killed, crashed, power lost: its last entry is its `server.start`).
+  // Sharing a database, each node's starts and stops are its own (`server:<node>`).
+  const actor = shared ? `server:${nodeId}` : 'server';
   const recordStart = async () => {
-    const last = await store.audit.lastOf('server', ['server.start', 'server.restart', 'server.stop']);
+    const last = await store.audit.lastOf(actor, ['server.start', 'server.restart', 'server.stop']);
     await store.audit.record(
-      'server',
+      actor,
       last ? 'server.restart' : 'server.start',
       null,
       {
         pid: process.pid,
+        node: nodeId,
+        store: ctx.cluster.store,
         broker: brokerOpts.kind,
         ...(sharing ? { redis: true } : {}),
         autoAccept: opts.autoAccept ?? false,
@@ -422,17 +480,40 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
         );
         offlineSweep.unref();
       }
+      if (shared) {
+        relay = await PgEventRelay.start({
+          url: opts.database!,
+          bus,
+          node: nodeId,
+          log: log.child({ component: 'event-relay' }),
+        });
+        stopKicks = kickOnRemoteEvents(bus, runner);
+      }
       await deltas.start();
-      ctx.retention.schedule(limits.retentionIntervalMs, { keepPerChannel: limits.retentionKeepPerChannel });
-      await ctx.versionHistory.start();
       await recordStart();
-      runner.start();
+      await engine.run(
+        shared
+          ? new PostgresLease(opts.database!, store.sql, {
+              name: ENGINE_LEASE,
+              node: nodeId,
+              onAcquired: engine.acquired,
+              onLost: engine.lost,
+              clock,
+            })
+          : new LocalLease(store.sql, {
+              name: ENGINE_LEASE,
+              node: nodeId,
+              onAcquired: engine.acquired,
+              onLost: engine.lost,
+              clock,
+            }),
+      );
     },
     async close() {
-      if (started) await store.audit.record('server', 'server.stop', null, { pid: process.pid }, clock());
-      runner.stop();
-      ctx.retention.unschedule();
-      ctx.versionHistory.stop();
+      if (started) await store.audit.record(actor, 'server.stop', null, { pid: process.pid }, clock());
+      await engine.stop();
+      stopKicks?.();
+      await relay?.close();
       if (offlineSweep) clearInterval(offlineSweep);
       if (brokerReconcile) clearInterval(brokerReconcile);
       await transport?.close();
@@ -442,9 +523,10 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       await store.close();
     },
     async crash() {
-      runner.stop();
-      ctx.retention.unschedule();
-      ctx.versionHistory.stop();
+      // The lease's connection goes with the process: its lock is free for another node at once.
+      await engine.stop();
+      stopKicks?.();
+      await relay?.close().catch(() => undefined);
       if (offlineSweep) clearInterval(offlineSweep);
       if (brokerReconcile) clearInterval(brokerReconcile);
       ingestor.abandon();

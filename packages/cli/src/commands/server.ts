@@ -139,6 +139,11 @@ export function registerServerCommands(program: Command): void {
       '--redis <url>',
       'redis://host:port shared by several server nodes: embedded broker sessions, commands and login nonces (docs/server.md)',
     )
+    .option(
+      '--database <url>',
+      'postgres://user@host:5432/db shared by several server nodes (password: PGPASSWORD or ~/.pgpass; docs/cluster.md); default SQLite in --data-dir',
+    )
+    .option('--node-id <name>', "this node's name among nodes sharing --database (default <hostname>-<pid>)")
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--json', 'print the addresses as one JSON line')
     .action(
@@ -166,6 +171,8 @@ export function registerServerCommands(program: Command): void {
         brokerPasswordFile?: string;
         brokerCaFile?: string;
         redis?: string;
+        database?: string;
+        nodeId?: string;
         logLevel: string;
         json?: boolean;
       }) => {
@@ -198,6 +205,11 @@ export function registerServerCommands(program: Command): void {
               ? '--redis shares the embedded broker between nodes: drop --broker (an external broker shares itself)'
               : `--redis ${opts.redis}: give redis://host:port`,
           );
+        if (opts.database && !/^postgres(ql)?:\/\//.test(opts.database))
+          throw new CliError(
+            'FLOTILLA_ERR_CLI_USAGE',
+            '--database takes postgres://user@host:5432/database (SQLite needs no option: it is server.db in --data-dir)',
+          );
         const dataDir = resolve(opts.dataDir);
         const keysExisted = existsSync(join(dataDir, 'keys', 'root.json'));
         // Loaded here, not at the top: every other command starts without fastify, aedes and SQLite.
@@ -223,6 +235,8 @@ export function registerServerCommands(program: Command): void {
             : {}),
           ...(broker ? { broker, mqttPort: null } : {}),
           ...(opts.redis ? { redis: opts.redis } : {}),
+          ...(opts.database ? { database: opts.database } : {}),
+          ...(opts.nodeId ? { nodeId: opts.nodeId } : {}),
           logLevel: opts.logLevel,
           logToStderr: Boolean(opts.json),
         });
@@ -256,6 +270,8 @@ export function registerServerCommands(program: Command): void {
           offlineKeysDir: keys.offlineKeysDir,
           trustRoot,
           adminTokenFile: server.bootstrapToken ? join(dataDir, 'admin-token') : null,
+          node: server.ctx.cluster.node,
+          store: server.ctx.cluster.store,
         };
         printResult(Boolean(opts.json), summary, () =>
           [
@@ -266,6 +282,7 @@ export function registerServerCommands(program: Command): void {
               ? `  MQTT       external broker ${opts.broker} (devices log in there with the password the server issues)`
               : `  MQTT       ${summary.mqtt ?? 'off'}${summary.mqtts ? `   TLS: ${summary.mqtts}` : ''}   WebSocket: ${summary.ws}`,
             `  artifacts  ${summary.artifacts.baseUrl}${summary.artifacts.accelRedirect ? `   (sent by nginx: X-Accel-Redirect ${summary.artifacts.accelRedirect})` : ''}`,
+            `  store      ${summary.store === 'postgres' ? `PostgreSQL (shared; this node: ${summary.node})` : `SQLite ${join(dataDir, 'server.db')}`}`,
             `  keys       ${keys.dir}${keys.created ? ' (created now; private keys mode 0600)' : ''}`,
             `  trust root ${trustRoot.text}`,
             '             ship root.json on every device',

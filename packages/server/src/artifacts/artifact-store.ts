@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { copyFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -27,11 +27,16 @@ export interface TempFile {
 export class ArtifactStore {
   private readonly tmp: string;
 
+  /**
+   * `node`: nodes sharing one artifact directory each write through `tmp/<node>`, so a node
+   * starting up clears only its own leftovers, never another node's writes in progress.
+   */
   constructor(
     readonly dir: string,
     private readonly fs: ArtifactFs = nodeArtifactFs,
+    node?: string,
   ) {
-    this.tmp = join(dir, 'tmp');
+    this.tmp = node ? join(dir, 'tmp', node) : join(dir, 'tmp');
     try {
       mkdirSync(this.tmp, { recursive: true });
       // Leftovers of writes a crash interrupted.
@@ -66,6 +71,11 @@ export class ArtifactStore {
   }
 
   /** A fresh temporary path inside the store (same file system, so the final rename is atomic). */
+  /** A new private directory under this node's temporary area (cleared at the next start). */
+  tempDir(prefix: string): Promise<string> {
+    return mkdtemp(join(this.tmp, prefix));
+  }
+
   tempPath(suffix = ''): string {
     return join(this.tmp, `${randomBytes(8).toString('hex')}${suffix}`);
   }

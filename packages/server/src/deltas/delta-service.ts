@@ -10,7 +10,13 @@ import type { ServerKeys } from '../keys/server-keys.js';
 import type { ServerLimits } from '../limits.js';
 import { countSigning, type Metrics } from '../metrics.js';
 import { inBackground } from '../store/background.js';
-import type { Store } from '../store/store.js';
+import {
+  claimNextDelta,
+  completeDeltaClaim,
+  type DeltaClaim,
+  renewDeltaClaim,
+} from '../store/sql-delta-claims.js';
+import { Store } from '../store/store.js';
 import { workerFile } from '../worker-file.js';
 
 interface WorkerStats {
@@ -31,10 +37,22 @@ export function deltaWorkerPath(): string {
  * signed by the delta role. Only images the server holds as a release can be a base. A failed
  * build is remembered (devices get the full image) and not retried in a loop.
  */
+/** How long a node's claim on a build holds without renewal (a dead node's job is free after it). */
+const CLAIM_TTL_MS = 60_000;
+/** How often a node sharing the database looks for builds queued by others or left by a dead node. */
+const SHARED_POLL_MS = 5_000;
+
+/** Where this service runs: its node's name, and whether other nodes share the database. */
+export interface DeltaPlacement {
+  node: string;
+  shared: boolean;
+}
+
 export class DeltaService {
   private running = 0;
   private readonly workers = new Set<Worker>();
   private closed = false;
+  private poll: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly store: Store,
@@ -44,12 +62,20 @@ export class DeltaService {
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly limits: ServerLimits,
+    private readonly placement: DeltaPlacement = { node: 'local', shared: false },
     private readonly clock: () => number = Date.now,
   ) {}
 
   async start(): Promise<void> {
-    const n = await this.store.deltas.requeueInterrupted();
-    if (n > 0) this.log.info({ n }, 'requeued delta builds a restart interrupted');
+    if (this.placement.shared) {
+      // Builds of a node that died are claimed again once their claim runs out (never requeued
+      // wholesale: another node may be building them right now).
+      this.poll = setInterval(() => inBackground(this.log, 'delta queue', this.pump()), SHARED_POLL_MS);
+      this.poll.unref();
+    } else {
+      const n = await this.store.deltas.requeueInterrupted();
+      if (n > 0) this.log.info({ n }, 'requeued delta builds a restart interrupted');
+    }
     await this.pump();
   }
 
@@ -79,22 +105,58 @@ export class DeltaService {
     return false;
   }
 
-  /** Starts queued builds, up to the worker limit. */
+  /** Claims queued builds (none another node holds), up to the worker limit, and starts them. */
   async pump(): Promise<void> {
-    if (this.closed) return;
-    const queue = (await this.store.deltas.pending()).filter((d) => d.status === 'queued');
-    while (this.running < this.limits.deltaWorkers && queue.length > 0) {
-      const job = queue.shift()!;
+    while (!this.closed && this.running < this.limits.deltaWorkers) {
+      const claim = await claimNextDelta(this.store.sql, this.placement.node, this.clock(), CLAIM_TTL_MS);
+      if (!claim) return;
       this.running++;
-      await this.store.deltas.setStatus(job.fromSha256, job.toSha256, 'building', null, this.clock());
-      void this.build(job.fromSha256, job.toSha256).finally(() => {
+      const built = this.buildClaimed(claim).finally(() => {
         this.running--;
         inBackground(this.log, 'delta queue', this.pump());
       });
+      inBackground(this.log, 'delta build', built);
     }
   }
 
-  private async build(from: string, to: string): Promise<void> {
+  /** Builds while renewing the claim; the outcome is written only if the claim is still ours. */
+  private async buildClaimed(claim: DeltaClaim): Promise<void> {
+    const { node } = this.placement;
+    let lost = false;
+    const renew = setInterval(
+      () =>
+        inBackground(
+          this.log,
+          'delta claim renewal',
+          renewDeltaClaim(this.store.sql, claim, node, this.clock(), CLAIM_TTL_MS).then((mine) => {
+            lost ||= !mine;
+          }),
+        ),
+      CLAIM_TTL_MS / 4,
+    );
+    renew.unref();
+    try {
+      await this.build(claim, () => lost);
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  /** Writes a build's outcome under the claim; false when another node took the job meanwhile. */
+  private async finish(claim: DeltaClaim, write: (tx: Store) => Promise<unknown>): Promise<boolean> {
+    const mine = await completeDeltaClaim(this.store.sql, claim, this.placement.node, (sql) =>
+      write(new Store(sql)),
+    );
+    if (!mine)
+      this.log.warn(
+        { from: claim.fromSha256, to: claim.toSha256 },
+        'delta build outcome dropped: another node claimed the build meanwhile',
+      );
+    return mine;
+  }
+
+  private async build(claim: DeltaClaim, claimLost: () => boolean): Promise<void> {
+    const { fromSha256: from, toSha256: to } = claim;
     const outPath = this.artifacts.tempPath('.fdelta');
     try {
       const file = deltaWorkerPath();
@@ -105,7 +167,7 @@ export class DeltaService {
         targetPath: this.artifacts.pathOf(to),
         outPath,
       });
-      if (this.closed) return;
+      if (this.closed || claimLost()) return;
       if (stats.baseSha256 !== from || stats.targetSha256 !== to)
         throw new ServerError('FLOTILLA_ERR_SERVER_DELTA', 'an artifact does not hash to its name');
       const fromRel = await this.store.releases.byImage(from);
@@ -127,10 +189,11 @@ export class DeltaService {
       };
       const signed = countSigning(this.metrics, 'delta', () => signDocument(descriptor, [this.keys.delta]));
       this.artifacts.commit(outPath, stats.deltaSha256);
-      await this.store.tx(async (tx) => {
+      const mine = await this.finish(claim, async (tx) => {
         await tx.artifacts.add(stats.deltaSha256, stats.deltaSize, 'delta', now);
         await tx.deltas.setReady(from, to, { ...stats, descriptor: signed }, now);
       });
+      if (!mine) return;
       this.metrics.deltasBuilt.inc({ result: 'ok' });
       this.log.info({ from: fromRel.version, to: toRel.version, size: stats.deltaSize }, 'delta ready');
       this.bus.emit('delta.ready', {
@@ -143,9 +206,11 @@ export class DeltaService {
     } catch (err) {
       if (this.closed) return;
       const message = (err as Error).message;
+      const failed = (tx: Store) =>
+        tx.deltas.setStatus(from, to, 'failed', message.slice(0, 1000), this.clock());
+      if (!(await this.finish(claim, failed))) return;
       this.metrics.deltasBuilt.inc({ result: 'failed' });
       this.log.warn({ from, to, err: message }, 'delta build failed; devices get the full image');
-      await this.store.deltas.setStatus(from, to, 'failed', message.slice(0, 1000), this.clock());
       this.bus.emit('delta.failed', { from, to, error: message });
     } finally {
       await rm(outPath, { force: true });
@@ -181,6 +246,7 @@ export class DeltaService {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.poll) clearInterval(this.poll);
     await Promise.all([...this.workers].map((w) => w.terminate()));
   }
 }

@@ -116,7 +116,16 @@ export class RolloutRunner {
     this.outcomes = new UpdateOutcomes(store, metrics);
   }
 
+  /**
+   * Checked at the start of every pass, inside its transaction: throws when this node no longer
+   * holds the engine lease, so a node that lost it cannot write a pass over the new holder's.
+   */
+  fence: ((tx: Store) => Promise<void>) | null = null;
+
+  /** Runs passes: on a timer, on device events and operators' actions (the engine's holder). */
   start(): void {
+    this.stopped = false;
+    if (this.timer) clearInterval(this.timer);
     this.timer = setInterval(
       () => inBackground(this.log, 'rollout timer', this.tickAll()),
       this.limits.rolloutTickMs,
@@ -400,6 +409,7 @@ export class RolloutRunner {
     let deltasQueued = 0;
     try {
       await this.store.tx(async (tx) => {
+        if (this.fence) await this.fence(tx);
         const row = await tx.rollouts.get(id);
         // An aborted rollout still runs: it cancels pending devices and may roll devices back.
         if (!row || row.status === 'completed' || row.status === 'failed') return;

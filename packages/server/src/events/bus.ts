@@ -26,6 +26,13 @@ export class EventBus {
   /** An event another node emitted: heard here, never forwarded again. */
   deliverRemote(event: ServerEvent): void {
     this.emitter.emit('event', event);
+    this.emitter.emit('remote', event);
+  }
+
+  /** Hears only what other nodes emitted (the rollout engine reacts to their reports and actions). */
+  subscribeRemote(listener: (e: ServerEvent) => void): () => void {
+    this.emitter.on('remote', listener);
+    return () => this.emitter.off('remote', listener);
   }
 
   subscribe(listener: (e: ServerEvent) => void): () => void {

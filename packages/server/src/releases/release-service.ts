@@ -1,4 +1,4 @@
-import { mkdtemp, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BuiltRelease, buildRelease, readBundle } from '@flotilla/image';
 import {
@@ -139,7 +139,7 @@ export class ReleaseService {
       // An empty raw image would otherwise be padded into a signed all-zero partition.
       if (received.size === 0)
         throw new ServerError('FLOTILLA_ERR_SERVER_UPLOAD_INVALID', 'the upload is empty');
-      work = await mkdtemp(join(this.artifacts.dir, 'tmp', 'build-'));
+      work = await this.artifacts.tempDir('build-');
       // Every path is fixed here: nothing of the request (name, version) names a file.
       const input = join(work, p.input === 'image' ? 'input.img' : `rootfs.${p.input}`);
       await rename(received.path, input);

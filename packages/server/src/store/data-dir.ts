@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { storageFault } from '../artifacts/storage-fault.js';
 import { ServerError } from '../errors.js';
+import { PostgresDriver } from './postgres/driver.js';
 import { Store } from './store.js';
 
 export const DB_FILE = 'server.db';
@@ -91,4 +92,13 @@ export async function openServerStore(dataDir: string): Promise<Store> {
     if (err instanceof ServerError) throw err;
     throw storageFault(err, file) ?? refuse(`${file} cannot be opened: ${(err as Error).message}`, err);
   }
+}
+
+/**
+ * Opens the store several nodes share: the PostgreSQL database at `url`, migrated (nodes starting
+ * together take turns). The data directory still holds this node's keys and the artifact store.
+ */
+export async function openSharedStore(dataDir: string, url: string, node: string): Promise<Store> {
+  checkWritable(dataDir);
+  return Store.fromDriver(new PostgresDriver(url, { applicationName: `flotilla-server:${node}` }));
 }

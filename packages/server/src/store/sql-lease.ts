@@ -38,6 +38,15 @@ export async function takeLeaseEpoch(sql: Sql, name: string, holder: string, now
   return row!.epoch;
 }
 
+/** Who holds the lease now, as the table says (null: nobody ever took it). */
+export async function readLease(sql: Sql, name: string): Promise<{ holder: string; epoch: number } | null> {
+  const row = await sql.get<{ holder: string; epoch: number }>(
+    'SELECT holder, epoch FROM cluster_leases WHERE name = ?',
+    [name],
+  );
+  return row ?? null;
+}
+
 /**
  * Runs fn in one transaction only while `epoch` is still the lease's epoch; otherwise writes
  * nothing and throws FLOTILLA_ERR_STORE_LEASE_LOST. On PostgreSQL the lease row is read FOR SHARE,
@@ -82,7 +91,8 @@ export class LocalLease implements Lease {
     return this.opts.name;
   }
 
-  start(): void {
+  /** Resolves once the epoch is taken (and onAcquired ran), so a start can wait for it. */
+  start(): Promise<void> {
     const now = (this.opts.clock ?? Date.now)();
     this.starting ??= takeLeaseEpoch(this.sql, this.opts.name, this.opts.node, now).then(
       (epoch) => {
@@ -91,6 +101,7 @@ export class LocalLease implements Lease {
       },
       (err: Error) => this.opts.onLost?.(err.message),
     );
+    return this.starting;
   }
 
   async stop(): Promise<void> {

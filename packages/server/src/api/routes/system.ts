@@ -133,6 +133,31 @@ export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
     },
   }));
 
+  const ClusterInfo = Type.Object({
+    node: Type.String({ description: 'the node that answered (`--node-id`)' }),
+    store: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')]),
+    engine: Type.Object(
+      {
+        holder: OrNull(Type.String({ description: 'the node the lease names (null: never taken)' })),
+        epoch: OrNull(Type.Integer({ description: 'grows with every change of holder' })),
+        here: Type.Boolean({ description: 'this node runs the rollout engine now' }),
+      },
+      { description: 'the rollout-engine lease' },
+    ),
+  });
+  app.get(
+    '/api/v1/cluster',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['system'],
+        summary: 'This node, the store it shares, and which node runs the rollout engine',
+        response: responses({ 200: ClusterInfo }),
+      },
+    },
+    async () => ({ node: ctx.cluster.node, store: ctx.cluster.store, engine: await ctx.cluster.engine() }),
+  );
+
   let sseClients = 0;
   app.get(
     '/api/v1/events',
