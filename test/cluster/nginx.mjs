@@ -27,8 +27,16 @@ export function nginxMissing() {
  * @param {Record<string, string>} values
  */
 export function renderTemplate(name, values) {
-  let text = readFileSync(new URL(name, DEPLOY), 'utf8');
-  for (const [key, value] of Object.entries(values)) text = text.replaceAll(`{{${key}}}`, value);
+  // Only configuration lines: the comments show the placeholders, and a value of several lines
+  // put into a comment would leave its later lines uncommented.
+  const text = readFileSync(new URL(name, DEPLOY), 'utf8')
+    .split('\n')
+    .map((line) => {
+      if (/^\s*#/.test(line)) return line;
+      for (const [key, value] of Object.entries(values)) line = line.replaceAll(`{{${key}}}`, value);
+      return line;
+    })
+    .join('\n');
   const left = /\{\{[A-Z_]+\}\}/.exec(text.replace(/^\s*#.*$/gm, ''));
   if (left) throw new Error(`deploy/nginx/${name}: ${left[0]} is not filled in`);
   return text;
