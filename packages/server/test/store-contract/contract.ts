@@ -2,6 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NonceCache } from '../../src/mqtt/device-auth.js';
 import type { SqlDriver } from '../../src/store/sql.js';
 import { Store } from '../../src/store/store.js';
+import { adminCases } from './admin-cases.js';
+import { deliveryCases } from './delivery-cases.js';
+import type { OpenStore } from './fixtures.js';
 
 /**
  * Opens a driver on the named database, migrated: a name not used before is a fresh, empty
@@ -46,7 +49,7 @@ export function describeStoreContract(
   let used = 0;
   const open: Store[] = [];
   /** A fresh database (or `database` again), as a migrated store closed after the test. */
-  const store = async (database = `contract_${process.pid}_${++used}`) => {
+  const store: OpenStore = async (database = `contract_${process.pid}_${++used}`) => {
     const s = await Store.fromDriver(await openDriver(database));
     open.push(s);
     return { store: s, database };
@@ -234,5 +237,8 @@ export function describeStoreContract(
       expect(verdicts[50]).toBe('replay');
       expect(await s.nonces.count()).toBe(51);
     });
+
+    deliveryCases(store);
+    adminCases(store);
   });
 }
