@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.js';
+import { hashSecret } from '../../src/store/repos/tokens.js';
 import { fenced, takeLeaseEpoch } from '../../src/store/sql-lease.js';
-import { finding, type OpenStore, sha, vulnRecord } from './fixtures.js';
+import { CONFLICT, finding, type OpenStore, sha, vulnRecord } from './fixtures.js';
 
 // The store contract for what operators and the server's own bookkeeping keep: API and
 // provisioning tokens, the audit log, vulnerability records and scans, policies and promotions,
@@ -47,7 +48,11 @@ export function adminCases(open: OpenStore): void {
     it('refuses a second token with the same secret, leaving the first', async () => {
       const { store: s } = await open();
       await s.tokens.createWithSecret('one', 'admin', 'TEST-ONLY-same', 1);
-      await expect(s.tokens.createWithSecret('two', 'viewer', 'TEST-ONLY-same', 2)).rejects.toThrow();
+      const err = await s.tokens
+        .createWithSecret('two', 'viewer', 'TEST-ONLY-same', 2)
+        .catch((e: Error) => e);
+      expect(err).toMatchObject(CONFLICT);
+      expect((err as Error).message).not.toContain(hashSecret('TEST-ONLY-same')); // names the rule, not the key
       expect((await s.tokens.list()).map((t) => t.name)).toEqual(['one']);
     });
   });
@@ -259,7 +264,7 @@ export function adminCases(open: OpenStore): void {
         [2, v2],
         [1, v1],
       ]);
-      await expect(s.policies.insert(2, v1, 'x', 30)).rejects.toThrow();
+      await expect(s.policies.insert(2, v1, 'x', 30)).rejects.toMatchObject(CONFLICT);
       expect((await s.policies.latest())?.document).toEqual(v2);
     });
 

@@ -4,6 +4,7 @@ import type { SqlDriver } from '../../src/store/sql.js';
 import { Store } from '../../src/store/store.js';
 import { adminCases } from './admin-cases.js';
 import { deliveryCases } from './delivery-cases.js';
+import { deviceCases } from './device-cases.js';
 import type { OpenStore } from './fixtures.js';
 
 /**
@@ -238,6 +239,7 @@ export function describeStoreContract(
       expect(await s.nonces.count()).toBe(51);
     });
 
+    deviceCases(store);
     deliveryCases(store);
     adminCases(store);
   });

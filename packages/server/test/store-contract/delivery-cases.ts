@@ -6,6 +6,7 @@ import {
   addDevice,
   addRelease,
   BIG_SIZE,
+  CONFLICT,
   deltaDescriptor,
   envelope,
   manifest,
@@ -58,7 +59,7 @@ export function deliveryCases(open: OpenStore): void {
     it('refuses to delete an artifact a release still names', async () => {
       const { store: s } = await open();
       await addRelease(s, '1.0.0', sha('a1'), 1);
-      await expect(s.artifacts.delete(sha('a1'))).rejects.toThrow();
+      await expect(s.artifacts.delete(sha('a1'))).rejects.toMatchObject(CONFLICT);
       expect(await s.artifacts.get(sha('a1'))).toBeDefined();
     });
   });
@@ -123,7 +124,7 @@ export function deliveryCases(open: OpenStore): void {
           const m = manifest('1.0.0', sha('a2'));
           await tx.releases.insert(m, envelope(m), 2);
         }),
-      ).rejects.toThrow();
+      ).rejects.toMatchObject(CONFLICT);
       expect(await s.artifacts.get(sha('a2'))).toBeUndefined();
       expect((await s.releases.get('1.0.0'))?.imageSha256).toBe(sha('a1'));
     });
@@ -319,7 +320,7 @@ export function deliveryCases(open: OpenStore): void {
         created: 5,
       });
       expect(await s.deployments.find('r1', 'd2')).toBeUndefined();
-      await expect(s.deployments.assign('r1', 'no-such-device', 0, null, 7)).rejects.toThrow();
+      await expect(s.deployments.assign('r1', 'no-such-device', 0, null, 7)).rejects.toMatchObject(CONFLICT);
     });
 
     it('saves state transitions with the rollback record, and clears it again to NULL', async () => {

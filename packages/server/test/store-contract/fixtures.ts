@@ -9,6 +9,9 @@ import type { VulnRecord } from '../../src/vulns/osv-record.js';
 /** A store on a fresh database (or `database` again, a restarted server), closed after the test. */
 export type OpenStore = (database?: string) => Promise<{ store: Store; database: string }>;
 
+/** A duplicate key or a row still referred to, the same coded error on every engine. */
+export const CONFLICT = { name: 'StoreError', code: 'FLOTILLA_ERR_STORE_CONFLICT', status: 409 };
+
 /** A lowercase-hex sha256 made of one repeated byte ('a1' → a1a1…). */
 export const sha = (byte: string): string => byte.repeat(32);
 

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Sql, SqlDriver, SqlParams, SqlRunResult } from '../sql.js';
+import { asStoreConflict } from '../store-conflict.js';
 import { describeTarget, type PostgresConnectionOptions, poolConfig } from './connection.js';
 import { checkParams } from './integers.js';
 import { migratePostgres, postgresSchemaVersion } from './migrate.js';
@@ -20,7 +21,7 @@ async function query(on: Queryable, target: string, sql: string, params: SqlPara
   try {
     return await on.query({ text: toPgPlaceholders(sql), values: params as unknown[] });
   } catch (err) {
-    throw mapPgError(err, target);
+    throw asStoreConflict(mapPgError(err, target));
   }
 }
 
