@@ -1,6 +1,7 @@
 import type { DeviceEventMessage, DeviceStateMessage, InventoryMessage } from '@flotilla/protocol';
 import { describe, expect, it } from 'vitest';
-import { addDevice, BIG_SIZE, type OpenStore, sha } from './fixtures.js';
+import { FleetStats } from '../../src/store/fleet-stats.js';
+import { addDevice, addRelease, BIG_SIZE, type OpenStore, sha } from './fixtures.js';
 
 // The store contract for devices and their events beyond the search: what a report leaves in the
 // row (numbers, flags, JSON), the fleet counts, and the event timeline's pages.
@@ -121,6 +122,72 @@ export function deviceCases(open: OpenStore): void {
       const rest = await s.devices.list({ q: 'lab', after: page.next!, limit: 10, offset: 0 });
       expect(rest.items.map((d) => d.id)).toEqual(['labZ', 'lab_2']);
       expect((await s.devices.list({ limit: 2, offset: 0 })).items.map((d) => d.id)).toEqual(['Lab-3', 'la']);
+    });
+  });
+
+  describe('fleet stats', () => {
+    it('counts the accepted fleet by version, agent state and hardware, a device that never reported first on a tie', async () => {
+      const { store: s } = await open();
+      await s.devices.insert({
+        id: 'd1',
+        publicKey: 'ab'.repeat(32),
+        status: 'accepted',
+        hardware: 'rpi4',
+        now: 1,
+      });
+      await s.devices.insert({ id: 'd2', publicKey: 'ab'.repeat(32), status: 'accepted', now: 1 });
+      await s.devices.insert({
+        id: 'd3',
+        publicKey: 'ab'.repeat(32),
+        status: 'pending',
+        hardware: 'rpi5',
+        now: 1,
+      });
+      await s.devices.applyState('d1', state(1, { agentState: 'Idle' }), 50);
+      let since: number | null = null;
+      const stats = new FleetStats(
+        s.sql,
+        () => since,
+        () => 0,
+      );
+      expect(await stats.summary()).toEqual({
+        accepted: 2,
+        online: 1,
+        offline: 1,
+        pending: 1,
+        byStatus: { pending: 1, accepted: 2, rejected: 0, decommissioned: 0 },
+        byVersion: [
+          { version: null, count: 1 },
+          { version: '1.0.0', count: 1 },
+        ],
+        byAgentState: [
+          { state: null, count: 1 },
+          { state: 'Idle', count: 1 },
+        ],
+        byHardware: [
+          { hardware: null, count: 1 },
+          { hardware: 'rpi4', count: 1 },
+        ],
+      });
+      since = 51; // an external broker: online only when seen since then
+      expect(await stats.online()).toBe(0);
+    });
+
+    it('ages the images the fleet runs by their release manifest’s created time', async () => {
+      const { store: s } = await open();
+      await addRelease(s, '1.0.0', sha('a1'), 1); // manifest created 2026-01-01T00:00:00Z
+      for (const id of ['d1', 'd2']) {
+        await addDevice(s, id);
+        await s.devices.applyState(id, state(1), 2);
+      }
+      const created = Date.parse('2026-01-01T00:00:00Z');
+      const stats = new FleetStats(
+        s.sql,
+        () => null,
+        () => created + 100_000,
+      );
+      expect(await stats.releaseCreated()).toEqual([{ version: '1.0.0', created }]);
+      expect(await stats.imageAges()).toEqual({ oldest: 100, mean: 100, devices: 2 });
     });
   });
 
