@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.js';
 import { hashSecret } from '../../src/store/repos/tokens.js';
 import { fenced, takeLeaseEpoch } from '../../src/store/sql-lease.js';
-import { CONFLICT, finding, type OpenStore, sha, vulnRecord } from './fixtures.js';
+import { CONFLICT, finding, type OpenStore, sha, stateReport, vulnRecord } from './fixtures.js';
 
 // The store contract for what operators and the server's own bookkeeping keep: API and
 // provisioning tokens, the audit log, vulnerability records and scans, policies and promotions,
@@ -216,19 +216,6 @@ export function adminCases(open: OpenStore): void {
 
     it('counts accepted devices per running image and channel', async () => {
       const { store: s } = await open();
-      const state = (version: string, image: string | null) => ({
-        schemaVersion: 1 as const,
-        type: 'state' as const,
-        seq: 1,
-        ts: '2026-01-01T00:00:00Z',
-        version,
-        imageSha256: image,
-        securityVersion: 1,
-        activeSlot: 'A' as const,
-        agentState: 'Idle' as const,
-        deploymentId: null,
-        lastError: null,
-      });
       for (const [id, status, image] of [
         ['d1', 'accepted', sha('a1')],
         ['d2', 'accepted', sha('a1')],
@@ -236,7 +223,7 @@ export function adminCases(open: OpenStore): void {
         ['d4', 'accepted', null],
       ] as const) {
         await s.devices.insert({ id, publicKey: 'ab'.repeat(32), status, now: 1 });
-        await s.devices.applyState(id, state('1.0.0', image), 2);
+        await s.devices.applyState(id, stateReport(1, { imageSha256: image }), 2);
       }
       expect(await s.vulns.devicesByImage()).toEqual([{ image: sha('a1'), channel: 'prod', n: 2 }]);
     });
@@ -281,28 +268,19 @@ export function adminCases(open: OpenStore): void {
         violations: [],
         overrideReason: null,
       };
-      await s.policies.recordPromotion(p);
-      await s.policies.recordPromotion({
+      const overridden = {
         ...p,
         from: 'dev',
         to: 'staging',
         policyVersion: 2,
         violations: ['V1 critical'],
         overrideReason: 'TEST-ONLY hotfix',
-      });
+      };
+      await s.policies.recordPromotion(p);
+      await s.policies.recordPromotion(overridden);
       await s.policies.recordPromotion({ ...p, releaseId: '2.0.0' });
       const got = await s.policies.promotions('1.0.0');
-      expect(got.map(({ id: _, ...rest }) => rest)).toEqual([
-        p,
-        {
-          ...p,
-          from: 'dev',
-          to: 'staging',
-          policyVersion: 2,
-          violations: ['V1 critical'],
-          overrideReason: 'TEST-ONLY hotfix',
-        },
-      ]);
+      expect(got.map(({ id: _, ...rest }) => rest)).toEqual([p, overridden]);
       expect(got[1]!.id).toBeGreaterThan(got[0]!.id);
     });
   });

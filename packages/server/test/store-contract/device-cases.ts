@@ -1,25 +1,10 @@
-import type { DeviceEventMessage, DeviceStateMessage, InventoryMessage } from '@flotilla/protocol';
+import type { DeviceEventMessage, InventoryMessage } from '@flotilla/protocol';
 import { describe, expect, it } from 'vitest';
 import { FleetStats } from '../../src/store/fleet-stats.js';
-import { addDevice, addRelease, BIG_SIZE, type OpenStore, sha } from './fixtures.js';
+import { addDevice, addRelease, BIG_SIZE, type OpenStore, sha, stateReport } from './fixtures.js';
 
 // The store contract for devices and their events beyond the search: what a report leaves in the
 // row (numbers, flags, JSON), the fleet counts, and the event timeline's pages.
-
-const state = (seq: number, over: Partial<DeviceStateMessage> = {}): DeviceStateMessage => ({
-  schemaVersion: 1,
-  type: 'state',
-  seq,
-  ts: `2026-01-01T00:00:0${seq}Z`,
-  version: '1.0.0',
-  imageSha256: sha('a1'),
-  securityVersion: 1,
-  activeSlot: 'A',
-  agentState: 'Idle',
-  deploymentId: null,
-  lastError: null,
-  ...over,
-});
 
 const inventory: InventoryMessage = {
   schemaVersion: 1,
@@ -52,14 +37,18 @@ export function deviceCases(open: OpenStore): void {
       const { store: s } = await open();
       await addDevice(s, 'd1');
       const lastError = { code: 'FLOTILLA_ERR_TEST', message: 'TEST-ONLY “disk” \\ full' };
-      await s.devices.applyState('d1', state(1, { securityVersion: 5, lastError, agentState: 'Failed' }), 10);
+      await s.devices.applyState(
+        'd1',
+        stateReport(1, { securityVersion: 5, lastError, agentState: 'Failed' }),
+        10,
+      );
       expect(await s.devices.get('d1')).toMatchObject({
         securityVersion: 5,
         lastError,
         online: true,
         lastSeen: 10,
       });
-      await s.devices.applyState('d1', state(2, { securityVersion: 3 }), 11); // a downgrade never lowers it
+      await s.devices.applyState('d1', stateReport(2, { securityVersion: 3 }), 11); // a downgrade never lowers it
       await s.devices.applyInventory('d1', inventory, 12);
       const d = (await s.devices.get('d1'))!;
       expect(d).toMatchObject({
@@ -83,8 +72,8 @@ export function deviceCases(open: OpenStore): void {
       const { store: s } = await open();
       for (const id of ['d1', 'd2', 'd3']) await addDevice(s, id);
       await s.devices.insert({ id: 'p1', publicKey: 'cd'.repeat(32), status: 'pending', now: 1 });
-      await s.devices.applyState('d1', state(1), 2);
-      await s.devices.applyState('d2', state(1, { imageSha256: sha('a2') }), 2);
+      await s.devices.applyState('d1', stateReport(1), 2);
+      await s.devices.applyState('d2', stateReport(1, { imageSha256: sha('a2') }), 2);
       expect(await s.devices.countsByStatus()).toEqual({ accepted: 3, pending: 1 });
       expect(await s.devices.countByStatus('rejected')).toBe(0);
       const byVersion = await s.devices.countsByVersion();
@@ -143,7 +132,7 @@ export function deviceCases(open: OpenStore): void {
         hardware: 'rpi5',
         now: 1,
       });
-      await s.devices.applyState('d1', state(1, { agentState: 'Idle' }), 50);
+      await s.devices.applyState('d1', stateReport(1, { agentState: 'Idle' }), 50);
       let since: number | null = null;
       const stats = new FleetStats(
         s.sql,
@@ -178,7 +167,7 @@ export function deviceCases(open: OpenStore): void {
       await addRelease(s, '1.0.0', sha('a1'), 1); // manifest created 2026-01-01T00:00:00Z
       for (const id of ['d1', 'd2']) {
         await addDevice(s, id);
-        await s.devices.applyState(id, state(1), 2);
+        await s.devices.applyState(id, stateReport(1), 2);
       }
       const created = Date.parse('2026-01-01T00:00:00Z');
       const stats = new FleetStats(

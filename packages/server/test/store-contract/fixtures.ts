@@ -1,4 +1,4 @@
-import type { ReleaseManifest, SignedDelta, SignedRelease } from '@flotilla/protocol';
+import type { DeviceStateMessage, ReleaseManifest, SignedDelta, SignedRelease } from '@flotilla/protocol';
 import type { Store } from '../../src/store/store.js';
 import type { Finding } from '../../src/vulns/match.js';
 import type { VulnRecord } from '../../src/vulns/osv-record.js';
@@ -111,3 +111,19 @@ export const finding = (id: string): Finding => ({
 /** Adds an accepted device (deployments reference devices). */
 export const addDevice = (s: Store, id: string, now = 1) =>
   s.devices.insert({ id, publicKey: 'ab'.repeat(32), status: 'accepted', now });
+
+/** A state report; its time grows with seq (seq 1 → 00:00:01). */
+export const stateReport = (seq: number, over: Partial<DeviceStateMessage> = {}): DeviceStateMessage => ({
+  schemaVersion: 1,
+  type: 'state',
+  seq,
+  ts: `2026-01-01T00:00:${String(seq).padStart(2, '0')}Z`,
+  version: '1.0.0',
+  imageSha256: sha('a1'),
+  securityVersion: 1,
+  activeSlot: 'A',
+  agentState: 'Idle',
+  deploymentId: null,
+  lastError: null,
+  ...over,
+});

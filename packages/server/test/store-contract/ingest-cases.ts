@@ -1,11 +1,11 @@
-import type { DeviceEventMessage, DeviceStateMessage } from '@flotilla/protocol';
+import type { DeviceEventMessage } from '@flotilla/protocol';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ReportIngestor } from '../../src/ingest/report-ingestor.js';
 import { resolveLimits } from '../../src/limits.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Store } from '../../src/store/store.js';
-import { addDevice, type OpenStore } from './fixtures.js';
+import { addDevice, type OpenStore, stateReport } from './fixtures.js';
 
 // The report ingest relies on one store rule: a report the store refuses is undone alone and the
 // rest of its batch commits. SQLite undoes a failed statement by itself; PostgreSQL aborts the
@@ -23,20 +23,6 @@ async function refuseUpdatesOf(s: Store, deviceId: string): Promise<void> {
   await s.sql.run(`CREATE TRIGGER refuse_bad BEFORE UPDATE ON devices FOR EACH ROW
     WHEN (OLD.id = '${deviceId}') EXECUTE FUNCTION refuse_bad()`);
 }
-
-const state = (seq: number): DeviceStateMessage => ({
-  schemaVersion: 1,
-  type: 'state',
-  seq,
-  ts: '2026-01-01T00:00:00Z',
-  version: '1.1.0',
-  imageSha256: null,
-  securityVersion: 1,
-  activeSlot: 'A',
-  agentState: 'Idle',
-  deploymentId: null,
-  lastError: null,
-});
 
 const event = (eventId: string): DeviceEventMessage => ({
   schemaVersion: 1,
@@ -59,8 +45,14 @@ export function ingestCases(open: OpenStore): void {
       const ingestor = new ReportIngestor(s, resolveLimits(), pino({ level: 'silent' }), metrics, () => 100);
       const acks: (Error | null | undefined)[] = [];
       const ack = (err?: Error | null) => acks.push(err);
-      ingestor.submit({ deviceId: 'good', channel: 'state', message: state(3) }, ack);
-      ingestor.submit({ deviceId: 'bad', channel: 'state', message: state(3) }, ack);
+      ingestor.submit(
+        { deviceId: 'good', channel: 'state', message: stateReport(3, { version: '1.1.0' }) },
+        ack,
+      );
+      ingestor.submit(
+        { deviceId: 'bad', channel: 'state', message: stateReport(3, { version: '1.1.0' }) },
+        ack,
+      );
       ingestor.submit({ deviceId: 'bad', channel: 'connection', online: true }, ack);
       ingestor.submit({ deviceId: 'bad', channel: 'events', message: event('e1') }, ack);
       ingestor.submit({ deviceId: 'good', channel: 'connection', online: false }, ack);
