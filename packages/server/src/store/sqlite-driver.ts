@@ -6,6 +6,7 @@ import { ServerError } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 import type { Sql, SqlDriver, SqlParams, SqlRunResult } from './sql.js';
 import { asStoreConflict } from './store-conflict.js';
+import { checkNoNul } from './text-params.js';
 
 type Statement = Database.Statement<unknown[]>;
 
@@ -103,6 +104,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   allNow<Row>(sql: string, params: SqlParams = []): Row[] {
+    checkNoNul(params);
     try {
       return this.prepare(sql).all(...params) as Row[];
     } catch (err) {
@@ -111,6 +113,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   getNow<Row>(sql: string, params: SqlParams = []): Row | undefined {
+    checkNoNul(params);
     try {
       return this.prepare(sql).get(...params) as Row | undefined;
     } catch (err) {
@@ -119,6 +122,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   runNow(sql: string, params: SqlParams = []): SqlRunResult {
+    checkNoNul(params);
     try {
       const s = this.prepare(sql);
       // A statement that returns rows (… RETURNING) is run for its rows; changes = rows returned.

@@ -138,6 +138,14 @@ export function adminCases(open: OpenStore): void {
       ]);
       expect(await s.provisioning.consume(auto.secret, 'd2', 1200)).toBeUndefined(); // expires is exclusive
     });
+
+    it('refuses a label with a NUL character on every engine, storing no token', async () => {
+      const { store: s } = await open();
+      await expect(s.provisioning.create('line\u00003', 1000, true, 1)).rejects.toMatchObject({
+        code: 'FLOTILLA_ERR_STORE_TEXT',
+      });
+      expect(await s.provisioning.list()).toEqual([]);
+    });
   });
 
   describe('vulns', () => {

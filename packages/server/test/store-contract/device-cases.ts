@@ -68,6 +68,19 @@ export function deviceCases(open: OpenStore): void {
       ]);
     });
 
+    it('refuses a report with a NUL character in its text on every engine, leaving the device as it was', async () => {
+      const { store: s } = await open();
+      await addDevice(s, 'd1');
+      await s.devices.applyState('d1', stateReport(1, { deploymentId: 'dep_1' }), 10);
+      await expect(
+        s.devices.applyState('d1', stateReport(2, { deploymentId: 'dep\u00002' }), 11),
+      ).rejects.toMatchObject({
+        code: 'FLOTILLA_ERR_STORE_TEXT',
+        status: 400,
+      });
+      expect(await s.devices.get('d1')).toMatchObject({ stateSeq: 1, deploymentId: 'dep_1', updated: 10 });
+    });
+
     it('counts devices by status and by version (a device that never reported too)', async () => {
       const { store: s } = await open();
       for (const id of ['d1', 'd2', 'd3']) await addDevice(s, id);

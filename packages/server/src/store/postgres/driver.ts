@@ -3,6 +3,7 @@ import pg from 'pg';
 import { ServerError } from '../../errors.js';
 import type { Sql, SqlDriver, SqlParams, SqlRunResult } from '../sql.js';
 import { asStoreConflict } from '../store-conflict.js';
+import { checkNoNul } from '../text-params.js';
 import { describeTarget, type PostgresConnectionOptions, poolConfig } from './connection.js';
 import { checkParams } from './integers.js';
 import { migratePostgres, postgresSchemaVersion } from './migrate.js';
@@ -19,6 +20,7 @@ type Queryable = Pick<pg.PoolClient, 'query'>;
 /** One statement of the shared subset on a pool or a client; connection failures come back coded. */
 async function query(on: Queryable, target: string, sql: string, params: SqlParams = []) {
   checkParams(params);
+  checkNoNul(params);
   try {
     return await on.query({ text: toPgPlaceholders(sql), values: params as unknown[] });
   } catch (err) {
