@@ -5,8 +5,8 @@ import Database from 'better-sqlite3';
 import { ServerError } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 import type { Sql, SqlDriver, SqlParams, SqlRunResult } from './sql.js';
+import { checkParams } from './sql-params.js';
 import { asStoreConflict } from './store-conflict.js';
-import { checkNoNul } from './text-params.js';
 
 type Statement = Database.Statement<unknown[]>;
 
@@ -104,7 +104,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   allNow<Row>(sql: string, params: SqlParams = []): Row[] {
-    checkNoNul(params);
+    checkParams(params);
     try {
       return this.prepare(sql).all(...params) as Row[];
     } catch (err) {
@@ -113,7 +113,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   getNow<Row>(sql: string, params: SqlParams = []): Row | undefined {
-    checkNoNul(params);
+    checkParams(params);
     try {
       return this.prepare(sql).get(...params) as Row | undefined;
     } catch (err) {
@@ -122,7 +122,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   runNow(sql: string, params: SqlParams = []): SqlRunResult {
-    checkNoNul(params);
+    checkParams(params);
     try {
       const s = this.prepare(sql);
       // A statement that returns rows (… RETURNING) is run for its rows; changes = rows returned.

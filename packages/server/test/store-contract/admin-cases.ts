@@ -72,6 +72,16 @@ export function adminCases(open: OpenStore): void {
       expect((await s.audit.list(second[1]!.id, 2)).map((e) => e.action)).toEqual(['step.1']);
     });
 
+    it('refuses a time beyond 2^53 on every engine rather than storing what reads back rounded', async () => {
+      const { store: s } = await open();
+      await expect(s.audit.record('server', 'server.start', null, {}, 2 ** 60)).rejects.toMatchObject({
+        code: 'FLOTILLA_ERR_STORE_INTEGER',
+      });
+      const latest = Number.MAX_SAFE_INTEGER - 1; // the largest time `until` (exclusive) still lists
+      await s.audit.record('server', 'server.start', null, {}, latest);
+      expect((await s.audit.list(Number.MAX_SAFE_INTEGER, 10)).map((e) => e.ts)).toEqual([latest]);
+    });
+
     it('matches actors and actions exactly (case, wildcards and substrings are not patterns)', async () => {
       const { store: s } = await open();
       await s.audit.record('token:ci(t1)', 'token.create', null, {}, 1);

@@ -2,10 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { ServerError } from '../../errors.js';
 import type { Sql, SqlDriver, SqlParams, SqlRunResult } from '../sql.js';
+import { checkParams } from '../sql-params.js';
 import { asStoreConflict } from '../store-conflict.js';
-import { checkNoNul } from '../text-params.js';
 import { describeTarget, type PostgresConnectionOptions, poolConfig } from './connection.js';
-import { checkParams } from './integers.js';
 import { migratePostgres, postgresSchemaVersion } from './migrate.js';
 import { isRetryable, mapPgError } from './pg-errors.js';
 import { toPgPlaceholders } from './placeholders.js';
@@ -20,7 +19,6 @@ type Queryable = Pick<pg.PoolClient, 'query'>;
 /** One statement of the shared subset on a pool or a client; connection failures come back coded. */
 async function query(on: Queryable, target: string, sql: string, params: SqlParams = []) {
   checkParams(params);
-  checkNoNul(params);
   try {
     return await on.query({ text: toPgPlaceholders(sql), values: params as unknown[] });
   } catch (err) {
