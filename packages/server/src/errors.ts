@@ -219,6 +219,21 @@ export const STORE_ERRORS = {
     message: 'a number in the database is beyond the integers JavaScript holds exactly',
     hint: 'values above 2^53-1 are refused rather than rounded: check the row named in the message',
   },
+  FLOTILLA_ERR_STORE_CONFLICT: {
+    status: 409,
+    message: 'the write conflicts with a stored row',
+    hint: 'a row with this key exists already, or another row still refers to this one (another server node may have written it at the same moment): reload and retry',
+  },
+  FLOTILLA_ERR_STORE_COLLATION: {
+    status: 500,
+    message: 'the PostgreSQL database does not sort text byte by byte',
+    hint: "device ids, searches and pages rely on byte order, as on SQLite: create the store's database with the C collation (CREATE DATABASE flotilla TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C', or createdb --template=template0 --locale=C flotilla)",
+  },
+  FLOTILLA_ERR_STORE_TEXT: {
+    status: 400,
+    message: 'text with a NUL character cannot be stored',
+    hint: 'PostgreSQL text holds no NUL (\\u0000) character, so neither engine stores one: remove it from the names, labels and ids you send',
+  },
   FLOTILLA_ERR_STORE_LEASE_LOST: {
     status: 409,
     message: 'this node no longer holds the lease',

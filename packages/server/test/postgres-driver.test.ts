@@ -76,7 +76,7 @@ describe.skipIf(!postgresBin)('PostgreSQL driver (a real PostgreSQL)', () => {
           await inner.run('INSERT INTO kv (k, v) VALUES (?, ?)', ['inner', 1]);
           await inner.run('INSERT INTO kv (k, v) VALUES (?, ?)', ['outer', 2]); // unique violation
         }),
-      ).rejects.toMatchObject({ code: '23505' });
+      ).rejects.toMatchObject({ code: 'FLOTILLA_ERR_STORE_CONFLICT', cause: { code: '23505' } });
       await t.tx((inner) => inner.run('INSERT INTO kv (k, v) VALUES (?, ?)', ['kept', 1]));
       return 'done';
     });

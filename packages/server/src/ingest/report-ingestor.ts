@@ -22,10 +22,22 @@ export type AppliedHook = (applied: { report: Report; fresh: boolean }[]) => voi
 
 /** SQLite result codes that say the store cannot write now (not that the report is bad). */
 const UNWRITABLE = /^SQLITE_(FULL|IOERR|READONLY|BUSY|LOCKED|CANTOPEN|NOMEM)/;
+/**
+ * PostgreSQL's: out of disk or memory (53), I/O (58), shut down or cancelled (57), connection
+ * (08), a read-only server (25006), and a serialization failure or deadlock (40001, 40P01: the
+ * driver runs the whole transaction again).
+ */
+const PG_UNWRITABLE = /^(5[378]|08)[0-9A-Z]{3}$|^(25006|40001|40P01)$/;
 
 function storeUnwritable(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (UNWRITABLE.test(code) || code === 'ENOSPC');
+  return (
+    typeof code === 'string' &&
+    (UNWRITABLE.test(code) ||
+      PG_UNWRITABLE.test(code) ||
+      code === 'ENOSPC' ||
+      code === 'FLOTILLA_ERR_STORE_UNAVAILABLE')
+  );
 }
 
 interface Pending {
@@ -147,10 +159,13 @@ export class ReportIngestor {
    * is acknowledged and every report of it is delivered again. An event (several
    * statements) gets a savepoint; the other reports are one UPDATE each, which SQLite already
    * undoes by itself on failure (a savepoint there cost a third of a storm's ingest time).
+   * PostgreSQL instead aborts the whole transaction on any failed statement: there every report
+   * gets its savepoint.
    */
   private async applyOne(tx: Store, report: Report, now: number): Promise<boolean> {
     try {
-      if (report.channel !== 'events') return await this.applyUnsafe(tx, report, now);
+      if (report.channel !== 'events' && tx.sql.dialect === 'sqlite')
+        return await this.applyUnsafe(tx, report, now);
       return await tx.tx((sp) => this.applyUnsafe(sp, report, now));
     } catch (err) {
       if (storeUnwritable(err)) throw err;

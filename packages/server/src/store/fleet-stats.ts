@@ -33,13 +33,14 @@ export class FleetStats {
       sql.dialect === 'postgres'
         ? `(${col}::jsonb #>> '{signed,created}')`
         : `json_extract(${col}, '$.signed.created')`;
+    // NULLS FIRST: SQLite's default; PostgreSQL's own puts NULL last.
     this.s = {
       status: 'SELECT status AS k, COUNT(*) AS n FROM devices GROUP BY status',
       online: `SELECT COUNT(*) AS n ${accepted} AND online = 1`,
       onlineSince: `SELECT COUNT(*) AS n ${accepted} AND online = 1 AND last_seen >= ?`,
-      version: `SELECT version AS k, COUNT(*) AS n ${accepted} GROUP BY version ORDER BY n DESC, k`,
-      agentState: `SELECT agent_state AS k, COUNT(*) AS n ${accepted} GROUP BY agent_state ORDER BY n DESC, k`,
-      hardware: `SELECT hardware AS k, COUNT(*) AS n ${accepted} GROUP BY hardware ORDER BY n DESC, k`,
+      version: `SELECT version AS k, COUNT(*) AS n ${accepted} GROUP BY version ORDER BY n DESC, k NULLS FIRST`,
+      agentState: `SELECT agent_state AS k, COUNT(*) AS n ${accepted} GROUP BY agent_state ORDER BY n DESC, k NULLS FIRST`,
+      hardware: `SELECT hardware AS k, COUNT(*) AS n ${accepted} GROUP BY hardware ORDER BY n DESC, k NULLS FIRST`,
       // One row per image the accepted devices run, with the manifest `created` of its release
       // (the newest release of that image when several share it; null when no release has it).
       images: `SELECT (SELECT ${created('r.manifest')} FROM releases r

@@ -5,6 +5,8 @@ import Database from 'better-sqlite3';
 import { ServerError } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 import type { Sql, SqlDriver, SqlParams, SqlRunResult } from './sql.js';
+import { checkParams } from './sql-params.js';
+import { asStoreConflict } from './store-conflict.js';
 
 type Statement = Database.Statement<unknown[]>;
 
@@ -102,18 +104,33 @@ export class SqliteDriver implements SqlDriver {
   }
 
   allNow<Row>(sql: string, params: SqlParams = []): Row[] {
-    return this.prepare(sql).all(...params) as Row[];
+    checkParams(params);
+    try {
+      return this.prepare(sql).all(...params) as Row[];
+    } catch (err) {
+      throw asStoreConflict(err);
+    }
   }
 
   getNow<Row>(sql: string, params: SqlParams = []): Row | undefined {
-    return this.prepare(sql).get(...params) as Row | undefined;
+    checkParams(params);
+    try {
+      return this.prepare(sql).get(...params) as Row | undefined;
+    } catch (err) {
+      throw asStoreConflict(err);
+    }
   }
 
   runNow(sql: string, params: SqlParams = []): SqlRunResult {
-    const s = this.prepare(sql);
-    // A statement that returns rows (… RETURNING) is run for its rows; changes = rows returned.
-    if (s.reader) return { changes: s.all(...params).length };
-    return { changes: s.run(...params).changes };
+    checkParams(params);
+    try {
+      const s = this.prepare(sql);
+      // A statement that returns rows (… RETURNING) is run for its rows; changes = rows returned.
+      if (s.reader) return { changes: s.all(...params).length };
+      return { changes: s.run(...params).changes };
+    } catch (err) {
+      throw asStoreConflict(err);
+    }
   }
 
   /** Undoes a savepoint, unless the error already ended the whole transaction (SQLite does on a full disk). */

@@ -2,6 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NonceCache } from '../../src/mqtt/device-auth.js';
 import type { SqlDriver } from '../../src/store/sql.js';
 import { Store } from '../../src/store/store.js';
+import { adminCases } from './admin-cases.js';
+import { deliveryCases } from './delivery-cases.js';
+import { deviceCases } from './device-cases.js';
+import { CONFLICT, type OpenStore } from './fixtures.js';
+import { ingestCases } from './ingest-cases.js';
 
 /**
  * Opens a driver on the named database, migrated: a name not used before is a fresh, empty
@@ -46,7 +51,7 @@ export function describeStoreContract(
   let used = 0;
   const open: Store[] = [];
   /** A fresh database (or `database` again), as a migrated store closed after the test. */
-  const store = async (database = `contract_${process.pid}_${++used}`) => {
+  const store: OpenStore = async (database = `contract_${process.pid}_${++used}`) => {
     const s = await Store.fromDriver(await openDriver(database));
     open.push(s);
     return { store: s, database };
@@ -113,6 +118,36 @@ export function describeStoreContract(
       });
       expect((await s.devices.get('d2'))?.status).toBe('accepted');
       expect(await s.devices.get('d3')).toBeUndefined();
+    });
+
+    it('contains a write the store refuses in a savepoint: the transaction goes on and commits the rest', async () => {
+      const { store: s } = await store();
+      await s.tx(async (tx) => {
+        await tx.tokens.createWithSecret('one', 'admin', 'TEST-ONLY-a', 1);
+        await expect(
+          tx.tx((sp) => sp.tokens.createWithSecret('dup', 'viewer', 'TEST-ONLY-a', 2)),
+        ).rejects.toMatchObject(CONFLICT);
+        await tx.tokens.createWithSecret('two', 'viewer', 'TEST-ONLY-b', 3);
+      });
+      expect((await s.tokens.list()).map((t) => t.name)).toEqual(['one', 'two']);
+    });
+
+    it('never reports a transaction committed that the engine rolled back (a refused write caught without a savepoint)', async () => {
+      const { store: s } = await store();
+      await s.tokens.createWithSecret('first', 'admin', 'TEST-ONLY-a', 1);
+      const outcome = await s
+        .tx(async (tx) => {
+          await tx.tokens.createWithSecret('kept?', 'viewer', 'TEST-ONLY-b', 2);
+          await tx.tokens.createWithSecret('dup', 'viewer', 'TEST-ONLY-a', 3).catch(() => {});
+        })
+        .then(
+          () => 'committed',
+          (err: { code?: string }) => err.code,
+        );
+      // SQLite undoes the refused statement alone and commits; PostgreSQL aborts the whole
+      // transaction, and then the commit must fail rather than look like it succeeded.
+      expect(['committed', 'FLOTILLA_ERR_SERVER_STORE']).toContain(outcome);
+      expect((await s.tokens.list()).some((t) => t.name === 'kept?')).toBe(outcome === 'committed');
     });
 
     it('queues a delta once, and puts a build a crash interrupted back in the queue', async () => {
@@ -234,5 +269,10 @@ export function describeStoreContract(
       expect(verdicts[50]).toBe('replay');
       expect(await s.nonces.count()).toBe(51);
     });
+
+    deviceCases(store);
+    deliveryCases(store);
+    ingestCases(store);
+    adminCases(store);
   });
 }

@@ -1,8 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { ServerError } from '../../errors.js';
 import type { Sql, SqlDriver, SqlParams, SqlRunResult } from '../sql.js';
+import { checkParams } from '../sql-params.js';
+import { asStoreConflict } from '../store-conflict.js';
 import { describeTarget, type PostgresConnectionOptions, poolConfig } from './connection.js';
-import { checkParams } from './integers.js';
 import { migratePostgres, postgresSchemaVersion } from './migrate.js';
 import { isRetryable, mapPgError } from './pg-errors.js';
 import { toPgPlaceholders } from './placeholders.js';
@@ -20,7 +22,7 @@ async function query(on: Queryable, target: string, sql: string, params: SqlPara
   try {
     return await on.query({ text: toPgPlaceholders(sql), values: params as unknown[] });
   } catch (err) {
-    throw mapPgError(err, target);
+    throw asStoreConflict(mapPgError(err, target));
   }
 }
 
@@ -128,7 +130,14 @@ export class PostgresDriver extends PgSql implements SqlDriver {
     try {
       await sql.run('BEGIN');
       const out = await fn(sql);
-      await sql.run('COMMIT');
+      // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error: fn
+      // caught that failure without a savepoint (SQLite would have kept the rest). Never report
+      // such a transaction as committed.
+      if ((await query(client, this.target, 'COMMIT')).command === 'ROLLBACK')
+        throw new ServerError(
+          'FLOTILLA_ERR_SERVER_STORE',
+          'PostgreSQL rolled the transaction back: a statement in it failed and the error was caught without a savepoint (contain a write that may fail in tx.tx())',
+        );
       return out;
     } catch (err) {
       if (!broken)

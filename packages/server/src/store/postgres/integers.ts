@@ -23,10 +23,3 @@ export const storeTypes: pg.CustomTypesConfig = {
     return pg.types.getTypeParser(oid, format);
   }) as pg.CustomTypesConfig['getTypeParser'],
 };
-
-/** Refuses, before it is sent, a bound number PostgreSQL would store but JavaScript could not read back. */
-export function checkParams(params: readonly unknown[]): void {
-  for (const p of params)
-    if (typeof p === 'number' && Number.isInteger(p) && !Number.isSafeInteger(p))
-      throw new StoreError('FLOTILLA_ERR_STORE_INTEGER', `parameter ${p} is not an exact integer`);
-}

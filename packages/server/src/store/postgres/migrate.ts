@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { ServerError } from '../../errors.js';
+import { ServerError, StoreError } from '../../errors.js';
+import { checkByteOrder } from './collation.js';
 import { PG_MIGRATIONS } from './migrations.js';
 import { mapPgError } from './pg-errors.js';
 
@@ -20,7 +21,8 @@ const latest = PG_MIGRATIONS.at(-1)?.version ?? 0;
 /**
  * Applies every pending migration, each in its own transaction that first takes the migration
  * lock and reads the version again (another node may have just applied it). A database newer than
- * this server is refused, as SQLite's is, before anything is changed.
+ * this server is refused, as SQLite's is, before anything is changed; so is one that does not sort
+ * text byte by byte (collation.ts).
  */
 export async function migratePostgres(pool: pg.Pool, target: string): Promise<number> {
   let client: pg.PoolClient;
@@ -35,12 +37,13 @@ export async function migratePostgres(pool: pg.Pool, target: string): Promise<nu
   };
   client.on('error', onError);
   try {
+    await checkByteOrder(client);
     for (let step = 0; step <= PG_MIGRATIONS.length; step++) {
       if (!(await applyNext(client))) return latest;
     }
     throw new ServerError('FLOTILLA_ERR_SERVER_STORE', 'migrations did not converge');
   } catch (err) {
-    broken ??= err instanceof ServerError ? undefined : (err as Error);
+    broken ??= err instanceof ServerError || err instanceof StoreError ? undefined : (err as Error);
     throw mapPgError(err, target);
   } finally {
     client.off('error', onError);

@@ -3,8 +3,9 @@ import { StoreError } from '../../errors.js';
 /**
  * Errors that mean "the database cannot be used right now" (down, restarting, unreachable,
  * refusing this login) become FLOTILLA_ERR_STORE_UNAVAILABLE naming where the store points; the
- * caller holds its work and retries. Every other error (a constraint, a SQL mistake) passes
- * through unchanged with its SQLSTATE in `code`, as the SQLite driver passes SQLite's.
+ * caller holds its work and retries. Every other error (a SQL mistake) passes through unchanged
+ * with its SQLSTATE in `code`, as the SQLite driver passes SQLite's; a duplicate key or a row
+ * still referred to becomes FLOTILLA_ERR_STORE_CONFLICT on both (store-conflict.ts).
  */
 const UNAVAILABLE_SOCKET_CODES = new Set([
   'ECONNREFUSED',

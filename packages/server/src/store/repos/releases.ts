@@ -45,7 +45,8 @@ const toRelease = (r: Row): Release => ({
   imageSize: r.image_size,
   sbomSha256: r.sbom_sha256,
   manifest: JSON.parse(r.manifest) as SignedRelease,
-  channels: r.channels ? (r.channels.split(',') as Channel[]) : [],
+  // In pipeline order: the aggregate's own order is the engine's (SQLite: by key, PostgreSQL: by row).
+  channels: r.channels ? CHANNELS.filter((c) => r.channels!.split(',').includes(c)) : [],
   created: r.created,
 });
 
