@@ -294,7 +294,12 @@ export class EmbeddedBroker implements DeviceTransport {
     const id = { deviceId };
     this.connected.set(id.deviceId, client);
     this.deps.metrics.devicesConnected.set(this.connected.size);
-    this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: true, node: this.aedes.id });
+    this.deps.ingestor.submit({
+      deviceId: id.deviceId,
+      channel: 'connection',
+      online: true,
+      node: this.aedes.id,
+    });
     // A message published before the device's subscription exists goes nowhere (after a restart
     // aedes holds no sessions and the device subscribes only after CONNACK): only a restored
     // subscription makes the device reachable now; otherwise its SUBSCRIBE does.
@@ -316,7 +321,12 @@ export class EmbeddedBroker implements DeviceTransport {
     this.connected.delete(id.deviceId);
     this.deps.metrics.devicesConnected.set(this.connected.size);
     if (this.movedAway.has(client)) return;
-    this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: false, node: this.aedes.id });
+    this.deps.ingestor.submit({
+      deviceId: id.deviceId,
+      channel: 'connection',
+      online: false,
+      node: this.aedes.id,
+    });
   }
 
   /**

@@ -96,7 +96,10 @@ export class NodeLiveness {
       await this.conn.set(key, String(Date.now()), 'PX', this.ttlMs);
       if (this.beats > 0) {
         this.revivePending = true;
-        this.log.warn({ node: this.nodeId }, 'this node was silent past its heartbeat TTL: recording its devices again');
+        this.log.warn(
+          { node: this.nodeId },
+          'this node was silent past its heartbeat TTL: recording its devices again',
+        );
       }
     }
     // Every beat: a survivor that swept this node while it stalled removed it from the set.
@@ -119,7 +122,10 @@ export class NodeLiveness {
       } catch (err) {
         // Left in the set: swept again on a later tick.
         await this.conn.del(sweepingKey(node));
-        this.log.error({ node, err: (err as Error).message }, 'marking a dead node’s devices offline failed; retried');
+        this.log.error(
+          { node, err: (err as Error).message },
+          'marking a dead node’s devices offline failed; retried',
+        );
       }
     }
   }

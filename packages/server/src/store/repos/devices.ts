@@ -313,7 +313,10 @@ export class DevicesRepo {
         id,
       ]);
     else if (node === undefined)
-      await this.sql.run('UPDATE devices SET online = 0, online_node = NULL, updated = ? WHERE id = ?', [now, id]);
+      await this.sql.run('UPDATE devices SET online = 0, online_node = NULL, updated = ? WHERE id = ?', [
+        now,
+        id,
+      ]);
     else
       return (
         (
