@@ -25,7 +25,9 @@ describe.skipIf(missing !== null)('node heartbeats in Redis', () => {
   const nodes: NodeLiveness[] = [];
   /** What each node was told: `gone:<node>` or `revived`. */
   const told = new Map<string, string[]>();
-  const tell = (node: string, what: string) => told.set(node, [...(told.get(node) ?? []), what]);
+  const tell = (node: string, what: string): void => {
+    told.set(node, [...(told.get(node) ?? []), what]);
+  };
 
   const startNode = async (id: string, nodeGone?: (dead: string) => Promise<void>) => {
     const conn = new Redis(redis.url);
