@@ -121,6 +121,8 @@ class Device {
     this.doneAt = 0;
     this.connackAt = 0;
     this.timer = null;
+    /** Still connected from the previous round when this one started (see 'go'). */
+    this.stayed = false;
   }
 
   /** A fresh password per attempt; the first one of a round may be signed ahead (see 'prepare'). */
@@ -145,6 +147,11 @@ class Device {
       s.destroy();
       this.doneAt = 0;
       this.connackAt = 0;
+      // A connection that stayed and is cut now: its next login is one of this round's.
+      if (this.stayed) {
+        this.stayed = false;
+        this.attempts = 0;
+      }
       w.failures[why] = (w.failures[why] ?? 0) + 1;
       if (w.stopped) return;
       // The agent's backoff: equal jitter, 1 s base, doubling per failed attempt.
@@ -237,6 +244,11 @@ process.once('message', (o) => {
       w.stopped = false;
       w.failures = {};
       for (const d of devices) {
+        // Still connected (its node survived): it stays in, keeps its keepalive, and is not one
+        // of this round's logins. Clearing its doneAt once stopped its pings, so the broker cut it
+        // 1.5 × keepalive later and the round waited ~90 s for logins that were never needed.
+        d.stayed = d.socket !== null && d.doneAt > 0;
+        if (d.stayed) continue;
         d.attempts = 0;
         d.doneAt = 0;
         d.connackAt = 0;
@@ -249,7 +261,12 @@ process.once('message', (o) => {
       let attempts = 0;
       const doneAt = [];
       let lastConnack = 0;
+      let stayed = 0;
       for (const d of devices) {
+        if (d.stayed) {
+          stayed++;
+          continue;
+        }
         attempts += d.attempts;
         if (d.doneAt) doneAt.push(d.doneAt);
         lastConnack = Math.max(lastConnack, d.connackAt);
@@ -257,7 +274,8 @@ process.once('message', (o) => {
       const cpu = process.cpuUsage();
       reply(m, {
         stats: {
-          in: doneAt.length,
+          in: doneAt.length + stayed,
+          stayed,
           attempts,
           failures: w.failures,
           cpuSeconds: (cpu.user + cpu.system) / 1e6,

@@ -23,6 +23,8 @@ import { freePort, type NginxStream, nginxStreamMissing, startNginxStream } from
 import { type LocalRedis, redisMissing, startRedis } from './redis.js';
 
 const DEVICES = 6;
+/** Short heartbeats: a killed node counts as dead within seconds here (15 s by default). */
+const HEARTBEAT_TTL_MS = 3_000;
 const missing = redisMissing() ?? nginxStreamMissing();
 if (missing) console.warn(`skipping the Redis broker tests: ${missing}`);
 
@@ -80,6 +82,7 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
   /** Commands node B published, per device. */
   const publishedByB = new Map<string, number>();
   let onB: string[] = [];
+  let killedAt = 0;
 
   const startRollout = (release: string) =>
     base.server.startRollout({
@@ -125,11 +128,13 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
           // The shipped nginx file sends PROXY protocol v1: the nodes read the devices' addresses.
           mqttProxyProtocol: true,
         };
+        const limits = { nodeHeartbeatTtlMs: HEARTBEAT_TTL_MS };
         a = await startSimServer({
           ...x,
           serverOptions: {
             redis: redis.url,
             mqttProxyProtocol: true,
+            limits,
             logger: pino(
               { level: 'info' },
               new Writable({
@@ -142,7 +147,12 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
           },
         });
         // Node B shares the store and Redis; it runs no rollout engine (one node does: issue 16).
-        b = await startServer({ ...common, port: 0, mqttPort: 0, limits: { deltaWaitMs: 60_000 } });
+        b = await startServer({
+          ...common,
+          port: 0,
+          mqttPort: 0,
+          limits: { ...limits, deltaWaitMs: 60_000 },
+        });
         b.ctx.rollouts.stop();
         const bBroker = b.broker!;
         const publish = bBroker.publishCommand.bind(bBroker);
@@ -257,10 +267,60 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
     for (const d of fleet.devices) expect(d.current?.release).toBe('1.1.0');
   }, 300_000);
 
+  it('marks the devices of a killed node offline from a survivor, and they come back online through nginx', async () => {
+    onB = fleet.devices.map((d) => d.id).filter((id) => b.broker!.isConnected(id));
+    expect(onB.length).toBeGreaterThan(0);
+    const store = a.running.ctx.store;
+    const deadNode = b.broker!.aedes.id;
+    expect((await store.devices.onlineOn(deadNode)).sort()).toEqual([...onB].sort());
+    const heard: { deviceId: string; online: boolean }[] = [];
+    const unsubscribe = a.running.ctx.bus.subscribe((e) => {
+      if (e.type === 'device.connection') heard.push(e.data as { deviceId: string; online: boolean });
+    });
+    try {
+      // Killed: no goodbye, nothing flushed (its queued writes are dropped at once). nginx stops
+      // too, so the devices cannot reconnect before the survivor acts: with nginx up they would
+      // be online on node A within seconds, and rightly never marked offline.
+      killedAt = Date.now();
+      const crashed = b.crash();
+      const lbPort = lb.port;
+      await lb.close();
+      await crashed;
+      await until(
+        "node B's devices offline in the store, marked by node A",
+        async () =>
+          (await Promise.all(onB.map((id) => store.devices.get(id)))).every((d) => d?.online === false),
+        60_000,
+      );
+      // The same live events a disconnect emits, once per device.
+      for (const id of onB)
+        expect(
+          heard.filter((e) => e.deviceId === id && !e.online),
+          id,
+        ).toHaveLength(1);
+      expect(await store.devices.onlineOn(deadNode)).toEqual([]);
+      // nginx back (node B still dead): every device logs in on node A, online there.
+      const node = (url: string | null) => new URL(url!).host;
+      lb = await startNginxStream({
+        nodes: [node(a.running.addresses.mqtt), node(b.addresses.mqtt)],
+        port: lbPort,
+      });
+      await until(
+        'every device online again',
+        async () => (await base.server.onlineCount()) === DEVICES,
+        90_000,
+      );
+      for (const id of onB)
+        expect(
+          heard.some((e) => e.deviceId === id && e.online),
+          id,
+        ).toBe(true);
+    } finally {
+      unsubscribe();
+    }
+  }, 200_000);
+
   it('moves the devices of a killed node to the other one through nginx, where they keep reporting', async () => {
-    // Killed: no goodbye, nothing flushed.
-    const killedAt = Date.now();
-    await b.crash();
     await until(
       'every device connected to node A',
       () => a.running.broker!.connectedCount === DEVICES,

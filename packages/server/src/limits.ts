@@ -55,6 +55,12 @@ export const DEFAULT_LIMITS = {
    * idle device behind an external broker shows offline after this window (docs/server.md).
    */
   offlineAfterMs: 5 * 60 * 1000,
+  /**
+   * Several nodes (`--redis`): each node's heartbeat in Redis lives this long and is renewed every
+   * third of it. A node silent for longer counts as dead, and a survivor marks the devices it held
+   * offline (docs/cluster.md, "Broker tier"); a node that was only stalled records them again.
+   */
+  nodeHeartbeatTtlMs: 15_000,
   /** External broker (Mosquitto dynsec): how often broker clients are checked against the store. */
   brokerReconcileMs: 5 * 60 * 1000,
   /**

@@ -258,7 +258,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
           version: report.message.version,
           agentState: report.message.agentState,
         });
-      else if (report.channel === 'connection')
+      else if (report.channel === 'connection' && fresh)
         bus.emit('device.connection', { deviceId: report.deviceId, online: report.online });
     }
   });
@@ -380,7 +380,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       onDeviceReachable: (id) => inBackground(log, 'offer resend', runner.resendFor(id)),
       failedLogins: ctx.failedLogins,
       clock,
-      ...(sharing ? { shared: sharing } : {}),
+      ...(sharing ? { shared: sharing, onlineOn: (node: string) => store.devices.onlineOn(node) } : {}),
     });
     transport = broker;
     // A revoked key must not keep a connection it opened while it was accepted.

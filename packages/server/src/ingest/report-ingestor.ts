@@ -8,7 +8,8 @@ export type Report =
   | { deviceId: string; channel: 'state'; message: DeviceStateMessage }
   | { deviceId: string; channel: 'events'; message: DeviceEventMessage }
   | { deviceId: string; channel: 'inventory'; message: InventoryMessage }
-  | { deviceId: string; channel: 'connection'; online: boolean };
+  /** `node`: the broker node the connection is (was) on; an offline then counts only there (DevicesRepo.setOnline). */
+  | { deviceId: string; channel: 'connection'; online: boolean; node?: string };
 
 /** Called inside the report's transaction (`tx`) for a newly recorded event (the rollout bookkeeping). */
 export type EventHook = (
@@ -17,7 +18,7 @@ export type EventHook = (
   event: DeviceEventMessage,
   now: number,
 ) => Promise<void>;
-/** Called after a batch committed (SSE, rollout re-evaluation). */
+/** Called after a batch committed (SSE, rollout re-evaluation); `fresh`: the report changed something. */
 export type AppliedHook = (applied: { report: Report; fresh: boolean }[]) => void;
 
 /** SQLite result codes that say the store cannot write now (not that the report is bad). */
@@ -185,8 +186,8 @@ export class ReportIngestor {
         await devices.applyInventory(report.deviceId, report.message, now);
         return true;
       case 'connection':
-        await devices.setOnline(report.deviceId, report.online, now);
-        return true;
+        // Not fresh: an offline from a node the device had already left (nothing changed).
+        return await devices.setOnline(report.deviceId, report.online, now, report.node);
       case 'events': {
         await devices.seen(report.deviceId, now);
         const fresh = await events.insert(report.deviceId, report.message, now);

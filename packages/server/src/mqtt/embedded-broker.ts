@@ -22,6 +22,7 @@ import type { FailedLoginLimiter } from '../security/failed-logins.js';
 import { inBackground } from '../store/background.js';
 import type { AuthResult, DeviceAuthenticator } from './device-auth.js';
 import { guardFrames } from './frame-guard.js';
+import type { NodeLivenessHandlers } from './node-liveness.js';
 import { acceptProxied } from './proxy-protocol.js';
 import type { DeviceTransport } from './transport.js';
 
@@ -32,6 +33,8 @@ type BusListener = {
 
 /** Room for the topic and headers around the largest payload a device may publish. */
 const FRAME_OVERHEAD = 1024;
+/** Connection reports handed to the ingestor at once when a whole node's devices change. */
+const NODE_REPORTS_CHUNK = 1000;
 
 export interface EmbeddedBrokerDeps {
   auth: DeviceAuthenticator;
@@ -48,10 +51,17 @@ export interface EmbeddedBrokerDeps {
    */
   onDeviceReachable?: (deviceId: string) => void;
   /**
-   * Several nodes: aedes' message bus and persistence shared through Redis (redis-sharing.ts).
-   * Without it: in-process bus and memory persistence.
+   * Several nodes: aedes' message bus and persistence shared through Redis (redis-sharing.ts),
+   * and node heartbeats. Without it: in-process bus and memory persistence.
    */
-  shared?: { mq: unknown; persistence: unknown; close(): Promise<void> };
+  shared?: {
+    mq: unknown;
+    persistence: unknown;
+    watchNodes?(nodeId: string, ttlMs: number, handlers: NodeLivenessHandlers): Promise<void>;
+    close(): Promise<void>;
+  };
+  /** Several nodes: the devices the store has online on a broker node (DevicesRepo.onlineOn). */
+  onlineOn?: (nodeId: string) => Promise<string[]>;
 }
 
 /**
@@ -130,6 +140,13 @@ export class EmbeddedBroker implements DeviceTransport {
         const old = self!.connected.get(packet.payload.toString());
         if (old && packet.topic.split('/')[1] !== aedes.id) self!.movedAway.add(old);
         done();
+      });
+    // A node that dies tells nobody: its devices are marked offline by a survivor.
+    const onlineOn = deps.onlineOn;
+    if (deps.shared?.watchNodes && onlineOn)
+      await deps.shared.watchNodes(aedes.id, deps.limits.nodeHeartbeatTtlMs, {
+        nodeGone: (node) => self!.nodeGone(node, onlineOn),
+        revived: () => self!.recordAgain(),
       });
     aedes.on('clientError', (c, err) =>
       deps.log.debug({ clientId: c?.id, err: err.message }, 'mqtt client error'),
@@ -277,7 +294,12 @@ export class EmbeddedBroker implements DeviceTransport {
     const id = { deviceId };
     this.connected.set(id.deviceId, client);
     this.deps.metrics.devicesConnected.set(this.connected.size);
-    this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: true });
+    this.deps.ingestor.submit({
+      deviceId: id.deviceId,
+      channel: 'connection',
+      online: true,
+      node: this.aedes.id,
+    });
     // A message published before the device's subscription exists goes nowhere (after a restart
     // aedes holds no sessions and the device subscribes only after CONNACK): only a restored
     // subscription makes the device reachable now; otherwise its SUBSCRIBE does.
@@ -299,7 +321,46 @@ export class EmbeddedBroker implements DeviceTransport {
     this.connected.delete(id.deviceId);
     this.deps.metrics.devicesConnected.set(this.connected.size);
     if (this.movedAway.has(client)) return;
-    this.deps.ingestor.submit({ deviceId: id.deviceId, channel: 'connection', online: false });
+    this.deps.ingestor.submit({
+      deviceId: id.deviceId,
+      channel: 'connection',
+      online: false,
+      node: this.aedes.id,
+    });
+  }
+
+  /**
+   * Another node died: its devices that the store still has online there go offline (the same
+   * `device.connection` events as a disconnect). One that already reconnected is recorded on its
+   * new node and is left alone (DevicesRepo.setOnline).
+   */
+  private async nodeGone(node: string, onlineOn: (nodeId: string) => Promise<string[]>): Promise<void> {
+    const ids = await onlineOn(node);
+    this.deps.log.warn({ node, devices: ids.length }, 'broker node gone: its devices marked offline');
+    await this.submitAll(ids.map((deviceId) => ({ deviceId, channel: 'connection', online: false, node })));
+  }
+
+  /** This node was taken for dead: its connected devices are recorded online here again. */
+  private async recordAgain(): Promise<void> {
+    const node = this.aedes.id;
+    await this.submitAll(
+      [...this.connected.keys()].map((deviceId) => ({ deviceId, channel: 'connection', online: true, node })),
+    );
+  }
+
+  /** Hands reports to the ingestor a chunk at a time; resolves once all are written, rejects if one is not. */
+  private async submitAll(reports: Report[]): Promise<void> {
+    for (let i = 0; i < reports.length; i += NODE_REPORTS_CHUNK) {
+      await Promise.all(
+        reports.slice(i, i + NODE_REPORTS_CHUNK).map(
+          (r) =>
+            new Promise<void>((resolve, reject) => {
+              const taken = this.deps.ingestor.submit(r, (err) => (err ? reject(err) : resolve()));
+              if (!taken) reject(new Error('report queue full'));
+            }),
+        ),
+      );
+    }
   }
 
   /** Closes a device's connection now (its key was revoked: rejected or decommissioned). */

@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import mqemitterRedis from 'mqemitter-redis';
 import type { Logger } from 'pino';
 import { ServerError } from '../errors.js';
+import { NodeLiveness, type NodeLivenessHandlers } from './node-liveness.js';
 
 /** The package ships no types: an aedes persistence on an existing ioredis connection. */
 const redisPersistence = createRequire(import.meta.url)('aedes-persistence-redis') as (opts: {
@@ -31,6 +32,8 @@ export interface RedisSharing {
   /** aedes' `persistence`. */
   readonly persistence: unknown;
   readonly nonces: SharedNonces;
+  /** Starts this node's heartbeat and the watch for dead nodes (node-liveness.ts); stopped by close. */
+  watchNodes(nodeId: string, ttlMs: number, handlers: NodeLivenessHandlers): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,12 +55,15 @@ export async function connectRedisSharing(url: string, log: Logger): Promise<Red
   const sessions = open('sessions', { maxRetriesPerRequest: 5 });
   // A login must not wait for Redis to come back: refused at once ('busy'), the device retries.
   const logins = open('nonces', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  // Heartbeats are not queued while Redis is away: a late one would say nothing true.
+  const nodes = open('nodes', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  const conns = [sub, pub, sessions, logins, nodes];
   // Connected before the broker takes logins (the nonce connection queues nothing).
   try {
-    await Promise.all([sub, pub, sessions, logins].map(whenReady));
+    await Promise.all(conns.map(whenReady));
   } catch (cause) {
     health.closing = true;
-    for (const c of [sub, pub, sessions, logins]) c.disconnect();
+    for (const c of conns) c.disconnect();
     throw new ServerError('FLOTILLA_ERR_SERVER_REDIS', `${redacted(url)}: ${(cause as Error).message}`, {
       cause,
     });
@@ -67,9 +73,14 @@ export async function connectRedisSharing(url: string, log: Logger): Promise<Red
   (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => undefined);
   keepReportsLocal(mq as unknown as LocalEmitter);
   const persistence = redisPersistence({ conn: sessions });
+  let liveness: NodeLiveness | null = null;
   return {
     mq,
     persistence,
+    async watchNodes(nodeId, ttlMs, handlers) {
+      liveness = new NodeLiveness(nodes, nodeId, ttlMs, handlers, log);
+      await liveness.start();
+    },
     nonces: {
       async claim(key, ttlMs) {
         return (await logins.set(`flotilla:nonce:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
@@ -77,8 +88,9 @@ export async function connectRedisSharing(url: string, log: Logger): Promise<Red
     },
     async close() {
       // The bus is closed by aedes (its `close`); the rest here.
+      await liveness?.stop();
       health.closing = true;
-      await Promise.all([sessions.quit().catch(() => undefined), logins.quit().catch(() => undefined)]);
+      await Promise.all([sessions, logins, nodes].map((c) => c.quit().catch(() => undefined)));
     },
   };
 }

@@ -1,4 +1,5 @@
 import { CLUSTER_MIGRATION } from './sql-cluster-migration.js';
+import { CONNECTION_NODE_MIGRATION } from './sql-connection-node-migration.js';
 
 /**
  * Numbered migrations, applied in order inside one transaction each; `PRAGMA user_version` records
@@ -273,4 +274,5 @@ CREATE INDEX audit_actor_id ON audit_log(actor, id);
   },
   // Written once for both engines (PostgreSQL applies the same migration).
   { version: 6, name: CLUSTER_MIGRATION.name, sql: CLUSTER_MIGRATION.sqlite },
+  CONNECTION_NODE_MIGRATION,
 ];

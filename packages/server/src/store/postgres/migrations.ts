@@ -1,4 +1,5 @@
 import { CLUSTER_MIGRATION } from '../sql-cluster-migration.js';
+import { CONNECTION_NODE_MIGRATION } from '../sql-connection-node-migration.js';
 
 /**
  * The PostgreSQL twin of the SQLite migrations (store/migrations.ts), number for number: the same
@@ -285,4 +286,5 @@ CREATE INDEX audit_actor_id ON audit_log(actor, id);
 `,
   },
   { version: CLUSTER_MIGRATION.version, name: CLUSTER_MIGRATION.name, sql: CLUSTER_MIGRATION.postgres },
+  CONNECTION_NODE_MIGRATION,
 ];

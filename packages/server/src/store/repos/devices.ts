@@ -299,14 +299,49 @@ export class DevicesRepo {
     await this.sql.run('UPDATE devices SET online = 1, last_seen = ? WHERE id = ?', [now, id]);
   }
 
-  async setOnline(id: string, online: boolean, now: number): Promise<void> {
-    await this.sql.run('UPDATE devices SET online = ?, updated = ? WHERE id = ?', [online ? 1 : 0, now, id]);
+  /**
+   * Records a connection or its end. `node` is the broker node that holds (held) it: online
+   * records it there; offline then changes the device only while it is still online there, so a
+   * node the device already left (or one that died) cannot mark its new connection offline.
+   * Returns whether the device changed (an offline that changed nothing is no news).
+   */
+  async setOnline(id: string, online: boolean, now: number, node?: string): Promise<boolean> {
+    if (online)
+      await this.sql.run('UPDATE devices SET online = 1, online_node = ?, updated = ? WHERE id = ?', [
+        node ?? null,
+        now,
+        id,
+      ]);
+    else if (node === undefined)
+      await this.sql.run('UPDATE devices SET online = 0, online_node = NULL, updated = ? WHERE id = ?', [
+        now,
+        id,
+      ]);
+    else
+      return (
+        (
+          await this.sql.run(
+            'UPDATE devices SET online = 0, online_node = NULL, updated = ? WHERE id = ? AND online = 1 AND online_node = ?',
+            [now, id, node],
+          )
+        ).changes > 0
+      );
+    return true;
+  }
+
+  /** The devices recorded online on broker node `node` (see setOnline), in id order. */
+  async onlineOn(node: string): Promise<string[]> {
+    const rows = await this.sql.all<{ id: string }>(
+      'SELECT id FROM devices WHERE online_node = ? AND online = 1 ORDER BY id',
+      [node],
+    );
+    return rows.map((r) => r.id);
   }
 
   /** Marks devices silent since `before` offline; returns their ids. */
   async markStaleOffline(before: number): Promise<string[]> {
     const rows = await this.sql.all<{ id: string }>(
-      'UPDATE devices SET online = 0 WHERE online = 1 AND (last_seen IS NULL OR last_seen < ?) RETURNING id',
+      'UPDATE devices SET online = 0, online_node = NULL WHERE online = 1 AND (last_seen IS NULL OR last_seen < ?) RETURNING id',
       [before],
     );
     return rows.map((r) => r.id);
@@ -314,7 +349,7 @@ export class DevicesRepo {
 
   /** On start nobody is connected yet. */
   async markAllOffline(): Promise<void> {
-    await this.sql.run('UPDATE devices SET online = 0 WHERE online = 1');
+    await this.sql.run('UPDATE devices SET online = 0, online_node = NULL WHERE online = 1');
   }
 
   async setMqttSecretHash(id: string, hash: string | null, now: number): Promise<void> {
