@@ -190,6 +190,11 @@ async function main(o, log) {
   );
   if (comparison.acknowledged === 0)
     throw new Error('the devices recorded no acknowledged report: nothing was compared');
+  // A node that was not killed must still run: one that died on its own is a failure too.
+  const killedNames = new Set(outcome.killed.map((k) => k.node));
+  for (const n of nodes)
+    if (!killedNames.has(n.id) && !n.child.running())
+      throw new Error(`${n.id} was not killed but is not running; its log ends:\n${n.child.logTail()}`);
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
   return {
     store: o.store,

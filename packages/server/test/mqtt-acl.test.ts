@@ -207,6 +207,35 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     await waitFor(async () => (await server.ctx.store.devices.get(b.id))?.online === false, 3000, 'offline');
   });
 
+  it("lets a dead node's device will through without a connection, refuses any other such publish, and survives aedes' background errors", async () => {
+    // Sharing Redis, a surviving node publishes a dead node's wills with no client: refusing one
+    // used to surface as an unhandled aedes 'error' event that ended the node's process.
+    const aedes = server.broker!.aedes as unknown as {
+      authorizePublish: (c: null, p: object, done: (e?: Error | null) => void) => void;
+      emit: (e: string, err: Error) => boolean;
+    };
+    const authorize = (topic: string) =>
+      new Promise<Error | null>((resolve) =>
+        aedes.authorizePublish(
+          null,
+          {
+            cmd: 'publish',
+            topic,
+            payload: Buffer.from('{"online":false}'),
+            qos: 1,
+            retain: false,
+            dup: false,
+          },
+          (e) => resolve(e ?? null),
+        ),
+      );
+    expect(await authorize(`flotilla/v1/devices/${a.id}/status`)).toBeNull();
+    expect((await authorize(`flotilla/v1/devices/${a.id}/events`))?.message).toMatch(/not allowed/);
+    expect(() => aedes.emit('error', new Error('TEST-ONLY background failure'))).not.toThrow();
+    const h = await fetch(`${server.addresses.api}/healthz`);
+    expect(h.status).toBe(200);
+  });
+
   it('joins a new device with a one-time provisioning token, and only once', async () => {
     const t = await server.ctx.store.provisioning.create('TEST-ONLY line', 60_000, true, Date.now());
     const n = testDevice('TEST-ONLY-new');

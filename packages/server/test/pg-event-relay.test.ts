@@ -52,6 +52,14 @@ describe.skipIf(!postgresBin)('events relayed between nodes through PostgreSQL',
     expect(b.heard[0]).toMatchObject({ type: 'release.created', data: { truncated: true } });
   });
 
+  it('carries a burst of events in a few notifications, every event heard once and in order', async () => {
+    const a = await node('burst-a');
+    const b = await node('burst-b');
+    for (let i = 0; i < 2000; i++) a.bus.emit('device.state', { deviceId: `dev-${i}`, n: i });
+    await waitFor(() => b.heard.length >= 2000, 20_000);
+    expect(b.heard.map((e) => e.data.n)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+  });
+
   it('ignores garbage another database user NOTIFYs on the channel (not JSON, wrong shape)', async () => {
     const a = await node('garbage-a');
     const other = new pg.Client({ connectionString: pgsrv.url });
@@ -61,7 +69,11 @@ describe.skipIf(!postgresBin)('events relayed between nodes through PostgreSQL',
       await other.query('SELECT pg_notify($1, $2)', [EVENT_CHANNEL, '{"node":"x","type":7}']);
       await other.query('SELECT pg_notify($1, $2)', [
         EVENT_CHANNEL,
-        '{"node":"x","type":"ok","ts":1,"data":{}}',
+        '{"node":"x","events":[7,null,{"type":1}]}',
+      ]);
+      await other.query('SELECT pg_notify($1, $2)', [
+        EVENT_CHANNEL,
+        '{"node":"x","events":[{"type":"ok","ts":1,"data":{}}]}',
       ]);
       await waitFor(() => a.heard.length === 1, 10_000);
       expect(a.heard[0]!.type).toBe('ok');

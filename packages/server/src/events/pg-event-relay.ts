@@ -11,11 +11,17 @@ const MAX_PAYLOAD_BYTES = 7900;
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 10_000;
 
-interface Wire extends ServerEvent {
+/** One notification: the events one node emitted since its last one. */
+interface Wire {
   node: string;
-  /** The data did not fit in one notification: listeners get the type and a marker, and re-read. */
-  truncated?: true;
+  events: (ServerEvent & {
+    /** The data did not fit in one notification: listeners get the type and a marker, and re-read. */
+    truncated?: true;
+  })[];
 }
+
+/** Events waiting while PostgreSQL is slow; beyond this the newest are dropped (and counted). */
+const MAX_QUEUED = 10_000;
 
 /**
  * Carries server events between the nodes that share one PostgreSQL, so that a dashboard's live
@@ -29,6 +35,9 @@ export class PgEventRelay {
   private closed = false;
   private retryMs = RECONNECT_MIN_MS;
   private retryTimer: NodeJS.Timeout | null = null;
+  private readonly queue: ServerEvent[] = [];
+  private flushing = false;
+  private dropped = 0;
   private readonly unforward: () => void;
 
   private constructor(
@@ -96,21 +105,59 @@ export class PgEventRelay {
     this.retryMs = Math.min(RECONNECT_MAX_MS, this.retryMs * 2);
   }
 
+  /**
+   * Queues an event; the queue goes out as few notifications as fit (one query in flight on the
+   * connection at a time), so a burst of device reports costs a handful of NOTIFYs, not one each.
+   */
   private send(e: ServerEvent): void {
-    const client = this.client;
-    if (!client) return;
-    let payload = JSON.stringify({ ...e, node: this.node } satisfies Wire);
-    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES)
-      payload = JSON.stringify({
-        type: e.type,
-        ts: e.ts,
-        data: {},
-        node: this.node,
-        truncated: true,
-      } satisfies Wire);
-    client.query('SELECT pg_notify($1, $2)', [EVENT_CHANNEL, payload]).catch((err: unknown) => {
-      this.log.warn({ err: (err as Error).message, type: e.type }, 'event not relayed to other nodes');
-    });
+    if (!this.client) return;
+    if (this.queue.length >= MAX_QUEUED) {
+      this.dropped++;
+      return;
+    }
+    this.queue.push(e);
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => void this.flush());
+    }
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0 && this.client) {
+      const client = this.client;
+      const { payload, taken } = this.batch();
+      this.queue.splice(0, taken);
+      try {
+        await client.query('SELECT pg_notify($1, $2)', [EVENT_CHANNEL, payload]);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, events: taken }, 'events not relayed to other nodes');
+      }
+    }
+    if (this.dropped > 0) {
+      this.log.warn({ dropped: this.dropped }, 'live events not relayed: the relay fell behind');
+      this.dropped = 0;
+    }
+    this.queue.length = this.client ? this.queue.length : 0;
+    this.flushing = false;
+  }
+
+  /** As many queued events as fit in one notification (at least one: too big, it is truncated). */
+  private batch(): { payload: string; taken: number } {
+    const parts: string[] = [];
+    let bytes = 0;
+    for (const e of this.queue) {
+      let part = JSON.stringify(e);
+      if (Buffer.byteLength(part) > MAX_PAYLOAD_BYTES - 100)
+        part = JSON.stringify({ type: e.type, ts: e.ts, data: {}, truncated: true });
+      const size = Buffer.byteLength(part) + 1;
+      if (parts.length > 0 && bytes + size > MAX_PAYLOAD_BYTES - 100) break;
+      parts.push(part);
+      bytes += size;
+    }
+    return {
+      payload: `{"node":${JSON.stringify(this.node)},"events":[${parts.join(',')}]}`,
+      taken: parts.length,
+    };
   }
 
   private receive(payload: string | undefined): void {
@@ -120,12 +167,15 @@ export class PgEventRelay {
     } catch {
       return; // not ours: the channel is the database's, anyone with access may NOTIFY on it
     }
-    if (wire.node === this.node || typeof wire.type !== 'string' || typeof wire.data !== 'object') return;
-    this.bus.deliverRemote({
-      type: wire.type,
-      ts: typeof wire.ts === 'number' ? wire.ts : Date.now(),
-      data: wire.truncated ? { ...wire.data, truncated: true } : (wire.data ?? {}),
-    });
+    if (wire?.node === this.node || !Array.isArray(wire?.events)) return;
+    for (const e of wire.events) {
+      if (typeof e?.type !== 'string' || typeof e.data !== 'object' || e.data === null) continue;
+      this.bus.deliverRemote({
+        type: e.type,
+        ts: typeof e.ts === 'number' ? e.ts : Date.now(),
+        data: e.truncated ? { ...e.data, truncated: true } : e.data,
+      });
+    }
   }
 
   async close(): Promise<void> {

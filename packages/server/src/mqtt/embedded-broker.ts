@@ -100,7 +100,15 @@ export class EmbeddedBroker implements DeviceTransport {
       drainTimeout: 30_000,
       maxTopicLevels: 8,
       maxClientsIdLength: 64,
-      ...(deps.shared ? { mq: deps.shared.mq, persistence: deps.shared.persistence } : {}),
+      ...(deps.shared
+        ? {
+            mq: deps.shared.mq,
+            persistence: deps.shared.persistence,
+            // aedes' own node heartbeat: a dead node's stored wills are cleared within seconds
+            // (default a minute), paced like the node sweep (nodeHeartbeatTtlMs).
+            heartbeatInterval: Math.max(1000, Math.floor(deps.limits.nodeHeartbeatTtlMs / 3)),
+          }
+        : {}),
       authenticate: (client, username, password, done) =>
         self!.authenticate(client as FlotillaClient, username, password, done),
       authorizePublish: (client, packet, done) =>
@@ -148,6 +156,11 @@ export class EmbeddedBroker implements DeviceTransport {
         nodeGone: (node) => self!.nodeGone(node, onlineOn),
         revived: () => self!.recordAgain(),
       });
+    // aedes reports its own background failures here (e.g. publishing a dead node's wills);
+    // without a listener an 'error' event would end the whole server process.
+    (aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
+      deps.log.error({ err, code: 'FLOTILLA_ERR_SERVER_BROKER' }, 'mqtt broker background task failed'),
+    );
     aedes.on('clientError', (c, err) =>
       deps.log.debug({ clientId: c?.id, err: err.message }, 'mqtt client error'),
     );
@@ -220,6 +233,10 @@ export class EmbeddedBroker implements DeviceTransport {
   ): void {
     const id = client?.flotilla;
     const { metrics, log, limits } = this.deps;
+    if (client === null) {
+      this.publishOrphanWill(packet, done);
+      return;
+    }
     if (!id || !mayPublish(id, packet.topic)) {
       metrics.mqttDenied.inc({ kind: 'publish' });
       log.warn({ clientId: client?.id, topic: packet.topic }, 'mqtt publish denied: closing connection');
@@ -270,6 +287,23 @@ export class EmbeddedBroker implements DeviceTransport {
       return;
     }
     if (!this.deps.ingestor.submit(report, (err) => done(err ?? null))) done(new Error('server busy'));
+  }
+
+  /**
+   * Sharing Redis, a surviving node publishes the last wills of a dead node's devices, with no
+   * connection to check them against (aedes passes no client). A device's will is its offline
+   * status, stored when it logged in; whether the device is offline is decided by the node
+   * sweep (a device may already be back on another node), so the will is let through and goes
+   * no further. Anything else without a connection is refused; refusing never closes anything.
+   */
+  private publishOrphanWill(packet: { topic: string }, done: (error?: Error | null) => void): void {
+    if (parseDeviceTopic(packet.topic)?.channel === 'status') {
+      done(null);
+      return;
+    }
+    this.deps.metrics.mqttDenied.inc({ kind: 'publish' });
+    this.deps.log.warn({ topic: packet.topic }, 'mqtt will of a gone connection denied');
+    done(new Error('publish not allowed on this topic'));
   }
 
   private onReady(client: FlotillaClient): void {
