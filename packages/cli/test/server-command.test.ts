@@ -4,6 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasMosquittoDynsec, type Mosquitto, startMosquitto } from '../../../test/e2e/mosquitto.js';
+import {
+  POSTGRES_MISSING,
+  postgresBin,
+  startTestPostgres,
+  type TestPostgres,
+} from '../../server/test/helpers/postgres.js';
 import { type CliProcess, runFlotilla, startFlotilla } from './run-cli.js';
 
 /** `flotilla server` as a process: its first-start output, its config file and its refusals. */
@@ -140,6 +146,17 @@ describe('the example server config shipped with the systemd unit', () => {
     const example = new URL('../../server/systemd/server.json', import.meta.url).pathname;
     expect(loadServerConfig(example)).toMatchObject({ port: 8080, importKeys: '/etc/flotilla/server-keys' });
   });
+
+  it('and the cluster node example (PostgreSQL, node id, Redis, behind nginx) passes it too', async () => {
+    const { loadServerConfig } = await import('../src/server-config.js');
+    const example = new URL('../../server/systemd/server-cluster.json', import.meta.url).pathname;
+    expect(loadServerConfig(example)).toMatchObject({
+      database: expect.stringMatching(/^postgres:\/\//),
+      nodeId: 'node-1',
+      redis: expect.stringMatching(/^redis:\/\//),
+      mqttProxyProtocol: true,
+    });
+  });
 });
 
 describe('flotilla server: artifacts behind nginx', { timeout: SERVER_STARTS_MS }, () => {
@@ -230,6 +247,50 @@ describe('flotilla server --redis', { timeout: SERVER_STARTS_MS }, () => {
       expect(r.stdout + r.stderr).toContain(says);
     }
     expect(existsSync(join(work, 'never'))).toBe(false);
+  });
+});
+
+if (!postgresBin) console.warn(POSTGRES_MISSING);
+
+describe('flotilla server --database', { timeout: SERVER_STARTS_MS }, () => {
+  it('refuses a --database that is not a postgres:// URL, before anything is made', () => {
+    const r = runFlotilla([
+      'server',
+      '--data-dir',
+      join(work, 'never-db'),
+      ...PORTS,
+      '--database',
+      'sqlite:///x.db',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toContain('FLOTILLA_ERR_CLI_USAGE');
+    expect(r.stdout + r.stderr).toContain('postgres://');
+    expect(existsSync(join(work, 'never-db'))).toBe(false);
+  });
+
+  describe.skipIf(!postgresBin)('on a real PostgreSQL', () => {
+    let pgsrv: TestPostgres;
+    beforeAll(async () => {
+      pgsrv = await startTestPostgres();
+    });
+    afterAll(async () => {
+      await pgsrv?.destroy();
+    });
+
+    it('starts on the shared store and says so: store postgres and this node (flag or config file)', async () => {
+      const config = join(work, 'cluster.json');
+      await writeFile(config, JSON.stringify({ database: pgsrv.url, nodeId: 'cfg-node' }));
+      for (const [args, node] of [
+        [['--database', pgsrv.url, '--node-id', 'flag-node'], 'flag-node'],
+        [['--config', config], 'cfg-node'],
+      ] as const) {
+        const r = await serve([...args, '--data-dir', join(work, `pg-${node}`), ...PORTS]);
+        expect(r.started, args.join(' ')).toBe(true);
+        expect(r.started && r.summary).toMatchObject({ store: 'postgres', node });
+        // The data directory keeps the keys and artifacts; the fleet is in PostgreSQL.
+        expect(existsSync(join(work, `pg-${node}`, 'server.db'))).toBe(false);
+      }
+    });
   });
 });
 
