@@ -53,9 +53,10 @@ export async function nodePorts() {
 /**
  * Starts one node and waits for its `--json` line (bounded). Every node's
  * `<data-dir>/artifacts` is a symlink to `sharedArtifacts`: images and deltas written by any node
- * are served by all (and by nginx, from that directory). Nodes after the first get the first's
- * URL-signing key (a file in its data dir while the server keeps it there): a download URL signed
- * by one node is checked by whichever node nginx asks.
+ * are served by all (and by nginx, from that directory). On PostgreSQL the nodes agree on one
+ * URL-signing key through the database by themselves (the test relies on it: a download URL
+ * signed by one node is checked by whichever node nginx asks); on a shared SQLite file nodes
+ * after the first get the first's key file.
  * @param {{
  *   id: string, dir: string, ports: { api: number, mqtt: number }, keysDir: string,
  *   sharedArtifacts: string, firstNodeDir?: string, publicUrl: string, artifactBaseUrl: string,
@@ -68,7 +69,7 @@ export async function startNode(o) {
   mkdirSync(dataDir, { recursive: true });
   if (!existsSync(join(dataDir, 'artifacts')))
     symlinkSync(o.sharedArtifacts, join(dataDir, 'artifacts'), 'dir');
-  const signingKey = o.firstNodeDir ? join(o.firstNodeDir, 'url-signing.key') : null;
+  const signingKey = o.firstNodeDir && !o.database ? join(o.firstNodeDir, 'url-signing.key') : null;
   if (signingKey && existsSync(signingKey)) copyFileSync(signingKey, join(dataDir, 'url-signing.key'));
   const args = [
     CLI,

@@ -12,6 +12,7 @@ import { UrlSigner } from './artifacts/url-signer.js';
 import { ENGINE_LEASE, EngineRole } from './cluster/engine-role.js';
 import { checkNodeId } from './cluster/node-id.js';
 import { kickOnRemoteEvents } from './cluster/remote-kicks.js';
+import { sharedUrlSigner } from './cluster/shared-url-key.js';
 import type { ServerContext } from './context.js';
 import { DeltaService } from './deltas/delta-service.js';
 import { OfferBuilder } from './deploy/offers.js';
@@ -169,6 +170,13 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       { offlineKeysDir: keys.offlineKeysDir },
       'new root keys written outside the data directory: move them offline now',
     );
+  const urlSignerFile = join(dataDir, 'url-signing.key');
+  const urlSigner = shared
+    ? await sharedUrlSigner(urlSignerFile, store.sql, log, clock()).catch(async (err) => {
+        await store.close();
+        throw err;
+      })
+    : UrlSigner.open(urlSignerFile);
   // Several nodes: aedes' bus, sessions and login nonces in Redis; unreachable → no start.
   const sharing =
     opts.redis && (opts.broker?.kind ?? 'embedded') === 'embedded'
@@ -184,7 +192,6 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
     opts.artifactFs,
     shared ? nodeId : undefined,
   );
-  const urlSigner = UrlSigner.open(join(dataDir, 'url-signing.key'));
   const bus = new EventBus();
   // External brokers report no disconnects: there a device is online only if seen recently.
   const onlineSince = () => (opts.broker?.kind === 'external' ? clock() - limits.offlineAfterMs : null);

@@ -1,7 +1,9 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/index.js';
 import { POSTGRES_MISSING, postgresBin, startTestPostgres, type TestPostgres } from './helpers/postgres.js';
-import { auth, cleanupDirs, startTestServer, waitFor } from './helpers.js';
+import { auth, cleanupDirs, startTestServer, tempDir, waitFor } from './helpers.js';
 
 // `flotilla server --database postgres://… --node-id NAME`: several server processes' worth of
 // nodes (in-process here; test/cluster runs them as real processes) on one real PostgreSQL.
@@ -58,8 +60,11 @@ describe.skipIf(!postgresBin)('several server nodes on one PostgreSQL (a real Po
     cleanupDirs();
   });
 
+  const dirs = new Map<string, string>();
   const node = async (nodeId: string) => {
-    const s = await startTestServer({ database: pgsrv.url, nodeId, limits: { retentionIntervalMs: 0 } });
+    const dataDir = tempDir();
+    dirs.set(nodeId, dataDir);
+    const s = await startTestServer({ dataDir, database: pgsrv.url, nodeId });
     nodes.push(s);
     return s;
   };
@@ -104,6 +109,25 @@ describe.skipIf(!postgresBin)('several server nodes on one PostgreSQL (a real Po
       ((await audit.json()) as { items: { actor: string }[] }).items.map((e) => e.actor),
     );
     expect(actors).toEqual(new Set(['server:node-a', 'server:node-b', 'server:node-c']));
+  });
+
+  it('gives every node the URL-signing key of the first: a download URL one node signs is good on another', async () => {
+    const key = (id: string) => readFileSync(join(dirs.get(id)!, 'url-signing.key'), 'utf8');
+    // node-d brings a key of its own; the cluster's (node-a's, the first) replaces it.
+    const dataDir = tempDir();
+    writeFileSync(join(dataDir, 'url-signing.key'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+    dirs.set('node-d', dataDir);
+    const d = await startTestServer({ dataDir, database: pgsrv.url, nodeId: 'node-d' });
+    nodes.push(d);
+    expect(key('node-d')).toBe(key('node-a'));
+    expect(key('node-b')).toBe(key('node-a'));
+    const other = nodes.find((n) => n !== d)!;
+    const params = new URLSearchParams(
+      d.ctx.urlSigner.sign('/api/v1/artifacts/x', 'x', 'dev-1', Date.now() + 60_000),
+    );
+    expect(
+      other.ctx.urlSigner.verify('/api/v1/artifacts/x', 'x', Object.fromEntries(params), Date.now()),
+    ).toBe('dev-1');
   });
 
   it("shows on one node's live stream what another node emitted (events relayed through PostgreSQL)", async () => {

@@ -21,23 +21,25 @@ const SECRET_BYTES = 32;
  * fetches exactly one artifact until it expires; the same form can later be checked by nginx
  * (secure_link_hmac) or a CDN holding the secret, without a call to the server.
  */
+/** The secret in `path` as hex, made (mode 0600) when the file is missing; a malformed file is refused. */
+export function readUrlSigningSecret(path: string): string {
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, `${randomBytes(SECRET_BYTES).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  chmodSync(path, 0o600);
+  const text = readFileSync(path, 'utf8').trim();
+  if (!/^[0-9a-f]{64,128}$/.test(text))
+    throw new ServerError('FLOTILLA_ERR_SERVER_KEYS', `${path} is not a URL-signing secret (64+ hex digits)`);
+  return text;
+}
+
 export class UrlSigner {
   private constructor(private readonly secret: Buffer) {}
 
   /** Reads the secret, or makes it on first start. */
   static open(path: string): UrlSigner {
-    if (!existsSync(path)) {
-      mkdirSync(dirname(path), { recursive: true });
-      writeFileSync(path, `${randomBytes(SECRET_BYTES).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
-    }
-    chmodSync(path, 0o600);
-    const text = readFileSync(path, 'utf8').trim();
-    if (!/^[0-9a-f]{64,128}$/.test(text))
-      throw new ServerError(
-        'FLOTILLA_ERR_SERVER_KEYS',
-        `${path} is not a URL-signing secret (64+ hex digits)`,
-      );
-    return new UrlSigner(Buffer.from(text, 'hex'));
+    return new UrlSigner(Buffer.from(readUrlSigningSecret(path), 'hex'));
   }
 
   /** For tests and embedders that keep the secret elsewhere. */

@@ -1,4 +1,5 @@
 import { CLUSTER_MIGRATION } from '../sql-cluster-migration.js';
+import { CLUSTER_SECRETS_MIGRATION } from '../sql-cluster-secrets.js';
 import { CONNECTION_NODE_MIGRATION } from '../sql-connection-node-migration.js';
 
 /**
@@ -287,4 +288,5 @@ CREATE INDEX audit_actor_id ON audit_log(actor, id);
   },
   { version: CLUSTER_MIGRATION.version, name: CLUSTER_MIGRATION.name, sql: CLUSTER_MIGRATION.postgres },
   CONNECTION_NODE_MIGRATION,
+  { version: 8, name: CLUSTER_SECRETS_MIGRATION.name, sql: CLUSTER_SECRETS_MIGRATION.postgres },
 ];
