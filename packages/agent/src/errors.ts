@@ -95,6 +95,10 @@ export const AGENT_ERRORS = {
     message: 'bootloader environment could not be read or written',
     hint: 'check fw_env.config / grubenv and the bootloader tools',
   },
+  FLOTILLA_ERR_AGENT_BOOTENV_REPAIRED: {
+    message: 'the bootloader environment was torn (a power cut while it was written) and was rebuilt',
+    hint: 'nothing to do: the device runs its committed slot; the environment was rewritten from the committed copy',
+  },
   FLOTILLA_ERR_AGENT_ROLLBACK_PENDING: {
     message: 'the device is still on the new, uncommitted slot: the hand-back to the old slot failed',
     hint: 'the trial stays armed, so the bootloader falls back after bootlimit boots; check the bootloader environment',

@@ -189,6 +189,61 @@ describe.skipIf(lacks('grub'))('grubenv', () => {
     }
   });
 
+  it('a torn grubenv (no header, zeroed, cut mid-block) is rebuilt for the committed slot with no trial, and says so once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-grubenv-'));
+    try {
+      const be = await grubBackend(dir);
+      const envFile = join(dir, 'grubenv');
+      await be.bootloader.armTrial('B', 'A');
+      await be.bootloader.commit('B'); // grubenv-committed names B
+      const whole = await readFile(envFile);
+      for (const torn of [Buffer.alloc(0), Buffer.alloc(1024), whole.subarray(0, 40)]) {
+        await writeFile(envFile, torn);
+        const state = await be.bootloader.read();
+        expect(state).toMatchObject({ primary: 'B', good: 'B', trial: false, attempts: 0 });
+        expect(state.repaired).toMatch(/not a whole environment block; rebuilt for committed slot B/);
+        // GRUB's own tool reads the rebuilt block; a second read finds it whole and says nothing.
+        expect(execFileSync('grub-editenv', [envFile, 'list']).toString()).toContain('flotilla_slot=B');
+        expect((await be.bootloader.read()).repaired).toBeUndefined();
+      }
+      // Without a readable grubenv-committed, grub.cfg boots A: the rebuild says A too.
+      await rm(join(dir, 'grubenv-committed'));
+      await writeFile(envFile, Buffer.alloc(1024));
+      expect(await be.bootloader.read()).toMatchObject({ primary: 'A', good: 'A', trial: false });
+      // A missing grubenv is a configuration fault, not a tear: still refused.
+      await rm(envFile);
+      await expect(be.bootloader.read()).rejects.toMatchObject({ code: 'FLOTILLA_ERR_AGENT_BOOTLOADER' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an agent powered on over a torn grubenv runs its committed slot, rebuilds the block and reports FLOTILLA_ERR_AGENT_BOOTENV_REPAIRED', async () => {
+    const rig = await Rig.create();
+    try {
+      rig.backend = await grubBackend(rig.dev.dir);
+      const next = makeImage(44, rig.factory.length);
+      await rig.powerOn();
+      rig.send(rig.offer(next, { version: '1.1.0' }));
+      await rig.runToRest();
+      expect(rig.agent!.record.committedSlot).toBe('B');
+      await rig.agent!.stop();
+      rig.agent = null;
+      await writeFile(join(rig.dev.dir, 'grubenv'), Buffer.alloc(1024)); // GRUB's save_env cut short
+      await rig.powerOn();
+      await rig.agent!.flushReports();
+      expect(rig.agent!.bootedSlot).toBe('B');
+      const logs = rig.hub
+        .events(rig.dev.deviceId)
+        .filter((e) => e.kind === 'log')
+        .map((e) => (e.reason as { code?: string } | undefined)?.code);
+      expect(logs.filter((c) => c === 'FLOTILLA_ERR_AGENT_BOOTENV_REPAIRED')).toHaveLength(1);
+      expect(await rig.backend.bootloader.read()).toMatchObject({ primary: 'B', good: 'B', trial: false });
+    } finally {
+      await rig.cleanup();
+    }
+  });
+
   it('a commit writes grubenv-committed (what grub.cfg boots when grubenv is torn); a trial does not', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flotilla-grubenv-'));
     try {

@@ -171,6 +171,7 @@ export class Agent {
           });
         }
       }
+      const bootEnvRepaired = await this.repairedBootEnv();
       const floorReport = await this.reconcileFloor();
       this.deps.transport.start({
         onCommand: (payload) => this.onCommand(payload),
@@ -182,6 +183,8 @@ export class Agent {
       void this.heartbeat.run();
       if (corrupt) await this.reporting.event('log', { deploymentId: null, reason: corrupt }, true);
       if (floorReport) await this.reporting.event('log', { deploymentId: null, ...floorReport }, true);
+      if (bootEnvRepaired)
+        await this.reporting.event('log', { deploymentId: null, reason: bootEnvRepaired }, true);
       if (recoveredFrom) {
         this.log.warn({ state: recoveredFrom }, 'resuming after a restart');
         await this.reporting.event(
@@ -258,6 +261,20 @@ export class Agent {
       securityVersion = manifest.securityVersion;
     }
     return initialRecord(this.booted, content, securityVersion);
+  }
+
+  /** A torn bootloader environment is rebuilt by the first read; said once, here, at start. */
+  private async repairedBootEnv(): Promise<ErrorReport | null> {
+    const found = await this.deps.bootloader.read().then(
+      (state) => state.repaired ?? null,
+      (err) => {
+        if (isKilled(err)) throw err;
+        return null; // unreadable: the steps that need it report it
+      },
+    );
+    if (!found) return null;
+    this.log.warn({ code: 'FLOTILLA_ERR_AGENT_BOOTENV_REPAIRED' }, found);
+    return toErrorReport(new AgentError('FLOTILLA_ERR_AGENT_BOOTENV_REPAIRED', found));
   }
 
   /**

@@ -25,7 +25,8 @@ export async function emulateGrubBoot(
   cmdlineFile: string,
   arch: BootArch = 'x86_64',
 ): Promise<Slot> {
-  const decision = decideGrubBoot(await env.readAll());
+  // As grub.cfg: a torn grubenv loads nothing whole and boots grubenv-committed's slot.
+  const decision = decideGrubBoot((await env.readAllOrTorn()) ?? {}, await env.readCommitted());
   if (Object.keys(decision.save).length) await env.setMany(decision.save);
   await writeFile(cmdlineFile, `BOOT_IMAGE=/boot/vmlinuz ${kernelCmdline(arch, decision.slot)}\n`);
   return decision.slot;

@@ -61,40 +61,21 @@ export class GrubEnv {
     }
   }
 
-  async readAll(): Promise<Record<string, string>> {
-    let bytes: Buffer | null;
-    try {
-      bytes = await readBounded(this.opts.envFile, 64 * 1024);
-    } catch (cause) {
-      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', this.opts.envFile, { cause, component: 'grub' });
-    }
-    if (!bytes)
-      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `${this.opts.envFile} missing`, {
-        component: 'grub',
-      });
-    const vars = parseGrubEnv(bytes);
-    if (!vars)
-      throw new AgentError(
-        'FLOTILLA_ERR_AGENT_BOOTLOADER',
-        `${this.opts.envFile} is not a 1 KiB GRUB environment block`,
-        {
-          component: 'grub',
-        },
-      );
-    return vars;
+  /** What grubenv-committed names: the committed slot (A when unreadable, as grub.cfg decides). */
+  async readCommitted(): Promise<Slot> {
+    const bytes = await readBounded(this.committedFile, 64 * 1024).catch(() => null);
+    const vars = bytes ? parseGrubEnv(bytes) : null;
+    return parseSlot(vars?.[GRUB_COMMITTED_VAR]) ?? 'A';
   }
 
-  /** All variables in one write of the whole block. */
-  async setMany(vars: Record<string, string | number>): Promise<void> {
-    for (const [k, v] of Object.entries(vars)) {
-      if (!/^[A-Za-z0-9_]+$/.test(k) || /[\n\r]/.test(String(v)))
-        throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `refusing variable ${k}`, {
-          component: 'grub',
-        });
-    }
-    const next = { ...(await this.readAll()) };
-    for (const [k, v] of Object.entries(vars)) next[k] = String(v);
-    const block = serializeGrubEnv(next);
+  /** The block as it is, or null when the file is there but not a whole block (torn). */
+  async readAllOrTorn(): Promise<Record<string, string> | null> {
+    return parseGrubEnv(await this.readBytes());
+  }
+
+  /** Writes a whole new block (by rename), replacing whatever the file holds. */
+  async replace(vars: Record<string, string | number>): Promise<void> {
+    const block = serializeGrubEnv(Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, String(v)])));
     if (!block)
       throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', 'grubenv variables exceed 1 KiB', {
         component: 'grub',
@@ -107,6 +88,44 @@ export class GrubEnv {
         component: 'grub',
       });
     }
+  }
+
+  async readAll(): Promise<Record<string, string>> {
+    const vars = await this.readAllOrTorn();
+    if (!vars)
+      throw new AgentError(
+        'FLOTILLA_ERR_AGENT_BOOTLOADER',
+        `${this.opts.envFile} is not a 1 KiB GRUB environment block`,
+        {
+          component: 'grub',
+        },
+      );
+    return vars;
+  }
+
+  private async readBytes(): Promise<Buffer> {
+    let bytes: Buffer | null;
+    try {
+      bytes = await readBounded(this.opts.envFile, 64 * 1024);
+    } catch (cause) {
+      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', this.opts.envFile, { cause, component: 'grub' });
+    }
+    if (!bytes)
+      throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `${this.opts.envFile} missing`, {
+        component: 'grub',
+      });
+    return bytes;
+  }
+
+  /** All variables in one write of the whole block. */
+  async setMany(vars: Record<string, string | number>): Promise<void> {
+    for (const [k, v] of Object.entries(vars)) {
+      if (!/^[A-Za-z0-9_]+$/.test(k) || /[\n\r]/.test(String(v)))
+        throw new AgentError('FLOTILLA_ERR_AGENT_BOOTLOADER', `refusing variable ${k}`, {
+          component: 'grub',
+        });
+    }
+    await this.replace({ ...(await this.readAll()), ...vars });
   }
 }
 
@@ -124,8 +143,31 @@ export class GrubBootloader implements Bootloader {
     return this.opts.bootlimit ?? DEFAULT_BOOTLIMIT;
   }
 
+  /**
+   * A torn grubenv (GRUB's own save_env rewrites it in place; a power cut there leaves no header
+   * or half a block) made grub.cfg boot the committed slot. The agent rebuilds the block for that
+   * slot, with no trial armed, and says so once (`repaired`); it never guesses a trial.
+   */
+  private async repairTorn(): Promise<{ vars: Record<string, string>; found: string }> {
+    const committed = await this.env.readCommitted();
+    const vars = {
+      [GRUB_VARS.slot]: committed,
+      [GRUB_VARS.good]: committed,
+      [GRUB_VARS.upgrade]: '0',
+      [GRUB_VARS.limit]: String(this.limit),
+      [GRUB_VARS.left]: String(this.limit),
+    };
+    await this.env.replace(vars);
+    return {
+      vars,
+      found: `${this.opts.envFile} was not a whole environment block; rebuilt for committed slot ${committed}`,
+    };
+  }
+
   async read(): Promise<BootState> {
-    const v = await this.env.readAll();
+    const whole = await this.env.readAllOrTorn();
+    const repair = whole ? null : await this.repairTorn();
+    const v = whole ?? repair!.vars;
     const primary = parseSlot(v[GRUB_VARS.slot]);
     if (!primary)
       throw new AgentError(
@@ -144,6 +186,7 @@ export class GrubBootloader implements Bootloader {
       attempts: Math.max(0, limit - (Number.isFinite(left) ? left : limit)),
       limit,
       ...floorOf(v[GRUB_VARS.floor]),
+      ...(repair ? { repaired: repair.found } : {}),
     };
   }
 

@@ -16,6 +16,8 @@ export interface BootState {
    * the backend keeps one: a copy that survives the loss of the data partition's state.
    */
   securityFloor?: number;
+  /** Set when reading found the environment torn and rebuilt it: what was found (reported once). */
+  repaired?: string;
 }
 
 export interface CommitOptions {
