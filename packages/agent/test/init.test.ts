@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +81,27 @@ describe('flotilla-agent init', () => {
     const status = await agent(['status', '--json', '--config', config]);
     expect(status.code).toBe(0);
     expect(JSON.parse(status.out).bootloader).toMatchObject({ kind: 'file', primary: 'A', trial: false });
+  });
+
+  it('writes the reboot command given, else the one this init system has (busybox images have no systemctl)', async () => {
+    const { config, base } = await device();
+    expect(
+      (await agent([...base, '--bootloader', 'file', '--reboot-command', '/bin/busybox reboot -f'])).code,
+    ).toBe(0);
+    expect(JSON.parse(await readFile(config, 'utf8')).reboot).toEqual({
+      command: ['/bin/busybox', 'reboot', '-f'],
+    });
+    expect((await agent([...base, '--bootloader', 'file', '--force'])).code).toBe(0);
+    const systemd = await access('/run/systemd/system').then(
+      () => true,
+      () => false,
+    );
+    expect(JSON.parse(await readFile(config, 'utf8')).reboot).toEqual({
+      command: systemd ? ['systemctl', 'reboot'] : ['/sbin/reboot'],
+    });
+    const empty = await agent([...base, '--bootloader', 'file', '--force', '--reboot-command', ' ']);
+    expect(empty.code).not.toBe(0);
+    expect(empty.err + empty.out).toContain('FLOTILLA_ERR_AGENT_USAGE');
   });
 
   it('writes the GRUB env with grub-editenv and the U-Boot env with fw_setenv (only variables not set yet)', async () => {

@@ -26,6 +26,8 @@ export const INIT_USAGE = `flotilla-agent init — set up a device: config, devi
   --bootlimit N          boots of a new slot before the bootloader falls back (default 3)
   --mqtt-url URL         the server's broker (mqtt[s]://, ws[s]://); none = an offline device
   --provisioning-token-file FILE   one-time token for the first login
+  --reboot-command "CMD ARGS"      how the agent reboots the device (default: systemctl reboot
+                         when systemd runs, else /sbin/reboot as busybox init has it)
   --force                overwrite an existing config (the device key and set variables are kept)
   --json                 print what was written as JSON`;
 
@@ -43,6 +45,7 @@ const OPTIONS = {
   bootlimit: { type: 'string' },
   'mqtt-url': { type: 'string' },
   'provisioning-token-file': { type: 'string' },
+  'reboot-command': { type: 'string' },
   force: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
@@ -55,6 +58,18 @@ const exists = (path: string) =>
 
 async function mustExist(path: string, what: string): Promise<void> {
   if (!(await exists(path))) throw new AgentError('FLOTILLA_ERR_AGENT_FILE_NOT_FOUND', `${what} ${path}`);
+}
+
+/** systemd's reboot where systemd is PID 1 (it has /run/systemd/system), else the init's own. */
+async function defaultRebootCommand(): Promise<string[]> {
+  return (await exists('/run/systemd/system')) ? ['systemctl', 'reboot'] : ['/sbin/reboot'];
+}
+
+/** `--reboot-command "CMD ARGS"`: split on spaces (no shell runs it); empty is refused. */
+function rebootCommandOf(text: string): string[] {
+  const argv = text.trim().split(/\s+/).filter(Boolean);
+  if (argv.length === 0) throw new AgentError('FLOTILLA_ERR_AGENT_USAGE', '--reboot-command is empty');
+  return argv;
 }
 
 /** The variables a freshly flashed device starts with (slot A committed, no trial). */
@@ -134,7 +149,12 @@ export async function runInit(argv: string[], defaultConfig: string): Promise<Re
         : {}),
       slots: { A: { path: slotA }, B: { path: slotB } },
       bootloader,
-      reboot: { command: ['systemctl', 'reboot'] },
+      reboot: {
+        command:
+          v['reboot-command'] !== undefined
+            ? rebootCommandOf(v['reboot-command'])
+            : await defaultRebootCommand(),
+      },
     },
     'agent config',
   );
