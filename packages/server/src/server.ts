@@ -185,8 +185,15 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
           throw err;
         })
       : null;
-  // Alone, no device is connected before the start; in a cluster the other nodes hold some.
-  if (!sharing && !shared) await store.devices.markAllOffline();
+  // Alone, no device is connected before the start; in a cluster the other nodes (or the
+  // external broker) hold some. Sharing the database with the embedded broker not shared, this
+  // node is taken to be the only one: its broker could not reach another node's devices.
+  const external = opts.broker?.kind === 'external';
+  if (shared && !sharing && !external)
+    log.warn(
+      'sharing the database without --redis: run one node only (several nodes need --redis or --broker to reach each other’s devices)',
+    );
+  if (!sharing && !(shared && external)) await store.devices.markAllOffline();
   const artifacts = new ArtifactStore(
     join(dataDir, 'artifacts'),
     opts.artifactFs,
