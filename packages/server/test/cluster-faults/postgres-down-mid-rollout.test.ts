@@ -1,0 +1,199 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import {
+  type AcknowledgedReport,
+  createAgentLauncher,
+  defaultTransport,
+  Fleet,
+  isTerminalRollout,
+  prepareWorld,
+  recordAcknowledged,
+  type SimServer,
+  startSimServer,
+  type TransportFactory,
+  type WorldBase,
+  watchRollout,
+} from '@flotilla/fleet-simulator';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { POSTGRES_MISSING, postgresBin, startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { waitFor } from '../helpers.js';
+
+// PostgreSQL stopped while devices report in the middle of a rollout, then started again on the
+// same data and port: nothing a device saw acknowledged may be lost, and the rollout must finish.
+
+const DEVICES = 8;
+if (!postgresBin) console.warn(POSTGRES_MISSING);
+
+/** The events each device tried to send (acknowledged or not); acknowledged ones go to a history file. */
+const tried = new Map<string, Set<string>>();
+const trying: TransportFactory = (ctx) => {
+  const t = defaultTransport(ctx);
+  const publish = t.publish.bind(t);
+  t.publish = async (channel, payload, qos) => {
+    if (channel === 'events' && qos === 1) {
+      const { eventId } = JSON.parse(payload) as { eventId: string };
+      tried.set(ctx.deviceId, (tried.get(ctx.deviceId) ?? new Set()).add(eventId));
+    }
+    await publish(channel, payload, qos);
+  };
+  return t;
+};
+
+describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL, simulated agents)', () => {
+  let pgsrv: TestPostgres;
+  let base: WorldBase;
+  let node: SimServer;
+  let fleet: Fleet;
+  let history: string;
+  const logs: string[] = [];
+  const acknowledged = () =>
+    (existsSync(history) ? readFileSync(history, 'utf8') : '')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as AcknowledgedReport);
+  const healthz = async () => {
+    const res = await fetch(`${node.running.addresses.api}/healthz`);
+    return { status: res.status, body: (await res.json()) as { error?: { code: string; hint: string } } };
+  };
+
+  beforeAll(async () => {
+    pgsrv = await startTestPostgres();
+    base = await prepareWorld({
+      size: 'light',
+      seed: 16,
+      server: async (x) => {
+        node = await startSimServer({
+          ...x,
+          serverOptions: {
+            database: pgsrv.url,
+            nodeId: 'node-a',
+            logger: pino(
+              { level: 'info' },
+              new Writable({
+                write(line, _enc, done) {
+                  logs.push(String(line));
+                  done();
+                },
+              }),
+            ),
+          },
+        });
+        return node;
+      },
+    });
+    history = join(base.workDir, 'acknowledged.jsonl');
+    const release = base.firmware.releases.get('1.0.0')!;
+    fleet = await Fleet.create({
+      dir: join(base.workDir, 'fleet'),
+      count: DEVICES,
+      hardware: base.hardware,
+      baseImage: release.imagePath,
+      format: base.firmware.format,
+      slotSize: base.firmware.partitionSize,
+      trustRoot: base.trust.root,
+      launcher: createAgentLauncher({
+        factoryRelease: release.manifestPath,
+        transport: recordAcknowledged(trying, history),
+      }),
+      mqtt: base.server.mqtt,
+      artifactOrigin: base.server.artifactOrigin,
+      seed: 16,
+      timeScale: 0.05,
+      register: (devices) => base.server.registerDevices(devices),
+    });
+    base.onClose(() => fleet.close());
+    await fleet.powerOn();
+    await waitFor(async () => (await base.server.onlineCount()) >= DEVICES, 120_000, 'every device online');
+  }, 240_000);
+
+  afterAll(async () => {
+    await base?.close();
+    await pgsrv?.destroy();
+  }, 120_000);
+
+  it('holds reports while PostgreSQL is down, stops and resumes the engine, and loses nothing', async () => {
+    await base.publish('1.1.0');
+    const before = acknowledged().length;
+    const rolloutId = await base.server.startRollout({
+      name: 'through a PostgreSQL outage',
+      release: '1.1.0',
+      devices: fleet.devices.map((d) => d.id),
+      phases: [{ name: 'all', percent: 100, errorThreshold: 100 }],
+      maxConcurrent: 20,
+      deviceTimeoutSeconds: 600,
+    });
+    const engineTaken = () => logs.filter((l) => l.includes('this node runs the rollout engine')).length;
+    expect(engineTaken()).toBe(1);
+    // Mid-rollout: devices have begun reporting on the update.
+    await waitFor(
+      () => acknowledged().length > before,
+      120_000,
+      'a device acknowledged for reporting progress on the update',
+    );
+    await pgsrv.stop();
+    const ackedAtStop = new Set(acknowledged().map((r) => r.eventId));
+
+    // While it is down: /healthz is 503 with the coded reason, the engine stops, and what devices
+    // send is not acknowledged (they keep it in their outboxes).
+    const down = await healthz();
+    expect(down.status).toBe(503);
+    expect(down.body.error?.code).toBe('FLOTILLA_ERR_STORE_UNAVAILABLE');
+    expect(down.body.error?.hint).toMatch(/PostgreSQL/);
+    await waitFor(
+      () => logs.some((l) => l.includes('this node stopped the rollout engine')),
+      30_000,
+      'the engine stopped (lease lost)',
+    );
+    await waitFor(
+      () =>
+        fleet.devices.some((d) =>
+          [...(tried.get(d.id) ?? [])].some(
+            (id) => !ackedAtStop.has(id) && !acknowledged().some((r) => r.eventId === id),
+          ),
+        ),
+      90_000,
+      'a device sending a report while PostgreSQL is down',
+    );
+    expect(logs.some((l) => l.includes('FLOTILLA_ERR_STORE_UNAVAILABLE'))).toBe(true);
+    // Nothing was acknowledged while nothing could be committed.
+    expect(acknowledged().filter((r) => !ackedAtStop.has(r.eventId))).toEqual([]);
+
+    await pgsrv.start();
+    await waitFor(async () => (await healthz()).status === 200, 60_000, '/healthz 200 again');
+    await waitFor(() => engineTaken() === 2, 60_000, 'the engine taken again');
+
+    const view = await watchRollout(base.server, fleet, rolloutId, {
+      until: isTerminalRollout,
+      timeoutMs: 300_000,
+    });
+    expect(view.status).toBe('completed');
+    for (const d of fleet.devices) expect(d.current?.release, d.id).toBe('1.1.0');
+
+    // Every report a device saw acknowledged is stored, exactly once; and every one it tried is
+    // acknowledged in the end (held, resent, stored).
+    const store = node.running.ctx.store;
+    let held = 0;
+    for (const d of fleet.devices) {
+      await waitFor(
+        () => {
+          const acked = new Set(acknowledged().filter((r) => r.deviceId === d.id).map((r) => r.eventId));
+          return [...(tried.get(d.id) ?? [])].every((id) => acked.has(id));
+        },
+        60_000,
+        `${d.id}: every report it tried acknowledged`,
+      );
+      const acked = acknowledged()
+        .filter((r) => r.deviceId === d.id)
+        .map((r) => r.eventId);
+      held += acked.filter((id) => !ackedAtStop.has(id)).length;
+      const stored = (await store.events.timeline(d.id, Number.MAX_SAFE_INTEGER, 10_000)).map(
+        (e) => e.eventId,
+      );
+      expect(new Set(stored).size, `${d.id}: an event stored twice`).toBe(stored.length);
+      for (const id of acked) expect(stored, `${d.id}: acknowledged ${id} lost`).toContain(id);
+    }
+    expect(held).toBeGreaterThan(0);
+  }, 600_000);
+});
