@@ -201,7 +201,8 @@ export class ServerError extends errorClass(SERVER_ERRORS, 'server', 'ServerErro
 /**
  * Errors of the store's database engine, whichever it is (SQLite file or PostgreSQL server),
  * registered here beside the server's own: the API and the CLI answer them the same way. A schema
- * newer than the server stays FLOTILLA_ERR_SERVER_STORE, the code SQLite has always used.
+ * newer than the server stays FLOTILLA_ERR_SERVER_STORE on SQLite (a restored server.db); on a
+ * shared PostgreSQL it is FLOTILLA_ERR_STORE_SCHEMA_NEWER (another node was upgraded first).
  */
 export const STORE_ERRORS = {
   FLOTILLA_ERR_STORE_UNAVAILABLE: {
@@ -238,6 +239,11 @@ export const STORE_ERRORS = {
     status: 409,
     message: 'this node no longer holds the lease',
     hint: 'another node took it over (or the database connection dropped); this node stops that work and tries again later',
+  },
+  FLOTILLA_ERR_STORE_SCHEMA_NEWER: {
+    status: 500,
+    message: 'the shared database was migrated by a newer Flotilla server',
+    hint: 'upgrade this node to the Flotilla version the other nodes run, then start it again; a database is never migrated back (docs/cluster.md, Faults)',
   },
 } as const satisfies Record<string, ErrorEntry>;
 

@@ -178,7 +178,11 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
     for (const d of fleet.devices) {
       await waitFor(
         () => {
-          const acked = new Set(acknowledged().filter((r) => r.deviceId === d.id).map((r) => r.eventId));
+          const acked = new Set(
+            acknowledged()
+              .filter((r) => r.deviceId === d.id)
+              .map((r) => r.eventId),
+          );
           return [...(tried.get(d.id) ?? [])].every((id) => acked.has(id));
         },
         60_000,
