@@ -101,6 +101,8 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
       artifactOrigin: base.server.artifactOrigin,
       seed: 16,
       timeScale: 0.05,
+      // Devices are still to reboot and report when PostgreSQL stops (the outage is mid-rollout).
+      rebootDelayMs: 5_000,
       register: (devices) => base.server.registerDevices(devices),
     });
     base.onClose(() => fleet.close());
@@ -126,11 +128,16 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
     });
     const engineTaken = () => logs.filter((l) => l.includes('this node runs the rollout engine')).length;
     expect(engineTaken()).toBe(1);
-    // Mid-rollout: devices have begun reporting on the update.
+    // Mid-rollout: every device has begun reporting on the update (and has its reboot ahead).
     await waitFor(
-      () => acknowledged().length > before,
+      () =>
+        new Set(
+          acknowledged()
+            .slice(before)
+            .map((r) => r.deviceId),
+        ).size === DEVICES,
       120_000,
-      'a device acknowledged for reporting progress on the update',
+      'every device acknowledged for reporting progress on the update',
     );
     await pgsrv.stop();
     const ackedAtStop = new Set(acknowledged().map((r) => r.eventId));
@@ -160,6 +167,12 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
     // Nothing was acknowledged while nothing could be committed.
     expect(acknowledged().filter((r) => !ackedAtStop.has(r.eventId))).toEqual([]);
 
+    // A device whose publish was refused is disconnected; logging in again is refused too, saying why.
+    await waitFor(
+      () => logs.some((l) => l.includes('mqtt auth failed') && l.includes('FLOTILLA_ERR_STORE_UNAVAILABLE')),
+      20_000,
+      'a login refused while PostgreSQL is down',
+    );
     await pgsrv.start();
     await waitFor(async () => (await healthz()).status === 200, 60_000, '/healthz 200 again');
     await waitFor(() => engineTaken() === 2, 60_000, 'the engine taken again');
