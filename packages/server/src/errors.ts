@@ -208,7 +208,7 @@ export const STORE_ERRORS = {
   FLOTILLA_ERR_STORE_UNAVAILABLE: {
     status: 503,
     message: 'the database server cannot be reached',
-    hint: 'is PostgreSQL running and reachable? check host, port (or socket directory), database, user and password in the store URL (postgres://user:password@host:5432/db); the server retries on the next request',
+    hint: 'is PostgreSQL running and reachable? check host, port (or socket directory), database, user and password in the store URL (postgres://user:password@host:5432/db); a running server retries on the next request, a starting one exits: start it again once PostgreSQL answers',
   },
   FLOTILLA_ERR_STORE_URL: {
     status: 500,

@@ -1,18 +1,18 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import {
   type AcknowledgedReport,
-  createAgentLauncher,
   defaultTransport,
-  Fleet,
+  type Fleet,
   isTerminalRollout,
-  prepareWorld,
   recordAcknowledged,
   type SimServer,
   startSimServer,
+  startWorld,
   type TransportFactory,
-  type WorldBase,
+  type World,
   watchRollout,
 } from '@flotilla/fleet-simulator';
 import pino from 'pino';
@@ -43,9 +43,10 @@ const trying: TransportFactory = (ctx) => {
 
 describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL, simulated agents)', () => {
   let pgsrv: TestPostgres;
-  let base: WorldBase;
+  let world: World;
   let node: SimServer;
   let fleet: Fleet;
+  let historyDir: string;
   let history: string;
   const logs: string[] = [];
   const acknowledged = () =>
@@ -60,9 +61,16 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
 
   beforeAll(async () => {
     pgsrv = await startTestPostgres();
-    base = await prepareWorld({
+    historyDir = mkdtempSync(join(tmpdir(), 'flotilla-acked-'));
+    history = join(historyDir, 'acknowledged.jsonl');
+    world = await startWorld({
+      devices: DEVICES,
       size: 'light',
       seed: 16,
+      timeScale: 0.05,
+      // Devices are still to reboot and report when PostgreSQL stops (the outage is mid-rollout).
+      rebootDelayMs: 5_000,
+      transport: recordAcknowledged(trying, history),
       server: async (x) => {
         node = await startSimServer({
           ...x,
@@ -83,42 +91,21 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
         return node;
       },
     });
-    history = join(base.workDir, 'acknowledged.jsonl');
-    const release = base.firmware.releases.get('1.0.0')!;
-    fleet = await Fleet.create({
-      dir: join(base.workDir, 'fleet'),
-      count: DEVICES,
-      hardware: base.hardware,
-      baseImage: release.imagePath,
-      format: base.firmware.format,
-      slotSize: base.firmware.partitionSize,
-      trustRoot: base.trust.root,
-      launcher: createAgentLauncher({
-        factoryRelease: release.manifestPath,
-        transport: recordAcknowledged(trying, history),
-      }),
-      mqtt: base.server.mqtt,
-      artifactOrigin: base.server.artifactOrigin,
-      seed: 16,
-      timeScale: 0.05,
-      // Devices are still to reboot and report when PostgreSQL stops (the outage is mid-rollout).
-      rebootDelayMs: 5_000,
-      register: (devices) => base.server.registerDevices(devices),
-    });
-    base.onClose(() => fleet.close());
+    fleet = world.fleet;
     await fleet.powerOn();
-    await waitFor(async () => (await base.server.onlineCount()) >= DEVICES, 120_000, 'every device online');
+    await waitFor(async () => (await world.server.onlineCount()) >= DEVICES, 120_000, 'every device online');
   }, 240_000);
 
   afterAll(async () => {
-    await base?.close();
+    await world?.close();
     await pgsrv?.destroy();
+    rmSync(historyDir, { recursive: true, force: true });
   }, 120_000);
 
   it('holds reports while PostgreSQL is down, stops and resumes the engine, and loses nothing', async () => {
-    await base.publish('1.1.0');
+    await world.publish('1.1.0');
     const before = acknowledged().length;
-    const rolloutId = await base.server.startRollout({
+    const rolloutId = await world.server.startRollout({
       name: 'through a PostgreSQL outage',
       release: '1.1.0',
       devices: fleet.devices.map((d) => d.id),
@@ -177,7 +164,7 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
     await waitFor(async () => (await healthz()).status === 200, 60_000, '/healthz 200 again');
     await waitFor(() => engineTaken() === 2, 60_000, 'the engine taken again');
 
-    const view = await watchRollout(base.server, fleet, rolloutId, {
+    const view = await watchRollout(world.server, fleet, rolloutId, {
       until: isTerminalRollout,
       timeoutMs: 300_000,
     });

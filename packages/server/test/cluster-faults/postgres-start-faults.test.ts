@@ -53,11 +53,21 @@ async function node(dataDir: string, database: string, id: string) {
   await waitFor(() => exited !== null || cli.output.stdout.includes('"ok":true'), KILL_AFTER_MS, `${id} up`);
   const stop = async () => {
     if (exited === null) cli.child.kill('SIGTERM');
-    return cli.done;
+    const run = await cli.done;
+    expect(run.code, `${id} stopped cleanly: ${run.stderr.slice(-2000)}`).toBe(0);
+    return run;
   };
-  if (exited !== null) return { up: false as const, run: exited as CliRun, stop };
+  if (exited !== null) {
+    const run = exited as CliRun;
+    return {
+      up: false as const,
+      run,
+      stop,
+      why: `${id} exited ${run.code}: ${run.stdout}${run.stderr.slice(-2000)}`,
+    };
+  }
   const summary = JSON.parse(cli.output.stdout.trim().split('\n').at(-1)!) as { api: string };
-  return { up: true as const, api: summary.api, stop, output: cli.output };
+  return { up: true as const, api: summary.api, stop, why: `${id} is up` };
 }
 
 /** The coded error of a refused start (`--json`: the last stdout line). */
@@ -138,6 +148,20 @@ describe.skipIf(!postgresBin)('a node and its database at start (a real PostgreS
     }
   };
 
+  /** Two nodes started together on `url` both come up, and the database holds every migration once. */
+  const twoNodesAtOnce = async (url: string) => {
+    const [a, b] = await Promise.all([
+      node(join(tempDir(), 'a'), url, 'node-a'),
+      node(join(tempDir(), 'b'), url, 'node-b'),
+    ]);
+    try {
+      expect([a.up, b.up], `${a.why}; ${b.why}`).toEqual([true, true]);
+      expect(await versions(url)).toEqual(PG_MIGRATIONS.map((m) => m.version));
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  };
+
   it('PostgreSQL down at the first start, then up: the same data dir starts cleanly', async () => {
     const dataDir = join(tempDir(), 'server');
     await pgsrv.stop();
@@ -149,23 +173,14 @@ describe.skipIf(!postgresBin)('a node and its database at start (a real PostgreS
       await pgsrv.start();
     }
     const r = await node(dataDir, pgsrv.url, 'node-a');
-    expect(r.up, 'starts once PostgreSQL is back').toBe(true);
+    expect(r.up, r.why).toBe(true);
     expect(existsSync(join(dataDir, 'admin-token'))).toBe(true);
-    expect((await r.stop()).code).toBe(0);
+    await r.stop();
   }, 180_000);
 
   it('two nodes starting at once on an empty database both come up; each migration applied once', async () => {
     const url = await pgsrv.createDatabase('empty_two_nodes');
-    const [a, b] = await Promise.all([
-      node(join(tempDir(), 'a'), url, 'node-a'),
-      node(join(tempDir(), 'b'), url, 'node-b'),
-    ]);
-    try {
-      expect([a.up, b.up]).toEqual([true, true]);
-      expect(await versions(url)).toEqual(PG_MIGRATIONS.map((m) => m.version));
-    } finally {
-      await Promise.all([a.stop(), b.stop()]);
-    }
+    await twoNodesAtOnce(url);
   }, 180_000);
 
   it('a database an older server made: two nodes at once migrate it to this version, once', async () => {
@@ -186,22 +201,13 @@ describe.skipIf(!postgresBin)('a node and its database at start (a real PostgreS
       });
     }
     await db.close();
-    const [a, b] = await Promise.all([
-      node(join(tempDir(), 'a'), url, 'node-a'),
-      node(join(tempDir(), 'b'), url, 'node-b'),
-    ]);
-    try {
-      expect([a.up, b.up]).toEqual([true, true]);
-      expect(await versions(url)).toEqual(PG_MIGRATIONS.map((m) => m.version));
-    } finally {
-      await Promise.all([a.stop(), b.stop()]);
-    }
+    await twoNodesAtOnce(url);
   }, 180_000);
 
   it('a database a newer server migrated: refused with FLOTILLA_ERR_STORE_SCHEMA_NEWER naming both versions', async () => {
     const url = await pgsrv.createDatabase('newer');
     const first = await node(join(tempDir(), 'a'), url, 'node-a');
-    expect(first.up).toBe(true);
+    expect(first.up, first.why).toBe(true);
     await first.stop();
     const db = new PostgresDriver(url, { max: 1 });
     await db.run('INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)', [
@@ -224,7 +230,7 @@ describe.skipIf(!postgresBin)('a node and its database at start (a real PostgreS
     const url = await pgsrv.createDatabase('migrated_under');
     const dataDir = join(tempDir(), 'a');
     const a = await node(dataDir, url, 'node-a');
-    expect(a.up).toBe(true);
+    expect(a.up, a.why).toBe(true);
     const { api } = a as { api: string };
     const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
     const get = (path: string) => fetch(`${api}${path}`, { headers: { authorization: `Bearer ${token}` } });
@@ -250,7 +256,7 @@ describe.skipIf(!postgresBin)('a node and its database at start (a real PostgreS
       expect(created.status, await created.clone().text()).toBe(201);
       expect((await get('/api/v1/devices')).status).toBe(200);
     } finally {
-      expect((await a.stop()).code).toBe(0);
+      await a.stop();
     }
     const again = await node(dataDir, url, 'node-a');
     expect(again.up).toBe(false);
