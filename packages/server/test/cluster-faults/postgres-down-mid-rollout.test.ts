@@ -15,10 +15,11 @@ import {
   type World,
   watchRollout,
 } from '@flotilla/fleet-simulator';
+import { deviceTopic } from '@flotilla/protocol';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { POSTGRES_MISSING, postgresBin, startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { waitFor } from '../helpers.js';
+import { connectDevice, enroll, eventMessage, testDevice, waitFor } from '../helpers.js';
 
 // PostgreSQL stopped while devices report in the middle of a rollout, then started again on the
 // same data and port: nothing a device saw acknowledged may be lost, and the rollout must finish.
@@ -126,11 +127,17 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
       120_000,
       'every device acknowledged for reporting progress on the update',
     );
+    // A device of the test's own beside the agents: it reports exactly when the test says.
+    const probe = testDevice('probe-0');
+    await enroll(node.running, probe);
+    const mqttUrl = node.running.addresses.mqtt!;
+    const probeEvent = JSON.stringify(eventMessage('probe-held', 1, 'log'));
+    const before1 = await connectDevice(mqttUrl, probe);
     await pgsrv.stop();
     const ackedAtStop = new Set(acknowledged().map((r) => r.eventId));
 
     // While it is down: /healthz is 503 with the coded reason, the engine stops, and what devices
-    // send is not acknowledged (they keep it in their outboxes).
+    // send is not acknowledged (they keep it and send it again).
     const down = await healthz();
     expect(down.status).toBe(503);
     expect(down.body.error?.code).toBe('FLOTILLA_ERR_STORE_UNAVAILABLE');
@@ -140,29 +147,45 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
       30_000,
       'the engine stopped (lease lost)',
     );
-    await waitFor(
-      () =>
-        fleet.devices.some((d) =>
-          [...(tried.get(d.id) ?? [])].some(
-            (id) => !ackedAtStop.has(id) && !acknowledged().some((r) => r.eventId === id),
-          ),
-        ),
-      90_000,
-      'a device sending a report while PostgreSQL is down',
+    // Its report gets no PUBACK: the failed commit acknowledges nothing and the node drops it.
+    let probeAcked = false;
+    let probeClosed = false;
+    before1.once('close', () => {
+      probeClosed = true;
+    });
+    before1.publishAsync(deviceTopic(probe.id, 'events'), probeEvent, { qos: 1 }).then(
+      () => {
+        probeAcked = true;
+      },
+      () => undefined,
     );
+    await waitFor(() => probeClosed || probeAcked, 60_000, 'the report refused (connection dropped)');
+    expect(probeAcked).toBe(false);
+    await before1.endAsync(true).catch(() => undefined);
+    // Logging in again is refused (CONNACK 3, server unavailable), and the log says why.
+    const relogin = await connectDevice(mqttUrl, probe).then(
+      async (c) => {
+        await c.endAsync(true);
+        return null;
+      },
+      (err: { code?: number }) => err,
+    );
+    expect(relogin?.code).toBe(3);
+    expect(
+      logs.some((l) => l.includes('mqtt auth failed') && l.includes('FLOTILLA_ERR_STORE_UNAVAILABLE')),
+    ).toBe(true);
     expect(logs.some((l) => l.includes('FLOTILLA_ERR_STORE_UNAVAILABLE'))).toBe(true);
     // Nothing was acknowledged while nothing could be committed.
     expect(acknowledged().filter((r) => !ackedAtStop.has(r.eventId))).toEqual([]);
 
-    // A device whose publish was refused is disconnected; logging in again is refused too, saying why.
-    await waitFor(
-      () => logs.some((l) => l.includes('mqtt auth failed') && l.includes('FLOTILLA_ERR_STORE_UNAVAILABLE')),
-      20_000,
-      'a login refused while PostgreSQL is down',
-    );
     await pgsrv.start();
     await waitFor(async () => (await healthz()).status === 200, 60_000, '/healthz 200 again');
     await waitFor(() => engineTaken() === 2, 60_000, 'the engine taken again');
+    // The probe resends its report (twice, as after a lost PUBACK): acknowledged now, stored once.
+    const after = await connectDevice(mqttUrl, probe);
+    await after.publishAsync(deviceTopic(probe.id, 'events'), probeEvent, { qos: 1 });
+    await after.publishAsync(deviceTopic(probe.id, 'events'), probeEvent, { qos: 1 });
+    await after.endAsync();
 
     const view = await watchRollout(world.server, fleet, rolloutId, {
       until: isTerminalRollout,
@@ -171,10 +194,9 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
     expect(view.status).toBe('completed');
     for (const d of fleet.devices) expect(d.current?.release, d.id).toBe('1.1.0');
 
-    // Every report a device saw acknowledged is stored, exactly once; and every one it tried is
+    // Every report an agent saw acknowledged is stored, exactly once; and every one it tried is
     // acknowledged in the end (held, resent, stored).
     const store = node.running.ctx.store;
-    let held = 0;
     for (const d of fleet.devices) {
       await waitFor(
         () => {
@@ -191,13 +213,13 @@ describe.skipIf(!postgresBin)('PostgreSQL stopped mid-rollout (a real PostgreSQL
       const acked = acknowledged()
         .filter((r) => r.deviceId === d.id)
         .map((r) => r.eventId);
-      held += acked.filter((id) => !ackedAtStop.has(id)).length;
       const stored = (await store.events.timeline(d.id, Number.MAX_SAFE_INTEGER, 10_000)).map(
         (e) => e.eventId,
       );
       expect(new Set(stored).size, `${d.id}: an event stored twice`).toBe(stored.length);
       for (const id of acked) expect(stored, `${d.id}: acknowledged ${id} lost`).toContain(id);
     }
-    expect(held).toBeGreaterThan(0);
+    const probeStored = await store.events.timeline(probe.id, Number.MAX_SAFE_INTEGER, 100);
+    expect(probeStored.filter((e) => e.eventId === 'probe-held')).toHaveLength(1);
   }, 600_000);
 });
