@@ -201,13 +201,14 @@ export class ServerError extends errorClass(SERVER_ERRORS, 'server', 'ServerErro
 /**
  * Errors of the store's database engine, whichever it is (SQLite file or PostgreSQL server),
  * registered here beside the server's own: the API and the CLI answer them the same way. A schema
- * newer than the server stays FLOTILLA_ERR_SERVER_STORE, the code SQLite has always used.
+ * newer than the server stays FLOTILLA_ERR_SERVER_STORE on SQLite (a restored server.db); on a
+ * shared PostgreSQL it is FLOTILLA_ERR_STORE_SCHEMA_NEWER (another node was upgraded first).
  */
 export const STORE_ERRORS = {
   FLOTILLA_ERR_STORE_UNAVAILABLE: {
     status: 503,
     message: 'the database server cannot be reached',
-    hint: 'is PostgreSQL running and reachable? check host, port (or socket directory), database, user and password in the store URL (postgres://user:password@host:5432/db); the server retries on the next request',
+    hint: 'is PostgreSQL running and reachable? check host, port (or socket directory), database, user and password in the store URL (postgres://user:password@host:5432/db); a running server retries on the next request, a starting one exits: start it again once PostgreSQL answers',
   },
   FLOTILLA_ERR_STORE_URL: {
     status: 500,
@@ -238,6 +239,11 @@ export const STORE_ERRORS = {
     status: 409,
     message: 'this node no longer holds the lease',
     hint: 'another node took it over (or the database connection dropped); this node stops that work and tries again later',
+  },
+  FLOTILLA_ERR_STORE_SCHEMA_NEWER: {
+    status: 500,
+    message: 'the shared database was migrated by a newer Flotilla server',
+    hint: 'upgrade this node to the Flotilla version the other nodes run, then start it again; a database is never migrated back (docs/cluster.md, Faults)',
   },
 } as const satisfies Record<string, ErrorEntry>;
 

@@ -204,7 +204,7 @@ describe.skipIf(!postgresBin)('PostgreSQL migrations (a real PostgreSQL)', () =>
     }
   });
 
-  it('refuses a database whose schema is newer than this server with FLOTILLA_ERR_SERVER_STORE', async () => {
+  it('refuses a database whose schema is newer than this server with FLOTILLA_ERR_STORE_SCHEMA_NEWER', async () => {
     const url = await pgsrv.createDatabase('newer');
     const db = new PostgresDriver(url, { max: 2 });
     try {
@@ -216,7 +216,7 @@ describe.skipIf(!postgresBin)('PostgreSQL migrations (a real PostgreSQL)', () =>
         1,
       ]);
       const err = await db.migrate().catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'FLOTILLA_ERR_SERVER_STORE' });
+      expect(err).toMatchObject({ code: 'FLOTILLA_ERR_STORE_SCHEMA_NEWER' });
       expect((err as Error).message).toContain(`database schema ${newer} is newer than this server`);
       expect((err as { hint: string }).hint.length).toBeGreaterThan(10);
       // Nothing was changed by the refused start.

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { AgentConfig } from '@flotilla/agent';
 import { writeBundle } from '@flotilla/image';
 import { encodeKeyFile, generateTrustSet, type TrustSet } from '@flotilla/protocol';
-import { createAgentLauncher } from './agent-wiring.js';
+import { createAgentLauncher, type TransportFactory } from './agent-wiring.js';
 import type { SimDevice } from './device.js';
 import { SimError } from './errors.js';
 import type { FaultProfile } from './faults.js';
@@ -34,6 +34,10 @@ export interface WorldOptions {
   /** Server to use instead of an embedded one started here (e.g. a separate process). */
   server?: (o: { dataDir: string; keysDir: string; trust: TrustSet }) => Promise<ServerHandle>;
   launcher?: AgentLauncher;
+  /** The agents' MQTT transport when no `launcher` is given (e.g. one that records what was acknowledged). */
+  transport?: TransportFactory;
+  /** How long a device stays down when it reboots into an update (default 200 ms). */
+  rebootDelayMs?: number;
   /** Agent limits over the time-scaled ones (e.g. a download backoff that outlasts a server restart). */
   agentLimits?: AgentConfig['limits'];
   onDeviceEvent?: (device: SimDevice, what: string) => void;
@@ -176,7 +180,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
         o.launcher ??
         createAgentLauncher({
           factoryRelease: firmware.releases.get('1.0.0')!.manifestPath,
-          transport: defaultTransport,
+          transport: o.transport ?? defaultTransport,
           limits: o.agentLimits,
         }),
       mqtt: server.mqtt,
@@ -185,6 +189,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       seed: o.seed,
       concurrency: o.bootConcurrency,
       timeScale: o.timeScale,
+      ...(o.rebootDelayMs !== undefined ? { rebootDelayMs: o.rebootDelayMs } : {}),
       register: (devices) => server.registerDevices(devices),
       onEvent: o.onDeviceEvent,
     });

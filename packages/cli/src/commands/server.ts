@@ -273,6 +273,16 @@ export function registerServerCommands(program: Command): void {
           node: server.ctx.cluster.node,
           store: server.ctx.cluster.store,
         };
+        // Listening for the stop before saying "running": a supervisor may send it at once.
+        const stopped = new Promise<void>((done) => {
+          const stop = () => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            void server.close().then(done, done);
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
         printResult(Boolean(opts.json), summary, () =>
           [
             `flotilla server running (data in ${dataDir})`,
@@ -302,15 +312,7 @@ export function registerServerCommands(program: Command): void {
               : []),
           ].join('\n'),
         );
-        await new Promise<void>((done) => {
-          const stop = () => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            void server.close().then(done, done);
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
+        await stopped;
       },
     );
 }

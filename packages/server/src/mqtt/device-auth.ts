@@ -25,7 +25,7 @@ export interface NoncePersistence {
 /** Logins of this long share one commit (each waits at most this long for its CONNACK). */
 const NONCE_COMMIT_DELAY_MS = 20;
 
-export type NonceVerdict = 'ok' | 'replay' | 'full' | 'busy';
+export type NonceVerdict = 'ok' | 'replay' | 'full' | 'busy' | 'shared-down';
 
 interface PendingNonce {
   key: string;
@@ -69,7 +69,7 @@ export class NonceCache {
 
   /**
    * 'ok' once the nonce is recorded, 'replay' when it was seen, 'full' when the cache is full,
-   * 'busy' when it could not be written.
+   * 'busy' when it could not be written, 'shared-down' when the nodes' shared Redis did not answer.
    */
   add(key: string, now: number): Promise<NonceVerdict> {
     const until = this.seen.get(key);
@@ -87,7 +87,7 @@ export class NonceCache {
       (fresh) => (fresh ? this.record(key, keepUntil, now) : 'replay'),
       () => {
         this.seen.delete(key);
-        return 'busy';
+        return 'shared-down';
       },
     );
   }
@@ -191,6 +191,13 @@ export class DeviceAuthenticator {
     if (seen === 'replay') return { ok: false, reason: 'replay', detail: 'password already used' };
     if (seen === 'full') return { ok: false, reason: 'busy', detail: 'nonce cache full' };
     if (seen === 'busy') return { ok: false, reason: 'busy', detail: 'nonce could not be recorded' };
+    if (seen === 'shared-down')
+      return {
+        ok: false,
+        reason: 'busy',
+        detail:
+          'FLOTILLA_ERR_SERVER_REDIS: the Redis shared by the nodes does not answer; logins resume when it is back',
+      };
     return { ok: true, deviceId: username, via: 'key' };
   }
 

@@ -188,7 +188,8 @@ export class EmbeddedBroker implements DeviceTransport {
     this.deps.auth.authenticate(username, password).then(
       (result) => this.authenticated(client, username, result, done),
       (err: unknown) => {
-        this.deps.log.error({ clientId: client.id, err: (err as Error).message }, 'mqtt auth failed');
+        const { code, message } = err as { code?: string; message?: string };
+        this.deps.log.error({ clientId: client.id, code, err: message }, 'mqtt auth failed');
         done(authError(3, 'server unavailable'), false);
       },
     );

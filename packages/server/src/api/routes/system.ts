@@ -4,7 +4,7 @@ import { extname, join, normalize, sep } from 'node:path';
 import type {} from '@fastify/swagger';
 import { Type } from '@sinclair/typebox';
 import { storageFault } from '../../artifacts/storage-fault.js';
-import { ServerError } from '../../errors.js';
+import { ServerError, StoreError } from '../../errors.js';
 import type { ServerEvent } from '../../events/bus.js';
 import { bearerToken, requireToken } from '../auth.js';
 import { ErrorResponse } from '../schemas.js';
@@ -44,8 +44,21 @@ export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
     }),
   };
   app.get('/healthz', { config: { access: 'public' }, schema: healthSchema }, async (_req, reply) => {
-    await ctx.store.sql.get('SELECT 1');
     const mqtt = ctx.transport()?.kind ?? null;
+    const unhealthy = (fault: ServerError | StoreError) =>
+      reply.code(503).send({
+        ok: false as const,
+        mqtt,
+        error: { code: fault.code, message: fault.message, hint: fault.hint },
+      });
+    try {
+      await ctx.store.sql.get('SELECT 1');
+    } catch (err) {
+      // PostgreSQL down or restarting: 503 with the coded reason, so a load balancer drains this node.
+      if (!(err instanceof StoreError)) throw err;
+      ctx.log.warn({ err, code: err.code }, 'health check: the database cannot be reached');
+      return unhealthy(err);
+    }
     try {
       await ctx.artifacts.probeWritable();
     } catch (err) {
@@ -55,11 +68,7 @@ export const systemRoutes: RoutePlugin = async (app, { ctx }) => {
           cause: err,
         });
       ctx.log.warn({ err, code: fault.code }, 'health check: the artifact store cannot write');
-      return reply.code(503).send({
-        ok: false as const,
-        mqtt,
-        error: { code: fault.code, message: fault.message, hint: fault.hint },
-      });
+      return unhealthy(fault);
     }
     return { ok: true as const, mqtt };
   });

@@ -59,9 +59,9 @@ async function applyNext(client: pg.PoolClient): Promise<boolean> {
     await client.query(SCHEMA_TABLE);
     const current = await readVersion(client);
     if (current > latest)
-      throw new ServerError(
-        'FLOTILLA_ERR_SERVER_STORE',
-        `database schema ${current} is newer than this server (${latest}); upgrade the server`,
+      throw new StoreError(
+        'FLOTILLA_ERR_STORE_SCHEMA_NEWER',
+        `database schema ${current} is newer than this server (${latest}): a newer Flotilla server migrated it; upgrade this node`,
       );
     const next = PG_MIGRATIONS.find((m) => m.version > current);
     if (!next) {
