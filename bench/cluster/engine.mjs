@@ -19,6 +19,10 @@ function runCase(args, budgetMs) {
       },
     );
     child.stderr.pipe(process.stderr);
+    // The bench stopped (an error, Ctrl-C): the case stops with it.
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.once('exit', () => process.off('exit', reap));
   });
 }
 
