@@ -12,13 +12,12 @@
 // node and that node's devices log in again, through nginx, to the other (the devices of the
 // surviving node stay connected: counted as in, not timed).
 // Usage: node bench/fleet/storm.mjs [--devices N] [--processes P] [--brokers flotilla,mosquitto,flotilla-cluster]
-import { fork, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { renderMosquittoAcl } from '@flotilla/protocol';
 import { mosquittoHash } from '@flotilla/server';
 import { benchArgs, usageError } from '../args.mjs';
