@@ -21,7 +21,8 @@ const server = await startServer({
   dataDir,
   port: 0,
   mqttPort: 0,
-  logLevel: 'silent',
+  // FLOTILLA_BENCH_ENGINE_LOG=error: the server's log (on stdout, before the result line).
+  logLevel: process.env.FLOTILLA_BENCH_ENGINE_LOG ?? 'silent',
   devKeys: true,
   ...(database ? { database, nodeId: 'bench-engine' } : {}),
   // Passes only when the bench asks: no timer pass (one hour), no retention sweep meanwhile.
@@ -55,6 +56,11 @@ try {
   const passCost = () => runner.lastPass.get(row.id).cost / 1000;
   const firstPassSeconds = passCost();
   const assigned = (await s.deployments.forRollout(row.id)).length;
+  // A pass that fails is logged and retried by the runner, never thrown: no record means it failed.
+  if (assigned !== devices)
+    throw new Error(
+      `FLOTILLA_ERR_BENCH: the first pass assigned ${assigned} of ${devices} devices (FLOTILLA_BENCH_ENGINE_LOG=error shows why)`,
+    );
   const steady = [];
   let peakRss = rssMiB();
   for (let i = 0; i < passes; i++) {
