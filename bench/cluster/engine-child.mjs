@@ -2,21 +2,18 @@
 // server on a fresh store (SQLite in a temp data dir, or the PostgreSQL database it is given)
 // holding N accepted devices, one staged rollout over all of them, then passes of the rollout
 // engine timed by the runner itself. Prints one JSON line.
-// Usage (from engine.mjs): node engine-child.mjs <sqlite|postgres> <devices> <passes> [database URL]
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// Usage (from engine.mjs): node engine-child.mjs <data dir> <sqlite|postgres> <devices> <passes> [database URL]
 import { startServer } from '@flotilla/server';
 import { fillDevices, insertRelease } from './fill-store.mjs';
 
-const [store, devicesArg, passesArg, database] = process.argv.slice(2);
+// The data dir is the parent's temp dir: removed by the parent even when this process is killed.
+const [dataDir, store, devicesArg, passesArg, database] = process.argv.slice(2);
 const devices = Number(devicesArg);
 const passes = Number(passesArg);
 const say = (s) => process.stderr.write(`    ${store} ${devices.toLocaleString('en')}: ${s}\n`);
 const mib = (b) => Math.round(b / 2 ** 20);
 const rssMiB = () => mib(process.memoryUsage().rss);
 
-const dataDir = mkdtempSync(join(tmpdir(), 'flotilla-bench-engine-'));
 const server = await startServer({
   dataDir,
   port: 0,
@@ -88,5 +85,4 @@ try {
   );
 } finally {
   await server.close();
-  rmSync(dataDir, { recursive: true, force: true });
 }

@@ -3,6 +3,7 @@
 // its memory is its own and a case that overruns its budget is killed without taking the rest.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { removeTempDir, tempDir } from '../../test/cluster/processes.mjs';
 
 const CHILD = fileURLToPath(new URL('./engine-child.mjs', import.meta.url));
 
@@ -14,7 +15,7 @@ function runCase(args, budgetMs) {
       [CHILD, ...args],
       { timeout: budgetMs, killSignal: 'SIGKILL', maxBuffer: 1 << 20 },
       (err, stdout) => {
-        if (err) return reject(new Error(`engine case ${args.slice(0, 2).join(' ')}: ${err.message}`));
+        if (err) return reject(new Error(`engine case ${args.slice(1, 3).join(' ')}: ${err.message}`));
         resolve(JSON.parse(stdout.trim().split('\n').at(-1)));
       },
     );
@@ -37,9 +38,14 @@ export async function engineBench(o) {
       const database = store === 'postgres' ? await o.pg.createDatabase(`engine_${devices}`) : null;
       // Filling runs at >20,000 rows/s here; a pass at 1M devices takes tens of seconds.
       const budgetMs = 300_000 + devices * 2 + o.passes * devices * 0.2;
-      results.push(
-        await runCase([store, String(devices), String(o.passes), ...(database ? [database] : [])], budgetMs),
-      );
+      const dataDir = tempDir('flotilla-bench-engine-');
+      const result = await runCase(
+        [dataDir, store, String(devices), String(o.passes), ...(database ? [database] : [])],
+        budgetMs,
+      ).finally(() => removeTempDir(dataDir));
+      // Each case's figures as soon as it ends: a long campaign stopped later keeps them.
+      o.log(`    ${JSON.stringify(result)}`);
+      results.push(result);
     }
   return results;
 }
