@@ -51,6 +51,11 @@ const BENCHES = {
     args: ['--devices', '19000'],
     what: '19,000 devices logging in at once: Flotilla vs Mosquitto, fresh and after a SIGKILL',
   },
+  cluster: {
+    script: 'cluster/run.mjs',
+    args: [],
+    what: 'nodes on PostgreSQL: 20,000 devices across 3 nodes, reports/s PostgreSQL vs SQLite, engine pass at 100,000',
+  },
 };
 
 const USAGE = [

@@ -44,11 +44,11 @@ function sourceEndpoints(index) {
   };
 }
 
-function stateReport() {
+function stateReport(seq = 1) {
   const msg = {
     schemaVersion: SCHEMA_VERSION,
     type: 'state',
-    seq: 1,
+    seq,
     ts: new Date().toISOString(),
     version: '1.0.0',
     imageSha256: null,
@@ -121,6 +121,10 @@ class Device {
     this.doneAt = 0;
     this.connackAt = 0;
     this.timer = null;
+    /** Periodic state reports once in (`go` with reportEveryMs), and their sequence. */
+    this.reportTimer = null;
+    this.seq = 1;
+    this.startedAt = 0;
     /** Still connected from the previous round when this one started (see 'go'). */
     this.stayed = false;
   }
@@ -133,8 +137,25 @@ class Device {
     return ready ?? makeDevicePassword(this.id, this.key, new Date(), randomBytes(16).toString('hex'));
   }
 
+  /** The next periodic state report at QoS 1 (message ids 3…65535 in turn; 1 and 2 are the login's). */
+  report(s) {
+    this.seq++;
+    s.write(
+      mqttPacket.generate({
+        cmd: 'publish',
+        topic: deviceTopic(this.id, 'state'),
+        payload: stateReport(this.seq),
+        qos: 1,
+        messageId: 3 + (this.seq % 65_000),
+        retain: false,
+        dup: false,
+      }),
+    );
+  }
+
   start() {
     this.attempts++;
+    this.startedAt = Date.now();
     const w = this.w;
     const s = connect({ host: w.broker.host, port: w.broker.port, ...w.source() });
     this.socket = s;
@@ -144,6 +165,7 @@ class Device {
       if (this.socket !== s) return;
       this.socket = null;
       clearTimeout(this.timer);
+      clearInterval(this.reportTimer);
       s.destroy();
       this.doneAt = 0;
       this.connackAt = 0;
@@ -170,9 +192,20 @@ class Device {
         step = 'puback';
         s.write(this.publishFrame);
       } else if (type === PUBACK) {
+        w.acked++;
+        if (step === 'in') return; // a periodic report's
         clearTimeout(this.timer);
         step = 'in';
         this.doneAt = Date.now();
+        if (w.reportEveryMs > 0) {
+          // Reports spread over the interval (a random phase per device), as a fleet's clocks are.
+          const first = setTimeout(() => {
+            if (this.socket !== s) return;
+            this.report(s);
+            this.reportTimer = setInterval(() => this.report(s), w.reportEveryMs);
+          }, Math.random() * w.reportEveryMs);
+          this.reportTimer = first;
+        }
       } else if (type === PUBLISH && ((flags >> 1) & 3) === 1) {
         const at = 2 + body.readUInt16BE(0); // after the topic: the message id
         s.write(Buffer.from([0x40, 2, body[at], body[at + 1]]));
@@ -210,6 +243,9 @@ process.once('message', (o) => {
     source: sourceEndpoints(o.index),
     failures: {},
     stopped: true,
+    /** PUBACKs received (logins' reports and periodic ones) and the periodic reports' interval. */
+    acked: 0,
+    reportEveryMs: 0,
   };
   const devices = [];
   for (let i = 0; i < o.count; i++)
@@ -243,6 +279,7 @@ process.once('message', (o) => {
       // reconnects do after a broker goes away.
       w.stopped = false;
       w.failures = {};
+      w.reportEveryMs = m.reportEveryMs ?? 0;
       for (const d of devices) {
         // Still connected (its node survived): it stays in, keeps its keepalive, and is not one
         // of this round's logins. Clearing its doneAt once stopped its pings, so the broker cut it
@@ -260,6 +297,7 @@ process.once('message', (o) => {
     } else if (m.cmd === 'stats') {
       let attempts = 0;
       const doneAt = [];
+      const loginMs = [];
       let lastConnack = 0;
       let stayed = 0;
       for (const d of devices) {
@@ -268,7 +306,10 @@ process.once('message', (o) => {
           continue;
         }
         attempts += d.attempts;
-        if (d.doneAt) doneAt.push(d.doneAt);
+        if (d.doneAt) {
+          doneAt.push(d.doneAt);
+          loginMs.push(d.doneAt - d.startedAt);
+        }
         lastConnack = Math.max(lastConnack, d.connackAt);
       }
       const cpu = process.cpuUsage();
@@ -279,7 +320,8 @@ process.once('message', (o) => {
           attempts,
           failures: w.failures,
           cpuSeconds: (cpu.user + cpu.system) / 1e6,
-          ...(m.times ? { doneAt, lastConnack } : {}),
+          acked: w.acked,
+          ...(m.times ? { doneAt, lastConnack, loginMs } : {}),
         },
       });
     } else if (m.cmd === 'hold') {
@@ -288,6 +330,7 @@ process.once('message', (o) => {
       reply(m);
     } else if (m.cmd === 'close') {
       w.stopped = true;
+      for (const d of devices) clearInterval(d.reportTimer);
       // RST, not FIN: 19,000 sockets in TIME_WAIT would hold the ephemeral ports of the next run.
       for (const d of devices) d.socket?.resetAndDestroy();
       reply(m);

@@ -12,18 +12,18 @@
 // node and that node's devices log in again, through nginx, to the other (the devices of the
 // surviving node stay connected: counted as in, not timed).
 // Usage: node bench/fleet/storm.mjs [--devices N] [--processes P] [--brokers flotilla,mosquitto,flotilla-cluster]
-import { fork, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { renderMosquittoAcl } from '@flotilla/protocol';
 import { mosquittoHash } from '@flotilla/server';
 import { benchArgs, usageError } from '../args.mjs';
 import { startNginxStream, startRedis } from '../broker/local-services.mjs';
 import { cpuSeconds, peakRssBytes, sampler, spawnServer } from './server-process.mjs';
+import { bulkRegister, startWorker } from './storm-load.mjs';
 
 const USAGE =
   'usage: node bench/fleet/storm.mjs [--devices N (1-19500)] [--processes P] [--brokers flotilla,mosquitto,flotilla-cluster] [--rounds first,restart] [--spread-ms S] [--pin]';
@@ -64,41 +64,6 @@ if (
 const ROUND_TIMEOUT_MS = 180_000;
 const say = (s) => process.stderr.write(`${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function startWorker(setup) {
-  const child = fork(fileURLToPath(new URL('./storm-worker.mjs', import.meta.url)), [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: process.env.FLOTILLA_BENCH_LOAD_PROF
-      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLOTILLA_BENCH_LOAD_PROF}`]
-      : [],
-  });
-  let seq = 0;
-  const waiting = new Map();
-  const ready = new Promise((resolve, reject) => {
-    child.once('exit', (code, signal) => reject(new Error(`storm worker exited (${code}, ${signal})`)));
-    child.on('message', (m) => {
-      if ('ready' in m) return resolve(m.credentials);
-      const w = waiting.get(m.re);
-      waiting.delete(m.re);
-      w?.(m);
-    });
-  });
-  child.send(setup);
-  return {
-    ready,
-    request: (msg) =>
-      new Promise((resolve) => {
-        if (!child.connected) return resolve({ ok: false });
-        const id = ++seq;
-        waiting.set(id, resolve);
-        child.send({ ...msg, id });
-      }),
-    pid: child.pid,
-    exited: () =>
-      child.exitCode !== null || child.signalCode !== null ? null : new Promise((r) => child.once('exit', r)),
-    kill: () => child.exitCode === null && child.kill('SIGKILL'),
-  };
-}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -205,21 +170,6 @@ async function startCluster(dataDir) {
       await redis.close();
     },
   };
-}
-
-async function bulkRegister(server, credentials) {
-  for (let i = 0; i < credentials.length; i += 1000) {
-    const res = await fetch(`${server.apiUrl}/api/v1/devices/bulk-register`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        devices: credentials.slice(i, i + 1000).map((c) => ({ ...c, hardware: 'storm-board' })),
-        status: 'accepted',
-      }),
-      signal: AbortSignal.timeout(120_000),
-    });
-    if (!res.ok) throw new Error(`bulk-register: ${res.status} ${(await res.text()).slice(0, 300)}`);
-  }
 }
 
 /**
@@ -340,7 +290,7 @@ async function runBroker(kind, workDir) {
       workers.push(startWorker({ mode, count, index: k, idPrefix: `s${k + 1}`, broker: {} }));
     }
     const credentials = (await Promise.all(workers.map((w) => w.ready))).flat();
-    if (server) await bulkRegister(server, credentials);
+    if (server) await bulkRegister(server.apiUrl, server.token, credentials);
     else broker = await startMosquitto(dir, credentials);
     for (const w of workers) await w.request({ cmd: 'target', broker: broker.mqtt });
     const out = { broker: kind, rounds: [] };

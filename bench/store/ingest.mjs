@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer } from '@flotilla/server';
+import { ingestLanded, ingestRound, insertIngestDevices, median } from './ingest-round.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -18,77 +19,29 @@ const { values } = parseArgs({
 });
 const N = Math.min(Math.max(Number(values.devices), 100), 1_000_000);
 const ROUNDS = Math.min(Math.max(Number(values.rounds), 5), 100);
-const id = (i) => `dev-${String(i).padStart(6, '0')}`;
-const sha = (i) => i.toString(16).padStart(64, '0');
-
 const dataDir = mkdtempSync(join(tmpdir(), 'flotilla-bench-ingest-'));
 const server = await createServer({ dataDir, logLevel: 'silent', devKeys: true });
 try {
   const { store } = server.ctx;
   const now = Date.now();
-  await store.tx(async (tx) => {
-    for (let i = 0; i < N; i++)
-      await tx.devices.insert({ id: id(i), publicKey: sha(i), status: 'accepted', hardware: 'board-0', now });
-  });
-
-  /** Submits one state report and one event per device and resolves when all are acknowledged. */
-  const round = (r) =>
-    new Promise((resolve, reject) => {
-      let pending = 2 * N;
-      const done = (err) => {
-        if (err) reject(err);
-        else if (--pending === 0) resolve();
-      };
-      const ts = new Date(now + r * 1000).toISOString();
-      for (let i = 0; i < N; i++) {
-        const deviceId = id(i);
-        const state = {
-          schemaVersion: 1,
-          type: 'state',
-          seq: r,
-          ts,
-          version: `1.${r}.0`,
-          imageSha256: sha(r),
-          securityVersion: 0,
-          activeSlot: 'a',
-          agentState: 'idle',
-          deploymentId: null,
-          lastError: null,
-        };
-        const event = {
-          schemaVersion: 1,
-          type: 'event',
-          eventId: `bench-${r}-${i}`,
-          seq: r,
-          ts,
-          kind: 'log',
-          deploymentId: null,
-          detail: { round: r },
-        };
-        const okState = server.ingestor.submit({ deviceId, channel: 'state', message: state }, done);
-        const okEvent = server.ingestor.submit({ deviceId, channel: 'events', message: event }, done);
-        if (!okState || !okEvent) reject(new Error('ingest queue full'));
-      }
-    });
+  await insertIngestDevices(store, N, now);
 
   const rates = [];
   for (let r = 1; r <= ROUNDS; r++) {
     const t = performance.now();
-    await round(r);
+    await ingestRound(server.ingestor, N, r, now);
     const rate = (2 * N) / ((performance.now() - t) / 1000);
     rates.push(rate);
     if (!values.json) console.log(`round ${r}: ${Math.round(rate).toLocaleString('en')} reports/s`);
   }
-  const median = [...rates].sort((a, b) => a - b)[Math.floor(rates.length / 2)];
+  const med = median(rates);
   const devices = (await store.devices.countsByStatus()).accepted ?? 0;
-  const events = await store.events.count();
-  const current =
-    (await store.devices.countsByVersion()).find((v) => v.version === `1.${ROUNDS}.0`)?.count ?? 0;
+  const { events, devicesOnLastVersion: current } = await ingestLanded(store, N, ROUNDS);
   const out = {
     devices,
     rounds: ROUNDS,
     reportsPerRound: 2 * N,
-    medianReportsPerSecond: Math.round(median),
+    medianReportsPerSecond: Math.round(med),
     rows: { devices, events, devicesOnLastVersion: current },
   };
   if (values.json) console.log(JSON.stringify(out));

@@ -18,6 +18,33 @@ function run(args: string[]): Promise<{ status: number; stdout: string; stderr: 
 }
 
 const BENCHES: Array<{ script: string; documented: string[]; mistyped: string }> = [
+  {
+    script: 'bench/cluster/run.mjs',
+    documented: [
+      '--parts',
+      'devices,ingest,engine',
+      '--devices',
+      '20000',
+      '--nodes',
+      '3',
+      '--ramp-seconds',
+      '60',
+      '--report-seconds',
+      '30',
+      '--hold-seconds',
+      '60',
+      '--ingest-devices',
+      '10000',
+      '--ingest-rounds',
+      '5',
+      '--engine-devices',
+      '100000,1000000',
+      '--engine-passes',
+      '3',
+      '--json',
+    ],
+    mistyped: '--engine-device',
+  },
   { script: 'bench/broker/redis-bus.mjs', documented: ['--messages', '5000'], mistyped: '--mesages' },
   {
     script: 'bench/fleet/run.mjs',

@@ -37,7 +37,7 @@ export async function component(name, pkg, start) {
 
 /**
  * @param {{ store: 'postgres' | 'sqlite', nodes: number, keep: boolean, work: string, keysDir: string,
- *   log: (line: string) => void }} o
+ *   log: (line: string) => void, nginxWorkers?: number }} o
  */
 export async function startCluster(o) {
   const { log } = o;
@@ -58,6 +58,7 @@ export async function startCluster(o) {
     startClusterNginx({
       nodes: ports.map((p) => ({ api: `127.0.0.1:${p.api}`, mqtt: `127.0.0.1:${p.mqtt}` })),
       artifactDir: sharedArtifacts,
+      ...(o.nginxWorkers ? { workers: o.nginxWorkers } : {}),
     }),
   );
   log(
@@ -88,5 +89,5 @@ export async function startCluster(o) {
     nodes.push(node);
     log(`server ${id}: API ${node.url}, MQTT ${node.mqtt}`);
   }
-  return { nginx, nodes };
+  return { nginx, nodes, pg, redis };
 }

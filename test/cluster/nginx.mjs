@@ -66,7 +66,9 @@ const upstreamLines = (nodes) => nodes.map((n) => `server ${n} max_fails=1 fail_
 /**
  * nginx in front of `nodes` (each `{ api, mqtt }` as host:port), serving artifacts from
  * `artifactDir`. Listens on free loopback ports; up when every port accepts a connection.
- * @param {{ nodes: { api: string, mqtt: string }[], artifactDir: string }} o
+ * `workers` (default 1) of 16,384 connections each: each MQTT device holds two (its own and the
+ * upstream's), and a worker cannot hold more files than the process limit it inherits.
+ * @param {{ nodes: { api: string, mqtt: string }[], artifactDir: string, workers?: number }} o
  * @returns {Promise<ClusterNginx>}
  */
 export async function startClusterNginx(o) {
@@ -107,7 +109,7 @@ export async function startClusterNginx(o) {
       `load_module ${STREAM_MODULE};`,
       // As root the workers would drop to nobody, who cannot read a 0700 temp dir.
       ...(process.getuid?.() === 0 ? ['user root root;'] : []),
-      'worker_processes 1;',
+      `worker_processes ${o.workers ?? 1};`,
       `pid ${join(dir, 'nginx.pid')};`,
       `error_log ${join(dir, 'error.log')} warn;`,
       // Every device holds one MQTT connection through nginx, and one upstream each.

@@ -1028,3 +1028,12 @@ describe('downgrades and security floors', () => {
     );
   });
 });
+
+describe('a rollout over a large fleet', () => {
+  it('starts over 300,000 devices in one pass (the decisions of a pass are not one argument list)', () => {
+    const p = policy({ phases: [{ percent: 1 }, {}] });
+    const decisions = decide(p, snapshot(p, fleet(300_000)), T0);
+    expect(ofType(decisions, 'rollout-started')).toHaveLength(1);
+    expect(ofType(decisions, 'assign')).toHaveLength(300_000);
+  }, 120_000);
+});

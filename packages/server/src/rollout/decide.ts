@@ -49,7 +49,9 @@ export function decide(policy: RolloutPolicy, snapshot: RolloutSnapshot, now: nu
   };
   const take = (made: Decision[]): void => {
     if (made.length === 0) return;
-    decisions.push(...made);
+    // Not push(...made): a spread passes every element as an argument, and a rollout starting
+    // over ~150,000 devices or more (one assign each) overflowed the call stack.
+    for (const d of made) decisions.push(d);
     input = { ...input, snapshot: applyDecisions(input.snapshot, made, now) };
   };
 
