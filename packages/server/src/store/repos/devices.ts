@@ -1,5 +1,6 @@
 import type { DeviceStateMessage, InventoryMessage } from '@flotilla/protocol';
 import type { Sql, SqlValue } from '../sql.js';
+import { type ColumnType, inChunks, valuesOf } from '../sql-rows.js';
 
 export type DeviceStatus = 'pending' | 'accepted' | 'rejected' | 'decommissioned';
 
@@ -166,6 +167,55 @@ const STATE = `UPDATE devices SET version = ?, image_sha256 = ?,
     state_seq = ?, state_ts = ?, online = 1, last_seen = ?, updated = ?
   WHERE id = ? AND (state_seq IS NULL OR state_seq <= ? OR ? > COALESCE(state_ts, 0))`;
 
+/** STATE for many devices: v is (id, version, image, security version, slot, agent state, deployment, error, seq, ts). */
+const STATES = (values: string) => `UPDATE devices SET version = v.column2, image_sha256 = v.column3,
+    security_version = CASE WHEN devices.security_version > v.column4 THEN devices.security_version ELSE v.column4 END,
+    active_slot = v.column5, agent_state = v.column6, deployment_id = v.column7, last_error = v.column8,
+    state_seq = v.column9, state_ts = v.column10, online = 1, last_seen = ?, updated = ?
+  FROM (${values}) AS v
+  WHERE devices.id = v.column1
+    AND (devices.state_seq IS NULL OR devices.state_seq <= v.column9 OR v.column10 > COALESCE(devices.state_ts, 0))`;
+const STATE_TYPES: ColumnType[] = [
+  'TEXT',
+  'TEXT',
+  'TEXT',
+  'BIGINT',
+  'TEXT',
+  'TEXT',
+  'TEXT',
+  'TEXT',
+  'BIGINT',
+  'BIGINT',
+];
+
+/** A state report's values in STATES' column order. */
+export function stateRow(id: string, m: DeviceStateMessage): SqlValue[] {
+  return [
+    id,
+    m.version,
+    m.imageSha256,
+    m.securityVersion,
+    m.activeSlot,
+    m.agentState,
+    m.deploymentId,
+    m.lastError ? JSON.stringify(m.lastError) : null,
+    m.seq,
+    Date.parse(m.ts),
+  ];
+}
+
+/** An inventory report's values: id, inventory, its time, hardware. */
+export function inventoryRow(id: string, m: InventoryMessage): SqlValue[] {
+  return [id, JSON.stringify(m), Date.parse(m.ts), m.hardware];
+}
+
+/** The placeholders of `id IN (…)` for these ids. */
+const byIds = (ids: readonly string[]) => ids.map(() => '?').join(', ');
+
+/** Rows in device id order: concurrent batches then lock the devices they share in the same order. */
+const sortedById = <T extends { id: string }>(list: readonly T[]): T[] =>
+  [...list].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
 /** Devices: identity (key, status), placement (tags, group, channel) and the latest reported state. */
 export class DevicesRepo {
   constructor(private readonly sql: Sql) {}
@@ -266,37 +316,61 @@ export class DevicesRepo {
 
   /** Applies a state report unless an older one arrives after a newer one (seq restarts only with a later ts). */
   async applyState(id: string, m: DeviceStateMessage, now: number): Promise<boolean> {
-    const ts = Date.parse(m.ts);
-    const r = await this.sql.run(STATE, [
-      m.version,
-      m.imageSha256,
-      m.securityVersion,
-      m.securityVersion,
-      m.activeSlot,
-      m.agentState,
-      m.deploymentId,
-      m.lastError ? JSON.stringify(m.lastError) : null,
-      m.seq,
-      ts,
-      now,
-      now,
-      id,
-      m.seq,
-      ts,
-    ]);
+    // STATE's order: the row's version..security version, security version..ts, then the WHERE's.
+    const row = stateRow(id, m);
+    const r = await this.sql.run(STATE, [...row.slice(1, 4), ...row.slice(3), now, now, id, ...row.slice(8)]);
     return r.changes > 0;
+  }
+
+  /**
+   * applyState for many devices, one statement per chunk: at most one report per device (which
+   * of two would win is the order's business: apply them in turn).
+   */
+  async applyStates(list: readonly { id: string; message: DeviceStateMessage }[], now: number) {
+    for (const chunk of inChunks(sortedById(list))) {
+      const v = valuesOf(
+        STATE_TYPES,
+        chunk.map((s) => stateRow(s.id, s.message)),
+      );
+      await this.sql.run(STATES(v.sql), [now, now, ...v.params]);
+    }
   }
 
   async applyInventory(id: string, m: InventoryMessage, now: number): Promise<void> {
     await this.sql.run(
       `UPDATE devices SET inventory = ?, inventory_ts = ?, hardware = ?, online = 1, last_seen = ?, updated = ?
        WHERE id = ?`,
-      [JSON.stringify(m), Date.parse(m.ts), m.hardware, now, now, id],
+      [...inventoryRow(id, m).slice(1), now, now, id],
     );
+  }
+
+  /** applyInventory for many devices (at most one report per device), one statement per chunk. */
+  async applyInventories(list: readonly { id: string; message: InventoryMessage }[], now: number) {
+    for (const chunk of inChunks(sortedById(list))) {
+      const v = valuesOf(
+        ['TEXT', 'TEXT', 'BIGINT', 'TEXT'],
+        chunk.map((s) => inventoryRow(s.id, s.message)),
+      );
+      await this.sql.run(
+        `UPDATE devices SET inventory = v.column2, inventory_ts = v.column3, hardware = v.column4,
+           online = 1, last_seen = ?, updated = ?
+         FROM (${v.sql}) AS v WHERE devices.id = v.column1`,
+        [now, now, ...v.params],
+      );
+    }
   }
 
   async seen(id: string, now: number): Promise<void> {
     await this.sql.run('UPDATE devices SET online = 1, last_seen = ? WHERE id = ?', [now, id]);
+  }
+
+  /** seen for many devices, one statement per chunk. */
+  async seenMany(ids: readonly string[], now: number): Promise<void> {
+    for (const chunk of inChunks([...new Set(ids)].sort()))
+      await this.sql.run(`UPDATE devices SET online = 1, last_seen = ? WHERE id IN (${byIds(chunk)})`, [
+        now,
+        ...chunk,
+      ]);
   }
 
   /**
@@ -327,6 +401,50 @@ export class DevicesRepo {
         ).changes > 0
       );
     return true;
+  }
+
+  /**
+   * setOnline for many devices (at most one change per device), a statement per kind and chunk.
+   * Returns, in list order, whether each changed the device.
+   */
+  async setOnlineMany(
+    list: readonly { id: string; online: boolean; node?: string | undefined }[],
+    now: number,
+  ): Promise<boolean[]> {
+    const on = list.filter((c) => c.online);
+    const offAnywhere = list.filter((c) => !c.online && c.node === undefined).map((c) => c.id);
+    const offThere = list.filter((c) => !c.online && c.node !== undefined);
+    for (const chunk of inChunks(sortedById(on))) {
+      const v = valuesOf(
+        ['TEXT', 'TEXT'],
+        chunk.map((c) => [c.id, c.node ?? null]),
+      );
+      await this.sql.run(
+        `UPDATE devices SET online = 1, online_node = v.column2, updated = ?
+         FROM (${v.sql}) AS v WHERE devices.id = v.column1`,
+        [now, ...v.params],
+      );
+    }
+    for (const chunk of inChunks(offAnywhere.sort()))
+      await this.sql.run(
+        `UPDATE devices SET online = 0, online_node = NULL, updated = ? WHERE id IN (${byIds(chunk)})`,
+        [now, ...chunk],
+      );
+    const changed = new Set<string>();
+    for (const chunk of inChunks(sortedById(offThere))) {
+      const v = valuesOf(
+        ['TEXT', 'TEXT'],
+        chunk.map((c) => [c.id, c.node ?? null]),
+      );
+      const rows = await this.sql.all<{ id: string }>(
+        `UPDATE devices SET online = 0, online_node = NULL, updated = ?
+         FROM (${v.sql}) AS v WHERE devices.id = v.column1 AND devices.online = 1 AND devices.online_node = v.column2
+         RETURNING devices.id`,
+        [now, ...v.params],
+      );
+      for (const r of rows) changed.add(r.id);
+    }
+    return list.map((c) => c.online || c.node === undefined || changed.has(c.id));
   }
 
   /** The devices recorded online on broker node `node` (see setOnline), in id order. */
