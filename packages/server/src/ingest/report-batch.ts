@@ -1,5 +1,5 @@
-import { eventRow } from '../store/repos/events.js';
 import { inventoryRow, stateRow } from '../store/repos/devices.js';
+import { eventRow } from '../store/repos/events.js';
 import type { SqlValue } from '../store/sql.js';
 import { checkParams } from '../store/sql-params.js';
 import type { Store } from '../store/store.js';
@@ -32,7 +32,9 @@ export function precheck(report: Report, now: number): void {
   const values = valuesOf(report, now);
   checkParams(values);
   if (values.some((v) => typeof v === 'number' && !Number.isFinite(v)))
-    throw new Error(`a ${report.channel} report holds a number that is not one (a time that does not parse?)`);
+    throw new Error(
+      `a ${report.channel} report holds a number that is not one (a time that does not parse?)`,
+    );
 }
 
 /** Which write a report makes to its device's row (an event: `seen`). */
@@ -63,7 +65,9 @@ export function commutingRuns(reports: readonly Report[], alone: (r: Report) => 
     const had = writes.get(r.deviceId) ?? 0;
     const bit = BIT[r.channel];
     const clash =
-      r.channel === 'connection' ? had !== 0 : (had & BIT.connection) !== 0 || (had & bit & ~BIT.events) !== 0;
+      r.channel === 'connection'
+        ? had !== 0
+        : (had & BIT.connection) !== 0 || (had & bit & ~BIT.events) !== 0;
     if (clash) close();
     writes.set(r.deviceId, (writes.get(r.deviceId) ?? 0) | bit);
     run.push(i);

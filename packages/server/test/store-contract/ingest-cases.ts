@@ -113,7 +113,9 @@ export function ingestCases(open: OpenStore): void {
       expect(out.duplicates).toBe(2);
       expect(await s.events.count('d1')).toBe(2);
       // The first of the two copies is the one kept.
-      const [e1] = (await s.events.timeline('d1', Number.MAX_SAFE_INTEGER, 10)).filter((e) => e.eventId === 'e1');
+      const [e1] = (await s.events.timeline('d1', Number.MAX_SAFE_INTEGER, 10)).filter(
+        (e) => e.eventId === 'e1',
+      );
       expect(e1?.seq).toBe(1);
       expect(await s.devices.get('d1')).toMatchObject({ online: true, lastSeen: 100 });
     });

@@ -38,7 +38,8 @@ const toEvent = (r: Row): StoredEvent => ({
   received: r.received,
 });
 
-const INSERT = 'INSERT INTO device_events (device_id, event_id, seq, ts, kind, deployment_id, body, received)';
+const INSERT =
+  'INSERT INTO device_events (device_id, event_id, seq, ts, kind, deployment_id, body, received)';
 const EVENT_TYPES: ColumnType[] = ['TEXT', 'TEXT', 'BIGINT', 'BIGINT', 'TEXT', 'TEXT', 'TEXT', 'BIGINT'];
 
 /** One event's values, in the column order of INSERT. */
