@@ -100,12 +100,21 @@ export class ReportIngestor {
     return true;
   }
 
-  /** Applies one report now, in its own transaction (used where the transport delivers one at a time). */
+  /**
+   * Applies one report now, in its own transaction (used where the transport delivers one at a
+   * time). No savepoint: the report is the whole transaction, so a report the store refuses rolls
+   * it back and is dropped alone, as in a batch.
+   */
   async applyNow(report: Report): Promise<void> {
-    const applied = await this.store.tx(async (tx) => [
-      { report, fresh: await this.applyOne(tx, report, this.clock()) },
-    ]);
-    this.notify(applied);
+    const now = this.clock();
+    let fresh = false;
+    try {
+      fresh = await this.store.tx((tx) => this.applyUnsafe(tx, report, now));
+    } catch (err) {
+      if (storeUnwritable(err)) throw err;
+      this.dropped(report, err);
+    }
+    this.notify([{ report, fresh }]);
   }
 
   private flushSoon(): void {

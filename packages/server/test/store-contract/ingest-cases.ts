@@ -196,5 +196,28 @@ export function ingestCases(open: OpenStore): void {
       const timeline = await s.events.timeline('d1', Number.MAX_SAFE_INTEGER, 10);
       expect(timeline.map((e) => e.eventId)).toEqual(['e3', 'e2', 'e1']);
     });
+    it('applies a report delivered alone in its own transaction, and drops one the store refuses alone', async () => {
+      const { store: s } = await open();
+      await addDevice(s, 'good');
+      await addDevice(s, 'bad');
+      await refuseUpdatesOf(s, 'bad');
+      const metrics = createMetrics();
+      const ingestor = new ReportIngestor(s, resolveLimits(), pino({ level: 'silent' }), metrics, () => 100);
+      const fresh: boolean[] = [];
+      ingestor.onApplied((applied) => fresh.push(...applied.map((a) => a.fresh)));
+      await ingestor.applyNow({ deviceId: 'bad', channel: 'events', message: event('e1') });
+      await ingestor.applyNow({ deviceId: 'good', channel: 'events', message: event('e1') });
+      await ingestor.applyNow({ deviceId: 'good', channel: 'events', message: event('e1') });
+      await ingestor.applyNow({ deviceId: 'bad', channel: 'state', message: stateReport(2) });
+      await ingestor.applyNow({ deviceId: 'good', channel: 'state', message: stateReport(2) });
+      expect(fresh).toEqual([false, true, false, false, true]);
+      expect(await s.events.count('bad')).toBe(0);
+      expect(await s.events.count('good')).toBe(1);
+      expect(await s.devices.get('good')).toMatchObject({ stateSeq: 2, online: true });
+      expect(await s.devices.get('bad')).toMatchObject({ stateSeq: null, online: false });
+      const dropped = await metrics.reportsDropped.get();
+      expect(dropped.values.find((v) => v.labels.reason === 'store')?.value).toBe(2);
+      await ingestor.close();
+    });
   });
 }
