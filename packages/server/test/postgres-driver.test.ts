@@ -14,6 +14,13 @@ describe('PostgreSQL placeholders', () => {
     expect(toPgPlaceholders('SELECT $$ ? $$, $t$ ? $t$, ?')).toBe('SELECT $$ ? $$, $t$ ? $t$, $1');
     expect(toPgPlaceholders('SELECT ? -- why?\n, ? /* ? */')).toBe('SELECT $1 -- why?\n, $2 /* ? */');
   });
+
+  it('numbers a long multi-row statement (not kept in the cache) the same every time', () => {
+    const sql = `INSERT INTO t VALUES ${Array.from({ length: 2000 }, () => "(?, '?')").join(', ')}`;
+    const want = `INSERT INTO t VALUES ${Array.from({ length: 2000 }, (_, i) => `($${i + 1}, '?')`).join(', ')}`;
+    expect(toPgPlaceholders(sql)).toBe(want);
+    expect(toPgPlaceholders(sql)).toBe(want);
+  });
 });
 
 if (!postgresBin) console.warn(POSTGRES_MISSING);

@@ -2,15 +2,19 @@
  * Rewrites the `?` placeholders of the shared SQL subset into PostgreSQL's `$1..$n`. A `?` inside a
  * string literal, a quoted identifier, a dollar-quoted body or a comment is text, not a
  * placeholder, and stays as written. Each SQL text is rewritten once (repositories reuse a few
- * hundred statements); the cache is bounded so generated SQL cannot grow it without end.
+ * hundred statements); the cache is bounded so generated SQL cannot grow it without end. A
+ * long text (a multi-row statement, whose length follows its batch) is rewritten every time:
+ * thousands of those, each up to hundreds of KiB, would hold hundreds of MiB.
  */
 const cache = new Map<string, string>();
 const CACHE_MAX = 2000;
+const CACHED_LENGTH_MAX = 4096;
 
 export function toPgPlaceholders(sql: string): string {
   const hit = cache.get(sql);
   if (hit !== undefined) return hit;
   const out = rewrite(sql);
+  if (sql.length > CACHED_LENGTH_MAX) return out;
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(sql, out);
   return out;
