@@ -92,13 +92,14 @@ export async function writeRun(tx: Store, reports: readonly Report[], now: numbe
     else if (r.channel === 'inventory') inventories.push({ id: r.deviceId, message: r.message });
     else connections.push({ id: r.deviceId, online: r.online, node: r.node });
   }
+  const freshEvents = (await tx.events.insertMany(events, now)).values();
+  await tx.devices.applyStates(states, now);
+  await tx.devices.applyInventories(inventories, now);
+  // After the states: a device whose state already marked it seen now is not written again.
   await tx.devices.seenMany(
     events.map((e) => e.deviceId),
     now,
   );
-  const freshEvents = (await tx.events.insertMany(events, now)).values();
-  await tx.devices.applyStates(states, now);
-  await tx.devices.applyInventories(inventories, now);
   const changed = (await tx.devices.setOnlineMany(connections, now)).values();
   return reports.map((r) => {
     if (r.channel === 'events') return freshEvents.next().value === true;

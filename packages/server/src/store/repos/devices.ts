@@ -364,13 +364,17 @@ export class DevicesRepo {
     await this.sql.run('UPDATE devices SET online = 1, last_seen = ? WHERE id = ?', [now, id]);
   }
 
-  /** seen for many devices, one statement per chunk. */
+  /**
+   * seen for many devices, one statement per chunk. A row that already says so (a state report of
+   * the same batch set it) is left alone: rewriting it would only add a row version.
+   */
   async seenMany(ids: readonly string[], now: number): Promise<void> {
     for (const chunk of inChunks([...new Set(ids)].sort()))
-      await this.sql.run(`UPDATE devices SET online = 1, last_seen = ? WHERE id IN (${byIds(chunk)})`, [
-        now,
-        ...chunk,
-      ]);
+      await this.sql.run(
+        `UPDATE devices SET online = 1, last_seen = ?
+         WHERE id IN (${byIds(chunk)}) AND (online <> 1 OR last_seen IS NULL OR last_seen <> ?)`,
+        [now, ...chunk, now],
+      );
   }
 
   /**
