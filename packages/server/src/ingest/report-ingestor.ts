@@ -52,8 +52,9 @@ interface Pending {
 
 /**
  * Takes device reports inside the server process (never through an MQTT subscriber) and writes
- * them in batched transactions, each report in its own savepoint so one bad row cannot sink the
- * batch. The broker's acknowledgement waits for the commit: a report a device saw acknowledged
+ * them in batched transactions where one bad report is dropped alone and cannot sink the batch
+ * (on SQLite report by report; on PostgreSQL a few multi-row statements per batch, see
+ * applyBatched). The broker's acknowledgement waits for the commit: a report a device saw acknowledged
  * is on disk, and one it did not see acknowledged is resent (event ids make resends harmless).
  * Callbacks run from the flush timer, never synchronously from submit (a deep synchronous chain
  * under backlog overflowed the stack in measurements).
