@@ -64,15 +64,21 @@ async function ingestBatch(s: Store, reports: Report[]) {
   };
 }
 
+/** Devices `good` and `bad` (whose updates the store refuses), and an ingestor over them. */
+async function goodAndBad(open: OpenStore) {
+  const { store: s } = await open();
+  await addDevice(s, 'good');
+  await addDevice(s, 'bad');
+  await refuseUpdatesOf(s, 'bad');
+  const metrics = createMetrics();
+  const ingestor = new ReportIngestor(s, resolveLimits(), pino({ level: 'silent' }), metrics, () => 100);
+  return { s, metrics, ingestor };
+}
+
 export function ingestCases(open: OpenStore): void {
   describe('report ingest', () => {
     it('drops a report the store refuses alone: the rest of its batch is stored and every sender acknowledged', async () => {
-      const { store: s } = await open();
-      await addDevice(s, 'good');
-      await addDevice(s, 'bad');
-      await refuseUpdatesOf(s, 'bad');
-      const metrics = createMetrics();
-      const ingestor = new ReportIngestor(s, resolveLimits(), pino({ level: 'silent' }), metrics, () => 100);
+      const { s, metrics, ingestor } = await goodAndBad(open);
       const acks: (Error | null | undefined)[] = [];
       const ack = (err?: Error | null) => acks.push(err);
       ingestor.submit(
@@ -196,13 +202,9 @@ export function ingestCases(open: OpenStore): void {
       const timeline = await s.events.timeline('d1', Number.MAX_SAFE_INTEGER, 10);
       expect(timeline.map((e) => e.eventId)).toEqual(['e3', 'e2', 'e1']);
     });
+
     it('applies a report delivered alone in its own transaction, and drops one the store refuses alone', async () => {
-      const { store: s } = await open();
-      await addDevice(s, 'good');
-      await addDevice(s, 'bad');
-      await refuseUpdatesOf(s, 'bad');
-      const metrics = createMetrics();
-      const ingestor = new ReportIngestor(s, resolveLimits(), pino({ level: 'silent' }), metrics, () => 100);
+      const { s, metrics, ingestor } = await goodAndBad(open);
       const fresh: boolean[] = [];
       ingestor.onApplied((applied) => fresh.push(...applied.map((a) => a.fresh)));
       await ingestor.applyNow({ deviceId: 'bad', channel: 'events', message: event('e1') });
