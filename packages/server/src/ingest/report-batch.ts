@@ -3,7 +3,7 @@ import { eventRow } from '../store/repos/events.js';
 import type { SqlValue } from '../store/sql.js';
 import { checkParams } from '../store/sql-params.js';
 import type { Store } from '../store/store.js';
-import type { Report } from './report-ingestor.js';
+import type { Report } from './report.js';
 
 /**
  * The batched write of reports (PostgreSQL, where each statement is a network round trip): a few

@@ -1,16 +1,12 @@
-import type { DeviceEventMessage, DeviceStateMessage, InventoryMessage } from '@flotilla/protocol';
+import type { DeviceEventMessage } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import type { ServerLimits } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import type { Store } from '../store/store.js';
+import type { Report } from './report.js';
 import { commutingRuns, precheck, writeRun } from './report-batch.js';
 
-export type Report =
-  | { deviceId: string; channel: 'state'; message: DeviceStateMessage }
-  | { deviceId: string; channel: 'events'; message: DeviceEventMessage }
-  | { deviceId: string; channel: 'inventory'; message: InventoryMessage }
-  /** `node`: the broker node the connection is (was) on; an offline then counts only there (DevicesRepo.setOnline). */
-  | { deviceId: string; channel: 'connection'; online: boolean; node?: string };
+export type { Report } from './report.js';
 
 /**
  * Called inside the report's transaction (`tx`) for a newly recorded event that names a
