@@ -505,22 +505,15 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
       }
       await deltas.start();
       await recordStart();
+      const lease = {
+        name: ENGINE_LEASE,
+        node: nodeId,
+        onAcquired: engine.acquired,
+        onLost: engine.lost,
+        clock,
+      };
       await engine.run(
-        shared
-          ? new PostgresLease(opts.database!, store.sql, {
-              name: ENGINE_LEASE,
-              node: nodeId,
-              onAcquired: engine.acquired,
-              onLost: engine.lost,
-              clock,
-            })
-          : new LocalLease(store.sql, {
-              name: ENGINE_LEASE,
-              node: nodeId,
-              onAcquired: engine.acquired,
-              onLost: engine.lost,
-              clock,
-            }),
+        shared ? new PostgresLease(opts.database!, store.sql, lease) : new LocalLease(store.sql, lease),
       );
     },
     async close() {
