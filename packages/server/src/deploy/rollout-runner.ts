@@ -566,8 +566,11 @@ export class RolloutRunner {
   }
 
   private async resendOffered(): Promise<void> {
-    // The embedded broker starts with no sessions: each device gets its offers when it subscribes.
-    if (this.transport()?.kind === 'embedded') return;
+    // One embedded broker starts with no sessions: each device gets its offers when it subscribes.
+    // Sessions in Redis (several nodes) or an external broker outlive the engine's node: a device
+    // there may never reconnect, and the offers the last engine committed may never have left it.
+    const transport = this.transport();
+    if (transport?.kind === 'embedded' && !transport.sharedPresence) return;
     const now = this.clock();
     const outbox: Outbox = [];
     for (const r of await this.store.rollouts.active())
