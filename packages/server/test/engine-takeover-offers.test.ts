@@ -67,7 +67,10 @@ describe.skipIf(missing !== null)('an engine node that dies between committing a
       url: '/api/v1/rollouts',
       headers: auth(),
       // An hour's timeout and no retries: only a re-send can deliver the offer within the test.
-      payload: { release: '1.1.0', policy: { target: {}, phases: [{ percent: 100 }], deviceTimeoutSeconds: 3600 } },
+      payload: {
+        release: '1.1.0',
+        policy: { target: {}, phases: [{ percent: 100 }], deviceTimeoutSeconds: 3600 },
+      },
     });
     expect(created.statusCode, created.body).toBe(201);
     const rolloutId = created.json().id as string;
