@@ -33,7 +33,7 @@ export async function claimNextDelta(
      WHERE (from_sha256, to_sha256) = (
        SELECT from_sha256, to_sha256 FROM deltas
        WHERE status = 'queued' OR (status = 'building' AND COALESCE(claimed_until, 0) < ?)
-       ORDER BY created LIMIT 1 ${lock})
+       ORDER BY created, from_sha256, to_sha256 LIMIT 1 ${lock})
      RETURNING from_sha256, to_sha256, claimed_until`,
     [node, now + ttlMs, now, now],
   );

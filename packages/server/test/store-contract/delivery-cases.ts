@@ -267,6 +267,18 @@ export function deliveryCases(open: OpenStore): void {
       expect(await s.rollouts.get('r9')).toBeUndefined();
     });
 
+    it('orders rollouts and a device’s deployments made in the same millisecond by id, on every engine', async () => {
+      const { store: s } = await open();
+      // Inserted out of id order: an engine falling back to its scan order would differ.
+      for (const id of ['r-b', 'r-c', 'r-a']) await addRollout(s, id, '1.1.0', 5);
+      expect((await s.rollouts.list(10, 0)).map((r) => r.id)).toEqual(['r-c', 'r-b', 'r-a']);
+      expect((await s.rollouts.active()).map((r) => r.id)).toEqual(['r-a', 'r-b', 'r-c']);
+      await addDevice(s, 'd-1');
+      for (const r of ['r-b', 'r-c', 'r-a']) await s.deployments.assign(r, 'd-1', 0, null, 7);
+      const ids = (await s.deployments.forDevice('d-1')).map((d) => d.id);
+      expect(ids).toEqual([...ids].sort().reverse());
+    });
+
     it('moves status with the runtime; active ones are unfinished or rolling back after an abort', async () => {
       const { store: s } = await open();
       const base = initialRuntime(policy());

@@ -29,7 +29,7 @@ export class ArtifactsRepo {
   }
 
   list(): Promise<ArtifactRow[]> {
-    return this.sql.all<ArtifactRow>('SELECT * FROM artifacts ORDER BY created');
+    return this.sql.all<ArtifactRow>('SELECT * FROM artifacts ORDER BY created, sha256');
   }
 
   async totals(): Promise<{ kind: string; count: number; bytes: number }[]> {

@@ -85,7 +85,7 @@ export class DeploymentsRepo {
 
   async forDevice(deviceId: string): Promise<DeploymentRow[]> {
     const rows = await this.sql.all<Row>(
-      'SELECT * FROM deployments WHERE device_id = ? ORDER BY created DESC',
+      'SELECT * FROM deployments WHERE device_id = ? ORDER BY created DESC, id DESC',
       [deviceId],
     );
     return rows.map(toDeployment);

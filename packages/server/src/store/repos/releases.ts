@@ -101,20 +101,20 @@ export class ReleasesRepo {
   }
 
   byImage(sha256: string): Promise<Release | undefined> {
-    return this.one('WHERE r.image_sha256 = ? ORDER BY r.created DESC LIMIT 1', sha256);
+    return this.one('WHERE r.image_sha256 = ? ORDER BY r.created DESC, r.id DESC LIMIT 1', sha256);
   }
 
   byVersion(version: string): Promise<Release | undefined> {
-    return this.one('WHERE r.version = ? ORDER BY r.created DESC LIMIT 1', version);
+    return this.one('WHERE r.version = ? ORDER BY r.created DESC, r.id DESC LIMIT 1', version);
   }
 
   async list(channel?: Channel): Promise<Release[]> {
     const rows = channel
       ? await this.sql.all<Row>(
-          `${this.select} JOIN channel_releases cr ON cr.release_id = r.id WHERE cr.channel = ? ORDER BY cr.promoted DESC, r.created DESC`,
+          `${this.select} JOIN channel_releases cr ON cr.release_id = r.id WHERE cr.channel = ? ORDER BY cr.promoted DESC, r.created DESC, r.id DESC`,
           [channel],
         )
-      : await this.sql.all<Row>(`${this.select} ORDER BY r.created DESC`);
+      : await this.sql.all<Row>(`${this.select} ORDER BY r.created DESC, r.id DESC`);
     return rows.map(toRelease);
   }
 

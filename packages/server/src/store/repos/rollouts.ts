@@ -75,7 +75,7 @@ export class RolloutsRepo {
   }
 
   async list(limit: number, offset: number): Promise<RolloutRow[]> {
-    const rows = await this.sql.all<Row>('SELECT * FROM rollouts ORDER BY created DESC LIMIT ? OFFSET ?', [
+    const rows = await this.sql.all<Row>('SELECT * FROM rollouts ORDER BY created DESC, id DESC LIMIT ? OFFSET ?', [
       limit,
       offset,
     ]);
@@ -90,7 +90,7 @@ export class RolloutsRepo {
         ? "(runtime::jsonb ->> 'rollingBack') = 'true'"
         : "json_extract(runtime, '$.rollingBack') = 1";
     const rows = await this.sql.all<Row>(
-      `SELECT * FROM rollouts WHERE status IN ${ACTIVE} OR (status = 'aborted' AND ${rollingBack}) ORDER BY created`,
+      `SELECT * FROM rollouts WHERE status IN ${ACTIVE} OR (status = 'aborted' AND ${rollingBack}) ORDER BY created, id`,
     );
     return rows.map(toRollout);
   }

@@ -81,7 +81,7 @@ export class TokensRepo {
   }
 
   async list(): Promise<ApiToken[]> {
-    return (await this.sql.all<Row>('SELECT * FROM api_tokens ORDER BY created')).map(toToken);
+    return (await this.sql.all<Row>('SELECT * FROM api_tokens ORDER BY created, id')).map(toToken);
   }
 
   async revoke(id: string, now: number): Promise<boolean> {
