@@ -20,6 +20,8 @@ import mqttPacket from 'mqtt-packet';
 import { fastKeyPair, installFastDeviceCrypto } from './device-crypto.mjs';
 
 const CONNECT_TIMEOUT_MS = 20_000; // the agent's own
+/** A pre-signed first password is used only this long after 'prepare' (the server's window is 5 min). */
+const SIGNED_AHEAD_MAX_AGE_MS = 60_000;
 const KEEPALIVE_S = 60;
 
 /**
@@ -290,7 +292,11 @@ process.once('message', (o) => {
         d.doneAt = 0;
         d.connackAt = 0;
         if (d.socket) continue;
-        if (m.spreadMs > 0) setTimeout(() => d.start(), Math.random() * m.spreadMs);
+        const delayMs = Math.random() * m.spreadMs;
+        // A password signed ahead for a start minutes away would be past the server's time
+        // window (5 min) by then: that device signs on the spot, as a real one would.
+        if (delayMs > SIGNED_AHEAD_MAX_AGE_MS) d.signed = null;
+        if (m.spreadMs > 0) setTimeout(() => d.start(), delayMs);
         else d.start();
       }
       reply(m);
