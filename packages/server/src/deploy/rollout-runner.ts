@@ -39,7 +39,7 @@ import type { Store } from '../store/store.js';
 import type { DeltaMemo, OfferBuilder } from './offers.js';
 
 /** Engine milestones worth a line in the audit log (per-device decisions are in the deployments). */
-const AUDITED = new Set([
+export const AUDITED: ReadonlySet<Decision['type']> = new Set<Decision['type']>([
   'rollout-started',
   'phase-started',
   'wait-approval',
