@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { type DeviceCommand, type Offer, SCHEMA_VERSION, type SignedOffer } from '@flotilla/protocol';
+import {
+  type DeviceCommand,
+  type Offer,
+  SCHEMA_VERSION,
+  type SignedDelta,
+  type SignedOffer,
+} from '@flotilla/protocol';
 import type { UrlSigner } from '../artifacts/url-signer.js';
 import { descriptorNeedsRenewal, renewDescriptor } from '../deltas/descriptor.js';
 import { signDocumentFast } from '../keys/fast-sign.js';
@@ -17,6 +23,18 @@ export function artifactPath(sha256: string): string {
 function iso(ms: number): string {
   return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 }
+
+/** A cached delta an offer can name: its artifact and its (current) signed descriptor. */
+interface ReadyDelta {
+  deltaSha256: string;
+  descriptor: SignedDelta;
+}
+
+/**
+ * The deltas already looked up for offers built with the same `now` and store (one rollout
+ * pass), by `from>to` image: null when there is none. A pass reads each pair once, not per device.
+ */
+export type DeltaMemo = Map<string, ReadyDelta | null>;
 
 /**
  * Builds the signed offer a device gets: the release manifest, the full image URL, and a delta
@@ -53,6 +71,7 @@ export class OfferBuilder {
       now: number;
     },
     store: Store = this.store,
+    deltas?: DeltaMemo,
   ): Promise<SignedOffer> {
     const offer: Offer = {
       _type: 'offer',
@@ -70,8 +89,17 @@ export class OfferBuilder {
       },
     };
     if (p.deviceImageSha256 && p.deviceImageSha256 !== p.release.imageSha256) {
-      const delta = await this.deltaFor(store, p.deviceImageSha256, p.release.imageSha256, p.deviceId, p.now);
-      if (delta) offer.delta = delta;
+      const key = `${p.deviceImageSha256}>${p.release.imageSha256}`;
+      let ready = deltas?.get(key);
+      if (ready === undefined) {
+        ready = await this.readyDelta(store, p.deviceImageSha256, p.release.imageSha256, p.now);
+        deltas?.set(key, ready);
+      }
+      if (ready)
+        offer.delta = {
+          url: this.artifactUrl(ready.deltaSha256, p.deviceId, p.now),
+          descriptor: ready.descriptor,
+        };
     }
     return countSigning(this.metrics, 'offer', () => signDocumentFast(offer, this.keys.delta));
   }
@@ -82,13 +110,7 @@ export class OfferBuilder {
    * on the offer) or is signed by a retired delta key is re-issued with the current delta key
    * and stored, rather than the device falling back to the full image.
    */
-  private async deltaFor(
-    store: Store,
-    from: string,
-    to: string,
-    deviceId: string,
-    now: number,
-  ): Promise<Offer['delta'] | null> {
+  private async readyDelta(store: Store, from: string, to: string, now: number): Promise<ReadyDelta | null> {
     const d = await store.deltas.get(from, to);
     if (d?.status !== 'ready' || !d.descriptor || !d.deltaSha256) return null;
     let descriptor = d.descriptor;
@@ -99,7 +121,7 @@ export class OfferBuilder {
       await store.deltas.setDescriptor(from, to, renewed, now);
       descriptor = renewed;
     }
-    return { url: this.artifactUrl(d.deltaSha256, deviceId, now), descriptor };
+    return { deltaSha256: d.deltaSha256, descriptor };
   }
 
   /** Where devices fetch root metadata (`<rootUrl>/<N>.json`) to rotate before they verify an offer. */

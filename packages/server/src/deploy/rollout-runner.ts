@@ -31,14 +31,15 @@ import {
   summarize,
 } from '../rollout/index.js';
 import { inBackground } from '../store/background.js';
+import type { AuditNote } from '../store/repos/audit.js';
 import { type DeploymentRow, ROLLBACK_SUFFIX } from '../store/repos/deployments.js';
 import type { Release } from '../store/repos/releases.js';
 import type { RolloutRow } from '../store/repos/rollouts.js';
 import type { Store } from '../store/store.js';
-import type { OfferBuilder } from './offers.js';
+import type { DeltaMemo, OfferBuilder } from './offers.js';
 
 /** Engine milestones worth a line in the audit log (per-device decisions are in the deployments). */
-const AUDITED = new Set([
+export const AUDITED: ReadonlySet<Decision['type']> = new Set<Decision['type']>([
   'rollout-started',
   'phase-started',
   'wait-approval',
@@ -449,6 +450,11 @@ export class RolloutRunner {
     return this.deltasPending(tx, from, release.imageSha256);
   }
 
+  /**
+   * Writes a pass: the runtime, the deployment records it changed and created, the audit lines of
+   * its milestones, in a few multi-row statements (each a round trip on PostgreSQL); collects the
+   * offers and cancels to send after the commit.
+   */
   private async persist(
     tx: Store,
     row: RolloutRow,
@@ -459,22 +465,21 @@ export class RolloutRunner {
     outbox: Outbox,
   ): Promise<number> {
     await tx.rollouts.setRuntime(row.id, after.runtime, now);
-    const existing = new Map((await tx.deployments.forRollout(row.id)).map((d) => [d.deviceId, d]));
-    const prev = new Map(before.deployments.map((d) => [d.deviceId, d]));
-    for (const rec of after.deployments) {
-      let dep = existing.get(rec.deviceId);
-      if (!dep) {
-        const depId = await tx.deployments.assign(row.id, rec.deviceId, rec.phase, rec.fromVersion, now);
-        dep = (await tx.deployments.get(depId))!;
-        existing.set(rec.deviceId, dep);
-      }
-      if (prev.get(rec.deviceId) !== rec) await tx.deployments.save({ ...dep, ...rec });
-    }
+    const existing = await this.writeRecords(tx, row.id, before, after, now);
     const release = (await tx.releases.get(row.releaseId))!;
+    // Read once per pass, not per offer: rollback targets, each device's image, each delta.
+    const targets = new Map<string, Release | undefined>();
+    const images = new Map(before.devices.map((d) => [d.id, d.currentImageSha256]));
+    const deltas: DeltaMemo = new Map();
+    const audited: AuditNote[] = [];
     for (const d of decisions) {
       if (d.type === 'offer' || d.type === 'rollback-offer') {
         const dep = existing.get(d.deviceId)!;
-        const rel = d.type === 'offer' ? release : await tx.releases.get(d.toVersion);
+        let rel: Release | undefined = release;
+        if (d.type === 'rollback-offer') {
+          if (!targets.has(d.toVersion)) targets.set(d.toVersion, await tx.releases.get(d.toVersion));
+          rel = targets.get(d.toVersion);
+        }
         if (!rel) {
           this.log.warn(
             { deviceId: d.deviceId, version: d.type === 'rollback-offer' ? d.toVersion : '' },
@@ -482,7 +487,10 @@ export class RolloutRunner {
           );
           continue;
         }
-        const device = await tx.devices.get(d.deviceId);
+        // A device the snapshot lacks (no longer accepted) is read alone, as before.
+        const image = images.has(d.deviceId)
+          ? (images.get(d.deviceId) ?? null)
+          : ((await tx.devices.get(d.deviceId))?.imageSha256 ?? null);
         const deploymentId = d.type === 'offer' ? dep.id : `${dep.id}${ROLLBACK_SUFFIX}`;
         const offer = await this.offers.build(
           {
@@ -490,20 +498,67 @@ export class RolloutRunner {
             ...(d.type === 'offer' ? { attempt: d.attempt } : {}),
             deviceId: d.deviceId,
             release: rel,
-            deviceImageSha256: device?.imageSha256 ?? null,
+            deviceImageSha256: image,
             now,
           },
           tx,
+          deltas,
         );
         outbox.push({ deviceId: d.deviceId, command: this.offers.command(offer) });
       } else if (d.type === 'cancel' && d.notify) {
         outbox.push({ deviceId: d.deviceId, command: this.offers.cancel(existing.get(d.deviceId)!.id) });
       } else if (AUDITED.has(d.type)) {
-        await tx.audit.record('rollout-engine', `rollout.${d.type}`, row.id, { ...d }, now);
+        audited.push({
+          actor: 'rollout-engine',
+          action: `rollout.${d.type}`,
+          target: row.id,
+          detail: { ...d },
+        });
       }
     }
+    await tx.audit.recordMany(audited, now);
     // Queued in this transaction (with the assignments); built after the commit.
-    return decisions.some((d) => d.type === 'assign') ? this.requestDeltas(tx, row) : 0;
+    return decisions.some((d) => d.type === 'assign') ? this.requestDeltas(tx, row, before.devices) : 0;
+  }
+
+  /**
+   * Stores the records the pass changed: the new ones created as they are, the others saved, in
+   * batches. Returns every deployment of the rollout by device.
+   */
+  private async writeRecords(
+    tx: Store,
+    rolloutId: string,
+    before: RolloutSnapshot,
+    after: RolloutSnapshot,
+    now: number,
+  ): Promise<Map<string, DeploymentRow>> {
+    const existing = new Map((await tx.deployments.forRollout(rolloutId)).map((d) => [d.deviceId, d]));
+    const prev = new Map(before.deployments.map((d) => [d.deviceId, d]));
+    const changed = after.deployments.filter((rec) => prev.get(rec.deviceId) !== rec);
+    const created = new Set<string>();
+    for (const dep of await tx.deployments.createMany(
+      rolloutId,
+      changed.filter((rec) => !existing.has(rec.deviceId)),
+      now,
+    )) {
+      existing.set(dep.deviceId, dep);
+      created.add(dep.deviceId);
+    }
+    const saves: DeploymentRow[] = [];
+    for (const rec of after.deployments) {
+      if (created.has(rec.deviceId)) continue;
+      let dep = existing.get(rec.deviceId);
+      if (!dep) {
+        // Not read above, yet stored now (another writer's, or unchanged and gone meanwhile):
+        // created as an assignment would be, then given this record's values when it changed.
+        const depId = await tx.deployments.assign(rolloutId, rec.deviceId, rec.phase, rec.fromVersion, now);
+        dep = (await tx.deployments.get(depId))!;
+        existing.set(rec.deviceId, dep);
+      }
+      if (prev.get(rec.deviceId) !== rec) saves.push({ ...dep, ...rec });
+    }
+    await tx.deployments.saveMany(saves);
+    return existing;
   }
 
   private async send(outbox: Outbox): Promise<void> {
@@ -598,13 +653,20 @@ export class RolloutRunner {
     outbox.push({ deviceId: dep.deviceId, command: this.offers.command(offer) });
   }
 
-  /** Queues (through `s`) the deltas this rollout's devices could use; returns how many were new. */
-  private async requestDeltas(s: Store, row: RolloutRow): Promise<number> {
+  /**
+   * Queues (through `s`) the deltas this rollout's devices could use; returns how many were new.
+   * `devices`: the fleet as a pass just read it (in its transaction), else read here.
+   */
+  private async requestDeltas(
+    s: Store,
+    row: RolloutRow,
+    devices?: readonly DeviceSnapshot[],
+  ): Promise<number> {
     if (!this.wantDeltas) return 0;
     const release = await s.releases.get(row.releaseId);
     if (!release) return 0;
     const from = new Set<string>();
-    for (const d of (await this.snapshot(s, row)).devices)
+    for (const d of devices ?? (await this.snapshot(s, row)).devices)
       if (d.currentImageSha256 && d.currentImageSha256 !== release.imageSha256)
         from.add(d.currentImageSha256);
     return this.wantDeltas([...from], release.imageSha256, s);

@@ -7,6 +7,7 @@ import { deliveryCases } from './delivery-cases.js';
 import { deviceCases } from './device-cases.js';
 import { CONFLICT, type OpenStore } from './fixtures.js';
 import { ingestCases } from './ingest-cases.js';
+import { rolloutPassCases } from './rollout-pass-cases.js';
 
 /**
  * Opens a driver on the named database, migrated: a name not used before is a fresh, empty
@@ -274,5 +275,6 @@ export function describeStoreContract(
     deliveryCases(store);
     ingestCases(store);
     adminCases(store);
+    rolloutPassCases(store);
   });
 }

@@ -1,4 +1,5 @@
 import type { Sql, SqlValue } from '../sql.js';
+import { inChunks, valuesOf } from '../sql-rows.js';
 
 export interface AuditEntry {
   id: number;
@@ -8,6 +9,9 @@ export interface AuditEntry {
   target: string | null;
   detail: Record<string, unknown>;
 }
+
+/** An entry to record (its id and time are the store's). */
+export type AuditNote = Pick<AuditEntry, 'actor' | 'action' | 'target' | 'detail'>;
 
 /** What `GET /audit` filters on; every field is optional and they combine with AND. */
 export interface AuditFilter {
@@ -55,6 +59,25 @@ export class AuditRepo {
       target,
       JSON.stringify(detail),
     ]);
+  }
+
+  /** `record` for several entries, in this order (ids grow with it), one statement per chunk. */
+  async recordMany(
+    entries: readonly {
+      actor: string;
+      action: string;
+      target: string | null;
+      detail: Record<string, unknown>;
+    }[],
+    now: number,
+  ): Promise<void> {
+    for (const chunk of inChunks(entries)) {
+      const v = valuesOf(
+        ['BIGINT', 'TEXT', 'TEXT', 'TEXT', 'TEXT'],
+        chunk.map((e) => [now, e.actor, e.action, e.target, JSON.stringify(e.detail)]),
+      );
+      await this.sql.run(`INSERT INTO audit_log (ts, actor, action, target, detail) ${v.sql}`, v.params);
+    }
   }
 
   /** The newest entry of `actor` with one of these actions. */

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DeploymentRecord, DeploymentState, RollbackRecord } from '../../rollout/index.js';
-import type { Sql } from '../sql.js';
+import type { Sql, SqlValue } from '../sql.js';
+import { type ColumnType, inChunks, valuesOf } from '../sql-rows.js';
 
 export interface DeploymentRow extends DeploymentRecord {
   id: string;
@@ -37,6 +38,19 @@ const toDeployment = (r: Row): DeploymentRow => ({
   rollback: r.rollback ? (JSON.parse(r.rollback) as RollbackRecord) : null,
   created: r.created,
 });
+
+/** A record's stored columns after its id: phase … updated (a `rollback` as JSON). */
+const recordRow = (d: DeploymentRecord): SqlValue[] => [
+  d.phase,
+  d.state,
+  d.attempts,
+  d.offeredAt,
+  d.failureReason,
+  d.fromVersion,
+  d.rollback ? JSON.stringify(d.rollback) : null,
+  d.updatedAt,
+];
+const RECORD_TYPES: ColumnType[] = ['BIGINT', 'TEXT', 'BIGINT', 'BIGINT', 'TEXT', 'TEXT', 'TEXT', 'BIGINT'];
 
 /** Offers to a device name the deployment; a rollback offer of the same deployment adds this suffix. */
 export const ROLLBACK_SUFFIX = '-rb';
@@ -96,18 +110,60 @@ export class DeploymentsRepo {
       `UPDATE deployments SET phase = ?, state = ?, attempts = ?, offered_at = ?,
          failure_reason = ?, from_version = ?, rollback = ?, updated = ?
        WHERE id = ?`,
-      [
-        d.phase,
-        d.state,
-        d.attempts,
-        d.offeredAt,
-        d.failureReason,
-        d.fromVersion,
-        d.rollback ? JSON.stringify(d.rollback) : null,
-        d.updatedAt,
-        d.id,
-      ],
+      [...recordRow(d), d.id],
     );
+  }
+
+  /**
+   * Stores each record as a new deployment of this rollout (created now), one statement per
+   * chunk: what `assign` then `save` with the record would store. A device that already has a
+   * deployment in the rollout keeps it untouched; returns the rows this call created.
+   */
+  async createMany(
+    rolloutId: string,
+    records: readonly DeploymentRecord[],
+    now: number,
+  ): Promise<DeploymentRow[]> {
+    const created: DeploymentRow[] = [];
+    for (const chunk of inChunks(records)) {
+      const v = valuesOf(
+        ['TEXT', 'TEXT', 'TEXT', ...RECORD_TYPES, 'BIGINT'],
+        chunk.map((d) => [
+          `dep_${randomBytes(8).toString('hex')}`,
+          rolloutId,
+          d.deviceId,
+          ...recordRow(d),
+          now,
+        ]),
+      );
+      const rows = await this.sql.all<Row>(
+        `INSERT INTO deployments (id, rollout_id, device_id, phase, state, attempts, offered_at,
+           failure_reason, from_version, rollback, updated, created)
+         ${v.sql} ON CONFLICT (rollout_id, device_id) DO NOTHING RETURNING *`,
+        v.params,
+      );
+      for (const r of rows) created.push(toDeployment(r));
+    }
+    return created;
+  }
+
+  /** `save` for many deployments (at most one row each), one statement per chunk. */
+  async saveMany(list: readonly DeploymentRow[]): Promise<void> {
+    // In id order, as every batched update: two writers lock shared rows in the same order.
+    const sorted = [...list].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const chunk of inChunks(sorted)) {
+      const v = valuesOf(
+        ['TEXT', ...RECORD_TYPES],
+        chunk.map((d) => [d.id, ...recordRow(d)]),
+      );
+      await this.sql.run(
+        `UPDATE deployments SET phase = v.column2, state = v.column3, attempts = v.column4,
+           offered_at = v.column5, failure_reason = v.column6, from_version = v.column7,
+           rollback = v.column8, updated = v.column9
+         FROM (${v.sql}) AS v WHERE deployments.id = v.column1`,
+        v.params,
+      );
+    }
   }
 
   /** Devices in flight in another active rollout (the engine does not offer them meanwhile). */
