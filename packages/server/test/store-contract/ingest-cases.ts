@@ -44,8 +44,9 @@ async function ingestBatch(s: Store, reports: Report[]) {
   const metrics = createMetrics();
   const ingestor = new ReportIngestor(s, resolveLimits(), pino({ level: 'silent' }), metrics, () => 100);
   const hooked: string[] = [];
-  ingestor.onEvent(async (_tx, deviceId, e) => {
-    hooked.push(`${deviceId}/${e.eventId}`);
+  ingestor.onEvent(async (_tx, events) => {
+    hooked.push(...events.map((e) => `${e.deviceId}/${e.event.eventId}`));
+    return undefined;
   });
   const fresh: boolean[] = [];
   ingestor.onApplied((applied) => fresh.push(...applied.map((a) => a.fresh)));

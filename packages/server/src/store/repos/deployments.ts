@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DeploymentRecord, DeploymentState, RollbackRecord } from '../../rollout/index.js';
-import type { Sql } from '../sql.js';
+import type { Sql, SqlValue } from '../sql.js';
+import { type ColumnType, inChunks, valuesOf } from '../sql-rows.js';
 
 export interface DeploymentRow extends DeploymentRecord {
   id: string;
@@ -37,6 +38,20 @@ const toDeployment = (r: Row): DeploymentRow => ({
   rollback: r.rollback ? (JSON.parse(r.rollback) as RollbackRecord) : null,
   created: r.created,
 });
+
+/** What `save` writes: the id, then the columns in the order of its SET. */
+const savedValues = (d: DeploymentRow): SqlValue[] => [
+  d.id,
+  d.phase,
+  d.state,
+  d.attempts,
+  d.offeredAt,
+  d.failureReason,
+  d.fromVersion,
+  d.rollback ? JSON.stringify(d.rollback) : null,
+  d.updatedAt,
+];
+const SAVED_TYPES: ColumnType[] = ['TEXT', 'BIGINT', 'TEXT', 'BIGINT', 'BIGINT', 'TEXT', 'TEXT', 'TEXT', 'BIGINT'];
 
 /** Offers to a device name the deployment; a rollback offer of the same deployment adds this suffix. */
 export const ROLLBACK_SUFFIX = '-rb';
@@ -91,6 +106,19 @@ export class DeploymentsRepo {
     return rows.map(toDeployment);
   }
 
+  /** The deployments with these ids that exist, by id; one statement per chunk. */
+  async getMany(ids: readonly string[]): Promise<Map<string, DeploymentRow>> {
+    const out = new Map<string, DeploymentRow>();
+    for (const chunk of inChunks([...new Set(ids)])) {
+      const rows = await this.sql.all<Row>(
+        `SELECT * FROM deployments WHERE id IN (${chunk.map(() => '?').join(', ')})`,
+        chunk,
+      );
+      for (const r of rows) out.set(r.id, toDeployment(r));
+    }
+    return out;
+  }
+
   async save(d: DeploymentRow): Promise<void> {
     await this.sql.run(
       `UPDATE deployments SET phase = ?, state = ?, attempts = ?, offered_at = ?,
@@ -108,6 +136,24 @@ export class DeploymentsRepo {
         d.id,
       ],
     );
+  }
+
+  /**
+   * `save` for several deployments (each at most once), one statement per chunk, in id order:
+   * concurrent writers then lock the rows they share in the same order.
+   */
+  async saveMany(list: readonly DeploymentRow[]): Promise<void> {
+    const sorted = [...list].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const chunk of inChunks(sorted)) {
+      const v = valuesOf(SAVED_TYPES, chunk.map(savedValues));
+      await this.sql.run(
+        `UPDATE deployments SET phase = v.column2, state = v.column3, attempts = v.column4,
+           offered_at = v.column5, failure_reason = v.column6, from_version = v.column7,
+           rollback = v.column8, updated = v.column9
+         FROM (${v.sql}) AS v WHERE deployments.id = v.column1`,
+        v.params,
+      );
+    }
   }
 
   /** Devices in flight in another active rollout (the engine does not offer them meanwhile). */
