@@ -53,9 +53,7 @@ function storeUnwritable(err: unknown): boolean {
   );
 }
 
-const namesDeployment = (
-  r: Report,
-): r is Report & { channel: 'events'; message: { deploymentId: string } } =>
+const namesDeployment = (r: Report): r is Report & { channel: 'events'; message: { deploymentId: string } } =>
   r.channel === 'events' && r.message.deploymentId !== null;
 
 interface Pending {
@@ -268,7 +266,9 @@ export class ReportIngestor {
           return written;
         });
         after.push(...done);
-        this.metrics.reportsDuplicate.inc(runReports.filter((r, k) => r.channel === 'events' && !out[k]).length);
+        this.metrics.reportsDuplicate.inc(
+          runReports.filter((r, k) => r.channel === 'events' && !out[k]).length,
+        );
       } catch (err) {
         if (storeUnwritable(err)) throw err;
         this.log.debug({ err, size: at.length }, 'batched reports failed; applying them one by one');

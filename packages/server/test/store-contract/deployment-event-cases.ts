@@ -15,7 +15,6 @@ import { resolveLimits } from '../../src/limits.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { initialRuntime, normalizePolicy } from '../../src/rollout/index.js';
 import type { DeploymentRow } from '../../src/store/repos/deployments.js';
-import type { Store } from '../../src/store/store.js';
 import { addDevice, addRelease, type OpenStore, refuseUpdatesOf, sha } from './fixtures.js';
 
 // Events that name a deployment move it through the rollout runner's event hook inside the
@@ -43,13 +42,15 @@ const depEvent = (
   ...over,
 });
 
-/** What an agent reports from an accepted offer to a healthy boot. */
+/** What an agent reports from an accepted offer to a healthy boot (progress more than once). */
 const INSTALL: EventKind[] = [
   'offer-accepted',
+  'download-progress',
   'download-progress',
   'downloaded',
   'install-progress',
   'installed',
+  'install-progress', // late: progress never goes backwards
   'rebooting',
   'healthy',
 ];
@@ -143,12 +144,12 @@ export function deploymentEventCases(open: OpenStore): void {
       const t = await rolloutStorm(open, devices);
       const reports: Report[] = [];
       // Interleaved as a storm delivers them: every device's next event, device after device.
-      for (const kind of INSTALL)
+      for (const [k, kind] of INSTALL.entries())
         for (const id of ['d1', 'd2', 'd3'])
           reports.push({
             deviceId: id,
             channel: 'events',
-            message: depEvent(`${id}-${kind}`, kind, t.deps.get(id)!),
+            message: depEvent(`${id}-${k}-${kind}`, kind, t.deps.get(id)!),
           });
       // Order decides: a failure before `healthy` is final; `healthy` before a failure stays.
       const reason = { code: 'E_HOOK', message: 'TEST-ONLY post-install hook failed' };
