@@ -119,6 +119,12 @@ export class DeploymentsRepo {
   /** The deployments with these ids that exist, by id; one statement per chunk. */
   async getMany(ids: readonly string[]): Promise<Map<string, DeploymentRow>> {
     const out = new Map<string, DeploymentRow>();
+    if (ids.length === 1) {
+      // One deployment (SQLite's per-report path): the plain read, without the list's work.
+      const one = await this.get(ids[0]!);
+      if (one) out.set(one.id, one);
+      return out;
+    }
     for (const chunk of inChunks([...new Set(ids)])) {
       const rows = await this.sql.all<Row>(
         `SELECT * FROM deployments WHERE id IN (${chunk.map(() => '?').join(', ')})`,
