@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { ServerError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { ServerLimits } from '../limits.js';
-import { UpdateOutcomes } from '../metrics/update-outcomes.js';
+import { type Finished, UpdateOutcomes } from '../metrics/update-outcomes.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceTransport } from '../mqtt/transport.js';
 import {
@@ -333,7 +333,8 @@ export class RolloutRunner {
     if (named.length === 0) return undefined;
     const current = await tx.deployments.getMany(named.map((n) => n.depId));
     const changed = new Set<string>();
-    const moved: { before: DeploymentRow; after: DeploymentRow }[] = [];
+    // Only what the bookkeeping needs is kept until the commit (the records would be, batch-long).
+    const ended: Finished[] = [];
     const rollouts = new Set<string>();
     for (const { deviceId, event, rollback, depId } of named) {
       const dep = current.get(depId);
@@ -352,13 +353,14 @@ export class RolloutRunner {
       const after = { ...dep, ...next };
       current.set(depId, after);
       changed.add(depId);
-      if (!rollback) moved.push({ before: dep, after });
+      const f = rollback ? null : UpdateOutcomes.finished(dep, after, now);
+      if (f) ended.push(f);
       rollouts.add(dep.rolloutId);
     }
     if (changed.size === 0) return undefined;
     await tx.deployments.saveMany([...changed].map((id) => current.get(id)!));
     return () => {
-      for (const m of moved) this.outcomes.moved(m.before, m.after, now);
+      for (const f of ended) this.outcomes.hold(f);
       for (const id of rollouts) this.dirty.add(id);
     };
   }
