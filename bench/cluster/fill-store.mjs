@@ -44,6 +44,28 @@ export async function fillDevices(store, n, now, progress = () => undefined) {
 }
 
 /**
+ * A deployment offered to each of the first `n` filled devices in rollout `rolloutId` (as the
+ * engine's pass leaves them), in multi-row INSERTs; returns their ids in device order.
+ */
+export async function fillDeployments(store, rolloutId, n, now) {
+  const ids = Array.from({ length: n }, (_, i) => `dep_bench_${String(i).padStart(7, '0')}`);
+  await store.tx(async (tx) => {
+    for (let start = 0; start < n; start += ROWS_PER_INSERT) {
+      const count = Math.min(ROWS_PER_INSERT, n - start);
+      const values = [];
+      for (let i = start; i < start + count; i++)
+        values.push(ids[i], rolloutId, fillDeviceId(i), 0, 'offered', 1, now, '1.0.0', now, now);
+      await tx.sql.run(
+        `INSERT INTO deployments (id, rollout_id, device_id, phase, state, attempts, offered_at, from_version, created, updated)
+         VALUES ${Array(count).fill('(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+        values,
+      );
+    }
+  });
+  return ids;
+}
+
+/**
  * Release 1.1.0 for the bench's hardware (its image registered as an artifact). The engine never verifies the envelope (devices do), and
  * with every device offline no offer is built from it: the signature list stays empty.
  */

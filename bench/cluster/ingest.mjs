@@ -8,16 +8,33 @@ import { join } from 'node:path';
 import { createServer } from '@flotilla/server';
 import { ingestLanded, ingestRound, insertIngestDevices, median } from '../store/ingest-round.mjs';
 
-/** @param {{ store: 'sqlite' | 'postgres', devices: number, rounds: number, database?: string }} o */
-async function ingestOn(o) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-ingest-'));
+/**
+ * Runs fn(server) on a fresh server (not started) over SQLite in a temp data dir, or over the
+ * PostgreSQL `database`; closes it and removes the dir after.
+ * @template T
+ * @param {{ database?: string, nodeId: string }} o
+ * @param {(server: import('@flotilla/server').FlotillaServer) => Promise<T>} fn
+ * @returns {Promise<T>}
+ */
+export async function onFreshServer(o, fn) {
+  const dataDir = mkdtempSync(join(tmpdir(), `flotilla-${o.nodeId}-`));
   const server = await createServer({
     dataDir,
     logLevel: 'silent',
     devKeys: true,
-    ...(o.database ? { database: o.database, nodeId: 'bench-ingest' } : {}),
+    ...(o.database ? { database: o.database, nodeId: o.nodeId } : {}),
   });
   try {
+    return await fn(server);
+  } finally {
+    await server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** @param {{ store: 'sqlite' | 'postgres', devices: number, rounds: number, database?: string }} o */
+function ingestOn(o) {
+  return onFreshServer({ database: o.database, nodeId: 'bench-ingest' }, async (server) => {
     const now = Date.now();
     await insertIngestDevices(server.ctx.store, o.devices, now);
     const rates = [];
@@ -32,10 +49,7 @@ async function ingestOn(o) {
         `FLOTILLA_ERR_BENCH: ${o.store} does not hold every report (${landed.events} events of ${o.devices * o.rounds})`,
       );
     return { medianReportsPerSecond: Math.round(median(rates)), rounds: rates.map(Math.round) };
-  } finally {
-    await server.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** @param {{ devices: number, rounds: number, pg: { createDatabase: (name: string) => Promise<string> }, log: (s: string) => void }} o */

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `pnpm bench cluster`: what a cluster of server nodes on PostgreSQL holds on this machine.
 //   devices  N nodes (Redis, nginx stream) with --devices MQTT devices logged in and reporting
-//   ingest   reports/s stored, SQLite vs PostgreSQL (the ingest bench's workload)
+//   ingest   reports/s stored, SQLite vs PostgreSQL (the ingest bench's workload), and deployment
+//            events/s of a rollout storm (--storm-devices, each reporting offer-accepted … healthy)
 //   engine   rollout-engine pass time with --engine-devices in the store, SQLite and PostgreSQL
 // Progress goes to stderr; a table (or with --json one JSON line) to stdout. Everything started
 // (PostgreSQL, Redis, nginx, nodes, load processes) is stopped at the end, on an error and on
@@ -13,10 +14,11 @@ import { benchArgs, usageError } from '../args.mjs';
 import { devicesBench } from './devices.mjs';
 import { engineBench } from './engine.mjs';
 import { ingestBench } from './ingest.mjs';
+import { rolloutStormBench } from './rollout-storm.mjs';
 
 const USAGE = `usage: node bench/cluster/run.mjs [--parts devices,ingest,engine] [--json]
   [--devices 20000] [--nodes 3] [--ramp-seconds 60] [--report-seconds 30] [--hold-seconds 60]
-  [--ingest-devices 10000] [--ingest-rounds 5] [--engine-devices 100000[,1000000]] [--engine-passes 3]`;
+  [--ingest-devices 10000] [--ingest-rounds 5] [--storm-devices 5000] [--engine-devices 100000[,1000000]] [--engine-passes 3]`;
 const { values: v } = benchArgs(USAGE, {
   options: {
     parts: { type: 'string', default: 'devices,ingest,engine' },
@@ -27,6 +29,7 @@ const { values: v } = benchArgs(USAGE, {
     'hold-seconds': { type: 'string', default: '60' },
     'ingest-devices': { type: 'string', default: '10000' },
     'ingest-rounds': { type: 'string', default: '5' },
+    'storm-devices': { type: 'string', default: '5000' },
     'engine-devices': { type: 'string', default: '100000' },
     'engine-passes': { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
@@ -48,6 +51,7 @@ const o = {
   holdSeconds: int('hold-seconds', 1, 3600),
   ingestDevices: int('ingest-devices', 100, 1_000_000),
   ingestRounds: int('ingest-rounds', 1, 100),
+  stormDevices: int('storm-devices', 100, 1_000_000),
   enginePasses: int('engine-passes', 1, 20),
 };
 const engineSizes = v['engine-devices'].split(',').map(Number);
@@ -80,6 +84,8 @@ if (parts.includes('ingest') || parts.includes('engine')) {
     if (parts.includes('ingest')) {
       log('• ingest: SQLite vs PostgreSQL');
       out.ingest = await ingestBench({ devices: o.ingestDevices, rounds: o.ingestRounds, pg, log });
+      log('• ingest: a rollout storm, SQLite vs PostgreSQL');
+      out.ingest.rolloutStorm = await rolloutStormBench({ devices: o.stormDevices, pg, log });
     }
     if (parts.includes('engine')) {
       log(`• engine: ${engineSizes.map((n) => n.toLocaleString('en')).join(', ')} devices`);
@@ -113,6 +119,12 @@ else {
     console.log(
       `ingest (${i.devices} devices × ${i.rounds} rounds): SQLite ${i.sqlite.medianReportsPerSecond} reports/s, ` +
         `PostgreSQL ${i.postgres.medianReportsPerSecond} reports/s (×${i.postgresToSqlite})`,
+    );
+  const storm = i?.rolloutStorm;
+  if (storm)
+    console.log(
+      `rollout storm (${storm.devices} devices × ${storm.eventsPerDevice} deployment events): ` +
+        `SQLite ${storm.sqlite.medianEventsPerSecond} events/s, PostgreSQL ${storm.postgres.medianEventsPerSecond} events/s (median round)`,
     );
   for (const e of out.engine ?? [])
     console.log(

@@ -19,45 +19,53 @@ export async function insertIngestDevices(store, n, now) {
   });
 }
 
-/** Submits one state report and one event per device (round r); resolves when all are acknowledged. */
-export function ingestRound(ingestor, n, r, now) {
+/** Submits reports to the ingestor; resolves when all are acknowledged (stored). */
+export function submitAll(ingestor, reports) {
   return new Promise((resolve, reject) => {
-    let pending = 2 * n;
+    let pending = reports.length;
     const done = (err) => {
       if (err) reject(err);
       else if (--pending === 0) resolve();
     };
-    const ts = new Date(now + r * 1000).toISOString();
-    for (let i = 0; i < n; i++) {
-      const deviceId = benchDeviceId(i);
-      const state = {
-        schemaVersion: 1,
-        type: 'state',
-        seq: r,
-        ts,
-        version: `1.${r}.0`,
-        imageSha256: sha(r),
-        securityVersion: 0,
-        activeSlot: 'a',
-        agentState: 'idle',
-        deploymentId: null,
-        lastError: null,
-      };
-      const event = {
-        schemaVersion: 1,
-        type: 'event',
-        eventId: `bench-${r}-${i}`,
-        seq: r,
-        ts,
-        kind: 'log',
-        deploymentId: null,
-        detail: { round: r },
-      };
-      const okState = ingestor.submit({ deviceId, channel: 'state', message: state }, done);
-      const okEvent = ingestor.submit({ deviceId, channel: 'events', message: event }, done);
-      if (!okState || !okEvent) return reject(new Error('ingest queue full'));
-    }
+    for (const r of reports) if (!ingestor.submit(r, done)) return reject(new Error('ingest queue full'));
   });
+}
+
+/** Submits one state report and one event per device (round r); resolves when all are acknowledged. */
+export function ingestRound(ingestor, n, r, now) {
+  const ts = new Date(now + r * 1000).toISOString();
+  const reports = [];
+  for (let i = 0; i < n; i++) {
+    const deviceId = benchDeviceId(i);
+    const state = {
+      schemaVersion: 1,
+      type: 'state',
+      seq: r,
+      ts,
+      version: `1.${r}.0`,
+      imageSha256: sha(r),
+      securityVersion: 0,
+      activeSlot: 'a',
+      agentState: 'idle',
+      deploymentId: null,
+      lastError: null,
+    };
+    const event = {
+      schemaVersion: 1,
+      type: 'event',
+      eventId: `bench-${r}-${i}`,
+      seq: r,
+      ts,
+      kind: 'log',
+      deploymentId: null,
+      detail: { round: r },
+    };
+    reports.push(
+      { deviceId, channel: 'state', message: state },
+      { deviceId, channel: 'events', message: event },
+    );
+  }
+  return submitAll(ingestor, reports);
 }
 
 /** Whether the store holds every report of `rounds` rounds over n devices (events and last state). */

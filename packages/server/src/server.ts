@@ -246,7 +246,7 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   runner.wantDeltas = (from, to, store) => deltas.want(from, to, store);
   runner.startDeltas = () => deltas.pump();
   runner.deltasPending = (tx, from, to) => deltas.pending(from, to, tx);
-  ingestor.onEvent((tx, deviceId, event, now) => runner.applyEvent(tx, deviceId, event, now));
+  ingestor.onEvent((tx, events, now) => runner.applyEvents(tx, events, now));
   ingestor.onApplied((applied) => {
     runner.afterReports();
     for (const { report, fresh } of applied) {

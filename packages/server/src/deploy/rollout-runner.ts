@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { ServerError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { ServerLimits } from '../limits.js';
-import { UpdateOutcomes } from '../metrics/update-outcomes.js';
+import { type Finished, UpdateOutcomes } from '../metrics/update-outcomes.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceTransport } from '../mqtt/transport.js';
 import {
@@ -311,27 +311,59 @@ export class RolloutRunner {
     return out;
   }
 
-  /** Inside the report transaction: moves the deployment the event names (only the device's own). */
-  async applyEvent(tx: Store, deviceId: string, event: DeviceEventMessage, now: number): Promise<void> {
-    if (!event.deploymentId) return;
-    const rollback = event.deploymentId.endsWith(ROLLBACK_SUFFIX);
-    const depId = rollback ? event.deploymentId.slice(0, -ROLLBACK_SUFFIX.length) : event.deploymentId;
-    const dep = await tx.deployments.get(depId);
-    if (!dep || dep.deviceId !== deviceId) return;
-    // An event of the forward offer must not move the rollback record, nor the other way round.
-    if (rollback !== (dep.rollback !== null)) return;
-    const reason = event.reason ? `${event.reason.code}: ${event.reason.message}` : null;
-    const release = await this.releaseVersionOf(tx, dep.rolloutId);
-    if (release === null) return;
-    const next = applyDeviceEvent(
-      dep,
-      { kind: event.kind, at: now, reason, version: event.version },
-      release,
-    );
-    if (!next) return;
-    await tx.deployments.save({ ...dep, ...next });
-    if (!rollback) this.outcomes.moved(dep, next, now);
-    this.dirty.add(dep.rolloutId);
+  /**
+   * Inside the report transaction: moves the deployments these new events name (each only by its
+   * own device), in arrival order. The deployments are read once, each event applied in memory to
+   * the record as the events before it left it (the same records as reading it before each, since
+   * nothing else writes deployments in this transaction meanwhile; a device's whole install
+   * sequence arriving in one batch then costs no extra round trips), and the changed ones written
+   * in one statement. Returns the bookkeeping (outcome metrics, the rollouts to re-run) for after
+   * the commit: a transaction or run undone leaves nothing counted.
+   */
+  async applyEvents(
+    tx: Store,
+    events: readonly { deviceId: string; event: DeviceEventMessage }[],
+    now: number,
+  ): Promise<(() => void) | undefined> {
+    const named = events.flatMap(({ deviceId, event }) => {
+      if (!event.deploymentId) return [];
+      const rollback = event.deploymentId.endsWith(ROLLBACK_SUFFIX);
+      const depId = rollback ? event.deploymentId.slice(0, -ROLLBACK_SUFFIX.length) : event.deploymentId;
+      return [{ deviceId, event, rollback, depId }];
+    });
+    if (named.length === 0) return undefined;
+    const current = await tx.deployments.getMany(named.map((n) => n.depId));
+    const changed = new Set<string>();
+    // Only what the bookkeeping needs is kept until the commit (the records would be, batch-long).
+    const ended: Finished[] = [];
+    const rollouts = new Set<string>();
+    for (const { deviceId, event, rollback, depId } of named) {
+      const dep = current.get(depId);
+      if (!dep || dep.deviceId !== deviceId) continue;
+      // An event of the forward offer must not move the rollback record, nor the other way round.
+      if (rollback !== (dep.rollback !== null)) continue;
+      const reason = event.reason ? `${event.reason.code}: ${event.reason.message}` : null;
+      const release = await this.releaseVersionOf(tx, dep.rolloutId);
+      if (release === null) continue;
+      const next = applyDeviceEvent(
+        dep,
+        { kind: event.kind, at: now, reason, version: event.version },
+        release,
+      );
+      if (!next) continue;
+      const after = { ...dep, ...next };
+      current.set(depId, after);
+      changed.add(depId);
+      const f = rollback ? null : UpdateOutcomes.finished(dep, after, now);
+      if (f) ended.push(f);
+      rollouts.add(dep.rolloutId);
+    }
+    if (changed.size === 0) return undefined;
+    await tx.deployments.saveMany([...changed].map((id) => current.get(id)!));
+    return () => {
+      for (const f of ended) this.outcomes.hold(f);
+      for (const id of rollouts) this.dirty.add(id);
+    };
   }
 
   /** The version a rollout delivers (fixed for its life, so remembered: this runs per device event). */

@@ -44,10 +44,11 @@ const BIT = { state: 1, events: 2, inventory: 4, connection: 8 } as const;
  * Splits reports (in arrival order) into runs whose writes to a device commute, so a run can be
  * written as one statement per kind in any order and end as the reports would in turn: a device
  * has at most one state, one inventory, any number of events — or else one connection change
- * alone (online and online_node follow the order). `alone` reports (an event the rollout
- * bookkeeping reads) are runs of their own. Returns index runs into reports.
+ * alone (online and online_node follow the order). Events that name a deployment need no run of
+ * their own: the event hook folds a run's events into each deployment in arrival order (see
+ * EventHook). Returns index runs into reports.
  */
-export function commutingRuns(reports: readonly Report[], alone: (r: Report) => boolean): number[][] {
+export function commutingRuns(reports: readonly Report[]): number[][] {
   const runs: number[][] = [];
   let run: number[] = [];
   let writes = new Map<string, number>();
@@ -57,11 +58,6 @@ export function commutingRuns(reports: readonly Report[], alone: (r: Report) => 
     writes = new Map();
   };
   reports.forEach((r, i) => {
-    if (alone(r)) {
-      close();
-      runs.push([i]);
-      return;
-    }
     const had = writes.get(r.deviceId) ?? 0;
     const bit = BIT[r.channel];
     const clash =

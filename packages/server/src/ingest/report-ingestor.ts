@@ -8,16 +8,28 @@ import { commutingRuns, precheck, writeRun } from './report-batch.js';
 
 export type { Report } from './report.js';
 
+/** An event newly recorded in this transaction that names a deployment. */
+export interface DeploymentEvent {
+  deviceId: string;
+  event: DeviceEventMessage;
+}
+
+/** Work for after the commit of the transaction that did it (metrics, scheduling). */
+export type AfterCommit = () => void;
+
 /**
- * Called inside the report's transaction (`tx`) for a newly recorded event that names a
- * deployment (the rollout bookkeeping); other events are written in bulk without it.
+ * The rollout bookkeeping, called inside the transaction (`tx`) with newly recorded events that
+ * name a deployment, in arrival order: on PostgreSQL a whole run of a batch at once, several of
+ * one device included (the hook applies them in that order), elsewhere one at a time. A throw
+ * undoes what the call wrote together with its events. Returns what to do once `tx` committed:
+ * it runs only for work that committed (not for a run undone, nor twice for a run applied again
+ * report by report).
  */
 export type EventHook = (
   tx: Store,
-  deviceId: string,
-  event: DeviceEventMessage,
+  events: readonly DeploymentEvent[],
   now: number,
-) => Promise<void>;
+) => Promise<AfterCommit | undefined>;
 /** Called after a batch committed (SSE, rollout re-evaluation); `fresh`: the report changed something. */
 export type AppliedHook = (applied: { report: Report; fresh: boolean }[]) => void;
 
@@ -40,6 +52,9 @@ function storeUnwritable(err: unknown): boolean {
       code === 'FLOTILLA_ERR_STORE_UNAVAILABLE')
   );
 }
+
+const namesDeployment = (r: Report): r is Report & { channel: 'events'; message: { deploymentId: string } } =>
+  r.channel === 'events' && r.message.deploymentId !== null;
 
 interface Pending {
   report: Report;
@@ -105,12 +120,17 @@ export class ReportIngestor {
   async applyNow(report: Report): Promise<void> {
     const now = this.clock();
     let fresh = false;
+    let after: AfterCommit[] = [];
     try {
-      fresh = await this.store.tx((tx) => this.applyUnsafe(tx, report, now));
+      [fresh, after] = await this.store.tx(async (tx) => {
+        const done: AfterCommit[] = [];
+        return [await this.applyUnsafe(tx, report, now, done), done] as const;
+      });
     } catch (err) {
       if (storeUnwritable(err)) throw err;
       this.dropped(report, err);
     }
+    this.committed(after);
     this.notify([{ report, fresh }]);
   }
 
@@ -135,14 +155,17 @@ export class ReportIngestor {
     const now = this.clock();
     const end = this.metrics.ingestFlushSeconds.startTimer();
     let applied: { report: Report; fresh: boolean }[];
+    let after: AfterCommit[];
     try {
-      applied = await this.store.tx(async (tx) => {
+      // Collected per attempt: the driver may run the whole transaction again.
+      [applied, after] = await this.store.tx(async (tx) => {
         const reports = batch.map((p) => p.report);
+        const done: AfterCommit[] = [];
         const fresh =
           tx.sql.dialect === 'postgres'
-            ? await this.applyBatched(tx, reports, now)
-            : await this.applyInTurn(tx, reports, now);
-        return reports.map((report, i) => ({ report, fresh: fresh[i]! }));
+            ? await this.applyBatched(tx, reports, now, done)
+            : await this.applyInTurn(tx, reports, now, done);
+        return [reports.map((report, i) => ({ report, fresh: fresh[i]! })), done] as const;
       });
     } catch (err) {
       // The whole batch rolled back: nobody is acknowledged, devices resend.
@@ -154,7 +177,19 @@ export class ReportIngestor {
     end();
     this.metrics.reportsStored.inc(batch.length);
     for (const p of batch) p.done?.(null);
+    this.committed(after);
     this.notify(applied);
+  }
+
+  /** Runs the event hooks' after-commit work (before the applied hooks, which act on it). */
+  private committed(after: readonly AfterCommit[]): void {
+    for (const fn of after) {
+      try {
+        fn();
+      } catch (err) {
+        this.log.error({ err }, 'event hook after commit failed');
+      }
+    }
   }
 
   private notify(applied: { report: Report; fresh: boolean }[]): void {
@@ -167,20 +202,44 @@ export class ReportIngestor {
     }
   }
 
-  private async applyInTurn(tx: Store, reports: readonly Report[], now: number): Promise<boolean[]> {
+  private async applyInTurn(
+    tx: Store,
+    reports: readonly Report[],
+    now: number,
+    after: AfterCommit[],
+  ): Promise<boolean[]> {
     const fresh: boolean[] = [];
-    for (const r of reports) fresh.push(await this.applyOne(tx, r, now));
+    for (const r of reports) fresh.push(await this.applyOne(tx, r, now, after));
     return fresh;
+  }
+
+  /** Hands newly recorded deployment events to the event hooks; their after-commit work to `after`. */
+  private async hook(
+    tx: Store,
+    events: readonly DeploymentEvent[],
+    now: number,
+    after: AfterCommit[],
+  ): Promise<void> {
+    if (events.length === 0) return;
+    for (const hook of this.eventHooks) {
+      const then = await hook(tx, events, now);
+      if (then) after.push(then);
+    }
   }
 
   /**
    * PostgreSQL: a statement per kind of report for a whole run of them (a round trip each,
-   * instead of three or four per report). A report whose values the store would refuse is dropped
-   * first, alone; an event that names a deployment (the hooks read and move it) is applied alone,
-   * in its turn. A run whose statements fail anyway is undone and applied report by report, each
-   * in its savepoint (the same outcome as without batching).
+   * instead of three or four per report), and one event hook call for the run's new events that
+   * name a deployment. A report whose values the store would refuse is dropped first, alone. A run
+   * whose statements (or hook) fail anyway is undone, its after-commit work dropped, and applied
+   * report by report, each in its savepoint (the same outcome as without batching).
    */
-  private async applyBatched(tx: Store, reports: readonly Report[], now: number): Promise<boolean[]> {
+  private async applyBatched(
+    tx: Store,
+    reports: readonly Report[],
+    now: number,
+    after: AfterCommit[],
+  ): Promise<boolean[]> {
     const fresh = reports.map(() => false);
     const valid: number[] = [];
     reports.forEach((r, i) => {
@@ -191,27 +250,30 @@ export class ReportIngestor {
         this.dropped(r, err);
       }
     });
-    const alone = (r: Report) =>
-      r.channel === 'events' && r.message.deploymentId !== null && this.eventHooks.length > 0;
-    for (const run of commutingRuns(
-      valid.map((i) => reports[i]!),
-      alone,
-    )) {
+    for (const run of commutingRuns(valid.map((i) => reports[i]!))) {
       const at = run.map((k) => valid[k]!);
       const runReports = at.map((i) => reports[i]!);
       let out: boolean[];
-      if (at.length === 1 && alone(runReports[0]!)) out = [await this.applyOne(tx, runReports[0]!, now)];
-      else
-        try {
-          out = await tx.tx((sp) => writeRun(sp, runReports, now));
-          this.metrics.reportsDuplicate.inc(
-            runReports.filter((r, k) => r.channel === 'events' && !out[k]).length,
-          );
-        } catch (err) {
-          if (storeUnwritable(err)) throw err;
-          this.log.debug({ err, size: at.length }, 'batched reports failed; applying them one by one');
-          out = await this.applyInTurn(tx, runReports, now);
-        }
+      try {
+        const done: AfterCommit[] = [];
+        out = await tx.tx(async (sp) => {
+          const written = await writeRun(sp, runReports, now);
+          const events: DeploymentEvent[] = [];
+          runReports.forEach((r, k) => {
+            if (written[k] && namesDeployment(r)) events.push({ deviceId: r.deviceId, event: r.message });
+          });
+          await this.hook(sp, events, now, done);
+          return written;
+        });
+        after.push(...done);
+        this.metrics.reportsDuplicate.inc(
+          runReports.filter((r, k) => r.channel === 'events' && !out[k]).length,
+        );
+      } catch (err) {
+        if (storeUnwritable(err)) throw err;
+        this.log.debug({ err, size: at.length }, 'batched reports failed; applying them one by one');
+        out = await this.applyInTurn(tx, runReports, now, after);
+      }
       at.forEach((i, k) => {
         fresh[i] = out[k]!;
       });
@@ -233,11 +295,14 @@ export class ReportIngestor {
    * PostgreSQL instead aborts the whole transaction on any failed statement: there every report
    * gets its savepoint.
    */
-  private async applyOne(tx: Store, report: Report, now: number): Promise<boolean> {
+  private async applyOne(tx: Store, report: Report, now: number, after: AfterCommit[]): Promise<boolean> {
     try {
       if (report.channel !== 'events' && tx.sql.dialect === 'sqlite')
-        return await this.applyUnsafe(tx, report, now);
-      return await tx.tx((sp) => this.applyUnsafe(sp, report, now));
+        return await this.applyUnsafe(tx, report, now, after);
+      const done: AfterCommit[] = [];
+      const fresh = await tx.tx((sp) => this.applyUnsafe(sp, report, now, done));
+      after.push(...done);
+      return fresh;
     } catch (err) {
       if (storeUnwritable(err)) throw err;
       this.dropped(report, err);
@@ -245,7 +310,8 @@ export class ReportIngestor {
     }
   }
 
-  private async applyUnsafe(tx: Store, report: Report, now: number): Promise<boolean> {
+  /** `after` gets the event hooks' after-commit work (only once the caller's write succeeded). */
+  private async applyUnsafe(tx: Store, report: Report, now: number, after: AfterCommit[]): Promise<boolean> {
     const { devices, events } = tx;
     switch (report.channel) {
       case 'state':
@@ -264,8 +330,8 @@ export class ReportIngestor {
           this.metrics.reportsDuplicate.inc();
           return false;
         }
-        if (report.message.deploymentId !== null)
-          for (const hook of this.eventHooks) await hook(tx, report.deviceId, report.message, now);
+        if (namesDeployment(report))
+          await this.hook(tx, [{ deviceId: report.deviceId, event: report.message }], now, after);
         return true;
       }
     }

@@ -6,7 +6,8 @@ import type { Store } from '../store/store.js';
 /** Forward-deployment states an update ends in that the SLI counts (`timed-out` comes from decisions). */
 const FINISHED: ReadonlySet<DeploymentState> = new Set(['healthy', 'failed', 'rolled-back']);
 
-interface Finished {
+/** An update that ended, to be counted once its transaction committed. */
+export interface Finished {
   deploymentId: string;
   rolloutId: string;
   attempts: number;
@@ -31,17 +32,22 @@ export class UpdateOutcomes {
     private readonly metrics: Metrics,
   ) {}
 
-  /** Inside the report transaction: a forward deployment moved from `before` to `after`. */
-  moved(before: DeploymentRow, after: { state: DeploymentState }, at: number): void {
-    if (after.state === before.state || !FINISHED.has(after.state)) return;
-    this.held.set(`${before.id}:${before.attempts}:${after.state}`, {
+  /** The update a forward deployment's move from `before` to `after` ended, if it ended one. */
+  static finished(before: DeploymentRow, after: { state: DeploymentState }, at: number): Finished | null {
+    if (after.state === before.state || !FINISHED.has(after.state)) return null;
+    return {
       deploymentId: before.id,
       rolloutId: before.rolloutId,
       attempts: before.attempts,
       result: after.state,
       offeredAt: before.offeredAt,
       at,
-    });
+    };
+  }
+
+  /** Holds an ended update until `flush()` (after the commit of the transaction that ended it). */
+  hold(f: Finished): void {
+    this.held.set(`${f.deploymentId}:${f.attempts}:${f.result}`, f);
   }
 
   /** After the report transaction committed: counts what the store confirms. */

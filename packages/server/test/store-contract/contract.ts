@@ -4,6 +4,7 @@ import type { SqlDriver } from '../../src/store/sql.js';
 import { Store } from '../../src/store/store.js';
 import { adminCases } from './admin-cases.js';
 import { deliveryCases } from './delivery-cases.js';
+import { deploymentEventCases } from './deployment-event-cases.js';
 import { deviceCases } from './device-cases.js';
 import { CONFLICT, type OpenStore } from './fixtures.js';
 import { ingestCases } from './ingest-cases.js';
@@ -274,6 +275,7 @@ export function describeStoreContract(
     deviceCases(store);
     deliveryCases(store);
     ingestCases(store);
+    deploymentEventCases(store);
     adminCases(store);
     rolloutPassCases(store);
   });

@@ -127,3 +127,21 @@ export const stateReport = (seq: number, over: Partial<DeviceStateMessage> = {})
   lastError: null,
   ...over,
 });
+
+/** Makes the store refuse every update of one row of `table`, as a damaged table would. */
+export async function refuseUpdatesOf(
+  s: Store,
+  id: string,
+  table: 'devices' | 'deployments' = 'devices',
+): Promise<void> {
+  const name = `refuse_${table}`;
+  if (s.sql.dialect === 'sqlite') {
+    await s.sql.run(`CREATE TRIGGER ${name} BEFORE UPDATE ON ${table} WHEN OLD.id = '${id}'
+      BEGIN SELECT RAISE(ABORT, 'TEST-ONLY refused'); END`);
+    return;
+  }
+  await s.sql.run(`CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'TEST-ONLY refused'; END $$`);
+  await s.sql.run(`CREATE TRIGGER ${name} BEFORE UPDATE ON ${table} FOR EACH ROW
+    WHEN (OLD.id = '${id}') EXECUTE FUNCTION ${name}()`);
+}

@@ -5,24 +5,11 @@ import { type Report, ReportIngestor } from '../../src/ingest/report-ingestor.js
 import { resolveLimits } from '../../src/limits.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Store } from '../../src/store/store.js';
-import { addDevice, type OpenStore, stateReport } from './fixtures.js';
+import { addDevice, type OpenStore, refuseUpdatesOf, stateReport } from './fixtures.js';
 
 // The report ingest relies on one store rule: a report the store refuses is undone alone and the
 // rest of its batch commits. SQLite undoes a failed statement by itself; PostgreSQL aborts the
 // whole transaction unless the statement ran in a savepoint.
-
-/** Makes the store refuse every update of one device's row, as a damaged table would. */
-async function refuseUpdatesOf(s: Store, deviceId: string): Promise<void> {
-  if (s.sql.dialect === 'sqlite') {
-    await s.sql.run(`CREATE TRIGGER refuse_bad BEFORE UPDATE ON devices WHEN OLD.id = '${deviceId}'
-      BEGIN SELECT RAISE(ABORT, 'TEST-ONLY refused'); END`);
-    return;
-  }
-  await s.sql.run(`CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN RAISE EXCEPTION 'TEST-ONLY refused'; END $$`);
-  await s.sql.run(`CREATE TRIGGER refuse_bad BEFORE UPDATE ON devices FOR EACH ROW
-    WHEN (OLD.id = '${deviceId}') EXECUTE FUNCTION refuse_bad()`);
-}
 
 const event = (eventId: string, over: Partial<DeviceEventMessage> = {}): DeviceEventMessage => ({
   schemaVersion: 1,
@@ -44,8 +31,9 @@ async function ingestBatch(s: Store, reports: Report[]) {
   const metrics = createMetrics();
   const ingestor = new ReportIngestor(s, resolveLimits(), pino({ level: 'silent' }), metrics, () => 100);
   const hooked: string[] = [];
-  ingestor.onEvent(async (_tx, deviceId, e) => {
-    hooked.push(`${deviceId}/${e.eventId}`);
+  ingestor.onEvent(async (_tx, events) => {
+    hooked.push(...events.map((e) => `${e.deviceId}/${e.event.eventId}`));
+    return undefined;
   });
   const fresh: boolean[] = [];
   ingestor.onApplied((applied) => fresh.push(...applied.map((a) => a.fresh)));

@@ -100,12 +100,16 @@ export class DeltasRepo {
 
   async pending(): Promise<DeltaRow[]> {
     return (
-      await this.sql.all<Row>(`SELECT * FROM deltas WHERE status IN ('queued','building') ORDER BY created, from_sha256, to_sha256`)
+      await this.sql.all<Row>(
+        `SELECT * FROM deltas WHERE status IN ('queued','building') ORDER BY created, from_sha256, to_sha256`,
+      )
     ).map(toDelta);
   }
 
   async list(): Promise<DeltaRow[]> {
-    return (await this.sql.all<Row>('SELECT * FROM deltas ORDER BY created DESC, from_sha256, to_sha256')).map(toDelta);
+    return (
+      await this.sql.all<Row>('SELECT * FROM deltas ORDER BY created DESC, from_sha256, to_sha256')
+    ).map(toDelta);
   }
 
   async delete(from: string, to: string): Promise<void> {

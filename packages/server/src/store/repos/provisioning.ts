@@ -58,6 +58,8 @@ export class ProvisioningRepo {
   }
 
   async list(): Promise<ProvisioningToken[]> {
-    return (await this.sql.all<Row>('SELECT * FROM provisioning_tokens ORDER BY created DESC, id DESC')).map(toToken);
+    return (await this.sql.all<Row>('SELECT * FROM provisioning_tokens ORDER BY created DESC, id DESC')).map(
+      toToken,
+    );
   }
 }

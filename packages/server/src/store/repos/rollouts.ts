@@ -75,10 +75,10 @@ export class RolloutsRepo {
   }
 
   async list(limit: number, offset: number): Promise<RolloutRow[]> {
-    const rows = await this.sql.all<Row>('SELECT * FROM rollouts ORDER BY created DESC, id DESC LIMIT ? OFFSET ?', [
-      limit,
-      offset,
-    ]);
+    const rows = await this.sql.all<Row>(
+      'SELECT * FROM rollouts ORDER BY created DESC, id DESC LIMIT ? OFFSET ?',
+      [limit, offset],
+    );
     return rows.map(toRollout);
   }
 
