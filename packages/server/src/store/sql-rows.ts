@@ -26,3 +26,10 @@ export function valuesOf(
   const row = `(${types.map((t) => `CAST(? AS ${t})`).join(', ')})`;
   return { sql: `VALUES ${rows.map(() => row).join(', ')}`, params: rows.flat() };
 }
+
+/** The placeholders of `IN (…)` for these values. */
+export const placeholdersFor = (values: readonly unknown[]): string => values.map(() => '?').join(', ');
+
+/** Rows in id order: concurrent batches then lock the rows they share in the same order. */
+export const sortedById = <T extends { id: string }>(list: readonly T[]): T[] =>
+  [...list].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

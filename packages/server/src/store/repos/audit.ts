@@ -1,5 +1,5 @@
 import type { Sql, SqlValue } from '../sql.js';
-import { inChunks, valuesOf } from '../sql-rows.js';
+import { inChunks, placeholdersFor, valuesOf } from '../sql-rows.js';
 
 export interface AuditEntry {
   id: number;
@@ -38,9 +38,6 @@ interface Row {
 
 const toEntry = (r: Row): AuditEntry => ({ ...r, detail: JSON.parse(r.detail) as Record<string, unknown> });
 
-/** `?, ?, …` for an IN list of n values (never empty: callers pass at least one). */
-const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
-
 /** Append-only record of every change (who, what, on which object); written in the change's transaction. */
 export class AuditRepo {
   constructor(private readonly sql: Sql) {}
@@ -62,15 +59,7 @@ export class AuditRepo {
   }
 
   /** `record` for several entries, in this order (ids grow with it), one statement per chunk. */
-  async recordMany(
-    entries: readonly {
-      actor: string;
-      action: string;
-      target: string | null;
-      detail: Record<string, unknown>;
-    }[],
-    now: number,
-  ): Promise<void> {
+  async recordMany(entries: readonly AuditNote[], now: number): Promise<void> {
     for (const chunk of inChunks(entries)) {
       const v = valuesOf(
         ['BIGINT', 'TEXT', 'TEXT', 'TEXT', 'TEXT'],
@@ -84,7 +73,7 @@ export class AuditRepo {
   async lastOf(actor: string, actions: readonly string[]): Promise<AuditEntry | undefined> {
     if (actions.length === 0) return undefined;
     const r = await this.sql.get<Row>(
-      `SELECT * FROM audit_log WHERE actor = ? AND action IN (${placeholders(actions.length)}) ORDER BY id DESC LIMIT 1`,
+      `SELECT * FROM audit_log WHERE actor = ? AND action IN (${placeholdersFor(actions)}) ORDER BY id DESC LIMIT 1`,
       [actor, ...actions],
     );
     return r ? toEntry(r) : undefined;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DeploymentRecord, DeploymentState, RollbackRecord } from '../../rollout/index.js';
 import type { Sql, SqlValue } from '../sql.js';
-import { type ColumnType, inChunks, valuesOf } from '../sql-rows.js';
+import { type ColumnType, inChunks, placeholdersFor, sortedById, valuesOf } from '../sql-rows.js';
 
 export interface DeploymentRow extends DeploymentRecord {
   id: string;
@@ -116,7 +116,7 @@ export class DeploymentsRepo {
     }
     for (const chunk of inChunks([...new Set(ids)])) {
       const rows = await this.sql.all<Row>(
-        `SELECT * FROM deployments WHERE id IN (${chunk.map(() => '?').join(', ')})`,
+        `SELECT * FROM deployments WHERE id IN (${placeholdersFor(chunk)})`,
         chunk,
       );
       for (const r of rows) out.set(r.id, toDeployment(r));
@@ -173,8 +173,7 @@ export class DeploymentsRepo {
    */
   async saveMany(list: readonly DeploymentRow[]): Promise<void> {
     if (list.length === 1) return this.save(list[0]!);
-    const sorted = [...list].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    for (const chunk of inChunks(sorted)) {
+    for (const chunk of inChunks(sortedById(list))) {
       const v = valuesOf(
         ['TEXT', ...RECORD_TYPES],
         chunk.map((d) => [d.id, ...recordRow(d)]),

@@ -1,6 +1,6 @@
 import type { DeviceStateMessage, InventoryMessage } from '@flotilla/protocol';
 import type { Sql, SqlValue } from '../sql.js';
-import { type ColumnType, inChunks, valuesOf } from '../sql-rows.js';
+import { type ColumnType, inChunks, placeholdersFor, sortedById, valuesOf } from '../sql-rows.js';
 
 export type DeviceStatus = 'pending' | 'accepted' | 'rejected' | 'decommissioned';
 
@@ -209,13 +209,6 @@ export function inventoryRow(id: string, m: InventoryMessage): SqlValue[] {
   return [id, JSON.stringify(m), Date.parse(m.ts), m.hardware];
 }
 
-/** The placeholders of `id IN (…)` for these ids. */
-const byIds = (ids: readonly string[]) => ids.map(() => '?').join(', ');
-
-/** Rows in device id order: concurrent batches then lock the devices they share in the same order. */
-const sortedById = <T extends { id: string }>(list: readonly T[]): T[] =>
-  [...list].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-
 /** Devices: identity (key, status), placement (tags, group, channel) and the latest reported state. */
 export class DevicesRepo {
   constructor(private readonly sql: Sql) {}
@@ -372,7 +365,7 @@ export class DevicesRepo {
     for (const chunk of inChunks([...new Set(ids)].sort()))
       await this.sql.run(
         `UPDATE devices SET online = 1, last_seen = ?
-         WHERE id IN (${byIds(chunk)}) AND (online <> 1 OR last_seen IS NULL OR last_seen <> ?)`,
+         WHERE id IN (${placeholdersFor(chunk)}) AND (online <> 1 OR last_seen IS NULL OR last_seen <> ?)`,
         [now, ...chunk, now],
       );
   }
@@ -431,7 +424,7 @@ export class DevicesRepo {
     }
     for (const chunk of inChunks(offAnywhere.sort()))
       await this.sql.run(
-        `UPDATE devices SET online = 0, online_node = NULL, updated = ? WHERE id IN (${byIds(chunk)})`,
+        `UPDATE devices SET online = 0, online_node = NULL, updated = ? WHERE id IN (${placeholdersFor(chunk)})`,
         [now, ...chunk],
       );
     const changed = new Set<string>();
