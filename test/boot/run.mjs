@@ -464,6 +464,7 @@ const BOARDS = {
     // the kernel's last words, or the firmware starting again (a reset without them)
     rebootLine: /reboot: Restarting system|BdsDxe: loading/,
     envSnapshot: espEnvBlocks,
+    nextBootSlot: grubNextBootSlot,
     // power-cut-env-write cuts the agent's grubenv writes; GRUB's in-place save_env is not cut
     cutBootloaderEnvWrite: false,
   },
@@ -471,6 +472,7 @@ const BOARDS = {
     bootloaderBanner: /U-Boot \d{4}\.\d+/,
     rebootLine: /reboot: Restarting system|U-Boot \d{4}\.\d+/,
     envSnapshot: ubootEnvCopies,
+    nextBootSlot: ubootNextBootSlot,
     // power-cut-env-write also cuts U-Boot's own saveenv of a trial boot (redundant env)
     cutBootloaderEnvWrite: true,
   },
@@ -590,17 +592,31 @@ async function runScenarios(ctx) {
     const id = await rolloutTo(ctx, target.version, { retries: { failed: 5, timedOut: 5 } });
     const cuts = await powerCuts(vm, {
       cuts: 3,
-      // the slot is written while the update downloads and installs
-      trigger: () =>
-        until(
-          'the slot write',
-          async () => ['downloading', 'installing'].includes(await deploymentState(ctx, id)),
-          BUDGET.rolloutMs,
-          500,
-        ),
-      jitterMs: 20_000,
-      acceptable: [state],
+      // the slot is written while the update downloads and installs; after a cut, once the agent
+      // is back online it resumes the deployment it persisted (or takes the offer again)
+      trigger: (_vm, cut) =>
+        cut === 0
+          ? until(
+              'the slot write',
+              async () => ['downloading', 'installing'].includes(await deploymentState(ctx, id)),
+              BUDGET.rolloutMs,
+              500,
+            )
+          : until(
+              'the agent back online',
+              async () => (await deviceView(ctx))?.online,
+              BUDGET.bootToAgentMs,
+              500,
+            ),
+      // the write and the arming take 15-25 s under TCG: cuts land in the first 8 s of it
+      jitterMs: 8_000,
+      // a cut before the agent armed the trial must boot the old slot; one after it (a slow
+      // trigger, a resumed write near its end) boots the new one, and the write is over
+      acceptable: (armed) => [armed === target.slot ? target : state],
+      lastCutWhen: (armed) => armed === target.slot,
     });
+    if (!cuts.some((c) => c.bootedSlot === state.slot))
+      throw new Error(`no power cut landed in the slot write: ${JSON.stringify(cuts)}`);
     const view = await rolloutEnd(ctx, id);
     const deps = await ctx.server.deployments(id);
     if (view.status !== 'completed' || deps[0]?.state !== 'healthy')
@@ -640,7 +656,7 @@ async function runScenarios(ctx) {
         );
       },
       jitterMs: 30,
-      acceptable: [state, target],
+      acceptable: () => [state, target],
       watchFromPowerOn: board.cutBootloaderEnvWrite,
     });
     const view = await rolloutEnd(ctx, id);
@@ -738,21 +754,26 @@ const sameBlocks = (a, b) => a.size === b.size && [...a].every(([k, v]) => b.get
 /**
  * Power cuts at random instants of a phase: `trigger(vm)` resolves when the phase is under way,
  * then QEMU is SIGKILLed after a random delay below `jitterMs`; the board is powered on again and
- * must come up on an acceptable slot. Repeated `cuts` times; returns what each cut saw.
+ * must come up on the slot its bootloader picks from the environment the cut left on the disk
+ * (`armed`), in a state `acceptable(armed)` allows. Repeated `cuts` times, or until
+ * `lastCutWhen(armed)`: the phase is over. Returns what each cut saw.
  */
-async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable, watchFromPowerOn = false }) {
+async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable, lastCutWhen, watchFromPowerOn = false }) {
+  const board = BOARDS[vm.opts.arch];
   const seen = [];
   let watching = null; // a trigger that has watched since the last power-on
   for (let i = 0; i < cuts; i++) {
-    await (watching ?? trigger(vm));
+    await (watching ?? trigger(vm, i));
     watching = null;
     const delay = Math.floor(Math.random() * jitterMs);
     await sleep(delay);
     await vm.kill();
+    // the disk is what the next power-on reads: QEMU is gone, its writes are in the file
+    const armed = board.nextBootSlot(vm.opts.disk);
     const from = vm.mark();
     // watchFromPowerOn: the next trigger's baseline is taken before power-on, so a write the
     // bootloader makes before any kernel runs (a trial boot's saveenv) is cut too
-    const next = watchFromPowerOn && i + 1 < cuts ? trigger(vm) : null;
+    const next = watchFromPowerOn && i + 1 < cuts ? trigger(vm, i + 1) : null;
     vm.start();
     const userspace = vm.waitFor(/flotilla-rc: userspace up, slot ([AB]), release ([^,\s]+)/, {
       from,
@@ -766,17 +787,61 @@ async function powerCuts(vm, { cuts, trigger, jitterMs, acceptable, watchFromPow
       if (first === 'write') {
         // only the bootloader writes the environment before userspace: this power-on is cut
         // again in that write, before a kernel ran, so there is no booted slot to check yet
-        seen.push({ delayMs: delay, bootedSlot: null, version: null, nextCutInBootloaderWrite: true });
+        seen.push({ delayMs: delay, armed, bootedSlot: null, version: null, nextCutInBootloaderWrite: true });
         continue;
       }
     }
     const up = await userspace;
     const [, slot, version] = up.match;
-    if (!acceptable.some((a) => a.slot === slot && a.version === version))
-      throw new Error(`after power cut ${i + 1} the board runs ${version} in slot ${slot}`);
-    seen.push({ delayMs: delay, bootedSlot: slot, version });
+    if (slot !== armed || !acceptable(armed).some((a) => a.slot === slot && a.version === version))
+      throw new Error(
+        `after power cut ${i + 1} (${delay} ms in) the board runs ${version} in slot ${slot}; the environment on the disk boots slot ${armed}`,
+      );
+    seen.push({ delayMs: delay, armed, bootedSlot: slot, version });
+    if (lastCutWhen?.(armed)) break;
   }
   return seen;
+}
+
+/** The slot GRUB boots at the next power-on: grub.cfg's decision on the ESP's grubenv files. */
+function grubNextBootSlot(disk) {
+  const espFile = (path) => {
+    try {
+      return execFileSync('mtype', ['-i', `${disk}@@${MIB}`, `::${path}`], {
+        env: { ...process.env, MTOOLS_SKIP_CHECK: '1' },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+    } catch {
+      return null; // missing or unreadable: what GRUB's load_env also does without
+    }
+  };
+  const env = espFile(protocol.GRUB_ENV_PATH);
+  const committed = espFile(protocol.GRUB_COMMITTED_ENV_PATH);
+  const vars = (env && protocol.parseGrubEnv(env)) ?? {};
+  const committedSlot = committed
+    ? protocol.parseGrubEnv(committed)?.[protocol.GRUB_COMMITTED_VAR]
+    : undefined;
+  return protocol.decideGrubBoot(vars, committedSlot).slot;
+}
+
+/** The slot U-Boot boots at the next power-on: the boot script's decision on the valid env copy. */
+function ubootNextBootSlot(disk) {
+  // the real fw_printenv picks the copy U-Boot would (CRC, then the newer flag)
+  const config = join(dirname(disk), 'fw_env.host.config');
+  writeFileSync(
+    config,
+    UBOOT_ENV_DISK_OFFSETS.map(
+      (at) => `${disk} 0x${at.toString(16)} 0x${UBOOT_ENV_SIZE.toString(16)}\n`,
+    ).join(''),
+  );
+  const out = execFileSync('fw_printenv', ['-c', config], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const vars = Object.fromEntries(
+    out
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  return protocol.decideUbootBoot(vars).slot;
 }
 
 async function deploymentState(ctx, id) {
