@@ -42,6 +42,31 @@ async function until(
   }
 }
 
+/** An MQTT session straight to one node, as nginx would open it (the PROXY line first): the client, or the CONNACK code that refused it. */
+function openSession(url: string, id: string, password: string): Promise<mqtt.MqttClient | number> {
+  return new Promise((resolve) => {
+    const { hostname, port } = new URL(url);
+    const stream = () => {
+      const s = connect({ host: hostname, port: Number(port) });
+      s.write('PROXY TCP4 192.0.2.7 127.0.0.1 40000 1883\r\n');
+      return s;
+    };
+    const c = new mqtt.MqttClient(stream, {
+      clientId: id,
+      username: id,
+      password,
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+    });
+    c.once('connect', () => resolve(c));
+    c.once('error', (err) => {
+      resolve((err as { code?: number }).code ?? -1);
+      c.end(true);
+    });
+  });
+}
+
 /** What each device itself did: events it tried to send, those the broker acknowledged, commands it got. */
 const tried = new Map<string, Set<string>>();
 const acked = new Map<string, Set<string>>();
@@ -209,49 +234,66 @@ describe.skipIf(missing !== null)('aedes on two nodes sharing Redis, devices thr
     onB = fleet.devices.map((d) => d.id).filter((id) => b.broker!.isConnected(id));
   });
 
-  it('refuses a device password replayed on the other node, and accepts one of two racing uses', async () => {
+  /** A device registered with the fleet, and its passwords (signed at `at`, a fresh nonce each). */
+  async function registeredDevice(prefix: string) {
     const key = generateKeyPair();
-    const id = `replay-${randomBytes(4).toString('hex')}`;
-    const proof = makeDevicePassword(id, key, new Date(), randomBytes(16).toString('hex'));
+    const id = `${prefix}-${randomBytes(4).toString('hex')}`;
+    const password = (at = Date.now()) =>
+      makeDevicePassword(id, key, new Date(at), randomBytes(16).toString('hex'));
     await base.server.registerDevices([
-      { id, publicKeyHex: toHex(key.publicKey), proof, hardware: base.hardware, tags: [] },
+      { id, publicKeyHex: toHex(key.publicKey), proof: password(), hardware: base.hardware, tags: [] },
     ]);
-    // Straight to one node, as nginx would: the PROXY line first.
-    const login = (url: string, password: string) =>
-      new Promise<'ok' | number>((resolve) => {
-        const { hostname, port } = new URL(url);
-        const stream = () => {
-          const s = connect({ host: hostname, port: Number(port) });
-          s.write('PROXY TCP4 192.0.2.7 127.0.0.1 40000 1883\r\n');
-          return s;
-        };
-        const c = new mqtt.MqttClient(stream, {
-          clientId: id,
-          username: id,
-          password,
-          clean: true,
-          reconnectPeriod: 0,
-          connectTimeout: 10_000,
-        });
-        c.once('connect', () => {
-          resolve('ok');
-          c.end(true);
-        });
-        c.once('error', (err) => {
-          resolve((err as { code?: number }).code ?? -1);
-          c.end(true);
-        });
-      });
+    return { id, password };
+  }
+
+  it('refuses a device password replayed on the other node, and accepts one of two racing uses', async () => {
+    const { id, password } = await registeredDevice('replay');
+    const login = async (url: string, pw: string) => {
+      const r = await openSession(url, id, pw);
+      if (typeof r !== 'number') r.end(true);
+      return typeof r === 'number' ? r : 'ok';
+    };
     const urlA = a.running.addresses.mqtt!;
     const urlB = b.addresses.mqtt!;
-    const captured = makeDevicePassword(id, key, new Date(), randomBytes(16).toString('hex'));
+    const captured = password();
     expect(await login(urlA, captured)).toBe('ok');
     // CONNACK 4: bad user name or password (the server logs `replay`).
     expect(await login(urlB, captured)).toBe(4);
     expect(await login(urlA, captured)).toBe(4);
-    const racing = makeDevicePassword(id, key, new Date(), randomBytes(16).toString('hex'));
+    const racing = password();
     const both = await Promise.all([login(urlA, racing), login(urlB, racing)]);
     expect(both.filter((r) => r === 'ok')).toHaveLength(1);
+  });
+
+  it('refuses a stale login on either node while the session of a newer password is open on the other', async () => {
+    const { id, password } = await registeredDevice('stale');
+    const urlA = a.running.addresses.mqtt!;
+    const urlB = b.addresses.mqtt!;
+    const now = Date.now();
+    const open = await openSession(urlA, id, password(now));
+    if (typeof open === 'number') throw new Error(`the first login was refused: CONNACK ${open}`);
+    // Logins that finish after their device gave up on them carry older passwords: CONNACK 3
+    // (retry later) on the other node and on the same one, and the open session stays.
+    expect(await openSession(urlB, id, password(now - 10_000))).toBe(3);
+    expect(await openSession(urlA, id, password(now - 5_000))).toBe(3);
+    expect(open.connected).toBe(true);
+    // A newer password on the other node takes the session over, as a reconnect does.
+    const newer = await openSession(urlB, id, password(now + 1_000));
+    if (typeof newer === 'number') throw new Error(`the newer login was refused: CONNACK ${newer}`);
+    await until('the older connection closed by the newer login', () => !open.connected, 20_000);
+    open.end(true);
+    // Once the newest session ended, an older password (a clock stepped back) gets in again.
+    newer.end(true);
+    let again: mqtt.MqttClient | number = 3;
+    await until(
+      'an older password admitted after the session ended',
+      async () => {
+        again = await openSession(urlA, id, password(now - 2_000));
+        return typeof again !== 'number';
+      },
+      20_000,
+    );
+    (again as unknown as mqtt.MqttClient).end(true);
   });
 
   it('delivers offers published by node A to devices on node B, which finish the rollout', async () => {

@@ -379,7 +379,15 @@ export async function createServer(opts: ServerOptions = {}): Promise<FlotillaSe
   if (brokerOpts.kind === 'embedded') {
     // Signatures are checked in a worker thread: a storm's ed25519 checks leave the broker's loop.
     const verifier = new PasswordVerifier(log.child({ component: 'mqtt' }));
-    const auth = new DeviceAuthenticator(registry, limits, clock, store.nonces, verifier, sharing?.nonces);
+    const auth = new DeviceAuthenticator(
+      registry,
+      limits,
+      clock,
+      store.nonces,
+      verifier,
+      sharing?.nonces,
+      sharing?.loginOrder,
+    );
     await auth.load();
     // The fleet's keys are parsed now, not during the reconnect storm that follows this start;
     // a bulk-registered fleet usually comes online together, so its keys too.

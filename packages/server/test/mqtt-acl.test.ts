@@ -129,6 +129,36 @@ describe('embedded aedes: signed passwords and broker-specific attacks', () => {
     );
   });
 
+  it('refuses a stale login while a session opened with a newer password is open, and admits it once that session ends', async () => {
+    const d = testDevice('TEST-ONLY-dev-stale');
+    await enroll(server, d);
+    const now = Date.now();
+    const open = await connectDevice(url, d, { password: d.password(now) });
+    clients.push(open);
+    // A login that finishes after its device gave up and logged in again: its password is older.
+    // CONNACK 3 (retry later), and the open session is not taken over.
+    await expect(connectDevice(url, d, { password: d.password(now - 10_000) })).rejects.toThrow(
+      /Server unavailable/,
+    );
+    expect(open.connected).toBe(true);
+    // A newer password takes the session over, as every reconnect does.
+    const newer = await connectDevice(url, d, { password: d.password(now + 1_000) });
+    clients.push(newer);
+    await waitFor(() => !open.connected, 10_000, 'the older connection closed by the newer login');
+    // Once the newest session ended, an older password (a clock stepped back) logs in again.
+    await newer.endAsync();
+    let admitted: MqttClient | null = null;
+    await waitFor(
+      async () => {
+        admitted = await connectDevice(url, d, { password: d.password(now - 5_000) }).catch(() => null);
+        return admitted !== null;
+      },
+      10_000,
+      'an older password admitted after the session ended',
+    );
+    clients.push(admitted!);
+  });
+
   it('refuses unknown and pending devices', async () => {
     const stranger = testDevice('TEST-ONLY-stranger');
     await expect(connectDevice(url, stranger)).rejects.toThrow(/Not authorized/);

@@ -31,7 +31,7 @@ describe('device passwords checked in a worker thread', () => {
       verifier.check(check(dev.password(now - 2 * WINDOW))),
       verifier.check(check('fl1.not-a-password')),
     ]);
-    expect(good).toEqual({ ok: true, nonce: 'a1b2c3d4e5f60718' });
+    expect(good).toEqual({ ok: true, nonce: 'a1b2c3d4e5f60718', ts: now });
     expect(wrongKey).toEqual({ ok: false, detail: 'device authentication failed: bad signature' });
     expect(stale).toMatchObject({ ok: false, detail: expect.stringContaining('time window') });
     expect(garbage).toEqual({ ok: false, detail: 'device authentication failed: malformed password' });
@@ -45,7 +45,7 @@ describe('device passwords checked in a worker thread', () => {
     await new Promise((r) => setImmediate(r));
     await (verifier as unknown as { worker: Worker }).worker.terminate();
     expect(await Promise.all(inFlight)).toEqual([
-      { ok: true, nonce: expect.any(String) },
+      { ok: true, nonce: expect.any(String), ts: expect.any(Number) },
       { ok: false, detail: 'device authentication failed: bad signature' },
     ]);
     expect(await verifier.check(check(dev.password()))).toMatchObject({ ok: true });
@@ -66,7 +66,7 @@ describe('device passwords checked in a worker thread', () => {
     await v.worker.terminate();
     for (const turn of turns)
       expect(await Promise.all(turn)).toEqual([
-        { ok: true, nonce: expect.any(String) },
+        { ok: true, nonce: expect.any(String), ts: expect.any(Number) },
         { ok: false, detail: 'device authentication failed: bad signature' },
       ]);
   });

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandCalls, type LocalRedis, redisMissing, startRedis } from '../../../test/cluster/redis.js';
 import { connectRedisSharing, type RedisSharing } from '../src/mqtt/redis-sharing.js';
+import { checkLoginOrder } from './login-order-cases.js';
 
 type Bus = {
   emit(msg: { topic: string; payload: Buffer }, done: (err?: Error) => void): void;
@@ -47,6 +48,10 @@ describe.skipIf(missing !== null)('what several nodes share through Redis', () =
       Array.from({ length: 20 }, () => sharing.nonces.claim(`${key}:r`, 60_000)),
     );
     expect(racing.filter(Boolean)).toHaveLength(1);
+  });
+
+  it("orders a device's logins for the whole cluster: an older password than the open session's is refused until it ends", async () => {
+    await checkLoginOrder(sharing.loginOrder, `dev-order-${Date.now()}`);
   });
 
   it('sends commands through Redis and keeps device reports in-process', async () => {

@@ -7,12 +7,18 @@ import {
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { ServerLimits } from '../limits.js';
 import { authNonceKey } from '../store/repos/nonces.js';
+import { LocalLoginOrder, type LoginOrder } from './login-order.js';
 import { checkPassword, type PasswordVerifier } from './password-verifier.js';
 import type { SharedNonces } from './redis-sharing.js';
 
 export type AuthResult =
-  | { ok: true; deviceId: string; via: 'key' | 'provisioning-token' }
-  | { ok: false; reason: 'bad-credentials' | 'not-authorized' | 'replay' | 'busy'; detail: string };
+  /** `passwordTs`: a key login's password timestamp, which orders the device's sessions (login-order.ts). */
+  | { ok: true; deviceId: string; via: 'key' | 'provisioning-token'; passwordTs?: number }
+  | {
+      ok: false;
+      reason: 'bad-credentials' | 'not-authorized' | 'replay' | 'busy' | 'superseded';
+      detail: string;
+    };
 
 /** Where accepted nonces survive a restart (the store's `auth_nonces` table). */
 export interface NoncePersistence {
@@ -21,6 +27,9 @@ export interface NoncePersistence {
   live(now: number, max: number): Promise<{ key: string; until: number }[]>;
   prune(now: number): Promise<number>;
 }
+
+const SHARED_DOWN =
+  'FLOTILLA_ERR_SERVER_REDIS: the Redis shared by the nodes does not answer; logins resume when it is back';
 
 /** Logins of this long share one commit (each waits at most this long for its CONNACK). */
 const NONCE_COMMIT_DELAY_MS = 20;
@@ -150,6 +159,8 @@ export class DeviceAuthenticator {
       close: async () => {},
     },
     sharedNonces: SharedNonces | null = null,
+    /** Several nodes: the order is shared (Redis); alone, kept here. */
+    private readonly loginOrder: LoginOrder = new LocalLoginOrder(),
   ) {
     this.nonces = new NonceCache(limits.authWindowMs, limits.maxNonces, persist, sharedNonces);
   }
@@ -191,14 +202,24 @@ export class DeviceAuthenticator {
     if (seen === 'replay') return { ok: false, reason: 'replay', detail: 'password already used' };
     if (seen === 'full') return { ok: false, reason: 'busy', detail: 'nonce cache full' };
     if (seen === 'busy') return { ok: false, reason: 'busy', detail: 'nonce could not be recorded' };
-    if (seen === 'shared-down')
+    if (seen === 'shared-down') return { ok: false, reason: 'busy', detail: SHARED_DOWN };
+    // Until a password this old can no longer verify, no older one may take the session over.
+    const newest = await this.loginOrder
+      .claim(username, verdict.ts, 2 * this.limits.authWindowMs, now)
+      .catch(() => null);
+    if (newest === null) return { ok: false, reason: 'busy', detail: SHARED_DOWN };
+    if (!newest)
       return {
         ok: false,
-        reason: 'busy',
-        detail:
-          'FLOTILLA_ERR_SERVER_REDIS: the Redis shared by the nodes does not answer; logins resume when it is back',
+        reason: 'superseded',
+        detail: 'a session of this device opened with a newer password is open (a stale login)',
       };
-    return { ok: true, deviceId: username, via: 'key' };
+    return { ok: true, deviceId: username, via: 'key', passwordTs: verdict.ts };
+  }
+
+  /** A device session opened with `passwordTs` ended: an older password may log in again. */
+  sessionEnded(deviceId: string, passwordTs: number): Promise<void> {
+    return this.loginOrder.release(deviceId, passwordTs);
   }
 
   private async withToken(deviceId: string, pw: string, now: number): Promise<AuthResult> {

@@ -26,10 +26,27 @@ import type { NodeLivenessHandlers } from './node-liveness.js';
 import { acceptProxied } from './proxy-protocol.js';
 import type { DeviceTransport } from './transport.js';
 
-type FlotillaClient = Client & { flotilla?: Identity; revocationsAtAuth?: number };
+type FlotillaClient = Client & {
+  flotilla?: Identity;
+  revocationsAtAuth?: number;
+  /** The timestamp of the password this device session logged in with (login-order.ts). */
+  passwordTs?: number;
+};
 type BusListener = {
   on(topic: string, fn: (packet: { topic: string; payload: Buffer }, done: () => void) => void): void;
 };
+
+/**
+ * CONNACK return code per refusal: 3 (server unavailable: retry) when the server is busy or the
+ * login was stale, 5 (not authorized) for a device not accepted, 4 (bad user name or password).
+ */
+const CONNACK_CODE = {
+  busy: 3,
+  superseded: 3,
+  'not-authorized': 5,
+  'bad-credentials': 4,
+  replay: 4,
+} as const;
 
 /** Room for the topic and headers around the largest payload a device may publish. */
 const FRAME_OVERHEAD = 1024;
@@ -208,22 +225,20 @@ export class EmbeddedBroker implements DeviceTransport {
       return;
     }
     if (!result.ok) {
-      // A server too busy to check is not the client's fault; everything else counts.
-      if (result.reason !== 'busy')
+      // A server too busy to check is not the client's fault, nor is a stale login; the rest counts.
+      if (result.reason !== 'busy' && result.reason !== 'superseded')
         this.deps.failedLogins?.fail(sourceAddress(client), (this.deps.clock ?? Date.now)());
       this.deps.metrics.mqttAuth.inc({ result: result.reason });
       this.deps.log.warn(
         { clientId: client.id, username, reason: result.reason, detail: result.detail },
         'mqtt auth refused',
       );
-      done(
-        authError(result.reason === 'busy' ? 3 : result.reason === 'not-authorized' ? 5 : 4, result.detail),
-        false,
-      );
+      done(authError(CONNACK_CODE[result.reason], result.detail), false);
       return;
     }
     this.deps.metrics.mqttAuth.inc({ result: 'ok' });
     client.flotilla = { kind: 'device', deviceId: result.deviceId };
+    client.passwordTs = result.passwordTs;
     done(null, true);
   }
 
@@ -351,6 +366,12 @@ export class EmbeddedBroker implements DeviceTransport {
   private onGone(client: FlotillaClient): void {
     const id = client.flotilla;
     if (id?.kind !== 'device') return;
+    if (client.passwordTs !== undefined)
+      inBackground(
+        this.deps.log,
+        'login order release',
+        this.deps.auth.sessionEnded(id.deviceId, client.passwordTs),
+      );
     // A reconnect may replace the client before the old one's disconnect arrives.
     if (this.connected.get(id.deviceId) !== client) return;
     this.connected.delete(id.deviceId);

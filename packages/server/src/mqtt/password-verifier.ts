@@ -11,7 +11,7 @@ export interface PasswordCheck {
   windowMs: number;
 }
 
-export type PasswordVerdict = { ok: true; nonce: string } | { ok: false; detail: string };
+export type PasswordVerdict = { ok: true; nonce: string; ts: number } | { ok: false; detail: string };
 
 export type VerifierRequest =
   | { kind: 'check'; id: number; checks: PasswordCheck[] }
@@ -28,7 +28,7 @@ interface Pending {
 export function checkPassword(c: PasswordCheck): PasswordVerdict {
   try {
     const claims = verifyDevicePassword(c.password, c.deviceId, c.publicKey, new Date(c.now), c.windowMs);
-    return { ok: true, nonce: claims.nonce };
+    return { ok: true, nonce: claims.nonce, ts: claims.ts };
   } catch (err) {
     return { ok: false, detail: isFlotillaError(err) ? err.message : 'password does not verify' };
   }

@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import mqemitterRedis from 'mqemitter-redis';
 import type { Logger } from 'pino';
 import { ServerError } from '../errors.js';
+import type { LoginOrder } from './login-order.js';
 import { NodeLiveness, type NodeLivenessHandlers } from './node-liveness.js';
 
 /** The package ships no types: an aedes persistence on an existing ioredis connection. */
@@ -24,7 +25,8 @@ export interface SharedNonces {
  * broker's message bus (mqemitter-redis: a command published on any node reaches the node that
  * holds the device's connection), its sessions, subscriptions and QoS 1 queues
  * (aedes-persistence-redis: a device that moves to another node finds its session there) and the
- * login nonces (`SET NX PX`: a password accepted by one node is a replay on every other).
+ * login nonces (`SET NX PX`: a password accepted by one node is a replay on every other) and the
+ * order of each device's logins (a stale login on one node cannot close a newer session on another).
  */
 export interface RedisSharing {
   /** aedes' `mq`. */
@@ -32,6 +34,8 @@ export interface RedisSharing {
   /** aedes' `persistence`. */
   readonly persistence: unknown;
   readonly nonces: SharedNonces;
+  /** Which login of a device may hold its session, for the whole cluster (login-order.ts). */
+  readonly loginOrder: LoginOrder;
   /** Starts this node's heartbeat and the watch for dead nodes (node-liveness.ts); stopped by close. */
   watchNodes(nodeId: string, ttlMs: number, handlers: NodeLivenessHandlers): Promise<void>;
   close(): Promise<void>;
@@ -86,6 +90,15 @@ export async function connectRedisSharing(url: string, log: Logger): Promise<Red
         return (await logins.set(`flotilla:nonce:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
       },
     },
+    loginOrder: {
+      async claim(deviceId, ts, ttlMs) {
+        return (await logins.eval(CLAIM_NEWEST, 1, loginKey(deviceId), ts, ttlMs)) === 1;
+      },
+      async release(deviceId, ts) {
+        // Redis away: the record expires on its own (and only holds off older passwords meanwhile).
+        await logins.eval(RELEASE_NEWEST, 1, loginKey(deviceId), ts).catch(() => undefined);
+      },
+    },
     async close() {
       // The bus is closed by aedes (its `close`); the rest here.
       await liveness?.stop();
@@ -94,6 +107,18 @@ export async function connectRedisSharing(url: string, log: Logger): Promise<Red
     },
   };
 }
+
+const loginKey = (deviceId: string) => `flotilla:login:${deviceId}`;
+
+/** Atomic: refuse a password older than the open session's, else record this one. */
+const CLAIM_NEWEST = `local held = redis.call('GET', KEYS[1])
+if held and tonumber(held) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
+/** Atomic: forget the session's record unless a newer login replaced it. */
+const RELEASE_NEWEST = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
 
 async function checkReachable(url: string): Promise<void> {
   const probe = new Redis(url, {
