@@ -75,6 +75,11 @@ export interface RolloutPreview {
 /** Something to send once the transaction that decided it committed. */
 type Outbox = { deviceId: string; command: DeviceCommand }[];
 
+/** A snapshot whose deployment records are the store's rows (with their ids): what a pass writes back. */
+type StoredSnapshot = Omit<RolloutSnapshot, 'deployments'> & {
+  readonly deployments: readonly DeploymentRow[];
+};
+
 /**
  * Drives the pure rollout engine: builds the snapshot from the store, runs `decide`, applies the
  * decisions and the resulting deployment records in one transaction, then sends the offers and
@@ -490,7 +495,7 @@ export class RolloutRunner {
   private async persist(
     tx: Store,
     row: RolloutRow,
-    before: RolloutSnapshot,
+    before: StoredSnapshot,
     after: RolloutSnapshot,
     decisions: Decision[],
     now: number,
@@ -560,12 +565,13 @@ export class RolloutRunner {
   private async writeRecords(
     tx: Store,
     rolloutId: string,
-    before: RolloutSnapshot,
+    before: StoredSnapshot,
     after: RolloutSnapshot,
     now: number,
   ): Promise<Map<string, DeploymentRow>> {
-    const existing = new Map((await tx.deployments.forRollout(rolloutId)).map((d) => [d.deviceId, d]));
+    // The snapshot read them in this transaction: not read a second time (a full read at scale).
     const prev = new Map(before.deployments.map((d) => [d.deviceId, d]));
+    const existing = new Map(prev);
     const changed = after.deployments.filter((rec) => prev.get(rec.deviceId) !== rec);
     const created = new Set<string>();
     for (const dep of await tx.deployments.createMany(
@@ -705,12 +711,12 @@ export class RolloutRunner {
   }
 
   /** `s`: the store to read (inside a pass, its transaction's). */
-  async snapshot(s: Store, row: RolloutRow): Promise<RolloutSnapshot> {
+  async snapshot(s: Store, row: RolloutRow): Promise<StoredSnapshot> {
     const busy = await s.deployments.busyDevices(row.id);
     return this.snapshotWith(s, row, await this.fleet(s, (id) => busy.has(id)));
   }
 
-  private async snapshotWith(s: Store, row: RolloutRow, devices: DeviceSnapshot[]): Promise<RolloutSnapshot> {
+  private async snapshotWith(s: Store, row: RolloutRow, devices: DeviceSnapshot[]): Promise<StoredSnapshot> {
     const release = await s.releases.get(row.releaseId);
     return {
       rolloutId: row.id,
