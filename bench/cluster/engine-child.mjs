@@ -67,6 +67,21 @@ try {
     say(`pass ${i + 1}/${passes}: ${passCost().toFixed(2)} s`);
   }
   const median = [...steady].sort((a, b) => a - b)[Math.floor(steady.length / 2)];
+  // The canary phase reported healthy: the next pass moves the rollout to the next phase, writing
+  // back among every deployment record of the rollout.
+  const canary = await s.sql.run(
+    "UPDATE deployments SET state = 'healthy' WHERE rollout_id = ? AND phase = 0",
+    [row.id],
+  );
+  await runner.tick(row.id);
+  const advancePassSeconds = passCost();
+  peakRss = Math.max(peakRss, rssMiB());
+  const phase = (await s.rollouts.get(row.id))?.runtime.currentPhase;
+  if (phase !== 1)
+    throw new Error(
+      `FLOTILLA_ERR_BENCH: the pass after ${canary.changes} healthy canaries left the rollout in phase ${phase}`,
+    );
+  say(`phase advance: ${advancePassSeconds.toFixed(2)} s`);
   const status = (await s.rollouts.get(row.id))?.status;
   process.stdout.write(
     `${JSON.stringify({
@@ -78,6 +93,7 @@ try {
       deploymentRecords: assigned,
       medianPassSeconds: +median.toFixed(2),
       passes: steady.map((x) => +x.toFixed(2)),
+      advancePassSeconds: +advancePassSeconds.toFixed(2),
       rolloutStatus: status,
       rssBeforeMiB: rssBefore,
       peakRssMiB: Math.max(peakRss, mib(process.resourceUsage().maxRSS * 1024)),

@@ -129,6 +129,7 @@ else {
   for (const e of out.engine ?? [])
     console.log(
       `engine ${e.store} ${e.devices}: first pass ${e.firstPassSeconds} s (${e.deploymentRecords} records), ` +
-        `median pass ${e.medianPassSeconds} s, peak RSS ${e.peakRssMiB} MiB (store filled in ${e.fillSeconds} s)`,
+        `median pass ${e.medianPassSeconds} s, phase advance ${e.advancePassSeconds} s, ` +
+        `peak RSS ${e.peakRssMiB} MiB (store filled in ${e.fillSeconds} s)`,
     );
 }
