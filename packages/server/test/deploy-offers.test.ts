@@ -1,12 +1,11 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyOffer } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deltaWorkerPath } from '../src/deltas/delta-service.js';
 import type { RunningServer } from '../src/index.js';
 import { connectFleet, firstOffered, SimDevice, testImage, uploadRelease } from './fleet.js';
-import { auth, cleanupDirs, endClients, startTestServer, waitFor } from './helpers.js';
+import { auth, cleanupDirs, endClients, startTestServer, tempDir, waitFor } from './helpers.js';
 
 let server: RunningServer | undefined;
 let fleet: SimDevice[] = [];
@@ -67,7 +66,7 @@ describe('rollouts drive signed offers over MQTT', () => {
       url: `${signedUrl.pathname}${signedUrl.search}`,
     });
     expect(deltaBytes.statusCode).toBe(200);
-    const dir = mkdtempSync(join(tmpdir(), 'flotilla-apply-'));
+    const dir = tempDir('flotilla-apply-');
     const base = join(dir, 'base.img');
     const out = join(dir, 'out.img');
     writeFileSync(base, testImage(0));

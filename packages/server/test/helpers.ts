@@ -18,7 +18,11 @@ export function tempDir(prefix = 'flotilla-server-'): string {
   return d;
 }
 export function cleanupDirs(): void {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const d of dirs.splice(0)) {
+    rmSync(d, { recursive: true, force: true });
+    // A server's first start on a data dir writes its root keys beside it (<dataDir>.offline-keys).
+    rmSync(`${d}.offline-keys`, { recursive: true, force: true });
+  }
 }
 
 export async function startTestServer(opts: Partial<ListenOptions> = {}): Promise<RunningServer> {
