@@ -576,24 +576,24 @@ export class RolloutRunner {
     const created = new Set<string>();
     for (const dep of await tx.deployments.createMany(
       rolloutId,
-      changed.filter((rec) => !existing.has(rec.deviceId)),
+      changed.filter((rec) => !prev.has(rec.deviceId)),
       now,
     )) {
       existing.set(dep.deviceId, dep);
       created.add(dep.deviceId);
     }
     const saves: DeploymentRow[] = [];
-    for (const rec of after.deployments) {
+    for (const rec of changed) {
       if (created.has(rec.deviceId)) continue;
       let dep = existing.get(rec.deviceId);
       if (!dep) {
-        // Not read above, yet stored now (another writer's, or unchanged and gone meanwhile):
-        // created as an assignment would be, then given this record's values when it changed.
+        // New to the snapshot, but another writer stored it first (createMany left that row):
+        // read as an assignment would create it, then given this record's values.
         const depId = await tx.deployments.assign(rolloutId, rec.deviceId, rec.phase, rec.fromVersion, now);
         dep = (await tx.deployments.get(depId))!;
         existing.set(rec.deviceId, dep);
       }
-      if (prev.get(rec.deviceId) !== rec) saves.push({ ...dep, ...rec });
+      saves.push({ ...dep, ...rec });
     }
     await tx.deployments.saveMany(saves);
     return existing;
